@@ -1,0 +1,272 @@
+/**
+ * The commands of the CLI. Each declares the settings it accepts as flags
+ * (validated by resolveConfig) and its own flags, and gets a shutdown stack
+ * on which everything it opens is closed again.
+ */
+import { armFromEnv } from './chaos/failpoints.js';
+import type { Config } from './config.js';
+import { IdempotentConsumer } from './consumer/consumer.js';
+import { OutboxBenchError } from './errors.js';
+import { localInfraStatus, redactUrl, stopLocalInfra } from './infra/index.js';
+import type { ShutdownStack } from './lifecycle.js';
+import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { createOrderService } from './orders/http.js';
+import { ORDER_AGGREGATE, placeOrders, type OutboxStore } from './orders/write-path.js';
+import { startRelay } from './relay/index.js';
+import { openRuntime, type Runtime } from './runtime.js';
+
+export interface CommandContext {
+  config: Config;
+  log: Logger;
+  shutdown: ShutdownStack;
+  /** Resolves when SIGINT/SIGTERM arrives. */
+  signal: Promise<NodeJS.Signals>;
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
+}
+
+export interface CommandOption {
+  type: 'string' | 'boolean';
+  description: string;
+  multiple?: boolean;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  description: string;
+  configKeys: (keyof Config)[];
+  options?: Record<string, CommandOption>;
+  run(context: CommandContext): Promise<number | void>;
+}
+
+const SERVER_KEYS: (keyof Config)[] = [
+  'databaseUrl',
+  'pgPort',
+  'kafkaBrokers',
+  'kafkaPort',
+  'kafkaControllerPort',
+  'kafkaVersion',
+  'kafkaHeapMb',
+  'dataDir',
+  'cacheDir',
+  'logLevel',
+];
+const SCHEMA_KEYS: (keyof Config)[] = ['schema', 'partitionWidth', 'partitionsAhead'];
+const TOPIC_KEYS: (keyof Config)[] = ['topicPrefix', 'topicPartitions'];
+
+function stringValue(context: CommandContext, name: string): string | undefined {
+  const value = context.values[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function intValue(context: CommandContext, name: string, fallback: number, min: number, max: number): number {
+  const raw = stringValue(context, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new OutboxBenchError('USAGE', `flag --${name}: "${raw}" is not a whole number`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new OutboxBenchError('USAGE', `flag --${name}: ${n} is out of range [${min}, ${max}]`);
+  return n;
+}
+
+function storeValue(context: CommandContext): OutboxStore {
+  const raw = stringValue(context, 'store') ?? 'table';
+  if (raw !== 'table' && raw !== 'message') throw new OutboxBenchError('USAGE', `flag --store: "${raw}" is not one of table, message`);
+  return raw;
+}
+
+async function open(context: CommandContext, need: { postgres?: boolean; kafka?: boolean }, detached = false): Promise<Runtime> {
+  const runtime = await openRuntime({ config: context.config, log: context.log, shutdown: context.shutdown, need, detached });
+  if (need.postgres ?? true) await runtime.migrate();
+  return runtime;
+}
+
+async function serveMetrics(context: CommandContext, metrics: Metrics): Promise<void> {
+  if (context.config.metricsPort === undefined) return;
+  const server = await metrics.serve(context.config.metricsPort);
+  context.shutdown.add('metrics server', server.close);
+  context.log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving Prometheus metrics');
+}
+
+const infra: Command = {
+  name: 'infra',
+  summary: 'start (up), stop (down) or show (status) the local PostgreSQL and Kafka',
+  usage: 'infra up|down|status [flags]',
+  description:
+    '`infra up` starts the local servers and leaves them running for interactive use; every other command then uses them\n' +
+    'instead of starting its own. `infra down` stops them. `infra status` shows what runs.',
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS],
+  async run(context) {
+    const action = context.positionals[0];
+    if (action === 'up') {
+      const runtime = await open(context, { postgres: true, kafka: true }, true);
+      const lines = [
+        `PostgreSQL  ${redactUrl(runtime.infra.databaseUrl)}${runtime.infra.postgres.external ? '  (external)' : ''}`,
+        `Kafka       ${runtime.infra.kafkaBrokers.join(',')}${runtime.infra.kafka.external ? '  (external)' : ''}`,
+        `Schema      ${context.config.schema}`,
+        'Stop them with: npm run infra:down',
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+      return 0;
+    }
+    if (action === 'down') {
+      const stopped = await stopLocalInfra(context.config, context.log);
+      process.stdout.write(
+        `PostgreSQL: ${stopped.postgres ? 'stopped' : 'was not running'}\nKafka: ${stopped.kafka ? 'stopped' : 'was not running'}\n`,
+      );
+      return 0;
+    }
+    if (action === 'status') {
+      const status = localInfraStatus(context.config, context.log);
+      const show = (s: typeof status.postgres) =>
+        s.running ? `running (pid ${s.pid}, port ${s.port}${s.detached ? ', started by infra up' : ''})` : 'not running';
+      process.stdout.write(`PostgreSQL: ${show(status.postgres)}\nKafka: ${show(status.kafka)}\n`);
+      return 0;
+    }
+    throw new OutboxBenchError('USAGE', `infra needs one of up, down, status${action ? `, not "${action}"` : ''}`);
+  },
+};
+
+const migrateCommand: Command = {
+  name: 'migrate',
+  summary: 'apply the sql/ migrations to the schema and create outbox partitions',
+  usage: 'migrate [flags]',
+  description: 'Applies the numbered files of sql/ that the schema has not seen, then creates outbox partitions ahead of time.',
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS],
+  async run(context) {
+    await open(context, { postgres: true, kafka: false });
+    process.stdout.write(`schema ${context.config.schema} is up to date\n`);
+  },
+};
+
+const serve: Command = {
+  name: 'serve',
+  summary: 'run the HTTP order service (POST /orders, GET /health)',
+  usage: 'serve [--store table|message] [flags]',
+  description:
+    'POST /orders {customerId, amountCents, currency[, orderId]} places an order and writes its OrderPlaced event in one\n' +
+    'transaction. POST /orders/<id>/amendments {deltaCents} appends an OrderAmended event. Bad input gets a 4xx JSON error.',
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, 'httpHost', 'httpPort', 'httpBodyLimitBytes'],
+  options: { store: { type: 'string', description: 'where events go: table (outbox rows) or message (WAL messages); default table' } },
+  async run(context) {
+    const store = storeValue(context);
+    const runtime = await open(context, { postgres: true, kafka: false });
+    const app = createOrderService({ sql: runtime.sql({ max: 16, applicationName: 'outbox-bench-http' }), log: context.log, bodyLimit: context.config.httpBodyLimitBytes, store });
+    context.shutdown.add('http server', () => app.close());
+    const address = await app.listen({ host: context.config.httpHost, port: context.config.httpPort });
+    process.stdout.write(`order service listening on ${address} (events to the ${store === 'table' ? 'outbox table' : 'WAL as logical messages'})\n`);
+    await context.signal;
+  },
+};
+
+const relay: Command = {
+  name: 'relay',
+  summary: 'run a relay: polling, skip-locked, naive-skip-locked, cdc or cdc-message',
+  usage: 'relay --mode polling|skip-locked|naive-skip-locked|cdc|cdc-message [flags]',
+  description:
+    'Publishes committed outbox events to Kafka (topic <prefix><aggregateType>, key = aggregate id) until Ctrl-C.\n' +
+    'polling: one poller every --interval-ms. skip-locked: --replicas processes owning disjoint aggregate buckets (per-aggregate\n' +
+    'order kept). naive-skip-locked: ORDER BY id FOR UPDATE SKIP LOCKED replicas (reorders; the negative control).\n' +
+    'cdc: logical replication (pgoutput) of the outbox table. cdc-message: the same for pg_logical_emit_message events.',
+  configKeys: [
+    ...SERVER_KEYS,
+    ...SCHEMA_KEYS,
+    ...TOPIC_KEYS,
+    'relayMode',
+    'pollIntervalMs',
+    'batchSize',
+    'replicas',
+    'buckets',
+    'leaseMs',
+    'slotName',
+    'publicationName',
+    'metricsPort',
+  ],
+  options: {
+    evidence: { type: 'string', description: 'append each pass (replica, claimed event ids, claim/release times) to this JSON Lines file' },
+    'replica-index': { type: 'string', description: '(internal) run as replica number N of --replicas' },
+  },
+  async run(context) {
+    armFromEnv();
+    const runtime = await open(context, { postgres: true, kafka: true });
+    const metrics = new Metrics({ defaultMetrics: true });
+    await serveMetrics(context, metrics);
+    const replicaIndexRaw = stringValue(context, 'replica-index');
+    const handle = await startRelay(runtime, {
+      metrics,
+      evidenceFile: stringValue(context, 'evidence'),
+      replicaIndex: replicaIndexRaw === undefined ? undefined : intValue(context, 'replica-index', 0, 0, 1_000),
+    });
+    context.shutdown.add('relay', () => handle.stop());
+    process.stdout.write(`relay ${context.config.relayMode} running; Ctrl-C to stop\n`);
+    const outcome = await Promise.race([context.signal.then(() => 'signal' as const), handle.done.then(() => 'ended' as const)]);
+    if (outcome === 'ended') return 1;
+  },
+};
+
+const consume: Command = {
+  name: 'consume',
+  summary: 'run the idempotent consumer (inbox + side effect, offsets after commit)',
+  usage: 'consume [flags]',
+  description: 'Consumes the order topic in a consumer group; applies each event once (inbox keyed by event id) and counts duplicates.',
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, ...TOPIC_KEYS, 'consumerGroup', 'metricsPort'],
+  async run(context) {
+    armFromEnv();
+    const runtime = await open(context, { postgres: true, kafka: true });
+    const metrics = new Metrics({ defaultMetrics: true });
+    await serveMetrics(context, metrics);
+    const topic = runtime.topic(ORDER_AGGREGATE);
+    // The topic may not exist before the first relay publishes to it.
+    await runtime.publisher('outbox-bench-consumer-setup').ensureTopic(topic);
+    const consumer = new IdempotentConsumer({
+      kafka: runtime.kafka('outbox-bench-consumer'),
+      sql: runtime.sql({ max: 4, applicationName: 'outbox-bench-consumer' }),
+      groupId: context.config.consumerGroup,
+      topics: [topic],
+      log: context.log,
+      metrics,
+    });
+    context.shutdown.add('consumer', () => consumer.stop());
+    await consumer.start();
+    process.stdout.write(`consuming ${topic} as group ${context.config.consumerGroup}; Ctrl-C to stop\n`);
+    const timer = setInterval(() => context.log.info(consumer.stats, 'consumer progress'), 10_000);
+    context.shutdown.add('progress timer', () => clearInterval(timer));
+    await context.signal;
+  },
+};
+
+const place: Command = {
+  name: 'place',
+  summary: 'place orders directly (no HTTP), for trying the pipeline by hand',
+  usage: 'place [--count N] [--per-transaction N] [--store table|message] [flags]',
+  description: 'Places --count random orders, --per-transaction of them per transaction, and prints how long it took.',
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS],
+  options: {
+    count: { type: 'string', description: 'orders to place (default 1000)' },
+    'per-transaction': { type: 'string', description: 'orders per transaction (default 100)' },
+    store: { type: 'string', description: 'table (outbox rows) or message (WAL messages); default table' },
+  },
+  async run(context) {
+    const count = intValue(context, 'count', 1_000, 1, 100_000_000);
+    const perTransaction = intValue(context, 'per-transaction', 100, 1, 100_000);
+    const store = storeValue(context);
+    const runtime = await open(context, { postgres: true, kafka: false });
+    const sql = runtime.sql({ max: 2, applicationName: 'outbox-bench-place' });
+    const started = performance.now();
+    for (let placed = 0; placed < count; placed += perTransaction) {
+      const n = Math.min(perTransaction, count - placed);
+      const orders = Array.from({ length: n }, (_, i) => ({
+        customerId: `customer-${(placed + i) % 1_000}`,
+        amountCents: 100 + ((placed + i) % 10_000),
+        currency: 'EUR',
+      }));
+      await placeOrders(sql, orders, store);
+    }
+    const seconds = (performance.now() - started) / 1_000;
+    process.stdout.write(`placed ${count} orders in ${seconds.toFixed(2)} s (${Math.round(count / seconds)} orders/s)\n`);
+  },
+};
+
+export const COMMANDS: readonly Command[] = Object.freeze([infra, migrateCommand, serve, relay, consume, place]);

@@ -1,0 +1,282 @@
+/**
+ * The one configuration resolver: frozen defaults, then environment variables,
+ * then command-line flags. Every value is coerced and checked here, with a
+ * message that names the option the user has to fix, so the rest of the code
+ * can trust a `Config` blindly.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { OutboxBenchError } from './errors.js';
+
+/** The repository root (dist/src/config.js -> ../..), so `.data/` does not depend on the cwd. */
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export const RELAY_MODES = ['polling', 'skip-locked', 'naive-skip-locked', 'cdc', 'cdc-message'] as const;
+export type RelayMode = (typeof RELAY_MODES)[number];
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  /** Use this PostgreSQL server and start none (env DATABASE_URL). */
+  readonly databaseUrl: string | undefined;
+  /** Port of the local embedded PostgreSQL. */
+  readonly pgPort: number;
+  /** Use these Kafka brokers and start none (env KAFKA_BROKERS, comma separated). */
+  readonly kafkaBrokers: readonly string[] | undefined;
+  /** Client port of the local Kafka broker. */
+  readonly kafkaPort: number;
+  /** KRaft controller port of the local Kafka broker. */
+  readonly kafkaControllerPort: number;
+  /** Apache Kafka version fetched from Maven Central (org.apache.kafka:kafka_2.13). */
+  readonly kafkaVersion: string;
+  /** Heap of the local Kafka broker, in MiB. */
+  readonly kafkaHeapMb: number;
+  /** Where local servers keep their data and logs. */
+  readonly dataDir: string;
+  /** Where fetched Kafka jars are cached. */
+  readonly cacheDir: string;
+  /** PostgreSQL schema holding every table of the pipeline. */
+  readonly schema: string;
+  /** Width of one outbox partition, e.g. "1 day" or "5 minutes". */
+  readonly partitionWidth: string;
+  /** Outbox partitions kept created ahead of the current one. */
+  readonly partitionsAhead: number;
+  /** Kafka topic prefix; the topic of an event is prefix + aggregate type. */
+  readonly topicPrefix: string;
+  /** Partitions of each topic the project creates. */
+  readonly topicPartitions: number;
+  /** Which relay strategy runs. */
+  readonly relayMode: RelayMode;
+  /** Pause between polls when the previous batch was not full, in ms. */
+  readonly pollIntervalMs: number;
+  /** Most outbox rows claimed and published in one relay pass. */
+  readonly batchSize: number;
+  /** Number of relay replicas (skip-locked modes). */
+  readonly replicas: number;
+  /** Aggregate-hash buckets the skip-locked replicas share out (ordered mode). */
+  readonly buckets: number;
+  /** How long a replica may hold its claim before PostgreSQL fences it off, in ms. */
+  readonly leaseMs: number;
+  /** Logical replication slot of the CDC relay. */
+  readonly slotName: string;
+  /** Publication of the CDC relay. */
+  readonly publicationName: string;
+  /** Kafka consumer group of the idempotent consumer. */
+  readonly consumerGroup: string;
+  /** Address the HTTP order service binds to. */
+  readonly httpHost: string;
+  /** Port of the HTTP order service. */
+  readonly httpPort: number;
+  /** Largest accepted request body, in bytes. */
+  readonly httpBodyLimitBytes: number;
+  /** Port of the Prometheus /metrics endpoint; undefined disables it. */
+  readonly metricsPort: number | undefined;
+  /** pino log level. */
+  readonly logLevel: LogLevel;
+}
+
+type Kind = 'string' | 'port' | 'int' | 'enum' | 'list' | 'identifier' | 'url' | 'interval';
+
+interface OptionSpec {
+  readonly key: keyof Config;
+  readonly flag: string;
+  readonly env: string;
+  readonly kind: Kind;
+  readonly description: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly values?: readonly string[];
+}
+
+/*
+ * Defaults. The ports are deliberately not 5432/9092 so a developer's own
+ * PostgreSQL or Kafka never collides with ours; docker-compose.yml uses the same.
+ */
+export const DEFAULTS: Config = Object.freeze({
+  databaseUrl: undefined,
+  pgPort: 55432,
+  kafkaBrokers: undefined,
+  kafkaPort: 19092,
+  kafkaControllerPort: 19093,
+  kafkaVersion: '4.1.1',
+  // Rationale: a single-node broker in benchmarks peaks well below 512 MiB of
+  // heap; 1 GiB leaves headroom for page-cache-friendly batches on 24 GiB hosts.
+  kafkaHeapMb: 1024,
+  dataDir: path.join(PROJECT_ROOT, '.data'),
+  cacheDir: path.join(PROJECT_ROOT, '.cache'),
+  schema: 'outbox_bench',
+  // A day per partition in production; benchmarks pass minutes.
+  partitionWidth: '1 day',
+  // Rationale: two spare partitions survive a weekend-long outage of the
+  // maintenance loop at a day width without any insert failing.
+  partitionsAhead: 2,
+  topicPrefix: 'outbox.event.',
+  // Rationale: 6 partitions lets per-aggregate ordering be exercised across
+  // partitions while staying cheap for a single 2-core broker.
+  topicPartitions: 6,
+  relayMode: 'polling',
+  // The classic outbox polling interval; the relay drains a backlog without waiting.
+  pollIntervalMs: 500,
+  // Rationale: measured on 2 cores, claim+mark throughput flattens above ~1-2K
+  // rows per pass while the pass (and its lock hold time) keeps growing.
+  batchSize: 1000,
+  replicas: 3,
+  // Rationale: 64 buckets spread hot aggregates across 3-8 replicas while a
+  // pass still scans few buckets; must stay fixed while any replica runs.
+  buckets: 64,
+  // Rationale: a pass publishes within kafkajs' 30 s request timeout; 30 s of
+  // idle-in-transaction before PostgreSQL terminates (fences) a stalled replica.
+  leaseMs: 30_000,
+  slotName: 'outbox_bench_slot',
+  publicationName: 'outbox_bench_pub',
+  consumerGroup: 'outbox-bench-consumer',
+  httpHost: '127.0.0.1',
+  httpPort: 3000,
+  // Rationale: an order is a few hundred bytes; 64 KiB rejects abuse early.
+  httpBodyLimitBytes: 64 * 1024,
+  metricsPort: undefined,
+  logLevel: 'info',
+});
+
+export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
+  { key: 'databaseUrl', flag: 'database-url', env: 'DATABASE_URL', kind: 'url', description: 'use this PostgreSQL server (postgres://...) and start none' },
+  { key: 'pgPort', flag: 'pg-port', env: 'OUTBOX_BENCH_PG_PORT', kind: 'port', description: 'port of the local embedded PostgreSQL' },
+  { key: 'kafkaBrokers', flag: 'kafka-brokers', env: 'KAFKA_BROKERS', kind: 'list', description: 'use these Kafka brokers (host:port,...) and start none' },
+  { key: 'kafkaPort', flag: 'kafka-port', env: 'OUTBOX_BENCH_KAFKA_PORT', kind: 'port', description: 'client port of the local Kafka broker' },
+  { key: 'kafkaControllerPort', flag: 'kafka-controller-port', env: 'OUTBOX_BENCH_KAFKA_CONTROLLER_PORT', kind: 'port', description: 'KRaft controller port of the local Kafka broker' },
+  { key: 'kafkaVersion', flag: 'kafka-version', env: 'OUTBOX_BENCH_KAFKA_VERSION', kind: 'string', description: 'Apache Kafka version fetched from Maven Central' },
+  { key: 'kafkaHeapMb', flag: 'kafka-heap-mb', env: 'OUTBOX_BENCH_KAFKA_HEAP_MB', kind: 'int', min: 128, max: 65_536, description: 'heap of the local Kafka broker, MiB' },
+  { key: 'dataDir', flag: 'data-dir', env: 'OUTBOX_BENCH_DATA_DIR', kind: 'string', description: 'folder for local server data and logs' },
+  { key: 'cacheDir', flag: 'cache-dir', env: 'OUTBOX_BENCH_CACHE_DIR', kind: 'string', description: 'folder for the fetched Kafka jars' },
+  { key: 'schema', flag: 'schema', env: 'OUTBOX_BENCH_SCHEMA', kind: 'identifier', description: 'PostgreSQL schema of the pipeline tables' },
+  { key: 'partitionWidth', flag: 'partition-width', env: 'OUTBOX_BENCH_PARTITION_WIDTH', kind: 'interval', description: 'width of one outbox partition ("1 day", "5 minutes")' },
+  { key: 'partitionsAhead', flag: 'partitions-ahead', env: 'OUTBOX_BENCH_PARTITIONS_AHEAD', kind: 'int', min: 1, max: 10_000, description: 'outbox partitions created ahead of time' },
+  { key: 'topicPrefix', flag: 'topic-prefix', env: 'OUTBOX_BENCH_TOPIC_PREFIX', kind: 'string', description: 'topic = prefix + aggregate type' },
+  { key: 'topicPartitions', flag: 'partitions', env: 'OUTBOX_BENCH_PARTITIONS', kind: 'int', min: 1, max: 1_000, description: 'partitions per topic' },
+  { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: RELAY_MODES, description: 'relay strategy' },
+  { key: 'pollIntervalMs', flag: 'interval-ms', env: 'OUTBOX_BENCH_POLL_INTERVAL_MS', kind: 'int', min: 1, max: 3_600_000, description: 'poll interval when idle, ms' },
+  { key: 'batchSize', flag: 'batch-size', env: 'OUTBOX_BENCH_BATCH_SIZE', kind: 'int', min: 1, max: 100_000, description: 'rows claimed per relay pass' },
+  { key: 'replicas', flag: 'replicas', env: 'OUTBOX_BENCH_REPLICAS', kind: 'int', min: 1, max: 64, description: 'relay replicas (skip-locked modes)' },
+  { key: 'buckets', flag: 'buckets', env: 'OUTBOX_BENCH_BUCKETS', kind: 'int', min: 1, max: 4_096, description: 'aggregate-hash buckets shared by replicas' },
+  { key: 'leaseMs', flag: 'lease-ms', env: 'OUTBOX_BENCH_LEASE_MS', kind: 'int', min: 1_000, max: 3_600_000, description: 'claim lease before a stalled replica is fenced, ms' },
+  { key: 'slotName', flag: 'slot', env: 'OUTBOX_BENCH_SLOT', kind: 'identifier', description: 'logical replication slot (CDC relay)' },
+  { key: 'publicationName', flag: 'publication', env: 'OUTBOX_BENCH_PUBLICATION', kind: 'identifier', description: 'publication (CDC relay)' },
+  { key: 'consumerGroup', flag: 'group', env: 'OUTBOX_BENCH_CONSUMER_GROUP', kind: 'string', description: 'Kafka consumer group' },
+  { key: 'httpHost', flag: 'host', env: 'OUTBOX_BENCH_HTTP_HOST', kind: 'string', description: 'HTTP bind address' },
+  { key: 'httpPort', flag: 'port', env: 'OUTBOX_BENCH_HTTP_PORT', kind: 'port', description: 'HTTP port (0 picks a free one)' },
+  { key: 'httpBodyLimitBytes', flag: 'body-limit', env: 'OUTBOX_BENCH_HTTP_BODY_LIMIT', kind: 'int', min: 256, max: 16 * 1024 * 1024, description: 'largest request body, bytes' },
+  { key: 'metricsPort', flag: 'metrics-port', env: 'OUTBOX_BENCH_METRICS_PORT', kind: 'port', description: 'serve Prometheus metrics on this port' },
+  { key: 'logLevel', flag: 'log-level', env: 'OUTBOX_BENCH_LOG_LEVEL', kind: 'enum', values: LOG_LEVELS, description: 'log level' },
+] satisfies OptionSpec[]);
+
+export function specOf(key: keyof Config): OptionSpec {
+  const spec = OPTION_SPECS.find((s) => s.key === key);
+  if (!spec) throw new Error(`no option spec for ${key}`);
+  return spec;
+}
+
+/** Raw values as given on the command line, keyed by config key. */
+export type ConfigFlags = Partial<Record<keyof Config, string | undefined>>;
+
+export interface ResolveConfigInput {
+  env?: NodeJS.ProcessEnv;
+  flags?: ConfigFlags;
+  /** Values set by code (tests, benchmarks); they win over env and flags. */
+  overrides?: Partial<Config>;
+}
+
+export function resolveConfig(input: ResolveConfigInput = {}): Config {
+  const env = input.env ?? process.env;
+  const flags = input.flags ?? {};
+  const resolved: Record<string, unknown> = { ...DEFAULTS };
+  for (const spec of OPTION_SPECS) {
+    const fromEnv = env[spec.env];
+    if (fromEnv !== undefined && fromEnv !== '') resolved[spec.key] = coerce(spec, fromEnv, `environment variable ${spec.env}`);
+    const fromFlag = flags[spec.key];
+    if (fromFlag !== undefined) resolved[spec.key] = coerce(spec, fromFlag, `flag --${spec.flag}`);
+  }
+  Object.assign(resolved, input.overrides ?? {});
+  const config = resolved as unknown as Config;
+  checkCrossField(config);
+  return Object.freeze({ ...config, kafkaBrokers: config.kafkaBrokers && Object.freeze([...config.kafkaBrokers]) });
+}
+
+function invalid(source: string, message: string): OutboxBenchError {
+  return new OutboxBenchError('CONFIG_INVALID', `${source}: ${message}`, { details: { source } });
+}
+
+function coerce(spec: OptionSpec, raw: string, source: string): unknown {
+  const value = raw.trim();
+  switch (spec.kind) {
+    case 'string':
+      if (value === '') throw invalid(source, 'must not be empty');
+      return value;
+    case 'identifier':
+      // Identifiers are interpolated into DDL and replication commands, so only
+      // plain lower-case SQL identifiers are allowed: no quoting games.
+      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(value)) {
+        throw invalid(source, `"${raw}" is not a plain identifier (lower-case letters, digits, _; at most 63 characters)`);
+      }
+      return value;
+    case 'url': {
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        throw invalid(source, `"${raw}" is not a URL (expected postgres://user:password@host:port/database)`);
+      }
+      if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+        throw invalid(source, `"${raw}" must start with postgres:// or postgresql://`);
+      }
+      return value;
+    }
+    case 'port':
+    case 'int': {
+      if (!/^-?\d+$/.test(value)) throw invalid(source, `"${raw}" is not an integer`);
+      const n = Number(value);
+      const min = spec.kind === 'port' ? 0 : (spec.min ?? Number.MIN_SAFE_INTEGER);
+      const max = spec.kind === 'port' ? 65_535 : (spec.max ?? Number.MAX_SAFE_INTEGER);
+      if (n < min || n > max) throw invalid(source, `${n} is out of range [${min}, ${max}]`);
+      return n;
+    }
+    case 'interval': {
+      const match = /^(\d+)\s*(minute|minutes|hour|hours|day|days)$/.exec(value);
+      if (!match || Number(match[1]) < 1) throw invalid(source, `"${raw}" is not a width like "1 day", "6 hours" or "5 minutes"`);
+      return `${Number(match[1])} ${match[2]}`;
+    }
+    case 'enum':
+      if (!spec.values?.includes(value)) throw invalid(source, `"${raw}" is not one of ${spec.values?.join(', ')}`);
+      return value;
+    case 'list': {
+      const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+      if (items.length === 0) throw invalid(source, 'must list at least one host:port');
+      for (const item of items) {
+        if (!/^[^\s:]+:\d{1,5}$/.test(item)) throw invalid(source, `"${item}" is not host:port`);
+      }
+      return items;
+    }
+  }
+}
+
+function checkCrossField(config: Config): void {
+  if (config.kafkaPort === config.kafkaControllerPort) {
+    throw invalid('flag --kafka-controller-port', `must differ from --kafka-port (${config.kafkaPort})`);
+  }
+  if (config.buckets < config.replicas && config.relayMode === 'skip-locked') {
+    throw invalid('flag --buckets', `${config.buckets} buckets cannot keep ${config.replicas} replicas busy; use at least --replicas`);
+  }
+}
+
+/** One line per option, for `--help` texts. */
+export function describeOptions(keys: readonly (keyof Config)[]): string {
+  return keys
+    .map((key) => {
+      const spec = specOf(key);
+      const def = DEFAULTS[key];
+      const shown = def === undefined ? '' : ` (default ${Array.isArray(def) ? def.join(',') : String(def)})`;
+      const values = spec.values ? ` [${spec.values.join('|')}]` : '';
+      return `  --${spec.flag.padEnd(22)} ${spec.description}${values}${shown}; env ${spec.env}`;
+    })
+    .join('\n');
+}

@@ -1,0 +1,116 @@
+/**
+ * postgres.js pools and the migrator. Every pool is bound to one schema via
+ * search_path, so the SQL in sql/ and src/queries.ts stays unqualified and a
+ * test can run the whole pipeline in a schema of its own.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import postgres from 'postgres';
+import { PROJECT_ROOT } from './config.js';
+import { OutboxBenchError, describeError } from './errors.js';
+
+export type Sql = postgres.Sql;
+export type TransactionSql = postgres.TransactionSql;
+
+export interface SqlOptions {
+  /** Pool size (default 4). */
+  max?: number;
+  /** Shows up in pg_stat_activity, so a relay replica can be told apart. */
+  applicationName?: string;
+  /**
+   * PostgreSQL terminates the session when it sits idle inside a transaction
+   * this long: the lease of the SKIP LOCKED relays (0 disables it).
+   */
+  idleInTransactionTimeoutMs?: number;
+  /** Seconds to wait for a connection (default 10). */
+  connectTimeoutSeconds?: number;
+}
+
+export function createSql(url: string, schema: string, options: SqlOptions = {}): Sql {
+  const connection: Record<string, string> = {
+    search_path: schema,
+    application_name: options.applicationName ?? 'outbox-bench',
+  };
+  if (options.idleInTransactionTimeoutMs !== undefined) {
+    connection.idle_in_transaction_session_timeout = String(options.idleInTransactionTimeoutMs);
+  }
+  return postgres(url, {
+    max: options.max ?? 4,
+    connect_timeout: options.connectTimeoutSeconds ?? 10,
+    connection,
+    onnotice: () => {},
+    // snake_case columns arrive as camelCase properties (done once per result
+    // description, not per row).
+    transform: { column: { from: postgres.toCamel } },
+    types: {
+      // int8 as a JS number: outbox ids and counts stay far below 2^53, and
+      // numbers are cheaper to carry around than strings or BigInts.
+      bigint: { to: 20, from: [20], serialize: (value: number) => String(value), parse: (value: string) => Number(value) },
+    },
+  });
+}
+
+export interface Migration {
+  version: number;
+  name: string;
+  file: string;
+}
+
+export const SQL_DIR = path.join(PROJECT_ROOT, 'sql');
+
+/** The numbered files of sql/, in order. */
+export function listMigrations(dir = SQL_DIR): Migration[] {
+  return readdirSync(dir)
+    .map((file) => /^(\d{3})_([a-z0-9_]+)\.sql$/.exec(file))
+    .filter((match): match is RegExpExecArray => match !== null)
+    .map((match) => ({ version: Number(match[1]), name: match[2]!, file: path.join(dir, match[0]) }))
+    .sort((a, b) => a.version - b.version);
+}
+
+export interface MigrateOptions {
+  schema: string;
+  /** Width of one outbox partition ("1 day"). */
+  partitionWidth: string;
+  /** Partitions to create ahead of the current one. */
+  partitionsAhead: number;
+}
+
+/**
+ * Applies the numbered files of sql/ that the schema has not seen yet, each in
+ * its own transaction, then makes sure outbox partitions exist. Idempotent and
+ * safe to run from several processes at once (an advisory lock serialises it).
+ */
+export async function migrate(sql: Sql, options: MigrateOptions): Promise<{ applied: string[] }> {
+  const applied: string[] = [];
+  try {
+    await sql.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(hashtext(${`outbox-bench.migrate.${options.schema}`}))`;
+      await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS ${options.schema}`);
+      await tx.unsafe(`SET LOCAL search_path TO ${options.schema}`);
+      await tx.unsafe(`CREATE TABLE IF NOT EXISTS schema_migrations (
+        version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      const done = new Set((await tx<{ version: number }[]>`SELECT version FROM schema_migrations`).map((row) => row.version));
+      for (const migration of listMigrations()) {
+        if (done.has(migration.version)) continue;
+        await tx.unsafe(readFileSync(migration.file, 'utf8'));
+        await tx`INSERT INTO schema_migrations (version, name) VALUES (${migration.version}, ${migration.name})`;
+        applied.push(`${String(migration.version).padStart(3, '0')}_${migration.name}`);
+      }
+    });
+    await ensurePartitions(sql, options.partitionWidth, options.partitionsAhead);
+  } catch (error) {
+    throw new OutboxBenchError('DATABASE', `migrating schema "${options.schema}" failed: ${describeError(error)}`, { cause: error });
+  }
+  return { applied };
+}
+
+/** Creates the current outbox partition and `ahead` more; returns how many were new. */
+export async function ensurePartitions(sql: Sql, width: string, ahead: number, from: Date = new Date()): Promise<number> {
+  const [row] = await sql<{ created: number }[]>`SELECT outbox_ensure_partitions(${width}::interval, ${ahead}, ${from}) AS created`;
+  return row?.created ?? 0;
+}
+
+/** Drops a schema and everything in it (tests clean up after themselves). */
+export async function dropSchema(sql: Sql, schema: string): Promise<void> {
+  await sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+}

@@ -1,0 +1,95 @@
+/**
+ * The one error type of outbox-bench. Callers match on `code`, never on the
+ * message text or the class (errors crossing worker threads and processes lose
+ * their class; `toWire()` keeps what matters).
+ */
+
+export const ErrorCodes = [
+  /** A configuration value (flag or env var) is malformed or out of range. */
+  'CONFIG_INVALID',
+  /** A command line was not understood (unknown command, flag or argument). */
+  'USAGE',
+  /** `java` is not on PATH and no external Kafka was configured. */
+  'JAVA_MISSING',
+  /** `mvn` is not on PATH and the Kafka jars are not cached yet. */
+  'MAVEN_MISSING',
+  /** `mvn` ran but could not fetch the Kafka jars. */
+  'MAVEN_FETCH_FAILED',
+  /** A TCP port the project wants to listen on is already taken. */
+  'PORT_IN_USE',
+  /** The local PostgreSQL could not be initialised or started. */
+  'POSTGRES_START_FAILED',
+  /** The local Kafka broker could not be formatted or started. */
+  'KAFKA_START_FAILED',
+  /** A server did not answer within its readiness deadline. */
+  'NOT_READY',
+  /** The PostgreSQL server does not run with wal_level=logical. */
+  'WAL_LEVEL_NOT_LOGICAL',
+  /** The replication slot the CDC relay needs does not exist. */
+  'SLOT_MISSING',
+  /** The replication slot was invalidated (wal_status = 'lost'). */
+  'SLOT_LOST',
+  /** Kafka did not acknowledge a publish. */
+  'PUBLISH_FAILED',
+  /** A request body or function argument failed validation. */
+  'INVALID_INPUT',
+  /** A database statement failed. */
+  'DATABASE',
+  /** The operation was aborted because the component is shutting down. */
+  'SHUTTING_DOWN',
+  /** A benchmark or checker found a broken guarantee. */
+  'CHECK_FAILED',
+] as const;
+
+export type ErrorCode = (typeof ErrorCodes)[number];
+
+export interface OutboxBenchErrorOptions {
+  cause?: unknown;
+  /** True when retrying the same operation later may succeed. */
+  retriable?: boolean;
+  /** Structured context for logs (slot name, port, flag name ...). */
+  details?: Readonly<Record<string, unknown>>;
+}
+
+/** What survives a trip across a worker thread or a process boundary. */
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  retriable: boolean;
+  details?: Readonly<Record<string, unknown>> | undefined;
+}
+
+export class OutboxBenchError extends Error {
+  override readonly name = 'OutboxBenchError';
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: OutboxBenchErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+    this.details = options.details;
+  }
+
+  toWire(): WireError {
+    return { code: this.code, message: this.message, retriable: this.retriable, details: this.details };
+  }
+
+  static fromWire(wire: WireError): OutboxBenchError {
+    return new OutboxBenchError(wire.code, wire.message, { retriable: wire.retriable, details: wire.details });
+  }
+}
+
+export function isOutboxBenchError(error: unknown, code?: ErrorCode): error is OutboxBenchError {
+  return error instanceof OutboxBenchError && (code === undefined || error.code === code);
+}
+
+/** The message of anything thrown, for logs and CLI output. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = error.cause === undefined ? '' : ` (cause: ${describeError(error.cause)})`;
+    return `${error.message}${cause}`;
+  }
+  return String(error);
+}

@@ -1,0 +1,48 @@
+/**
+ * The shapes an event takes on its way through the pipeline, and the Kafka
+ * header names that carry its identity (Debezium's outbox router puts the
+ * event id in an `id` header too, so its consumers read ours unchanged).
+ */
+
+/** An event as the write path hands it to the outbox. */
+export interface OutboxEventInput {
+  readonly eventId: string;
+  readonly aggregateType: string;
+  readonly aggregateId: string;
+  readonly aggregateVersion: number;
+  readonly eventType: string;
+  /** Serialised JSON; stored as jsonb. */
+  readonly payload: string;
+  /** Extra Kafka headers (trace context, load-generator timestamps). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** An event as a relay publishes it. `payload` stays JSON text end to end. */
+export interface OutboxMessage extends Omit<OutboxEventInput, 'headers'> {
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** A row of the outbox table, as the table relays claim it. */
+export interface OutboxRow extends OutboxMessage {
+  readonly id: number;
+  readonly createdAt: Date;
+}
+
+export const HEADERS = Object.freeze({
+  eventId: 'id',
+  eventType: 'eventType',
+  aggregateType: 'aggregateType',
+  aggregateVersion: 'aggregateVersion',
+  /** Epoch ms (fractional) at which the load generator meant to send the order. */
+  intendedAt: 'x-intended-at',
+});
+
+/** The default topic routing: Debezium's `outbox.event.<aggregateType>`. */
+export function topicFor(prefix: string, aggregateType: string): string {
+  return `${prefix}${aggregateType}`;
+}
+
+/** Epoch milliseconds with sub-millisecond precision, comparable across processes on one host. */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}

@@ -1,0 +1,332 @@
+/**
+ * Apache Kafka, single node in KRaft mode, from the official jars on Maven
+ * Central. `mvn` fetches them once into the cache folder; the broker runs as
+ * `java -cp 'libs/*' kafka.Kafka server.properties`.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../config.js';
+import { PROJECT_ROOT } from '../config.js';
+import { OutboxBenchError } from '../errors.js';
+import { createKafkaClient } from '../kafka-client.js';
+import type { Logger } from '../log.js';
+import {
+  assertPortFree,
+  commandExists,
+  isProcessAlive,
+  lastLines,
+  registerOwnedProcess,
+  runCommand,
+  signalProcess,
+  unregisterOwnedProcess,
+  waitForExit,
+  waitUntil,
+} from './processes.js';
+
+/** The jars of one Kafka version, ready to put on a classpath. */
+export interface KafkaJars {
+  version: string;
+  libDir: string;
+}
+
+const COMPLETE_MARKER = '.complete';
+
+/**
+ * Fetches the broker jars with Maven into `<cacheDir>/kafka-<version>/libs`
+ * unless they are there already. The marker file is written last, so an
+ * interrupted fetch is redone rather than half-used.
+ */
+export async function ensureKafkaJars(config: Config, log: Logger): Promise<KafkaJars> {
+  const home = path.join(config.cacheDir, `kafka-${config.kafkaVersion}`);
+  const libDir = path.join(home, 'libs');
+  if (existsSync(path.join(home, COMPLETE_MARKER))) return { version: config.kafkaVersion, libDir };
+  if (!(await commandExists('mvn', ['-v']))) {
+    throw new OutboxBenchError(
+      'MAVEN_MISSING',
+      `Maven (mvn) is needed once to fetch Apache Kafka ${config.kafkaVersion} from Maven Central, and it is not on PATH. ` +
+        'Install it (Debian/Ubuntu: apt-get install maven; macOS: brew install maven), ' +
+        'or set KAFKA_BROKERS=host:port to use a Kafka cluster you already run.',
+    );
+  }
+  log.info({ version: config.kafkaVersion, into: libDir }, 'fetching the Apache Kafka jars from Maven Central (first run only)');
+  const staging = `${libDir}.partial-${process.pid}`;
+  await fs.rm(staging, { recursive: true, force: true });
+  await fs.mkdir(home, { recursive: true });
+  const result = await runCommand('mvn', [
+    '-B',
+    '-q',
+    '-f',
+    path.join(PROJECT_ROOT, 'kafka', 'pom.xml'),
+    `-Dkafka.version=${config.kafkaVersion}`,
+    'dependency:copy-dependencies',
+    `-DoutputDirectory=${staging}`,
+    '-DincludeScope=runtime',
+  ]);
+  if (result.code !== 0) {
+    await fs.rm(staging, { recursive: true, force: true });
+    throw new OutboxBenchError(
+      'MAVEN_FETCH_FAILED',
+      `mvn could not fetch org.apache.kafka:kafka_2.13:${config.kafkaVersion} (exit ${result.code}). ` +
+        'Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) and that the version exists, ' +
+        `or set KAFKA_BROKERS to use an existing cluster.\n${lastLines(result.stdout + result.stderr, 20)}`,
+      { retriable: true },
+    );
+  }
+  await fs.rm(libDir, { recursive: true, force: true });
+  await fs.rename(staging, libDir);
+  await fs.writeFile(path.join(home, COMPLETE_MARKER), `${new Date().toISOString()}\n`);
+  return { version: config.kafkaVersion, libDir };
+}
+
+export async function assertJavaAvailable(): Promise<void> {
+  if (!(await commandExists('java', ['-version']))) {
+    throw new OutboxBenchError(
+      'JAVA_MISSING',
+      'Java 17 or newer is needed to run the local Kafka broker, and `java` is not on PATH. ' +
+        'Install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17), ' +
+        'or set KAFKA_BROKERS=host:port to use a Kafka cluster you already run.',
+    );
+  }
+}
+
+/**
+ * Broker settings. A single node cannot replicate, so every internal topic
+ * gets replication factor 1; durability comes from the OS page cache and the
+ * log flush defaults, as in any Kafka deployment without replicas.
+ */
+export function brokerProperties(config: Config, logDir: string): string {
+  const settings: Record<string, string | number> = {
+    'process.roles': 'broker,controller',
+    'node.id': 1,
+    'controller.quorum.voters': `1@127.0.0.1:${config.kafkaControllerPort}`,
+    listeners: `PLAINTEXT://127.0.0.1:${config.kafkaPort},CONTROLLER://127.0.0.1:${config.kafkaControllerPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${config.kafkaPort}`,
+    'controller.listener.names': 'CONTROLLER',
+    'inter.broker.listener.name': 'PLAINTEXT',
+    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'log.dirs': logDir,
+    'num.partitions': config.topicPartitions,
+    // Topics are created explicitly with the configured partition count; an
+    // auto-created topic with the wrong count would silently break ordering tests.
+    'auto.create.topics.enable': 'false',
+    'offsets.topic.replication.factor': 1,
+    // Rationale: 50 offset partitions (the default) make the group coordinator
+    // take seconds to load on a fresh 2-core broker; 8 is plenty for one node.
+    'offsets.topic.num.partitions': 8,
+    'transaction.state.log.replication.factor': 1,
+    'transaction.state.log.min.isr': 1,
+    'transaction.state.log.num.partitions': 8,
+    'share.coordinator.state.topic.replication.factor': 1,
+    'share.coordinator.state.topic.min.isr': 1,
+    // Consumers join immediately instead of waiting 3 s for more members.
+    'group.initial.rebalance.delay.ms': 0,
+    'delete.topic.enable': 'true',
+  };
+  return `${Object.entries(settings)
+    .map(([key, value]) => `${key}=${value}`)
+    .join('\n')}\n`;
+}
+
+function log4jProperties(logFile: string): string {
+  return [
+    'status = warn',
+    'appender.file.type = File',
+    'appender.file.name = file',
+    `appender.file.fileName = ${logFile}`,
+    'appender.file.layout.type = PatternLayout',
+    'appender.file.layout.pattern = [%d] %p %m (%c)%n',
+    'rootLogger.level = info',
+    'rootLogger.appenderRef.file.ref = file',
+    // The request logger is chatty at INFO; warnings still show.
+    'logger.request.name = kafka.request.logger',
+    'logger.request.level = warn',
+    '',
+  ].join('\n');
+}
+
+export interface KafkaServer {
+  readonly brokers: readonly string[];
+  readonly external: boolean;
+  /** Graceful stop (SIGTERM, controlled shutdown); `kill` is SIGKILL. */
+  stop(mode?: 'graceful' | 'kill'): Promise<void>;
+  /** Starts it again after stop(); used by crash tests. */
+  start(): Promise<void>;
+  pid(): number | undefined;
+}
+
+export interface LocalKafkaOptions {
+  config: Config;
+  log: Logger;
+  /** Leave the broker running when this process exits (`infra up`). */
+  detached?: boolean;
+  /** Where this broker keeps its data (default `<dataDir>/kafka`). */
+  dataDir?: string;
+}
+
+export class LocalKafka implements KafkaServer {
+  readonly external = false;
+  readonly brokers: readonly string[];
+  readonly home: string;
+  readonly logFile: string;
+  readonly #config: Config;
+  readonly #log: Logger;
+  readonly #detached: boolean;
+  #pid: number | undefined;
+
+  constructor(options: LocalKafkaOptions) {
+    this.#config = options.config;
+    this.#log = options.log.child({ component: 'kafka' });
+    this.#detached = options.detached ?? false;
+    this.home = options.dataDir ?? path.join(options.config.dataDir, 'kafka');
+    this.logFile = path.join(this.home, 'logs', 'server.log');
+    this.brokers = Object.freeze([`127.0.0.1:${options.config.kafkaPort}`]);
+  }
+
+  get pidFile(): string {
+    return path.join(this.home, 'broker.pid');
+  }
+
+  pid(): number | undefined {
+    if (this.#pid !== undefined && isProcessAlive(this.#pid)) return this.#pid;
+    try {
+      const pid = Number(readFileSync(this.pidFile, 'utf8').trim());
+      return Number.isInteger(pid) && pid > 0 && isProcessAlive(pid) && isKafkaProcess(pid) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async start(): Promise<void> {
+    await assertJavaAvailable();
+    const jars = await ensureKafkaJars(this.#config, this.#log);
+    const fix = 'Stop whatever listens there, pick other ports with --kafka-port / --kafka-controller-port, or set KAFKA_BROKERS to use an existing cluster.';
+    await assertPortFree(this.#config.kafkaPort, 'Kafka', fix);
+    await assertPortFree(this.#config.kafkaControllerPort, 'Kafka controller', fix);
+
+    const dataDir = path.join(this.home, 'data');
+    const propertiesFile = path.join(this.home, 'server.properties');
+    const log4jFile = path.join(this.home, 'log4j2.properties');
+    await fs.mkdir(path.dirname(this.logFile), { recursive: true });
+    await fs.writeFile(propertiesFile, brokerProperties(this.#config, dataDir));
+    await fs.writeFile(log4jFile, log4jProperties(this.logFile));
+    const classpath = `${jars.libDir}/*`;
+    const jvmLogging = [`-Dlog4j2.configurationFile=${log4jFile}`, `-Dkafka.logs.dir=${path.dirname(this.logFile)}`];
+
+    if (!existsSync(path.join(dataDir, 'meta.properties'))) {
+      // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding.
+      const clusterId = randomBytes(16).toString('base64url');
+      this.#log.info({ dataDir }, 'formatting Kafka storage (first run only)');
+      const format = await runCommand('java', [...jvmLogging, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propertiesFile]);
+      if (format.code !== 0) {
+        throw new OutboxBenchError('KAFKA_START_FAILED', `formatting the Kafka storage failed (exit ${format.code}):\n${lastLines(format.stdout + format.stderr)}`);
+      }
+    }
+
+    const heap = `${this.#config.kafkaHeapMb}m`;
+    const out = openSync(path.join(path.dirname(this.logFile), 'stdout.log'), 'a');
+    const child = spawn(
+      'java',
+      [
+        `-Xms${heap}`,
+        `-Xmx${heap}`,
+        '-XX:+UseG1GC',
+        // Rationale: Kafka's own default (kafka-run-class.sh); short pauses keep
+        // the end-to-end latency tail honest rather than GC-dominated.
+        '-XX:MaxGCPauseMillis=20',
+        '-Djava.awt.headless=true',
+        ...jvmLogging,
+        '-cp',
+        classpath,
+        'kafka.Kafka',
+        propertiesFile,
+      ],
+      // Own process group: a terminal Ctrl-C reaches us, and we stop the broker
+      // in order (after the relays that still publish to it).
+      { detached: true, stdio: ['ignore', out, out] },
+    );
+    closeSync(out);
+    if (child.pid === undefined) throw new OutboxBenchError('KAFKA_START_FAILED', 'could not spawn java for the Kafka broker');
+    const pid = child.pid;
+    this.#pid = pid;
+    let exited: string | undefined;
+    child.once('exit', (code, signal) => {
+      exited = `the broker exited (code ${code}, signal ${signal})`;
+    });
+    if (this.#detached) child.unref();
+    else registerOwnedProcess(pid, 'kafka', 'SIGKILL');
+    await fs.writeFile(this.pidFile, `${pid}\n`);
+
+    try {
+      await waitUntil(
+        async () => {
+          const kafka = createKafkaClient({ brokers: [...this.brokers], log: this.#log, clientId: 'outbox-bench-probe', quiet: true });
+          const admin = kafka.admin();
+          try {
+            await admin.connect();
+            const cluster = await admin.describeCluster();
+            return cluster.brokers.length > 0;
+          } finally {
+            await admin.disconnect().catch(() => {});
+          }
+        },
+        {
+          what: `Kafka broker on port ${this.#config.kafkaPort}`,
+          timeoutMs: 90_000,
+          intervalMs: 250,
+          abortIf: () => (exited ? `${exited}; see ${this.logFile}` : undefined),
+        },
+      );
+    } catch (error) {
+      const serverLog = await fs.readFile(this.logFile, 'utf8').catch(() => '');
+      await this.stop('kill');
+      throw new OutboxBenchError('KAFKA_START_FAILED', `the Kafka broker did not come up: ${(error as Error).message}\n${lastLines(serverLog)}`, { cause: error });
+    }
+    this.#log.info({ port: this.#config.kafkaPort, serverPid: pid }, 'Kafka is ready');
+  }
+
+  async stop(mode: 'graceful' | 'kill' = 'graceful'): Promise<void> {
+    const pid = this.pid();
+    if (pid === undefined) return;
+    if (mode === 'kill') {
+      signalProcess(pid, 'SIGKILL');
+      await waitForExit(pid, 10_000);
+    } else {
+      signalProcess(pid, 'SIGTERM');
+      // Rationale: a single-node controlled shutdown takes a few seconds; past
+      // 30 s something is stuck and a kill is safer than hanging the user.
+      if (!(await waitForExit(pid, 30_000))) {
+        this.#log.warn({ pid }, 'Kafka did not stop within 30 s; killing it');
+        signalProcess(pid, 'SIGKILL');
+        await waitForExit(pid, 10_000);
+      }
+    }
+    unregisterOwnedProcess(pid);
+    await fs.rm(this.pidFile, { force: true });
+    this.#pid = undefined;
+    this.#log.info({ mode }, 'Kafka stopped');
+  }
+}
+
+/** Guards against killing an unrelated process that reused a stale pid. */
+function isKafkaProcess(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kafka.Kafka');
+  } catch {
+    // No /proc (macOS): trust the pid file.
+    return true;
+  }
+}
+
+/** A cluster given through KAFKA_BROKERS: used as is, never started or stopped. */
+export class ExternalKafka implements KafkaServer {
+  readonly external = true;
+  constructor(readonly brokers: readonly string[]) {}
+  async stop(): Promise<void> {}
+  async start(): Promise<void> {}
+  pid(): number | undefined {
+    return undefined;
+  }
+}

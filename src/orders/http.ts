@@ -1,0 +1,116 @@
+/**
+ * The order service over HTTP (fastify): POST /orders places an order and
+ * writes its event in one transaction; POST /orders/:orderId/amendments
+ * appends an event to an existing order; GET /health reports readiness.
+ * Anything malformed is answered with a 4xx JSON error naming the problem,
+ * before any SQL runs.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Sql } from '../db.js';
+import { isOutboxBenchError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { amendOrders, placeOrder, type OutboxStore } from './write-path.js';
+
+export interface OrderServiceOptions {
+  sql: Sql;
+  log: Logger;
+  store?: OutboxStore;
+  /** Largest accepted body, bytes. */
+  bodyLimit: number;
+}
+
+const orderBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['customerId', 'amountCents', 'currency'],
+  properties: {
+    orderId: { type: 'string', format: 'uuid' },
+    customerId: { type: 'string', minLength: 1, maxLength: 200 },
+    amountCents: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    currency: { type: 'string', pattern: '^[A-Z]{3}$' },
+  },
+} as const;
+
+const amendmentBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['deltaCents'],
+  properties: { deltaCents: { type: 'integer', minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER } },
+} as const;
+
+const orderParams = {
+  type: 'object',
+  required: ['orderId'],
+  properties: { orderId: { type: 'string', format: 'uuid' } },
+} as const;
+
+interface OrderBody {
+  orderId?: string;
+  customerId: string;
+  amountCents: number;
+  currency: string;
+}
+
+/** PostgreSQL's unique_violation: the client-chosen orderId exists already. */
+const UNIQUE_VIOLATION = '23505';
+
+export function createOrderService(options: OrderServiceOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.log.child({ component: 'http' }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: options.bodyLimit,
+    ajv: {
+      // Reject, do not silently fix: no type coercion, no stripping.
+      customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true },
+    },
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error.validation) {
+      return reply.status(400).send({ error: 'INVALID_INPUT', message: error.message });
+    }
+    if (isOutboxBenchError(error, 'INVALID_INPUT')) {
+      const notFound = /unknown order/.test(error.message);
+      return reply.status(notFound ? 404 : 400).send({ error: notFound ? 'NOT_FOUND' : 'INVALID_INPUT', message: error.message });
+    }
+    if ((error as { code?: string }).code === UNIQUE_VIOLATION) {
+      return reply.status(409).send({ error: 'CONFLICT', message: 'an order with this orderId exists already' });
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+      return reply.status(status).send({ error: 'INTERNAL', message: 'the order could not be stored; nothing was written' });
+    }
+    // fastify's own 4xx: malformed JSON (400), body too large (413), wrong content type (415).
+    return reply.status(status).send({ error: error.code ?? 'BAD_REQUEST', message: error.message });
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send({ error: 'NOT_FOUND', message: `no route for ${request.method} ${request.url}` });
+  });
+
+  app.get('/health', async (_request, reply) => {
+    try {
+      await options.sql`SELECT 1`;
+      return { status: 'ok' };
+    } catch {
+      return reply.status(503).send({ status: 'unavailable', message: 'database unreachable' });
+    }
+  });
+
+  app.post<{ Body: OrderBody }>('/orders', { schema: { body: orderBody } }, async (request, reply) => {
+    const written = await placeOrder(options.sql, request.body, options.store ?? 'table');
+    return reply.status(201).send(written);
+  });
+
+  app.post<{ Params: { orderId: string }; Body: { deltaCents: number } }>(
+    '/orders/:orderId/amendments',
+    { schema: { params: orderParams, body: amendmentBody } },
+    async (request, reply) => {
+      const [written] = await amendOrders(options.sql, [{ orderId: request.params.orderId, deltaCents: request.body.deltaCents }], options.store ?? 'table');
+      return reply.status(201).send(written);
+    },
+  );
+
+  return app;
+}

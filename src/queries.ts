@@ -1,0 +1,267 @@
+/**
+ * Every statement on the hot path, named, in one place, batched with unnest()
+ * so that a batch of any size is one round trip and one plan.
+ */
+import type postgres from 'postgres';
+import type { OutboxEventInput, OutboxRow } from './events.js';
+
+type Db = postgres.Sql | postgres.TransactionSql;
+
+export interface NewOrder {
+  readonly orderId: string;
+  readonly customerId: string;
+  readonly amountCents: number;
+  readonly currency: string;
+}
+
+const json = (headers: Readonly<Record<string, string>> | undefined) => JSON.stringify(headers ?? {});
+
+/** Fragment: the orders as rows, from one array parameter per column. */
+function orderRows(db: Db, orders: readonly NewOrder[]) {
+  return db`SELECT * FROM unnest(
+    ${orders.map((o) => o.orderId)}::uuid[], ${orders.map((o) => o.customerId)}::text[],
+    ${orders.map((o) => o.amountCents)}::bigint[], ${orders.map((o) => o.currency)}::text[])`;
+}
+
+/** Fragment: INSERT the events into the outbox, ids drawn in array order. */
+function outboxInsert(db: Db, events: readonly OutboxEventInput[]) {
+  return db`
+    INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers)
+    SELECT e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.headers::jsonb
+    FROM unnest(
+      ${events.map((e) => e.eventId)}::uuid[], ${events.map((e) => e.aggregateType)}::text[],
+      ${events.map((e) => e.aggregateId)}::text[], ${events.map((e) => e.aggregateVersion)}::int[],
+      ${events.map((e) => e.eventType)}::text[], ${events.map((e) => e.payload)}::text[],
+      ${events.map((e) => json(e.headers))}::text[]
+    ) WITH ORDINALITY AS e(event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, ord)
+    ORDER BY e.ord`;
+}
+
+/** The logical-message prefix the CDC relay recognises as an outbox event. */
+export const OUTBOX_MESSAGE_PREFIX = 'outbox';
+
+/** Serialises an event for the table-less outbox (pg_logical_emit_message). */
+export function encodeOutboxMessage(event: OutboxEventInput): string {
+  // The payload is already JSON text: it is spliced in rather than parsed and
+  // re-serialised. It goes first so the placeholder cannot match a header.
+  return JSON.stringify({
+    payload: '\u0000',
+    eventId: event.eventId,
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+    aggregateVersion: event.aggregateVersion,
+    eventType: event.eventType,
+    headers: event.headers ?? {},
+  }).replace('"\\u0000"', () => event.payload);
+}
+
+/** Fragment: one transactional logical decoding message per event, in array order. */
+function outboxMessages(db: Db, events: readonly OutboxEventInput[]) {
+  return db`
+    SELECT pg_logical_emit_message(true, ${OUTBOX_MESSAGE_PREFIX}, m.body)
+    FROM unnest(${events.map(encodeOutboxMessage)}::text[]) WITH ORDINALITY AS m(body, ord)
+    ORDER BY m.ord`;
+}
+
+/** Inserts outbox rows in array order (ids follow that order). */
+export async function insertOutboxRows(db: Db, events: readonly OutboxEventInput[]): Promise<void> {
+  if (events.length > 0) await outboxInsert(db, events);
+}
+
+/**
+ * The table-less outbox: each event becomes a transactional logical decoding
+ * message in the WAL of the caller's transaction; nothing is stored in a table.
+ */
+export async function emitOutboxMessages(db: Db, events: readonly OutboxEventInput[]): Promise<void> {
+  if (events.length > 0) await outboxMessages(db, events);
+}
+
+/**
+ * Places orders and writes their OrderPlaced events in one statement, hence
+ * one transaction: either every order and every outbox row exists, or none.
+ */
+export async function insertOrdersWithOutboxRows(db: Db, orders: readonly NewOrder[], events: readonly OutboxEventInput[]): Promise<void> {
+  await db`
+    WITH placed AS (INSERT INTO orders (order_id, customer_id, amount_cents, currency) ${orderRows(db, orders)})
+    ${outboxInsert(db, events)}`;
+}
+
+/** The same, for the table-less outbox. */
+export async function insertOrdersWithMessages(db: Db, orders: readonly NewOrder[], events: readonly OutboxEventInput[]): Promise<void> {
+  await db`
+    WITH placed AS (INSERT INTO orders (order_id, customer_id, amount_cents, currency) ${orderRows(db, orders)})
+    ${outboxMessages(db, events)}`;
+}
+
+/** Inserts orders only (the naive dual write publishes afterwards). */
+export async function insertOrders(db: Db, orders: readonly NewOrder[]): Promise<void> {
+  await db`INSERT INTO orders (order_id, customer_id, amount_cents, currency) ${orderRows(db, orders)}`;
+}
+
+export interface VersionBump {
+  readonly orderId: string;
+  /** Events to allocate versions for. */
+  readonly count: number;
+  /** Change of the order amount, in cents. */
+  readonly deltaCents: number;
+}
+
+/**
+ * Locks the orders (in order_id order, so two writers never deadlock), bumps
+ * each one's version by its event count and returns the new versions. The row
+ * locks are held until the caller's transaction ends: no other writer can
+ * allocate versions of these aggregates meanwhile.
+ */
+export async function bumpOrderVersions(
+  db: postgres.TransactionSql,
+  bumps: readonly VersionBump[],
+): Promise<Map<string, number>> {
+  const rows = await db<{ orderId: string; version: number }[]>`
+    WITH locked AS (
+      SELECT o.order_id FROM orders o
+      WHERE o.order_id = ANY(${bumps.map((b) => b.orderId)}::uuid[])
+      ORDER BY o.order_id
+      FOR UPDATE
+    ), bump AS (
+      SELECT * FROM unnest(${bumps.map((b) => b.orderId)}::uuid[], ${bumps.map((b) => b.count)}::int[], ${bumps.map((b) => b.deltaCents)}::bigint[])
+        AS b(order_id, n, delta_cents)
+    )
+    UPDATE orders o
+    SET version = o.version + bump.n,
+        amount_cents = greatest(0, o.amount_cents + bump.delta_cents),
+        status = 'amended',
+        updated_at = now()
+    FROM bump JOIN locked USING (order_id)
+    WHERE o.order_id = bump.order_id
+    RETURNING o.order_id::text AS order_id, o.version`;
+  return new Map(rows.map((row) => [row.orderId, row.version]));
+}
+
+const OUTBOX_COLUMNS = 'id, created_at, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload::text AS payload, headers';
+
+/**
+ * The oldest unpublished rows, by id. Reads only the partial index of
+ * unpublished rows. `lock` decides how concurrent claimers interact:
+ * none (single poller), FOR UPDATE SKIP LOCKED (naive replicas).
+ */
+export async function selectOldestUnpublished(db: Db, limit: number, lock: 'none' | 'skip-locked'): Promise<OutboxRow[]> {
+  if (lock === 'skip-locked') {
+    return db.unsafe<OutboxRow[]>(
+      `SELECT ${OUTBOX_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      [limit],
+      { prepare: true },
+    );
+  }
+  return db.unsafe<OutboxRow[]>(`SELECT ${OUTBOX_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`, [limit], { prepare: true });
+}
+
+/**
+ * Locks up to `limit` free buckets, starting the scan at `offset` so that
+ * replicas tend to start from different buckets. Locked rows of other
+ * replicas are skipped, never waited for.
+ */
+export async function claimBuckets(db: postgres.TransactionSql, limit: number, offset: number, buckets: number): Promise<number[]> {
+  const rows = await db<{ bucket: number }[]>`
+    SELECT bucket FROM relay_buckets
+    ORDER BY (bucket - ${offset}::int + ${buckets}::int) % ${buckets}::int
+    LIMIT ${limit}
+    FOR UPDATE SKIP LOCKED`;
+  return rows.map((row) => row.bucket);
+}
+
+/** The oldest unpublished rows of the given buckets, by id. */
+export async function selectUnpublishedInBuckets(db: Db, claimed: readonly number[], buckets: number, limit: number): Promise<OutboxRow[]> {
+  return db.unsafe<OutboxRow[]>(
+    `SELECT ${OUTBOX_COLUMNS} FROM outbox
+     WHERE published_at IS NULL AND outbox_bucket(aggregate_id, $1) = ANY($2::int[])
+     ORDER BY id LIMIT $3`,
+    [buckets, claimed as number[], limit],
+    { prepare: true },
+  );
+}
+
+/** Makes sure bucket rows 0..buckets-1 exist; returns how many the table has. */
+export async function seedBuckets(db: Db, buckets: number): Promise<number> {
+  await db`INSERT INTO relay_buckets (bucket) SELECT generate_series(0, ${buckets}::int - 1) ON CONFLICT DO NOTHING`;
+  const [row] = await db<{ count: number }[]>`SELECT count(*)::int AS count FROM relay_buckets`;
+  return row?.count ?? 0;
+}
+
+/**
+ * Marks rows published. The created_at bounds let PostgreSQL prune the
+ * partitions the batch cannot be in.
+ */
+export async function markPublished(db: Db, rows: readonly OutboxRow[]): Promise<number> {
+  if (rows.length === 0) return 0;
+  let minMs = Infinity;
+  let maxMs = -Infinity;
+  for (const row of rows) {
+    const ms = row.createdAt.getTime();
+    if (ms < minMs) minMs = ms;
+    if (ms > maxMs) maxMs = ms;
+  }
+  // JS dates have millisecond precision, PostgreSQL microseconds: widen the
+  // bounds by a millisecond each way so a truncated timestamp still matches.
+  const min = new Date(minMs - 1);
+  const max = new Date(maxMs + 1);
+  const result = await db`
+    UPDATE outbox SET published_at = now()
+    WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])
+      AND created_at BETWEEN ${min} AND ${max}
+      AND published_at IS NULL`;
+  return result.count;
+}
+
+/** Only one polling relay publishes at a time; the others skip their tick. */
+export async function tryPollerLock(db: postgres.TransactionSql): Promise<boolean> {
+  const [row] = await db<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox-polling-relay')) AS locked`;
+  return row?.locked ?? false;
+}
+
+export interface Backlog {
+  unpublished: number;
+  oldestCreatedAt: Date | null;
+}
+
+/** Relay lag of the table outbox: rows not yet published and the age of the oldest. */
+export async function outboxBacklog(db: Db): Promise<Backlog> {
+  const [row] = await db<{ unpublished: number; oldestCreatedAt: Date | null }[]>`
+    SELECT count(*)::bigint AS unpublished, min(created_at) AS oldest_created_at FROM outbox WHERE published_at IS NULL`;
+  return { unpublished: row?.unpublished ?? 0, oldestCreatedAt: row?.oldestCreatedAt ?? null };
+}
+
+export interface DeliveredEvent {
+  readonly eventId: string;
+  readonly orderId: string;
+  readonly aggregateVersion: number;
+  readonly eventType: string;
+  readonly amountCents: number | null;
+}
+
+/**
+ * The idempotent consumer's transaction, as one statement: remember the event
+ * ids in the inbox, and apply the side effect (a ledger entry) only for the ids
+ * that were new. Returns the ids that were applied; the others were duplicates.
+ */
+export async function applyOnce(db: Db, events: readonly DeliveredEvent[]): Promise<Set<string>> {
+  if (events.length === 0) return new Set();
+  const rows = await db<{ eventId: string }[]>`
+    WITH incoming AS (
+      SELECT DISTINCT ON (e.event_id) e.*
+      FROM unnest(
+        ${events.map((e) => e.eventId)}::uuid[], ${events.map((e) => e.orderId)}::text[],
+        ${events.map((e) => e.aggregateVersion)}::int[], ${events.map((e) => e.eventType)}::text[],
+        ${events.map((e) => e.amountCents)}::bigint[]
+      ) AS e(event_id, order_id, aggregate_version, event_type, amount_cents)
+    ), fresh AS (
+      INSERT INTO inbox (event_id)
+      SELECT event_id FROM incoming
+      ON CONFLICT (event_id) DO NOTHING
+      RETURNING event_id
+    )
+    INSERT INTO order_ledger (event_id, order_id, aggregate_version, event_type, amount_cents)
+    SELECT i.event_id, i.order_id, i.aggregate_version, i.event_type, i.amount_cents
+    FROM incoming i JOIN fresh f USING (event_id)
+    RETURNING event_id::text AS event_id`;
+  return new Set(rows.map((row) => row.eventId));
+}

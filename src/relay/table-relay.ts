@@ -1,0 +1,202 @@
+/**
+ * The pass loop shared by the relays that read the outbox table (polling,
+ * SKIP LOCKED replicas). A pass is one transaction:
+ *
+ *   BEGIN; claim rows; publish them and wait for Kafka's acks; mark them published; COMMIT
+ *
+ * Whatever dies in between (the relay, Kafka, the connection), the marks are
+ * rolled back with the transaction and the rows are claimed again later:
+ * at-least-once, never lost. How rows are claimed is the strategy's business.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { failpoint, FailpointCrash } from '../chaos/failpoints.js';
+import type { Sql, TransactionSql } from '../db.js';
+import { describeError } from '../errors.js';
+import type { OutboxMessage, OutboxRow } from '../events.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { markPublished } from '../queries.js';
+import type { EventPublisher } from './publisher.js';
+
+export interface Claim {
+  rows: OutboxRow[];
+  /** Buckets owned during this pass (ordered strategy only). */
+  buckets?: number[];
+}
+
+export interface ClaimStrategy {
+  readonly name: string;
+  /** Runs inside the pass transaction; whatever it locks is held until commit. */
+  claim(tx: TransactionSql, limit: number): Promise<Claim>;
+}
+
+/** One line of the claim evidence file (JSON Lines). */
+export type PassEvidence =
+  | { type: 'claim'; replica: string; pass: number; at: number; eventIds: string[]; buckets?: number[] }
+  | { type: 'release'; replica: string; pass: number; at: number; outcome: 'published' | 'failed'; error?: string };
+
+export interface TableRelayOptions {
+  sql: Sql;
+  publisher: EventPublisher;
+  strategy: ClaimStrategy;
+  log: Logger;
+  /** Rows per pass. */
+  batchSize: number;
+  /** Pause after a pass that was not full, ms. */
+  intervalMs: number;
+  /** Identifies this replica in logs, metrics and evidence. */
+  replicaId?: string;
+  metrics?: Metrics | undefined;
+  /** Append every pass's claim and release to this JSON Lines file. */
+  evidenceFile?: string | undefined;
+  /** Called after each successful pass (tests, progress). */
+  onPass?: (published: readonly OutboxRow[]) => void;
+}
+
+export interface PassResult {
+  published: number;
+  /** True when the pass returned a full batch: more is probably waiting. */
+  full: boolean;
+}
+
+// Rationale: retry fast for blips (a broker leader move takes ~100 ms), but
+// cap at 5 s so a long outage costs little CPU and recovery is still prompt.
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 5_000;
+
+export class TableRelay {
+  readonly replicaId: string;
+  readonly #o: TableRelayOptions;
+  readonly #log: Logger;
+  #evidence: WriteStream | undefined;
+  #pass = 0;
+  #loop: Promise<void> | undefined;
+  #abort = new AbortController();
+  #crashed: FailpointCrash | undefined;
+  published = 0;
+
+  constructor(options: TableRelayOptions) {
+    this.#o = options;
+    this.replicaId = options.replicaId ?? `${options.strategy.name}-${process.pid}`;
+    this.#log = options.log.child({ component: 'relay', relay: options.strategy.name, replica: this.replicaId });
+    if (options.evidenceFile) this.#evidence = createWriteStream(options.evidenceFile, { flags: 'a' });
+  }
+
+  /** The failpoint crash that stopped the loop, if one did. */
+  get crashed(): FailpointCrash | undefined {
+    return this.#crashed;
+  }
+
+  get running(): boolean {
+    return this.#loop !== undefined && !this.#abort.signal.aborted;
+  }
+
+  start(): void {
+    if (this.#loop) return;
+    this.#log.info({ batchSize: this.#o.batchSize, intervalMs: this.#o.intervalMs }, 'relay started');
+    this.#loop = this.#run();
+  }
+
+  /** Finishes the pass in progress, then stops. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+    await new Promise<void>((resolve) => (this.#evidence ? this.#evidence.end(resolve) : resolve()));
+    this.#evidence = undefined;
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#abort.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      let result: PassResult;
+      try {
+        result = await this.runPass();
+        failures = 0;
+      } catch (error) {
+        if (error instanceof FailpointCrash) {
+          // An in-process "crash": stop like a killed relay would, mid-pass.
+          this.#crashed = error;
+          this.#log.warn({ failpoint: error.failpoint }, 'relay crashed at a failpoint');
+          this.#abort.abort();
+          return;
+        }
+        failures += 1;
+        const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
+        this.#o.metrics?.relayErrors.inc({ relay: this.#o.strategy.name, kind: (error as { code?: string }).code ?? 'unknown' });
+        this.#log.warn({ err: describeError(error), retryInMs: Math.round(delay), failures }, 'relay pass failed; nothing was marked, retrying');
+        await sleep(delay, undefined, { signal }).catch(() => {});
+        continue;
+      }
+      if (!result.full) await sleep(this.#o.intervalMs, undefined, { signal }).catch(() => {});
+    }
+    this.#log.info({ published: this.published }, 'relay stopped');
+  }
+
+  /** One claim-publish-mark transaction. Exposed for tests and benchmarks. */
+  async runPass(): Promise<PassResult> {
+    const { sql, strategy, publisher, batchSize, metrics } = this.#o;
+    const pass = ++this.#pass;
+    let claimed: Claim | undefined;
+    try {
+      const published = await sql.begin(async (tx) => {
+        claimed = await strategy.claim(tx, batchSize);
+        if (claimed.rows.length === 0) return [];
+        this.#record({
+          type: 'claim',
+          replica: this.replicaId,
+          pass,
+          at: Date.now(),
+          eventIds: claimed.rows.map((r) => r.eventId),
+          ...(claimed.buckets ? { buckets: claimed.buckets } : {}),
+        });
+        const started = performance.now();
+        await publisher.publish(claimed.rows.map(toMessage));
+        metrics?.relayPublishSeconds.observe({ relay: strategy.name }, (performance.now() - started) / 1_000);
+        failpoint('relay.after-publish-before-mark');
+        await markPublished(tx, claimed.rows);
+        return claimed.rows;
+      });
+      if (published.length > 0) {
+        this.#record({ type: 'release', replica: this.replicaId, pass, at: Date.now(), outcome: 'published' });
+        this.published += published.length;
+        metrics?.relayPublished.inc({ relay: strategy.name }, published.length);
+        metrics?.relayPasses.inc({ relay: strategy.name });
+        this.#o.onPass?.(published);
+      }
+      return { published: published.length, full: published.length >= batchSize };
+    } catch (error) {
+      if (claimed && claimed.rows.length > 0) {
+        this.#record({ type: 'release', replica: this.replicaId, pass, at: Date.now(), outcome: 'failed', error: describeError(error) });
+      }
+      throw error;
+    }
+  }
+
+  #record(line: PassEvidence): void {
+    this.#evidence?.write(`${JSON.stringify(line)}\n`);
+  }
+}
+
+export function toMessage(row: OutboxRow): OutboxMessage {
+  return {
+    eventId: row.eventId,
+    aggregateType: row.aggregateType,
+    aggregateId: row.aggregateId,
+    aggregateVersion: row.aggregateVersion,
+    eventType: row.eventType,
+    payload: row.payload,
+    headers: stringHeaders(row.headers),
+  };
+}
+
+/** Kafka header values are strings; the jsonb column might hold anything. */
+export function stringHeaders(headers: unknown): Record<string, string> {
+  if (headers === null || typeof headers !== 'object') return {};
+  const result: Record<string, string> = {};
+  for (const [key, value] of Object.entries(headers)) {
+    if (value !== null && value !== undefined) result[key] = typeof value === 'string' ? value : JSON.stringify(value);
+  }
+  return result;
+}

@@ -1,0 +1,80 @@
+/**
+ * What a command needs once its servers are up: pools bound to the schema, a
+ * Kafka client, a publisher, the migrated schema. Everything it creates is
+ * registered on the shutdown stack, so it is closed in reverse order on exit.
+ */
+import type { Kafka } from 'kafkajs';
+import type { Config } from './config.js';
+import { createSql, migrate, type Sql, type SqlOptions } from './db.js';
+import { topicFor } from './events.js';
+import { acquireInfra, type AcquireOptions, type Infra } from './infra/index.js';
+import { createKafkaClient } from './kafka-client.js';
+import type { ShutdownStack } from './lifecycle.js';
+import type { Logger } from './log.js';
+import { KafkajsPublisher } from './relay/publisher.js';
+
+export interface Runtime {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly infra: Infra;
+  readonly shutdown: ShutdownStack;
+  /** A new pool on the configured schema, closed at shutdown. */
+  sql(options?: SqlOptions): Sql;
+  /** A kafkajs client for the configured brokers. */
+  kafka(clientId: string): Kafka;
+  /** A publisher routing to `<topicPrefix><aggregateType>`, closed at shutdown. */
+  publisher(clientId?: string): KafkajsPublisher;
+  /** Applies sql/ migrations and tops up outbox partitions. */
+  migrate(): Promise<void>;
+  /** The topic of an aggregate type. */
+  topic(aggregateType: string): string;
+}
+
+export interface OpenRuntimeOptions extends Omit<AcquireOptions, 'config' | 'log'> {
+  config: Config;
+  log: Logger;
+  shutdown: ShutdownStack;
+}
+
+export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime> {
+  const { config, log, shutdown } = options;
+  const infra = await acquireInfra(options);
+  shutdown.add('servers', () => infra.release());
+  let migrationPool: Sql | undefined;
+  const runtime: Runtime = {
+    config,
+    log,
+    infra,
+    shutdown,
+    sql(sqlOptions = {}) {
+      const sql = createSql(infra.databaseUrl, config.schema, sqlOptions);
+      shutdown.add('postgres pool', () => sql.end({ timeout: 5 }));
+      return sql;
+    },
+    kafka(clientId) {
+      return createKafkaClient({ brokers: infra.kafkaBrokers, log, clientId });
+    },
+    publisher(clientId = 'outbox-bench-relay') {
+      const publisher = new KafkajsPublisher({
+        kafka: runtime.kafka(clientId),
+        route: (aggregateType) => topicFor(config.topicPrefix, aggregateType),
+        partitions: config.topicPartitions,
+      });
+      shutdown.add('kafka publisher', () => publisher.close());
+      return publisher;
+    },
+    async migrate() {
+      migrationPool ??= runtime.sql({ max: 1, applicationName: 'outbox-bench-migrate' });
+      const { applied } = await migrate(migrationPool, {
+        schema: config.schema,
+        partitionWidth: config.partitionWidth,
+        partitionsAhead: config.partitionsAhead,
+      });
+      if (applied.length > 0) log.info({ schema: config.schema, applied }, 'schema migrated');
+    },
+    topic(aggregateType) {
+      return topicFor(config.topicPrefix, aggregateType);
+    },
+  };
+  return runtime;
+}
