@@ -1,0 +1,160 @@
+/**
+ * Test isolation: every test gets its own PostgreSQL schema, Kafka topic
+ * prefix, consumer group and replication slot names, on the servers that
+ * test/run.js started once for the whole run.
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { TestContext } from 'node:test';
+import type { Kafka, KafkaMessage } from 'kafkajs';
+import { resolveConfig, type Config } from '../src/config.js';
+import { createSql, dropSchema, migrate, type Sql } from '../src/db.js';
+import { topicFor } from '../src/events.js';
+import { createKafkaClient } from '../src/kafka-client.js';
+import { createLogger, type Logger } from '../src/log.js';
+import { KafkajsPublisher } from '../src/relay/publisher.js';
+
+export const log: Logger = createLogger((process.env.OUTBOX_BENCH_TEST_LOG_LEVEL as 'warn' | undefined) ?? 'warn', 'test');
+
+function requireServers(): { databaseUrl: string; kafkaBrokers: string } {
+  const databaseUrl = process.env.DATABASE_URL;
+  const kafkaBrokers = process.env.KAFKA_BROKERS;
+  if (!databaseUrl || !kafkaBrokers) {
+    throw new Error('tests need the servers that `npm test` starts (or DATABASE_URL and KAFKA_BROKERS): run `npm test`, not node --test directly');
+  }
+  return { databaseUrl, kafkaBrokers };
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${randomBytes(5).toString('hex')}`;
+}
+
+export interface TestEnv {
+  config: Config;
+  /** A pool on the test's own, migrated schema. */
+  sql: Sql;
+  kafka: Kafka;
+  /** A new pool on the test schema, closed after the test. */
+  pool(options?: Parameters<typeof createSql>[2]): Sql;
+  publisher(): KafkajsPublisher;
+  topic(aggregateType?: string): string;
+  /** Runs `cleanup` after the test, before anything registered earlier (LIFO). */
+  defer(cleanup: () => Promise<unknown> | unknown): void;
+}
+
+/** A migrated schema, names of its own, and cleanup after the test. */
+export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): Promise<TestEnv> {
+  const servers = requireServers();
+  const id = uniqueName('t');
+  const config = resolveConfig({
+    env: { DATABASE_URL: servers.databaseUrl, KAFKA_BROKERS: servers.kafkaBrokers },
+    overrides: {
+      schema: id,
+      topicPrefix: `${id}.event.`,
+      slotName: `${id}_slot`,
+      publicationName: `${id}_pub`,
+      consumerGroup: `${id}-group`,
+      topicPartitions: 3,
+      ...overrides,
+    },
+  });
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  const pool = (options?: Parameters<typeof createSql>[2]) => {
+    const sql = createSql(config.databaseUrl!, config.schema, options);
+    cleanups.push(() => sql.end({ timeout: 5 }));
+    return sql;
+  };
+  const sql = pool({ max: 4 });
+  await migrate(sql, { schema: config.schema, partitionWidth: config.partitionWidth, partitionsAhead: config.partitionsAhead });
+  const kafka = createKafkaClient({ brokers: config.kafkaBrokers!, log, clientId: id });
+  t.after(async () => {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        log.warn({ err: String(error) }, 'test cleanup step failed');
+      }
+    }
+    const admin = createSql(config.databaseUrl!, config.schema, { max: 1 });
+    await admin`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE ${`${id}%`} AND NOT active`.catch(() => {});
+    await dropSchema(admin, config.schema).catch(() => {});
+    await admin.end({ timeout: 5 });
+  });
+  return {
+    config,
+    sql,
+    kafka,
+    pool,
+    publisher() {
+      const publisher = new KafkajsPublisher({ kafka, route: (type) => topicFor(config.topicPrefix, type), partitions: config.topicPartitions });
+      cleanups.push(() => publisher.close());
+      return publisher;
+    },
+    topic(aggregateType = 'order') {
+      return topicFor(config.topicPrefix, aggregateType);
+    },
+    defer(cleanup) {
+      cleanups.push(cleanup);
+    },
+  };
+}
+
+/** Polls until `probe` returns a truthy value; fails with `what` after the timeout. */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    await sleep(100);
+  }
+}
+
+/** Reads a topic from the beginning until `count` messages arrived (or the timeout). */
+export async function readTopic(kafka: Kafka, topic: string, count: number, timeoutMs = 30_000): Promise<KafkaMessage[]> {
+  await eventually(`topic ${topic} to exist`, () => topicExists(kafka, topic), timeoutMs);
+  const consumer = kafka.consumer({ groupId: uniqueName('reader') });
+  const messages: KafkaMessage[] = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({ eachMessage: async ({ message }) => void messages.push(message) });
+    await eventually(`${count} messages on ${topic} (have ${messages.length})`, () => messages.length >= count, timeoutMs);
+    return messages;
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+export function headerOf(message: KafkaMessage, name: string): string | undefined {
+  const value = message.headers?.[name];
+  const first = Array.isArray(value) ? value[0] : value;
+  return first?.toString();
+}
+
+/** Messages ever written to a topic: the sum of its partitions' high watermarks. */
+export async function topicMessageCount(kafka: Kafka, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsets(topic);
+    return offsets.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function topicExists(kafka: Kafka, topic: string): Promise<boolean> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return (await admin.listTopics()).includes(topic);
+  } finally {
+    await admin.disconnect();
+  }
+}

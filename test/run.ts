@@ -1,0 +1,56 @@
+/**
+ * `npm test`: starts PostgreSQL and Kafka once (or uses DATABASE_URL /
+ * KAFKA_BROKERS / servers left by `infra up`), runs every compiled test file
+ * with node:test against them, and stops what it started, also on Ctrl-C.
+ *
+ *   node dist/test/run.js [file-filter ...]
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolveConfig } from '../src/config.js';
+import { describeError } from '../src/errors.js';
+import { acquireInfra } from '../src/infra/index.js';
+import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
+import { createLogger } from '../src/log.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+async function main(): Promise<number> {
+  const filters = process.argv.slice(2);
+  const files = readdirSync(here)
+    .filter((file) => file.endsWith('.test.js'))
+    .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
+    .sort()
+    .map((file) => path.join(here, file));
+  if (files.length === 0) {
+    process.stderr.write(`no test files match ${filters.join(' ')}\n`);
+    return 2;
+  }
+
+  const config = resolveConfig();
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  const shutdown = new ShutdownStack(log);
+  installSignalHandlers(shutdown, log);
+  try {
+    process.stderr.write('test servers: starting PostgreSQL and Kafka (or using the configured ones)...\n');
+    const infra = await acquireInfra({ config, log });
+    shutdown.add('servers', () => infra.release());
+    const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(','), OUTBOX_BENCH_TEST_SERVERS: '1' };
+    const code = await new Promise<number>((resolve) => {
+      // Rationale: test files run one at a time. Each is mostly waiting on the
+      // servers, but on 2 cores parallel files make timing-sensitive waits flaky.
+      const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { env, stdio: 'inherit' });
+      child.once('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
+    });
+    return code;
+  } catch (error) {
+    process.stderr.write(`test servers could not be started: ${describeError(error)}\n`);
+    return 1;
+  } finally {
+    await shutdown.run();
+  }
+}
+
+main().then((code) => process.exit(code));
