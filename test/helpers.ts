@@ -158,3 +158,30 @@ export async function topicExists(kafka: Kafka, topic: string): Promise<boolean>
     await admin.disconnect();
   }
 }
+
+/** A port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/**
+ * A scratch data folder, removed after the test. World-traversable, because
+ * PostgreSQL runs as the `postgres` user when the tests run as root.
+ */
+export async function scratchDir(t: TestContext, prefix = 'outbox-bench-test-'): Promise<string> {
+  const fs = await import('node:fs/promises');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  await fs.chmod(dir, 0o755);
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}

@@ -201,10 +201,10 @@ export class LocalKafka implements KafkaServer {
 
   async start(): Promise<void> {
     await assertJavaAvailable();
-    const jars = await ensureKafkaJars(this.#config, this.#log);
     const fix = 'Stop whatever listens there, pick other ports with --kafka-port / --kafka-controller-port, or set KAFKA_BROKERS to use an existing cluster.';
     await assertPortFree(this.#config.kafkaPort, 'Kafka', fix);
     await assertPortFree(this.#config.kafkaControllerPort, 'Kafka controller', fix);
+    const jars = await ensureKafkaJars(this.#config, this.#log);
 
     const dataDir = path.join(this.home, 'data');
     const propertiesFile = path.join(this.home, 'server.properties');

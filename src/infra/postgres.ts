@@ -19,7 +19,7 @@ import postgres from 'postgres';
 import type { Config } from '../config.js';
 import { OutboxBenchError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { assertPortFree, lastLines, registerOwnedProcess, runCommand, unregisterOwnedProcess, isProcessAlive } from './processes.js';
+import { assertPortFree, isProcessAlive, lastLines, registerOwnedProcess, runCommand, signalProcess, unregisterOwnedProcess, waitForExit } from './processes.js';
 
 export const LOCAL_PG_USER = 'postgres';
 export const LOCAL_PG_PASSWORD = 'postgres';
@@ -129,6 +129,8 @@ export interface LocalPostgresOptions {
   log: Logger;
   /** Leave the server running when this process exits (`infra up`). */
   detached?: boolean;
+  /** Server settings on top of LOCAL_PG_SETTINGS (tests use it to break things). */
+  settings?: Readonly<Record<string, string>>;
   /** Where this server keeps its data (default `<dataDir>/postgres`). */
   dataDir?: string;
 }
@@ -141,6 +143,7 @@ export class LocalPostgres implements PostgresServer {
   readonly port: number;
   readonly #log: Logger;
   readonly #detached: boolean;
+  readonly #settings: Readonly<Record<string, string>>;
   #binaries: Binaries | undefined;
   #runAs: RunAs = {};
 
@@ -151,6 +154,7 @@ export class LocalPostgres implements PostgresServer {
     this.url = `postgres://${LOCAL_PG_USER}:${LOCAL_PG_PASSWORD}@127.0.0.1:${this.port}/${LOCAL_PG_DATABASE}`;
     this.#log = options.log.child({ component: 'postgres' });
     this.#detached = options.detached ?? false;
+    this.#settings = { ...LOCAL_PG_SETTINGS, ...options.settings, port: String(this.port) };
   }
 
   /** The pid in postmaster.pid when that process is alive. */
@@ -163,19 +167,18 @@ export class LocalPostgres implements PostgresServer {
   }
 
   async start(): Promise<void> {
-    this.#binaries ??= await locateBinaries();
-    this.#runAs = await runAsIdentity(this.#log);
-    await this.#initialiseOnce();
     await assertPortFree(
       this.port,
       'PostgreSQL',
       'Stop whatever listens there, pick another port with --pg-port / OUTBOX_BENCH_PG_PORT, or point DATABASE_URL at an existing server.',
     );
+    this.#binaries ??= await locateBinaries();
+    this.#runAs = await runAsIdentity(this.#log);
+    await this.#initialiseOnce();
     await fs.mkdir(path.dirname(this.logFile), { recursive: true });
     await fs.writeFile(this.logFile, '', { flag: 'a' });
     if (this.#runAs.uid !== undefined) await fs.chown(this.logFile, this.#runAs.uid, this.#runAs.gid ?? this.#runAs.uid);
-    const settings = { ...LOCAL_PG_SETTINGS, port: String(this.port) };
-    const serverOptions = Object.entries(settings)
+    const serverOptions = Object.entries(this.#settings)
       .map(([key, value]) => `-c ${key}=${value === '' ? "''" : value}`)
       .join(' ');
     this.#log.debug({ dataDir: this.dataDir, port: this.port }, 'starting PostgreSQL');
@@ -207,8 +210,11 @@ export class LocalPostgres implements PostgresServer {
     const result = await runCommand(this.#binaries.pg_ctl, ['stop', '-D', this.dataDir, '-m', mode, '-w', '-t', '60'], this.#runAs);
     if (result.code !== 0 && this.pid() !== undefined) {
       this.#log.warn({ stderr: result.stderr.trim() }, 'pg_ctl stop failed; sending SIGQUIT');
-      process.kill(pid, 'SIGQUIT');
+      signalProcess(pid, 'SIGQUIT');
     }
+    // pg_ctl returns once postmaster.pid is gone; the process itself may take a
+    // moment longer to exit, and callers rely on the port being free.
+    await waitForExit(pid, 10_000);
     unregisterOwnedProcess(pid);
     this.#log.info({ mode }, 'PostgreSQL stopped');
   }

@@ -1,0 +1,163 @@
+/**
+ * The CLI as a user meets it: --help everywhere, flags checked with messages
+ * naming them, and servers started on demand that are gone (process and
+ * port) when the command ends, whether it ends well, fails or is interrupted.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { COMMANDS } from '../src/commands.js';
+import { isPortFree, isProcessAlive } from '../src/infra/processes.js';
+import { eventually, freePort, scratchDir } from './helpers.js';
+
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function start(args: string[], env: NodeJS.ProcessEnv = process.env): { child: ChildProcess; output: () => Run; exited: Promise<Run> } {
+  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const output = () => ({ code: child.exitCode, stdout, stderr });
+  const exited = once(child, 'exit').then(([code]) => ({ code: code as number | null, stdout, stderr }));
+  return { child, output, exited };
+}
+
+const run = (args: string[], env?: NodeJS.ProcessEnv) => start(args, env).exited;
+
+/** Waits for a line on a running command's stdout; on timeout, fails with its stderr. */
+async function waitForOutput(command: ReturnType<typeof start>, pattern: RegExp, timeoutMs: number): Promise<void> {
+  try {
+    await eventually(`output matching ${pattern}`, () => pattern.test(command.output().stdout) || command.output().code !== null, timeoutMs);
+  } catch (error) {
+    command.child.kill('SIGKILL');
+    throw new Error(`${(error as Error).message}\nstderr:\n${command.output().stderr}`);
+  }
+  if (!pattern.test(command.output().stdout)) throw new Error(`the command exited early (${command.output().code}):\n${command.output().stderr}`);
+}
+
+/** An environment with servers of its own: no DATABASE_URL / KAFKA_BROKERS, a scratch data dir, free ports. */
+async function isolatedEnv(t: Parameters<typeof scratchDir>[0]) {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.DATABASE_URL;
+  delete env.KAFKA_BROKERS;
+  const dataDir = await scratchDir(t);
+  const ports = { pg: await freePort(), kafka: await freePort(), controller: await freePort(), http: await freePort() };
+  Object.assign(env, {
+    OUTBOX_BENCH_DATA_DIR: dataDir,
+    OUTBOX_BENCH_PG_PORT: String(ports.pg),
+    OUTBOX_BENCH_KAFKA_PORT: String(ports.kafka),
+    OUTBOX_BENCH_KAFKA_CONTROLLER_PORT: String(ports.controller),
+    OUTBOX_BENCH_HTTP_PORT: String(ports.http),
+    OUTBOX_BENCH_LOG_LEVEL: 'warn',
+  });
+  return { env, dataDir, ports };
+}
+
+function postmasterPid(dataDir: string): number | undefined {
+  try {
+    return Number(readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+async function assertNothingLeft(dataDir: string, ports: number[], pids: (number | undefined)[]): Promise<void> {
+  // A process that was told to stop gets a moment to finish exiting.
+  for (const pid of pids) if (pid !== undefined) await eventually(`process ${pid} to exit`, () => !isProcessAlive(pid), 5_000);
+  for (const port of ports) assert.equal(await isPortFree(port), true, `port ${port} is still taken`);
+  assert.equal(postmasterPid(dataDir), undefined, 'postmaster.pid was left behind');
+}
+
+describe('CLI', () => {
+  it('has --help on every command', async () => {
+    const top = await run(['--help']);
+    assert.equal(top.code, 0);
+    for (const command of COMMANDS) {
+      assert.match(top.stdout, new RegExp(`\\n  ${command.name} `));
+      const help = await run([command.name, '--help']);
+      assert.equal(help.code, 0, `${command.name} --help`);
+      assert.match(help.stdout, new RegExp(`^outbox-bench ${command.name}`), `${command.name} --help shows its usage`);
+      assert.match(help.stdout, /--help/);
+    }
+  });
+
+  it('rejects unknown commands and flags, and bad values, naming them (exit 2)', async () => {
+    const unknownCommand = await run(['launch']);
+    assert.equal(unknownCommand.code, 2);
+    assert.match(unknownCommand.stderr, /unknown command "launch"/);
+    const unknownFlag = await run(['relay', '--turbo']);
+    assert.equal(unknownFlag.code, 2);
+    assert.match(unknownFlag.stderr, /Unknown option '--turbo'/);
+    const badValue = await run(['relay', '--batch-size', 'lots']);
+    assert.equal(badValue.code, 2);
+    assert.match(badValue.stderr, /flag --batch-size: "lots" is not an integer/);
+    const badMode = await run(['relay', '--mode', 'fax']);
+    assert.equal(badMode.code, 2);
+    assert.match(badMode.stderr, /flag --mode: "fax" is not one of/);
+    const badEnv = await run(['migrate'], { ...process.env, OUTBOX_BENCH_PG_PORT: 'x' });
+    assert.equal(badEnv.code, 2);
+    assert.match(badEnv.stderr, /environment variable OUTBOX_BENCH_PG_PORT: "x" is not an integer/);
+    const badAction = await run(['infra', 'sideways']);
+    assert.equal(badAction.code, 2);
+    assert.match(badAction.stderr, /infra needs one of up, down, status/);
+  });
+
+  it('stops the PostgreSQL it started on Ctrl-C: no process, no port left', async (t) => {
+    const { env, dataDir, ports } = await isolatedEnv(t);
+    const serve = start(['serve'], env);
+    await waitForOutput(serve, /listening on/, 60_000);
+    const pgPid = postmasterPid(dataDir);
+    assert.ok(pgPid && isProcessAlive(pgPid), 'PostgreSQL runs while the command does');
+    const response = await fetch(`http://127.0.0.1:${ports.http}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
+    assert.equal(response.status, 400);
+    serve.child.kill('SIGINT');
+    const result = await serve.exited;
+    assert.equal(result.code, 130);
+    await assertNothingLeft(dataDir, [ports.pg, ports.http], [pgPid]);
+  });
+
+  it('stops what it started when the command fails', async (t) => {
+    const { env, dataDir, ports } = await isolatedEnv(t);
+    const blocker = await import('node:net').then((net) => net.createServer());
+    await new Promise<void>((resolve) => blocker.listen(ports.http, '127.0.0.1', resolve));
+    t.after(() => blocker.close());
+    const result = await run(['serve'], env);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /EADDRINUSE/);
+    await assertNothingLeft(dataDir, [ports.pg], []);
+  });
+
+  it('stops Kafka and PostgreSQL it started on SIGTERM, and infra up/down leave and remove them', async (t) => {
+    const { env, dataDir, ports } = await isolatedEnv(t);
+    const consume = start(['consume'], env);
+    await waitForOutput(consume, /consuming/, 120_000);
+    const kafkaPid = Number(readFileSync(path.join(dataDir, 'kafka', 'broker.pid'), 'utf8'));
+    const pgPid = postmasterPid(dataDir);
+    consume.child.kill('SIGTERM');
+    assert.equal((await consume.exited).code, 143);
+    await assertNothingLeft(dataDir, [ports.pg, ports.kafka, ports.controller], [kafkaPid, pgPid]);
+
+    const up = await run(['infra', 'up'], env);
+    assert.equal(up.code, 0, up.stderr);
+    assert.match(up.stdout, /Stop them with: npm run infra:down/);
+    const status = await run(['infra', 'status'], env);
+    assert.match(status.stdout, /PostgreSQL: running .*started by infra up/);
+    assert.match(status.stdout, /Kafka: running .*started by infra up/);
+    assert.equal(await isPortFree(ports.kafka), false, 'Kafka outlives `infra up`');
+    const down = await run(['infra', 'down'], env);
+    assert.equal(down.code, 0);
+    assert.match(down.stdout, /PostgreSQL: stopped\nKafka: stopped/);
+    await assertNothingLeft(dataDir, [ports.pg, ports.kafka, ports.controller], []);
+  });
+});
