@@ -7,7 +7,7 @@ import { armFromEnv } from './chaos/failpoints.js';
 import type { Config } from './config.js';
 import { IdempotentConsumer } from './consumer/consumer.js';
 import { OutboxBenchError } from './errors.js';
-import { localInfraStatus, redactUrl, stopLocalInfra } from './infra/index.js';
+import { ensureKafkaJars, localInfraStatus, redactUrl, stopLocalInfra } from './infra/index.js';
 import type { ShutdownStack } from './lifecycle.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -93,10 +93,11 @@ async function serveMetrics(context: CommandContext, metrics: Metrics): Promise<
 const infra: Command = {
   name: 'infra',
   summary: 'start (up), stop (down) or show (status) the local PostgreSQL and Kafka',
-  usage: 'infra up|down|status [flags]',
+  usage: 'infra up|down|status|fetch-kafka [flags]',
   description:
     '`infra up` starts the local servers and leaves them running for interactive use; every other command then uses them\n' +
-    'instead of starting its own. `infra down` stops them. `infra status` shows what runs.',
+    'instead of starting its own. `infra down` stops them. `infra status` shows what runs. `infra fetch-kafka` only\n' +
+    'downloads the Kafka jars from Maven Central into the cache (done on first use anyway).',
   configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS],
   async run(context) {
     const action = context.positionals[0];
@@ -118,6 +119,11 @@ const infra: Command = {
       );
       return 0;
     }
+    if (action === 'fetch-kafka') {
+      const jars = await ensureKafkaJars(context.config, context.log);
+      process.stdout.write(`Apache Kafka ${jars.version} jars are in ${jars.libDir}\n`);
+      return 0;
+    }
     if (action === 'status') {
       const status = localInfraStatus(context.config, context.log);
       const show = (s: typeof status.postgres) =>
@@ -125,7 +131,7 @@ const infra: Command = {
       process.stdout.write(`PostgreSQL: ${show(status.postgres)}\nKafka: ${show(status.kafka)}\n`);
       return 0;
     }
-    throw new OutboxBenchError('USAGE', `infra needs one of up, down, status${action ? `, not "${action}"` : ''}`);
+    throw new OutboxBenchError('USAGE', `infra needs one of up, down, status, fetch-kafka${action ? `, not "${action}"` : ''}`);
   },
 };
 

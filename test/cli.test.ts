@@ -110,7 +110,7 @@ describe('CLI', () => {
     assert.match(badEnv.stderr, /environment variable OUTBOX_BENCH_PG_PORT: "x" is not an integer/);
     const badAction = await run(['infra', 'sideways']);
     assert.equal(badAction.code, 2);
-    assert.match(badAction.stderr, /infra needs one of up, down, status/);
+    assert.match(badAction.stderr, /infra needs one of up, down, status, fetch-kafka/);
   });
 
   it('stops the PostgreSQL it started on Ctrl-C: no process, no port left', async (t) => {

@@ -30,6 +30,8 @@ export interface Delivery {
   intendedAt: number | undefined;
   /** False when the inbox already knew the event id (a duplicate). */
   applied: boolean;
+  /** Every Kafka header of the message. */
+  headers: Readonly<Record<string, string>>;
 }
 
 export interface ConsumerStats {
@@ -56,11 +58,14 @@ export interface IdempotentConsumerOptions {
 // retry the batch transaction in place a few times first.
 const DB_RETRIES = 5;
 
-function header(message: KafkaMessage, name: string): string | undefined {
-  const value = message.headers?.[name];
-  if (value === undefined) return undefined;
-  const first = Array.isArray(value) ? value[0] : value;
-  return first === undefined ? undefined : first.toString();
+/** Kafka headers as strings (the first value of a repeated header). */
+export function decodeHeaders(message: KafkaMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(message.headers ?? {})) {
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first !== undefined) headers[name] = first.toString();
+  }
+  return headers;
 }
 
 export class IdempotentConsumer {
@@ -113,8 +118,9 @@ export class IdempotentConsumer {
     const events: DeliveredEvent[] = [];
     const deliveries: Delivery[] = [];
     for (const message of batch.messages) {
-      const eventId = header(message, HEADERS.eventId);
-      const version = Number(header(message, HEADERS.aggregateVersion));
+      const headers = decodeHeaders(message);
+      const eventId = headers[HEADERS.eventId];
+      const version = Number(headers[HEADERS.aggregateVersion]);
       const aggregateId = message.key?.toString();
       if (!eventId || !aggregateId || !Number.isInteger(version)) {
         this.stats.rejected += 1;
@@ -122,8 +128,8 @@ export class IdempotentConsumer {
         this.#log.warn({ topic: batch.topic, partition: batch.partition, offset: message.offset }, 'message without outbox headers; skipped');
         continue;
       }
-      const eventType = header(message, HEADERS.eventType) ?? 'unknown';
-      const intended = header(message, HEADERS.intendedAt);
+      const eventType = headers[HEADERS.eventType] ?? 'unknown';
+      const intended = headers[HEADERS.intendedAt];
       let amountCents: number | null = null;
       try {
         const body = JSON.parse(message.value?.toString() ?? 'null') as { amountCents?: unknown; deltaCents?: unknown } | null;
@@ -144,6 +150,7 @@ export class IdempotentConsumer {
         receivedAt,
         intendedAt: intended === undefined ? undefined : Number(intended),
         applied: false,
+        headers,
       });
     }
 

@@ -9,7 +9,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Sql } from '../db.js';
 import { isOutboxBenchError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { amendOrders, placeOrder, type OutboxStore } from './write-path.js';
+import { amendOrders, MAX_NOTE, placeOrder, type OutboxStore } from './write-path.js';
 
 export interface OrderServiceOptions {
   sql: Sql;
@@ -28,6 +28,7 @@ const orderBody = {
     customerId: { type: 'string', minLength: 1, maxLength: 200 },
     amountCents: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
     currency: { type: 'string', pattern: '^[A-Z]{3}$' },
+    note: { type: 'string', maxLength: MAX_NOTE },
   },
 } as const;
 
@@ -49,6 +50,7 @@ interface OrderBody {
   customerId: string;
   amountCents: number;
   currency: string;
+  note?: string;
 }
 
 /** PostgreSQL's unique_violation: the client-chosen orderId exists already. */

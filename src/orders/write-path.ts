@@ -32,6 +32,8 @@ export interface PlaceOrderInput {
   customerId: string;
   amountCents: number;
   currency: string;
+  /** Free text carried in the event payload (not stored on the order). */
+  note?: string | undefined;
   /** Extra headers carried to Kafka with the event. */
   headers?: Readonly<Record<string, string>> | undefined;
 }
@@ -48,6 +50,9 @@ export interface AmendOrderInput {
   headers?: Readonly<Record<string, string>> | undefined;
 }
 
+/** Longest order note, characters. */
+export const MAX_NOTE = 16_384;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Validates a library caller's input with the same rules as the HTTP API. */
@@ -59,18 +64,20 @@ export function validateOrder(input: PlaceOrderInput): NewOrder {
   }
   if (!Number.isSafeInteger(input.amountCents) || input.amountCents < 0) problems.push('amountCents must be a non-negative integer');
   if (typeof input.currency !== 'string' || !/^[A-Z]{3}$/.test(input.currency)) problems.push('currency must be a 3-letter ISO 4217 code like "EUR"');
+  if (input.note !== undefined && (typeof input.note !== 'string' || input.note.length > MAX_NOTE)) problems.push(`note must be a string of at most ${MAX_NOTE} characters`);
   if (problems.length > 0) throw new OutboxBenchError('INVALID_INPUT', `invalid order: ${problems.join('; ')}`, { details: { problems } });
   return { orderId: input.orderId?.toLowerCase() ?? randomUUID(), customerId: input.customerId, amountCents: input.amountCents, currency: input.currency };
 }
 
-export function orderPlacedEvent(order: NewOrder, headers?: Readonly<Record<string, string>>): OutboxEventInput {
+export function orderPlacedEvent(order: NewOrder, headers?: Readonly<Record<string, string>>, note?: string): OutboxEventInput {
+  const body = { orderId: order.orderId, customerId: order.customerId, amountCents: order.amountCents, currency: order.currency };
   return {
     eventId: randomUUID(),
     aggregateType: ORDER_AGGREGATE,
     aggregateId: order.orderId,
     aggregateVersion: 1,
     eventType: ORDER_PLACED,
-    payload: JSON.stringify({ orderId: order.orderId, customerId: order.customerId, amountCents: order.amountCents, currency: order.currency }),
+    payload: JSON.stringify(note === undefined ? body : { ...body, note }),
     ...(headers ? { headers } : {}),
   };
 }
@@ -97,7 +104,7 @@ export async function placeOrder(sql: Sql, input: PlaceOrderInput, store: Outbox
 export async function placeOrders(sql: Sql | TransactionSql, inputs: readonly PlaceOrderInput[], store: OutboxStore = 'table'): Promise<WrittenEvent[]> {
   if (inputs.length === 0) return [];
   const orders = inputs.map(validateOrder);
-  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers));
+  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note));
   if (store === 'table') await insertOrdersWithOutboxRows(sql, orders, events);
   else await insertOrdersWithMessages(sql, orders, events);
   return events.map((event) => ({ orderId: event.aggregateId, eventId: event.eventId, aggregateVersion: 1 }));
@@ -157,7 +164,7 @@ export async function amendOrders(sql: Sql, amendments: readonly AmendOrderInput
  */
 export async function placeOrdersDualWrite(sql: Sql, publisher: EventPublisher, inputs: readonly PlaceOrderInput[]): Promise<WrittenEvent[]> {
   const orders = inputs.map(validateOrder);
-  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers));
+  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note));
   await insertOrders(sql, orders);
   failpoint('order.after-commit-before-publish');
   await publisher.publish(events.map((e) => ({ ...e, headers: e.headers ?? {} })));

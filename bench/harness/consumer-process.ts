@@ -1,0 +1,127 @@
+/**
+ * The benchmark's consumer, in a process of its own so that its CPU time is
+ * its own: the real idempotent consumer (inbox + side effect), plus a record
+ * of when each load-generator order first arrived. Talks to the harness over
+ * the fork() IPC channel.
+ */
+import { IdempotentConsumer, type Delivery } from '../../src/consumer/consumer.js';
+import { createSql } from '../../src/db.js';
+import { createKafkaClient } from '../../src/kafka-client.js';
+import { createHistogram, encodeHistogram, recordMs, summarizeMs } from '../../src/latency.js';
+import { createLogger } from '../../src/log.js';
+import { LOAD_SEQ_HEADER } from './load-worker.js';
+
+export interface ConsumerTask {
+  databaseUrl: string;
+  kafkaBrokers: string[];
+  schema: string;
+  topic: string;
+  groupId: string;
+  measureFrom: number;
+  measureTo: number;
+  /** Orders each load worker will attempt (sizes the receipt arrays). */
+  perWorker: number[];
+}
+
+export interface ConsumerProgress {
+  type: 'progress';
+  received: number;
+  distinct: number;
+  duplicates: number;
+  p99Ms: number;
+}
+
+export interface ConsumerFinal {
+  type: 'final';
+  received: number;
+  applied: number;
+  duplicates: number;
+  rejected: number;
+  /** Deliveries that carried no load-generator sequence (should be 0). */
+  foreign: number;
+  /** Epoch ms of each order's first delivery, NaN if never delivered; [worker][seq]. */
+  receivedAt: Float64Array[];
+  /** Intended send -> first delivery, measured window (encoded HDR, µs). */
+  endToEnd: string;
+}
+
+export type ToConsumer = { type: 'start'; task: ConsumerTask } | { type: 'finish' };
+export type FromConsumer = { type: 'ready' } | ConsumerProgress | ConsumerFinal | { type: 'error'; message: string };
+
+function send(message: FromConsumer): void {
+  process.send?.(message);
+}
+
+async function run(task: ConsumerTask): Promise<void> {
+  const log = createLogger('warn', 'bench-consumer');
+  const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'outbox-bench-consumer' });
+  const receivedAt = task.perWorker.map((n) => new Float64Array(n).fill(Number.NaN));
+  const endToEnd = createHistogram();
+  let distinct = 0;
+  let foreign = 0;
+  let received = 0;
+  let duplicates = 0;
+
+  const consumer = new IdempotentConsumer({
+    kafka: createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'outbox-bench-consumer' }),
+    sql,
+    groupId: task.groupId,
+    topics: [task.topic],
+    log,
+    onDelivery: (delivery: Delivery) => {
+      received += 1;
+      if (!delivery.applied) duplicates += 1;
+      const seqHeader = delivery.headers[LOAD_SEQ_HEADER];
+      const match = seqHeader ? /^(\d+):(\d+)$/.exec(seqHeader) : null;
+      const lane = match ? receivedAt[Number(match[1])] : undefined;
+      const seq = match ? Number(match[2]) : -1;
+      if (!lane || seq < 0 || seq >= lane.length) {
+        foreign += 1;
+        return;
+      }
+      if (!Number.isNaN(lane[seq]!)) return;
+      lane[seq] = delivery.receivedAt;
+      distinct += 1;
+      const intended = delivery.intendedAt;
+      if (intended !== undefined && intended >= task.measureFrom && intended < task.measureTo) recordMs(endToEnd, delivery.receivedAt - intended);
+    },
+  });
+  await consumer.start();
+  send({ type: 'ready' });
+  const progress = setInterval(() => {
+    send({ type: 'progress', received, distinct, duplicates, p99Ms: summarizeMs(endToEnd).p99 });
+  }, 1_000);
+
+  await new Promise<void>((resolve) => {
+    process.on('message', (message: ToConsumer) => {
+      if (message.type === 'finish') resolve();
+    });
+  });
+  clearInterval(progress);
+  await consumer.stop();
+  await sql.end({ timeout: 5 });
+  send({
+    type: 'final',
+    received,
+    applied: consumer.stats.applied,
+    duplicates: consumer.stats.duplicates,
+    rejected: consumer.stats.rejected,
+    foreign,
+    receivedAt,
+    endToEnd: encodeHistogram(endToEnd),
+  });
+}
+
+process.once('message', (message: ToConsumer) => {
+  if (message.type !== 'start') return;
+  run(message.task).then(
+    () => process.disconnect?.(),
+    (error: unknown) => {
+      send({ type: 'error', message: String((error as Error).stack ?? error) });
+      process.exitCode = 1;
+      process.disconnect?.();
+    },
+  );
+});
+// The harness died: do not linger as an orphan.
+process.on('disconnect', () => setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref());

@@ -1,0 +1,28 @@
+/**
+ * Human-readable lines for a pipeline result.
+ */
+import type { LatencySummaryMs } from '../../src/latency.js';
+import type { PipelineResult } from './pipeline.js';
+
+export function latencyLine(label: string, s: LatencySummaryMs): string {
+  const f = (v: number) => v.toFixed(v < 10 ? 2 : 1);
+  return `  ${label.padEnd(36)} p50 ${f(s.p50)}  p90 ${f(s.p90)}  p99 ${f(s.p99)}  p99.9 ${f(s.p999)}  max ${f(s.max)} ms  (n=${s.count})`;
+}
+
+export function describeResult(name: string, r: PipelineResult): string[] {
+  const p = r.parameters;
+  const cost = Object.entries(r.cost)
+    .map(([component, c]) => `${component} ${c.cpuSecondsPerMillionEvents === null ? 'n/a' : c.cpuSecondsPerMillionEvents}`)
+    .join(', ');
+  const verdict = r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, UNEXPECTED ${r.unexpected}`;
+  return [
+    `${name}: relay ${p.relayMode}${p.replicas > 1 && p.relayMode.includes('skip-locked') ? ` x${p.replicas}` : ''}, events in the ${p.store === 'table' ? 'outbox table' : 'WAL (logical messages)'}, ` +
+      `${p.rate} orders/s offered (${p.ordersPerTransaction}/transaction), ${p.durationS} s measured after ${p.warmupS} s warm-up`,
+    `  sent ${r.sent}  delivered ${r.delivered}  duplicates ${r.duplicates}  lost ${r.lost}  failed writes ${r.failedWrites}  -> ${verdict}`,
+    `  throughput ${r.eventsPerSec} events/s delivered (${r.committedPerSec} committed/s)`,
+    latencyLine('end to end (intended send -> consumer)', r.e2eMs),
+    latencyLine('commit -> consumer', r.commitToReceiptMs),
+    latencyLine('write (intended send -> commit)', r.writeMs),
+    `  CPU seconds per million events: ${cost}`,
+  ];
+}

@@ -1,0 +1,48 @@
+/**
+ * The live progress line of a running scenario: elapsed, phase, delivery
+ * rate, relay lag, p99 so far. Rewritten in place on a terminal, a line every
+ * five seconds in a log, nothing at all under CI=true.
+ */
+import type { LagReading } from './pipeline.js';
+
+export interface ProgressSnapshot {
+  elapsedS: number;
+  phase: string;
+  ratePerSec: number;
+  lag: LagReading;
+  p99Ms: number;
+}
+
+function formatLag(lag: LagReading): string {
+  if (lag.events !== null) return `${lag.events} events`;
+  if (lag.bytes !== null) return `${(lag.bytes / 1024).toFixed(0)} KiB WAL`;
+  return 'n/a';
+}
+
+export class Progress {
+  readonly #quiet: boolean;
+  readonly #tty = process.stderr.isTTY === true;
+  #lastPrinted = 0;
+  #dirty = false;
+
+  constructor(quiet: boolean) {
+    this.#quiet = quiet;
+  }
+
+  update(s: ProgressSnapshot): void {
+    if (this.#quiet) return;
+    const line = `  ${s.elapsedS.toFixed(0).padStart(4)} s  ${s.phase.padEnd(7)}  ${String(s.ratePerSec).padStart(7)} events/s  lag ${formatLag(s.lag).padEnd(14)}  p99 so far ${s.p99Ms.toFixed(1)} ms`;
+    if (this.#tty) {
+      process.stderr.write(`\r${line}\x1b[K`);
+      this.#dirty = true;
+    } else if (Date.now() - this.#lastPrinted >= 5_000) {
+      process.stderr.write(`${line}\n`);
+      this.#lastPrinted = Date.now();
+    }
+  }
+
+  done(): void {
+    if (this.#dirty) process.stderr.write('\n');
+    this.#dirty = false;
+  }
+}

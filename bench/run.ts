@@ -1,0 +1,170 @@
+/**
+ * The benchmark runner: `node dist/bench/run.js <scenario...|all> [flags]`.
+ * Starts the servers once (or uses DATABASE_URL / KAFKA_BROKERS / `infra up`),
+ * runs each scenario with its defaults and the flags given, and writes
+ * results/<scenario>/summary.json plus raw histograms (.hgrm).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { PROJECT_ROOT, resolveConfig } from '../src/config.js';
+import { createSql } from '../src/db.js';
+import { describeError, OutboxBenchError } from '../src/errors.js';
+import { acquireInfra } from '../src/infra/index.js';
+import { decodeHistogram, percentileDistribution } from '../src/latency.js';
+import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
+import { createLogger } from '../src/log.js';
+import { captureEnvironment } from './harness/environment.js';
+import type { PipelineParameters } from './harness/pipeline.js';
+import { SCENARIOS } from './registry.js';
+import type { Scenario } from './scenario.js';
+
+/** Shared defaults; each scenario overrides what it must. */
+export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
+  relayMode: 'polling',
+  store: 'table',
+  // Rationale: 2,000 orders/s is comfortably sustainable by every relay on 2
+  // cores, so the default run compares latency, not who falls over first.
+  rate: 2_000,
+  warmupS: 5,
+  durationS: 20,
+  // Rationale: one load thread leaves the second core to PostgreSQL, Kafka,
+  // the relay and the consumer, which all share this 2-core machine.
+  workers: 1,
+  connectionsPerWorker: 8,
+  ordersPerTransaction: 10,
+  payloadBytes: 256,
+  partitions: 6,
+  batchSize: 1_000,
+  pollIntervalMs: 500,
+  replicas: 3,
+  drainTimeoutS: 30,
+});
+
+const FLAGS: Record<string, { key: keyof PipelineParameters; description: string; min: number; max: number }> = {
+  rate: { key: 'rate', description: 'orders (events) per second offered', min: 1, max: 1_000_000 },
+  'duration-s': { key: 'durationS', description: 'measured seconds', min: 1, max: 86_400 },
+  'warmup-s': { key: 'warmupS', description: 'warm-up seconds, not measured', min: 0, max: 3_600 },
+  workers: { key: 'workers', description: 'load worker threads', min: 1, max: 64 },
+  connections: { key: 'connectionsPerWorker', description: 'transactions in flight per worker', min: 1, max: 256 },
+  'orders-per-tx': { key: 'ordersPerTransaction', description: 'orders per transaction (batched intake)', min: 1, max: 10_000 },
+  'payload-bytes': { key: 'payloadBytes', description: 'approximate event payload size', min: 64, max: 16_384 },
+  partitions: { key: 'partitions', description: 'Kafka partitions of the topic', min: 1, max: 1_000 },
+  'batch-size': { key: 'batchSize', description: 'relay batch size', min: 1, max: 100_000 },
+  'interval-ms': { key: 'pollIntervalMs', description: 'relay poll interval', min: 1, max: 60_000 },
+  replicas: { key: 'replicas', description: 'relay replicas (skip-locked)', min: 1, max: 64 },
+  'drain-timeout-s': { key: 'drainTimeoutS', description: 'give up on stragglers after', min: 1, max: 3_600 },
+};
+
+function help(): string {
+  const flags = Object.entries(FLAGS).map(([flag, f]) => `  --${flag.padEnd(18)} ${f.description} (default ${BASE_PARAMETERS[f.key]}, or the scenario's)`);
+  return [
+    'Usage: node dist/bench/run.js <scenario...|all> [flags]',
+    '',
+    'Scenarios:',
+    ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}`),
+    '',
+    'Flags:',
+    ...flags,
+    `  --${'out'.padEnd(18)} results folder (default results/)`,
+    `  --${'help'.padEnd(18)} show this help`,
+    '',
+    'Servers come from DATABASE_URL / KAFKA_BROKERS, from `npm run infra:up`, or are started for the run.',
+    'Run benchmarks alone on the machine: anything else running skews them.',
+  ].join('\n');
+}
+
+function parameters(scenario: Scenario, values: Record<string, string | boolean | undefined>): PipelineParameters {
+  const result: Record<string, unknown> = { ...BASE_PARAMETERS, ...scenario.defaults };
+  for (const [flag, spec] of Object.entries(FLAGS)) {
+    const raw = values[flag];
+    if (typeof raw !== 'string') continue;
+    if (!/^\d+$/.test(raw)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not a whole number`);
+    const n = Number(raw);
+    if (n < spec.min || n > spec.max) throw new OutboxBenchError('USAGE', `flag --${flag}: ${n} is out of range [${spec.min}, ${spec.max}]`);
+    result[spec.key] = n;
+  }
+  return result as unknown as PipelineParameters;
+}
+
+async function main(): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: process.argv.slice(2),
+      allowPositionals: true,
+      options: { help: { type: 'boolean', short: 'h' }, out: { type: 'string' }, ...Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }])) },
+    });
+  } catch (error) {
+    process.stderr.write(`bench: ${(error as Error).message}\n${help()}\n`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    process.stdout.write(`${help()}\n`);
+    return 0;
+  }
+  const names = parsed.positionals.includes('all') ? SCENARIOS.map((s) => s.name) : parsed.positionals;
+  if (names.length === 0) {
+    process.stderr.write(`bench: name a scenario\n${help()}\n`);
+    return 2;
+  }
+  const unknown = names.filter((n) => !SCENARIOS.some((s) => s.name === n));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}\n`);
+    return 2;
+  }
+  const scenarios = names.map((n) => SCENARIOS.find((s) => s.name === n)!);
+  const resolved = new Map<Scenario, PipelineParameters>();
+  try {
+    for (const scenario of scenarios) resolved.set(scenario, parameters(scenario, parsed.values));
+  } catch (error) {
+    process.stderr.write(`bench: ${describeError(error)}\n`);
+    return 2;
+  }
+
+  const config = resolveConfig();
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'bench');
+  const shutdown = new ShutdownStack(log);
+  installSignalHandlers(shutdown, log);
+  const quiet = process.env.CI === 'true';
+  const outRoot = path.resolve(parsed.values.out ?? path.join(PROJECT_ROOT, 'results'));
+  try {
+    process.stderr.write('bench: starting PostgreSQL and Kafka (or using the configured ones)...\n');
+    const infra = await acquireInfra({ config, log });
+    shutdown.add('servers', () => infra.release());
+    const probe = createSql(infra.databaseUrl, 'public', { max: 1 });
+    const environment = await captureEnvironment(probe, { ...config, kafkaBrokers: infra.kafka.external ? infra.kafkaBrokers : undefined });
+    await probe.end({ timeout: 5 });
+    let failures = 0;
+    for (const scenario of scenarios) {
+      const outDir = path.join(outRoot, scenario.name);
+      mkdirSync(outDir, { recursive: true });
+      const context = { config, infra, log, parameters: resolved.get(scenario)!, outDir, quiet };
+      process.stderr.write(`bench: ${scenario.name}: ${scenario.description}\n`);
+      try {
+        await scenario.setup?.(context);
+        const report = await scenario.run(context);
+        await scenario.teardown?.(context);
+        writeFileSync(
+          path.join(outDir, 'summary.json'),
+          `${JSON.stringify({ scenario: scenario.name, title: report.title, parameters: context.parameters, ...report.variants, environment }, null, 2)}\n`,
+        );
+        for (const [name, encoded] of Object.entries(report.histograms ?? {})) {
+          writeFileSync(path.join(outDir, `${name}.hgrm`), percentileDistribution(decodeHistogram(encoded)));
+        }
+        process.stdout.write(`${report.lines.join('\n')}\n  results: ${path.relative(process.cwd(), outDir) || outDir}\n\n`);
+      } catch (error) {
+        failures += 1;
+        process.stderr.write(`bench: ${scenario.name} failed: ${describeError(error)}\n`);
+      }
+    }
+    return failures === 0 ? 0 : 1;
+  } catch (error) {
+    process.stderr.write(`bench: ${describeError(error)}\n`);
+    return 1;
+  } finally {
+    await shutdown.run();
+  }
+}
+
+main().then((code) => process.exit(code));

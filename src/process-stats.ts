@@ -1,0 +1,98 @@
+/**
+ * CPU time and peak memory of processes, read from /proc (Linux), for the
+ * benchmarks' cost-per-event figures. Elsewhere every reading is undefined
+ * and the report says "not measured" rather than inventing a number.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+let ticksPerSecond: number | undefined;
+
+function clockTicks(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+interface Stat {
+  ppid: number;
+  /** utime + stime of the process itself, seconds. */
+  own: number;
+  /** cutime + cstime: CPU of children it has waited for, seconds. */
+  reapedChildren: number;
+}
+
+function readStat(pid: number): Stat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const num = (index: number) => Number(fields[index - 3]);
+  const hz = clockTicks();
+  return { ppid: num(4), own: (num(14) + num(15)) / hz, reapedChildren: (num(16) + num(17)) / hz };
+}
+
+/** CPU seconds used so far by one process (all its threads). */
+export function processCpuSeconds(pid: number): number | undefined {
+  return readStat(pid)?.own;
+}
+
+/**
+ * CPU seconds of a process tree that forks short-lived children (PostgreSQL's
+ * postmaster and its backends): the root, its live children, and the children
+ * it has already reaped.
+ */
+export function processTreeCpuSeconds(rootPid: number): number | undefined {
+  const root = readStat(rootPid);
+  if (!root) return undefined;
+  let total = root.own + root.reapedChildren;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (stat && stat.ppid === rootPid) total += stat.own;
+  }
+  return total;
+}
+
+/** Peak resident memory (VmHWM) of a process, bytes. */
+export function peakRssBytes(pid: number): number | undefined {
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1_024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Proportional memory (PSS) of a process and its live children right now,
+ * bytes. For PostgreSQL this is the honest figure: every backend maps the
+ * shared buffers, so summing their RSS would count them once per backend.
+ */
+export function processTreePssBytes(rootPid: number): number | undefined {
+  const pss = (pid: number) => {
+    try {
+      const match = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      return match ? Number(match[1]) * 1_024 : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  let total = pss(rootPid);
+  if (total === undefined) return undefined;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (stat && stat.ppid === rootPid) total += pss(Number(entry)) ?? 0;
+  }
+  return total;
+}
