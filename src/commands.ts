@@ -193,6 +193,7 @@ const relay: Command = {
   options: {
     evidence: { type: 'string', description: 'append each pass (replica, claimed event ids, claim/release times) to this JSON Lines file' },
     'replica-index': { type: 'string', description: '(internal) run as replica number N of --replicas' },
+    'recreate-slot': { type: 'boolean', description: 'cdc: create the slot again after it was lost or dropped (read the error first: events may need re-publishing)' },
   },
   async run(context) {
     armFromEnv();
@@ -204,6 +205,7 @@ const relay: Command = {
       metrics,
       evidenceFile: stringValue(context, 'evidence'),
       replicaIndex: replicaIndexRaw === undefined ? undefined : intValue(context, 'replica-index', 0, 0, 1_000),
+      recreateSlot: context.values['recreate-slot'] === true,
     });
     context.shutdown.add('relay', () => handle.stop());
     process.stdout.write(`relay ${context.config.relayMode} running; Ctrl-C to stop\n`);

@@ -4,6 +4,7 @@
 import { OutboxBenchError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
+import { CdcRelay } from './cdc.js';
 import { createPollingRelay } from './polling.js';
 
 export interface RelayHandle {
@@ -18,6 +19,8 @@ export interface StartRelayOptions {
   evidenceFile?: string | undefined;
   /** Set in a replica child process: which of --replicas this one is. */
   replicaIndex?: number | undefined;
+  /** CDC: create the slot although this schema's relay had one (after a loss was dealt with). */
+  recreateSlot?: boolean | undefined;
 }
 
 export async function startRelay(runtime: Runtime, options: StartRelayOptions = {}): Promise<RelayHandle> {
@@ -35,6 +38,25 @@ export async function startRelay(runtime: Runtime, options: StartRelayOptions = 
       });
       relay.start();
       return { stop: () => relay.stop(), done: new Promise(() => {}) };
+    }
+    case 'cdc':
+    case 'cdc-message': {
+      // One relay serves both: outbox rows arrive as inserts, table-less events
+      // as logical messages; the mode only names what the writers use.
+      const relay = new CdcRelay({
+        databaseUrl: runtime.infra.databaseUrl,
+        sql: runtime.sql({ max: 2, applicationName: 'outbox-bench-relay-cdc' }),
+        schema: config.schema,
+        publisher: runtime.publisher(),
+        slotName: config.slotName,
+        publicationName: config.publicationName,
+        log,
+        metrics: options.metrics,
+        batchSize: config.batchSize,
+        recreateSlot: options.recreateSlot ?? false,
+      });
+      await relay.start();
+      return { stop: () => relay.stop(), done: relay.done };
     }
     default:
       throw new OutboxBenchError('USAGE', `relay mode ${config.relayMode} is not available yet`);

@@ -1,0 +1,548 @@
+/**
+ * The CDC relay: logical replication (pgoutput, via pg-logical-replication)
+ * of the outbox table and of `pg_logical_emit_message(true, 'outbox', ...)`
+ * events, published to Kafka.
+ *
+ * Acknowledgement is the whole point. The slot's confirmed position only ever
+ * moves to the end LSN of transactions whose every event Kafka has
+ * acknowledged, in commit order, so a crash anywhere replays rather than
+ * skips (DESIGN.md traps 1-3):
+ *
+ *  - pg-logical-replication runs with `acknowledge: { auto: false,
+ *    timeoutSeconds: 0 }`: its auto mode acks on receipt, and its timer acks
+ *    the last *received* LSN (kibae/pg-logical-replication#174).
+ *  - Every (re)connection starts at 0/0, i.e. at the slot's confirmed
+ *    position: the library would otherwise restart from the last LSN it
+ *    received, past unpublished transactions.
+ *  - Keepalives are answered here; an idle relay confirms the server's
+ *    position (and emits heartbeats) so a quiet outbox does not pin WAL.
+ *  - A lost or vanished slot stops the relay with the fix; it is never
+ *    silently recreated (a new slot starts at the end of WAL and skips).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { failpoint, FailpointCrash } from '../chaos/failpoints.js';
+import type { Sql } from '../db.js';
+import { describeError, OutboxBenchError } from '../errors.js';
+import type { OutboxMessage } from '../events.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { OUTBOX_MESSAGE_PREFIX } from '../queries.js';
+import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
+import type { EventPublisher } from './publisher.js';
+import { stringHeaders } from './table-relay.js';
+
+/** Prefix of the relay's own non-transactional heartbeat messages. */
+export const HEARTBEAT_PREFIX = 'outbox-bench-heartbeat';
+
+export interface CdcRelayOptions {
+  /** Connection URL; the replication connection is opened with it. */
+  databaseUrl: string;
+  /** A pool on the schema, for slot management, heartbeats and lag. */
+  sql: Sql;
+  schema: string;
+  publisher: EventPublisher;
+  slotName: string;
+  publicationName: string;
+  log: Logger;
+  metrics?: Metrics | undefined;
+  /** Most events per Kafka batch. */
+  batchSize: number;
+  /**
+   * Stop reading WAL while this many committed events wait for Kafka. One
+   * transaction is always read whole (it cannot be published before its
+   * commit arrives), so the bound is this plus the largest transaction.
+   */
+  maxBufferedEvents?: number;
+  /** Emit a heartbeat message this often so an idle slot keeps advancing, ms. */
+  heartbeatIntervalMs?: number;
+  /** Send a status update at least this often, ms. */
+  statusIntervalMs?: number;
+  /** Create the slot even though this schema's relay had one before (after a loss was dealt with). */
+  recreateSlot?: boolean;
+}
+
+interface Transaction {
+  /** The end LSN of the commit record: what may be confirmed once published. */
+  endLsn: Lsn;
+  events: OutboxMessage[];
+  /** How many of `events` Kafka has acknowledged. */
+  published: number;
+}
+
+// Rationale: 50K events of ~0.5 KiB is ~25 MiB of heap, a second or two of
+// work at the rates measured here; beyond that, reading ahead buys nothing.
+const DEFAULT_MAX_BUFFERED = 50_000;
+// Rationale: often enough that an idle slot never holds more than a few
+// seconds of other tables' WAL; cheap (one tiny WAL record).
+const DEFAULT_HEARTBEAT_MS = 5_000;
+// Rationale: well inside wal_sender_timeout (60 s by default).
+const DEFAULT_STATUS_MS = 10_000;
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 10_000;
+
+/** The walsender's connection, reached to pause reading (backpressure). */
+interface StreamHolder {
+  _connection?: { stream?: { pause(): void; resume(): void } } | null;
+}
+
+export class CdcRelay {
+  published = 0;
+  readonly #o: Required<Pick<CdcRelayOptions, 'maxBufferedEvents' | 'heartbeatIntervalMs' | 'statusIntervalMs'>> & CdcRelayOptions;
+  readonly #log: Logger;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #crashed: FailpointCrash | undefined;
+  /** What the server has been told is durably handled. */
+  #confirmed: Lsn = ZERO_LSN;
+  #lastRecorded = 0;
+  // Per connection:
+  #service: LogicalReplicationService | undefined;
+  #generation = 0;
+  #pending: Transaction[] = [];
+  #current: Transaction | undefined;
+  #buffered = 0;
+  #paused = false;
+  #publishing = false;
+  #lastStatusAt = 0;
+
+  constructor(options: CdcRelayOptions) {
+    this.#o = {
+      maxBufferedEvents: DEFAULT_MAX_BUFFERED,
+      heartbeatIntervalMs: DEFAULT_HEARTBEAT_MS,
+      statusIntervalMs: DEFAULT_STATUS_MS,
+      ...options,
+    };
+    this.#log = options.log.child({ component: 'relay', relay: 'cdc', slot: options.slotName });
+  }
+
+  get crashed(): FailpointCrash | undefined {
+    return this.#crashed;
+  }
+
+  /** The position last confirmed to PostgreSQL. */
+  get confirmedLsn(): string {
+    return formatLsn(this.#confirmed);
+  }
+
+  /**
+   * Checks wal_level, creates the publication and slot if this is the first
+   * start, refuses a lost or vanished slot, then starts streaming. Resolves
+   * once streaming was set up; `done` settles when the relay ends.
+   */
+  async start(): Promise<void> {
+    await prepareSlot(this.#o, this.#log);
+    this.#loop = this.#run();
+  }
+
+  /** Settles when the relay stops: resolves after stop(), rejects on a fatal error (lost slot). */
+  get done(): Promise<void> {
+    return this.#loop ?? Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wake?.();
+    await this.#service?.stop().catch(() => {});
+    await this.#loop?.catch(() => {});
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    const heartbeat = setInterval(() => void this.#heartbeat(), this.#o.heartbeatIntervalMs);
+    const status = setInterval(() => this.#sendStatus(false), Math.min(this.#o.statusIntervalMs, 1_000));
+    try {
+      while (!this.#stopped) {
+        const started = Date.now();
+        try {
+          await this.#stream();
+        } catch (error) {
+          if (this.#stopped) break;
+          if (error instanceof FailpointCrash) {
+            this.#crashed = error;
+            this.#log.warn({ failpoint: error.failpoint }, 'CDC relay crashed at a failpoint');
+            return;
+          }
+          // The slot may have been invalidated or dropped while we were connected.
+          await prepareSlot({ ...this.#o, recreateSlot: false }, this.#log);
+          this.#o.metrics?.relayErrors.inc({ relay: 'cdc', kind: (error as { code?: string }).code ?? 'replication' });
+          if (Date.now() - started > 30_000) failures = 0;
+          failures += 1;
+          const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
+          this.#log.warn(
+            { err: describeError(error), retryInMs: Math.round(delay), confirmed: this.confirmedLsn },
+            'replication connection lost; reconnecting from the confirmed position (unconfirmed transactions are replayed)',
+          );
+          await this.#sleep(delay);
+        }
+      }
+    } finally {
+      clearInterval(heartbeat);
+      clearInterval(status);
+      this.#log.info({ published: this.published, confirmed: this.confirmedLsn }, 'CDC relay stopped');
+    }
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+  }
+
+  /** One replication connection, from the slot's confirmed position until it ends. */
+  async #stream(): Promise<void> {
+    const generation = ++this.#generation;
+    this.#pending = [];
+    this.#current = undefined;
+    this.#buffered = 0;
+    this.#paused = false;
+    const service = new LogicalReplicationService(
+      { connectionString: this.#o.databaseUrl, application_name: `outbox-bench-cdc-${this.#o.slotName}` },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
+    );
+    this.#service = service;
+    let streamError: unknown;
+    service.on('error', (error: Error) => {
+      streamError ??= error;
+    });
+    service.on('data', (lsn: string, message: Pgoutput.Message) => {
+      if (generation === this.#generation) this.#onMessage(lsn, message);
+    });
+    service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) => {
+      if (generation === this.#generation) this.#onKeepalive(parseLsn(lsn), shouldRespond);
+    });
+    service.on('start', () => this.#log.info({ confirmed: this.confirmedLsn }, 'replication streaming'));
+    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.#o.publicationName], messages: true });
+    try {
+      // 0/0 = "from the slot's confirmed position", never from the library's memory.
+      await service.subscribe(plugin, this.#o.slotName, '0/00000000');
+      if (streamError) throw streamError;
+      if (!this.#stopped) throw new OutboxBenchError('DATABASE', 'the replication stream ended', { retriable: true });
+    } finally {
+      this.#generation += 1; // late publishes of this connection must not ack on the next one
+      await service.stop().catch(() => {});
+      if (this.#crashed) throw this.#crashed;
+    }
+  }
+
+  #onMessage(lsn: string, message: Pgoutput.Message): void {
+    switch (message.tag) {
+      case 'begin':
+        this.#current = { endLsn: ZERO_LSN, events: [], published: 0 };
+        return;
+      case 'relation':
+        if (this.#isOutbox(message)) keepJsonAsText(message);
+        return;
+      case 'insert':
+        if (this.#current && this.#isOutbox(message.relation)) this.#current.events.push(rowToMessage(message.new));
+        return;
+      case 'message':
+        this.#onLogicalMessage(lsn, message);
+        return;
+      case 'commit': {
+        const transaction = this.#current;
+        this.#current = undefined;
+        if (!transaction || !message.commitEndLsn) return;
+        transaction.endLsn = parseLsn(message.commitEndLsn);
+        this.#enqueue(transaction);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  #onLogicalMessage(lsn: string, message: Pgoutput.MessageMessage): void {
+    if (message.prefix === OUTBOX_MESSAGE_PREFIX) {
+      const event = decodeOutboxMessage(message.content);
+      if (message.transactional && this.#current) this.#current.events.push(event);
+      else this.#enqueue({ endLsn: parseLsn(message.messageLsn ?? lsn), events: [event], published: 0 });
+      return;
+    }
+    if (message.prefix === HEARTBEAT_PREFIX && !message.transactional) {
+      // Confirmable once everything before it is published: the slot advances
+      // past WAL of tables outside the publication.
+      this.#enqueue({ endLsn: parseLsn(message.messageLsn ?? lsn), events: [], published: 0 });
+    }
+  }
+
+  #isOutbox(relation: Pgoutput.MessageRelation): boolean {
+    return relation.name === 'outbox' && relation.schema === this.#o.schema;
+  }
+
+  #enqueue(transaction: Transaction): void {
+    this.#pending.push(transaction);
+    this.#buffered += transaction.events.length;
+    if (!this.#paused && this.#buffered > this.#o.maxBufferedEvents) {
+      this.#paused = true;
+      this.#stream_()?.pause();
+      this.#log.debug({ buffered: this.#buffered }, 'Kafka is behind; pausing the WAL stream');
+    }
+    void this.#publishLoop();
+  }
+
+  #stream_(): { pause(): void; resume(): void } | undefined {
+    // pg-logical-replication does not expose its socket; without pausing it
+    // the relay would buffer without bound whenever Kafka is slower than WAL.
+    return (this.#service as unknown as StreamHolder | undefined)?._connection?.stream ?? undefined;
+  }
+
+  /** Publishes the head of the queue batch by batch, confirming whole transactions in order. */
+  async #publishLoop(): Promise<void> {
+    if (this.#publishing) return;
+    this.#publishing = true;
+    const generation = this.#generation;
+    let failures = 0;
+    try {
+      while (!this.#stopped && generation === this.#generation && this.#pending.length > 0) {
+        this.#confirmFinishedHead();
+        const batch = this.#nextBatch();
+        if (batch.length === 0) continue;
+        try {
+          const started = performance.now();
+          await this.#o.publisher.publish(batch);
+          this.#o.metrics?.relayPublishSeconds.observe({ relay: 'cdc' }, (performance.now() - started) / 1_000);
+          failures = 0;
+        } catch (error) {
+          failures += 1;
+          this.#o.metrics?.relayErrors.inc({ relay: 'cdc', kind: (error as { code?: string }).code ?? 'publish' });
+          const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1));
+          this.#log.warn({ err: describeError(error), retryInMs: delay, confirmed: this.confirmedLsn }, 'publish failed; nothing confirmed past it, retrying');
+          await this.#sleep(delay);
+          continue;
+        }
+        if (generation !== this.#generation) return;
+        try {
+          failpoint('cdc.after-publish-before-ack');
+        } catch (error) {
+          if (error instanceof FailpointCrash) {
+            this.#crashed = error;
+            void this.#service?.stop();
+            return;
+          }
+          throw error;
+        }
+        this.#markPublished(batch.length);
+        this.published += batch.length;
+        this.#o.metrics?.relayPublished.inc({ relay: 'cdc' }, batch.length);
+        this.#o.metrics?.relayPasses.inc({ relay: 'cdc' });
+        this.#confirmFinishedHead();
+      }
+      this.#confirmFinishedHead();
+    } finally {
+      this.#publishing = false;
+    }
+  }
+
+  #nextBatch(): OutboxMessage[] {
+    const batch: OutboxMessage[] = [];
+    for (const transaction of this.#pending) {
+      for (let i = transaction.published; i < transaction.events.length && batch.length < this.#o.batchSize; i++) {
+        batch.push(transaction.events[i]!);
+      }
+      if (batch.length >= this.#o.batchSize) break;
+    }
+    return batch;
+  }
+
+  #markPublished(count: number): void {
+    let left = count;
+    for (const transaction of this.#pending) {
+      const take = Math.min(left, transaction.events.length - transaction.published);
+      transaction.published += take;
+      left -= take;
+      if (left === 0) break;
+    }
+    this.#buffered -= count;
+    if (this.#paused && this.#buffered <= this.#o.maxBufferedEvents / 2) {
+      this.#paused = false;
+      this.#stream_()?.resume();
+    }
+  }
+
+  /** Drops fully published transactions from the head and confirms the last one's end LSN. */
+  #confirmFinishedHead(): void {
+    let advanced = false;
+    while (this.#pending.length > 0) {
+      const head = this.#pending[0]!;
+      if (head.published < head.events.length) break;
+      this.#pending.shift();
+      if (head.endLsn > this.#confirmed) {
+        this.#confirmed = head.endLsn;
+        advanced = true;
+      }
+    }
+    if (advanced) this.#sendStatus(true);
+  }
+
+  #onKeepalive(serverLsn: Lsn, shouldRespond: boolean): void {
+    // Nothing received is unpublished and no transaction is half-read: all WAL
+    // the server sent before this keepalive is handled, so its position is safe.
+    const idle = this.#pending.length === 0 && this.#current === undefined && !this.#publishing;
+    if (idle && serverLsn > this.#confirmed) {
+      this.#confirmed = serverLsn;
+      this.#sendStatus(true);
+    } else if (shouldRespond) {
+      this.#sendStatus(true);
+    }
+  }
+
+  #sendStatus(force: boolean): void {
+    const service = this.#service;
+    if (!service || this.#confirmed === ZERO_LSN) return;
+    if (!force && Date.now() - this.#lastStatusAt < this.#o.statusIntervalMs) return;
+    this.#lastStatusAt = Date.now();
+    // acknowledge(x) reports x + 1 as written/flushed/applied; we mean exactly
+    // #confirmed (a commit's end LSN already points past its record).
+    void service.acknowledge(formatLsn(this.#confirmed - 1n)).catch(() => {});
+    if (Date.now() - this.#lastRecorded > 10_000) {
+      this.#lastRecorded = Date.now();
+      void this.#o.sql`UPDATE relay_cdc_slots SET confirmed_lsn = ${formatLsn(this.#confirmed)}::pg_lsn, confirmed_at = now() WHERE slot_name = ${this.#o.slotName}`.catch(() => {});
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    if (this.#stopped) return;
+    try {
+      await this.#o.sql`SELECT pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, '')`;
+    } catch (error) {
+      this.#log.debug({ err: describeError(error) }, 'heartbeat failed');
+    }
+  }
+}
+
+/** pgoutput sends jsonb as text; keep it text instead of parsing and re-serialising. */
+function keepJsonAsText(relation: Pgoutput.MessageRelation): void {
+  for (const column of relation.columns) {
+    if (column.name === 'payload' || column.name === 'headers') column.parser = (raw: unknown) => raw;
+  }
+}
+
+function rowToMessage(row: Record<string, unknown>): OutboxMessage {
+  return {
+    eventId: String(row.event_id),
+    aggregateType: String(row.aggregate_type),
+    aggregateId: String(row.aggregate_id),
+    aggregateVersion: Number(row.aggregate_version),
+    eventType: String(row.event_type),
+    payload: String(row.payload),
+    headers: stringHeaders(typeof row.headers === 'string' ? JSON.parse(row.headers) : row.headers),
+  };
+}
+
+const textDecoder = new TextDecoder();
+
+function decodeOutboxMessage(content: Uint8Array): OutboxMessage {
+  const body = JSON.parse(textDecoder.decode(content)) as {
+    eventId: string;
+    aggregateType: string;
+    aggregateId: string;
+    aggregateVersion: number;
+    eventType: string;
+    headers?: Record<string, string>;
+    payload: unknown;
+  };
+  return {
+    eventId: body.eventId,
+    aggregateType: body.aggregateType,
+    aggregateId: body.aggregateId,
+    aggregateVersion: body.aggregateVersion,
+    eventType: body.eventType,
+    payload: JSON.stringify(body.payload),
+    headers: stringHeaders(body.headers),
+  };
+}
+
+interface SlotRow {
+  walStatus: string | null;
+  plugin: string | null;
+  database: string | null;
+  confirmedFlushLsn: string | null;
+  invalidationReason: string | null;
+}
+
+/**
+ * Creates the publication and the slot on first start; refuses to run on a
+ * server without wal_level=logical, on a lost slot, or when a slot this relay
+ * had is gone. Each error says what happened and how to fix it.
+ */
+export async function prepareSlot(options: Pick<CdcRelayOptions, 'sql' | 'schema' | 'slotName' | 'publicationName' | 'recreateSlot'>, log: Logger): Promise<void> {
+  const { sql, slotName, publicationName, schema } = options;
+  const [settings] = await sql<{ walLevel: string; database: string }[]>`SELECT current_setting('wal_level') AS wal_level, current_database() AS database`;
+  if (settings?.walLevel !== 'logical') {
+    throw new OutboxBenchError(
+      'WAL_LEVEL_NOT_LOGICAL',
+      `the CDC relay needs wal_level=logical, the server runs with wal_level=${settings?.walLevel}. ` +
+        "Fix: ALTER SYSTEM SET wal_level = 'logical'; then restart PostgreSQL.",
+    );
+  }
+
+  const [publication] = await sql<{ viaRoot: boolean }[]>`SELECT pubviaroot AS via_root FROM pg_publication WHERE pubname = ${publicationName}`;
+  if (!publication) {
+    await sql.unsafe(`CREATE PUBLICATION ${publicationName} FOR TABLE ${schema}.outbox WITH (publish = 'insert', publish_via_partition_root = true)`);
+    log.info({ publication: publicationName }, 'created the publication');
+  } else if (!publication.viaRoot) {
+    // Without it, rows arrive under each partition's name and new partitions are missed.
+    await sql.unsafe(`ALTER PUBLICATION ${publicationName} SET (publish_via_partition_root = true)`);
+  }
+
+  const columns = await sql<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pg_catalog' AND table_name = 'pg_replication_slots'`;
+  const hasReason = columns.some((c) => c.name === 'invalidation_reason');
+  const [slot] = await sql.unsafe<SlotRow[]>(
+    `SELECT wal_status, plugin, database, confirmed_flush_lsn::text, ${hasReason ? 'invalidation_reason' : 'NULL::text AS invalidation_reason'}
+     FROM pg_replication_slots WHERE slot_name = $1`,
+    [slotName],
+  );
+  const [known] = await sql<{ confirmedLsn: string | null; confirmedAt: Date | null; createdAt: Date }[]>`
+    SELECT confirmed_lsn::text, confirmed_at, created_at FROM relay_cdc_slots WHERE slot_name = ${slotName}`;
+  if (slot) {
+    if (slot.walStatus === 'lost') {
+      const since = known?.confirmedAt ? ` Events committed after ${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : ' Events committed after its last confirmed position';
+      throw new OutboxBenchError(
+        'SLOT_LOST',
+        `replication slot "${slotName}" was invalidated (wal_status = 'lost'${slot.invalidationReason ? `, reason: ${slot.invalidationReason}` : ''}): ` +
+          'PostgreSQL removed WAL the slot still needed, usually because it fell more than max_slot_wal_keep_size behind.' +
+          `${since} can no longer be read from the WAL, so the relay will not start on it and will not recreate it by itself. ` +
+          `Fix: SELECT pg_drop_replication_slot('${slotName}'); start the relay with --recreate-slot; then re-publish the outbox rows ` +
+          'created since that time (duplicates are harmless: the consumer dedupes by event id).',
+        { details: { slotName, confirmedLsn: known?.confirmedLsn } },
+      );
+    }
+    if (slot.plugin !== 'pgoutput') {
+      throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" uses the ${slot.plugin} plugin, not pgoutput; choose another --slot name`);
+    }
+    if (slot.database !== settings.database) {
+      throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" belongs to database ${slot.database}, not ${settings.database}; choose another --slot name`);
+    }
+    return;
+  }
+  if (known && !options.recreateSlot) {
+    throw new OutboxBenchError(
+      'SLOT_MISSING',
+      `replication slot "${slotName}" that this relay created on ${known.createdAt.toISOString()} no longer exists. ` +
+        'A new slot would start at the end of the WAL and skip every event committed since ' +
+        `${known.confirmedAt ? `${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : 'the slot was last confirmed'}. ` +
+        'Fix: find out who dropped it; start the relay with --recreate-slot; then re-publish the outbox rows created since that time ' +
+        '(duplicates are harmless: the consumer dedupes by event id).',
+      { details: { slotName } },
+    );
+  }
+  const [created] = await sql<{ lsn: string }[]>`SELECT lsn::text FROM pg_create_logical_replication_slot(${slotName}, 'pgoutput')`;
+  await sql`
+    INSERT INTO relay_cdc_slots (slot_name, created_lsn) VALUES (${slotName}, ${created!.lsn}::pg_lsn)
+    ON CONFLICT (slot_name) DO UPDATE SET created_at = now(), created_lsn = excluded.created_lsn, confirmed_lsn = NULL, confirmed_at = NULL`;
+  log.info({ slot: slotName, lsn: created?.lsn }, 'created the replication slot');
+}
+
+/** WAL bytes between the server's current position and the slot's confirmed one. */
+export async function slotLagBytes(sql: Sql, slotName: string): Promise<number | null> {
+  const [row] = await sql<{ lag: number | null }[]>`
+    SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag FROM pg_replication_slots WHERE slot_name = ${slotName}`;
+  return row?.lag ?? null;
+}
