@@ -96,7 +96,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   const log = createLogger(config.logLevel);
   const shutdown = new ShutdownStack(log);
-  const signal = installSignalHandlers(shutdown, log);
+  const signal = installSignalHandlers(shutdown, log, { ignoreInterrupt: parsed.values['replica-index'] !== undefined });
   try {
     const code = await command.run({ config, log, shutdown, signal, values: parsed.values, positionals: parsed.positionals });
     return code ?? 0;

@@ -13,6 +13,9 @@ import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { createOrderService } from './orders/http.js';
 import { ORDER_AGGREGATE, placeOrders, type OutboxStore } from './orders/write-path.js';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { checkClaims, readEvidence } from './relay/evidence.js';
 import { startRelay } from './relay/index.js';
 import { openRuntime, type Runtime } from './runtime.js';
 
@@ -277,4 +280,26 @@ const place: Command = {
   },
 };
 
-export const COMMANDS: readonly Command[] = Object.freeze([infra, migrateCommand, serve, relay, consume, place]);
+const checkClaimsCommand: Command = {
+  name: 'check-claims',
+  summary: 'check the claim evidence of table relays: no event claimed by two replicas at once',
+  usage: 'check-claims <evidence-folder>',
+  description:
+    'Reads the JSON Lines files `relay --evidence <folder>` wrote (one per replica), checks that no event id was claimed\n' +
+    'by two replicas in overlapping passes, prints the result and writes it to <folder>/claims-report.json. Exit 1 on overlap.',
+  configKeys: ['logLevel'],
+  async run(context) {
+    const dir = context.positionals[0];
+    if (!dir) throw new OutboxBenchError('USAGE', 'check-claims needs the evidence folder');
+    const report = checkClaims(readEvidence(dir));
+    writeFileSync(path.join(dir, 'claims-report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    process.stdout.write(
+      `${report.replicas.length} replicas, ${report.passes} passes (${report.unreleasedPasses} interrupted), ${report.claimedEvents} events claimed, ` +
+        `${report.reclaimedEvents} claimed again after a failed pass, ${report.overlaps.length} claimed by two replicas at once -> ` +
+        `${report.disjoint ? 'claims are disjoint' : 'CLAIMS OVERLAP'}\nreport: ${path.join(dir, 'claims-report.json')}\n`,
+    );
+    return report.disjoint ? 0 : 1;
+  },
+};
+
+export const COMMANDS: readonly Command[] = Object.freeze([infra, migrateCommand, serve, relay, consume, place, checkClaimsCommand]);

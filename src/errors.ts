@@ -87,9 +87,14 @@ export function isOutboxBenchError(error: unknown, code?: ErrorCode): error is O
 
 /** The message of anything thrown, for logs and CLI output. */
 export function describeError(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = error.cause === undefined ? '' : ` (cause: ${describeError(error.cause)})`;
-    return `${error.message}${cause}`;
+  if (!(error instanceof Error)) return String(error);
+  let text = error.message;
+  // Client libraries (kafkajs) nest causes that repeat the same words; show
+  // each distinct message of the chain once.
+  for (let cause = error.cause; cause !== undefined; cause = cause instanceof Error ? cause.cause : undefined) {
+    const message = cause instanceof Error ? cause.message : String(cause);
+    if (!text.includes(message)) text += ` (cause: ${message})`;
+    if (!(cause instanceof Error)) break;
   }
-  return String(error);
+  return text;
 }

@@ -55,7 +55,7 @@ export class ShutdownStack {
  * promise that resolves with the signal name when one arrives, so long-running
  * commands can `await` it.
  */
-export function installSignalHandlers(stack: ShutdownStack, log: Logger): Promise<NodeJS.Signals> {
+export function installSignalHandlers(stack: ShutdownStack, log: Logger, options: { ignoreInterrupt?: boolean } = {}): Promise<NodeJS.Signals> {
   process.once('exit', killAllOwnedSync);
   return new Promise((resolve) => {
     let received = 0;
@@ -70,6 +70,11 @@ export function installSignalHandlers(stack: ShutdownStack, log: Logger): Promis
       resolve(signal);
       void stack.run().then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     };
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      // A supervised child gets the terminal's Ctrl-C too; its supervisor
+      // decides when it stops (SIGTERM), so the pass in flight can finish.
+      if (signal === 'SIGINT' && options.ignoreInterrupt) process.on(signal, () => {});
+      else process.on(signal, onSignal);
+    }
   });
 }

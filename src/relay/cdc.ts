@@ -78,8 +78,9 @@ const DEFAULT_MAX_BUFFERED = 50_000;
 const DEFAULT_HEARTBEAT_MS = 5_000;
 // Rationale: well inside wal_sender_timeout (60 s by default).
 const DEFAULT_STATUS_MS = 10_000;
+// Rationale: as the table relays: fast for blips, at most 5 s apart during an outage.
 const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 10_000;
+const BACKOFF_MAX_MS = 5_000;
 
 /** The walsender's connection, reached to pause reading (backpressure). */
 interface StreamHolder {
@@ -119,6 +120,11 @@ export class CdcRelay {
 
   get crashed(): FailpointCrash | undefined {
     return this.#crashed;
+  }
+
+  /** Committed events received and not yet acknowledged by Kafka. */
+  get bufferedEvents(): number {
+    return this.#buffered;
   }
 
   /** The position last confirmed to PostgreSQL. */

@@ -6,6 +6,11 @@ import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import { CdcRelay } from './cdc.js';
 import { createPollingRelay } from './polling.js';
+import { ReplicaSupervisor } from './replicas.js';
+import { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from './skip-locked.js';
+import { TableRelay } from './table-relay.js';
+import { evidencePath } from './evidence.js';
+import { startLagMonitor } from './lag.js';
 
 export interface RelayHandle {
   /** Stops the relay (finishing the pass in progress) and its replicas. */
@@ -16,6 +21,7 @@ export interface RelayHandle {
 
 export interface StartRelayOptions {
   metrics?: Metrics | undefined;
+  /** Table relays: write claim evidence into this folder (one JSON Lines file per replica). */
   evidenceFile?: string | undefined;
   /** Set in a replica child process: which of --replicas this one is. */
   replicaIndex?: number | undefined;
@@ -25,6 +31,10 @@ export interface StartRelayOptions {
 
 export async function startRelay(runtime: Runtime, options: StartRelayOptions = {}): Promise<RelayHandle> {
   const { config, log } = runtime;
+  if (options.metrics && options.replicaIndex === undefined) {
+    const stopLag = startLagMonitor({ sql: runtime.sql({ max: 1, applicationName: 'outbox-bench-lag' }), mode: config.relayMode, slotName: config.slotName, metrics: options.metrics, log });
+    runtime.shutdown.add('lag monitor', stopLag);
+  }
   switch (config.relayMode) {
     case 'polling': {
       const relay = createPollingRelay({
@@ -34,7 +44,47 @@ export async function startRelay(runtime: Runtime, options: StartRelayOptions = 
         batchSize: config.batchSize,
         intervalMs: config.pollIntervalMs,
         metrics: options.metrics,
-        evidenceFile: options.evidenceFile,
+        evidenceFile: options.evidenceFile ? evidencePath(options.evidenceFile, 0) : undefined,
+      });
+      relay.start();
+      return { stop: () => relay.stop(), done: new Promise(() => {}) };
+    }
+    case 'skip-locked':
+    case 'naive-skip-locked': {
+      if (options.replicaIndex === undefined && config.replicas > 1) {
+        const supervisor = new ReplicaSupervisor({
+          config,
+          databaseUrl: runtime.infra.databaseUrl,
+          kafkaBrokers: runtime.infra.kafkaBrokers,
+          log,
+          evidenceDir: options.evidenceFile,
+        });
+        if (config.relayMode === 'skip-locked') await prepareBuckets(runtime.sql({ max: 1 }), config.buckets);
+        supervisor.start();
+        return { stop: () => supervisor.stop(), done: new Promise(() => {}) };
+      }
+      const replicaIndex = options.replicaIndex ?? 0;
+      const sql = runtime.sql({
+        max: 2,
+        applicationName: `outbox-bench-relay-${config.relayMode}-${replicaIndex}`,
+        // The lease: a replica stalled inside its pass is cut off by the server.
+        idleInTransactionTimeoutMs: config.leaseMs,
+      });
+      const strategy =
+        config.relayMode === 'skip-locked'
+          ? bucketedStrategy({ buckets: config.buckets, replicas: config.replicas, replicaIndex })
+          : naiveSkipLockedStrategy;
+      if (config.relayMode === 'skip-locked') await prepareBuckets(sql, config.buckets);
+      const relay = new TableRelay({
+        sql,
+        publisher: runtime.publisher(`outbox-bench-relay-${replicaIndex}`),
+        strategy,
+        log,
+        batchSize: config.batchSize,
+        intervalMs: config.pollIntervalMs,
+        replicaId: `${config.relayMode}-${replicaIndex}`,
+        metrics: options.metrics,
+        evidenceFile: options.evidenceFile ? evidencePath(options.evidenceFile, replicaIndex) : undefined,
       });
       relay.start();
       return { stop: () => relay.stop(), done: new Promise(() => {}) };

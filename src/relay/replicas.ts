@@ -1,0 +1,100 @@
+/**
+ * Runs relay replicas as separate processes (each with its own connections
+ * and Kafka producer) and keeps them running: a replica that dies is started
+ * again after a pause, as an orchestrator would. Stopping sends SIGTERM, so
+ * each replica finishes its pass before it exits.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli.js');
+
+export interface ReplicaSupervisorOptions {
+  config: Config;
+  databaseUrl: string;
+  kafkaBrokers: readonly string[];
+  log: Logger;
+  evidenceDir?: string | undefined;
+}
+
+// Rationale: restart quickly after a crash, but back off so a replica that
+// dies at start-up (bad config, database down) does not spin.
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 10_000;
+
+export class ReplicaSupervisor {
+  readonly #o: ReplicaSupervisorOptions;
+  readonly #log: Logger;
+  readonly #children = new Map<number, ChildProcess>();
+  readonly #restarts = new Map<number, number>();
+  #stopping = false;
+
+  constructor(options: ReplicaSupervisorOptions) {
+    this.#o = options;
+    this.#log = options.log.child({ component: 'replicas', mode: options.config.relayMode });
+  }
+
+  /** Pids of the running replicas, by replica index. */
+  pids(): Map<number, number> {
+    return new Map([...this.#children].flatMap(([index, child]) => (child.pid === undefined ? [] : [[index, child.pid] as [number, number]])));
+  }
+
+  start(): void {
+    for (let index = 0; index < this.#o.config.replicas; index++) this.#spawn(index);
+  }
+
+  #spawn(index: number): void {
+    const { config } = this.#o;
+    const args = [
+      'relay',
+      '--mode', config.relayMode,
+      '--replicas', String(config.replicas),
+      '--replica-index', String(index),
+      '--buckets', String(config.buckets),
+      '--batch-size', String(config.batchSize),
+      '--interval-ms', String(config.pollIntervalMs),
+      '--lease-ms', String(config.leaseMs),
+      ...(this.#o.evidenceDir ? ['--evidence', this.#o.evidenceDir] : []),
+      // Each replica serves its own counters next to the supervisor's port.
+      ...(config.metricsPort ? ['--metrics-port', String(config.metricsPort + 1 + index)] : []),
+    ];
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATABASE_URL: this.#o.databaseUrl,
+      KAFKA_BROKERS: this.#o.kafkaBrokers.join(','),
+      OUTBOX_BENCH_SCHEMA: config.schema,
+      OUTBOX_BENCH_TOPIC_PREFIX: config.topicPrefix,
+      OUTBOX_BENCH_PARTITIONS: String(config.topicPartitions),
+      OUTBOX_BENCH_LOG_LEVEL: config.logLevel,
+    };
+    const child = fork(CLI, args, { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    this.#children.set(index, child);
+    child.once('exit', (code, signal) => {
+      this.#children.delete(index);
+      if (this.#stopping) return;
+      const restarts = (this.#restarts.get(index) ?? 0) + 1;
+      this.#restarts.set(index, restarts);
+      const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(restarts - 1, 5));
+      this.#log.warn({ replica: index, code, signal, restartInMs: delay }, 'relay replica exited; restarting it');
+      setTimeout(() => {
+        if (!this.#stopping) this.#spawn(index);
+      }, delay).unref();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const exits = [...this.#children.values()].map(async (child) => {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    });
+    await Promise.all(exits);
+  }
+}
