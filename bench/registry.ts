@@ -2,6 +2,8 @@
  * Every scenario, in the order `all` runs them.
  */
 import type { Scenario } from './scenario.js';
+import { cdc } from './scenarios/cdc.js';
 import { polling } from './scenarios/polling.js';
+import { skipLocked } from './scenarios/skip-locked.js';
 
-export const SCENARIOS: readonly Scenario[] = Object.freeze([polling]);
+export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc]);

@@ -115,7 +115,11 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
   }
 }
 
-/** Reads a topic from the beginning until `count` messages arrived (or the timeout). */
+/**
+ * Reads a topic from the beginning until `count` distinct events (by event id
+ * header) arrived, or the timeout; returns every message read, duplicates
+ * included, in the order each partition delivered them.
+ */
 export async function readTopic(kafka: Kafka, topic: string, count: number, timeoutMs = 30_000): Promise<KafkaMessage[]> {
   await eventually(`topic ${topic} to exist`, () => topicExists(kafka, topic), timeoutMs);
   const consumer = kafka.consumer({ groupId: uniqueName('reader') });
@@ -123,8 +127,14 @@ export async function readTopic(kafka: Kafka, topic: string, count: number, time
   await consumer.connect();
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({ eachMessage: async ({ message }) => void messages.push(message) });
-    await eventually(`${count} messages on ${topic} (have ${messages.length})`, () => messages.length >= count, timeoutMs);
+    const ids = new Set<string | undefined>();
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        messages.push(message);
+        ids.add(headerOf(message, 'id'));
+      },
+    });
+    await eventually(`${count} distinct events on ${topic}`, () => ids.size >= count, timeoutMs);
     return messages;
   } finally {
     await consumer.disconnect();

@@ -52,7 +52,15 @@ export interface IdempotentConsumerOptions {
   fromBeginning?: boolean;
   /** Called for every delivery after its transaction committed. */
   onDelivery?: ((delivery: Delivery) => void) | undefined;
+  /** Partitions processed at once, each batch in its own transaction (default 4). */
+  concurrency?: number | undefined;
 }
+
+// Rationale: a fetch returns batches of several partitions; applying them one
+// after another puts one inbox transaction (a commit, ~2-10 ms) per partition
+// in every event's latency. Four in parallel covers the 3-6 partitions used
+// here; order is per partition, so it is unaffected.
+const DEFAULT_CONCURRENCY = 4;
 
 // Rationale: a database blip should not make kafkajs re-fetch and rebalance;
 // retry the batch transaction in place a few times first.
@@ -98,9 +106,7 @@ export class IdempotentConsumer {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      // One partition at a time per consumer keeps the inbox transaction of a
-      // batch small and the offset commit right behind it.
-      partitionsConsumedConcurrently: 1,
+      partitionsConsumedConcurrently: this.#o.concurrency ?? DEFAULT_CONCURRENCY,
       eachBatch: (payload) => this.#onBatch(payload),
     });
     this.#log.info({ topics: this.#o.topics }, 'consumer started');

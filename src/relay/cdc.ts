@@ -82,6 +82,9 @@ const DEFAULT_STATUS_MS = 10_000;
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
 
+/** Slot problems no retry can fix; the relay stops and says what to do. */
+const FATAL_SLOT_ERRORS = new Set(['SLOT_LOST', 'SLOT_MISSING', 'WAL_LEVEL_NOT_LOGICAL', 'CONFIG_INVALID']);
+
 /** The walsender's connection, reached to pause reading (backpressure). */
 interface StreamHolder {
   _connection?: { stream?: { pause(): void; resume(): void } } | null;
@@ -170,8 +173,13 @@ export class CdcRelay {
             this.#log.warn({ failpoint: error.failpoint }, 'CDC relay crashed at a failpoint');
             return;
           }
-          // The slot may have been invalidated or dropped while we were connected.
-          await prepareSlot({ ...this.#o, recreateSlot: false }, this.#log);
+          // The slot may have been invalidated or dropped while we were connected:
+          // that is fatal. The server being unreachable is not: keep retrying.
+          try {
+            await prepareSlot({ ...this.#o, recreateSlot: false }, this.#log);
+          } catch (slotError) {
+            if (slotError instanceof OutboxBenchError && FATAL_SLOT_ERRORS.has(slotError.code)) throw slotError;
+          }
           this.#o.metrics?.relayErrors.inc({ relay: 'cdc', kind: (error as { code?: string }).code ?? 'replication' });
           if (Date.now() - started > 30_000) failures = 0;
           failures += 1;
@@ -493,9 +501,14 @@ export async function prepareSlot(options: Pick<CdcRelayOptions, 'sql' | 'schema
   if (!publication) {
     await sql.unsafe(`CREATE PUBLICATION ${publicationName} FOR TABLE ${schema}.outbox WITH (publish = 'insert', publish_via_partition_root = true)`);
     log.info({ publication: publicationName }, 'created the publication');
-  } else if (!publication.viaRoot) {
-    // Without it, rows arrive under each partition's name and new partitions are missed.
-    await sql.unsafe(`ALTER PUBLICATION ${publicationName} SET (publish_via_partition_root = true)`);
+  } else {
+    if (!publication.viaRoot) {
+      // Without it, rows arrive under each partition's name and new partitions are missed.
+      await sql.unsafe(`ALTER PUBLICATION ${publicationName} SET (publish_via_partition_root = true)`);
+    }
+    // A publication outlives a dropped and recreated outbox table, without it.
+    const [member] = await sql`SELECT 1 FROM pg_publication_tables WHERE pubname = ${publicationName} AND schemaname = ${schema} AND tablename = 'outbox'`;
+    if (!member) await sql.unsafe(`ALTER PUBLICATION ${publicationName} ADD TABLE ${schema}.outbox`);
   }
 
   const columns = await sql<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pg_catalog' AND table_name = 'pg_replication_slots'`;

@@ -1,0 +1,62 @@
+/**
+ * The CDC relay end to end, twice on the same load: events as outbox table
+ * rows, and table-less as logical decoding messages in the WAL.
+ */
+import { createSql } from '../../src/db.js';
+import { slotLagBytes } from '../../src/relay/cdc.js';
+import { describeResult } from '../harness/format.js';
+import { runPipeline, type PipelineResult } from '../harness/pipeline.js';
+import type { Scenario, ScenarioContext } from '../scenario.js';
+
+const SLOT = 'bench_cdc_slot';
+const PUBLICATION = 'bench_cdc_pub';
+
+/** Each run starts a fresh slot: one left from an earlier run would replay its WAL. */
+async function dropSlot(context: ScenarioContext): Promise<void> {
+  const sql = createSql(context.infra.databaseUrl, 'public', { max: 1 });
+  try {
+    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${SLOT} AND NOT active`;
+    await sql.unsafe(`DROP PUBLICATION IF EXISTS ${PUBLICATION}`);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+export const cdc: Scenario = {
+  name: 'cdc',
+  description: 'CDC relay (logical replication, pgoutput): outbox table and table-less WAL messages',
+  defaults: { relayMode: 'cdc' },
+  async run(context) {
+    const results: Record<string, PipelineResult> = {};
+    for (const store of ['table', 'message'] as const) {
+      await dropSlot(context);
+      const name = store === 'table' ? 'cdc' : 'cdc-message';
+      results[name] = await runPipeline(
+        {
+          infra: context.infra,
+          log: context.log,
+          name,
+          rawDir: `${context.outDir}/raw/${name}`,
+          quiet: context.quiet,
+          lag: async (sql) => ({ events: null, bytes: await slotLagBytes(sql, SLOT) }),
+          relayEnv: { OUTBOX_BENCH_SLOT: SLOT, OUTBOX_BENCH_PUBLICATION: PUBLICATION },
+        },
+        { ...context.parameters, relayMode: store === 'table' ? 'cdc' : 'cdc-message', store },
+      );
+    }
+    await dropSlot(context);
+    const lines = Object.entries(results).flatMap(([name, result]) => describeResult(name, result));
+    return {
+      title: 'CDC relay: outbox table vs table-less WAL messages',
+      variants: results,
+      lines,
+      histograms: Object.fromEntries(
+        Object.entries(results).flatMap(([name, r]) => [
+          [`${name}-e2e`, r.histograms.e2e],
+          [`${name}-commit-to-receipt`, r.histograms.commitToReceipt],
+          [`${name}-write`, r.histograms.write],
+        ]),
+      ),
+    };
+  },
+};

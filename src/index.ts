@@ -1,0 +1,38 @@
+/**
+ * The public API of outbox-bench as a library: the pieces a service reuses to
+ * run a transactional outbox of its own. Everything else is internal.
+ */
+
+// Configuration and errors
+export { resolveConfig, DEFAULTS, type Config, type RelayMode } from './config.js';
+export { OutboxBenchError, isOutboxBenchError, type ErrorCode } from './errors.js';
+
+// Schema and the write path
+export { createSql, migrate, ensurePartitions, type Sql, type TransactionSql } from './db.js';
+export { HEADERS, topicFor, type OutboxEventInput, type OutboxMessage } from './events.js';
+export {
+  writeOutboxEvents,
+  placeOrder,
+  placeOrders,
+  amendOrders,
+  placeOrdersDualWrite,
+  type OutboxStore,
+  type PlaceOrderInput,
+  type WrittenEvent,
+} from './orders/write-path.js';
+export { createOrderService } from './orders/http.js';
+
+// Relays
+export { KafkajsPublisher, type EventPublisher, type TopicRouter } from './relay/publisher.js';
+export { TableRelay, type ClaimStrategy, type TableRelayOptions } from './relay/table-relay.js';
+export { createPollingRelay, pollingStrategy } from './relay/polling.js';
+export { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from './relay/skip-locked.js';
+export { CdcRelay, prepareSlot, slotLagBytes, type CdcRelayOptions } from './relay/cdc.js';
+export { checkClaims, readEvidence, type ClaimReport } from './relay/evidence.js';
+
+// Consumer
+export { IdempotentConsumer, type Delivery, type IdempotentConsumerOptions } from './consumer/consumer.js';
+
+// Checks and observability
+export { OrderingChecker, type OrderingViolation } from './chaos/ordering.js';
+export { Metrics, METRIC_NAMES } from './metrics.js';
