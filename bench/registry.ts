@@ -3,7 +3,6 @@
  */
 import type { Scenario } from './scenario.js';
 import { cdc } from './scenarios/cdc.js';
-import { polling } from './scenarios/polling.js';
-import { skipLocked } from './scenarios/skip-locked.js';
+import { polling, skipLocked } from './scenarios/table-relays.js';
 
 export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc]);
