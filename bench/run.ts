@@ -34,11 +34,16 @@ export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
   connectionsPerWorker: 8,
   ordersPerTransaction: 10,
   payloadBytes: 256,
+  eventsPerAggregate: 1,
+  keySpace: 1_000,
+  hotKeyShare: 0,
+  hotKeys: 10,
   partitions: 6,
   batchSize: 1_000,
   pollIntervalMs: 500,
   replicas: 3,
   drainTimeoutS: 30,
+  seed: 1,
 });
 
 const FLAGS: Record<string, { key: keyof PipelineParameters; description: string; min: number; max: number }> = {
@@ -49,6 +54,11 @@ const FLAGS: Record<string, { key: keyof PipelineParameters; description: string
   connections: { key: 'connectionsPerWorker', description: 'transactions in flight per worker', min: 1, max: 256 },
   'orders-per-tx': { key: 'ordersPerTransaction', description: 'orders per transaction (batched intake)', min: 1, max: 10_000 },
   'payload-bytes': { key: 'payloadBytes', description: 'approximate event payload size', min: 64, max: 16_384 },
+  'events-per-aggregate': { key: 'eventsPerAggregate', description: 'events per aggregate (1 = new orders only)', min: 1, max: 1_000 },
+  'key-space': { key: 'keySpace', description: 'recent orders per worker that amendments pick from', min: 1, max: 10_000_000 },
+  'hot-key-percent': { key: 'hotKeyShare', description: 'percent of amendments aimed at the hot keys', min: 0, max: 100 },
+  'hot-keys': { key: 'hotKeys', description: 'how many hot aggregates', min: 1, max: 100_000 },
+  seed: { key: 'seed', description: 'seed of the load generator choices', min: 0, max: 2 ** 31 },
   partitions: { key: 'partitions', description: 'Kafka partitions of the topic', min: 1, max: 1_000 },
   'batch-size': { key: 'batchSize', description: 'relay batch size', min: 1, max: 100_000 },
   'interval-ms': { key: 'pollIntervalMs', description: 'relay poll interval', min: 1, max: 60_000 },
@@ -82,7 +92,7 @@ function parameters(scenario: Scenario, values: Record<string, string | boolean 
     if (!/^\d+$/.test(raw)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not a whole number`);
     const n = Number(raw);
     if (n < spec.min || n > spec.max) throw new OutboxBenchError('USAGE', `flag --${flag}: ${n} is out of range [${spec.min}, ${spec.max}]`);
-    result[spec.key] = n;
+    result[spec.key] = spec.key === 'hotKeyShare' ? n / 100 : n;
   }
   return result as unknown as PipelineParameters;
 }

@@ -48,8 +48,13 @@ export interface ConsumerFinal {
 export type ToConsumer = { type: 'start'; task: ConsumerTask } | { type: 'finish' };
 export type FromConsumer = { type: 'ready' } | ConsumerProgress | ConsumerFinal | { type: 'error'; message: string };
 
-function send(message: FromConsumer): void {
-  process.send?.(message);
+function send(message: FromConsumer): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send) resolve();
+    // Resolves once the message is handed to the IPC channel, so a disconnect
+    // right after it cannot drop it.
+    else process.send(message, undefined, {}, () => resolve());
+  });
 }
 
 async function run(task: ConsumerTask): Promise<void> {
@@ -87,9 +92,9 @@ async function run(task: ConsumerTask): Promise<void> {
     },
   });
   await consumer.start();
-  send({ type: 'ready' });
+  await send({ type: 'ready' });
   const progress = setInterval(() => {
-    send({ type: 'progress', received, distinct, duplicates, p99Ms: summarizeMs(endToEnd).p99 });
+    void send({ type: 'progress', received, distinct, duplicates, p99Ms: summarizeMs(endToEnd).p99 });
   }, 1_000);
 
   await new Promise<void>((resolve) => {
@@ -100,7 +105,7 @@ async function run(task: ConsumerTask): Promise<void> {
   clearInterval(progress);
   await consumer.stop();
   await sql.end({ timeout: 5 });
-  send({
+  await send({
     type: 'final',
     received,
     applied: consumer.stats.applied,
@@ -116,8 +121,8 @@ process.once('message', (message: ToConsumer) => {
   if (message.type !== 'start') return;
   run(message.task).then(
     () => process.disconnect?.(),
-    (error: unknown) => {
-      send({ type: 'error', message: String((error as Error).stack ?? error) });
+    async (error: unknown) => {
+      await send({ type: 'error', message: String((error as Error).stack ?? error) });
       process.exitCode = 1;
       process.disconnect?.();
     },

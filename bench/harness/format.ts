@@ -17,7 +17,7 @@ export function describeResult(name: string, r: PipelineResult): string[] {
   const verdict = r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, UNEXPECTED ${r.unexpected}`;
   return [
     `${name}: relay ${p.relayMode}${p.replicas > 1 && p.relayMode.includes('skip-locked') ? ` x${p.replicas}` : ''}, events in the ${p.store === 'table' ? 'outbox table' : 'WAL (logical messages)'}, ` +
-      `${p.rate} orders/s offered (${p.ordersPerTransaction}/transaction), ${p.durationS} s measured after ${p.warmupS} s warm-up`,
+      `${p.rate} events/s offered (${p.ordersPerTransaction}/transaction${p.eventsPerAggregate > 1 ? `, ${p.eventsPerAggregate} events per aggregate` : ""}), ${p.durationS} s measured after ${p.warmupS} s warm-up`,
     `  sent ${r.sent}  delivered ${r.delivered}  duplicates ${r.duplicates}  lost ${r.lost}  failed writes ${r.failedWrites}  -> ${verdict}`,
     `  throughput ${r.eventsPerSec} events/s delivered (${r.committedPerSec} committed/s)`,
     latencyLine('end to end (intended send -> consumer)', r.e2eMs),

@@ -1,7 +1,9 @@
 /**
- * A piscina worker that writes orders on a fixed timetable (open loop).
+ * A piscina worker that writes order events on a fixed timetable (open loop):
+ * new orders, and amendments of orders it placed earlier (several events per
+ * aggregate, optionally skewed towards a few hot aggregates).
  *
- * Order `seq` of this worker is *intended* at startAt + seq / rate. A
+ * Event `seq` of this worker is *intended* at startAt + seq / rate. A
  * transaction of N orders is sent when its last order is due; if every
  * connection is busy it waits, and that wait shows in the latency, because
  * latency is measured from the intended time, not from the send. A stalled
@@ -14,7 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createSql } from '../../src/db.js';
 import { HEADERS, nowMs } from '../../src/events.js';
 import { createHistogram, encodeHistogram, recordMs } from '../../src/latency.js';
-import { placeOrders, type OutboxStore } from '../../src/orders/write-path.js';
+import { seededRandom } from '../../src/chaos/failpoints.js';
+import { writeOrderEvents, type AmendOrderInput, type OutboxStore, type PlaceOrderInput } from '../../src/orders/write-path.js';
 
 export const LOAD_SEQ_HEADER = 'x-load-seq';
 
@@ -37,13 +40,22 @@ export interface LoadTask {
   connections: number;
   /** Approximate size of each event payload, bytes. */
   payloadBytes: number;
+  /** Events per aggregate: 1 = every event places a new order; k = each order gets k-1 amendments. */
+  eventsPerAggregate: number;
+  /** Amendments pick among this many most recently placed orders of this worker. */
+  keySpace: number;
+  /** Share (0..1) of amendments that go to the `hotKeys` hottest orders. */
+  hotKeyShare: number;
+  hotKeys: number;
+  /** Seed of the aggregate picks, so a run can be repeated. */
+  seed: number;
 }
 
 export interface LoadResult {
   workerIndex: number;
-  /** Orders attempted. */
+  /** Events attempted (new orders and amendments). */
   attempted: number;
-  /** Orders whose transaction committed. */
+  /** Events whose transaction committed. */
   committed: number;
   failed: number;
   /** Epoch ms at which each order's commit returned; NaN if it failed. Index = seq. */
@@ -72,20 +84,44 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
   let committed = 0;
   let failed = 0;
 
+  // Orders this worker placed and saw committed: what amendments may target
+  // (amending an order whose transaction is still in flight would fail).
+  const recent: string[] = [];
+  const hot: string[] = [];
+  let nextSlot = 0;
+  const random = seededRandom(task.seed + task.workerIndex);
+  const pickAggregate = (): string | undefined => {
+    if (hot.length > 0 && random() < task.hotKeyShare) return hot[Math.floor(random() * hot.length)];
+    return recent.length === 0 ? undefined : recent[Math.floor(random() * recent.length)];
+  };
+
   const send = async (firstSeq: number): Promise<void> => {
-    const orders = [];
+    const place: PlaceOrderInput[] = [];
+    const amend: AmendOrderInput[] = [];
     for (let seq = firstSeq; seq < firstSeq + perTx; seq++) {
       const intendedAt = task.startAt + seq * msPerOrder;
-      orders.push({
-        customerId: `customer-${task.workerIndex}-${seq % 10_000}`,
-        amountCents: 100 + (seq % 9_900),
-        currency: 'EUR',
-        ...(note ? { note } : {}),
-        headers: { [HEADERS.intendedAt]: intendedAt.toFixed(3), [LOAD_SEQ_HEADER]: `${task.workerIndex}:${seq}` },
-      });
+      const headers = { [HEADERS.intendedAt]: intendedAt.toFixed(3), [LOAD_SEQ_HEADER]: `${task.workerIndex}:${seq}` };
+      const target = seq % task.eventsPerAggregate === 0 ? undefined : pickAggregate();
+      if (target) {
+        amend.push({ orderId: target, deltaCents: 1 + (seq % 50), headers });
+      } else {
+        place.push({
+          customerId: `customer-${task.workerIndex}-${seq % 10_000}`,
+          amountCents: 100 + (seq % 9_900),
+          currency: 'EUR',
+          ...(note ? { note } : {}),
+          headers,
+        });
+      }
     }
     try {
-      await placeOrders(sql, orders, task.store);
+      const written = await writeOrderEvents(sql, { place, amend }, task.store);
+      for (const event of written) {
+        if (event.aggregateVersion !== 1) continue;
+        if (hot.length < task.hotKeys) hot.push(event.orderId);
+        if (recent.length < task.keySpace) recent.push(event.orderId);
+        else recent[nextSlot++ % task.keySpace] = event.orderId;
+      }
       const at = nowMs();
       for (let seq = firstSeq; seq < firstSeq + perTx; seq++) {
         commitAt[seq] = at;

@@ -40,12 +40,21 @@ export interface PipelineParameters {
   connectionsPerWorker: number;
   ordersPerTransaction: number;
   payloadBytes: number;
+  /** Events per aggregate (1 = only new orders). */
+  eventsPerAggregate: number;
+  /** Recent orders per worker that amendments choose from. */
+  keySpace: number;
+  /** Share of amendments aimed at the `hotKeys` hottest orders. */
+  hotKeyShare: number;
+  hotKeys: number;
   partitions: number;
   batchSize: number;
   pollIntervalMs: number;
   replicas: number;
   /** Give up waiting for stragglers after this long, s. */
   drainTimeoutS: number;
+  /** Seed of the load's random choices. */
+  seed: number;
 }
 
 export interface ProcessCost {
@@ -250,6 +259,11 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
         ordersPerTransaction: p.ordersPerTransaction,
         connections: p.connectionsPerWorker,
         payloadBytes: p.payloadBytes,
+        eventsPerAggregate: p.eventsPerAggregate,
+        keySpace: p.keySpace,
+        hotKeyShare: p.hotKeyShare,
+        hotKeys: p.hotKeys,
+        seed: p.seed,
       } satisfies LoadTask) as Promise<LoadResult>,
     );
 
@@ -311,11 +325,15 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
 
     consumer.child.send({ type: 'finish' } satisfies ToConsumer);
     const final = await (async () => {
+      const deadline = Date.now() + 60_000;
       for (;;) {
         const message = consumer.messages.find((m): m is ConsumerFinal => m.type === 'final');
         if (message) return message;
         const failure = consumer.messages.find((m) => m.type === 'error');
         if (failure && failure.type === 'error') throw new OutboxBenchError('CHECK_FAILED', `the consumer failed: ${failure.message}`);
+        if (consumer.child.exitCode !== null || Date.now() > deadline) {
+          throw new OutboxBenchError('CHECK_FAILED', `the consumer ${consumer.child.exitCode !== null ? 'exited' : 'did not answer within 60 s'} without its final report; see ${path.join(context.rawDir, 'consumer.log')}`);
+        }
         await sleep(50);
       }
     })();

@@ -118,6 +118,11 @@ export async function placeOrders(sql: Sql | TransactionSql, inputs: readonly Pl
  */
 export async function amendOrders(sql: Sql, amendments: readonly AmendOrderInput[], store: OutboxStore = 'table'): Promise<WrittenEvent[]> {
   if (amendments.length === 0) return [];
+  return sql.begin((tx) => amendOrdersIn(tx, amendments, store)) as Promise<WrittenEvent[]>;
+}
+
+/** amendOrders inside the caller's transaction. */
+export async function amendOrdersIn(tx: TransactionSql, amendments: readonly AmendOrderInput[], store: OutboxStore = 'table'): Promise<WrittenEvent[]> {
   for (const a of amendments) {
     if (!UUID.test(a.orderId)) throw new OutboxBenchError('INVALID_INPUT', `orderId must be a UUID, got "${a.orderId}"`);
     if (!Number.isSafeInteger(a.deltaCents)) throw new OutboxBenchError('INVALID_INPUT', 'deltaCents must be an integer');
@@ -130,32 +135,44 @@ export async function amendOrders(sql: Sql, amendments: readonly AmendOrderInput
     entry.deltaCents += a.deltaCents;
     perOrder.set(key, entry);
   }
-  return sql.begin(async (tx) => {
-    const bumps = [...perOrder].map(([orderId, e]) => ({ orderId, count: e.count, deltaCents: e.deltaCents }));
-    const newVersions = await bumpOrderVersions(tx, bumps);
-    const missing = bumps.filter((b) => !newVersions.has(b.orderId)).map((b) => b.orderId);
-    if (missing.length > 0) {
-      throw new OutboxBenchError('INVALID_INPUT', `unknown order(s): ${missing.join(', ')}`, { details: { missing } });
-    }
-    // Hand out versions old+1 .. new in the order the amendments were given.
-    const next = new Map([...perOrder].map(([orderId, e]) => [orderId, newVersions.get(orderId)! - e.count + 1]));
-    const events: OutboxEventInput[] = amendments.map((a) => {
-      const orderId = a.orderId.toLowerCase();
-      const version = next.get(orderId)!;
-      next.set(orderId, version + 1);
-      return {
-        eventId: randomUUID(),
-        aggregateType: ORDER_AGGREGATE,
-        aggregateId: orderId,
-        aggregateVersion: version,
-        eventType: ORDER_AMENDED,
-        payload: JSON.stringify({ orderId, deltaCents: a.deltaCents }),
-        ...(a.headers ? { headers: a.headers } : {}),
-      };
-    });
-    await writeOutboxEvents(tx, events, store);
-    return events.map((e) => ({ orderId: e.aggregateId, eventId: e.eventId, aggregateVersion: e.aggregateVersion }));
-  }) as Promise<WrittenEvent[]>;
+  const bumps = [...perOrder].map(([orderId, e]) => ({ orderId, count: e.count, deltaCents: e.deltaCents }));
+  const newVersions = await bumpOrderVersions(tx, bumps);
+  const missing = bumps.filter((b) => !newVersions.has(b.orderId)).map((b) => b.orderId);
+  if (missing.length > 0) {
+    throw new OutboxBenchError('INVALID_INPUT', `unknown order(s): ${missing.join(', ')}`, { details: { missing } });
+  }
+  // Hand out versions old+1 .. new in the order the amendments were given.
+  const next = new Map([...perOrder].map(([orderId, e]) => [orderId, newVersions.get(orderId)! - e.count + 1]));
+  const events: OutboxEventInput[] = amendments.map((a) => {
+    const orderId = a.orderId.toLowerCase();
+    const version = next.get(orderId)!;
+    next.set(orderId, version + 1);
+    return {
+      eventId: randomUUID(),
+      aggregateType: ORDER_AGGREGATE,
+      aggregateId: orderId,
+      aggregateVersion: version,
+      eventType: ORDER_AMENDED,
+      payload: JSON.stringify({ orderId, deltaCents: a.deltaCents }),
+      ...(a.headers ? { headers: a.headers } : {}),
+    };
+  });
+  await writeOutboxEvents(tx, events, store);
+  return events.map((e) => ({ orderId: e.aggregateId, eventId: e.eventId, aggregateVersion: e.aggregateVersion }));
+}
+
+/**
+ * New orders and amendments of existing ones in one transaction (the load
+ * generator's mixed workload). Without amendments it is placeOrders' single
+ * statement.
+ */
+export async function writeOrderEvents(
+  sql: Sql,
+  work: { place: readonly PlaceOrderInput[]; amend: readonly AmendOrderInput[] },
+  store: OutboxStore = 'table',
+): Promise<WrittenEvent[]> {
+  if (work.amend.length === 0) return placeOrders(sql, work.place, store);
+  return sql.begin(async (tx) => [...(await placeOrders(tx, work.place, store)), ...(await amendOrdersIn(tx, work.amend, store))]) as Promise<WrittenEvent[]>;
 }
 
 /**
