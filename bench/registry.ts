@@ -3,6 +3,10 @@
  */
 import type { Scenario } from './scenario.js';
 import { cdc } from './scenarios/cdc.js';
+import { fastestPath } from './scenarios/fastest-path.js';
+import { http } from './scenarios/http.js';
+import { micro } from './scenarios/micro.js';
+import { saturation } from './scenarios/saturation.js';
 import { polling, skipLocked } from './scenarios/table-relays.js';
 
-export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc]);
+export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, http, saturation, fastestPath, micro]);

@@ -17,7 +17,8 @@ import { createLogger } from '../src/log.js';
 import { captureEnvironment } from './harness/environment.js';
 import type { PipelineParameters } from './harness/pipeline.js';
 import { SCENARIOS } from './registry.js';
-import type { Scenario } from './scenario.js';
+import { buildReport } from './report.js';
+import type { Scenario, ScenarioContext, ScenarioFlag } from './scenario.js';
 
 /** Shared defaults; each scenario overrides what it must. */
 export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
@@ -42,6 +43,8 @@ export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
   batchSize: 1_000,
   pollIntervalMs: 500,
   replicas: 3,
+  publishers: 1,
+  consumerCommitIntervalMs: 0,
   drainTimeoutS: 30,
   seed: 1,
 });
@@ -63,11 +66,18 @@ const FLAGS: Record<string, { key: keyof PipelineParameters; description: string
   'batch-size': { key: 'batchSize', description: 'relay batch size', min: 1, max: 100_000 },
   'interval-ms': { key: 'pollIntervalMs', description: 'relay poll interval', min: 1, max: 60_000 },
   replicas: { key: 'replicas', description: 'relay replicas (skip-locked)', min: 1, max: 64 },
+  publishers: { key: 'publishers', description: 'Kafka producers per relay, in parallel', min: 1, max: 64 },
+  'commit-interval-ms': { key: 'consumerCommitIntervalMs', description: 'consumer offset commits at most this often (0 = every batch)', min: 0, max: 60_000 },
   'drain-timeout-s': { key: 'drainTimeoutS', description: 'give up on stragglers after', min: 1, max: 3_600 },
 };
 
+function scenarioFlags(): [string, ScenarioFlag, string][] {
+  return SCENARIOS.flatMap((scenario) => Object.entries(scenario.flags ?? {}).map(([flag, spec]) => [flag, spec, scenario.name] as [string, ScenarioFlag, string]));
+}
+
 function help(): string {
   const flags = Object.entries(FLAGS).map(([flag, f]) => `  --${flag.padEnd(18)} ${f.description} (default ${BASE_PARAMETERS[f.key]}, or the scenario's)`);
+  const own = scenarioFlags().map(([flag, f, scenario]) => `  --${flag.padEnd(18)} ${scenario}: ${f.description} (default ${f.defaultValue})`);
   return [
     'Usage: node dist/bench/run.js <scenario...|all> [flags]',
     '',
@@ -76,6 +86,8 @@ function help(): string {
     '',
     'Flags:',
     ...flags,
+    ...own,
+    `  --${'strategies'.padEnd(18)} saturation: comma-separated subset of polling,skip-locked,cdc,cdc-message`,
     `  --${'out'.padEnd(18)} results folder (default results/)`,
     `  --${'help'.padEnd(18)} show this help`,
     '',
@@ -103,7 +115,12 @@ async function main(): Promise<number> {
     parsed = parseArgs({
       args: process.argv.slice(2),
       allowPositionals: true,
-      options: { help: { type: 'boolean', short: 'h' }, out: { type: 'string' }, ...Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }])) },
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        out: { type: 'string' },
+        strategies: { type: 'string' },
+        ...Object.fromEntries([...Object.keys(FLAGS), ...scenarioFlags().map(([flag]) => flag)].map((f) => [f, { type: 'string' as const }])),
+      },
     });
   } catch (error) {
     process.stderr.write(`bench: ${(error as Error).message}\n${help()}\n`);
@@ -118,6 +135,7 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: name a scenario\n${help()}\n`);
     return 2;
   }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
   const unknown = names.filter((n) => !SCENARIOS.some((s) => s.name === n));
   if (unknown.length > 0) {
     process.stderr.write(`bench: unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}\n`);
@@ -125,8 +143,20 @@ async function main(): Promise<number> {
   }
   const scenarios = names.map((n) => SCENARIOS.find((s) => s.name === n)!);
   const resolved = new Map<Scenario, PipelineParameters>();
+  const options = new Map<string, number>();
   try {
     for (const scenario of scenarios) resolved.set(scenario, parameters(scenario, parsed.values));
+    for (const [flag, spec] of scenarioFlags()) {
+      const raw = values[flag];
+      if (typeof raw !== 'string') {
+        options.set(flag, spec.defaultValue);
+        continue;
+      }
+      if (!/^\d+$/.test(raw)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not a whole number`);
+      const n = Number(raw);
+      if (n < spec.min || n > spec.max) throw new OutboxBenchError('USAGE', `flag --${flag}: ${n} is out of range [${spec.min}, ${spec.max}]`);
+      options.set(flag, n);
+    }
   } catch (error) {
     process.stderr.write(`bench: ${describeError(error)}\n`);
     return 2;
@@ -149,24 +179,46 @@ async function main(): Promise<number> {
     for (const scenario of scenarios) {
       const outDir = path.join(outRoot, scenario.name);
       mkdirSync(outDir, { recursive: true });
-      const context = { config, infra, log, parameters: resolved.get(scenario)!, outDir, quiet };
+      const context: ScenarioContext = {
+        config,
+        infra,
+        log,
+        parameters: resolved.get(scenario)!,
+        outDir,
+        quiet,
+        option: (name) => options.get(name)!,
+        list: (name, fallback) => (typeof values[name] === 'string' ? (values[name] as string).split(',').map((x) => x.trim()).filter(Boolean) : fallback),
+      };
       process.stderr.write(`bench: ${scenario.name}: ${scenario.description}\n`);
       try {
         await scenario.setup?.(context);
         const report = await scenario.run(context);
         await scenario.teardown?.(context);
-        writeFileSync(
-          path.join(outDir, 'summary.json'),
-          `${JSON.stringify({ scenario: scenario.name, title: report.title, parameters: context.parameters, ...report.variants, environment }, null, 2)}\n`,
-        );
-        for (const [name, encoded] of Object.entries(report.histograms ?? {})) {
-          writeFileSync(path.join(outDir, `${name}.hgrm`), percentileDistribution(decodeHistogram(encoded)));
+        const summary = {
+          scenario: scenario.name,
+          title: report.title,
+          date: new Date().toISOString(),
+          command: `node dist/bench/run.js ${scenario.name}${process.argv.slice(2).filter((a) => !names.includes(a) && a !== 'all').map((a) => ` ${a}`).join('')}`,
+          parameters: context.parameters,
+          runs: report.runs,
+          ...(report.extra ? { extra: report.extra } : {}),
+          environment,
+        };
+        writeFileSync(path.join(outDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+        for (const run of report.runs) {
+          for (const key of ['e2e', 'commitToReceipt', 'write'] as const) {
+            writeFileSync(path.join(outDir, run.hgrm[key]), percentileDistribution(decodeHistogram(run.histograms[key])));
+          }
         }
         process.stdout.write(`${report.lines.join('\n')}\n  results: ${path.relative(process.cwd(), outDir) || outDir}\n\n`);
       } catch (error) {
         failures += 1;
         process.stderr.write(`bench: ${scenario.name} failed: ${describeError(error)}\n`);
       }
+    }
+    if (parsed.positionals.includes('all')) {
+      buildReport(outRoot);
+      process.stdout.write(`report: ${path.relative(process.cwd(), path.join(outRoot, 'README.md'))}\n`);
     }
     return failures === 0 ? 0 : 1;
   } catch (error) {

@@ -5,6 +5,7 @@ import type { Config } from '../src/config.js';
 import type { Infra } from '../src/infra/index.js';
 import type { Logger } from '../src/log.js';
 import type { PipelineParameters } from './harness/pipeline.js';
+import type { RunSummary } from './harness/summary.js';
 
 export interface ScenarioContext {
   config: Config;
@@ -15,18 +16,29 @@ export interface ScenarioContext {
   /** results/<scenario>/ */
   outDir: string;
   quiet: boolean;
+  /** A numeric flag this scenario declared (its value or default). */
+  option(name: string): number;
+  /** A comma-separated list flag, or the fallback. */
+  list(name: string, fallback: string[]): string[];
+}
+
+export interface ScenarioFlag {
+  description: string;
+  defaultValue: number;
+  min: number;
+  max: number;
 }
 
 /** What a scenario reports; written to results/<scenario>/summary.json. */
 export interface ScenarioReport {
   /** One-line description of what was measured. */
   title: string;
-  /** Named results (one per variant: "table", "message" ...). */
-  variants: Record<string, unknown>;
+  /** The pipeline runs it measured (their histograms go to .hgrm files). */
+  runs: RunSummary[];
+  /** Scenario-specific results (saturation steps, micro-benchmarks, HTTP figures). */
+  extra?: Record<string, unknown>;
   /** Human-readable lines printed after the run. */
   lines: string[];
-  /** Raw histograms to write as <name>.hgrm. */
-  histograms?: Record<string, string>;
 }
 
 export interface Scenario {
@@ -34,6 +46,8 @@ export interface Scenario {
   description: string;
   /** Defaults that finish the scenario in about a minute on 2 cores. */
   defaults: Partial<PipelineParameters>;
+  /** Numeric flags of its own, beyond the pipeline parameters. */
+  flags?: Record<string, ScenarioFlag>;
   setup?(context: ScenarioContext): Promise<void>;
   run(context: ScenarioContext): Promise<ScenarioReport>;
   teardown?(context: ScenarioContext): Promise<void>;

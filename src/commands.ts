@@ -186,6 +186,7 @@ const relay: Command = {
     'relayMode',
     'pollIntervalMs',
     'batchSize',
+    'publishers',
     'replicas',
     'buckets',
     'leaseMs',
@@ -230,7 +231,7 @@ const consume: Command = {
     await serveMetrics(context, metrics);
     const topic = runtime.topic(ORDER_AGGREGATE);
     // The topic may not exist before the first relay publishes to it.
-    await runtime.publisher('outbox-bench-consumer-setup').ensureTopic(topic);
+    await runtime.ensureTopic(topic);
     const consumer = new IdempotentConsumer({
       kafka: runtime.kafka('outbox-bench-consumer'),
       sql: runtime.sql({ max: 4, applicationName: 'outbox-bench-consumer' }),

@@ -52,6 +52,8 @@ export interface Config {
   readonly pollIntervalMs: number;
   /** Most outbox rows claimed and published in one relay pass. */
   readonly batchSize: number;
+  /** Kafka producers a relay publishes through in parallel (aggregates stay on one each). */
+  readonly publishers: number;
   /** Number of relay replicas (skip-locked modes). */
   readonly replicas: number;
   /** Aggregate-hash buckets the skip-locked replicas share out (ordered mode). */
@@ -121,6 +123,10 @@ export const DEFAULTS: Config = Object.freeze({
   // Rationale: measured on 2 cores, claim+mark throughput flattens above ~1-2K
   // rows per pass while the pass (and its lock hold time) keeps growing.
   batchSize: 1000,
+  // Rationale: one idempotent producer has one request in flight; measured on
+  // this machine, 4 in parallel roughly double a CDC relay's drain rate, and
+  // more stop helping on 2 cores (docs/capacity.md). 1 keeps the textbook shape.
+  publishers: 1,
   replicas: 3,
   // Rationale: 64 buckets spread hot aggregates across 3-8 replicas while a
   // pass still scans few buckets; must stay fixed while any replica runs.
@@ -157,6 +163,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: RELAY_MODES, description: 'relay strategy' },
   { key: 'pollIntervalMs', flag: 'interval-ms', env: 'OUTBOX_BENCH_POLL_INTERVAL_MS', kind: 'int', min: 1, max: 3_600_000, description: 'poll interval when idle, ms' },
   { key: 'batchSize', flag: 'batch-size', env: 'OUTBOX_BENCH_BATCH_SIZE', kind: 'int', min: 1, max: 100_000, description: 'rows claimed per relay pass' },
+  { key: 'publishers', flag: 'publishers', env: 'OUTBOX_BENCH_PUBLISHERS', kind: 'int', min: 1, max: 64, description: 'Kafka producers per relay, in parallel (per-aggregate order kept)' },
   { key: 'replicas', flag: 'replicas', env: 'OUTBOX_BENCH_REPLICAS', kind: 'int', min: 1, max: 64, description: 'relay replicas (skip-locked modes)' },
   { key: 'buckets', flag: 'buckets', env: 'OUTBOX_BENCH_BUCKETS', kind: 'int', min: 1, max: 4_096, description: 'aggregate-hash buckets shared by replicas' },
   { key: 'leaseMs', flag: 'lease-ms', env: 'OUTBOX_BENCH_LEASE_MS', kind: 'int', min: 1_000, max: 3_600_000, description: 'claim lease before a stalled replica is fenced, ms' },

@@ -11,7 +11,7 @@ import { acquireInfra, type AcquireOptions, type Infra } from './infra/index.js'
 import { createKafkaClient } from './kafka-client.js';
 import type { ShutdownStack } from './lifecycle.js';
 import type { Logger } from './log.js';
-import { KafkajsPublisher } from './relay/publisher.js';
+import { KafkajsPublisher, ShardedPublisher, type EventPublisher } from './relay/publisher.js';
 
 export interface Runtime {
   readonly config: Config;
@@ -22,8 +22,10 @@ export interface Runtime {
   sql(options?: SqlOptions): Sql;
   /** A kafkajs client for the configured brokers. */
   kafka(clientId: string): Kafka;
-  /** A publisher routing to `<topicPrefix><aggregateType>`, closed at shutdown. */
-  publisher(clientId?: string): KafkajsPublisher;
+  /** A publisher routing to `<topicPrefix><aggregateType>` (sharded over --publishers producers), closed at shutdown. */
+  publisher(clientId?: string): EventPublisher;
+  /** Creates a topic with the configured partitions unless it exists. */
+  ensureTopic(topic: string): Promise<void>;
   /** Applies sql/ migrations and tops up outbox partitions. */
   migrate(): Promise<void>;
   /** The topic of an aggregate type. */
@@ -55,13 +57,23 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       return createKafkaClient({ brokers: infra.kafkaBrokers, log, clientId });
     },
     publisher(clientId = 'outbox-bench-relay') {
-      const publisher = new KafkajsPublisher({
-        kafka: runtime.kafka(clientId),
-        route: (aggregateType) => topicFor(config.topicPrefix, aggregateType),
-        partitions: config.topicPartitions,
-      });
+      const one = (suffix: string) =>
+        new KafkajsPublisher({
+          kafka: runtime.kafka(`${clientId}${suffix}`),
+          route: (aggregateType) => topicFor(config.topicPrefix, aggregateType),
+          partitions: config.topicPartitions,
+        });
+      const publisher = config.publishers === 1 ? one('') : new ShardedPublisher(Array.from({ length: config.publishers }, (_, i) => one(`-${i}`)));
       shutdown.add('kafka publisher', () => publisher.close());
       return publisher;
+    },
+    async ensureTopic(topic) {
+      const publisher = new KafkajsPublisher({ kafka: runtime.kafka('outbox-bench-setup'), route: () => topic, partitions: config.topicPartitions });
+      try {
+        await publisher.ensureTopic(topic);
+      } finally {
+        await publisher.close();
+      }
     },
     async migrate() {
       migrationPool ??= runtime.sql({ max: 1, applicationName: 'outbox-bench-migrate' });

@@ -21,6 +21,13 @@ export interface ConsumerTask {
   measureTo: number;
   /** Orders each load worker will attempt (sizes the receipt arrays). */
   perWorker: number[];
+  /**
+   * Events that carry no load-generator sequence (HTTP load) are counted by
+   * event id instead, and their latency measured from x-intended-at.
+   */
+  countById?: boolean;
+  /** See IdempotentConsumerOptions.commitIntervalMs. */
+  commitIntervalMs?: number;
 }
 
 export interface ConsumerProgress {
@@ -37,8 +44,10 @@ export interface ConsumerFinal {
   applied: number;
   duplicates: number;
   rejected: number;
-  /** Deliveries that carried no load-generator sequence (should be 0). */
+  /** Deliveries that carried no load-generator sequence (0, unless counting by id). */
   foreign: number;
+  /** Distinct event ids delivered (countById only). */
+  distinctIds: number;
   /** Epoch ms of each order's first delivery, NaN if never delivered; [worker][seq]. */
   receivedAt: Float64Array[];
   /** Intended send -> first delivery, measured window (encoded HDR, µs). */
@@ -64,6 +73,7 @@ async function run(task: ConsumerTask): Promise<void> {
   const endToEnd = createHistogram();
   let distinct = 0;
   let foreign = 0;
+  const ids = new Set<string>();
   let received = 0;
   let duplicates = 0;
 
@@ -72,6 +82,7 @@ async function run(task: ConsumerTask): Promise<void> {
     sql,
     groupId: task.groupId,
     topics: [task.topic],
+    commitIntervalMs: task.commitIntervalMs,
     log,
     onDelivery: (delivery: Delivery) => {
       received += 1;
@@ -82,6 +93,12 @@ async function run(task: ConsumerTask): Promise<void> {
       const seq = match ? Number(match[2]) : -1;
       if (!lane || seq < 0 || seq >= lane.length) {
         foreign += 1;
+        if (task.countById && !ids.has(delivery.eventId)) {
+          ids.add(delivery.eventId);
+          distinct += 1;
+          const intended = delivery.intendedAt;
+          if (intended !== undefined && intended >= task.measureFrom && intended < task.measureTo) recordMs(endToEnd, delivery.receivedAt - intended);
+        }
         return;
       }
       if (!Number.isNaN(lane[seq]!)) return;
@@ -112,6 +129,7 @@ async function run(task: ConsumerTask): Promise<void> {
     duplicates: consumer.stats.duplicates,
     rejected: consumer.stats.rejected,
     foreign,
+    distinctIds: ids.size,
     receivedAt,
     endToEnd: encodeHistogram(endToEnd),
   });

@@ -51,10 +51,19 @@ export interface PipelineParameters {
   batchSize: number;
   pollIntervalMs: number;
   replicas: number;
+  /** Kafka producers per relay, in parallel. */
+  publishers: number;
+  /** The consumer commits offsets at most this often (0 = every batch). */
+  consumerCommitIntervalMs: number;
   /** Give up waiting for stragglers after this long, s. */
   drainTimeoutS: number;
   /** Seed of the load's random choices. */
   seed: number;
+  /**
+   * Drain mode: write the whole load with no relay running, then start the
+   * relay and time how fast it clears the backlog.
+   */
+  relayAfterLoad?: boolean;
 }
 
 export interface ProcessCost {
@@ -98,6 +107,10 @@ export interface PipelineResult {
   histograms: { e2e: string; commitToReceipt: string; write: string };
   errors: string[];
   durationOfRunS: number;
+  /** Seconds from the last commit until the last first delivery: how long the backlog took to clear. */
+  drainS: number;
+  /** Drain mode only: the backlog cleared from relay start to the last delivery. */
+  drain?: { backlog: number; seconds: number; eventsPerSec: number };
 }
 
 export interface LagReading {
@@ -117,9 +130,11 @@ export interface PipelineContext {
   lag: (sql: Sql) => Promise<LagReading>;
   /** Extra env for the relay process (slot names ...). */
   relayEnv?: Record<string, string>;
+  /** Runs on the fresh schema before any load (a CDC drain creates its slot here). */
+  beforeLoad?: (sql: Sql, schema: string) => Promise<void>;
 }
 
-function childEnv(context: PipelineContext, schema: string, topicPrefix: string, p: PipelineParameters): NodeJS.ProcessEnv {
+export function childEnv(context: PipelineContext, schema: string, topicPrefix: string, p: PipelineParameters): NodeJS.ProcessEnv {
   return {
     ...process.env,
     DATABASE_URL: context.infra.databaseUrl,
@@ -133,11 +148,11 @@ function childEnv(context: PipelineContext, schema: string, topicPrefix: string,
   };
 }
 
-async function startRelayProcess(context: PipelineContext, env: NodeJS.ProcessEnv, p: PipelineParameters): Promise<ChildProcess> {
+export async function startRelayProcess(context: PipelineContext, env: NodeJS.ProcessEnv, p: PipelineParameters): Promise<ChildProcess> {
   const log = createWriteStream(path.join(context.rawDir, 'relay.log'));
   const child = fork(
     CLI,
-    ['relay', '--mode', p.relayMode, '--batch-size', String(p.batchSize), '--interval-ms', String(p.pollIntervalMs), '--replicas', String(p.replicas)],
+    ['relay', '--mode', p.relayMode, '--batch-size', String(p.batchSize), '--interval-ms', String(p.pollIntervalMs), '--replicas', String(p.replicas), '--publishers', String(p.publishers)],
     { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
   );
   child.stderr!.pipe(log);
@@ -152,7 +167,7 @@ async function startRelayProcess(context: PipelineContext, env: NodeJS.ProcessEn
   return child;
 }
 
-async function startConsumerProcess(context: PipelineContext, task: ConsumerTask): Promise<{ child: ChildProcess; messages: FromConsumer[] }> {
+export async function startConsumerProcess(context: PipelineContext, task: ConsumerTask): Promise<{ child: ChildProcess; messages: FromConsumer[] }> {
   const log = createWriteStream(path.join(context.rawDir, 'consumer.log'));
   const child = fork(path.join(here, 'consumer-process.js'), [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'advanced' });
   child.stderr!.pipe(log);
@@ -170,7 +185,7 @@ async function startConsumerProcess(context: PipelineContext, task: ConsumerTask
   return { child, messages };
 }
 
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill(signal);
@@ -187,14 +202,15 @@ interface CpuSample {
   loadGenerator: number;
 }
 
-function sampleCpu(context: PipelineContext, relay: ChildProcess, consumer: ChildProcess): CpuSample {
+function sampleCpu(context: PipelineContext, relay: ChildProcess | undefined, consumer: ChildProcess): CpuSample {
   const pgPid = context.infra.postgres.pid();
   const kafkaPid = context.infra.kafka.pid();
   const usage = process.cpuUsage();
   return {
     postgres: pgPid === undefined ? undefined : processTreeCpuSeconds(pgPid),
     kafka: kafkaPid === undefined ? undefined : processCpuSeconds(kafkaPid),
-    relay: relay.pid === undefined ? undefined : processTreeCpuSeconds(relay.pid),
+    // A relay not started yet (drain mode) has used nothing so far.
+    relay: relay === undefined ? 0 : relay.pid === undefined ? undefined : processTreeCpuSeconds(relay.pid),
     consumer: consumer.pid === undefined ? undefined : processCpuSeconds(consumer.pid),
     loadGenerator: (usage.user + usage.system) / 1e6,
   };
@@ -223,9 +239,10 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     const perWorkerRate = p.rate / p.workers;
     const totalMs = (p.warmupS + p.durationS) * 1_000;
     const perWorker = Array.from({ length: p.workers }, () => Math.floor((totalMs * perWorkerRate) / 1_000 / p.ordersPerTransaction) * p.ordersPerTransaction);
+    await context.beforeLoad?.(sql, schema);
     const env = childEnv(context, schema, topicPrefix, p);
-    const relay = await startRelayProcess(context, env, p);
-    children.push(relay);
+    let relay = p.relayAfterLoad ? undefined : await startRelayProcess(context, env, p);
+    if (relay) children.push(relay);
     // Rationale: the start is set a little in the future so every worker is
     // up and connected before its first order is due.
     const startAt = nowMs() + 2_000;
@@ -240,6 +257,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       measureFrom,
       measureTo,
       perWorker,
+      commitIntervalMs: p.consumerCommitIntervalMs,
     });
     children.push(consumer.child);
 
@@ -294,6 +312,13 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     })();
     const results = await loads;
     const committedTotal = results.reduce((sum, r) => sum + r.committed, 0);
+    let relayStartedAt: number | undefined;
+    if (!relay) {
+      relay = await startRelayProcess(context, env, p);
+      children.push(relay);
+      // The relay's start-up (connect, create the topic, slot checks) is part of its drain time.
+      relayStartedAt = nowMs();
+    }
 
     // Drain: wait until every committed order arrived, or nothing moved for drainTimeoutS.
     let lastDistinct = -1;
@@ -340,7 +365,14 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     await stopChild(relay);
     await stopChild(consumer.child);
 
-    return account(p, results, final, cpuBefore, cpuAfter, memory, lagTimeline, startAt, measureFrom, measureTo);
+    const result = account(p, results, final, cpuBefore, cpuAfter, memory, lagTimeline, startAt, measureFrom, measureTo);
+    if (relayStartedAt !== undefined) {
+      let lastDelivery = relayStartedAt;
+      for (const lane of final.receivedAt) for (const t of lane) if (t > lastDelivery) lastDelivery = t;
+      const seconds = Math.max(0.001, (lastDelivery - relayStartedAt) / 1_000);
+      result.drain = { backlog: committedTotal, seconds: Math.round(seconds * 100) / 100, eventsPerSec: Math.round(result.delivered / seconds) };
+    }
+    return result;
   } finally {
     progress.done();
     await pool?.destroy();
@@ -350,7 +382,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
   }
 }
 
-async function deleteTopic(kafka: ReturnType<typeof createKafkaClient>, topic: string, log: Logger): Promise<void> {
+export async function deleteTopic(kafka: ReturnType<typeof createKafkaClient>, topic: string, log: Logger): Promise<void> {
   const admin = kafka.admin();
   try {
     await admin.connect();
@@ -383,6 +415,8 @@ function account(
   let deliveredInWindow = 0;
   let committedInWindow = 0;
   let beforeAck = 0;
+  let lastCommit = 0;
+  let lastDelivery = 0;
   const commitToReceipt = createHistogram();
   const deliveredPerSecond = new Map<number, number>();
   const committedPerSecond = new Map<number, number>();
@@ -397,6 +431,8 @@ function account(
       const inWindow = intendedAt >= measureFrom && intendedAt < measureTo;
       const wasCommitted = !Number.isNaN(committedAt);
       const wasDelivered = !Number.isNaN(receivedAt);
+      if (wasCommitted && committedAt > lastCommit) lastCommit = committedAt;
+      if (wasDelivered && receivedAt > lastDelivery) lastDelivery = receivedAt;
       if (wasCommitted) {
         const second = Math.floor((committedAt - startAt) / 1_000);
         committedPerSecond.set(second, (committedPerSecond.get(second) ?? 0) + 1);
@@ -458,5 +494,6 @@ function account(
     histograms: { e2e: encodeHistogram(e2e), commitToReceipt: encodeHistogram(commitToReceipt), write: encodeHistogram(write) },
     errors: [...new Set(results.flatMap((r) => r.errors))],
     durationOfRunS: Math.round((nowMs() - startAt) / 100) / 10,
+    drainS: Math.round(Math.max(0, lastDelivery - lastCommit) / 10) / 100,
   };
 }

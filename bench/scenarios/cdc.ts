@@ -6,6 +6,7 @@ import { createSql } from '../../src/db.js';
 import { slotLagBytes } from '../../src/relay/cdc.js';
 import { describeResult } from '../harness/format.js';
 import { runPipeline, type PipelineResult } from '../harness/pipeline.js';
+import { summarizeRun } from '../harness/summary.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
 const SLOT = 'bench_cdc_slot';
@@ -48,15 +49,8 @@ export const cdc: Scenario = {
     const lines = Object.entries(results).flatMap(([name, result]) => describeResult(name, result));
     return {
       title: 'CDC relay: outbox table vs table-less WAL messages',
-      variants: results,
+      runs: Object.entries(results).map(([name, result]) => summarizeRun(name, result)),
       lines,
-      histograms: Object.fromEntries(
-        Object.entries(results).flatMap(([name, r]) => [
-          [`${name}-e2e`, r.histograms.e2e],
-          [`${name}-commit-to-receipt`, r.histograms.commitToReceipt],
-          [`${name}-write`, r.histograms.write],
-        ]),
-      ),
     };
   },
 };

@@ -5,6 +5,7 @@
 import { outboxBacklog } from '../../src/queries.js';
 import { describeResult } from '../harness/format.js';
 import { runPipeline, type PipelineParameters } from '../harness/pipeline.js';
+import { summarizeRun } from '../harness/summary.js';
 import type { Scenario } from '../scenario.js';
 
 function tableRelayScenario(name: string, description: string, defaults: Partial<PipelineParameters>): Scenario {
@@ -25,12 +26,7 @@ function tableRelayScenario(name: string, description: string, defaults: Partial
         context.parameters,
       );
       const lines = describeResult(name, result);
-      return {
-        title: lines[0]!,
-        variants: { [name]: result },
-        lines,
-        histograms: { [`${name}-e2e`]: result.histograms.e2e, [`${name}-commit-to-receipt`]: result.histograms.commitToReceipt, [`${name}-write`]: result.histograms.write },
-      };
+      return { title: lines[0]!, runs: [summarizeRun(name, result)], lines };
     },
   };
 }

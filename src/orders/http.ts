@@ -8,6 +8,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Sql } from '../db.js';
 import { isOutboxBenchError } from '../errors.js';
+import { HEADERS } from '../events.js';
 import type { Logger } from '../log.js';
 import { amendOrders, MAX_NOTE, placeOrder, type OutboxStore } from './write-path.js';
 
@@ -51,6 +52,21 @@ interface OrderBody {
   amountCents: number;
   currency: string;
   note?: string;
+}
+
+/**
+ * Request headers carried into the event's Kafka headers: W3C trace context,
+ * so a trace continues through the outbox, and the load generator's send time.
+ */
+export const PROPAGATED_HEADERS = Object.freeze(['traceparent', 'tracestate', HEADERS.intendedAt]);
+
+function propagated(headers: Record<string, string | string[] | undefined>): Record<string, string> | undefined {
+  let result: Record<string, string> | undefined;
+  for (const name of PROPAGATED_HEADERS) {
+    const value = headers[name];
+    if (typeof value === 'string' && value.length > 0 && value.length <= 512) (result ??= {})[name] = value;
+  }
+  return result;
 }
 
 /** PostgreSQL's unique_violation: the client-chosen orderId exists already. */
@@ -102,7 +118,7 @@ export function createOrderService(options: OrderServiceOptions): FastifyInstanc
   });
 
   app.post<{ Body: OrderBody }>('/orders', { schema: { body: orderBody } }, async (request, reply) => {
-    const written = await placeOrder(options.sql, request.body, options.store ?? 'table');
+    const written = await placeOrder(options.sql, { ...request.body, headers: propagated(request.headers) }, options.store ?? 'table');
     return reply.status(201).send(written);
   });
 
@@ -110,7 +126,11 @@ export function createOrderService(options: OrderServiceOptions): FastifyInstanc
     '/orders/:orderId/amendments',
     { schema: { params: orderParams, body: amendmentBody } },
     async (request, reply) => {
-      const [written] = await amendOrders(options.sql, [{ orderId: request.params.orderId, deltaCents: request.body.deltaCents }], options.store ?? 'table');
+      const [written] = await amendOrders(
+        options.sql,
+        [{ orderId: request.params.orderId, deltaCents: request.body.deltaCents, headers: propagated(request.headers) }],
+        options.store ?? 'table',
+      );
       return reply.status(201).send(written);
     },
   );

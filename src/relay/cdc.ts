@@ -251,7 +251,7 @@ export class CdcRelay {
         this.#current = { endLsn: ZERO_LSN, events: [], published: 0 };
         return;
       case 'relation':
-        if (this.#isOutbox(message)) keepJsonAsText(message);
+        if (this.#isOutbox(message)) keepColumnsAsText(message);
         return;
       case 'insert':
         if (this.#current && this.#isOutbox(message.relation)) this.#current.events.push(rowToMessage(message.new));
@@ -431,11 +431,14 @@ export class CdcRelay {
   }
 }
 
-/** pgoutput sends jsonb as text; keep it text instead of parsing and re-serialising. */
-function keepJsonAsText(relation: Pgoutput.MessageRelation): void {
-  for (const column of relation.columns) {
-    if (column.name === 'payload' || column.name === 'headers') column.parser = (raw: unknown) => raw;
-  }
+/**
+ * pgoutput sends every column as text, and the library parses each one with
+ * node-postgres' type parsers: jsonb with JSON.parse, timestamps into Dates.
+ * The relay forwards JSON as text and ignores the timestamps, so every column
+ * stays text (the profile showed date parsing alone at ~1% of relay CPU).
+ */
+function keepColumnsAsText(relation: Pgoutput.MessageRelation): void {
+  for (const column of relation.columns) column.parser = (raw: unknown) => raw;
 }
 
 function rowToMessage(row: Record<string, unknown>): OutboxMessage {
@@ -446,7 +449,7 @@ function rowToMessage(row: Record<string, unknown>): OutboxMessage {
     aggregateVersion: Number(row.aggregate_version),
     eventType: String(row.event_type),
     payload: String(row.payload),
-    headers: stringHeaders(typeof row.headers === 'string' ? JSON.parse(row.headers) : row.headers),
+    headers: stringHeaders(typeof row.headers === 'string' && row.headers !== '{}' ? JSON.parse(row.headers) : row.headers),
   };
 }
 

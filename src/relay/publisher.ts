@@ -29,18 +29,16 @@ export interface KafkajsPublisherOptions {
 }
 
 export function toKafkaMessage(message: OutboxMessage): Message {
-  return {
-    // The key is the aggregate id: one aggregate, one partition, one order.
-    key: message.aggregateId,
-    value: message.payload,
-    headers: {
-      ...message.headers,
-      [HEADERS.eventId]: message.eventId,
-      [HEADERS.eventType]: message.eventType,
-      [HEADERS.aggregateType]: message.aggregateType,
-      [HEADERS.aggregateVersion]: String(message.aggregateVersion),
-    },
-  };
+  // Built by assignment rather than object spread: this runs once per event,
+  // and the spread showed up in the relay's CPU profile.
+  const headers: Record<string, string> = {};
+  for (const name in message.headers) headers[name] = message.headers[name]!;
+  headers[HEADERS.eventId] = message.eventId;
+  headers[HEADERS.eventType] = message.eventType;
+  headers[HEADERS.aggregateType] = message.aggregateType;
+  headers[HEADERS.aggregateVersion] = String(message.aggregateVersion);
+  // The key is the aggregate id: one aggregate, one partition, one order.
+  return { key: message.aggregateId, value: message.payload, headers };
 }
 
 export class KafkajsPublisher implements EventPublisher {
@@ -135,4 +133,45 @@ export class KafkajsPublisher implements EventPublisher {
     this.#connecting = undefined;
     await Promise.allSettled([producer?.disconnect(), this.#admin?.disconnect()]);
   }
+}
+
+/**
+ * Publishes through several producers at once. Each aggregate always goes
+ * through the same one (by hash of its id), so its events stay in order: each
+ * producer sends one request at a time. What runs in parallel are the Kafka
+ * round trips of different aggregates, which a single idempotent producer
+ * (one request in flight) has to wait for one after another.
+ */
+export class ShardedPublisher implements EventPublisher {
+  readonly #shards: readonly EventPublisher[];
+
+  constructor(shards: readonly EventPublisher[]) {
+    if (shards.length === 0) throw new OutboxBenchError('CONFIG_INVALID', 'a sharded publisher needs at least one publisher');
+    this.#shards = shards;
+  }
+
+  async publish(messages: readonly OutboxMessage[]): Promise<void> {
+    if (this.#shards.length === 1) return this.#shards[0]!.publish(messages);
+    const parts: OutboxMessage[][] = this.#shards.map(() => []);
+    for (const message of messages) parts[shardOf(message.aggregateId, this.#shards.length)]!.push(message);
+    // All parts are attempted; any failure fails the whole call, so the caller
+    // re-publishes everything (duplicates, never a gap in an aggregate's order).
+    const results = await Promise.allSettled(parts.map((part, i) => (part.length > 0 ? this.#shards[i]!.publish(part) : undefined)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#shards.map((shard) => shard.close()));
+  }
+}
+
+/** FNV-1a of the aggregate id: cheap, stable across processes and restarts. */
+export function shardOf(aggregateId: string, shards: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < aggregateId.length; i++) {
+    hash ^= aggregateId.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % shards;
 }

@@ -56,6 +56,7 @@ export class ReplicaSupervisor {
       '--replica-index', String(index),
       '--buckets', String(config.buckets),
       '--batch-size', String(config.batchSize),
+      '--publishers', String(config.publishers),
       '--interval-ms', String(config.pollIntervalMs),
       '--lease-ms', String(config.leaseMs),
       ...(this.#o.evidenceDir ? ['--evidence', this.#o.evidenceDir] : []),
