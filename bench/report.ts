@@ -145,6 +145,74 @@ function saturationSection(summaries: Map<string, Summary>, charts: string): str
   return lines;
 }
 
+function fastestPathSection(summaries: Map<string, Summary>): string[] {
+  const summary = summaries.get('fastest-path');
+  if (!summary) return [];
+  type Variant = RunSummary & { change: string; drain: { backlog: number; seconds: number; eventsPerSec: number } | null; intakeEventsPerSec: number };
+  const runs = summary.runs as Variant[];
+  return [
+    '## Toward 100K events/s: the fastest path, change by change',
+    '',
+    'Batched intake and the CDC relay, one change at a time on top of the previous ones, each on the same backlog in the same run. ' +
+      '*Intake* is how fast the writers got the backlog in (all of it offered at once); *drain* is how fast relay and consumer ' +
+      'delivered it once the relay started. What these changes do and do not buy, and what 100K events/s takes, is in ' +
+      '[docs/capacity.md](../docs/capacity.md).',
+    '',
+    '| variant | change | intake events/s | drain events/s | PostgreSQL | Kafka | relay | consumer | load | total CPU s per 1M events |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...runs.map((r) => {
+      const c = r.cpuSecondsPerMillion;
+      return `| ${r.name} | ${r.change} | ${f(r.intakeEventsPerSec)} | ${f(r.drain?.eventsPerSec)} | ${f(c.postgres)} | ${f(c.kafka)} | ${f(c.relay)} | ${f(c.consumer)} | ${f(c.loadGenerator)} | ${f(c.total)} |`;
+    }),
+    '',
+  ];
+}
+
+function httpSection(summaries: Map<string, Summary>): string[] {
+  const summary = summaries.get('http');
+  const extra = summary?.extra as
+    | {
+        relay: string;
+        closedLoop: { connections: number; requestsPerSec: number; latencyMs: Record<string, number>; non2xx: number };
+        fixedRate: { requestsPerSec: number; latencyMs: Record<string, number>; requestToConsumerMs: Record<string, number>; ordersWritten: number; deliveredDistinct: number; duplicates: number; lost: number; non2xx: number };
+      }
+    | undefined;
+  if (!extra) return [];
+  const c = extra.closedLoop;
+  const r = extra.fixedRate;
+  return [
+    '## HTTP: `POST /orders` under autocannon',
+    '',
+    `One order per request and per transaction, the ${extra.relay} relay and the consumer running. Closed loop with ${c.connections} connections ` +
+      `for the service\'s maximum; then a fixed ${r.requestsPerSec} requests/s, where autocannon corrects its latency for coordinated omission ` +
+      'and every request carries its send time into the event (`x-intended-at`), so the consumer measures request → consumer.',
+    '',
+    '| phase | requests/s | p50 | p90 | p99 | p99.9 | max (ms) | non-2xx |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    `| closed loop (HTTP response) | ${f(c.requestsPerSec)} | ${f(c.latencyMs.p50)} | ${f(c.latencyMs.p90)} | ${f(c.latencyMs.p99)} | ${f(c.latencyMs.p999)} | ${f(c.latencyMs.max)} | ${c.non2xx} |`,
+    `| fixed rate (HTTP response) | ${f(r.requestsPerSec)} | ${f(r.latencyMs.p50)} | ${f(r.latencyMs.p90)} | ${f(r.latencyMs.p99)} | ${f(r.latencyMs.p999)} | ${f(r.latencyMs.max)} | ${r.non2xx} |`,
+    `| fixed rate (request → consumer) | | ${f(r.requestToConsumerMs.p50)} | ${f(r.requestToConsumerMs.p90)} | ${f(r.requestToConsumerMs.p99)} | ${f(r.requestToConsumerMs.p999)} | ${f(r.requestToConsumerMs.max)} | |`,
+    '',
+    `Orders written ${r.ordersWritten.toLocaleString('en-US')} (both phases), delivered ${r.deliveredDistinct.toLocaleString('en-US')}, duplicates ${r.duplicates}, lost ${r.lost}.`,
+    '',
+  ];
+}
+
+function microSection(summaries: Map<string, Summary>): string[] {
+  const extra = summaries.get('micro')?.extra as { tasks: { name: string; opsPerSec?: number; latencyUs?: { mean: number; p50: number; p99: number }; relativeMarginOfErrorPercent?: number }[] } | undefined;
+  if (!extra) return [];
+  return [
+    '## Micro-benchmarks (tinybench)',
+    '',
+    'The per-event work on the hot paths, one core, after warm-up.',
+    '',
+    '| task | ops/s | mean (µs) | p50 (µs) | p99 (µs) | ± (rme %) |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...extra.tasks.map((t) => `| ${t.name} | ${f(t.opsPerSec)} | ${f(t.latencyUs?.mean, 2)} | ${f(t.latencyUs?.p50, 2)} | ${f(t.latencyUs?.p99, 2)} | ${f(t.relativeMarginOfErrorPercent, 1)} |`),
+    '',
+  ];
+}
+
 function environmentSection(summaries: Map<string, Summary>): string[] {
   const env = [...summaries.values()][0]?.environment;
   if (!env) return [];
@@ -182,7 +250,7 @@ function reproduceSection(summaries: Map<string, Summary>): string[] {
     'or one scenario at a time (each writes `results/<scenario>/`), then `npm run bench:report`:',
     '',
     '```sh',
-    ...[...summaries.values()].map((s) => s.command.replace(/^node dist\/bench\/run\.js/, 'node dist/bench/run.js')),
+    ...[...summaries.values()].filter((s) => s.command).map((s) => s.command),
     '```',
     '',
   ];
@@ -204,6 +272,9 @@ export function buildReport(dir: string, extraSections: ((summaries: Map<string,
     '',
     ...sideBySide(summaries, charts),
     ...saturationSection(summaries, charts),
+    ...fastestPathSection(summaries),
+    ...httpSection(summaries),
+    ...microSection(summaries),
     ...extraSections.flatMap((section) => section(summaries, charts)),
     ...environmentSection(summaries),
     ...reproduceSection(summaries),

@@ -55,7 +55,11 @@ export function render(option: echarts.EChartsCoreOption, size: { width?: number
   }
 }
 
-const title = (text: string, subtext?: string) => ({ text, subtext, left: 'center', textStyle: { fontSize: 16 }, subtextStyle: { fontSize: 11 } });
+const title = (text: string, subtext?: string) => ({ text, subtext, left: 'center', top: 8, itemGap: 6, textStyle: { fontSize: 16 }, subtextStyle: { fontSize: 11 } });
+// Below the title and its subtitle, above the plot.
+const LEGEND_TOP = 62;
+const LEGEND = { top: LEGEND_TOP, itemGap: 28, textStyle: { fontSize: 12 } };
+const GRID_TOP = 104;
 
 /**
  * Latency by percentile, the HdrHistogram way: x is 1/(1-p) on a log axis so
@@ -65,10 +69,13 @@ export function latencyByPercentile(series: { name: string; histogram: Histogram
   // Rationale: 10 points per decade of 1/(1-p) from 0% to 99.99% is smooth
   // enough to show every knee without oversampling the tail.
   const points = Array.from({ length: 41 }, (_, i) => 100 * (1 - 10 ** (-i / 10)));
+  const lowest = Math.min(...series.map(({ histogram }) => Math.max(0.001, histogram.getValueAtPercentile(0) / 1_000)));
+  // The y axis starts at the power of ten below the fastest event, so its labels stay round.
+  const yMin = 10 ** Math.floor(Math.log10(lowest));
   return render({
     title: title(chartTitle, subtitle),
-    legend: { top: 50 },
-    grid: { left: 80, right: 40, top: 90, bottom: 60 },
+    legend: LEGEND,
+    grid: { left: 80, right: 40, top: GRID_TOP, bottom: 60 },
     tooltip: { trigger: 'axis' },
     xAxis: {
       type: 'log',
@@ -79,7 +86,7 @@ export function latencyByPercentile(series: { name: string; histogram: Histogram
       nameGap: 32,
       axisLabel: { formatter: (value: number) => `${(100 * (1 - 1 / value)).toFixed(value >= 1_000 ? 2 : value >= 100 ? 1 : 0)}%` },
     },
-    yAxis: { type: 'log', name: 'latency (ms)', nameLocation: 'middle', nameGap: 55, min: 'dataMin' },
+    yAxis: { type: 'log', name: 'latency (ms)', nameLocation: 'middle', nameGap: 55, min: yMin },
     series: series.map(({ name, histogram }) => ({
       name,
       type: 'line',
@@ -99,8 +106,8 @@ export interface TimeSeries {
 export function throughputAndLag(throughput: TimeSeries[], lag: TimeSeries[], chartTitle: string, lagUnit: string, subtitle?: string): Chart {
   return render({
     title: title(chartTitle, subtitle),
-    legend: { top: 50 },
-    grid: { left: 80, right: 90, top: 90, bottom: 60 },
+    legend: LEGEND,
+    grid: { left: 80, right: 90, top: GRID_TOP, bottom: 60 },
     tooltip: { trigger: 'axis' },
     xAxis: { type: 'value', name: 'seconds since start', nameLocation: 'middle', nameGap: 32 },
     yAxis: [
@@ -118,8 +125,8 @@ export function throughputAndLag(throughput: TimeSeries[], lag: TimeSeries[], ch
 export function bars(categories: string[], series: { name: string; values: (number | null)[] }[], chartTitle: string, unit: string, subtitle?: string, stacked = false): Chart {
   return render({
     title: title(chartTitle, subtitle),
-    legend: { top: 50 },
-    grid: { left: 80, right: 40, top: 90, bottom: 70 },
+    legend: LEGEND,
+    grid: { left: 80, right: 40, top: GRID_TOP, bottom: 70 },
     tooltip: { trigger: 'axis' },
     xAxis: { type: 'category', data: categories, axisLabel: { interval: 0 } },
     yAxis: { type: 'value', name: unit, nameLocation: 'middle', nameGap: 60 },
