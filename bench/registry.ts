@@ -3,10 +3,12 @@
  */
 import type { Scenario } from './scenario.js';
 import { cdc } from './scenarios/cdc.js';
+import { cleanup } from './scenarios/cleanup.js';
 import { fastestPath } from './scenarios/fastest-path.js';
 import { http } from './scenarios/http.js';
 import { micro } from './scenarios/micro.js';
+import { peers } from './scenarios/peers.js';
 import { saturation } from './scenarios/saturation.js';
 import { polling, skipLocked } from './scenarios/table-relays.js';
 
-export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, http, saturation, fastestPath, micro]);
+export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, http, saturation, fastestPath, micro, cleanup, peers]);

@@ -82,7 +82,7 @@ function help(): string {
     'Usage: node dist/bench/run.js <scenario...|all> [flags]',
     '',
     'Scenarios:',
-    ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}`),
+    ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}${s.standalone ? ' (not part of all: long)' : ''}`),
     '',
     'Flags:',
     ...flags,
@@ -130,7 +130,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${help()}\n`);
     return 0;
   }
-  const names = parsed.positionals.includes('all') ? SCENARIOS.map((s) => s.name) : parsed.positionals;
+  const names = parsed.positionals.includes('all') ? SCENARIOS.filter((s) => !s.standalone).map((s) => s.name) : parsed.positionals;
   if (names.length === 0) {
     process.stderr.write(`bench: name a scenario\n${help()}\n`);
     return 2;
@@ -216,10 +216,8 @@ async function main(): Promise<number> {
         process.stderr.write(`bench: ${scenario.name} failed: ${describeError(error)}\n`);
       }
     }
-    if (parsed.positionals.includes('all')) {
-      buildReport(outRoot);
-      process.stdout.write(`report: ${path.relative(process.cwd(), path.join(outRoot, 'README.md'))}\n`);
-    }
+    buildReport(outRoot);
+    process.stdout.write(`report: ${path.relative(process.cwd(), path.join(outRoot, 'README.md')) || 'README.md'}\n`);
     return failures === 0 ? 0 : 1;
   } catch (error) {
     process.stderr.write(`bench: ${describeError(error)}\n`);

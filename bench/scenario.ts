@@ -48,6 +48,8 @@ export interface Scenario {
   defaults: Partial<PipelineParameters>;
   /** Numeric flags of its own, beyond the pipeline parameters. */
   flags?: Record<string, ScenarioFlag>;
+  /** Left out of `all` (runs for a long time); run it by name. */
+  standalone?: boolean;
   setup?(context: ScenarioContext): Promise<void>;
   run(context: ScenarioContext): Promise<ScenarioReport>;
   teardown?(context: ScenarioContext): Promise<void>;

@@ -17,6 +17,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { checkClaims, readEvidence } from './relay/evidence.js';
 import { startRelay } from './relay/index.js';
+import { CleanupLoop, deleteDeliveredBatched, dropDeliveredPartitions, sweepInbox, type CleanupStrategy, type DeliveryProof } from './cleanup/retention.js';
 import { openRuntime, type Runtime } from './runtime.js';
 
 export interface CommandContext {
@@ -44,6 +45,10 @@ export interface Command {
   options?: Record<string, CommandOption>;
   run(context: CommandContext): Promise<number | void>;
 }
+
+// Rationale: once a minute keeps minute-wide benchmark partitions in check;
+// daily partitions would need it hourly at most, and a round costs a few queries.
+const CLEANUP_INTERVAL_MS = 60_000;
 
 const SERVER_KEYS: (keyof Config)[] = [
   'databaseUrl',
@@ -193,11 +198,15 @@ const relay: Command = {
     'slotName',
     'publicationName',
     'metricsPort',
+    'retention',
+    'inboxRetention',
   ],
   options: {
     evidence: { type: 'string', description: 'append each pass (replica, claimed event ids, claim/release times) to this JSON Lines file' },
     'replica-index': { type: 'string', description: '(internal) run as replica number N of --replicas' },
     'recreate-slot': { type: 'boolean', description: 'cdc: create the slot again after it was lost or dropped (read the error first: events may need re-publishing)' },
+    cleanup: { type: 'string', description: 'remove delivered history beside the relay: drop-partition, batched-delete or none (default none; partitions are kept created ahead either way)' },
+    'cleanup-interval-ms': { type: 'string', description: `time between cleanup and partition rounds (default ${CLEANUP_INTERVAL_MS})` },
   },
   async run(context) {
     armFromEnv();
@@ -212,6 +221,15 @@ const relay: Command = {
       recreateSlot: context.values['recreate-slot'] === true,
     });
     context.shutdown.add('relay', () => handle.stop());
+    // Beside every relay: partitions kept created ahead (inserts must never
+    // miss one) and, if asked, delivered history removed. Replica children
+    // leave it to their supervisor.
+    if (replicaIndexRaw === undefined) {
+      const strategy = cleanupStrategyValue(context, 'cleanup', 'none');
+      const loop = cleanupLoop(context, runtime, strategy, intValue(context, 'cleanup-interval-ms', CLEANUP_INTERVAL_MS, 100, 86_400_000));
+      loop.start();
+      context.shutdown.add('cleanup loop', () => loop.stop());
+    }
     process.stdout.write(`relay ${context.config.relayMode} running; Ctrl-C to stop\n`);
     const outcome = await Promise.race([context.signal.then(() => 'signal' as const), handle.done.then(() => 'ended' as const)]);
     if (outcome === 'ended') return 1;
@@ -281,6 +299,79 @@ const place: Command = {
   },
 };
 
+function cleanupStrategyValue(context: CommandContext, flag: string, fallback: CleanupStrategy): CleanupStrategy {
+  const raw = stringValue(context, flag) ?? fallback;
+  if (raw !== 'drop-partition' && raw !== 'batched-delete' && raw !== 'none') {
+    throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not one of drop-partition, batched-delete, none`);
+  }
+  return raw;
+}
+
+/** Which evidence proves delivery depends on the relay that delivers. */
+function proofFor(config: Config): DeliveryProof {
+  return config.relayMode === 'cdc' || config.relayMode === 'cdc-message' ? 'replication-slots' : 'published-at';
+}
+
+function cleanupLoop(context: CommandContext, runtime: Runtime, strategy: CleanupStrategy, intervalMs: number): CleanupLoop {
+  const { config, log } = context;
+  return new CleanupLoop({
+    sql: runtime.sql({ max: 1, applicationName: 'outbox-bench-cleanup' }),
+    retention: config.retention,
+    proof: proofFor(config),
+    log,
+    strategy,
+    partitionWidth: config.partitionWidth,
+    partitionsAhead: config.partitionsAhead,
+    intervalMs,
+    batchSize: 5_000,
+    inboxRetention: config.inboxRetention,
+    onRun: (result) => (result.dropped + result.deleted + result.swept > 0 ? log.info(result, 'cleanup round') : log.debug(result, 'cleanup round')),
+  });
+}
+
+const cleanup: Command = {
+  name: 'cleanup',
+  summary: 'remove delivered outbox history (drop partitions or batched delete) and sweep the inbox',
+  usage: 'cleanup --strategy drop-partition|batched-delete|none [--loop] [flags]',
+  description:
+    'Removes outbox history older than --retention, only where every row was delivered: marked published for the table\n' +
+    'relays, or confirmed by every replication slot of the CDC relay (--mode cdc). drop-partition detaches and drops whole\n' +
+    'partitions; batched-delete deletes rows in short batches. With --inbox-retention, also forgets old processed event ids.\n' +
+    'Runs once and prints what it did, or keeps running with --loop (also: relay --cleanup <strategy>).',
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, 'relayMode', 'retention', 'inboxRetention'],
+  options: {
+    strategy: { type: 'string', description: 'drop-partition, batched-delete or none (default drop-partition)' },
+    loop: { type: 'boolean', description: 'keep running, a round every --interval-ms' },
+    'interval-ms': { type: 'string', description: `with --loop: time between rounds (default ${CLEANUP_INTERVAL_MS})` },
+  },
+  async run(context) {
+    const strategy = cleanupStrategyValue(context, 'strategy', 'drop-partition');
+    const intervalMs = intValue(context, 'interval-ms', CLEANUP_INTERVAL_MS, 100, 86_400_000);
+    const runtime = await open(context, { postgres: true, kafka: false });
+    const loop = cleanupLoop(context, runtime, strategy, intervalMs);
+    if (context.values.loop === true) {
+      loop.start();
+      context.shutdown.add('cleanup loop', () => loop.stop());
+      process.stdout.write(`cleanup (${strategy}) running every ${intervalMs} ms; Ctrl-C to stop\n`);
+      await context.signal;
+      return;
+    }
+    const sql = runtime.sql({ max: 1, applicationName: 'outbox-bench-cleanup' });
+    const options = { sql, retention: context.config.retention, proof: proofFor(context.config), log: context.log };
+    if (strategy === 'drop-partition') {
+      for (const d of await dropDeliveredPartitions(options)) {
+        process.stdout.write(`${d.partition} (until ${d.rangeEnd.toISOString()}): ${d.dropped ? 'dropped' : `kept: ${d.reason}`}\n`);
+      }
+    } else if (strategy === 'batched-delete') {
+      const result = await deleteDeliveredBatched({ ...options, batchSize: 5_000, pauseMs: 10 });
+      process.stdout.write(`deleted ${result.deleted} delivered rows in ${result.batches} batches${result.reason ? ` (stopped: ${result.reason})` : ''}\n`);
+    }
+    if (context.config.inboxRetention) {
+      process.stdout.write(`inbox: forgot ${await sweepInbox(sql, context.config.inboxRetention)} processed event ids older than ${context.config.inboxRetention}\n`);
+    }
+  },
+};
+
 const checkClaimsCommand: Command = {
   name: 'check-claims',
   summary: 'check the claim evidence of table relays: no event claimed by two replicas at once',
@@ -303,4 +394,4 @@ const checkClaimsCommand: Command = {
   },
 };
 
-export const COMMANDS: readonly Command[] = Object.freeze([infra, migrateCommand, serve, relay, consume, place, checkClaimsCommand]);
+export const COMMANDS: readonly Command[] = Object.freeze([infra, migrateCommand, serve, relay, consume, place, cleanup, checkClaimsCommand]);

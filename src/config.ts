@@ -42,6 +42,10 @@ export interface Config {
   readonly partitionWidth: string;
   /** Outbox partitions kept created ahead of the current one. */
   readonly partitionsAhead: number;
+  /** Delivered outbox history older than this is removed by cleanup. */
+  readonly retention: string;
+  /** Processed event ids older than this leave the inbox (undefined: kept forever). */
+  readonly inboxRetention: string | undefined;
   /** Kafka topic prefix; the topic of an event is prefix + aggregate type. */
   readonly topicPrefix: string;
   /** Partitions of each topic the project creates. */
@@ -113,6 +117,10 @@ export const DEFAULTS: Config = Object.freeze({
   // Rationale: two spare partitions survive a weekend-long outage of the
   // maintenance loop at a day width without any insert failing.
   partitionsAhead: 2,
+  // Rationale: a day of delivered events is enough to investigate an incident
+  // and replay from the outbox; older partitions are dropped whole.
+  retention: '1 day',
+  inboxRetention: undefined,
   topicPrefix: 'outbox.event.',
   // Rationale: 6 partitions lets per-aggregate ordering be exercised across
   // partitions while staying cheap for a single 2-core broker.
@@ -158,6 +166,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'schema', flag: 'schema', env: 'OUTBOX_BENCH_SCHEMA', kind: 'identifier', description: 'PostgreSQL schema of the pipeline tables' },
   { key: 'partitionWidth', flag: 'partition-width', env: 'OUTBOX_BENCH_PARTITION_WIDTH', kind: 'interval', description: 'width of one outbox partition ("1 day", "5 minutes")' },
   { key: 'partitionsAhead', flag: 'partitions-ahead', env: 'OUTBOX_BENCH_PARTITIONS_AHEAD', kind: 'int', min: 1, max: 10_000, description: 'outbox partitions created ahead of time' },
+  { key: 'retention', flag: 'retention', env: 'OUTBOX_BENCH_RETENTION', kind: 'interval', description: 'keep delivered outbox history this long ("1 day")' },
+  { key: 'inboxRetention', flag: 'inbox-retention', env: 'OUTBOX_BENCH_INBOX_RETENTION', kind: 'interval', description: 'forget processed event ids after this long (docs/outbox.md: choosing it)' },
   { key: 'topicPrefix', flag: 'topic-prefix', env: 'OUTBOX_BENCH_TOPIC_PREFIX', kind: 'string', description: 'topic = prefix + aggregate type' },
   { key: 'topicPartitions', flag: 'partitions', env: 'OUTBOX_BENCH_PARTITIONS', kind: 'int', min: 1, max: 1_000, description: 'partitions per topic' },
   { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: RELAY_MODES, description: 'relay strategy' },
@@ -248,8 +258,8 @@ function coerce(spec: OptionSpec, raw: string, source: string): unknown {
       return n;
     }
     case 'interval': {
-      const match = /^(\d+)\s*(minute|minutes|hour|hours|day|days)$/.exec(value);
-      if (!match || Number(match[1]) < 1) throw invalid(source, `"${raw}" is not a width like "1 day", "6 hours" or "5 minutes"`);
+      const match = /^(\d+)\s*(second|seconds|minute|minutes|hour|hours|day|days)$/.exec(value);
+      if (!match || Number(match[1]) < 1) throw invalid(source, `"${raw}" is not a duration like "1 day", "6 hours" or "5 minutes"`);
       return `${Number(match[1])} ${match[2]}`;
     }
     case 'enum':
@@ -267,6 +277,9 @@ function coerce(spec: OptionSpec, raw: string, source: string): unknown {
 }
 
 function checkCrossField(config: Config): void {
+  if (/second/.test(config.partitionWidth)) {
+    throw invalid('flag --partition-width', `${config.partitionWidth} is too narrow; a partition is at least "1 minute" wide`);
+  }
   if (config.kafkaPort === config.kafkaControllerPort) {
     throw invalid('flag --kafka-controller-port', `must differ from --kafka-port (${config.kafkaPort})`);
   }

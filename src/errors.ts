@@ -89,6 +89,12 @@ export function isOutboxBenchError(error: unknown, code?: ErrorCode): error is O
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   let text = error.message;
+  // Aggregate errors (kafkajs' KafkaJSAggregateError, AggregateError) hide the reasons in `errors`.
+  const nested = (error as { errors?: unknown }).errors;
+  if (Array.isArray(nested) && nested.length > 0) {
+    const reasons = [...new Set(nested.map((e) => (e instanceof Error ? e.message : String(e))))];
+    text += `: ${reasons.slice(0, 3).join('; ')}`;
+  }
   // Client libraries (kafkajs) nest causes that repeat the same words; show
   // each distinct message of the chain once.
   for (let cause = error.cause; cause !== undefined; cause = cause instanceof Error ? cause.cause : undefined) {

@@ -156,16 +156,23 @@ export async function selectOldestUnpublished(db: Db, limit: number, lock: 'none
 }
 
 /**
- * Locks up to `limit` free buckets, starting the scan at `offset` so that
- * replicas tend to start from different buckets. Locked rows of other
- * replicas are skipped, never waited for.
+ * Locks up to `limit` free buckets among those holding the oldest unpublished
+ * rows (the oldest `sample` of them), oldest work first. Buckets another
+ * replica holds are skipped, never waited for. Choosing by the age of their
+ * work means no bucket can starve: the bucket of the oldest unpublished row
+ * is claimed by the first replica to find it free.
  */
-export async function claimBuckets(db: postgres.TransactionSql, limit: number, offset: number, buckets: number): Promise<number[]> {
+export async function claimBuckets(db: postgres.TransactionSql, limit: number, buckets: number, sample: number): Promise<number[]> {
   const rows = await db<{ bucket: number }[]>`
-    SELECT bucket FROM relay_buckets
-    ORDER BY (bucket - ${offset}::int + ${buckets}::int) % ${buckets}::int
+    WITH candidates AS (
+      SELECT outbox_bucket(o.aggregate_id, ${buckets}::int) AS bucket, min(o.id) AS oldest
+      FROM (SELECT aggregate_id, id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ${sample}) o
+      GROUP BY 1
+    )
+    SELECT b.bucket FROM relay_buckets b JOIN candidates c ON c.bucket = b.bucket
+    ORDER BY c.oldest
     LIMIT ${limit}
-    FOR UPDATE SKIP LOCKED`;
+    FOR UPDATE OF b SKIP LOCKED`;
   return rows.map((row) => row.bucket);
 }
 

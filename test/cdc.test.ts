@@ -18,31 +18,14 @@ import { HEADERS, topicFor, type OutboxMessage } from '../src/events.js';
 import { LocalKafka, LocalPostgres } from '../src/infra/index.js';
 import { createKafkaClient } from '../src/kafka-client.js';
 import { amendOrders, placeOrders } from '../src/orders/write-path.js';
-import { CdcRelay, prepareSlot, slotLagBytes } from '../src/relay/cdc.js';
+import { prepareSlot, slotLagBytes, type CdcRelay } from '../src/relay/cdc.js';
 import { parseLsn } from '../src/relay/lsn.js';
 import { KafkajsPublisher, type EventPublisher } from '../src/relay/publisher.js';
-import { eventually, freePort, headerOf, log, readTopic, scratchDir, testEnv, topicMessageCount, type TestEnv } from './helpers.js';
+import { cdcRelayFor, eventually, freePort, headerOf, log, readTopic, scratchDir, testEnv, topicMessageCount, type TestEnv } from './helpers.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
 
-function cdcRelay(env: TestEnv, options: Partial<ConstructorParameters<typeof CdcRelay>[0]> = {}): CdcRelay {
-  const relay = new CdcRelay({
-    databaseUrl: env.config.databaseUrl!,
-    sql: env.pool({ max: 2 }),
-    schema: env.config.schema,
-    publisher: env.publisher(),
-    slotName: env.config.slotName,
-    publicationName: env.config.publicationName,
-    log,
-    batchSize: 500,
-    heartbeatIntervalMs: 500,
-    statusIntervalMs: 1_000,
-    ...options,
-  });
-  env.defer(() => relay.stop());
-  env.defer(() => env.sql.unsafe(`DROP PUBLICATION IF EXISTS ${env.config.publicationName}`).catch(() => {}));
-  return relay;
-}
+const cdcRelay = cdcRelayFor;
 
 async function slot(env: TestEnv) {
   const [row] = await env.sql<{ confirmedFlushLsn: string | null; active: boolean; walStatus: string }[]>`

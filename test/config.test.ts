@@ -38,7 +38,7 @@ describe('resolveConfig', () => {
     rejects({ env: { KAFKA_BROKERS: 'localhost' } }, /KAFKA_BROKERS: "localhost" is not host:port/);
     rejects({ env: { DATABASE_URL: 'mysql://x' } }, /DATABASE_URL: "mysql:\/\/x" must start with postgres:\/\//);
     rejects({ env: {}, flags: { schema: 'Robert"; DROP TABLE' } }, /flag --schema: .* is not a plain identifier/);
-    rejects({ env: {}, flags: { partitionWidth: 'fortnight' } }, /flag --partition-width: "fortnight" is not a width/);
+    rejects({ env: {}, flags: { partitionWidth: 'fortnight' } }, /flag --partition-width: "fortnight" is not a duration/);
     rejects({ env: {}, flags: { kafkaPort: '9000', kafkaControllerPort: '9000' } }, /--kafka-controller-port: must differ from --kafka-port/);
   });
 

@@ -13,6 +13,7 @@ import { topicFor } from '../src/events.js';
 import { createKafkaClient } from '../src/kafka-client.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { KafkajsPublisher } from '../src/relay/publisher.js';
+import { CdcRelay, type CdcRelayOptions } from '../src/relay/cdc.js';
 
 export const log: Logger = createLogger((process.env.OUTBOX_BENCH_TEST_LOG_LEVEL as 'warn' | undefined) ?? 'warn', 'test');
 
@@ -194,4 +195,24 @@ export async function scratchDir(t: TestContext, prefix = 'outbox-bench-test-'):
   await fs.chmod(dir, 0o755);
   t.after(() => fs.rm(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** A CDC relay on the test's schema, slot and publication, stopped (and its publication dropped) after the test. */
+export function cdcRelayFor(env: TestEnv, options: Partial<CdcRelayOptions> = {}): CdcRelay {
+  const relay = new CdcRelay({
+    databaseUrl: env.config.databaseUrl!,
+    sql: env.pool({ max: 2 }),
+    schema: env.config.schema,
+    publisher: env.publisher(),
+    slotName: env.config.slotName,
+    publicationName: env.config.publicationName,
+    log,
+    batchSize: 500,
+    heartbeatIntervalMs: 500,
+    statusIntervalMs: 1_000,
+    ...options,
+  });
+  env.defer(() => relay.stop());
+  env.defer(() => env.sql.unsafe(`DROP PUBLICATION IF EXISTS ${env.config.publicationName}`).catch(() => {}));
+  return relay;
 }

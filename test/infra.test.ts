@@ -72,7 +72,7 @@ describe('local servers', () => {
   it('says what to install when mvn is missing and the jars are not cached', async (t) => {
     const config = resolveConfig({ env: {}, overrides: { cacheDir: await scratchDir(t) } });
     await withPath(t, ['java'], () =>
-      assert.rejects(ensureKafkaJars(config, log), hasCode('MAVEN_MISSING', /Maven \(mvn\).*apt-get install maven.*KAFKA_BROKERS/)),
+      assert.rejects(ensureKafkaJars(config, log), hasCode('MAVEN_MISSING', /Maven \(mvn\).*Apache Kafka.*apt-get install maven.*KAFKA_BROKERS/)),
     );
   });
 

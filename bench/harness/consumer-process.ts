@@ -9,7 +9,11 @@ import { createSql } from '../../src/db.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
 import { createHistogram, encodeHistogram, recordMs, summarizeMs } from '../../src/latency.js';
 import { createLogger } from '../../src/log.js';
+import { HEADERS } from '../../src/events.js';
 import { LOAD_SEQ_HEADER } from './load-worker.js';
+
+/** The header a peer relay may carry the outbox `headers` column in, as JSON. */
+export const PACKED_HEADERS = 'outboxHeaders';
 
 export interface ConsumerTask {
   databaseUrl: string;
@@ -87,6 +91,14 @@ async function run(task: ConsumerTask): Promise<void> {
     onDelivery: (delivery: Delivery) => {
       received += 1;
       if (!delivery.applied) duplicates += 1;
+      // Debezium's outbox router cannot spread a jsonb column over several
+      // headers; the peers benchmark places the outbox headers column whole
+      // in one header instead.
+      const packed = delivery.headers[PACKED_HEADERS];
+      if (packed !== undefined && delivery.headers[LOAD_SEQ_HEADER] === undefined) {
+        const unpacked = JSON.parse(packed) as Record<string, string>;
+        delivery = { ...delivery, headers: { ...delivery.headers, ...unpacked }, intendedAt: unpacked[HEADERS.intendedAt] === undefined ? undefined : Number(unpacked[HEADERS.intendedAt]) };
+      }
       const seqHeader = delivery.headers[LOAD_SEQ_HEADER];
       const match = seqHeader ? /^(\d+):(\d+)$/.exec(seqHeader) : null;
       const lane = match ? receivedAt[Number(match[1])] : undefined;

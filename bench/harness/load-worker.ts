@@ -18,13 +18,15 @@ import { HEADERS, nowMs } from '../../src/events.js';
 import { createHistogram, encodeHistogram, recordMs } from '../../src/latency.js';
 import { seededRandom } from '../../src/chaos/failpoints.js';
 import { writeOrderEvents, type AmendOrderInput, type OutboxStore, type PlaceOrderInput } from '../../src/orders/write-path.js';
+import { placeOrdersIntoPtp } from '../peers/ptp.js';
 
 export const LOAD_SEQ_HEADER = 'x-load-seq';
 
 export interface LoadTask {
   databaseUrl: string;
   schema: string;
-  store: OutboxStore;
+  /** `ptp`: pg-transactional-outbox's table, for the peers benchmark (new orders only). */
+  store: OutboxStore | 'ptp';
   workerIndex: number;
   /** Orders per second offered by this worker. */
   rate: number;
@@ -62,6 +64,8 @@ export interface LoadResult {
   commitAt: Float64Array;
   /** Intended send -> commit returned, measured window only (encoded HDR, µs). */
   commitLatency: string;
+  /** Per committed transaction: [intended time of its last event (epoch ms), commit latency ms], flattened. */
+  transactions: Float64Array;
   /** The first few distinct error messages. */
   errors: string[];
 }
@@ -83,6 +87,8 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
   const note = padding(task.payloadBytes);
   let committed = 0;
   let failed = 0;
+  const transactions = new Float64Array(2 * Math.ceil(total / perTx));
+  let transactionCount = 0;
 
   // Orders this worker placed and saw committed: what amendments may target
   // (amending an order whose transaction is still in flight would fail).
@@ -115,7 +121,7 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
       }
     }
     try {
-      const written = await writeOrderEvents(sql, { place, amend }, task.store);
+      const written = task.store === 'ptp' ? await placeOrdersIntoPtp(sql, [...place]) : await writeOrderEvents(sql, { place, amend }, task.store);
       for (const event of written) {
         if (event.aggregateVersion !== 1) continue;
         if (hot.length < task.hotKeys) hot.push(event.orderId);
@@ -123,6 +129,10 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
         else recent[nextSlot++ % task.keySpace] = event.orderId;
       }
       const at = nowMs();
+      const lastIntended = task.startAt + (firstSeq + perTx - 1) * msPerOrder;
+      transactions[2 * transactionCount] = lastIntended;
+      transactions[2 * transactionCount + 1] = at - lastIntended;
+      transactionCount += 1;
       for (let seq = firstSeq; seq < firstSeq + perTx; seq++) {
         commitAt[seq] = at;
         const intendedAt = task.startAt + seq * msPerOrder;
@@ -153,6 +163,7 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
     failed,
     commitAt,
     commitLatency: encodeHistogram(histogram),
+    transactions: transactions.subarray(0, 2 * transactionCount),
     errors: [...errors],
   };
 }

@@ -31,7 +31,8 @@ const CLI = path.join(here, '..', '..', 'src', 'cli.js');
 
 export interface PipelineParameters {
   relayMode: RelayMode;
-  store: OutboxStore;
+  /** Where the load writes events; `ptp` is pg-transactional-outbox's table (peers). */
+  store: OutboxStore | 'ptp';
   /** Orders (= events) per second offered, all workers together. */
   rate: number;
   warmupS: number;
@@ -132,6 +133,11 @@ export interface PipelineContext {
   relayEnv?: Record<string, string>;
   /** Runs on the fresh schema before any load (a CDC drain creates its slot here). */
   beforeLoad?: (sql: Sql, schema: string) => Promise<void>;
+  /**
+   * Starts a relay other than ours (a peer): resolves with its process once it
+   * is ready to publish to `topicPrefix`.
+   */
+  startRelay?: (sql: Sql, schema: string, topicPrefix: string) => Promise<ChildProcess>;
 }
 
 export function childEnv(context: PipelineContext, schema: string, topicPrefix: string, p: PipelineParameters): NodeJS.ProcessEnv {
@@ -148,11 +154,11 @@ export function childEnv(context: PipelineContext, schema: string, topicPrefix: 
   };
 }
 
-export async function startRelayProcess(context: PipelineContext, env: NodeJS.ProcessEnv, p: PipelineParameters): Promise<ChildProcess> {
+export async function startRelayProcess(context: PipelineContext, env: NodeJS.ProcessEnv, p: PipelineParameters, extraArgs: string[] = []): Promise<ChildProcess> {
   const log = createWriteStream(path.join(context.rawDir, 'relay.log'));
   const child = fork(
     CLI,
-    ['relay', '--mode', p.relayMode, '--batch-size', String(p.batchSize), '--interval-ms', String(p.pollIntervalMs), '--replicas', String(p.replicas), '--publishers', String(p.publishers)],
+    ['relay', '--mode', p.relayMode, '--batch-size', String(p.batchSize), '--interval-ms', String(p.pollIntervalMs), '--replicas', String(p.replicas), '--publishers', String(p.publishers), ...extraArgs],
     { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
   );
   child.stderr!.pipe(log);
@@ -241,7 +247,8 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     const perWorker = Array.from({ length: p.workers }, () => Math.floor((totalMs * perWorkerRate) / 1_000 / p.ordersPerTransaction) * p.ordersPerTransaction);
     await context.beforeLoad?.(sql, schema);
     const env = childEnv(context, schema, topicPrefix, p);
-    let relay = p.relayAfterLoad ? undefined : await startRelayProcess(context, env, p);
+    const launchRelay = () => (context.startRelay ? context.startRelay(sql, schema, topicPrefix) : startRelayProcess(context, env, p));
+    let relay = p.relayAfterLoad ? undefined : await launchRelay();
     if (relay) children.push(relay);
     // Rationale: the start is set a little in the future so every worker is
     // up and connected before its first order is due.
@@ -314,7 +321,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     const committedTotal = results.reduce((sum, r) => sum + r.committed, 0);
     let relayStartedAt: number | undefined;
     if (!relay) {
-      relay = await startRelayProcess(context, env, p);
+      relay = await launchRelay();
       children.push(relay);
       // The relay's start-up (connect, create the topic, slot checks) is part of its drain time.
       relayStartedAt = nowMs();

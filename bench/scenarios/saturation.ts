@@ -7,8 +7,8 @@ import { createSql } from '../../src/db.js';
 import { outboxBacklog } from '../../src/queries.js';
 import { prepareSlot, slotLagBytes } from '../../src/relay/cdc.js';
 import { silentLogger } from '../../src/log.js';
-import { runPipeline, type PipelineContext, type PipelineParameters } from '../harness/pipeline.js';
-import { searchSustained, type SearchResult } from '../harness/saturation.js';
+import type { PipelineContext, PipelineParameters } from '../harness/pipeline.js';
+import { runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
 const SLOT = 'bench_saturation_slot';
@@ -93,19 +93,7 @@ export const saturation: Scenario = {
       );
       // The drain: the whole backlog is written at full speed first, then the relay starts.
       if (strategy.cdc) await dropSlot(context);
-      const backlog = context.option('backlog');
-      // Rationale: offered as fast as batched intake goes on this machine (~20K/s
-      // measured); the rate only shapes how long writing the backlog takes.
-      const durationS = Math.max(1, Math.ceil(backlog / 50_000));
-      const drained = await runPipeline(pipelineContext(context, strategy, `${strategy.name}-drain`), {
-        ...base,
-        rate: backlog / durationS,
-        ordersPerTransaction: 1_000,
-        warmupS: 0,
-        durationS,
-        relayAfterLoad: true,
-        drainTimeoutS: 60,
-      });
+      const drained = await runDrain(pipelineContext(context, strategy, `${strategy.name}-drain`), base, context.option('backlog'), 60);
       if (strategy.cdc) await dropSlot(context);
       results.push({ name: strategy.name, search, drain: drained.drain ?? null });
       lines.push(

@@ -52,6 +52,8 @@ export interface IdempotentConsumerOptions {
   fromBeginning?: boolean;
   /** Called for every delivery after its transaction committed. */
   onDelivery?: ((delivery: Delivery) => void) | undefined;
+  /** Called with each batch as received, before its transaction (crash-test histories). */
+  onReceive?: ((deliveries: readonly Delivery[]) => void) | undefined;
   /** Partitions processed at once, each batch in its own transaction (default 4). */
   concurrency?: number | undefined;
   /**
@@ -88,6 +90,7 @@ export class IdempotentConsumer {
   readonly #log: Logger;
   #consumer: Consumer | undefined;
   #crashed: FailpointCrash | undefined;
+  #onCrash: (() => void) | undefined;
   /** Offsets applied but not committed yet, by "topic:partition". */
   readonly #pendingOffsets = new Map<string, { topic: string; partition: number; offset: string }>();
   #lastCommit = 0;
@@ -101,6 +104,11 @@ export class IdempotentConsumer {
     return this.#crashed;
   }
 
+  /** Called if kafkajs gives up on the consumer (a crash it will not restart from). */
+  onCrash(callback: () => void): void {
+    this.#onCrash = callback;
+  }
+
   async start(): Promise<void> {
     const consumer = this.#o.kafka.consumer({
       groupId: this.#o.groupId,
@@ -110,6 +118,10 @@ export class IdempotentConsumer {
       allowAutoTopicCreation: false,
     });
     this.#consumer = consumer;
+    consumer.on(consumer.events.CRASH, (event) => {
+      this.#log.warn({ err: String(event.payload.error), restart: event.payload.restart }, 'kafkajs consumer crashed');
+      if (!event.payload.restart) this.#onCrash?.();
+    });
     await consumer.connect();
     for (const topic of this.#o.topics) await consumer.subscribe({ topic, fromBeginning: this.#o.fromBeginning ?? true });
     await consumer.run({
@@ -178,6 +190,7 @@ export class IdempotentConsumer {
       });
     }
 
+    this.#o.onReceive?.(deliveries);
     const applied = await this.#applyWithRetry(events, heartbeat);
     const seenInBatch = new Set<string>();
     for (const delivery of deliveries) {

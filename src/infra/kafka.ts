@@ -13,6 +13,7 @@ import { PROJECT_ROOT } from '../config.js';
 import { OutboxBenchError } from '../errors.js';
 import { createKafkaClient } from '../kafka-client.js';
 import type { Logger } from '../log.js';
+import { fetchJars } from './maven.js';
 import {
   assertPortFree,
   commandExists,
@@ -32,52 +33,19 @@ export interface KafkaJars {
   libDir: string;
 }
 
-const COMPLETE_MARKER = '.complete';
-
 /**
  * Fetches the broker jars with Maven into `<cacheDir>/kafka-<version>/libs`
- * unless they are there already. The marker file is written last, so an
- * interrupted fetch is redone rather than half-used.
+ * unless they are there already.
  */
 export async function ensureKafkaJars(config: Config, log: Logger): Promise<KafkaJars> {
-  const home = path.join(config.cacheDir, `kafka-${config.kafkaVersion}`);
-  const libDir = path.join(home, 'libs');
-  if (existsSync(path.join(home, COMPLETE_MARKER))) return { version: config.kafkaVersion, libDir };
-  if (!(await commandExists('mvn', ['-v']))) {
-    throw new OutboxBenchError(
-      'MAVEN_MISSING',
-      `Maven (mvn) is needed once to fetch Apache Kafka ${config.kafkaVersion} from Maven Central, and it is not on PATH. ` +
-        'Install it (Debian/Ubuntu: apt-get install maven; macOS: brew install maven), ' +
-        'or set KAFKA_BROKERS=host:port to use a Kafka cluster you already run.',
-    );
-  }
-  log.info({ version: config.kafkaVersion, into: libDir }, 'fetching the Apache Kafka jars from Maven Central (first run only)');
-  const staging = `${libDir}.partial-${process.pid}`;
-  await fs.rm(staging, { recursive: true, force: true });
-  await fs.mkdir(home, { recursive: true });
-  const result = await runCommand('mvn', [
-    '-B',
-    '-q',
-    '-f',
-    path.join(PROJECT_ROOT, 'kafka', 'pom.xml'),
-    `-Dkafka.version=${config.kafkaVersion}`,
-    'dependency:copy-dependencies',
-    `-DoutputDirectory=${staging}`,
-    '-DincludeScope=runtime',
-  ]);
-  if (result.code !== 0) {
-    await fs.rm(staging, { recursive: true, force: true });
-    throw new OutboxBenchError(
-      'MAVEN_FETCH_FAILED',
-      `mvn could not fetch org.apache.kafka:kafka_2.13:${config.kafkaVersion} (exit ${result.code}). ` +
-        'Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) and that the version exists, ' +
-        `or set KAFKA_BROKERS to use an existing cluster.\n${lastLines(result.stdout + result.stderr, 20)}`,
-      { retriable: true },
-    );
-  }
-  await fs.rm(libDir, { recursive: true, force: true });
-  await fs.rename(staging, libDir);
-  await fs.writeFile(path.join(home, COMPLETE_MARKER), `${new Date().toISOString()}\n`);
+  const libDir = await fetchJars({
+    pom: path.join(PROJECT_ROOT, 'kafka', 'pom.xml'),
+    properties: { 'kafka.version': config.kafkaVersion },
+    home: path.join(config.cacheDir, `kafka-${config.kafkaVersion}`),
+    what: `Apache Kafka ${config.kafkaVersion} (org.apache.kafka:kafka_2.13:${config.kafkaVersion})`,
+    alternative: 'set KAFKA_BROKERS=host:port to use a Kafka cluster you already run',
+    log,
+  });
   return { version: config.kafkaVersion, libDir };
 }
 
@@ -219,7 +187,9 @@ export class LocalKafka implements KafkaServer {
       // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding.
       const clusterId = randomBytes(16).toString('base64url');
       this.#log.info({ dataDir }, 'formatting Kafka storage (first run only)');
-      const format = await runCommand('java', [...jvmLogging, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propertiesFile]);
+      // `--cluster-id=<id>` in one argument: a base64url id may start with '-',
+      // which the tool's argument parser would take for an option.
+      const format = await runCommand('java', [...jvmLogging, '-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', propertiesFile]);
       if (format.code !== 0) {
         throw new OutboxBenchError('KAFKA_START_FAILED', `formatting the Kafka storage failed (exit ${format.code}):\n${lastLines(format.stdout + format.stderr)}`);
       }

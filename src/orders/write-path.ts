@@ -101,14 +101,27 @@ export async function placeOrder(sql: Sql, input: PlaceOrderInput, store: Outbox
  * Places many orders and their events in one statement, hence one
  * transaction and one commit: the high-throughput intake path.
  */
-export async function placeOrders(sql: Sql | TransactionSql, inputs: readonly PlaceOrderInput[], store: OutboxStore = 'table'): Promise<WrittenEvent[]> {
+export async function placeOrders(
+  sql: Sql | TransactionSql,
+  inputs: readonly PlaceOrderInput[],
+  store: OutboxStore = 'table',
+  beforeCommit?: BeforeCommit,
+): Promise<WrittenEvent[]> {
   if (inputs.length === 0) return [];
   const orders = inputs.map(validateOrder);
   const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note));
+  const written = events.map((event) => ({ orderId: event.aggregateId, eventId: event.eventId, aggregateVersion: 1 }));
+  beforeCommit?.(written);
   if (store === 'table') await insertOrdersWithOutboxRows(sql, orders, events);
   else await insertOrdersWithMessages(sql, orders, events);
-  return events.map((event) => ({ orderId: event.aggregateId, eventId: event.eventId, aggregateVersion: 1 }));
+  return written;
 }
+
+/**
+ * Called with a transaction's events right before its COMMIT is sent. Crash
+ * tests record them there: whatever happens next, the ids are known.
+ */
+export type BeforeCommit = (events: readonly WrittenEvent[]) => void;
 
 /**
  * Appends OrderAmended events to existing orders, several per order allowed,
@@ -170,18 +183,30 @@ export async function writeOrderEvents(
   sql: Sql,
   work: { place: readonly PlaceOrderInput[]; amend: readonly AmendOrderInput[] },
   store: OutboxStore = 'table',
+  beforeCommit?: BeforeCommit,
 ): Promise<WrittenEvent[]> {
-  if (work.amend.length === 0) return placeOrders(sql, work.place, store);
-  return sql.begin(async (tx) => [...(await placeOrders(tx, work.place, store)), ...(await amendOrdersIn(tx, work.amend, store))]) as Promise<WrittenEvent[]>;
+  if (work.amend.length === 0) return placeOrders(sql, work.place, store, beforeCommit);
+  return sql.begin(async (tx) => {
+    const written = [...(await placeOrders(tx, work.place, store)), ...(await amendOrdersIn(tx, work.amend, store))];
+    // The transaction commits when this callback returns.
+    beforeCommit?.(written);
+    return written;
+  }) as Promise<WrittenEvent[]>;
 }
 
 /**
  * The naive dual write, for comparison only: commit the order, then publish.
  * A crash (or a Kafka outage) between the two loses the event for good.
  */
-export async function placeOrdersDualWrite(sql: Sql, publisher: EventPublisher, inputs: readonly PlaceOrderInput[]): Promise<WrittenEvent[]> {
+export async function placeOrdersDualWrite(
+  sql: Sql,
+  publisher: EventPublisher,
+  inputs: readonly PlaceOrderInput[],
+  beforeCommit?: BeforeCommit,
+): Promise<WrittenEvent[]> {
   const orders = inputs.map(validateOrder);
   const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note));
+  beforeCommit?.(events.map((event) => ({ orderId: event.aggregateId, eventId: event.eventId, aggregateVersion: 1 })));
   await insertOrders(sql, orders);
   failpoint('order.after-commit-before-publish');
   await publisher.publish(events.map((e) => ({ ...e, headers: e.headers ?? {} })));

@@ -109,6 +109,7 @@ export class CdcRelay {
   #buffered = 0;
   #paused = false;
   #publishing = false;
+  #streaming = false;
   #lastStatusAt = 0;
 
   constructor(options: CdcRelayOptions) {
@@ -153,8 +154,18 @@ export class CdcRelay {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#wake?.();
-    await this.#service?.stop().catch(() => {});
-    await this.#loop?.catch(() => {});
+    const loop = this.#loop?.catch(() => {});
+    if (!loop) return;
+    // The library opens its connection inside subscribe(), and a stop() that
+    // lands while it connects makes it lose the connected client (it nulls its
+    // reference and leaks an idle walsender). So a stream that is still
+    // connecting is left alone: it stops itself on replicationStart, or fails.
+    let settled = false;
+    void loop.then(() => (settled = true));
+    while (!settled) {
+      if (this.#streaming) await this.#service?.stop().catch(() => {});
+      await Promise.race([loop, sleep(100)]);
+    }
   }
 
   async #run(): Promise<void> {
@@ -217,7 +228,8 @@ export class CdcRelay {
     this.#buffered = 0;
     this.#paused = false;
     const service = new LogicalReplicationService(
-      { connectionString: this.#o.databaseUrl, application_name: `outbox-bench-cdc-${this.#o.slotName}` },
+      // A connect that hangs (a dead network) fails after 10 s and is retried.
+      { connectionString: this.#o.databaseUrl, application_name: `outbox-bench-cdc-${this.#o.slotName}`, connectionTimeoutMillis: 10_000 },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.#service = service;
@@ -231,7 +243,11 @@ export class CdcRelay {
     service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) => {
       if (generation === this.#generation) this.#onKeepalive(parseLsn(lsn), shouldRespond);
     });
-    service.on('start', () => this.#log.info({ confirmed: this.confirmedLsn }, 'replication streaming'));
+    service.on('start', () => {
+      this.#streaming = true;
+      if (this.#stopped) void service.stop();
+      else this.#log.info({ confirmed: this.confirmedLsn }, 'replication streaming');
+    });
     const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.#o.publicationName], messages: true });
     try {
       // 0/0 = "from the slot's confirmed position", never from the library's memory.
@@ -240,6 +256,7 @@ export class CdcRelay {
       if (!this.#stopped) throw new OutboxBenchError('DATABASE', 'the replication stream ended', { retriable: true });
     } finally {
       this.#generation += 1; // late publishes of this connection must not ack on the next one
+      this.#streaming = false;
       await service.stop().catch(() => {});
       if (this.#crashed) throw this.#crashed;
     }

@@ -2,9 +2,9 @@
  * SKIP LOCKED relay replicas, two ways.
  *
  * Ordered (`skip-locked`): aggregates hash into a fixed number of buckets. A
- * pass locks a share of the free buckets with FOR UPDATE SKIP LOCKED and
- * publishes only rows of those buckets, oldest first, holding the locks until
- * it has marked them. One owner per bucket at a time means one publisher per
+ * pass locks a share of the free buckets that hold the oldest unpublished
+ * rows with FOR UPDATE SKIP LOCKED, and publishes only rows of those buckets,
+ * oldest first, holding the locks until it has marked them. One owner per bucket at a time means one publisher per
  * aggregate at a time, in version order, however many replicas run.
  *
  * The lease is PostgreSQL's own: each replica's session runs with
@@ -30,17 +30,19 @@ export interface BucketedOptions {
   buckets: number;
   /** Replicas sharing them; each pass claims about buckets / replicas. */
   replicas: number;
-  /** Which replica this is (0-based): where its bucket scan starts. */
+  /** Which replica this is (0-based). */
   replicaIndex: number;
 }
 
 export function bucketedStrategy(options: BucketedOptions): ClaimStrategy {
   const share = Math.max(1, Math.ceil(options.buckets / options.replicas));
-  const offset = (options.replicaIndex * Math.floor(options.buckets / options.replicas)) % options.buckets;
   return Object.freeze({
     name: 'skip-locked',
     async claim(tx: TransactionSql, limit: number) {
-      const owned = await claimBuckets(tx, share, offset, options.buckets);
+      // Rationale: the buckets of the oldest `limit` unpublished rows are where
+      // this pass's work is; looking at twice that many finds spare buckets
+      // when other replicas hold the first ones.
+      const owned = await claimBuckets(tx, share, options.buckets, 2 * limit);
       if (owned.length === 0) return { rows: [], buckets: [] };
       return { rows: await selectUnpublishedInBuckets(tx, owned, options.buckets, limit), buckets: owned };
     },

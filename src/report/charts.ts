@@ -139,3 +139,16 @@ export function bars(categories: string[], series: { name: string; values: (numb
     })),
   });
 }
+
+/** Plain lines over a numeric x axis (one series per strategy). */
+export function lines(series: TimeSeries[], chartTitle: string, xName: string, yName: string, subtitle?: string, logY = false): Chart {
+  return render({
+    title: title(chartTitle, subtitle),
+    legend: LEGEND,
+    grid: { left: 90, right: 40, top: GRID_TOP, bottom: 60 },
+    tooltip: { trigger: 'axis' },
+    xAxis: { type: 'value', name: xName, nameLocation: 'middle', nameGap: 32 },
+    yAxis: { type: logY ? 'log' : 'value', name: yName, nameLocation: 'middle', nameGap: 70 },
+    series: series.map((s) => ({ name: s.name, type: 'line', showSymbol: false, data: s.points })),
+  });
+}

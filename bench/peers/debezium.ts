@@ -1,0 +1,179 @@
+/**
+ * Debezium as a relay: Kafka Connect in standalone mode with the Debezium
+ * PostgreSQL connector and its Outbox Event Router, reading *our* outbox table
+ * and routing to the same topics, keys and headers as our relays, so that the
+ * same consumer reads both. Jars from Maven Central like the broker's.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PROJECT_ROOT, type Config } from '../../src/config.js';
+import type { Sql } from '../../src/db.js';
+import { OutboxBenchError } from '../../src/errors.js';
+import { fetchJars } from '../../src/infra/maven.js';
+import type { Logger } from '../../src/log.js';
+import { PACKED_HEADERS } from '../harness/consumer-process.js';
+
+export const DEBEZIUM_VERSION = '3.4.3.Final';
+
+export interface DebeziumSettings {
+  name: string;
+  /** Connector and worker overrides on top of the common ones. */
+  connector: Record<string, string>;
+  worker: Record<string, string>;
+  heapMb: number;
+  /** Why these values, for the report. */
+  rationale: string;
+}
+
+/**
+ * Debezium's own defaults, touched only where the run needs it (offsets
+ * flushed every 60 s is Connect's default: the slot is confirmed that often).
+ */
+export const DEBEZIUM_DEFAULT: DebeziumSettings = {
+  name: 'debezium-default',
+  connector: {},
+  worker: {},
+  heapMb: 1_024,
+  rationale: "Connect's and Debezium's defaults: poll.interval.ms 500, max.batch.size 2048, max.queue.size 8192, producer linger 0, offsets (and the slot's confirmed position) flushed every 60 s; 1 GiB heap.",
+};
+
+/** Larger batches and queue, a short poll interval, a producer that batches, frequent offset flushes. */
+export const DEBEZIUM_TUNED: DebeziumSettings = {
+  name: 'debezium-tuned',
+  connector: {
+    'poll.interval.ms': '10',
+    'max.batch.size': '8192',
+    'max.queue.size': '32768',
+    'producer.override.linger.ms': '5',
+    'producer.override.batch.size': '524288',
+  },
+  worker: { 'offset.flush.interval.ms': '1000' },
+  heapMb: 1_024,
+  rationale:
+    'poll.interval.ms 10 (the connector otherwise waits up to 500 ms for a batch to fill), max.batch.size 8192 and max.queue.size 32768 ' +
+    '(bigger hand-offs to the producer), producer linger.ms 5 and batch.size 512 KiB (fuller Kafka requests), offsets and the slot confirmed every second; 1 GiB heap.',
+};
+
+export interface DebeziumOptions {
+  config: Config;
+  log: Logger;
+  databaseUrl: string;
+  kafkaBrokers: readonly string[];
+  schema: string;
+  topicPrefix: string;
+  slot: string;
+  publication: string;
+  workDir: string;
+  settings: DebeziumSettings;
+}
+
+function properties(values: Record<string, string>): string {
+  return `${Object.entries(values)
+    .map(([key, value]) => `${key}=${value}`)
+    .join('\n')}\n`;
+}
+
+/** Creates the publication the way our CDC relay does (rows under the partitioned parent). */
+export async function preparePublication(sql: Sql, schema: string, publication: string): Promise<void> {
+  await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`);
+  await sql.unsafe(`CREATE PUBLICATION ${publication} FOR TABLE ${schema}.outbox WITH (publish = 'insert', publish_via_partition_root = true)`);
+}
+
+export async function startDebezium(options: DebeziumOptions): Promise<ChildProcess> {
+  const libDir = await fetchJars({
+    pom: path.join(PROJECT_ROOT, 'kafka', 'debezium', 'pom.xml'),
+    properties: { 'kafka.version': options.config.kafkaVersion, 'debezium.version': DEBEZIUM_VERSION },
+    home: path.join(options.config.cacheDir, `connect-${options.config.kafkaVersion}-debezium-${DEBEZIUM_VERSION}`),
+    what: `Kafka Connect ${options.config.kafkaVersion} and Debezium ${DEBEZIUM_VERSION}`,
+    alternative: 'leave Debezium out with --strategies',
+    log: options.log,
+  });
+  const url = new URL(options.databaseUrl);
+  const dir = options.workDir;
+  mkdirSync(dir, { recursive: true });
+  const worker = properties({
+    'bootstrap.servers': options.kafkaBrokers.join(','),
+    'key.converter': 'org.apache.kafka.connect.storage.StringConverter',
+    'value.converter': 'org.apache.kafka.connect.storage.StringConverter',
+    'header.converter': 'org.apache.kafka.connect.storage.SimpleHeaderConverter',
+    'offset.storage.file.filename': path.join(dir, 'offsets.dat'),
+    // Connect's REST API is not used; port 0 keeps it from colliding with anything.
+    listeners: 'http://127.0.0.1:0',
+    'plugin.discovery': 'only_scan',
+    // Same delivery guarantees as our publisher: acks from all replicas, idempotent, one request in flight.
+    'producer.acks': 'all',
+    'producer.enable.idempotence': 'true',
+    'producer.max.in.flight.requests.per.connection': '1',
+    'connector.client.config.override.policy': 'All',
+    ...options.settings.worker,
+  });
+  const connector = properties({
+    name: `outbox-${options.settings.name}`,
+    'connector.class': 'io.debezium.connector.postgresql.PostgresConnector',
+    'tasks.max': '1',
+    'plugin.name': 'pgoutput',
+    'database.hostname': url.hostname,
+    'database.port': url.port || '5432',
+    'database.user': decodeURIComponent(url.username),
+    'database.password': decodeURIComponent(url.password),
+    'database.dbname': url.pathname.slice(1),
+    'topic.prefix': `dbz_${options.schema}`,
+    'slot.name': options.slot,
+    'publication.name': options.publication,
+    // Our publication already exists, with publish_via_partition_root.
+    'publication.autocreate.mode': 'disabled',
+    'table.include.list': `${options.schema}.outbox`,
+    'snapshot.mode': 'no_data',
+    'tombstones.on.delete': 'false',
+    transforms: 'outbox',
+    'transforms.outbox.type': 'io.debezium.transforms.outbox.EventRouter',
+    'transforms.outbox.table.field.event.id': 'event_id',
+    'transforms.outbox.table.field.event.key': 'aggregate_id',
+    'transforms.outbox.table.field.event.payload': 'payload',
+    'transforms.outbox.route.by.field': 'aggregate_type',
+    'transforms.outbox.route.topic.replacement': `${options.topicPrefix}\${routedByValue}`,
+    // The event id goes into the `id` header by default; these add what our consumer reads.
+    'transforms.outbox.table.fields.additional.placement': `event_type:header:eventType,aggregate_type:header:aggregateType,aggregate_version:header:aggregateVersion,headers:header:${PACKED_HEADERS}`,
+    ...options.settings.connector,
+  });
+  writeFileSync(path.join(dir, 'worker.properties'), worker);
+  writeFileSync(path.join(dir, 'connector.properties'), connector);
+  writeFileSync(
+    path.join(dir, 'log4j2.properties'),
+    ['status = warn', 'appender.out.type = Console', 'appender.out.name = out', 'appender.out.layout.type = PatternLayout', 'appender.out.layout.pattern = [%d] %p %m (%c)%n', 'rootLogger.level = info', 'rootLogger.appenderRef.out.ref = out', ''].join('\n'),
+  );
+  const log = createWriteStream(path.join(dir, 'connect.log'));
+  const child = spawn(
+    'java',
+    [
+      `-Xms${options.settings.heapMb}m`,
+      `-Xmx${options.settings.heapMb}m`,
+      '-XX:+UseG1GC',
+      '-Djava.awt.headless=true',
+      `-Dlog4j2.configurationFile=${path.join(dir, 'log4j2.properties')}`,
+      '-cp',
+      `${libDir}/*`,
+      'org.apache.kafka.connect.cli.ConnectStandalone',
+      path.join(dir, 'worker.properties'),
+      path.join(dir, 'connector.properties'),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  return child;
+}
+
+/** Waits until Debezium streams from its slot (the slot is active). */
+export async function waitForDebezium(sql: Sql, slot: string, child: ChildProcess, logFile: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new OutboxBenchError('CHECK_FAILED', `Kafka Connect exited (code ${child.exitCode}); see ${logFile}`);
+    const [row] = await sql<{ active: boolean }[]>`SELECT active FROM pg_replication_slots WHERE slot_name = ${slot}`;
+    if (row?.active) return;
+    await sleep(250);
+  }
+  throw new OutboxBenchError('NOT_READY', `Debezium did not start streaming within 120 s; see ${logFile}`);
+}

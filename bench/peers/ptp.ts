@@ -1,0 +1,139 @@
+/**
+ * pg-transactional-outbox as a relay, in its polling and its logical
+ * replication mode, on an equivalent outbox table of its own (created with the
+ * library's DatabaseSetup), publishing to the same topics with the same
+ * producer settings, keys and headers as our relays.
+ *
+ *   node dist/bench/peers/ptp.js <json PtpRelayTask>     (the relay process)
+ */
+
+import { DatabaseSetup, getDisabledLogger, initializePollingMessageListener, initializeReplicationMessageListener, type TransactionalMessage } from 'pg-transactional-outbox';
+import type { Sql } from '../../src/db.js';
+import { topicFor } from '../../src/events.js';
+import { createKafkaClient } from '../../src/kafka-client.js';
+import { createLogger } from '../../src/log.js';
+import type { NewOrder } from '../../src/queries.js';
+import { KafkajsPublisher } from '../../src/relay/publisher.js';
+import { orderPlacedEvent, validateOrder, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
+
+export const PTP_TABLE = 'ptp_outbox';
+export const PTP_POLLING_FUNCTION = 'ptp_next_outbox_messages';
+
+export type PtpMode = 'polling' | 'replication';
+
+export interface PtpRelayTask {
+  mode: PtpMode;
+  databaseUrl: string;
+  kafkaBrokers: string[];
+  schema: string;
+  topicPrefix: string;
+  partitions: number;
+  slot: string;
+  publication: string;
+}
+
+/**
+ * The library's own DDL (table, polling function and indexes, or publication
+ * and slot), minus its role management: the benchmark runs as a superuser.
+ */
+export async function setupPtp(sql: Sql, schema: string, mode: PtpMode, slot: string, publication: string): Promise<void> {
+  const base = { outboxOrInbox: 'outbox' as const, database: 'outbox_bench', schema, table: PTP_TABLE, listenerRole: 'postgres' };
+  await sql.unsafe(DatabaseSetup.dropAndCreateTable(base));
+  if (mode === 'polling') {
+    const polling = { ...base, nextMessagesName: PTP_POLLING_FUNCTION };
+    await sql.unsafe(DatabaseSetup.createPollingFunction(polling));
+    await sql.unsafe(DatabaseSetup.setupPollingIndexes(polling));
+  } else {
+    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`;
+    await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`);
+    await sql.unsafe(`CREATE PUBLICATION ${publication} FOR TABLE ${schema}.${PTP_TABLE} WITH (publish = 'insert')`);
+    await sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
+  }
+}
+
+/**
+ * The load generator's write path for this peer: orders and their messages
+ * in the library's table, one statement (one transaction), as its
+ * initializeMessageStorage would insert them. The segment is the aggregate
+ * id, which is how the library keeps per-aggregate order.
+ */
+export async function placeOrdersIntoPtp(sql: Sql, inputs: readonly PlaceOrderInput[], beforeCommit?: (events: readonly WrittenEvent[]) => void): Promise<WrittenEvent[]> {
+  const orders: NewOrder[] = inputs.map(validateOrder);
+  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note));
+  const written = events.map((e) => ({ orderId: e.aggregateId, eventId: e.eventId, aggregateVersion: 1 }));
+  beforeCommit?.(written);
+  await sql`
+    WITH placed AS (
+      INSERT INTO orders (order_id, customer_id, amount_cents, currency)
+      SELECT * FROM unnest(${orders.map((o) => o.orderId)}::uuid[], ${orders.map((o) => o.customerId)}::text[],
+                           ${orders.map((o) => o.amountCents)}::bigint[], ${orders.map((o) => o.currency)}::text[])
+    )
+    INSERT INTO ${sql(PTP_TABLE)} (id, aggregate_type, aggregate_id, message_type, segment, payload, metadata)
+    SELECT m.id, 'order', m.aggregate_id, 'OrderPlaced', m.aggregate_id, m.payload::jsonb, m.metadata::jsonb
+    FROM unnest(${events.map((e) => e.eventId)}::uuid[], ${events.map((e) => e.aggregateId)}::text[],
+                ${events.map((e) => e.payload)}::text[], ${events.map((e) => JSON.stringify(e.headers ?? {}))}::text[])
+         WITH ORDINALITY AS m(id, aggregate_id, payload, metadata, ord)
+    ORDER BY m.ord`;
+  return written;
+}
+
+async function runRelay(task: PtpRelayTask): Promise<void> {
+  const log = createLogger('warn', 'ptp-relay');
+  const url = new URL(task.databaseUrl);
+  const publisher = new KafkajsPublisher({
+    kafka: createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: `ptp-${task.mode}` }),
+    route: (type) => topicFor(task.topicPrefix, type),
+    partitions: task.partitions,
+  });
+  // The library hands its handler one message at a time; each is one publish.
+  const handler = {
+    handle: async (message: TransactionalMessage) => {
+      await publisher.publish([
+        {
+          eventId: message.id,
+          aggregateType: message.aggregateType,
+          aggregateId: message.aggregateId,
+          aggregateVersion: 1,
+          eventType: message.messageType,
+          payload: JSON.stringify(message.payload),
+          headers: (message.metadata ?? {}) as Record<string, string>,
+        },
+      ]);
+    },
+  };
+  const dbListenerConfig = {
+    host: url.hostname,
+    port: Number(url.port || 5432),
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database: url.pathname.slice(1),
+  };
+  const base = { dbSchema: task.schema, dbTable: PTP_TABLE, enableMaxAttemptsProtection: false, enablePoisonousMessageProtection: false };
+  const [shutdown] =
+    task.mode === 'polling'
+      ? initializePollingMessageListener(
+          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, nextMessagesFunctionName: PTP_POLLING_FUNCTION } },
+          handler,
+          getDisabledLogger(),
+        )
+      : initializeReplicationMessageListener(
+          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, dbPublication: task.publication, dbReplicationSlot: task.slot } },
+          handler,
+          getDisabledLogger(),
+        );
+  process.stdout.write(`relay ptp-${task.mode} running\n`);
+  await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));
+  await shutdown();
+  await publisher.close();
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  runRelay(JSON.parse(process.argv[2] ?? '{}') as PtpRelayTask).then(
+    () => process.exit(0),
+    (error: unknown) => {
+      process.stderr.write(`ptp relay failed: ${String((error as Error).stack ?? error)}\n`);
+      process.exit(1);
+    },
+  );
+}
+

@@ -1,0 +1,238 @@
+/**
+ * Cleanup under load: the outbox grows to millions of rows through the real
+ * write path while the polling relay publishes and marks them, once with no
+ * cleanup, once with batched DELETE, once with DROP PARTITION (minute-wide
+ * partitions, two minutes of retention). Sampled over time: the unsent-row
+ * poll's latency, the write path's p99, table and index size, dead tuples,
+ * autovacuum runs.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Piscina } from 'piscina';
+import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
+import { nowMs } from '../../src/events.js';
+import { createKafkaClient } from '../../src/kafka-client.js';
+import { createHistogram, recordMs, summarizeMs, type Histogram } from '../../src/latency.js';
+import { selectOldestUnpublished } from '../../src/queries.js';
+import { KafkajsPublisher } from '../../src/relay/publisher.js';
+import type { LoadResult, LoadTask } from '../harness/load-worker.js';
+import { childEnv, deleteTopic, startRelayProcess, stopChild } from '../harness/pipeline.js';
+import type { Scenario } from '../scenario.js';
+
+const STRATEGIES = ['none', 'batched-delete', 'drop-partition'] as const;
+type Strategy = (typeof STRATEGIES)[number];
+
+/** Retention and partition width of the run: minutes, so cleanup happens many times in one run. */
+const RETENTION = '2 minutes';
+const WIDTH = '1 minute';
+
+export interface CleanupSample {
+  /** Seconds since the load started. */
+  t: number;
+  /** Outbox rows written so far (the id sequence). */
+  rowsWritten: number;
+  liveRows: number;
+  deadRows: number;
+  unpublished: number;
+  tableMiB: number;
+  indexMiB: number;
+  autovacuumRuns: number;
+  vacuumsRunning: number;
+  partitions: number;
+  /** The relay's claim query (1000 oldest unpublished), over the last interval. */
+  pollMs: { p50: number; p99: number; max: number };
+  /** The write path (intended send -> COMMIT), over the last interval. */
+  writeP99Ms: number | null;
+}
+
+async function sampleTables(sql: Sql): Promise<Omit<CleanupSample, 't' | 'pollMs' | 'writeP99Ms'>> {
+  const [row] = await sql<{
+    rowsWritten: number;
+    liveRows: number;
+    deadRows: number;
+    tableBytes: number;
+    indexBytes: number;
+    autovacuumRuns: number;
+    vacuumsRunning: number;
+    partitions: number;
+    unpublished: number;
+  }[]>`
+    SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_id_seq) AS rows_written,
+           coalesce(sum(s.n_live_tup), 0)::bigint AS live_rows,
+           coalesce(sum(s.n_dead_tup), 0)::bigint AS dead_rows,
+           coalesce(sum(pg_table_size(s.relid)), 0)::bigint AS table_bytes,
+           coalesce(sum(pg_indexes_size(s.relid)), 0)::bigint AS index_bytes,
+           coalesce(sum(s.autovacuum_count), 0)::bigint AS autovacuum_runs,
+           (SELECT count(*) FROM pg_stat_progress_vacuum WHERE datname = current_database())::int AS vacuums_running,
+           count(*)::int AS partitions,
+           (SELECT count(*) FROM outbox WHERE published_at IS NULL)::bigint AS unpublished
+    FROM pg_stat_user_tables s
+    WHERE s.schemaname = current_schema() AND s.relname LIKE 'outbox_p%'`;
+  const mib = (bytes: number) => Math.round((bytes / 1024 ** 2) * 10) / 10;
+  return {
+    rowsWritten: row!.rowsWritten,
+    liveRows: row!.liveRows,
+    deadRows: row!.deadRows,
+    unpublished: row!.unpublished,
+    tableMiB: mib(row!.tableBytes),
+    indexMiB: mib(row!.indexBytes),
+    autovacuumRuns: row!.autovacuumRuns,
+    vacuumsRunning: row!.vacuumsRunning,
+    partitions: row!.partitions,
+  };
+}
+
+export interface StrategyRun {
+  strategy: Strategy;
+  rowsWritten: number;
+  samples: CleanupSample[];
+  /** Poll and write latency over the first and the last tenth of the rows. */
+  start: { pollP50Ms: number; pollP99Ms: number; writeP99Ms: number };
+  end: { pollP50Ms: number; pollP99Ms: number; writeP99Ms: number };
+  finalTableMiB: number;
+  maxDeadRows: number;
+}
+
+export const cleanup: Scenario = {
+  name: 'cleanup',
+  description: 'outbox grown to 10M rows under no cleanup, batched DELETE and DROP PARTITION: poll and write latency over time',
+  standalone: true,
+  defaults: { relayMode: 'polling', store: 'table', ordersPerTransaction: 100, batchSize: 2_000, pollIntervalMs: 100, warmupS: 0 },
+  flags: {
+    'cleanup-rows': { description: 'rows written per strategy', defaultValue: 10_000_000, min: 10_000, max: 1_000_000_000 },
+    'cleanup-rate': { description: 'events per second written', defaultValue: 8_000, min: 100, max: 1_000_000 },
+  },
+  async run(context) {
+    const { infra, log } = context;
+    const rows = context.option('cleanup-rows');
+    const rate = context.option('cleanup-rate');
+    const results: StrategyRun[] = [];
+    const lines: string[] = [`cleanup: ${rows.toLocaleString('en-US')} rows per strategy at ${rate}/s, ${WIDTH} partitions, ${RETENTION} retention, polling relay`];
+    for (const strategy of STRATEGIES) {
+      const schema = 'bench_cleanup';
+      const rawDir = path.join(context.outDir, 'raw', strategy);
+      mkdirSync(rawDir, { recursive: true });
+      const runId = Date.now().toString(36);
+      const topicPrefix = `bench.cleanup.${runId}.`;
+      const sql = createSql(infra.databaseUrl, schema, { max: 2, applicationName: 'outbox-bench-cleanup-probe' });
+      const kafka = createKafkaClient({ brokers: infra.kafkaBrokers, log, clientId: 'outbox-bench-cleanup' });
+      let relay: ChildProcess | undefined;
+      let pool: Piscina | undefined;
+      try {
+        await dropSchema(sql, schema);
+        await migrate(sql, { schema, partitionWidth: WIDTH, partitionsAhead: 3 });
+        const publisher = new KafkajsPublisher({ kafka, route: () => `${topicPrefix}order`, partitions: context.parameters.partitions });
+        await publisher.ensureTopic(`${topicPrefix}order`);
+        await publisher.close();
+        const pipelineContext = { infra, log, name: `cleanup-${strategy}`, rawDir, quiet: context.quiet, lag: async () => ({ events: null, bytes: null }) };
+        const env = {
+          ...childEnv(pipelineContext, schema, topicPrefix, context.parameters),
+          OUTBOX_BENCH_PARTITION_WIDTH: WIDTH,
+          OUTBOX_BENCH_PARTITIONS_AHEAD: '3',
+          OUTBOX_BENCH_RETENTION: RETENTION,
+          OUTBOX_BENCH_LOG_LEVEL: 'info',
+        };
+        relay = await startRelayProcess(pipelineContext, env, context.parameters, ['--cleanup', strategy, '--cleanup-interval-ms', '15000']);
+
+        const workers = context.parameters.workers;
+        const durationMs = (rows / rate) * 1_000;
+        const startAt = nowMs() + 2_000;
+        pool = new Piscina({ filename: new URL('../harness/load-worker.js', import.meta.url).href, minThreads: workers, maxThreads: workers });
+        const loads = Promise.all(
+          Array.from({ length: workers }, (_, workerIndex) =>
+            pool!.run({
+              databaseUrl: infra.databaseUrl,
+              schema,
+              store: 'table',
+              workerIndex,
+              rate: rate / workers,
+              startAt,
+              durationMs,
+              measureFrom: startAt,
+              measureTo: startAt + durationMs,
+              ordersPerTransaction: context.parameters.ordersPerTransaction,
+              connections: context.parameters.connectionsPerWorker,
+              payloadBytes: context.parameters.payloadBytes,
+              eventsPerAggregate: 1,
+              keySpace: 1,
+              hotKeyShare: 0,
+              hotKeys: 1,
+              seed: context.parameters.seed,
+            } satisfies LoadTask) as Promise<LoadResult>,
+          ),
+        );
+        let done = false;
+        void loads.finally(() => (done = true));
+        const samples: (CleanupSample & { at: number })[] = [];
+        // Rationale: every 10 s gives ~100 points over a 10M-row run; each
+        // sample runs the poll query 10 times for a stable p99 of the interval.
+        const SAMPLE_MS = 10_000;
+        let last = nowMs();
+        while (!done) {
+          const poll: Histogram = createHistogram();
+          const until = Math.min(last + SAMPLE_MS, startAt + durationMs + 1_000);
+          while (nowMs() < until && !done) {
+            const started = nowMs();
+            await sql.begin((tx) => selectOldestUnpublished(tx, context.parameters.batchSize, 'none'));
+            recordMs(poll, nowMs() - started);
+            await sleep(Math.max(0, (until - last) / 10 - (nowMs() - started)));
+          }
+          const tables = await sampleTables(sql);
+          const p = summarizeMs(poll);
+          last = nowMs();
+          samples.push({ ...tables, t: Math.round((last - startAt) / 1_000), at: last, pollMs: { p50: p.p50, p99: p.p99, max: p.max }, writeP99Ms: null });
+          if (!context.quiet) {
+            process.stderr.write(
+              `  ${strategy.padEnd(15)} ${String(samples.at(-1)!.t).padStart(5)} s  ${(tables.rowsWritten / 1e6).toFixed(2)}M rows written  ${tables.liveRows} live  ${tables.deadRows} dead  ` +
+                `${tables.tableMiB + tables.indexMiB} MiB  poll p99 ${p.p99} ms  unpublished ${tables.unpublished}\n`,
+            );
+          }
+        }
+        const loadResults = await loads;
+        // Attribute each transaction's write latency to the sample interval it was intended in.
+        const writeBySample = samples.map(() => createHistogram());
+        for (const result of loadResults) {
+          for (let i = 0; i < result.transactions.length; i += 2) {
+            const intended = result.transactions[i]!;
+            const index = samples.findIndex((s) => s.at >= intended);
+            recordMs(writeBySample[index === -1 ? samples.length - 1 : index]!, result.transactions[i + 1]!);
+          }
+        }
+        samples.forEach((s, i) => (s.writeP99Ms = writeBySample[i]!.totalCount > 0 ? summarizeMs(writeBySample[i]!).p99 : null));
+        const rowsWritten = samples.at(-1)?.rowsWritten ?? 0;
+        const slice = (from: number, to: number) => samples.filter((s) => s.rowsWritten >= from * rowsWritten && s.rowsWritten <= to * rowsWritten);
+        const summarize = (part: CleanupSample[]) => {
+          const median = (values: number[]) => (values.length === 0 ? 0 : [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!);
+          return {
+            pollP50Ms: median(part.map((s) => s.pollMs.p50)),
+            pollP99Ms: median(part.map((s) => s.pollMs.p99)),
+            writeP99Ms: median(part.flatMap((s) => (s.writeP99Ms === null ? [] : [s.writeP99Ms]))),
+          };
+        };
+        const run: StrategyRun = {
+          strategy,
+          rowsWritten,
+          samples: samples.map(({ at: _at, ...rest }) => rest),
+          start: summarize(slice(0.02, 0.12)),
+          end: summarize(slice(0.9, 1)),
+          finalTableMiB: (samples.at(-1)?.tableMiB ?? 0) + (samples.at(-1)?.indexMiB ?? 0),
+          maxDeadRows: Math.max(0, ...samples.map((s) => s.deadRows)),
+        };
+        results.push(run);
+        lines.push(
+          `  ${strategy.padEnd(15)} ${(rowsWritten / 1e6).toFixed(1)}M rows: poll p99 ${run.start.pollP99Ms} -> ${run.end.pollP99Ms} ms, ` +
+            `write p99 ${run.start.writeP99Ms} -> ${run.end.writeP99Ms} ms, outbox ${run.finalTableMiB} MiB at the end, dead rows up to ${run.maxDeadRows}`,
+        );
+      } finally {
+        await pool?.destroy();
+        if (relay) await stopChild(relay);
+        await deleteTopic(kafka, `${topicPrefix}order`, log);
+        await dropSchema(sql, schema).catch(() => {});
+        await sql.end({ timeout: 5 });
+      }
+    }
+    return { title: 'Cleanup under load: no cleanup vs batched DELETE vs DROP PARTITION', runs: [], extra: { retention: RETENTION, partitionWidth: WIDTH, rate, strategies: results }, lines };
+  },
+};

@@ -1,0 +1,219 @@
+/**
+ * Our relays and the established ones on the same machine, the same outbox
+ * rows (Debezium reads our table; pg-transactional-outbox gets an equivalent
+ * table of its own), the same load and the same consumer, in one run: drain
+ * rate of a pre-loaded backlog, sustained throughput, latency at a common
+ * rate, CPU per million events, peak memory. Every run is checked for loss.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { createSql, type Sql } from '../../src/db.js';
+import { silentLogger } from '../../src/log.js';
+import { outboxBacklog } from '../../src/queries.js';
+import { prepareSlot, slotLagBytes } from '../../src/relay/cdc.js';
+import { describeResult } from '../harness/format.js';
+import { runPipeline, type LagReading, type PipelineContext, type PipelineParameters } from '../harness/pipeline.js';
+import { runDrain, searchSustained } from '../harness/saturation.js';
+import { summarizeRun, type RunSummary } from '../harness/summary.js';
+import { DEBEZIUM_DEFAULT, DEBEZIUM_TUNED, DEBEZIUM_VERSION, preparePublication, startDebezium, waitForDebezium, type DebeziumSettings } from '../peers/debezium.js';
+import { PTP_TABLE, setupPtp, type PtpMode, type PtpRelayTask } from '../peers/ptp.js';
+import type { Scenario, ScenarioContext } from '../scenario.js';
+
+const PTP_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'ptp.js');
+
+interface Relay {
+  name: string;
+  /** Who built it and how it was configured, for the report. */
+  settings: string;
+  parameters: Partial<PipelineParameters>;
+  cdcSlot?: boolean;
+  debezium?: DebeziumSettings;
+  ptp?: PtpMode;
+}
+
+const RELAYS: Relay[] = [
+  { name: 'ours: polling', settings: 'polling relay, 500 ms interval, 1000 per pass', parameters: { relayMode: 'polling', store: 'table' } },
+  { name: 'ours: skip-locked', settings: '3 SKIP LOCKED replicas, 64 buckets', parameters: { relayMode: 'skip-locked', store: 'table', replicas: 3 } },
+  { name: 'ours: cdc', settings: 'CDC relay (pgoutput), outbox table', parameters: { relayMode: 'cdc', store: 'table' }, cdcSlot: true },
+  { name: 'ours: cdc-message', settings: 'CDC relay, table-less pg_logical_emit_message events', parameters: { relayMode: 'cdc-message', store: 'message' }, cdcSlot: true },
+  { name: 'debezium-default', settings: DEBEZIUM_DEFAULT.rationale, parameters: { store: 'table' }, debezium: DEBEZIUM_DEFAULT },
+  { name: 'debezium-tuned', settings: DEBEZIUM_TUNED.rationale, parameters: { store: 'table' }, debezium: DEBEZIUM_TUNED },
+  {
+    name: 'pg-transactional-outbox polling',
+    settings: 'library defaults: 5 messages per poll, 500 ms interval, one message per handler call (one Kafka send each), segment = aggregate id',
+    parameters: { store: 'ptp' },
+    ptp: 'polling',
+  },
+  {
+    name: 'pg-transactional-outbox replication',
+    settings: 'library defaults: logical replication (pgoutput), mutex concurrency (one message at a time), one Kafka send per message',
+    parameters: { store: 'ptp' },
+    ptp: 'replication',
+  },
+];
+
+const slug = (name: string) => name.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '').toLowerCase();
+
+function contextFor(context: ScenarioContext, relay: Relay, name: string): PipelineContext {
+  const slot = `peer_${slug(relay.name)}_slot`;
+  const publication = `peer_${slug(relay.name)}_pub`;
+  const base = { infra: context.infra, log: context.log, name, rawDir: path.join(context.outDir, 'raw', name), quiet: context.quiet };
+  const slotLag = async (sql: Sql): Promise<LagReading> => ({ events: null, bytes: await slotLagBytes(sql, slot) });
+  if (relay.debezium) {
+    const settings = relay.debezium;
+    return {
+      ...base,
+      lag: slotLag,
+      beforeLoad: async (sql, schema) => {
+        await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`;
+        await preparePublication(sql, schema, publication);
+        // Created before any load, so a drain run's backlog is in the slot's WAL.
+        await sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
+      },
+      startRelay: async (sql, schema, topicPrefix) => {
+        const workDir = path.join(base.rawDir, 'connect');
+        const child = await startDebezium({
+          config: context.config,
+          log: context.log,
+          databaseUrl: context.infra.databaseUrl,
+          kafkaBrokers: context.infra.kafkaBrokers,
+          schema,
+          topicPrefix,
+          slot,
+          publication,
+          workDir,
+          settings,
+        });
+        await waitForDebezium(sql, slot, child, path.join(workDir, 'connect.log'));
+        return child;
+      },
+    };
+  }
+  if (relay.ptp) {
+    const mode = relay.ptp;
+    let schemaName = '';
+    return {
+      ...base,
+      lag:
+        mode === 'replication'
+          ? slotLag
+          : async (sql) => {
+              const [row] = await sql.unsafe<{ n: number }[]>(`SELECT count(*)::int AS n FROM ${PTP_TABLE} WHERE processed_at IS NULL`);
+              return { events: row?.n ?? null, bytes: null };
+            },
+      beforeLoad: async (sql, schema) => {
+        schemaName = schema;
+        await setupPtp(sql, schema, mode, slot, publication);
+      },
+      startRelay: async (_sql, schema, topicPrefix) => {
+        mkdirSync(base.rawDir, { recursive: true });
+        const task: PtpRelayTask = {
+          mode,
+          databaseUrl: context.infra.databaseUrl,
+          kafkaBrokers: [...context.infra.kafkaBrokers],
+          schema: schema || schemaName,
+          topicPrefix,
+          partitions: context.parameters.partitions,
+          slot,
+          publication,
+        };
+        const child = spawn(process.execPath, [PTP_SCRIPT, JSON.stringify(task)], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const log = createWriteStream(path.join(base.rawDir, 'ptp-relay.log'));
+        child.stderr!.pipe(log);
+        let out = '';
+        child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+        while (!/running/.test(out)) {
+          if (child.exitCode !== null) throw new Error(`the pg-transactional-outbox relay exited; see ${path.join(base.rawDir, 'ptp-relay.log')}`);
+          await sleep(50);
+        }
+        return child;
+      },
+    };
+  }
+  if (relay.cdcSlot) {
+    return {
+      ...base,
+      lag: slotLag,
+      relayEnv: { OUTBOX_BENCH_SLOT: slot, OUTBOX_BENCH_PUBLICATION: publication },
+      beforeLoad: async (sql, schema) => {
+        await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`;
+        await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`);
+        await prepareSlot({ sql, schema, slotName: slot, publicationName: publication, recreateSlot: true }, silentLogger);
+      },
+    };
+  }
+  return { ...base, lag: async (sql) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }) };
+}
+
+async function dropPeerSlots(context: ScenarioContext): Promise<void> {
+  const sql = createSql(context.infra.databaseUrl, 'public', { max: 1 });
+  try {
+    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'peer\\_%' AND NOT active`;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+export interface PeerResult {
+  name: string;
+  settings: string;
+  commonRate: RunSummary;
+  drain: { backlog: number; seconds: number; eventsPerSec: number; lost: number } | null;
+  sustainedEventsPerSec: number;
+  sustainedSteps: { rate: number; passed: boolean; reasons: string[] }[];
+  peakRelayMemoryMiB: number | null;
+}
+
+export const peers: Scenario = {
+  name: 'peers',
+  description: 'our relays vs Debezium (default, tuned) and pg-transactional-outbox (polling, replication) on the same load',
+  standalone: true,
+  defaults: { rate: 500, ordersPerTransaction: 10, warmupS: 5, durationS: 15, drainTimeoutS: 30 },
+  flags: {
+    'peer-backlog': { description: 'events pre-loaded for each drain measurement', defaultValue: 20_000, min: 1_000, max: 10_000_000 },
+    'peer-max-rate': { description: 'highest rate the sustained search tries', defaultValue: 20_000, min: 100, max: 1_000_000 },
+  },
+  async run(context) {
+    const only = context.list('strategies', RELAYS.map((r) => r.name));
+    const results: PeerResult[] = [];
+    const lines: string[] = [`peers: common rate ${context.parameters.rate} events/s; Debezium ${DEBEZIUM_VERSION}; pg-transactional-outbox 0.5.7`];
+    for (const relay of RELAYS.filter((r) => only.some((o) => r.name.includes(o)))) {
+      await dropPeerSlots(context);
+      const base: PipelineParameters = { ...context.parameters, ...relay.parameters };
+      // 1. The common rate: latency, CPU, memory.
+      const common = await runPipeline(contextFor(context, relay, `peer-${slug(relay.name)}`), base);
+      const summary = summarizeRun(relay.name, common);
+      for (const line of describeResult(relay.name, common)) process.stderr.write(`${line}\n`);
+      // 2. The drain of a pre-loaded backlog.
+      await dropPeerSlots(context);
+      const drained = await runDrain(contextFor(context, relay, `peer-${slug(relay.name)}-drain`), base, context.option('peer-backlog'), 120);
+      // 3. The sustained rate.
+      await dropPeerSlots(context);
+      const search = await searchSustained(
+        contextFor(context, relay, `peer-${slug(relay.name)}-search`),
+        { ...base, ordersPerTransaction: 100, warmupS: 3, durationS: 10 },
+        { startRate: 250, maxRate: context.option('peer-max-rate'), growth: 1.8, bisections: 2, p99LimitMs: 2_000, maxDrainS: 3 },
+        (step) => process.stderr.write(`  ${relay.name} @ ${step.rate}/s: ${step.passed ? 'sustained' : step.reasons.join('; ')}\n`),
+      );
+      const result: PeerResult = {
+        name: relay.name,
+        settings: relay.settings,
+        commonRate: summary,
+        drain: drained.drain ? { ...drained.drain, lost: drained.lost } : null,
+        sustainedEventsPerSec: search.sustainedEventsPerSec,
+        sustainedSteps: search.steps.map((s) => ({ rate: s.rate, passed: s.passed, reasons: s.reasons })),
+        peakRelayMemoryMiB: summary.memoryMiB.relay,
+      };
+      results.push(result);
+      lines.push(
+        `  ${relay.name.padEnd(38)} drain ${String(result.drain?.eventsPerSec ?? 'n/a').padStart(6)}/s  sustained ${String(result.sustainedEventsPerSec).padStart(6)}/s  ` +
+          `e2e p50 ${summary.e2eMs.p50} p99 ${summary.e2eMs.p99} ms  relay CPU s/1M ${summary.cpuSecondsPerMillion.relay ?? 'n/a'}  lost ${summary.lost + (result.drain?.lost ?? 0)}`,
+      );
+    }
+    await dropPeerSlots(context);
+    return { title: 'Our relays and their peers on the same workload', runs: results.map((r) => r.commonRate), extra: { peers: results, debezium: DEBEZIUM_VERSION, ptp: '0.5.7' }, lines };
+  },
+};

@@ -1,0 +1,139 @@
+/**
+ * The writer and the consumer of a crash-injection run, as processes a
+ * supervisor can kill: `node dist/src/chaos/child.js writer|consumer <json>`.
+ * Each appends its history synchronously, before the step it describes can
+ * be interrupted, so a SIGKILL leaves at worst an "unknown" write.
+ */
+import { appendFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { IdempotentConsumer } from '../consumer/consumer.js';
+import { createSql } from '../db.js';
+import { describeError } from '../errors.js';
+import { topicFor } from '../events.js';
+import { createKafkaClient } from '../kafka-client.js';
+import { createLogger } from '../log.js';
+import { writeOrderEvents, placeOrdersDualWrite, type AmendOrderInput, type PlaceOrderInput, type WrittenEvent } from '../orders/write-path.js';
+import { KafkajsPublisher } from '../relay/publisher.js';
+import { armFromEnv, seededRandom } from './failpoints.js';
+import type { DeliveryRecord, WriteRecord } from './history.js';
+
+export interface WriterTask {
+  databaseUrl: string;
+  kafkaBrokers: string[];
+  schema: string;
+  topicPrefix: string;
+  partitions: number;
+  /** table / message: the outbox; dual-write: commit, then publish straight to Kafka. */
+  store: 'table' | 'message' | 'dual-write';
+  historyFile: string;
+  /** Transactions per second. */
+  transactionsPerSecond: number;
+  eventsPerTransaction: number;
+  /** Share of events that amend one of the hot orders instead of placing a new one. */
+  amendShare: number;
+  hotKeys: number;
+  seed: number;
+}
+
+export interface ConsumerTask {
+  databaseUrl: string;
+  kafkaBrokers: string[];
+  schema: string;
+  topic: string;
+  groupId: string;
+  historyFile: string;
+}
+
+const log = createLogger((process.env.OUTBOX_BENCH_LOG_LEVEL as 'warn' | undefined) ?? 'warn', 'chaos');
+
+function append(file: string, lines: readonly object[]): void {
+  if (lines.length > 0) appendFileSync(file, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);
+}
+
+async function runWriter(task: WriterTask): Promise<void> {
+  armFromEnv();
+  const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'chaos-writer', connectTimeoutSeconds: 5 });
+  const publisher =
+    task.store === 'dual-write'
+      ? new KafkajsPublisher({
+          kafka: createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'chaos-writer' }),
+          route: (type) => topicFor(task.topicPrefix, type),
+          partitions: task.partitions,
+        })
+      : undefined;
+  // A restarted writer continues with fresh transaction ids and fresh hot keys.
+  const random = seededRandom(task.seed ^ process.pid);
+  const hot: string[] = [];
+  let stopping = false;
+  process.once('SIGTERM', () => (stopping = true));
+  const interval = 1_000 / task.transactionsPerSecond;
+  for (let n = 0; !stopping; n++) {
+    const started = Date.now();
+    const txn = `${process.pid}-${n}`;
+    const place: PlaceOrderInput[] = [];
+    const amend: AmendOrderInput[] = [];
+    for (let i = 0; i < task.eventsPerTransaction; i++) {
+      if (hot.length >= task.hotKeys && random() < task.amendShare) amend.push({ orderId: hot[Math.floor(random() * hot.length)]!, deltaCents: 1 });
+      else place.push({ customerId: `chaos-${txn}-${i}`, amountCents: 100 + i, currency: 'EUR' });
+    }
+    // Event ids are chosen by the write path; the pending record is written by
+    // a hook right before COMMIT is sent, so a kill can never lose the ids.
+    let written: WrittenEvent[] | undefined;
+    try {
+      written =
+        task.store === 'dual-write'
+          ? await placeOrdersDualWrite(sql, publisher!, place, (events) => append(task.historyFile, [pendingRecord(txn, events)]))
+          : await writeOrderEvents(sql, { place, amend }, task.store, (events) => append(task.historyFile, [pendingRecord(txn, events)]));
+      append(task.historyFile, [{ type: 'committed', txn, at: Date.now() } satisfies WriteRecord]);
+    } catch (error) {
+      append(task.historyFile, [{ type: 'failed', txn, at: Date.now(), error: describeError(error) } satisfies WriteRecord]);
+      await sleep(100);
+    }
+    for (const event of written ?? []) if (event.aggregateVersion === 1 && hot.length < task.hotKeys) hot.push(event.orderId);
+    await sleep(Math.max(0, interval - (Date.now() - started)));
+  }
+  await publisher?.close();
+  await sql.end({ timeout: 5 });
+}
+
+function pendingRecord(txn: string, events: readonly WrittenEvent[]): WriteRecord {
+  return { type: 'pending', txn, at: Date.now(), events: events.map((e) => ({ eventId: e.eventId, aggregateId: e.orderId, version: e.aggregateVersion })) };
+}
+
+async function runConsumer(task: ConsumerTask): Promise<void> {
+  armFromEnv();
+  const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'chaos-consumer', connectTimeoutSeconds: 5 });
+  const kafka = createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'chaos-consumer' });
+  const consumer = new IdempotentConsumer({
+    kafka,
+    sql,
+    groupId: task.groupId,
+    topics: [task.topic],
+    log,
+    onReceive: (deliveries) =>
+      append(
+        task.historyFile,
+        deliveries.map(
+          (d): DeliveryRecord => ({ eventId: d.eventId, aggregateId: d.aggregateId, version: d.aggregateVersion, partition: d.partition, offset: d.offset, at: d.receivedAt }),
+        ),
+      ),
+  });
+  // A consumer that kafkajs gave up on is useless here: exit and be restarted.
+  consumer.onCrash(() => process.exit(1));
+  await consumer.start();
+  process.stdout.write('consumer ready\n');
+  await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));
+  await consumer.stop();
+  await sql.end({ timeout: 5 });
+}
+
+const [role, json] = process.argv.slice(2);
+const task = JSON.parse(json ?? '{}') as WriterTask & ConsumerTask;
+const run = role === 'writer' ? runWriter(task) : role === 'consumer' ? runConsumer(task) : Promise.reject(new Error(`unknown role ${role}`));
+run.then(
+  () => process.exit(0),
+  (error: unknown) => {
+    log.error({ err: describeError(error) }, `chaos ${role} failed`);
+    process.exit(1);
+  },
+);
