@@ -74,14 +74,24 @@ describe('CDC relay', () => {
     await eventually('the first events confirmed', async () => relay.published === 20);
 
     await broker.stop('kill');
-    const beforeOutage = await currentLsn(env);
-    await placeOrders(env.sql, orders(100, 'during'));
+    // The slot skips, on replay, exactly the transactions whose COMMIT record
+    // starts before its confirmed position, so that is the line the relay must
+    // not cross. The commit record starts at or after the last insert's end.
+    let commitNotBefore = 0n;
+    await env.sql.begin(async (tx) => {
+      await placeOrders(tx, orders(100, 'during'));
+      const [row] = await tx<{ lsn: string }[]>`SELECT pg_current_wal_insert_lsn()::text AS lsn`;
+      commitNotBefore = parseLsn(row!.lsn);
+    });
     const afterInsert = await currentLsn(env);
     // Several publish attempts fail meanwhile; keepalives and heartbeats keep coming.
     await sleep(6_000);
     const during = await slot(env);
     assert.equal(during?.active, true, 'the replication connection stays up: keepalives are answered');
-    assert.ok(parseLsn(during!.confirmedFlushLsn!) <= beforeOutage, `confirmed ${during!.confirmedFlushLsn} must not pass the unpublished events (written after ${beforeOutage.toString(16)})`);
+    assert.ok(
+      parseLsn(during!.confirmedFlushLsn!) <= commitNotBefore,
+      `confirmed ${during!.confirmedFlushLsn} must not pass the unpublished transaction's commit (at or after ${commitNotBefore.toString(16)})`,
+    );
     assert.equal(relay.published, 20);
 
     await broker.start();

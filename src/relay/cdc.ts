@@ -415,6 +415,10 @@ export class CdcRelay {
   #onKeepalive(serverLsn: Lsn, shouldRespond: boolean): void {
     // Nothing received is unpublished and no transaction is half-read: all WAL
     // the server sent before this keepalive is handled, so its position is safe.
+    // The position may fall inside a transaction the walsender has not finished
+    // reading; that is fine, because a replay skips only transactions whose
+    // COMMIT record starts before the confirmed position, and a transaction's
+    // changes are sent before any keepalive that reports its commit as read.
     const idle = this.#pending.length === 0 && this.#current === undefined && !this.#publishing;
     if (idle && serverLsn > this.#confirmed) {
       this.#confirmed = serverLsn;
