@@ -7,7 +7,7 @@
  *   node dist/bench/peers/ptp.js <json PtpRelayTask>     (the relay process)
  */
 
-import { DatabaseSetup, getDisabledLogger, initializePollingMessageListener, initializeReplicationMessageListener, type TransactionalMessage } from 'pg-transactional-outbox';
+import { DatabaseSetup, getDefaultLogger, initializePollingMessageListener, initializeReplicationMessageListener, type TransactionalMessage } from 'pg-transactional-outbox';
 import type { Sql } from '../../src/db.js';
 import { topicFor } from '../../src/events.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
@@ -109,17 +109,20 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
     database: url.pathname.slice(1),
   };
   const base = { dbSchema: task.schema, dbTable: PTP_TABLE, enableMaxAttemptsProtection: false, enablePoisonousMessageProtection: false };
+  // The library's own pino logger, at warn: its errors land in the relay log.
+  const libraryLog = getDefaultLogger(`ptp-${task.mode}`);
+  libraryLog.level = process.env.PTP_LOG_LEVEL ?? 'warn';
   const [shutdown] =
     task.mode === 'polling'
       ? initializePollingMessageListener(
-          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, nextMessagesFunctionName: PTP_POLLING_FUNCTION } },
+          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, nextMessagesFunctionName: PTP_POLLING_FUNCTION, nextMessagesFunctionSchema: task.schema } },
           handler,
-          getDisabledLogger(),
+          libraryLog,
         )
       : initializeReplicationMessageListener(
           { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, dbPublication: task.publication, dbReplicationSlot: task.slot } },
           handler,
-          getDisabledLogger(),
+          libraryLog,
         );
   process.stdout.write(`relay ptp-${task.mode} running\n`);
   await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));

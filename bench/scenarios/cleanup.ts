@@ -186,7 +186,7 @@ export const cleanup: Scenario = {
           if (!context.quiet) {
             process.stderr.write(
               `  ${strategy.padEnd(15)} ${String(samples.at(-1)!.t).padStart(5)} s  ${(tables.rowsWritten / 1e6).toFixed(2)}M rows written  ${tables.liveRows} live  ${tables.deadRows} dead  ` +
-                `${tables.tableMiB + tables.indexMiB} MiB  poll p99 ${p.p99} ms  unpublished ${tables.unpublished}\n`,
+                `${(tables.tableMiB + tables.indexMiB).toFixed(1)} MiB  poll p99 ${p.p99} ms  unpublished ${tables.unpublished}\n`,
             );
           }
         }
@@ -202,7 +202,8 @@ export const cleanup: Scenario = {
         }
         samples.forEach((s, i) => (s.writeP99Ms = writeBySample[i]!.totalCount > 0 ? summarizeMs(writeBySample[i]!).p99 : null));
         const rowsWritten = samples.at(-1)?.rowsWritten ?? 0;
-        const slice = (from: number, to: number) => samples.filter((s) => s.rowsWritten >= from * rowsWritten && s.rowsWritten <= to * rowsWritten);
+        // The first and the last tenth of the samples (at least one each).
+        const tenth = Math.max(1, Math.floor(samples.length / 10));
         const summarize = (part: CleanupSample[]) => {
           const median = (values: number[]) => (values.length === 0 ? 0 : [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!);
           return {
@@ -215,9 +216,9 @@ export const cleanup: Scenario = {
           strategy,
           rowsWritten,
           samples: samples.map(({ at: _at, ...rest }) => rest),
-          start: summarize(slice(0.02, 0.12)),
-          end: summarize(slice(0.9, 1)),
-          finalTableMiB: (samples.at(-1)?.tableMiB ?? 0) + (samples.at(-1)?.indexMiB ?? 0),
+          start: summarize(samples.slice(0, tenth)),
+          end: summarize(samples.slice(-tenth)),
+          finalTableMiB: Math.round(((samples.at(-1)?.tableMiB ?? 0) + (samples.at(-1)?.indexMiB ?? 0)) * 10) / 10,
           maxDeadRows: Math.max(0, ...samples.map((s) => s.deadRows)),
         };
         results.push(run);

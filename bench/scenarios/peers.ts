@@ -171,9 +171,11 @@ export const peers: Scenario = {
   name: 'peers',
   description: 'our relays vs Debezium (default, tuned) and pg-transactional-outbox (polling, replication) on the same load',
   standalone: true,
-  defaults: { rate: 500, ordersPerTransaction: 10, warmupS: 5, durationS: 15, drainTimeoutS: 30 },
+  // Rationale: the common rate has to be one every relay sustains, and
+  // pg-transactional-outbox's polling mode drains ~130 events/s here.
+  defaults: { rate: 100, ordersPerTransaction: 1, warmupS: 5, durationS: 20, drainTimeoutS: 30 },
   flags: {
-    'peer-backlog': { description: 'events pre-loaded for each drain measurement', defaultValue: 20_000, min: 1_000, max: 10_000_000 },
+    'peer-backlog': { description: 'events pre-loaded for each drain measurement', defaultValue: 10_000, min: 1_000, max: 10_000_000 },
     'peer-max-rate': { description: 'highest rate the sustained search tries', defaultValue: 20_000, min: 100, max: 1_000_000 },
   },
   async run(context) {
@@ -194,8 +196,8 @@ export const peers: Scenario = {
       await dropPeerSlots(context);
       const search = await searchSustained(
         contextFor(context, relay, `peer-${slug(relay.name)}-search`),
-        { ...base, ordersPerTransaction: 100, warmupS: 3, durationS: 10 },
-        { startRate: 250, maxRate: context.option('peer-max-rate'), growth: 1.8, bisections: 2, p99LimitMs: 2_000, maxDrainS: 3 },
+        { ...base, ordersPerTransaction: 10, warmupS: 2, durationS: 8 },
+        { startRate: 100, maxRate: context.option('peer-max-rate'), growth: 2.5, bisections: 2, p99LimitMs: 2_000, maxDrainS: 3 },
         (step) => process.stderr.write(`  ${relay.name} @ ${step.rate}/s: ${step.passed ? 'sustained' : step.reasons.join('; ')}\n`),
       );
       const result: PeerResult = {
