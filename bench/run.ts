@@ -49,6 +49,10 @@ export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
   seed: 1,
 });
 
+// Rationale: three runs give a median and a range at ~40 s per run; more would
+// make bench:all long without changing what the range says on a quiet machine.
+const DEFAULT_REPEATS = 3;
+
 const FLAGS: Record<string, { key: keyof PipelineParameters; description: string; min: number; max: number }> = {
   rate: { key: 'rate', description: 'orders (events) per second offered', min: 1, max: 1_000_000 },
   'duration-s': { key: 'durationS', description: 'measured seconds', min: 1, max: 86_400 },
@@ -87,6 +91,7 @@ function help(): string {
     'Flags:',
     ...flags,
     ...own,
+    `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc: measure each relay this many times; the median run is reported with the spread (default ${DEFAULT_REPEATS})`,
     `  --${'strategies'.padEnd(18)} saturation: comma-separated subset of polling,skip-locked,cdc,cdc-message`,
     `  --${'out'.padEnd(18)} results folder (default results/)`,
     `  --${'help'.padEnd(18)} show this help`,
@@ -119,6 +124,7 @@ async function main(): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         out: { type: 'string' },
         strategies: { type: 'string' },
+        repeats: { type: 'string' },
         ...Object.fromEntries([...Object.keys(FLAGS), ...scenarioFlags().map(([flag]) => flag)].map((f) => [f, { type: 'string' as const }])),
       },
     });
@@ -144,7 +150,14 @@ async function main(): Promise<number> {
   const scenarios = names.map((n) => SCENARIOS.find((s) => s.name === n)!);
   const resolved = new Map<Scenario, PipelineParameters>();
   const options = new Map<string, number>();
+  let repeats = DEFAULT_REPEATS;
   try {
+    if (typeof values.repeats === 'string') {
+      if (!/^\d+$/.test(values.repeats) || Number(values.repeats) < 1 || Number(values.repeats) > 20) {
+        throw new OutboxBenchError('USAGE', `flag --repeats: "${values.repeats}" is not a whole number in [1, 20]`);
+      }
+      repeats = Number(values.repeats);
+    }
     for (const scenario of scenarios) resolved.set(scenario, parameters(scenario, parsed.values));
     for (const [flag, spec] of scenarioFlags()) {
       const raw = values[flag];
@@ -186,6 +199,7 @@ async function main(): Promise<number> {
         parameters: resolved.get(scenario)!,
         outDir,
         quiet,
+        repeats,
         option: (name) => options.get(name)!,
         list: (name, fallback) => (typeof values[name] === 'string' ? (values[name] as string).split(',').map((x) => x.trim()).filter(Boolean) : fallback),
       };

@@ -16,6 +16,8 @@ export interface ScenarioContext {
   /** results/<scenario>/ */
   outDir: string;
   quiet: boolean;
+  /** How many times a scenario that supports it measures each configuration (`--repeats`). */
+  repeats: number;
   /** A numeric flag this scenario declared (its value or default). */
   option(name: string): number;
   /** A comma-separated list flag, or the fallback. */

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
 import type { RelayMode } from '../../src/config.js';
 import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
-import { OutboxBenchError } from '../../src/errors.js';
+import { OutboxBenchError, describeError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import type { Infra } from '../../src/infra/index.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
@@ -385,6 +385,9 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     await pool?.destroy();
     for (const child of children) await stopChild(child).catch(() => {});
     await deleteTopic(kafka, topic, log);
+    // The figures are in the result; a schema per run left behind would fill
+    // the disk over a saturation search (hundreds of MB each).
+    await dropSchema(sql, schema).catch((error: unknown) => log.warn({ err: describeError(error), schema }, 'could not drop the run schema'));
     await sql.end({ timeout: 5 });
   }
 }

@@ -7,6 +7,19 @@ import type { PipelineParameters, PipelineResult, TimelinePoint } from './pipeli
 
 export type Component = 'postgres' | 'kafka' | 'relay' | 'consumer' | 'loadGenerator';
 
+/** Headline figures of every repeat of one configuration, in run order. */
+export interface RunSpread {
+  runs: number;
+  eventsPerSec: number[];
+  e2eP50Ms: number[];
+  e2eP99Ms: number[];
+  e2eP999Ms: number[];
+  cpuSecondsPerMillion: (number | null)[];
+  /** Summed over all runs, not just the one reported. */
+  lost: number;
+  unexpected: number;
+}
+
 export interface RunSummary {
   name: string;
   relay: string;
@@ -41,6 +54,8 @@ export interface RunSummary {
   histograms: { e2e: string; commitToReceipt: string; write: string };
   hgrm: { e2e: string; commitToReceipt: string; write: string };
   errors: string[];
+  /** Present when the configuration was run more than once (`--repeats`). */
+  spread?: RunSpread;
 }
 
 export function summarizeRun(name: string, r: PipelineResult): RunSummary {

@@ -4,9 +4,8 @@
  */
 import { createSql } from '../../src/db.js';
 import { slotLagBytes } from '../../src/relay/cdc.js';
-import { describeResult } from '../harness/format.js';
-import { runPipeline, type PipelineResult } from '../harness/pipeline.js';
-import { summarizeRun } from '../harness/summary.js';
+import { runPipeline } from '../harness/pipeline.js';
+import { repeatRun, type RepeatedRun } from '../harness/repeat.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
 const SLOT = 'bench_cdc_slot';
@@ -28,29 +27,32 @@ export const cdc: Scenario = {
   description: 'CDC relay (logical replication, pgoutput): outbox table and table-less WAL messages',
   defaults: { relayMode: 'cdc' },
   async run(context) {
-    const results: Record<string, PipelineResult> = {};
+    const results: RepeatedRun[] = [];
     for (const store of ['table', 'message'] as const) {
-      await dropSlot(context);
       const name = store === 'table' ? 'cdc' : 'cdc-message';
-      results[name] = await runPipeline(
-        {
-          infra: context.infra,
-          log: context.log,
-          name,
-          rawDir: `${context.outDir}/raw/${name}`,
-          quiet: context.quiet,
-          lag: async (sql) => ({ events: null, bytes: await slotLagBytes(sql, SLOT) }),
-          relayEnv: { OUTBOX_BENCH_SLOT: SLOT, OUTBOX_BENCH_PUBLICATION: PUBLICATION },
-        },
-        { ...context.parameters, relayMode: store === 'table' ? 'cdc' : 'cdc-message', store },
+      results.push(
+        await repeatRun(name, context.repeats, async (attempt) => {
+          await dropSlot(context);
+          return runPipeline(
+            {
+              infra: context.infra,
+              log: context.log,
+              name,
+              rawDir: `${context.outDir}/raw/${name}/run-${attempt + 1}`,
+              quiet: context.quiet,
+              lag: async (sql) => ({ events: null, bytes: await slotLagBytes(sql, SLOT) }),
+              relayEnv: { OUTBOX_BENCH_SLOT: SLOT, OUTBOX_BENCH_PUBLICATION: PUBLICATION },
+            },
+            { ...context.parameters, relayMode: store === 'table' ? 'cdc' : 'cdc-message', store },
+          );
+        }),
       );
     }
     await dropSlot(context);
-    const lines = Object.entries(results).flatMap(([name, result]) => describeResult(name, result));
     return {
       title: 'CDC relay: outbox table vs table-less WAL messages',
-      runs: Object.entries(results).map(([name, result]) => summarizeRun(name, result)),
-      lines,
+      runs: results.map((r) => r.summary),
+      lines: results.flatMap((r) => r.lines),
     };
   },
 };

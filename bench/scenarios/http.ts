@@ -178,7 +178,10 @@ export const http: Scenario = {
           latencyCorrectedForCoordinatedOmission: true,
           non2xx: fixed.non2xx,
           errors: fixed.errors,
+          /** Orders written in this phase (what the CPU cost is divided by). */
           ordersWritten: written,
+          /** Orders written in both phases: what the consumer must have received. */
+          ordersWrittenTotal: writtenTotal,
           requestToConsumerMs: e2e,
           deliveredDistinct: final.distinctIds,
           duplicates: final.duplicates,

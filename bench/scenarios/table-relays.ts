@@ -3,9 +3,8 @@
  * SKIP LOCKED replicas owning aggregate buckets. One shape, two scenarios.
  */
 import { outboxBacklog } from '../../src/queries.js';
-import { describeResult } from '../harness/format.js';
 import { runPipeline, type PipelineParameters } from '../harness/pipeline.js';
-import { summarizeRun } from '../harness/summary.js';
+import { repeatRun } from '../harness/repeat.js';
 import type { Scenario } from '../scenario.js';
 
 function tableRelayScenario(name: string, description: string, defaults: Partial<PipelineParameters>): Scenario {
@@ -14,19 +13,20 @@ function tableRelayScenario(name: string, description: string, defaults: Partial
     description,
     defaults,
     async run(context) {
-      const result = await runPipeline(
-        {
-          infra: context.infra,
-          log: context.log,
-          name,
-          rawDir: `${context.outDir}/raw`,
-          quiet: context.quiet,
-          lag: async (sql) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }),
-        },
-        context.parameters,
+      const { summary, lines } = await repeatRun(name, context.repeats, (attempt) =>
+        runPipeline(
+          {
+            infra: context.infra,
+            log: context.log,
+            name,
+            rawDir: `${context.outDir}/raw/run-${attempt + 1}`,
+            quiet: context.quiet,
+            lag: async (sql) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }),
+          },
+          context.parameters,
+        ),
       );
-      const lines = describeResult(name, result);
-      return { title: lines[0]!, runs: [summarizeRun(name, result)], lines };
+      return { title: lines[0]!.replace(/ \[run 1\/\d+\]$/, ''), runs: [summary], lines };
     },
   };
 }

@@ -2,9 +2,16 @@
  * Publishing outbox events to Kafka, behind a small interface so another
  * client (kafkajs is no longer maintained upstream) can be measured later.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Partitioners, type Admin, type Kafka, type Message, type Producer } from 'kafkajs';
 import { OutboxBenchError, describeError } from '../errors.js';
 import { HEADERS, type OutboxMessage } from '../events.js';
+
+// Rationale: four attempts, 250 ms apart and growing, cover the second or so a
+// single KRaft broker takes to host a new topic's partitions; a broker that
+// needs longer is reported instead of waited on.
+const TOPIC_CREATE_ATTEMPTS = 4;
+const TRANSIENT_TOPIC_ERROR = /does not host this topic-partition|no leader|leader not available|not available/i;
 
 export interface EventPublisher {
   /**
@@ -91,11 +98,20 @@ export class KafkajsPublisher implements EventPublisher {
     await this.#admin.connect();
     const existing = await this.#admin.listTopics();
     if (!existing.includes(topic)) {
-      try {
-        await this.#admin.createTopics({ topics: [{ topic, numPartitions: this.#partitions }], waitForLeaders: true });
-      } catch (error) {
-        // Another relay may have created it between our check and our call.
-        if (!/already exists/i.test(describeError(error))) throw error;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.#admin.createTopics({ topics: [{ topic, numPartitions: this.#partitions }], waitForLeaders: true });
+          break;
+        } catch (error) {
+          // Another relay may have created it between our check and our call.
+          if (/already exists/i.test(describeError(error))) break;
+          // Right after a create (or a delete of the same name) the broker can
+          // answer metadata requests before it hosts the partitions; kafkajs
+          // marks that retriable but gives up waiting for leaders early.
+          const retriable = (error as { retriable?: boolean }).retriable === true || TRANSIENT_TOPIC_ERROR.test(describeError(error));
+          if (!retriable || attempt >= TOPIC_CREATE_ATTEMPTS) throw error;
+          await sleep(250 * attempt);
+        }
       }
     }
     this.#knownTopics.add(topic);
