@@ -65,7 +65,8 @@ function sideBySide(summaries: Map<string, Summary>, charts: string): string[] {
     ...runs.map(
       (r) =>
         `| ${r.name} | ${f(r.eventsPerSec)} | ${f(r.e2eMs.p50)} | ${f(r.e2eMs.p90)} | ${f(r.e2eMs.p99)} | ${f(r.e2eMs.p999)} | ${f(r.e2eMs.max)} | ` +
-        `${f(r.commitToReceiptMs.p50)} / ${f(r.commitToReceiptMs.p99)} | ${r.sent.toLocaleString('en-US')} | ${r.duplicates} | ${r.spread?.lost ?? r.lost} | ${f(r.cpuSecondsPerMillion.total)} |`,
+        `${f(r.commitToReceiptMs.p50)} / ${f(r.commitToReceiptMs.p99)} | ${r.sent.toLocaleString('en-US')} | ${r.duplicates} | ` +
+        `${r.spread && r.spread.lost !== r.lost ? `${r.lost} (${r.spread.lost} over all ${r.spread.runs} runs)` : r.lost} | ${f(r.cpuSecondsPerMillion.total)} |`,
     ),
     '',
   ];
@@ -77,14 +78,14 @@ function sideBySide(summaries: Map<string, Summary>, charts: string): string[] {
     };
     lines.push(
       `Each relay was measured ${[...new Set(repeated.map((r) => r.spread!.runs))].join('/')} times in a row; the table above shows the run with the median p99 ` +
-        '(lost: summed over all runs), and the spread across runs is:',
+        '(the better of the two middle runs for an even count), and the spread across all runs is:',
       '',
-      '| relay | runs | delivered events/s (min – max) | e2e p50 (ms) | e2e p99 (ms) | e2e p99.9 (ms) | CPU s per 1M events |',
-      '|---|---:|---:|---:|---:|---:|---:|',
+      '| relay | runs | delivered events/s (min – max) | e2e p50 (ms) | e2e p99 (ms) | e2e p99.9 (ms) | CPU s per 1M events | lost in each run |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
       ...repeated.map(
         (r) =>
           `| ${r.name} | ${r.spread!.runs} | ${range(r.spread!.eventsPerSec)} | ${range(r.spread!.e2eP50Ms)} | ${range(r.spread!.e2eP99Ms)} | ` +
-          `${range(r.spread!.e2eP999Ms)} | ${range(r.spread!.cpuSecondsPerMillion)} |`,
+          `${range(r.spread!.e2eP999Ms)} | ${range(r.spread!.cpuSecondsPerMillion)} | ${(r.spread!.lostPerRun ?? []).join(' / ')} |`,
       ),
       '',
     );
@@ -186,6 +187,43 @@ function fastestPathSection(summaries: Map<string, Summary>): string[] {
     ...runs.map((r) => {
       const c = r.cpuSecondsPerMillion;
       return `| ${r.name} | ${r.change} | ${f(r.intakeEventsPerSec)} | ${f(r.drain?.eventsPerSec)} | ${f(c.postgres)} | ${f(c.kafka)} | ${f(c.relay)} | ${f(c.consumer)} | ${f(c.loadGenerator)} | ${f(c.total)} |`;
+    }),
+    '',
+    ...capacityLines(runs),
+  ];
+}
+
+/** The events/s the mission targets. */
+const TARGET_EVENTS_PER_SEC = 100_000;
+
+/**
+ * The measured cost per event turned into what the target takes: CPU seconds
+ * per million events × (target ÷ 1M) is cores; 1M ÷ a Node process's CPU
+ * seconds per million is the most one process (one core of JavaScript) does.
+ */
+function capacityLines(runs: readonly RunSummary[]): string[] {
+  const scale = TARGET_EVENTS_PER_SEC / 1e6;
+  const cores = (v: number | null) => (v === null ? 'n/a' : (v * scale).toFixed(1));
+  const processes = (v: number | null) => (v === null || v === 0 ? 'n/a' : String(Math.ceil(v * scale)));
+  const perProcess = (v: number | null) => (v === null || v === 0 ? 'n/a' : f(Math.round(1e6 / v)));
+  return [
+    `### What ${TARGET_EVENTS_PER_SEC.toLocaleString('en-US')} events/s would take at these costs`,
+    '',
+    `Cores = CPU seconds per million events × ${scale} (${TARGET_EVENTS_PER_SEC.toLocaleString('en-US')} events/s is ${scale} million per second). ` +
+      'The relay and the consumer run their JavaScript on one core per process, so they also need at least as many processes as cores; ' +
+      '1M ÷ their CPU seconds per million is what one such process does flat out. These variants use the CDC relay, and one replication ' +
+      'slot is read by exactly one process: past that figure the outbox must be split across several slots (publications), which is not ' +
+      'what was measured here. Costs measured on this 2-core machine, where every process competes for the same cores; ' +
+      'see [docs/capacity.md](../docs/capacity.md) for what does not scale by adding cores.',
+    '',
+    '| variant | PostgreSQL cores | Kafka cores | relay cores (= processes) | consumer cores (= processes) | load cores | total cores | one relay process (one slot), events/s | one consumer process, events/s |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...runs.map((r) => {
+      const c = r.cpuSecondsPerMillion;
+      return (
+        `| ${r.name} | ${cores(c.postgres)} | ${cores(c.kafka)} | ${cores(c.relay)} (${processes(c.relay)}) | ${cores(c.consumer)} (${processes(c.consumer)}) | ` +
+        `${cores(c.loadGenerator)} | ${cores(c.total)} | ${perProcess(c.relay)} | ${perProcess(c.consumer)} |`
+      );
     }),
     '',
   ];

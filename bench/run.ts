@@ -47,6 +47,7 @@ export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
   consumerCommitIntervalMs: 0,
   drainTimeoutS: 30,
   seed: 1,
+  stallConsumerMs: 0,
 });
 
 // Rationale: three runs give a median and a range at ~40 s per run; more would
@@ -73,6 +74,7 @@ const FLAGS: Record<string, { key: keyof PipelineParameters; description: string
   publishers: { key: 'publishers', description: 'Kafka producers per relay, in parallel', min: 1, max: 64 },
   'commit-interval-ms': { key: 'consumerCommitIntervalMs', description: 'consumer offset commits at most this often (0 = every batch)', min: 0, max: 60_000 },
   'drain-timeout-s': { key: 'drainTimeoutS', description: 'give up on stragglers after', min: 1, max: 3_600 },
+  'stall-consumer-ms': { key: 'stallConsumerMs', description: 'pause the consumer this long mid-measurement (SIGSTOP), to see a stall in the tail', min: 0, max: 600_000 },
 };
 
 function scenarioFlags(): [string, ScenarioFlag, string][] {

@@ -10,6 +10,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveConfig } from '../src/config.js';
+import { createSql } from '../src/db.js';
 import { describeError } from '../src/errors.js';
 import { acquireInfra } from '../src/infra/index.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
@@ -37,6 +38,7 @@ async function main(): Promise<number> {
     process.stderr.write('test servers: starting PostgreSQL and Kafka (or using the configured ones)...\n');
     const infra = await acquireInfra({ config, log });
     shutdown.add('servers', () => infra.release());
+    if (!infra.postgres.external) await dropLeftoverSlots(infra.databaseUrl);
     const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(','), OUTBOX_BENCH_TEST_SERVERS: '1' };
     const code = await new Promise<number>((resolve) => {
       // Rationale: test files run one at a time. Each is mostly waiting on the
@@ -50,6 +52,20 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await shutdown.run();
+  }
+}
+
+/**
+ * A test run that was killed (Ctrl-C twice, SIGKILL) cannot drop its tests'
+ * replication slots, and an inactive slot pins WAL forever. Tests name theirs
+ * `t_<random>_...`; on the project's own server nobody else does.
+ */
+async function dropLeftoverSlots(databaseUrl: string): Promise<void> {
+  const sql = createSql(databaseUrl, 'public', { max: 1 });
+  try {
+    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 't\\_%' AND NOT active`;
+  } finally {
+    await sql.end({ timeout: 5 });
   }
 }
 

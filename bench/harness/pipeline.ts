@@ -29,6 +29,10 @@ import { Progress } from './progress.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(here, '..', '..', 'src', 'cli.js');
 
+// Rationale: kafkajs' default session timeout is 30 s; a consumer stopped
+// longer is expelled from its group and the run measures a rebalance instead.
+const MAX_CONSUMER_STALL_MS = 25_000;
+
 export interface PipelineParameters {
   relayMode: RelayMode;
   /** Where the load writes events; `ptp` is pg-transactional-outbox's table (peers). */
@@ -65,6 +69,12 @@ export interface PipelineParameters {
    * relay and time how fast it clears the backlog.
    */
   relayAfterLoad?: boolean;
+  /**
+   * Pause the consumer (SIGSTOP, then SIGCONT) for this long in the middle of
+   * the measured window, ms. The harness's own check: a stall must show in the
+   * latency tail, because latency runs from the intended send time.
+   */
+  stallConsumerMs?: number;
 }
 
 export interface ProcessCost {
@@ -224,6 +234,13 @@ function sampleCpu(context: PipelineContext, relay: ChildProcess | undefined, co
 
 export async function runPipeline(context: PipelineContext, p: PipelineParameters): Promise<PipelineResult> {
   const { infra, log } = context;
+  const stallLimitMs = Math.min(p.durationS * 1_000, MAX_CONSUMER_STALL_MS);
+  if ((p.stallConsumerMs ?? 0) > stallLimitMs) {
+    throw new OutboxBenchError(
+      'USAGE',
+      `--stall-consumer-ms ${p.stallConsumerMs} is longer than the measured window or the consumer group's session timeout; at most ${stallLimitMs} here`,
+    );
+  }
   mkdirSync(context.rawDir, { recursive: true });
   const schema = `bench_${context.name.replace(/[^a-z0-9]/g, '_')}`;
   const runId = Date.now().toString(36);
@@ -234,6 +251,8 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
   const children: ChildProcess[] = [];
   let pool: Piscina | undefined;
   const progress = new Progress(context.quiet);
+  let stallTimer: NodeJS.Timeout | undefined;
+  let resumeConsumer: (() => void) | undefined;
   try {
     // A fresh schema per run: no history from an earlier run skews the poll.
     await dropSchema(sql, schema);
@@ -267,6 +286,19 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       commitIntervalMs: p.consumerCommitIntervalMs,
     });
     children.push(consumer.child);
+
+    const stallMs = p.stallConsumerMs ?? 0;
+    if (stallMs > 0) {
+      const stallAt = measureFrom + Math.max(0, p.durationS * 1_000 - stallMs) / 2;
+      stallTimer = setTimeout(() => {
+        consumer.child.kill('SIGSTOP');
+        resumeConsumer = () => {
+          resumeConsumer = undefined;
+          consumer.child.kill('SIGCONT');
+        };
+        stallTimer = setTimeout(() => resumeConsumer?.(), stallMs);
+      }, Math.max(0, stallAt - nowMs()));
+    }
 
     pool = new Piscina({ filename: new URL('./load-worker.js', import.meta.url).href, minThreads: p.workers, maxThreads: p.workers, idleTimeout: 60_000 });
     const cpuBefore = sampleCpu(context, relay, consumer.child);
@@ -382,6 +414,9 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     return result;
   } finally {
     progress.done();
+    clearTimeout(stallTimer);
+    // A stopped process would never act on the SIGTERM below.
+    resumeConsumer?.();
     await pool?.destroy();
     for (const child of children) await stopChild(child).catch(() => {});
     await deleteTopic(kafka, topic, log);

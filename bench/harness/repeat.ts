@@ -8,7 +8,10 @@ import type { PipelineResult } from './pipeline.js';
 import { summarizeRun, type RunSpread, type RunSummary } from './summary.js';
 
 export interface RepeatedRun {
-  /** The run with the median end-to-end p99, carrying the spread of all runs. */
+  /**
+   * The run with the median end-to-end p99 (the lower middle one for an even
+   * count), carrying the spread of all runs.
+   */
   summary: RunSummary;
   lines: string[];
 }
@@ -35,6 +38,7 @@ export async function repeatRun(name: string, repeats: number, once: (attempt: n
     e2eP99Ms: summaries.map((s) => s.e2eMs.p99),
     e2eP999Ms: summaries.map((s) => s.e2eMs.p999),
     cpuSecondsPerMillion: summaries.map((s) => s.cpuSecondsPerMillion.total),
+    lostPerRun: summaries.map((s) => s.lost),
     lost: summaries.reduce((sum, s) => sum + s.lost, 0),
     unexpected: summaries.reduce((sum, s) => sum + s.unexpected, 0),
   };

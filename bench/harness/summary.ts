@@ -15,6 +15,7 @@ export interface RunSpread {
   e2eP99Ms: number[];
   e2eP999Ms: number[];
   cpuSecondsPerMillion: (number | null)[];
+  lostPerRun: number[];
   /** Summed over all runs, not just the one reported. */
   lost: number;
   unexpected: number;

@@ -7,10 +7,11 @@ import { Partitioners, type Admin, type Kafka, type Message, type Producer } fro
 import { OutboxBenchError, describeError } from '../errors.js';
 import { HEADERS, type OutboxMessage } from '../events.js';
 
-// Rationale: four attempts, 250 ms apart and growing, cover the second or so a
-// single KRaft broker takes to host a new topic's partitions; a broker that
-// needs longer is reported instead of waited on.
-const TOPIC_CREATE_ATTEMPTS = 4;
+// Rationale: a single KRaft broker hosts a new topic's partitions within a
+// second or so; 10 s of 100 ms polls covers a loaded machine, and a broker
+// that needs longer is reported instead of waited on.
+const TOPIC_LEADER_POLL_MS = 100;
+const TOPIC_LEADER_ATTEMPTS = 100;
 const TRANSIENT_TOPIC_ERROR = /does not host this topic-partition|no leader|leader not available|not available/i;
 
 export interface EventPublisher {
@@ -98,23 +99,40 @@ export class KafkajsPublisher implements EventPublisher {
     await this.#admin.connect();
     const existing = await this.#admin.listTopics();
     if (!existing.includes(topic)) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.#admin.createTopics({ topics: [{ topic, numPartitions: this.#partitions }], waitForLeaders: true });
-          break;
-        } catch (error) {
-          // Another relay may have created it between our check and our call.
-          if (/already exists/i.test(describeError(error))) break;
-          // Right after a create (or a delete of the same name) the broker can
-          // answer metadata requests before it hosts the partitions; kafkajs
-          // marks that retriable but gives up waiting for leaders early.
-          const retriable = (error as { retriable?: boolean }).retriable === true || TRANSIENT_TOPIC_ERROR.test(describeError(error));
-          if (!retriable || attempt >= TOPIC_CREATE_ATTEMPTS) throw error;
-          await sleep(250 * attempt);
-        }
-      }
+      // kafkajs reports "already exists" (another relay won the race) by
+      // resolving false, not by throwing.
+      await this.#admin.createTopics({ topics: [{ topic, numPartitions: this.#partitions }] });
+      await this.#waitForLeaders(topic);
     }
     this.#knownTopics.add(topic);
+  }
+
+  /**
+   * Right after a create the broker can answer metadata requests before it
+   * hosts the new partitions ("does not host this topic-partition"); the
+   * first produce would fail. Wait until every partition has a leader.
+   */
+  async #waitForLeaders(topic: string): Promise<void> {
+    let last: unknown;
+    for (let attempt = 1; attempt <= TOPIC_LEADER_ATTEMPTS; attempt++) {
+      try {
+        const { topics } = await this.#admin!.fetchTopicMetadata({ topics: [topic] });
+        const partitions = topics[0]?.partitions ?? [];
+        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return;
+        last = undefined;
+      } catch (error) {
+        const retriable = (error as { retriable?: boolean }).retriable === true || TRANSIENT_TOPIC_ERROR.test(describeError(error));
+        if (!retriable) throw error;
+        last = error;
+      }
+      await sleep(TOPIC_LEADER_POLL_MS);
+    }
+    throw new OutboxBenchError(
+      'NOT_READY',
+      `topic ${topic} was created but not every partition has a leader after ${(TOPIC_LEADER_ATTEMPTS * TOPIC_LEADER_POLL_MS) / 1_000} s` +
+        (last ? `: ${describeError(last)}` : ''),
+      { retriable: true, ...(last ? { cause: last } : {}) },
+    );
   }
 
   async publish(messages: readonly OutboxMessage[]): Promise<void> {
