@@ -235,7 +235,7 @@ function httpSection(summaries: Map<string, Summary>): string[] {
     | {
         relay: string;
         closedLoop: { connections: number; requestsPerSec: number; latencyMs: Record<string, number>; non2xx: number };
-        fixedRate: { requestsPerSec: number; latencyMs: Record<string, number>; requestToConsumerMs: Record<string, number>; ordersWritten: number; ordersWrittenTotal?: number; deliveredDistinct: number; duplicates: number; lost: number; non2xx: number };
+        fixedRate: { requestsPerSec: number; latencyMs: Record<string, number>; requestToConsumerMs: Record<string, number>; ordersWritten: number; ordersWrittenTotal?: number; cpuSecondsPerMillionOrders?: Record<string, number | null>; deliveredDistinct: number; duplicates: number; lost: number; non2xx: number };
       }
     | undefined;
   if (!extra) return [];
@@ -257,6 +257,16 @@ function httpSection(summaries: Map<string, Summary>): string[] {
     `Orders written ${(r.ordersWrittenTotal ?? r.ordersWritten).toLocaleString('en-US')} in both phases (${r.ordersWritten.toLocaleString('en-US')} in the fixed-rate one), ` +
       `delivered ${r.deliveredDistinct.toLocaleString('en-US')} distinct, duplicates ${r.duplicates}, lost ${r.lost}.`,
     '',
+    ...(r.cpuSecondsPerMillionOrders
+      ? [
+          'CPU seconds per million orders in the fixed-rate phase (one order per transaction; compare the batched intake of the fastest path): ' +
+            Object.entries(r.cpuSecondsPerMillionOrders)
+              .map(([process, v]) => `${process === 'postgres' ? 'PostgreSQL' : process} ${f(v)}`)
+              .join(', ') +
+            '.',
+          '',
+        ]
+      : []),
   ];
 }
 
@@ -319,14 +329,16 @@ function peersSection(summaries: Map<string, Summary>, charts: string): string[]
     `Same machine, same run, same load generator and the same idempotent consumer. Debezium ${extra.debezium} (Kafka Connect standalone, ` +
       `Outbox Event Router) reads our outbox table; pg-transactional-outbox ${extra.ptp} gets an equivalent table of its own, created with ` +
       'its DatabaseSetup, and publishes through the same kafkajs producer settings. *Drain*: a pre-loaded backlog, relay started afterwards. ' +
-      `*Sustained*: the step-up search of the saturation scenario. Latency and CPU: at a common ${rate} events/s.`,
+      `*Sustained*: the step-up search of the saturation scenario. Latency and CPU: at a common ${rate} events/s. ` +
+      '*Lost* counts events of the common-rate and drain runs that had not reached the consumer when nothing had arrived for the drain timeout ' +
+      `(${extra.peers[0]?.commonRate.parameters.drainTimeoutS ?? 30} s); the checker is the same for every row.`,
     '',
     '| relay | drain events/s | sustained events/s | e2e p50 | p99 | p99.9 (ms) | relay CPU s / 1M | total CPU s / 1M | relay peak memory (MiB) | lost | duplicates |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...extra.peers.map((p) => {
       const r = p.commonRate;
       return (
-        `| ${p.name} | ${f(p.drain?.eventsPerSec)} | ${f(p.sustainedEventsPerSec)} | ${f(r.e2eMs.p50)} | ${f(r.e2eMs.p99)} | ${f(r.e2eMs.p999)} | ` +
+        `| ${p.name} | ${f(p.drain?.eventsPerSec)} | ${p.sustainedEventsPerSec > 0 ? f(p.sustainedEventsPerSec) : `below ${f(p.sustainedSteps[0]?.rate ?? null)}`} | ${f(r.e2eMs.p50)} | ${f(r.e2eMs.p99)} | ${f(r.e2eMs.p999)} | ` +
         `${f(r.cpuSecondsPerMillion.relay)} | ${f(r.cpuSecondsPerMillion.total)} | ${f(p.peakRelayMemoryMiB)} | ${r.lost + (p.drain?.lost ?? 0)} | ${r.duplicates} |`
       );
     }),

@@ -9,14 +9,22 @@ export function latencyLine(label: string, s: LatencySummaryMs): string {
   return `  ${label.padEnd(36)} p50 ${f(s.p50)}  p90 ${f(s.p90)}  p99 ${f(s.p99)}  p99.9 ${f(s.p999)}  max ${f(s.max)} ms  (n=${s.count})`;
 }
 
-export function describeResult(name: string, r: PipelineResult): string[] {
+/** Where the run's events were written, in words. */
+function storeLabel(store: PipelineResult['parameters']['store']): string {
+  if (store === 'table') return 'outbox table';
+  if (store === 'message') return 'WAL (logical messages)';
+  return "pg-transactional-outbox's own table";
+}
+
+/** `relayLabel` names a relay that is not one of ours (a peer). */
+export function describeResult(name: string, r: PipelineResult, relayLabel?: string): string[] {
   const p = r.parameters;
   const cost = Object.entries(r.cost)
     .map(([component, c]) => `${component} ${c.cpuSecondsPerMillionEvents === null ? 'n/a' : c.cpuSecondsPerMillionEvents}`)
     .join(', ');
   const verdict = r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, UNEXPECTED ${r.unexpected}`;
   return [
-    `${name}: relay ${p.relayMode}${p.replicas > 1 && p.relayMode.includes('skip-locked') ? ` x${p.replicas}` : ''}, events in the ${p.store === 'table' ? 'outbox table' : 'WAL (logical messages)'}, ` +
+    `${name}: relay ${relayLabel ?? `${p.relayMode}${p.replicas > 1 && p.relayMode.includes('skip-locked') ? ` x${p.replicas}` : ''}`}, events in the ${storeLabel(p.store)}, ` +
       `${p.rate} events/s offered (${p.ordersPerTransaction}/transaction${p.eventsPerAggregate > 1 ? `, ${p.eventsPerAggregate} events per aggregate` : ""}), ${p.durationS} s measured after ${p.warmupS} s warm-up`,
     `  sent ${r.sent}  delivered ${r.delivered}  duplicates ${r.duplicates}  lost ${r.lost}  failed writes ${r.failedWrites}  -> ${verdict}`,
     `  throughput ${r.eventsPerSec} events/s delivered (${r.committedPerSec} committed/s)`,

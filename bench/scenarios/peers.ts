@@ -188,7 +188,8 @@ export const peers: Scenario = {
       // 1. The common rate: latency, CPU, memory.
       const common = await runPipeline(contextFor(context, relay, `peer-${slug(relay.name)}`), base);
       const summary = summarizeRun(relay.name, common);
-      for (const line of describeResult(relay.name, common)) process.stderr.write(`${line}\n`);
+      const label = relay.debezium || relay.ptp ? relay.name : undefined;
+      for (const line of describeResult(relay.name, common, label)) process.stderr.write(`${line}\n`);
       // 2. The drain of a pre-loaded backlog.
       await dropPeerSlots(context);
       const drained = await runDrain(contextFor(context, relay, `peer-${slug(relay.name)}-drain`), base, context.option('peer-backlog'), 120);
