@@ -350,7 +350,10 @@ function peersSection(summaries: Map<string, Summary>, charts: string): string[]
     '</details>',
     '',
   ];
-  const names = extra.peers.map((p) => p.name.replace('pg-transactional-outbox', 'ptp'));
+  // Short names keep the legend on one line and the bar labels apart.
+  const chartName = (name: string) => name.replace('ours: ', '').replace('debezium-', 'dbz ').replace('pg-transactional-outbox', 'ptp');
+  const legend = `dbz = Debezium ${extra.debezium}, ptp = pg-transactional-outbox ${extra.ptp}, the rest are ours`;
+  const names = extra.peers.map((p) => chartName(p.name));
   const throughput = bars(
     names,
     [
@@ -359,13 +362,13 @@ function peersSection(summaries: Map<string, Summary>, charts: string): string[]
     ],
     'Throughput: our relays and their peers',
     'events per second',
-    'same machine, same run, same consumer',
+    `same machine, same run, same consumer; ${legend}`,
   );
   lines.push(`![Peers throughput](${save(charts, 'peers-throughput', throughput)})`, '');
   const latency = latencyByPercentile(
-    extra.peers.map((p) => ({ name: p.name.replace('pg-transactional-outbox', 'ptp'), histogram: decodeHistogram(p.commonRate.histograms.e2e) })),
+    extra.peers.map((p) => ({ name: chartName(p.name), histogram: decodeHistogram(p.commonRate.histograms.e2e) })),
     'End-to-end latency by percentile: our relays and their peers',
-    `${rate} events/s offered to each`,
+    `${rate} events/s offered to each; ${legend}`,
   );
   lines.push(`![Peers latency](${save(charts, 'peers-latency', latency)})`, '');
   return lines;
