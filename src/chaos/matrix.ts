@@ -39,6 +39,10 @@ export interface RowSpec {
   expect: { lost: 'some' | 'none'; duplicates?: 'some'; reorderings?: 'none' };
 }
 
+// Rationale: up to 1.5 s (15 x 100 ms) covers a relay restart here; a longer
+// wait would push the rest of the schedule back.
+const WALSENDER_WAIT_ATTEMPTS = 15;
+
 /** The matrix of the issue, in order. `{seed}` in a CRASH_AT is replaced by the row's seed. */
 export const MATRIX: readonly RowSpec[] = Object.freeze([
   {
@@ -327,8 +331,16 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
     }
     if (spec.faults.includes('terminate-walsender')) {
       every(2_000, 4_000, async () => {
-        const rows = await sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`.catch(() => []);
-        if (rows.length > 0) record('terminate-walsender', slot);
+        // The relay of these rows is killed every few seconds, so its walsender
+        // is often gone at the scheduled moment: wait briefly for the next one.
+        for (let attempt = 0; attempt < WALSENDER_WAIT_ATTEMPTS; attempt++) {
+          const rows = await sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`.catch(() => []);
+          if (rows.length > 0) {
+            record('terminate-walsender', slot);
+            return;
+          }
+          await sleep(100);
+        }
       });
     }
     for (const fraction of [0.3, 0.65]) {
