@@ -103,14 +103,20 @@ function help(): string {
   ].join('\n');
 }
 
+/** A whole-number flag's value, or a USAGE error that names the flag and its range. */
+function wholeFlag(flag: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not a whole number`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new OutboxBenchError('USAGE', `flag --${flag}: ${n} is out of range [${min}, ${max}]`);
+  return n;
+}
+
 function parameters(scenario: Scenario, values: Record<string, string | boolean | undefined>): PipelineParameters {
   const result: Record<string, unknown> = { ...BASE_PARAMETERS, ...scenario.defaults };
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const raw = values[flag];
     if (typeof raw !== 'string') continue;
-    if (!/^\d+$/.test(raw)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not a whole number`);
-    const n = Number(raw);
-    if (n < spec.min || n > spec.max) throw new OutboxBenchError('USAGE', `flag --${flag}: ${n} is out of range [${spec.min}, ${spec.max}]`);
+    const n = wholeFlag(flag, raw, spec.min, spec.max);
     result[spec.key] = spec.key === 'hotKeyShare' ? n / 100 : n;
   }
   return result as unknown as PipelineParameters;
@@ -154,12 +160,7 @@ async function main(): Promise<number> {
   const options = new Map<string, number>();
   let repeats = DEFAULT_REPEATS;
   try {
-    if (typeof values.repeats === 'string') {
-      if (!/^\d+$/.test(values.repeats) || Number(values.repeats) < 1 || Number(values.repeats) > 20) {
-        throw new OutboxBenchError('USAGE', `flag --repeats: "${values.repeats}" is not a whole number in [1, 20]`);
-      }
-      repeats = Number(values.repeats);
-    }
+    if (typeof values.repeats === 'string') repeats = wholeFlag('repeats', values.repeats, 1, 20);
     for (const scenario of scenarios) resolved.set(scenario, parameters(scenario, parsed.values));
     for (const [flag, spec] of scenarioFlags()) {
       const raw = values[flag];
@@ -167,10 +168,7 @@ async function main(): Promise<number> {
         options.set(flag, spec.defaultValue);
         continue;
       }
-      if (!/^\d+$/.test(raw)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not a whole number`);
-      const n = Number(raw);
-      if (n < spec.min || n > spec.max) throw new OutboxBenchError('USAGE', `flag --${flag}: ${n} is out of range [${spec.min}, ${spec.max}]`);
-      options.set(flag, n);
+      options.set(flag, wholeFlag(flag, raw, spec.min, spec.max));
     }
   } catch (error) {
     process.stderr.write(`bench: ${describeError(error)}\n`);
