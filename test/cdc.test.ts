@@ -17,6 +17,7 @@ import { OutboxBenchError } from '../src/errors.js';
 import { HEADERS, topicFor, type OutboxMessage } from '../src/events.js';
 import { LocalKafka, LocalPostgres } from '../src/infra/index.js';
 import { createKafkaClient } from '../src/kafka-client.js';
+import { silentLogger } from '../src/log.js';
 import { amendOrders, placeOrders } from '../src/orders/write-path.js';
 import { prepareSlot, slotLagBytes, type CdcRelay } from '../src/relay/cdc.js';
 import { parseLsn } from '../src/relay/lsn.js';
@@ -28,9 +29,40 @@ const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src',
 const cdcRelay = cdcRelayFor;
 
 async function slot(env: TestEnv) {
-  const [row] = await env.sql<{ confirmedFlushLsn: string | null; active: boolean; walStatus: string }[]>`
-    SELECT confirmed_flush_lsn::text, active, wal_status FROM pg_replication_slots WHERE slot_name = ${env.config.slotName}`;
+  const [row] = await env.sql<{ confirmedFlushLsn: string | null; active: boolean; activePid: number | null; walStatus: string }[]>`
+    SELECT confirmed_flush_lsn::text, active, active_pid, wal_status FROM pg_replication_slots WHERE slot_name = ${env.config.slotName}`;
   return row;
+}
+
+// Rationale: far below the 60 s default, so a relay that leaves keepalives
+// unanswered loses its connection within the few seconds a test waits.
+const WAL_SENDER_TIMEOUT_MS = 2_000;
+// No unprompted status updates within a test: only answers to keepalives keep the connection.
+const UNPROMPTED_STATUS_MS = 600_000;
+
+/** The test database URL with wal_sender_timeout set for the replication connection only. */
+function withWalSenderTimeout(env: TestEnv, ms: number): string {
+  const url = new URL(env.config.databaseUrl!);
+  url.searchParams.set('options', `-c wal_sender_timeout=${ms}`);
+  return url.toString();
+}
+
+/** Holds every publish until released: a Kafka round trip that takes as long as the test wants. */
+function gatedPublisher(inner: EventPublisher): EventPublisher & { release(): void; waiting(): number } {
+  let open = false;
+  const waiters: (() => void)[] = [];
+  return {
+    async publish(messages) {
+      if (!open) await new Promise<void>((resolve) => waiters.push(resolve));
+      await inner.publish(messages);
+    },
+    close: () => inner.close(),
+    release() {
+      open = true;
+      for (const wake of waiters.splice(0)) wake();
+    },
+    waiting: () => waiters.length,
+  };
 }
 
 async function currentLsn(env: TestEnv): Promise<bigint> {
@@ -68,10 +100,11 @@ describe('CDC relay', () => {
     const privateKafka = createKafkaClient({ brokers: broker.brokers, log, clientId: 'cdc-outage', retries: 1 });
     const publisher = new KafkajsPublisher({ kafka: privateKafka, route: (type) => topicFor(env.config.topicPrefix, type), partitions: 3, timeoutMs: 2_000 });
     env.defer(() => publisher.close());
-    const relay = cdcRelay(env, { publisher });
+    const relay = cdcRelay(env, { publisher, databaseUrl: withWalSenderTimeout(env, WAL_SENDER_TIMEOUT_MS), statusIntervalMs: UNPROMPTED_STATUS_MS });
     await relay.start();
     await placeOrders(env.sql, orders(20, 'before'));
     await eventually('the first events confirmed', async () => relay.published === 20);
+    const walsender = (await slot(env))?.activePid;
 
     await broker.stop('kill');
     // The slot skips, on replay, exactly the transactions whose COMMIT record
@@ -84,10 +117,12 @@ describe('CDC relay', () => {
       commitNotBefore = parseLsn(row!.lsn);
     });
     const afterInsert = await currentLsn(env);
-    // Several publish attempts fail meanwhile; keepalives and heartbeats keep coming.
-    await sleep(6_000);
+    // Several publish attempts fail meanwhile; keepalives and heartbeats keep
+    // coming, and a walsender whose keepalives go unanswered would end the
+    // connection after WAL_SENDER_TIMEOUT_MS.
+    await sleep(3 * WAL_SENDER_TIMEOUT_MS);
     const during = await slot(env);
-    assert.equal(during?.active, true, 'the replication connection stays up: keepalives are answered');
+    assert.equal(during?.activePid, walsender, 'the same replication connection stays up: keepalives are answered');
     assert.ok(
       parseLsn(during!.confirmedFlushLsn!) <= commitNotBefore,
       `confirmed ${during!.confirmedFlushLsn} must not pass the unpublished transaction's commit (at or after ${commitNotBefore.toString(16)})`,
@@ -96,9 +131,47 @@ describe('CDC relay', () => {
 
     await broker.start();
     await eventually('the backlog published after Kafka came back', () => relay.published >= 120, 60_000);
-    const messages = await readTopic(privateKafka, env.topic(), 120);
+    // The relay's client retries once, to fail fast while the broker is down;
+    // the reader needs the usual patience for a coordinator that is still loading.
+    const reader = createKafkaClient({ brokers: broker.brokers, log, clientId: 'cdc-outage-reader' });
+    const messages = await readTopic(reader, env.topic(), 120);
     assert.equal(new Set(messages.map((m) => headerOf(m, HEADERS.eventId))).size, 120, 'nothing was lost');
     await eventually('the slot to confirm past the backlog', async () => parseLsn((await slot(env))!.confirmedFlushLsn!) >= afterInsert);
+  });
+
+  it('answers keepalives when Kafka is unreachable from the start, before anything was confirmed', async (t) => {
+    const env = await testEnv(t);
+    await prepareSlot({ sql: env.sql, schema: env.config.schema, slotName: env.config.slotName, publicationName: env.config.publicationName }, log);
+    // Written before the relay starts: its first transaction can never be published.
+    await placeOrders(env.sql, orders(10, 'stuck'));
+    const nowhere = createKafkaClient({ brokers: [`127.0.0.1:${await freePort()}`], log: silentLogger, clientId: 'cdc-no-kafka', retries: 0, quiet: true });
+    const publisher = new KafkajsPublisher({ kafka: nowhere, route: (type) => topicFor(env.config.topicPrefix, type), partitions: 3, timeoutMs: 1_000 });
+    env.defer(() => publisher.close());
+    const relay = cdcRelay(env, { publisher, databaseUrl: withWalSenderTimeout(env, WAL_SENDER_TIMEOUT_MS), statusIntervalMs: UNPROMPTED_STATUS_MS });
+    await relay.start();
+    await eventually('the stuck transaction to be buffered', () => relay.bufferedEvents === 10);
+    const walsender = await eventually('a walsender', async () => (await slot(env))?.activePid);
+    await sleep(3 * WAL_SENDER_TIMEOUT_MS);
+    assert.equal((await slot(env))?.activePid, walsender, 'the walsender did not time the relay out: its keepalives were answered');
+    assert.equal(relay.published, 0);
+  });
+
+  it('publishes what a new connection brings while the old connection\'s publish was still waiting for Kafka', async (t) => {
+    const env = await testEnv(t);
+    const gate = gatedPublisher(env.publisher());
+    // No heartbeat during the test: nothing but the fix may restart publishing.
+    const relay = cdcRelay(env, { publisher: gate, heartbeatIntervalMs: 600_000 });
+    await relay.start();
+    await placeOrders(env.sql, orders(5, 'first'));
+    await eventually('a publish held at the gate', () => gate.waiting() === 1);
+    await env.sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${env.config.slotName} AND active_pid IS NOT NULL`;
+    await eventually('the relay to reconnect', async () => (await slot(env))?.active === true, 10_000);
+    await placeOrders(env.sql, orders(5, 'second'));
+    await eventually('the new connection to buffer both transactions', () => relay.bufferedEvents === 10);
+    gate.release();
+    await eventually('both transactions published, with no WAL arriving after the release', () => relay.published >= 10, 5_000);
+    const messages = await readTopic(env.kafka, env.topic(), 10);
+    assert.equal(new Set(messages.map((m) => headerOf(m, HEADERS.eventId))).size, 10);
   });
 
   it('keeps an idle slot from pinning WAL while other tables are busy', async (t) => {

@@ -40,6 +40,8 @@ describe('HTTP order service', () => {
       { name: 'bad currency', body: JSON.stringify({ customerId: 'a', amountCents: 1, currency: 'euro' }), status: 400, message: /currency must match pattern/ },
       { name: 'unknown field', body: JSON.stringify({ customerId: 'a', amountCents: 1, currency: 'EUR', admin: true }), status: 400, message: /must NOT have additional properties/ },
       { name: 'bad orderId', body: JSON.stringify({ orderId: 'nope', customerId: 'a', amountCents: 1, currency: 'EUR' }), status: 400, message: /orderId must match format "uuid"/ },
+      { name: 'NUL in customerId', body: JSON.stringify({ customerId: 'a\u0000b', amountCents: 1, currency: 'EUR' }), status: 400, message: /customerId must match pattern/ },
+      { name: 'NUL in note', body: JSON.stringify({ customerId: 'a', amountCents: 1, currency: 'EUR', note: '\u0000' }), status: 400, message: /note must match pattern/ },
       { name: 'not an object', body: '[1,2,3]', status: 400, message: /body must be object/ },
       { name: 'oversized body', body: JSON.stringify({ customerId: 'x'.repeat(2_000), amountCents: 1, currency: 'EUR' }), status: 413, message: /too large/i },
       { name: 'wrong content type', body: 'customerId=a', contentType: 'application/x-www-form-urlencoded', status: 415, message: /Unsupported Media Type/i },

@@ -90,5 +90,6 @@ describe('write path', () => {
       assert.match(error.message, /currency must be a 3-letter/);
       return true;
     });
+    assert.throws(() => validateOrder({ customerId: 'a\u0000', amountCents: 1, currency: 'EUR', note: 'x\u0000' }), /customerId must not contain U\+0000; note must not contain U\+0000/);
   });
 });

@@ -20,16 +20,20 @@ export interface OrderServiceOptions {
   bodyLimit: number;
 }
 
+// PostgreSQL text and jsonb cannot hold U+0000; refused here, it would
+// otherwise reach the INSERT and come back as a 500.
+const NO_NUL = '^[^\\u0000]*$';
+
 const orderBody = {
   type: 'object',
   additionalProperties: false,
   required: ['customerId', 'amountCents', 'currency'],
   properties: {
     orderId: { type: 'string', format: 'uuid' },
-    customerId: { type: 'string', minLength: 1, maxLength: 200 },
+    customerId: { type: 'string', minLength: 1, maxLength: 200, pattern: NO_NUL },
     amountCents: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
     currency: { type: 'string', pattern: '^[A-Z]{3}$' },
-    note: { type: 'string', maxLength: MAX_NOTE },
+    note: { type: 'string', maxLength: MAX_NOTE, pattern: NO_NUL },
   },
 } as const;
 

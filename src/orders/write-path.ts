@@ -65,6 +65,10 @@ export function validateOrder(input: PlaceOrderInput): NewOrder {
   if (!Number.isSafeInteger(input.amountCents) || input.amountCents < 0) problems.push('amountCents must be a non-negative integer');
   if (typeof input.currency !== 'string' || !/^[A-Z]{3}$/.test(input.currency)) problems.push('currency must be a 3-letter ISO 4217 code like "EUR"');
   if (input.note !== undefined && (typeof input.note !== 'string' || input.note.length > MAX_NOTE)) problems.push(`note must be a string of at most ${MAX_NOTE} characters`);
+  // PostgreSQL text and jsonb cannot store U+0000.
+  for (const field of ['customerId', 'note'] as const) {
+    if (typeof input[field] === 'string' && input[field].includes('\u0000')) problems.push(`${field} must not contain U+0000`);
+  }
   if (problems.length > 0) throw new OutboxBenchError('INVALID_INPUT', `invalid order: ${problems.join('; ')}`, { details: { problems } });
   return { orderId: input.orderId?.toLowerCase() ?? randomUUID(), customerId: input.customerId, amountCents: input.amountCents, currency: input.currency };
 }

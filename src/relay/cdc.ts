@@ -227,6 +227,12 @@ export class CdcRelay {
     this.#current = undefined;
     this.#buffered = 0;
     this.#paused = false;
+    // Status updates need a position to report from the first keepalive on:
+    // with nothing confirmed yet (Kafka down since start, say) the relay would
+    // stay silent and the walsender would time the connection out. The slot's
+    // own confirmed position is always safe to repeat.
+    const slotConfirmed = await slotConfirmedLsn(this.#o.sql, this.#o.slotName);
+    if (slotConfirmed > this.#confirmed) this.#confirmed = slotConfirmed;
     const service = new LogicalReplicationService(
       // A connect that hangs (a dead network) fails after 10 s and is retried.
       { connectionString: this.#o.databaseUrl, application_name: `outbox-bench-cdc-${this.#o.slotName}`, connectionTimeoutMillis: 10_000 },
@@ -368,6 +374,9 @@ export class CdcRelay {
       this.#confirmFinishedHead();
     } finally {
       this.#publishing = false;
+      // A reconnect while this loop awaited Kafka: the new connection's
+      // transactions found the flag set and did not start a loop of their own.
+      if (generation !== this.#generation && !this.#stopped && this.#pending.length > 0) void this.#publishLoop();
     }
   }
 
@@ -581,6 +590,12 @@ export async function prepareSlot(options: Pick<CdcRelayOptions, 'sql' | 'schema
     INSERT INTO relay_cdc_slots (slot_name, created_lsn) VALUES (${slotName}, ${created!.lsn}::pg_lsn)
     ON CONFLICT (slot_name) DO UPDATE SET created_at = now(), created_lsn = excluded.created_lsn, confirmed_lsn = NULL, confirmed_at = NULL`;
   log.info({ slot: slotName, lsn: created?.lsn }, 'created the replication slot');
+}
+
+/** The slot's confirmed position (0/0 if it has none or does not exist). */
+async function slotConfirmedLsn(sql: Sql, slotName: string): Promise<Lsn> {
+  const [row] = await sql<{ lsn: string | null }[]>`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slotName}`;
+  return row?.lsn ? parseLsn(row.lsn) : ZERO_LSN;
 }
 
 /** WAL bytes between the server's current position and the slot's confirmed one. */
