@@ -15,6 +15,7 @@ import { createOrderService } from './orders/http.js';
 import { ORDER_AGGREGATE, placeOrders, type OutboxStore } from './orders/write-path.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { signalReady } from './readiness.js';
 import { checkClaims, readEvidence } from './relay/evidence.js';
 import { startRelay } from './relay/index.js';
 import { CleanupLoop, deleteDeliveredBatched, dropDeliveredPartitions, sweepInbox, type CleanupStrategy, type DeliveryProof } from './cleanup/retention.js';
@@ -170,6 +171,7 @@ const serve: Command = {
     const app = createOrderService({ sql: runtime.sql({ max: 16, applicationName: 'outbox-bench-http' }), log: context.log, bodyLimit: context.config.httpBodyLimitBytes, store });
     context.shutdown.add('http server', () => app.close());
     const address = await app.listen({ host: context.config.httpHost, port: context.config.httpPort });
+    signalReady('service');
     process.stdout.write(`order service listening on ${address} (events to the ${store === 'table' ? 'outbox table' : 'WAL as logical messages'})\n`);
     await context.signal;
   },
@@ -202,7 +204,7 @@ const relay: Command = {
     'inboxRetention',
   ],
   options: {
-    evidence: { type: 'string', description: 'append each pass (replica, claimed event ids, claim/release times) to this JSON Lines file' },
+    evidence: { type: 'string', description: 'record each pass (replica, session, claimed buckets and event ids, server-side claim/release times) in this folder, one JSON Lines file per replica' },
     'replica-index': { type: 'string', description: '(internal) run as replica number N of --replicas' },
     'recreate-slot': { type: 'boolean', description: 'cdc: create the slot again after it was lost or dropped (read the error first: events may need re-publishing)' },
     cleanup: { type: 'string', description: 'remove delivered history beside the relay: drop-partition, batched-delete or none (default none; partitions are kept created ahead either way)' },
@@ -231,6 +233,7 @@ const relay: Command = {
       context.shutdown.add('cleanup loop', () => loop.stop());
     }
     process.stdout.write(`relay ${context.config.relayMode} running; Ctrl-C to stop\n`);
+    signalReady('relay');
     const outcome = await Promise.race([context.signal.then(() => 'signal' as const), handle.done.then(() => 'ended' as const)]);
     if (outcome === 'ended') return 1;
   },
@@ -260,6 +263,7 @@ const consume: Command = {
     });
     context.shutdown.add('consumer', () => consumer.stop());
     await consumer.start();
+    signalReady('consumer');
     process.stdout.write(`consuming ${topic} as group ${context.config.consumerGroup}; Ctrl-C to stop\n`);
     const timer = setInterval(() => context.log.info(consumer.stats, 'consumer progress'), 10_000);
     context.shutdown.add('progress timer', () => clearInterval(timer));
@@ -374,11 +378,13 @@ const cleanup: Command = {
 
 const checkClaimsCommand: Command = {
   name: 'check-claims',
-  summary: 'check the claim evidence of table relays: no event claimed by two replicas at once',
+  summary: 'check the claim evidence of table relays: nothing held by two replicas at once',
   usage: 'check-claims <evidence-folder>',
   description:
-    'Reads the JSON Lines files `relay --evidence <folder>` wrote (one per replica), checks that no event id was claimed\n' +
-    'by two replicas in overlapping passes, prints the result and writes it to <folder>/claims-report.json. Exit 1 on overlap.',
+    'Reads the JSON Lines files `relay --evidence <folder>` wrote (one per replica, server-side times), checks that no bucket\n' +
+    '(or, without buckets, no event id) was held by two replicas at overlapping times, a killed replica counting until its\n' +
+    'session ended and a replica cut off by its lease excepted; prints the result and writes <folder>/claims-report.json.\n' +
+    'Exit 1 on overlap.',
   configKeys: ['logLevel'],
   async run(context) {
     const dir = context.positionals[0];
@@ -386,9 +392,9 @@ const checkClaimsCommand: Command = {
     const report = checkClaims(readEvidence(dir));
     writeFileSync(path.join(dir, 'claims-report.json'), `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(
-      `${report.replicas.length} replicas, ${report.passes} passes (${report.unreleasedPasses} interrupted), ${report.claimedEvents} events claimed, ` +
-        `${report.reclaimedEvents} claimed again after a failed pass, ${report.overlaps.length} claimed by two replicas at once -> ` +
-        `${report.disjoint ? 'claims are disjoint' : 'CLAIMS OVERLAP'}\nreport: ${path.join(dir, 'claims-report.json')}\n`,
+      `${report.replicas.length} replicas, ${report.passes} passes (${report.unreleasedPasses} interrupted, ${report.boundedBySessionEnd} of them checked until their session ended; ` +
+        `${report.leaseCut} cut off by the lease), ${report.claimedEvents} events claimed, ${report.reclaimedEvents} claimed again after a failed pass, ` +
+        `${report.overlaps.length} held by two replicas at once -> ${report.disjoint ? 'claims are disjoint' : 'CLAIMS OVERLAP'}\nreport: ${path.join(dir, 'claims-report.json')}\n`,
     );
     return report.disjoint ? 0 : 1;
   },

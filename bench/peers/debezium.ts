@@ -10,6 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PROJECT_ROOT, type Config } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
+import { nowMs } from '../../src/events.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { fetchJars } from '../../src/infra/maven.js';
 import type { Logger } from '../../src/log.js';
@@ -81,7 +82,8 @@ export async function preparePublication(sql: Sql, schema: string, publication: 
   await sql.unsafe(`CREATE PUBLICATION ${publication} FOR TABLE ${schema}.outbox WITH (publish = 'insert', publish_via_partition_root = true)`);
 }
 
-export async function startDebezium(options: DebeziumOptions): Promise<ChildProcess> {
+/** Spawns Kafka Connect with Debezium; `spawnedAt` is the drain's time origin, as for our relays. */
+export async function startDebezium(options: DebeziumOptions): Promise<{ child: ChildProcess; spawnedAt: number }> {
   const libDir = await fetchJars({
     pom: path.join(PROJECT_ROOT, 'kafka', 'debezium', 'pom.xml'),
     properties: { 'kafka.version': options.config.kafkaVersion, 'debezium.version': DEBEZIUM_VERSION },
@@ -145,6 +147,7 @@ export async function startDebezium(options: DebeziumOptions): Promise<ChildProc
     ['status = warn', 'appender.out.type = Console', 'appender.out.name = out', 'appender.out.layout.type = PatternLayout', 'appender.out.layout.pattern = [%d] %p %m (%c)%n', 'rootLogger.level = info', 'rootLogger.appenderRef.out.ref = out', ''].join('\n'),
   );
   const log = createWriteStream(path.join(dir, 'connect.log'));
+  const spawnedAt = nowMs();
   const child = spawn(
     'java',
     [
@@ -163,7 +166,7 @@ export async function startDebezium(options: DebeziumOptions): Promise<ChildProc
   );
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
-  return child;
+  return { child, spawnedAt };
 }
 
 /** Waits until Debezium streams from its slot (the slot is active). */

@@ -15,6 +15,7 @@ import { createLogger } from '../../src/log.js';
 import type { NewOrder } from '../../src/queries.js';
 import { KafkajsPublisher } from '../../src/relay/publisher.js';
 import { orderPlacedEvent, validateOrder, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
+import { signalReady } from '../../src/readiness.js';
 
 export const PTP_TABLE = 'ptp_outbox';
 export const PTP_POLLING_FUNCTION = 'ptp_next_outbox_messages';
@@ -124,7 +125,7 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
           handler,
           libraryLog,
         );
-  process.stdout.write(`relay ptp-${task.mode} running\n`);
+  signalReady('relay');
   await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));
   await shutdown();
   await publisher.close();

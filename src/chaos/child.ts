@@ -13,6 +13,7 @@ import { topicFor } from '../events.js';
 import { createKafkaClient } from '../kafka-client.js';
 import { createLogger } from '../log.js';
 import { writeOrderEvents, placeOrdersDualWrite, type AmendOrderInput, type PlaceOrderInput, type WrittenEvent } from '../orders/write-path.js';
+import { signalReady } from '../readiness.js';
 import { KafkajsPublisher } from '../relay/publisher.js';
 import { armFromEnv, seededRandom } from './failpoints.js';
 import type { DeliveryRecord, WriteRecord } from './history.js';
@@ -121,7 +122,7 @@ async function runConsumer(task: ConsumerTask): Promise<void> {
   // A consumer that kafkajs gave up on is useless here: exit and be restarted.
   consumer.onCrash(() => process.exit(1));
   await consumer.start();
-  process.stdout.write('consumer ready\n');
+  signalReady('consumer');
   await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));
   await consumer.stop();
   await sql.end({ timeout: 5 });

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { waitForReady } from '../readiness.js';
 
 export interface ProcessSpec {
   name: string;
@@ -39,7 +40,13 @@ export class Supervisor {
   readonly #children = new Map<string, ChildProcess>();
   readonly #logs = new Map<string, WriteStream>();
   readonly #paused = new Set<string>();
+  readonly #exitListeners: ((name: string) => void)[] = [];
   #stopping = false;
+
+  /** Called whenever a component's process exits on its own (killed, crashed), before any restart. */
+  onUnexpectedExit(listener: (name: string) => void): void {
+    this.#exitListeners.push(listener);
+  }
 
   start(spec: ProcessSpec): void {
     this.#specs.set(spec.name, spec);
@@ -49,7 +56,8 @@ export class Supervisor {
   #spawn(spec: ProcessSpec): void {
     let log = this.#logs.get(spec.name);
     if (!log) this.#logs.set(spec.name, (log = createWriteStream(spec.logFile, { flags: 'a' })));
-    const child = spawn(process.execPath, [spec.script, ...spec.args], { env: spec.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The IPC channel carries the child's ready message.
+    const child = spawn(process.execPath, [spec.script, ...spec.args], { env: spec.env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     this.#children.set(spec.name, child);
@@ -58,12 +66,20 @@ export class Supervisor {
       this.events.push({ at: Date.now(), name: spec.name, event: 'exited', pid: child.pid, code, signal });
       if (this.#children.get(spec.name) === child) this.#children.delete(spec.name);
       this.#paused.delete(spec.name);
+      if (!this.#stopping && this.#specs.has(spec.name)) for (const listener of this.#exitListeners) listener(spec.name);
       if (!this.#stopping && (spec.restart ?? true) && this.#specs.has(spec.name)) {
         setTimeout(() => {
           if (!this.#stopping && this.#specs.has(spec.name) && !this.#children.has(spec.name)) this.#spawn(spec);
         }, RESTART_DELAY_MS);
       }
     });
+  }
+
+  /** Resolves once the component's current process reported ready. */
+  async waitReady(name: string, timeoutMs: number): Promise<void> {
+    const child = this.#children.get(name);
+    if (!child) throw new Error(`${name} is not running`);
+    await waitForReady(child, { timeoutMs, describe: `${name} (log: ${this.#specs.get(name)?.logFile})` });
   }
 
   names(): string[] {

@@ -58,9 +58,14 @@ export async function startRelay(runtime: Runtime, options: StartRelayOptions = 
           kafkaBrokers: runtime.infra.kafkaBrokers,
           log,
           evidenceDir: options.evidenceFile,
+          sql: options.evidenceFile ? runtime.sql({ max: 1, applicationName: 'outbox-bench-evidence' }) : undefined,
         });
         if (config.relayMode === 'skip-locked') await prepareBuckets(runtime.sql({ max: 1 }), config.buckets);
         supervisor.start();
+        // Registered before the wait: Ctrl-C while replicas start stops them too.
+        runtime.shutdown.add('relay replicas', () => supervisor.stop());
+        // Ready when every replica is (one that cannot start is restarted with backoff, and logged).
+        await supervisor.ready();
         return { stop: () => supervisor.stop(), done: new Promise(() => {}) };
       }
       const replicaIndex = options.replicaIndex ?? 0;
@@ -83,6 +88,7 @@ export async function startRelay(runtime: Runtime, options: StartRelayOptions = 
         batchSize: config.batchSize,
         intervalMs: config.pollIntervalMs,
         replicaId: `${config.relayMode}-${replicaIndex}`,
+        leaseMs: config.leaseMs,
         metrics: options.metrics,
         evidenceFile: options.evidenceFile ? evidencePath(options.evidenceFile, replicaIndex) : undefined,
       });

@@ -10,6 +10,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import type { Sql } from '../db.js';
+import { describeError } from '../errors.js';
+import { isReadyMessage } from '../readiness.js';
+import { recordSessionEnd } from './evidence.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli.js');
 
@@ -19,6 +23,8 @@ export interface ReplicaSupervisorOptions {
   kafkaBrokers: readonly string[];
   log: Logger;
   evidenceDir?: string | undefined;
+  /** With evidence: a pool for recording when a killed replica's session ended. */
+  sql?: Sql | undefined;
 }
 
 // Rationale: restart quickly after a crash, but back off so a replica that
@@ -31,6 +37,9 @@ export class ReplicaSupervisor {
   readonly #log: Logger;
   readonly #children = new Map<number, ChildProcess>();
   readonly #restarts = new Map<number, number>();
+  /** Replicas that have reported ready at least once. */
+  readonly #ready = new Set<number>();
+  #onReady: (() => void) | undefined;
   #stopping = false;
 
   constructor(options: ReplicaSupervisorOptions) {
@@ -45,6 +54,14 @@ export class ReplicaSupervisor {
 
   start(): void {
     for (let index = 0; index < this.#o.config.replicas; index++) this.#spawn(index);
+  }
+
+  /** Resolves once every replica has reported ready (restarts are not waited for again). */
+  ready(): Promise<void> {
+    if (this.#ready.size >= this.#o.config.replicas) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#onReady = resolve;
+    });
   }
 
   #spawn(index: number): void {
@@ -74,8 +91,18 @@ export class ReplicaSupervisor {
     };
     const child = fork(CLI, args, { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.#children.set(index, child);
+    child.on('message', (message) => {
+      if (!isReadyMessage(message) || this.#ready.has(index)) return;
+      this.#ready.add(index);
+      if (this.#ready.size >= this.#o.config.replicas) this.#onReady?.();
+    });
     child.once('exit', (code, signal) => {
       this.#children.delete(index);
+      // A replica that died mid-pass held its claims until its session ended: record when.
+      const { evidenceDir, sql } = this.#o;
+      if (evidenceDir && sql && !this.#stopping) {
+        void recordSessionEnd(sql, evidenceDir, index).catch((error: unknown) => this.#log.warn({ err: describeError(error), replica: index }, 'could not record the session end'));
+      }
       if (this.#stopping) return;
       const restarts = (this.#restarts.get(index) ?? 0) + 1;
       this.#restarts.set(index, restarts);

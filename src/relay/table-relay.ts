@@ -17,6 +17,7 @@ import type { OutboxMessage, OutboxRow } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { markPublished } from '../queries.js';
+import { serverClock, type PassEvidence } from './evidence.js';
 import type { EventPublisher } from './publisher.js';
 
 export interface Claim {
@@ -31,11 +32,6 @@ export interface ClaimStrategy {
   claim(tx: TransactionSql, limit: number): Promise<Claim>;
 }
 
-/** One line of the claim evidence file (JSON Lines). */
-export type PassEvidence =
-  | { type: 'claim'; replica: string; pass: number; at: number; eventIds: string[]; buckets?: number[] }
-  | { type: 'release'; replica: string; pass: number; at: number; outcome: 'published' | 'failed'; error?: string };
-
 export interface TableRelayOptions {
   sql: Sql;
   publisher: EventPublisher;
@@ -48,8 +44,10 @@ export interface TableRelayOptions {
   /** Identifies this replica in logs, metrics and evidence. */
   replicaId?: string;
   metrics?: Metrics | undefined;
-  /** Append every pass's claim and release to this JSON Lines file. */
+  /** Append every pass's claim and release to this JSON Lines file (costs two clock reads per pass). */
   evidenceFile?: string | undefined;
+  /** The session's lease (idle_in_transaction_session_timeout), ms, recorded in the evidence. */
+  leaseMs?: number | undefined;
   /** Called after each successful pass (tests, progress). */
   onPass?: (published: readonly OutboxRow[]) => void;
 }
@@ -138,28 +136,39 @@ export class TableRelay {
   async runPass(): Promise<PassResult> {
     const { sql, strategy, publisher, batchSize, metrics } = this.#o;
     const pass = ++this.#pass;
+    const evidence = this.#evidence !== undefined;
     let claimed: Claim | undefined;
+    let releasedAt: number | undefined;
     try {
       const published = await sql.begin(async (tx) => {
         claimed = await strategy.claim(tx, batchSize);
         if (claimed.rows.length === 0) return [];
-        this.#record({
-          type: 'claim',
-          replica: this.replicaId,
-          pass,
-          at: Date.now(),
-          eventIds: claimed.rows.map((r) => r.eventId),
-          ...(claimed.buckets ? { buckets: claimed.buckets } : {}),
-        });
+        if (evidence) {
+          // Read after the claim returned: the locks are held by now.
+          const clock = await serverClock(tx);
+          this.#record({
+            type: 'claim',
+            replica: this.replicaId,
+            pid: process.pid,
+            pass,
+            claimedAt: clock.at,
+            backendPid: clock.backendPid,
+            ...(this.#o.leaseMs !== undefined ? { leaseMs: this.#o.leaseMs } : {}),
+            eventIds: claimed.rows.map((r) => r.eventId),
+            ...(claimed.buckets ? { buckets: claimed.buckets } : {}),
+          });
+        }
         const started = performance.now();
         await publisher.publish(claimed.rows.map(toMessage));
         metrics?.relayPublishSeconds.observe({ relay: strategy.name }, (performance.now() - started) / 1_000);
         failpoint('relay.after-publish-before-mark');
         await markPublished(tx, claimed.rows);
+        // Read before COMMIT: the locks are still held.
+        if (evidence) releasedAt = (await serverClock(tx)).at;
         return claimed.rows;
       });
       if (published.length > 0) {
-        this.#record({ type: 'release', replica: this.replicaId, pass, at: Date.now(), outcome: 'published' });
+        this.#record({ type: 'release', replica: this.replicaId, pid: process.pid, pass, outcome: 'published', ...(releasedAt !== undefined ? { releasedAt } : {}) });
         this.published += published.length;
         metrics?.relayPublished.inc({ relay: strategy.name }, published.length);
         metrics?.relayPasses.inc({ relay: strategy.name });
@@ -168,7 +177,7 @@ export class TableRelay {
       return { published: published.length, full: published.length >= batchSize };
     } catch (error) {
       if (claimed && claimed.rows.length > 0) {
-        this.#record({ type: 'release', replica: this.replicaId, pass, at: Date.now(), outcome: 'failed', error: describeError(error) });
+        this.#record({ type: 'release', replica: this.replicaId, pid: process.pid, pass, outcome: 'failed', failedAt: Date.now(), error: describeError(error) });
       }
       throw error;
     }
