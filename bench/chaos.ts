@@ -16,8 +16,8 @@ import { describeError } from '../src/errors.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
 import { createSql } from '../src/db.js';
-import { captureEnvironment } from './harness/environment.js';
-import { buildReport } from './report.js';
+import { assertCleanTree, captureEnvironment } from './harness/environment.js';
+import { buildReport, formatFaults } from './report.js';
 
 const HELP = `Usage: node dist/bench/chaos.js [flags]        (npm run chaos)
 
@@ -31,6 +31,7 @@ Flags:
   --drain-s <n>       give up draining after this many seconds without progress (default 60)
   --tps <n>           writer transactions per second, 5 events each (default 40)
   --out <dir>         results folder (default results/)
+  --allow-dirty       publish although tracked files outside results/ have uncommitted changes (the report says so)
   --help              show this help`;
 
 function whole(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
@@ -42,10 +43,10 @@ function whole(name: string, raw: string | undefined, fallback: number, min: num
 }
 
 export function formatMatrix(results: readonly RowResult[]): string[] {
-  const header = ['row', 'faults', 'committed', 'delivered', 'lost', 'unexpected', 'dup. deliveries', 'applied twice', 'reorderings', 'verdict'];
+  const header = ['row', 'faults (hit/injected)', 'committed', 'delivered', 'lost', 'unexpected', 'dup. deliveries', 'applied twice', 'reorderings', 'verdict'];
   const rows = results.map((r) => [
     r.name,
-    Object.entries(r.faults).map(([kind, n]) => `${kind} ${n}`).join(', ') || 'failpoints only',
+    formatFaults(r.faults),
     String(r.report.committed),
     String(r.report.delivered),
     String(r.report.lost),
@@ -65,7 +66,7 @@ async function main(): Promise<number> {
   try {
     values = parseArgs({
       args: process.argv.slice(2),
-      options: { rows: { type: 'string' }, seed: { type: 'string' }, 'window-s': { type: 'string' }, 'drain-s': { type: 'string' }, tps: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { rows: { type: 'string' }, seed: { type: 'string' }, 'window-s': { type: 'string' }, 'drain-s': { type: 'string' }, tps: { type: 'string' }, out: { type: 'string' }, 'allow-dirty': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     }).values;
   } catch (error) {
     process.stderr.write(`chaos: ${(error as Error).message}\n${HELP}\n`);
@@ -87,8 +88,9 @@ async function main(): Promise<number> {
     tps = whole('tps', values.tps as string | undefined, 40, 1, 1_000);
     const unknown = rowNames.filter((name) => !MATRIX.some((r) => r.name === name));
     if (unknown.length > 0) throw new Error(`--rows: unknown ${unknown.join(', ')}`);
+    assertCleanTree(values['allow-dirty'] === true);
   } catch (error) {
-    process.stderr.write(`chaos: ${(error as Error).message}\n`);
+    process.stderr.write(`chaos: ${describeError(error)}\n`);
     return 2;
   }
 
@@ -105,7 +107,7 @@ async function main(): Promise<number> {
     const servers = await startChaosServers(workDir, log);
     shutdown.add('chaos servers', () => servers.stop());
     const probe = createSql(servers.postgres.url, 'public', { max: 1 });
-    const environment = await captureEnvironment(probe, servers.config);
+    const environment = await captureEnvironment(probe, servers.config, { postgres: servers.postgres, kafka: servers.kafka, kafkaBrokers: servers.kafka.brokers });
     await probe.end({ timeout: 5 });
     const results: RowResult[] = [];
     for (const spec of MATRIX.filter((r) => rowNames.includes(r.name))) {

@@ -4,7 +4,7 @@
  * schedule, stops the faults, drains, and checks the history. The same seed
  * gives the same schedule, so any row can be replayed.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -17,17 +17,19 @@ import { LocalPostgres } from '../infra/postgres.js';
 import { isPortFree } from '../infra/processes.js';
 import { createKafkaClient } from '../kafka-client.js';
 import type { Logger } from '../log.js';
+import { checkClaims, readEvidence, recordSessionEnd, type ClaimReport } from '../relay/evidence.js';
 import { KafkajsPublisher } from '../relay/publisher.js';
 import type { ConsumerTask, WriterTask } from './child.js';
 import { seededRandom } from './failpoints.js';
+import { killKafka, killRelay, pauseRelay, restartPostgres, terminateWalsender, type FaultKind, type FaultRecord, type FaultTargets } from './faults.js';
 import { checkHistory, readJsonLines, type CheckReport, type DeliveryRecord, type WriteRecord } from './history.js';
 import { Supervisor } from './supervisor.js';
+
+export type { FaultKind, FaultRecord } from './faults.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHILD = path.join(here, 'child.js');
 const CLI = path.join(here, '..', 'cli.js');
-
-export type FaultKind = 'kill-relay' | 'pause-relay' | 'kill-kafka' | 'restart-postgres' | 'terminate-walsender';
 
 export interface RowSpec {
   name: string;
@@ -39,11 +41,11 @@ export interface RowSpec {
   expect: { lost: 'some' | 'none'; duplicates?: 'some'; reorderings?: 'none' };
 }
 
-// Rationale: up to 1.5 s (15 x 100 ms) covers a relay restart here; a longer
-// wait would push the rest of the schedule back.
-const WALSENDER_WAIT_ATTEMPTS = 15;
+// Rationale: readiness of a process that connects to both servers; a loaded
+// 2-core machine restarting servers mid-row can take tens of seconds.
+const READY_TIMEOUT_MS = 60_000;
 
-/** The matrix of the issue, in order. `{seed}` in a CRASH_AT is replaced by the row's seed. */
+/** The matrix, in order. `{seed}` in a CRASH_AT is replaced by the row's seed. */
 export const MATRIX: readonly RowSpec[] = Object.freeze([
   {
     name: 'naive-dual-write',
@@ -160,18 +162,15 @@ export async function startChaosServers(workDir: string, log: Logger): Promise<C
   };
 }
 
-export interface FaultRecord {
-  at: number;
-  kind: FaultKind | 'failpoint';
-  target: string;
-}
-
 export interface RowResult {
   name: string;
   description: string;
   seed: number;
   report: CheckReport;
-  faults: Record<string, number>;
+  /** Per fault kind: how many were injected and how many hit a process doing work. */
+  faults: Record<string, { scheduled: number; hit: number }>;
+  /** SKIP LOCKED rows: the claim evidence checked (no bucket held by two replicas at once). */
+  claims?: ClaimReport;
   /** Times each component was started (1 = never restarted). */
   starts: Record<string, number>;
   passed: boolean;
@@ -189,19 +188,6 @@ export interface RowOptions {
   drainTimeoutS: number;
   transactionsPerSecond: number;
   log: Logger;
-}
-
-async function waitForLog(file: string, pattern: RegExp, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if (pattern.test(readFileSync(file, 'utf8'))) return;
-    } catch {
-      // not written yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${pattern} in ${file}`);
 }
 
 async function collect(sql: Sql, spec: RowSpec, writerHistory: string, consumerHistory: string): Promise<CheckReport> {
@@ -228,207 +214,262 @@ function checkHistoryLost(writerHistory: string, consumerHistory: string): strin
   return writes.flatMap((w) => (w.type === 'pending' && committed.has(w.txn) ? w.events.map((e) => e.eventId) : [])).filter((id) => !delivered.has(id));
 }
 
-export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowResult> {
-  const { servers, log } = options;
+/** What one row sets up: its schema, topic, slot, histories and processes. */
+interface Row {
+  spec: RowSpec;
+  options: RowOptions;
+  dir: string;
+  schema: string;
+  topic: string;
+  topicPrefix: string;
+  runId: string;
+  slot: string;
+  publication: string;
+  sql: Sql;
+  supervisor: Supervisor;
+  writerHistory: string;
+  consumerHistory: string;
+  evidenceDir: string | undefined;
+  relays: string[];
+}
+
+async function setUpRow(spec: RowSpec, options: RowOptions): Promise<Row> {
   const dir = path.join(options.workDir, spec.name);
   mkdirSync(dir, { recursive: true });
   const schema = `chaos_${spec.name.replace(/[^a-z0-9]+/g, '_')}`;
   const runId = Date.now().toString(36);
   // Kafka topic names allow [a-zA-Z0-9._-] only.
   const topicPrefix = `chaos.${spec.name.replace(/[^a-zA-Z0-9._-]/g, '-')}.${runId}.`;
-  const topic = topicFor(topicPrefix, 'order');
-  const slot = `${schema}_slot`;
-  const publication = `${schema}_pub`;
-  const databaseUrl = servers.postgres.url;
-  const kafkaBrokers = [...servers.kafka.brokers];
-  const sql = createSql(databaseUrl, schema, { max: 2, applicationName: 'chaos-checker' });
-  const supervisor = new Supervisor();
-  const faultLog: FaultRecord[] = [];
+  const row: Row = {
+    spec,
+    options,
+    dir,
+    schema,
+    topic: topicFor(topicPrefix, 'order'),
+    topicPrefix,
+    runId,
+    slot: `${schema}_slot`,
+    publication: `${schema}_pub`,
+    sql: createSql(options.servers.postgres.url, schema, { max: 2, applicationName: 'chaos-checker' }),
+    supervisor: new Supervisor(),
+    writerHistory: path.join(dir, 'writes.jsonl'),
+    consumerHistory: path.join(dir, 'deliveries.jsonl'),
+    evidenceDir: spec.relay?.mode === 'skip-locked' ? path.join(dir, 'evidence') : undefined,
+    relays: [],
+  };
+  await row.sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${row.slot} AND NOT active`;
+  await row.sql.unsafe(`DROP PUBLICATION IF EXISTS ${row.publication}`);
+  await dropSchema(row.sql, schema);
+  await migrate(row.sql, { schema, partitionWidth: '1 day', partitionsAhead: 1 });
+  const setup = new KafkajsPublisher({ kafka: createKafkaClient({ brokers: options.servers.kafka.brokers, log: options.log, clientId: 'chaos-setup' }), route: () => row.topic, partitions: 3 });
+  await setup.ensureTopic(row.topic);
+  await setup.close();
+  return row;
+}
+
+/** Starts the consumer, the relay(s) and the writer, each once it may. */
+async function startComponents(row: Row): Promise<void> {
+  const { spec, options, supervisor } = row;
+  const databaseUrl = options.servers.postgres.url;
+  const kafkaBrokers = [...options.servers.kafka.brokers];
+  const baseEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    KAFKA_BROKERS: kafkaBrokers.join(','),
+    OUTBOX_BENCH_SCHEMA: row.schema,
+    OUTBOX_BENCH_TOPIC_PREFIX: row.topicPrefix,
+    OUTBOX_BENCH_PARTITIONS: '3',
+    OUTBOX_BENCH_SLOT: row.slot,
+    OUTBOX_BENCH_PUBLICATION: row.publication,
+    OUTBOX_BENCH_LOG_LEVEL: 'info',
+    OUTBOX_BENCH_LOG_FORMAT: 'json',
+  };
+  delete baseEnv.CRASH_AT;
+  const withCrash = (crashAt: string | undefined) => (crashAt ? { ...baseEnv, CRASH_AT: crashAt.replace('{seed}', String(options.seed)) } : baseEnv);
+
+  const consumerTask: ConsumerTask = { databaseUrl, kafkaBrokers, schema: row.schema, topic: row.topic, groupId: `chaos-${spec.name}-${row.runId}`, historyFile: row.consumerHistory };
+  supervisor.start({ name: 'consumer', script: CHILD, args: ['consumer', JSON.stringify(consumerTask)], env: withCrash(spec.consumerCrashAt), logFile: path.join(row.dir, 'consumer.log') });
+  await supervisor.waitReady('consumer', READY_TIMEOUT_MS);
+
+  const { evidenceDir } = row;
+  if (evidenceDir) {
+    // A replica that died mid-pass held its buckets until its session ended: record when.
+    supervisor.onUnexpectedExit((name) => {
+      const index = row.relays.indexOf(name);
+      if (index >= 0) void recordSessionEnd(row.sql, evidenceDir, index).catch(() => {});
+    });
+  }
+  if (spec.relay) {
+    const { mode, replicas } = spec.relay;
+    for (let index = 0; index < replicas; index++) {
+      const name = replicas > 1 ? `relay-${index}` : 'relay';
+      row.relays.push(name);
+      const args = ['relay', '--mode', mode, '--batch-size', '50', '--interval-ms', '100', '--replicas', String(replicas)];
+      if (replicas > 1) args.push('--replica-index', String(index), '--buckets', '8');
+      if (spec.relay.leaseMs) args.push('--lease-ms', String(spec.relay.leaseMs));
+      if (row.evidenceDir) args.push('--evidence', row.evidenceDir);
+      supervisor.start({ name, script: CLI, args, env: withCrash(spec.relay.crashAt), logFile: path.join(row.dir, `${name}.log`) });
+      await supervisor.waitReady(name, READY_TIMEOUT_MS);
+    }
+  }
+
+  const writerTask: WriterTask = {
+    databaseUrl,
+    kafkaBrokers,
+    schema: row.schema,
+    topicPrefix: row.topicPrefix,
+    partitions: 3,
+    store: spec.writer.store,
+    historyFile: row.writerHistory,
+    transactionsPerSecond: options.transactionsPerSecond,
+    eventsPerTransaction: 5,
+    amendShare: spec.writer.amendShare,
+    hotKeys: spec.writer.hotKeys,
+    seed: options.seed,
+  };
+  supervisor.start({ name: 'writer', script: CHILD, args: ['writer', JSON.stringify(writerTask)], env: withCrash(spec.writer.crashAt), logFile: path.join(row.dir, 'writer.log') });
+}
+
+/** Runs the seeded fault schedule over the fault window; returns what was injected and what hit. */
+async function injectFaults(row: Row): Promise<FaultRecord[]> {
+  const { spec, options } = row;
   const random = seededRandom(options.seed);
-  const writerHistory = path.join(dir, 'writes.jsonl');
-  const consumerHistory = path.join(dir, 'deliveries.jsonl');
+  const targets: FaultTargets = {
+    sql: row.sql,
+    supervisor: row.supervisor,
+    postgres: options.servers.postgres,
+    kafka: options.servers.kafka,
+    relays: row.relays,
+    relayMode: spec.relay?.mode,
+    slot: row.slot,
+    evidenceDir: row.evidenceDir,
+    random,
+  };
+  const windowMs = options.faultWindowS * 1_000;
+  const started = Date.now();
+  const schedule: { at: number; run: () => Promise<Omit<FaultRecord, 'at'> | undefined> }[] = [];
+  // The schedule is drawn from the seed before anything runs.
+  const every = (min: number, max: number, run: () => Promise<Omit<FaultRecord, 'at'> | undefined>) => {
+    for (let at = min + random() * (max - min); at < windowMs; at += min + random() * (max - min)) schedule.push({ at, run });
+  };
+  const has = (kind: FaultKind) => spec.faults.includes(kind);
+  if (has('kill-relay') && row.relays.length > 0) every(1_500, 3_000, () => killRelay(targets));
+  if (has('pause-relay') && row.relays.length > 0) {
+    const pauseMs = (spec.relay?.leaseMs ?? 30_000) + 2_000;
+    every(pauseMs + 500, pauseMs + 2_000, () => pauseRelay(targets, pauseMs));
+  }
+  if (has('terminate-walsender')) every(2_000, 4_000, () => terminateWalsender(targets));
+  for (const fraction of [0.3, 0.65]) {
+    if (has('kill-kafka')) schedule.push({ at: windowMs * fraction, run: () => killKafka(targets, 2_000) });
+    if (has('restart-postgres')) schedule.push({ at: windowMs * fraction, run: () => restartPostgres(targets, 1_000) });
+  }
+  schedule.sort((a, b) => a.at - b.at);
+  const log: FaultRecord[] = [];
+  for (const fault of schedule) {
+    await sleep(Math.max(0, started + fault.at - Date.now()));
+    const at = Date.now() - started;
+    const record = await fault.run();
+    if (record) log.push({ at, ...record });
+  }
+  await sleep(Math.max(0, started + windowMs - Date.now()));
+  return log;
+}
+
+/** Drains until every committed event is applied, or nothing moves for the timeout. */
+async function drainRow(row: Row): Promise<CheckReport> {
+  const { spec, options, sql } = row;
+  let report = await collect(sql, spec, row.writerHistory, row.consumerHistory);
+  let lastProgress = Date.now();
+  let lastDelivered = report.delivered;
+  // A row that is expected to lose events will never drain completely:
+  // stop waiting once deliveries have been still for a few seconds.
+  const patienceMs = (spec.expect.lost === 'some' ? 5 : options.drainTimeoutS) * 1_000;
+  let dumped = false;
+  while (report.notApplied > 0 && Date.now() - lastProgress < patienceMs) {
+    await sleep(1_000);
+    report = await collect(sql, spec, row.writerHistory, row.consumerHistory);
+    if (report.delivered !== lastDelivered) {
+      lastDelivered = report.delivered;
+      lastProgress = Date.now();
+    } else if (!dumped && Date.now() - lastProgress > 10_000) {
+      // Stalled: record who holds what, for whoever reads this row afterwards.
+      dumped = true;
+      const activity = await sql`
+        SELECT a.pid, a.application_name, a.state, a.wait_event_type, a.wait_event, a.xact_start, a.state_change, left(a.query, 120) AS query,
+               (SELECT array_agg(l.mode) FROM pg_locks l WHERE l.pid = a.pid AND l.relation = 'relay_buckets'::regclass) AS bucket_locks
+        FROM pg_stat_activity a WHERE a.datname = current_database()`.catch((error: unknown) => [{ error: String(error) }]);
+      writeFileSync(path.join(row.dir, 'stall.json'), `${JSON.stringify({ at: new Date().toISOString(), report, activity, supervisor: row.supervisor.events }, null, 2)}\n`);
+    }
+  }
+  await row.supervisor.stopAll();
+  return collect(sql, spec, row.writerHistory, row.consumerHistory);
+}
+
+/** What the row expects, against what happened. */
+function judgeRow(spec: RowSpec, report: CheckReport, faults: RowResult['faults'], claims: ClaimReport | undefined): string[] {
+  const failures: string[] = [];
+  if (report.committed === 0) failures.push('nothing was committed');
+  for (const kind of spec.faults) {
+    const count = faults[kind];
+    if (!count || count.hit === 0) failures.push(`no ${kind} fault hit a process doing work (${count?.scheduled ?? 0} injected)`);
+  }
+  if (spec.expect.lost === 'some' && report.lost === 0) failures.push('expected the naive dual write to lose events, it lost none');
+  if (spec.expect.lost === 'none' && report.lost > 0) failures.push(`${report.lost} committed events were lost`);
+  if (spec.expect.lost === 'none' && report.notApplied > 0) failures.push(`${report.notApplied} committed events were never applied`);
+  if (spec.expect.duplicates === 'some' && report.duplicateDeliveries === 0) failures.push('expected duplicate deliveries (proof the crashes hit between publish and acknowledgement), saw none');
+  if (report.appliedTwice > 0) failures.push(`${report.appliedTwice} side effects applied twice`);
+  if (report.unexpected > 0) failures.push(`${report.unexpected} events delivered that were never committed`);
+  if (spec.expect.reorderings === 'none' && report.reorderings > 0) failures.push(`${report.reorderings} per-aggregate reorderings`);
+  if (claims && !claims.disjoint) failures.push(`${claims.overlaps.length} buckets held by two replicas at once`);
+  return failures;
+}
+
+export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowResult> {
+  const row = await setUpRow(spec, options);
+  const { sql, supervisor } = row;
   try {
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`;
-    await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`);
-    await dropSchema(sql, schema);
-    await migrate(sql, { schema, partitionWidth: '1 day', partitionsAhead: 1 });
-    const setup = new KafkajsPublisher({ kafka: createKafkaClient({ brokers: kafkaBrokers, log, clientId: 'chaos-setup' }), route: () => topic, partitions: 3 });
-    await setup.ensureTopic(topic);
-    await setup.close();
-
-    const baseEnv: NodeJS.ProcessEnv = {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      KAFKA_BROKERS: kafkaBrokers.join(','),
-      OUTBOX_BENCH_SCHEMA: schema,
-      OUTBOX_BENCH_TOPIC_PREFIX: topicPrefix,
-      OUTBOX_BENCH_PARTITIONS: '3',
-      OUTBOX_BENCH_SLOT: slot,
-      OUTBOX_BENCH_PUBLICATION: publication,
-      OUTBOX_BENCH_LOG_LEVEL: 'info',
-      OUTBOX_BENCH_LOG_FORMAT: 'json',
-    };
-    delete baseEnv.CRASH_AT;
-    const withCrash = (crashAt: string | undefined) => (crashAt ? { ...baseEnv, CRASH_AT: crashAt.replace('{seed}', String(options.seed)) } : baseEnv);
-
-    const consumerTask: ConsumerTask = { databaseUrl, kafkaBrokers, schema, topic, groupId: `chaos-${spec.name}-${runId}`, historyFile: consumerHistory };
-    supervisor.start({ name: 'consumer', script: CHILD, args: ['consumer', JSON.stringify(consumerTask)], env: withCrash(spec.consumerCrashAt), logFile: path.join(dir, 'consumer.log') });
-    await waitForLog(path.join(dir, 'consumer.log'), /consumer ready/, 60_000);
-
-    const relays: string[] = [];
-    if (spec.relay) {
-      const { mode, replicas } = spec.relay;
-      for (let index = 0; index < replicas; index++) {
-        const name = replicas > 1 ? `relay-${index}` : 'relay';
-        relays.push(name);
-        const args = ['relay', '--mode', mode, '--batch-size', '50', '--interval-ms', '100', '--replicas', String(replicas)];
-        if (replicas > 1) args.push('--replica-index', String(index), '--buckets', '8');
-        if (spec.relay.leaseMs) args.push('--lease-ms', String(spec.relay.leaseMs));
-        supervisor.start({ name, script: CLI, args, env: withCrash(spec.relay.crashAt), logFile: path.join(dir, `${name}.log`) });
-        await waitForLog(path.join(dir, `${name}.log`), /running/, 60_000);
-      }
-    }
-
-    const writerTask: WriterTask = {
-      databaseUrl,
-      kafkaBrokers,
-      schema,
-      topicPrefix,
-      partitions: 3,
-      store: spec.writer.store,
-      historyFile: writerHistory,
-      transactionsPerSecond: options.transactionsPerSecond,
-      eventsPerTransaction: 5,
-      amendShare: spec.writer.amendShare,
-      hotKeys: spec.writer.hotKeys,
-      seed: options.seed,
-    };
-    supervisor.start({ name: 'writer', script: CHILD, args: ['writer', JSON.stringify(writerTask)], env: withCrash(spec.writer.crashAt), logFile: path.join(dir, 'writer.log') });
-
-    // The fault schedule, drawn from the seed before anything runs.
-    const windowMs = options.faultWindowS * 1_000;
-    const started = Date.now();
-    const schedule: { at: number; run: () => Promise<void> }[] = [];
-    const every = (min: number, max: number, run: () => Promise<void>) => {
-      for (let at = min + random() * (max - min); at < windowMs; at += min + random() * (max - min)) schedule.push({ at, run });
-    };
-    const record = (kind: FaultRecord['kind'], target: string) => faultLog.push({ at: Date.now() - started, kind, target });
-    const pick = () => relays[Math.floor(random() * relays.length)]!;
-    if (spec.faults.includes('kill-relay') && relays.length > 0) {
-      every(1_500, 3_000, async () => {
-        const target = pick();
-        if (supervisor.signal(target, 'SIGKILL')) record('kill-relay', target);
-      });
-    }
-    if (spec.faults.includes('pause-relay') && relays.length > 0) {
-      const pauseMs = (spec.relay?.leaseMs ?? 30_000) + 2_000;
-      every(pauseMs + 500, pauseMs + 2_000, async () => {
-        const target = pick();
-        if (!supervisor.signal(target, 'SIGSTOP')) return;
-        record('pause-relay', target);
-        setTimeout(() => supervisor.signal(target, 'SIGCONT'), pauseMs).unref();
-      });
-    }
-    if (spec.faults.includes('terminate-walsender')) {
-      every(2_000, 4_000, async () => {
-        // The relay of these rows is killed every few seconds, so its walsender
-        // is often gone at the scheduled moment: wait briefly for the next one.
-        for (let attempt = 0; attempt < WALSENDER_WAIT_ATTEMPTS; attempt++) {
-          const rows = await sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`.catch(() => []);
-          if (rows.length > 0) {
-            record('terminate-walsender', slot);
-            return;
-          }
-          await sleep(100);
-        }
-      });
-    }
-    for (const fraction of [0.3, 0.65]) {
-      if (spec.faults.includes('kill-kafka')) {
-        schedule.push({
-          at: windowMs * fraction,
-          run: async () => {
-            await servers.kafka.stop('kill');
-            record('kill-kafka', 'broker');
-            await sleep(2_000);
-            await servers.kafka.start();
-          },
-        });
-      }
-      if (spec.faults.includes('restart-postgres')) {
-        schedule.push({
-          at: windowMs * fraction,
-          run: async () => {
-            await servers.postgres.stop('immediate');
-            record('restart-postgres', 'postgres');
-            await sleep(1_000);
-            await servers.postgres.start();
-          },
-        });
-      }
-    }
-    schedule.sort((a, b) => a.at - b.at);
-    for (const fault of schedule) {
-      await sleep(Math.max(0, started + fault.at - Date.now()));
-      await fault.run();
-    }
-    await sleep(Math.max(0, started + windowMs - Date.now()));
+    await startComponents(row);
+    const faultLog = await injectFaults(row);
     await supervisor.stop('writer');
-    for (const name of relays) if (supervisor.isPaused(name)) supervisor.signal(name, 'SIGCONT');
-
-    // Drain: until every committed event is applied, or nothing moves for the timeout.
-    let report = await collect(sql, spec, writerHistory, consumerHistory);
-    let lastProgress = Date.now();
-    let lastDelivered = report.delivered;
-    // A row that is expected to lose events will never drain completely:
-    // stop waiting once deliveries have been still for a few seconds.
-    const patienceMs = (spec.expect.lost === 'some' ? 5 : options.drainTimeoutS) * 1_000;
-    let dumped = false;
-    while (report.notApplied > 0 && Date.now() - lastProgress < patienceMs) {
-      await sleep(1_000);
-      report = await collect(sql, spec, writerHistory, consumerHistory);
-      if (report.delivered !== lastDelivered) {
-        lastDelivered = report.delivered;
-        lastProgress = Date.now();
-      } else if (!dumped && Date.now() - lastProgress > 10_000) {
-        // Stalled: record who holds what, for whoever reads this row afterwards.
-        dumped = true;
-        const activity = await sql`
-          SELECT a.pid, a.application_name, a.state, a.wait_event_type, a.wait_event, a.xact_start, a.state_change, left(a.query, 120) AS query,
-                 (SELECT array_agg(l.mode) FROM pg_locks l WHERE l.pid = a.pid AND l.relation = 'relay_buckets'::regclass) AS bucket_locks
-          FROM pg_stat_activity a WHERE a.datname = current_database()`.catch((error: unknown) => [{ error: String(error) }]);
-        writeFileSync(path.join(dir, 'stall.json'), `${JSON.stringify({ at: new Date().toISOString(), report, activity, supervisor: supervisor.events }, null, 2)}\n`);
-      }
-    }
-    await supervisor.stopAll();
-    report = await collect(sql, spec, writerHistory, consumerHistory);
+    for (const name of row.relays) if (supervisor.isPaused(name)) supervisor.signal(name, 'SIGCONT');
+    const report = await drainRow(row);
 
     const failpointKills = supervisor.events.filter((e) => e.event === 'exited' && e.signal === 'SIGKILL').length - faultLog.filter((f) => f.kind === 'kill-relay').length;
-    if (failpointKills > 0) faultLog.push({ at: Date.now() - started, kind: 'failpoint', target: `${failpointKills} processes killed themselves at a failpoint` });
-    const faults: Record<string, number> = {};
-    for (const fault of faultLog) faults[fault.kind] = (faults[fault.kind] ?? 0) + (fault.kind === 'failpoint' ? failpointKills : 1);
-    const failures: string[] = [];
-    if (report.committed === 0) failures.push('nothing was committed');
-    if (spec.expect.lost === 'some' && report.lost === 0) failures.push('expected the naive dual write to lose events, it lost none');
-    if (spec.expect.lost === 'none' && report.lost > 0) failures.push(`${report.lost} committed events were lost`);
-    if (spec.expect.lost === 'none' && report.notApplied > 0) failures.push(`${report.notApplied} committed events were never applied`);
-    if (spec.expect.duplicates === 'some' && report.duplicateDeliveries === 0) failures.push('expected duplicate deliveries (proof the crashes hit between publish and acknowledgement), saw none');
-    if (report.appliedTwice > 0) failures.push(`${report.appliedTwice} side effects applied twice`);
-    if (report.unexpected > 0) failures.push(`${report.unexpected} events delivered that were never committed`);
-    if (spec.expect.reorderings === 'none' && report.reorderings > 0) failures.push(`${report.reorderings} per-aggregate reorderings`);
+    const faults: RowResult['faults'] = {};
+    for (const fault of faultLog) {
+      const count = (faults[fault.kind] ??= { scheduled: 0, hit: 0 });
+      count.scheduled += 1;
+      if (fault.hit) count.hit += 1;
+    }
+    // A failpoint fires only inside the work it interrupts: each one is a hit.
+    if (failpointKills > 0) faults.failpoint = { scheduled: failpointKills, hit: failpointKills };
+    const claims = row.evidenceDir ? checkClaims(readEvidence(row.evidenceDir)) : undefined;
+    const failures = judgeRow(spec, report, faults, claims);
     const starts: Record<string, number> = {};
     for (const event of supervisor.events) if (event.event === 'started') starts[event.name] = (starts[event.name] ?? 0) + 1;
     let lostDiagnosis: RowResult['lostDiagnosis'];
     if (report.lost > 0 && spec.writer.store === 'table') {
-      const lost = checkHistoryLost(writerHistory, consumerHistory);
+      const lost = checkHistoryLost(row.writerHistory, row.consumerHistory);
       const rows = await sql<{ published: boolean }[]>`SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ANY(${lost}::uuid[])`;
       lostDiagnosis = { unpublished: rows.filter((r) => !r.published).length, marked: rows.filter((r) => r.published).length, missing: lost.length - rows.length };
       failures.push(`lost events: ${lostDiagnosis.unpublished} never published, ${lostDiagnosis.marked} marked published, ${lostDiagnosis.missing} not in the outbox`);
     }
-    return { name: spec.name, description: spec.description, seed: options.seed, report, faults, starts, passed: failures.length === 0, failures, faultLog, ...(lostDiagnosis ? { lostDiagnosis } : {}) };
+    return {
+      name: spec.name,
+      description: spec.description,
+      seed: options.seed,
+      report,
+      faults,
+      ...(claims ? { claims } : {}),
+      starts,
+      passed: failures.length === 0,
+      failures,
+      faultLog,
+      ...(lostDiagnosis ? { lostDiagnosis } : {}),
+    };
   } finally {
     await supervisor.stopAll().catch(() => {});
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`.catch(() => {});
+    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${row.slot} AND NOT active`.catch(() => {});
     await sql.end({ timeout: 5 });
   }
 }

@@ -1,0 +1,171 @@
+/**
+ * The faults of the crash-injection matrix, each aimed at a process doing
+ * work and each reporting whether it *hit*: a fault that lands on an idle
+ * relay proves nothing, so a row passes only when its faults hit.
+ *
+ *  - kill-relay: SIGKILL while the relay is inside a pass (table relays: its
+ *    session has a transaction open) or has WAL it has not confirmed (CDC).
+ *  - pause-relay: SIGSTOP of a SKIP LOCKED replica while it holds buckets,
+ *    longer than its lease; a hit is a replica the lease fenced (PostgreSQL
+ *    terminated its session while it was stopped).
+ *  - terminate-walsender: the CDC relay's walsender terminated while streaming.
+ *  - kill-kafka, restart-postgres: the server killed and started again.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Sql } from '../db.js';
+import type { LocalKafka } from '../infra/kafka.js';
+import type { LocalPostgres } from '../infra/postgres.js';
+import { appendSessionEnd } from '../relay/evidence.js';
+import type { Supervisor } from './supervisor.js';
+
+export type FaultKind = 'kill-relay' | 'pause-relay' | 'kill-kafka' | 'restart-postgres' | 'terminate-walsender';
+
+export interface FaultRecord {
+  /** ms since the fault window opened. */
+  at: number;
+  kind: FaultKind | 'failpoint';
+  target: string;
+  /** Whether it hit a process doing work (see the module comment). */
+  hit: boolean;
+}
+
+export interface FaultTargets {
+  /** The row's own pool (on its schema). */
+  sql: Sql;
+  supervisor: Supervisor;
+  postgres: LocalPostgres;
+  kafka: LocalKafka;
+  /** Supervisor names of the relay processes, by replica index. */
+  relays: readonly string[];
+  relayMode: string | undefined;
+  slot: string;
+  /** Where the relays write claim evidence, if they do. */
+  evidenceDir: string | undefined;
+  random: () => number;
+}
+
+// Rationale: a relay at the matrix's load is inside a pass a good part of
+// each 100 ms cycle; polling every 10 ms for up to 2 s finds one.
+const AIM_POLL_MS = 10;
+const AIM_ATTEMPTS = 200;
+// Rationale: up to 1.5 s (15 x 100 ms) covers a relay restart here; a longer
+// wait would push the rest of the schedule back.
+const WALSENDER_WAIT_ATTEMPTS = 15;
+
+/** The application_name a relay replica's sessions carry (see relay/index.ts). */
+function applicationName(relayMode: string, replicaIndex: number): string {
+  return relayMode === 'polling' ? 'outbox-bench-relay-polling' : `outbox-bench-relay-${relayMode}-${replicaIndex}`;
+}
+
+/** A relay at work right now: its index and, for table relays, its session and the server's clock. */
+interface Busy {
+  index: number;
+  session?: { backendPid: number; seenAt: number };
+}
+
+async function working(t: FaultTargets): Promise<Busy[]> {
+  if (t.relayMode === 'cdc' || t.relayMode === 'cdc-message') {
+    const [row] = await t.sql<{ busy: boolean }[]>`
+      SELECT active_pid IS NOT NULL AND pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) > 0 AS busy
+      FROM pg_replication_slots WHERE slot_name = ${t.slot}`;
+    return row?.busy ? [{ index: 0 }] : [];
+  }
+  const names = t.relays.map((_, index) => applicationName(t.relayMode ?? '', index));
+  const rows = await t.sql<{ name: string; pid: number; at: number }[]>`
+    SELECT application_name AS name, pid, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS at FROM pg_stat_activity
+    WHERE application_name = ANY(${names}) AND xact_start IS NOT NULL AND state <> 'idle'`;
+  return rows.map((row) => ({ index: names.indexOf(row.name), session: { backendPid: row.pid, seenAt: row.at } })).filter((busy) => busy.index >= 0);
+}
+
+async function aim<T>(find: () => Promise<T | undefined>): Promise<T | undefined> {
+  for (let attempt = 0; attempt < AIM_ATTEMPTS; attempt++) {
+    const found = await find().catch(() => undefined);
+    if (found !== undefined) return found;
+    await sleep(AIM_POLL_MS);
+  }
+  return undefined;
+}
+
+export async function killRelay(t: FaultTargets): Promise<Omit<FaultRecord, 'at'> | undefined> {
+  const busy = await aim(async () => {
+    const candidates = await working(t);
+    return candidates.length > 0 ? candidates[Math.floor(t.random() * candidates.length)] : undefined;
+  });
+  const index = busy?.index ?? Math.floor(t.random() * t.relays.length);
+  const target = t.relays[index]!;
+  if (!t.supervisor.signal(target, 'SIGKILL')) return undefined;
+  // Its session was seen alive, mid-transaction, just before the kill: its
+  // claims held at least until then.
+  if (t.evidenceDir && busy?.session && t.relayMode) {
+    appendSessionEnd(t.evidenceDir, { replica: `${t.relayMode}-${index}`, backendPid: busy.session.backendPid, lastSeenAt: busy.session.seenAt });
+  }
+  return { kind: 'kill-relay', target, hit: busy !== undefined };
+}
+
+/** Backends of SKIP LOCKED replicas holding bucket locks right now: [replica index, backend pid]. */
+async function bucketHolders(t: FaultTargets): Promise<[number, number][]> {
+  const names = t.relays.map((_, index) => applicationName(t.relayMode ?? '', index));
+  const rows = await t.sql<{ name: string; pid: number }[]>`
+    SELECT a.application_name AS name, a.pid FROM pg_stat_activity a
+    WHERE a.application_name = ANY(${names}) AND a.xact_start IS NOT NULL
+      AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = 'relay_buckets'::regclass)`;
+  return rows.map((row): [number, number] => [names.indexOf(row.name), row.pid]).filter(([index]) => index >= 0);
+}
+
+async function alive(sql: Sql, pid: number): Promise<boolean> {
+  const rows = await sql`SELECT 1 FROM pg_stat_activity WHERE pid = ${pid}`;
+  return rows.length > 0;
+}
+
+/**
+ * Freezes a replica that holds buckets for `pauseMs` (longer than its lease).
+ * If it let go of them in the instant before the signal, it is resumed at
+ * once and another holder is sought.
+ */
+export async function pauseRelay(t: FaultTargets, pauseMs: number): Promise<Omit<FaultRecord, 'at'> | undefined> {
+  const frozen = await aim(async () => {
+    const holders = await bucketHolders(t);
+    if (holders.length === 0) return undefined;
+    const [index, pid] = holders[Math.floor(t.random() * holders.length)]!;
+    const target = t.relays[index]!;
+    if (!t.supervisor.signal(target, 'SIGSTOP')) return undefined;
+    // A COMMIT already on the wire completes without the client: check that
+    // the frozen replica still holds its buckets.
+    await sleep(50);
+    if ((await bucketHolders(t)).some(([, holder]) => holder === pid)) return { target, pid };
+    t.supervisor.signal(target, 'SIGCONT');
+    return undefined;
+  });
+  if (!frozen) return { kind: 'pause-relay', target: 'no replica held buckets', hit: false };
+  await sleep(pauseMs);
+  const fenced = !(await alive(t.sql, frozen.pid).catch(() => true));
+  t.supervisor.signal(frozen.target, 'SIGCONT');
+  return { kind: 'pause-relay', target: frozen.target, hit: fenced };
+}
+
+export async function terminateWalsender(t: FaultTargets): Promise<Omit<FaultRecord, 'at'> | undefined> {
+  // The relay of these rows is killed every few seconds, so its walsender
+  // is often gone at the scheduled moment: wait briefly for the next one.
+  for (let attempt = 0; attempt < WALSENDER_WAIT_ATTEMPTS; attempt++) {
+    const rows = await t.sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${t.slot} AND active_pid IS NOT NULL`.catch(() => []);
+    if (rows.length > 0) return { kind: 'terminate-walsender', target: t.slot, hit: true };
+    await sleep(100);
+  }
+  return { kind: 'terminate-walsender', target: t.slot, hit: false };
+}
+
+export async function killKafka(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {
+  const wasRunning = t.kafka.pid() !== undefined;
+  await t.kafka.stop('kill');
+  await sleep(downMs);
+  await t.kafka.start();
+  return { kind: 'kill-kafka', target: 'broker', hit: wasRunning };
+}
+
+export async function restartPostgres(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {
+  const wasRunning = t.postgres.pid() !== undefined;
+  await t.postgres.stop('immediate');
+  await sleep(downMs);
+  await t.postgres.start();
+  return { kind: 'restart-postgres', target: 'postgres', hit: wasRunning };
+}
