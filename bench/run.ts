@@ -14,7 +14,7 @@ import { acquireInfra } from '../src/infra/index.js';
 import { decodeHistogram, percentileDistribution } from '../src/latency.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
-import { captureEnvironment } from './harness/environment.js';
+import { assertCleanTree, captureEnvironment } from './harness/environment.js';
 import type { PipelineParameters } from './harness/pipeline.js';
 import { SCENARIOS } from './registry.js';
 import { buildReport } from './report.js';
@@ -96,6 +96,7 @@ function help(): string {
     `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc: measure each relay this many times; the median run is reported with the spread (default ${DEFAULT_REPEATS})`,
     `  --${'strategies'.padEnd(18)} saturation: comma-separated subset of polling,skip-locked,cdc,cdc-message`,
     `  --${'out'.padEnd(18)} results folder (default results/)`,
+    `  --${'allow-dirty'.padEnd(18)} publish although tracked files outside results/ have uncommitted changes (the report says so at the top)`,
     `  --${'help'.padEnd(18)} show this help`,
     '',
     'Servers come from DATABASE_URL / KAFKA_BROKERS, from `npm run infra:up`, or are started for the run.',
@@ -133,6 +134,7 @@ async function main(): Promise<number> {
         out: { type: 'string' },
         strategies: { type: 'string' },
         repeats: { type: 'string' },
+        'allow-dirty': { type: 'boolean' },
         ...Object.fromEntries([...Object.keys(FLAGS), ...scenarioFlags().map(([flag]) => flag)].map((f) => [f, { type: 'string' as const }])),
       },
     });
@@ -161,6 +163,7 @@ async function main(): Promise<number> {
   let repeats = DEFAULT_REPEATS;
   try {
     if (typeof values.repeats === 'string') repeats = wholeFlag('repeats', values.repeats, 1, 20);
+    assertCleanTree(values['allow-dirty'] === true);
     for (const scenario of scenarios) resolved.set(scenario, parameters(scenario, parsed.values));
     for (const [flag, spec] of scenarioFlags()) {
       const raw = values[flag];
@@ -186,7 +189,7 @@ async function main(): Promise<number> {
     const infra = await acquireInfra({ config, log });
     shutdown.add('servers', () => infra.release());
     const probe = createSql(infra.databaseUrl, 'public', { max: 1 });
-    const environment = await captureEnvironment(probe, { ...config, kafkaBrokers: infra.kafka.external ? infra.kafkaBrokers : undefined });
+    const environment = await captureEnvironment(probe, config, infra);
     await probe.end({ timeout: 5 });
     let failures = 0;
     for (const scenario of scenarios) {
@@ -220,7 +223,7 @@ async function main(): Promise<number> {
         };
         writeFileSync(path.join(outDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
         for (const run of report.runs) {
-          for (const key of ['e2e', 'commitToReceipt', 'write'] as const) {
+          for (const key of Object.keys(run.hgrm) as (keyof typeof run.hgrm)[]) {
             writeFileSync(path.join(outDir, run.hgrm[key]), percentileDistribution(decodeHistogram(run.histograms[key])));
           }
         }

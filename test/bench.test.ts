@@ -1,16 +1,26 @@
 /**
- * The benchmark harness measures what it says it does. Latency runs from
- * each order's intended send time to the consumer, so a consumer that stops
- * for a while must show up in the tail, and the same run without the stall
- * must not; both runs account for every event.
+ * The benchmark harness measures what it says it does:
+ *  - latency runs from each order's intended send time to its application,
+ *    so a consumer that stops for a while shows up in the tail;
+ *  - every committed order is accounted for, across several load workers,
+ *    and one that never arrives is lost;
+ *  - a drain's clock starts when the relay process is spawned, and its rate
+ *    and CPU come from the same 10%-90% part of the backlog;
+ *  - a relay is ready only when all of its replicas are;
+ *  - the HTTP phase's CPU window holds exactly the orders it is divided by.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { runPipeline, type PipelineParameters } from '../bench/harness/pipeline.js';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { childEnv, startRelayProcess, stopChild } from '../bench/harness/processes.js';
+import { runPipeline, type PipelineContext, type PipelineParameters } from '../bench/harness/pipeline.js';
+import { http } from '../bench/scenarios/http.js';
+import type { ScenarioContext } from '../bench/scenario.js';
 import { resolveConfig } from '../src/config.js';
-import { acquireInfra } from '../src/infra/index.js';
+import { acquireInfra, type Infra } from '../src/infra/index.js';
 import { outboxBacklog } from '../src/queries.js';
-import { log, scratchDir, uniqueName } from './helpers.js';
+import { log, scratchDir, testEnv, uniqueName } from './helpers.js';
 
 // A light load with a short poll interval: the healthy tail stays far below
 // the stall, so the two runs cannot be confused on a busy 2-core machine.
@@ -40,28 +50,43 @@ const PARAMETERS: PipelineParameters = {
 
 const STALL_MS = 2_500;
 
+async function servers(t: TestContext): Promise<Infra> {
+  const config = resolveConfig();
+  assert.ok(config.databaseUrl && config.kafkaBrokers, 'npm test provides the servers');
+  const infra = await acquireInfra({ config, log });
+  t.after(() => infra.release());
+  return infra;
+}
+
+async function context(t: TestContext, infra: Infra, name: string, extra: Partial<PipelineContext> = {}): Promise<PipelineContext> {
+  return {
+    infra,
+    log,
+    name: uniqueName(name),
+    rawDir: await scratchDir(t),
+    quiet: true,
+    lag: async (sql) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }),
+    ...extra,
+  };
+}
+
 describe('benchmark harness', () => {
   it('shows a deliberately stalled consumer in the latency tail, and nothing in a run without the stall', async (t) => {
-    const config = resolveConfig();
-    assert.ok(config.databaseUrl && config.kafkaBrokers, 'npm test provides the servers');
-    const infra = await acquireInfra({ config, log });
-    t.after(() => infra.release());
-    const context = async (name: string) => ({
-      infra,
-      log,
-      name: uniqueName(name),
-      rawDir: await scratchDir(t),
-      quiet: true,
-      lag: async (sql: Parameters<typeof outboxBacklog>[0]) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }),
-    });
-
-    const healthy = await runPipeline(await context('harness_healthy'), PARAMETERS);
-    const stalled = await runPipeline(await context('harness_stalled'), { ...PARAMETERS, stallConsumerMs: STALL_MS });
+    const infra = await servers(t);
+    const healthy = await runPipeline(await context(t, infra, 'harness_healthy'), PARAMETERS);
+    const stalled = await runPipeline(await context(t, infra, 'harness_stalled'), { ...PARAMETERS, stallConsumerMs: STALL_MS });
 
     for (const run of [healthy, stalled]) {
       assert.equal(run.lost, 0, 'every committed event arrived');
       assert.equal(run.sent, run.delivered, 'and was counted');
       assert.equal(run.duplicates, 0, 'without a crash nothing is delivered twice');
+      // The headline ends when the inbox transaction committed, after receipt.
+      assert.equal(run.e2eMs.count, run.e2eReceiptMs.count);
+      assert.ok(run.e2eMs.p50 >= run.e2eReceiptMs.p50 && run.e2eMs.max >= run.e2eReceiptMs.max, 'applied comes after receipt');
+      // Rates and CPU come from the measured window only.
+      assert.equal(run.window.kind, 'load');
+      assert.equal(run.window.to - run.window.from, PARAMETERS.durationS * 1_000);
+      assert.ok(Math.abs(run.eventsPerSec - PARAMETERS.rate) <= PARAMETERS.rate * 0.2, `${run.eventsPerSec} events/s applied in the window`);
     }
     assert.ok(healthy.e2eMs.p99 < 1_000, `the healthy run's p99 is ${healthy.e2eMs.p99} ms`);
     // Events due during the stall wait for the rest of it: the worst waits
@@ -69,5 +94,73 @@ describe('benchmark harness', () => {
     // is deep inside it.
     assert.ok(stalled.e2eMs.max >= STALL_MS - 200, `the stalled run's max is ${stalled.e2eMs.max} ms`);
     assert.ok(stalled.e2eMs.p99 >= STALL_MS / 2, `the stalled run's p99 is ${stalled.e2eMs.p99} ms`);
+  });
+
+  it('reports a dropped event as lost with several workers, and times the drain from the relay spawn', async (t) => {
+    const infra = await servers(t);
+    let dropped = '';
+    const ctx = await context(t, infra, 'harness_lost', {
+      // The relay never sees the last order of the last worker: it was committed, then deleted.
+      beforeRelay: async (sql) => {
+        const [row] = await sql<{ seq: string }[]>`
+          DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE headers->>'x-load-seq' LIKE '2:%' ORDER BY id DESC LIMIT 1)
+          RETURNING headers->>'x-load-seq' AS seq`;
+        dropped = row?.seq ?? '';
+      },
+    });
+    // 3 workers sharing 3,100 orders/s: each worker's share is not a whole number per second.
+    const run = await runPipeline(ctx, { ...PARAMETERS, workers: 3, rate: 3_100, warmupS: 0, durationS: 2, relayAfterLoad: true, drainTimeoutS: 5 });
+    assert.ok(dropped, 'an order was deleted before the relay started');
+    assert.equal(run.sent, 6_198, 'each worker wrote its planned 2,066 orders');
+    assert.equal(run.lost, 1, `the deleted order ${dropped} is lost`);
+    assert.equal(run.delivered, run.sent - 1);
+    assert.equal(run.unexpected, 0);
+
+    const drain = run.drain!;
+    assert.ok(drain.timeToFirstEventS > 0, 'the clock started before the relay could publish');
+    assert.ok(drain.seconds >= drain.timeToFirstEventS);
+    assert.equal(run.window.kind, 'drain');
+    // The steady window holds 80% of the backlog, and the rate is taken over it.
+    const inWindow = (drain.eventsPerSec * (run.window.to - run.window.from)) / 1_000;
+    assert.ok(Math.abs(inWindow - 0.8 * run.delivered) <= 0.05 * run.delivered, `${Math.round(inWindow)} events in the 10%-90% window`);
+  });
+
+  it('reports a relay ready only once every SKIP LOCKED replica is running', async (t) => {
+    const env = await testEnv(t);
+    const infra = await servers(t);
+    const rawDir = await scratchDir(t);
+    const [clock] = await env.sql<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
+    const started = await startRelayProcess(rawDir, childEnv(infra, env.config.schema, env.config.topicPrefix, 3), { relayMode: 'skip-locked', batchSize: 100, pollIntervalMs: 100, replicas: 3, publishers: 1, partitions: 3 });
+    t.after(() => stopChild(started.child));
+    const rows = await env.sql<{ name: string }[]>`
+      SELECT DISTINCT application_name AS name FROM pg_stat_activity
+      WHERE application_name LIKE 'outbox-bench-relay-skip-locked-%' AND backend_start >= ${clock!.now}`;
+    assert.deepEqual(rows.map((r) => r.name).sort(), [0, 1, 2].map((i) => `outbox-bench-relay-skip-locked-${i}`), 'all three replicas had their sessions when ready was reported');
+  });
+
+  it('divides the HTTP phase\'s CPU by exactly the orders its window holds', async (t) => {
+    const infra = await servers(t);
+    const outDir = path.join(await scratchDir(t), 'http');
+    mkdirSync(outDir, { recursive: true });
+    const options: Record<string, number> = { 'http-connections': 8, 'http-rate': 100 };
+    const scenarioContext: ScenarioContext = {
+      config: resolveConfig(),
+      infra,
+      log,
+      parameters: { ...PARAMETERS, ...http.defaults, relayMode: 'cdc', store: 'table', warmupS: 1, durationS: 3, drainTimeoutS: 30 } as PipelineParameters,
+      outDir,
+      quiet: true,
+      repeats: 1,
+      option: (name) => options[name]!,
+      list: (_name, fallback) => fallback,
+    };
+    const report = await http.run(scenarioContext);
+    const extra = report.extra as { closedLoop: { orders: number }; fixedRate: { ordersWritten: number; ordersWrittenTotal: number; appliedAtWindowStart: number; lost: number; requestToAppliedMs: { count: number } } };
+    assert.ok(extra.closedLoop.orders > 0);
+    assert.equal(extra.fixedRate.appliedAtWindowStart, extra.closedLoop.orders, 'every closed-loop order was applied before the CPU window opened');
+    assert.equal(extra.closedLoop.orders + extra.fixedRate.ordersWritten, extra.fixedRate.ordersWrittenTotal);
+    assert.equal(extra.fixedRate.ordersWritten, 300, '100/s for 3 s');
+    assert.equal(extra.fixedRate.requestToAppliedMs.count, 300, 'every fixed-rate order measured from its schedule');
+    assert.equal(extra.fixedRate.lost, 0);
   });
 });

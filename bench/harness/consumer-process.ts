@@ -23,8 +23,8 @@ export interface ConsumerTask {
   groupId: string;
   measureFrom: number;
   measureTo: number;
-  /** Orders each load worker will attempt (sizes the receipt arrays). */
-  perWorker: number[];
+  /** Orders each load worker will attempt: the load plan's figure, sizing the receipt arrays. */
+  ordersPerWorker: readonly number[];
   /**
    * Events that carry no load-generator sequence (HTTP load) are counted by
    * event id instead, and their latency measured from x-intended-at.
@@ -48,17 +48,23 @@ export interface ConsumerFinal {
   applied: number;
   duplicates: number;
   rejected: number;
-  /** Deliveries that carried no load-generator sequence (0, unless counting by id). */
+  /** Deliveries that carried no load-generator sequence, or one outside the plan (0, unless counting by id). */
   foreign: number;
   /** Distinct event ids delivered (countById only). */
   distinctIds: number;
-  /** Epoch ms of each order's first delivery, NaN if never delivered; [worker][seq]. */
-  receivedAt: Float64Array[];
-  /** Intended send -> first delivery, measured window (encoded HDR, µs). */
+  /** Epoch ms at which each order was first applied (inbox committed), NaN if never; [worker][seq]. */
+  appliedAt: Float64Array[];
+  /** Intended send -> applied, measured window (encoded HDR, µs). */
   endToEnd: string;
+  /** Intended send -> received by the consumer, measured window (encoded HDR, µs). */
+  receipt: string;
 }
 
-export type ToConsumer = { type: 'start'; task: ConsumerTask } | { type: 'finish' };
+export type ToConsumer =
+  | { type: 'start'; task: ConsumerTask }
+  /** Moves the measured window (a phase whose times were not known at start). */
+  | { type: 'window'; measureFrom: number; measureTo: number }
+  | { type: 'finish' };
 export type FromConsumer = { type: 'ready' } | ConsumerProgress | ConsumerFinal | { type: 'error'; message: string };
 
 function send(message: FromConsumer): Promise<void> {
@@ -73,13 +79,23 @@ function send(message: FromConsumer): Promise<void> {
 async function run(task: ConsumerTask): Promise<void> {
   const log = createLogger('warn', 'bench-consumer');
   const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'outbox-bench-consumer' });
-  const receivedAt = task.perWorker.map((n) => new Float64Array(n).fill(Number.NaN));
+  const appliedAt = task.ordersPerWorker.map((n) => new Float64Array(n).fill(Number.NaN));
   const endToEnd = createHistogram();
+  const receipt = createHistogram();
   let distinct = 0;
   let foreign = 0;
   const ids = new Set<string>();
   let received = 0;
   let duplicates = 0;
+  let { measureFrom, measureTo } = task;
+  const inWindow = (intended: number | undefined): intended is number => intended !== undefined && intended >= measureFrom && intended < measureTo;
+  const firstSeen = (delivery: Delivery) => {
+    distinct += 1;
+    if (inWindow(delivery.intendedAt)) {
+      recordMs(endToEnd, delivery.appliedAt - delivery.intendedAt);
+      recordMs(receipt, delivery.receivedAt - delivery.intendedAt);
+    }
+  };
 
   const consumer = new IdempotentConsumer({
     kafka: createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'outbox-bench-consumer' }),
@@ -99,25 +115,25 @@ async function run(task: ConsumerTask): Promise<void> {
         const unpacked = JSON.parse(packed) as Record<string, string>;
         delivery = { ...delivery, headers: { ...delivery.headers, ...unpacked }, intendedAt: unpacked[HEADERS.intendedAt] === undefined ? undefined : Number(unpacked[HEADERS.intendedAt]) };
       }
+      if (task.countById) {
+        if (ids.has(delivery.eventId)) return;
+        ids.add(delivery.eventId);
+        firstSeen(delivery);
+        return;
+      }
       const seqHeader = delivery.headers[LOAD_SEQ_HEADER];
       const match = seqHeader ? /^(\d+):(\d+)$/.exec(seqHeader) : null;
-      const lane = match ? receivedAt[Number(match[1])] : undefined;
+      const lane = match ? appliedAt[Number(match[1])] : undefined;
       const seq = match ? Number(match[2]) : -1;
       if (!lane || seq < 0 || seq >= lane.length) {
+        // Not an event of this run's plan: the harness cannot account for it,
+        // and the run fails rather than quietly counting it somewhere.
         foreign += 1;
-        if (task.countById && !ids.has(delivery.eventId)) {
-          ids.add(delivery.eventId);
-          distinct += 1;
-          const intended = delivery.intendedAt;
-          if (intended !== undefined && intended >= task.measureFrom && intended < task.measureTo) recordMs(endToEnd, delivery.receivedAt - intended);
-        }
         return;
       }
       if (!Number.isNaN(lane[seq]!)) return;
-      lane[seq] = delivery.receivedAt;
-      distinct += 1;
-      const intended = delivery.intendedAt;
-      if (intended !== undefined && intended >= task.measureFrom && intended < task.measureTo) recordMs(endToEnd, delivery.receivedAt - intended);
+      lane[seq] = delivery.appliedAt;
+      firstSeen(delivery);
     },
   });
   await consumer.start();
@@ -128,6 +144,7 @@ async function run(task: ConsumerTask): Promise<void> {
 
   await new Promise<void>((resolve) => {
     process.on('message', (message: ToConsumer) => {
+      if (message.type === 'window') ({ measureFrom, measureTo } = message);
       if (message.type === 'finish') resolve();
     });
   });
@@ -142,8 +159,9 @@ async function run(task: ConsumerTask): Promise<void> {
     rejected: consumer.stats.rejected,
     foreign,
     distinctIds: ids.size,
-    receivedAt,
+    appliedAt,
     endToEnd: encodeHistogram(endToEnd),
+    receipt: encodeHistogram(receipt),
   });
 }
 

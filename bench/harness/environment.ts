@@ -1,14 +1,19 @@
 /**
- * What a result was measured on, recorded with every result: hardware, OS,
- * runtimes, server versions, dependency versions, the git commit.
+ * What a result was measured on, read from the machine and the servers and
+ * recorded with every result: hardware, OS, runtimes, server versions and
+ * settings, the disk's fsync latency, dependency versions, the git commit
+ * and whether the tree was clean.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, fdatasyncSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { PROJECT_ROOT, type Config } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
+import { OutboxBenchError } from '../../src/errors.js';
+import type { Infra } from '../../src/infra/index.js';
+import { createHistogram, recordMs, summarizeMs } from '../../src/latency.js';
 
 export interface Environment {
   date: string;
@@ -18,12 +23,26 @@ export interface Environment {
   os: string;
   node: string;
   postgres: string;
+  /** SHOW of the settings that decide what a commit costs. */
+  postgresSettings: Record<string, string>;
+  /** Latency of an 8 KiB write + fdatasync on the PostgreSQL data directory's disk, or why it was not measured. */
+  fsync: { p50Ms: number; p99Ms: number; maxMs: number; samples: number; path: string } | { notMeasured: string };
   kafka: string;
   java: string;
   gitCommit: string;
+  /** Tracked files changed outside results/ when the run started (a clean tree has none). */
+  gitChanges: string[];
   gitDirty: boolean;
   dependencies: Record<string, string>;
 }
+
+/** The PostgreSQL settings recorded with every result. */
+const POSTGRES_SETTINGS = ['fsync', 'synchronous_commit', 'wal_level', 'shared_buffers', 'max_wal_size', 'full_page_writes', 'wal_sync_method'] as const;
+
+// Rationale: 200 synced 8 KiB writes take well under a second on a disk that
+// PostgreSQL can use at all, and give a stable p50 and a readable p99.
+const FSYNC_SAMPLES = 200;
+const FSYNC_BLOCK = Buffer.alloc(8_192, 0x5a);
 
 const TRACKED_DEPENDENCIES = [
   'postgres',
@@ -40,22 +59,57 @@ const TRACKED_DEPENDENCIES = [
   '@resvg/resvg-js',
 ];
 
-function git(args: string[]): string {
+function git(args: string[], cwd = PROJECT_ROOT): string {
   try {
-    return execFileSync('git', args, { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    // trimEnd, not trim: the leading columns of `git status --porcelain` are significant.
+    return execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trimEnd();
   } catch {
     return '';
   }
 }
 
 function javaVersion(): string {
+  // `java -version` prints to stderr.
+  const result = spawnSync('java', ['-version'], { encoding: 'utf8' });
+  if (result.error) return 'not found';
+  const lines = `${result.stderr}${result.stdout}`.split('\n').map((line) => line.trim());
+  return lines.find((line) => /version/.test(line)) ?? (lines[0] || 'unknown');
+}
+
+/**
+ * The time an 8 KiB write plus fdatasync takes in `dir`: what one commit's
+ * WAL flush costs on that disk at the least. The embedded binaries have no
+ * pg_test_fsync, so this small loop stands in for it.
+ */
+export function measureFsync(dir: string): Environment['fsync'] {
+  const file = path.join(dir, `.outbox-bench-fsync-${process.pid}`);
+  const histogram = createHistogram();
+  let fd: number | undefined;
   try {
-    const out = execFileSync('java', ['-version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return out.split('\n')[0] ?? 'unknown';
+    fd = openSync(file, 'w');
+    for (let i = 0; i < FSYNC_SAMPLES; i++) {
+      const started = performance.now();
+      writeSync(fd, FSYNC_BLOCK, 0, FSYNC_BLOCK.length, 0);
+      fdatasyncSync(fd);
+      recordMs(histogram, performance.now() - started);
+    }
   } catch (error) {
-    const stderr = String((error as { stderr?: string }).stderr ?? '');
-    return stderr.split('\n')[0] || 'not found';
+    return { notMeasured: `cannot write in ${dir}: ${(error as Error).message}` };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(file, { force: true });
   }
+  const s = summarizeMs(histogram);
+  return { p50Ms: s.p50, p99Ms: s.p99, maxMs: s.max, samples: s.count, path: dir };
+}
+
+/** The Kafka version of the broker the run used: the local jars', or unknown for an external cluster. */
+function kafkaVersion(config: Config, infra: Pick<Infra, 'kafka' | 'kafkaBrokers'>): string {
+  if (infra.kafka.external) return `external cluster at ${infra.kafkaBrokers.join(',')} (version not read)`;
+  const libs = path.join(config.cacheDir, `kafka-${config.kafkaVersion}`, 'libs');
+  const jar = existsSync(libs) ? readdirSync(libs).find((name) => /^kafka_[\d.]+-[\d.]+\.jar$/.test(name)) : undefined;
+  const version = jar ? /-([\d.]+)\.jar$/.exec(jar)?.[1] : undefined;
+  return `Apache Kafka ${version ?? `${config.kafkaVersion} (jar not found)`} (KRaft, single node, local)`;
 }
 
 function dependencyVersions(): Record<string, string> {
@@ -78,9 +132,37 @@ function dependencyVersions(): Record<string, string> {
   return versions;
 }
 
-export async function captureEnvironment(sql: Sql, config: Config): Promise<Environment> {
+/** Tracked files changed outside results/: what makes a tree unfit for publishing. */
+export function gitChanges(cwd = PROJECT_ROOT): string[] {
+  return git(['status', '--porcelain', '--untracked-files=no'], cwd)
+    .split('\n')
+    .map((line) => line.slice(3).trim())
+    .filter((file) => file.length > 0 && !file.startsWith('results/'));
+}
+
+/**
+ * Refuses to publish from a tree with changes outside results/ (the figures
+ * could not be tied to a commit), unless the caller allows it explicitly.
+ */
+export function assertCleanTree(allowDirty: boolean, cwd = PROJECT_ROOT): void {
+  const changes = gitChanges(cwd);
+  if (changes.length === 0 || allowDirty) return;
+  throw new OutboxBenchError(
+    'USAGE',
+    `the working tree has uncommitted changes outside results/ (${changes.slice(0, 5).join(', ')}${changes.length > 5 ? ', ...' : ''}); ` +
+      'published figures must come from a commit. Commit or stash them, or pass --allow-dirty (the report then says so at the top).',
+  );
+}
+
+export async function captureEnvironment(sql: Sql, config: Config, infra: Pick<Infra, 'postgres' | 'kafka' | 'kafkaBrokers'>): Promise<Environment> {
   const [row] = await sql<{ version: string }[]>`SELECT current_setting('server_version') AS version`;
-  const status = git(['status', '--porcelain', '--untracked-files=no']);
+  const settings: Record<string, string> = {};
+  for (const name of POSTGRES_SETTINGS) {
+    const [setting] = await sql<{ value: string }[]>`SELECT current_setting(${name}) AS value`;
+    settings[name] = setting?.value ?? 'unknown';
+  }
+  const dataDir = 'dataDir' in infra.postgres ? (infra.postgres as { dataDir: string }).dataDir : undefined;
+  const changes = gitChanges();
   return {
     date: new Date().toISOString(),
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -89,10 +171,13 @@ export async function captureEnvironment(sql: Sql, config: Config): Promise<Envi
     os: `${os.type()} ${os.release()} (${os.arch()})`,
     node: process.version,
     postgres: row?.version ?? 'unknown',
-    kafka: config.kafkaBrokers ? `external (${config.kafkaBrokers.join(',')})` : `Apache Kafka ${config.kafkaVersion} (KRaft, single node)`,
+    postgresSettings: settings,
+    fsync: dataDir && !infra.postgres.external ? measureFsync(dataDir) : { notMeasured: 'the server is not local (DATABASE_URL): its disk is not reachable from here' },
+    kafka: kafkaVersion(config, infra),
     java: javaVersion(),
     gitCommit: git(['rev-parse', 'HEAD']) || 'unknown',
-    gitDirty: status.length > 0,
+    gitChanges: changes,
+    gitDirty: changes.length > 0,
     dependencies: dependencyVersions(),
   };
 }

@@ -27,10 +27,13 @@ export function describeResult(name: string, r: PipelineResult, relayLabel?: str
     `${name}: relay ${relayLabel ?? `${p.relayMode}${p.replicas > 1 && p.relayMode.includes('skip-locked') ? ` x${p.replicas}` : ''}`}, events in the ${storeLabel(p.store)}, ` +
       `${p.rate} events/s offered (${p.ordersPerTransaction}/transaction${p.eventsPerAggregate > 1 ? `, ${p.eventsPerAggregate} events per aggregate` : ""}), ${p.durationS} s measured after ${p.warmupS} s warm-up`,
     `  sent ${r.sent}  delivered ${r.delivered}  duplicates ${r.duplicates}  lost ${r.lost}  failed writes ${r.failedWrites}  -> ${verdict}`,
-    `  throughput ${r.eventsPerSec} events/s delivered (${r.committedPerSec} committed/s)`,
-    latencyLine('end to end (intended send -> consumer)', r.e2eMs),
-    latencyLine('commit -> consumer', r.commitToReceiptMs),
+    r.drain
+      ? `  drain of ${r.drain.backlog}: first event ${r.drain.timeToFirstEventS} s after the relay was spawned, ${r.drain.eventsPerSec} events/s from 10% to 90%, all in ${r.drain.seconds} s`
+      : `  throughput ${r.eventsPerSec} events/s applied in the window (${r.committedPerSec} committed/s); lag trend ${r.lag.slopeEventsPerSec ?? 'n/a'} events/s per s`,
+    latencyLine('end to end (intended send -> applied)', r.e2eMs),
+    latencyLine('intended send -> consumer receipt', r.e2eReceiptMs),
+    latencyLine('commit -> applied', r.commitToAppliedMs),
     latencyLine('write (intended send -> commit)', r.writeMs),
-    `  CPU seconds per million events: ${cost}`,
+    `  CPU seconds per million events (${r.drain ? '10%-90% of the drain' : 'measured window'}): ${cost}`,
   ];
 }

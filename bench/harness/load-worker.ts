@@ -32,8 +32,8 @@ export interface LoadTask {
   rate: number;
   /** Epoch ms at which order 0 is intended; shared by all workers. */
   startAt: number;
-  /** Orders are written for this long from startAt, ms. */
-  durationMs: number;
+  /** Orders this worker writes: the load plan's figure, the same one the consumer and the accounting use. */
+  orders: number;
   /** Intended times in [measureFrom, measureTo) are measured; the rest is warm-up or tail. */
   measureFrom: number;
   measureTo: number;
@@ -70,6 +70,26 @@ export interface LoadResult {
   errors: string[];
 }
 
+/** What the harness works out once and hands to every worker, the consumer and the accounting. */
+export interface LoadPlan {
+  /** Orders per second per worker. */
+  perWorkerRate: number;
+  /** Orders each worker writes (whole transactions). */
+  ordersPerWorker: number[];
+}
+
+export function planLoad(p: { rate: number; workers: number; warmupS: number; durationS: number; ordersPerTransaction: number }): LoadPlan {
+  const perWorkerRate = p.rate / p.workers;
+  const perTx = p.ordersPerTransaction;
+  const orders = Math.floor(((p.warmupS + p.durationS) * perWorkerRate) / perTx) * perTx;
+  return { perWorkerRate, ordersPerWorker: Array.from({ length: p.workers }, () => orders) };
+}
+
+/** When order `seq` of a worker offering `rate` per second is due (epoch ms). */
+export function intendedTime(startAt: number, rate: number, seq: number): number {
+  return startAt + (seq * 1_000) / rate;
+}
+
 function padding(bytes: number): string | undefined {
   // The event payload without a note is ~170 bytes of JSON.
   const extra = bytes - 170;
@@ -79,8 +99,8 @@ function padding(bytes: number): string | undefined {
 export default async function runLoad(task: LoadTask): Promise<LoadResult> {
   const sql = createSql(task.databaseUrl, task.schema, { max: task.connections, applicationName: `outbox-bench-load-${task.workerIndex}` });
   const perTx = task.ordersPerTransaction;
-  const msPerOrder = 1_000 / task.rate;
-  const total = Math.floor(task.durationMs / msPerOrder / perTx) * perTx;
+  const total = task.orders;
+  const due = (seq: number) => intendedTime(task.startAt, task.rate, seq);
   const commitAt = new Float64Array(total).fill(Number.NaN);
   const histogram = createHistogram();
   const errors = new Set<string>();
@@ -105,7 +125,7 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
     const place: PlaceOrderInput[] = [];
     const amend: AmendOrderInput[] = [];
     for (let seq = firstSeq; seq < firstSeq + perTx; seq++) {
-      const intendedAt = task.startAt + seq * msPerOrder;
+      const intendedAt = due(seq);
       const headers = { [HEADERS.intendedAt]: intendedAt.toFixed(3), [LOAD_SEQ_HEADER]: `${task.workerIndex}:${seq}` };
       const target = seq % task.eventsPerAggregate === 0 ? undefined : pickAggregate();
       if (target) {
@@ -129,13 +149,13 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
         else recent[nextSlot++ % task.keySpace] = event.orderId;
       }
       const at = nowMs();
-      const lastIntended = task.startAt + (firstSeq + perTx - 1) * msPerOrder;
+      const lastIntended = due(firstSeq + perTx - 1);
       transactions[2 * transactionCount] = lastIntended;
       transactions[2 * transactionCount + 1] = at - lastIntended;
       transactionCount += 1;
       for (let seq = firstSeq; seq < firstSeq + perTx; seq++) {
         commitAt[seq] = at;
-        const intendedAt = task.startAt + seq * msPerOrder;
+        const intendedAt = due(seq);
         if (intendedAt >= task.measureFrom && intendedAt < task.measureTo) recordMs(histogram, at - intendedAt);
       }
       committed += perTx;
@@ -147,7 +167,7 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
 
   const inFlight = new Set<Promise<void>>();
   for (let firstSeq = 0; firstSeq < total; firstSeq += perTx) {
-    const dueAt = task.startAt + (firstSeq + perTx - 1) * msPerOrder;
+    const dueAt = due(firstSeq + perTx - 1);
     const wait = dueAt - nowMs();
     if (wait > 1) await sleep(wait);
     while (inFlight.size >= task.connections) await Promise.race(inFlight);

@@ -3,7 +3,7 @@
  * rate, relay lag, p99 so far. Rewritten in place on a terminal, a line every
  * five seconds in a log, nothing at all under CI=true.
  */
-import type { LagReading } from './pipeline.js';
+import type { LagReading } from './sampler.js';
 
 export interface ProgressSnapshot {
   elapsedS: number;

@@ -3,9 +3,16 @@
  * made from a pipeline result.
  */
 import type { LatencySummaryMs } from '../../src/latency.js';
+import type { DrainFigures, LagTrend, MeasuredWindow, WindowDelivery } from './accounting.js';
 import type { PipelineParameters, PipelineResult, TimelinePoint } from './pipeline.js';
+import { COMPONENTS, type Component } from './sampler.js';
 
-export type Component = 'postgres' | 'kafka' | 'relay' | 'consumer' | 'loadGenerator';
+export type { Component } from './sampler.js';
+
+/** A name safe in a file name on every system (no colons, spaces or slashes). */
+export function slug(name: string): string {
+  return name.replace(/[^a-z0-9.]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+}
 
 /** Headline figures of every repeat of one configuration, in run order. */
 export interface RunSpread {
@@ -26,7 +33,7 @@ export interface RunSummary {
   relay: string;
   store: string;
   parameters: PipelineParameters;
-  /** Events first delivered per second during the measured window. */
+  /** Events first applied per second inside the measured window. */
   eventsPerSec: number;
   committedPerSec: number;
   sent: number;
@@ -36,33 +43,44 @@ export interface RunSummary {
   unexpected: number;
   failedWrites: number;
   verdict: string;
-  /** Intended send -> consumer receipt. */
+  /** The window rates and CPU are measured over. */
+  window: MeasuredWindow;
+  windowDelivery: WindowDelivery;
+  lag: LagTrend;
+  /** Intended send -> applied (the consumer's inbox transaction committed). */
   e2eMs: LatencySummaryMs;
-  /** Writer saw COMMIT return -> consumer receipt (0 when the event was faster than the commit ack). */
-  commitToReceiptMs: LatencySummaryMs;
+  /** Intended send -> received by the consumer, before its transaction. */
+  e2eReceiptMs: LatencySummaryMs;
+  /** Writer saw COMMIT return -> applied (0 when the event was faster than the commit ack). */
+  commitToAppliedMs: LatencySummaryMs;
   deliveredBeforeCommitAck: number;
   /** Intended send -> commit returned (the write path, queueing included). */
   writeMs: LatencySummaryMs;
-  /** CPU seconds per million delivered events, by process; null where not measurable. */
+  /** CPU seconds per million events applied in the window, by process; null where not measurable. */
   cpuSecondsPerMillion: Record<Component, number | null> & { total: number | null };
   cpuSeconds: Record<Component, number | null>;
   /** Peak RSS (Node, Java) or PSS at the end of the run (PostgreSQL), MiB. */
   memoryMiB: Record<Component, number | null>;
-  /** Seconds from the last commit until the last first delivery. */
+  /** Seconds from the last commit until the last first application. */
   drainS: number;
+  /** Drain runs: time to the first event and the steady 10%-90% rate. */
+  drain?: DrainFigures;
   timeline: TimelinePoint[];
   /** Raw HDR histograms (µs), compressed base64, and the .hgrm files written beside. */
-  histograms: { e2e: string; commitToReceipt: string; write: string };
-  hgrm: { e2e: string; commitToReceipt: string; write: string };
+  histograms: Record<HistogramName, string>;
+  hgrm: Record<HistogramName, string>;
   errors: string[];
   /** Present when the configuration was run more than once (`--repeats`). */
   spread?: RunSpread;
 }
 
+export type HistogramName = 'e2e' | 'receipt' | 'commitToApplied' | 'write';
+
+const HGRM_SUFFIX: Record<HistogramName, string> = { e2e: 'e2e', receipt: 'receipt', commitToApplied: 'commit-to-applied', write: 'write' };
+
 export function summarizeRun(name: string, r: PipelineResult): RunSummary {
-  const components: Component[] = ['postgres', 'kafka', 'relay', 'consumer', 'loadGenerator'];
-  const perMillion = Object.fromEntries(components.map((c) => [c, r.cost[c].cpuSecondsPerMillionEvents])) as Record<Component, number | null>;
-  const measured = components.map((c) => perMillion[c]).filter((v): v is number => v !== null);
+  const perMillion = Object.fromEntries(COMPONENTS.map((c) => [c, r.cost[c].cpuSecondsPerMillionEvents])) as Record<Component, number | null>;
+  const measured = COMPONENTS.map((c) => perMillion[c]).filter((v): v is number => v !== null);
   return {
     name,
     relay: r.parameters.relayMode,
@@ -77,17 +95,22 @@ export function summarizeRun(name: string, r: PipelineResult): RunSummary {
     unexpected: r.unexpected,
     failedWrites: r.failedWrites,
     verdict: r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, unexpected ${r.unexpected}`,
+    window: r.window,
+    windowDelivery: r.windowDelivery,
+    lag: r.lag,
     e2eMs: r.e2eMs,
-    commitToReceiptMs: r.commitToReceiptMs,
+    e2eReceiptMs: r.e2eReceiptMs,
+    commitToAppliedMs: r.commitToAppliedMs,
     deliveredBeforeCommitAck: r.deliveredBeforeCommitAck,
     writeMs: r.writeMs,
-    cpuSecondsPerMillion: { ...perMillion, total: measured.length === components.length ? Math.round(measured.reduce((a, b) => a + b, 0) * 10) / 10 : null },
-    cpuSeconds: Object.fromEntries(components.map((c) => [c, r.cost[c].cpuSeconds])) as Record<Component, number | null>,
-    memoryMiB: Object.fromEntries(components.map((c) => [c, r.cost[c].memoryMiB])) as Record<Component, number | null>,
+    cpuSecondsPerMillion: { ...perMillion, total: measured.length === COMPONENTS.length ? Math.round(measured.reduce((a, b) => a + b, 0) * 10) / 10 : null },
+    cpuSeconds: Object.fromEntries(COMPONENTS.map((c) => [c, r.cost[c].cpuSeconds])) as Record<Component, number | null>,
+    memoryMiB: Object.fromEntries(COMPONENTS.map((c) => [c, r.cost[c].memoryMiB])) as Record<Component, number | null>,
     drainS: r.drainS,
+    ...(r.drain ? { drain: r.drain } : {}),
     timeline: r.timeline,
     histograms: r.histograms,
-    hgrm: { e2e: `${name}-e2e.hgrm`, commitToReceipt: `${name}-commit-to-receipt.hgrm`, write: `${name}-write.hgrm` },
+    hgrm: Object.fromEntries((Object.keys(HGRM_SUFFIX) as HistogramName[]).map((key) => [key, `${slug(name)}-${HGRM_SUFFIX[key]}.hgrm`])) as Record<HistogramName, string>,
     errors: r.errors,
   };
 }

@@ -17,8 +17,8 @@ import { createKafkaClient } from '../../src/kafka-client.js';
 import { createHistogram, recordMs, summarizeMs, type Histogram } from '../../src/latency.js';
 import { selectOldestUnpublished } from '../../src/queries.js';
 import { KafkajsPublisher } from '../../src/relay/publisher.js';
-import type { LoadResult, LoadTask } from '../harness/load-worker.js';
-import { childEnv, deleteTopic, startRelayProcess, stopChild } from '../harness/pipeline.js';
+import { planLoad, type LoadResult, type LoadTask } from '../harness/load-worker.js';
+import { childEnv, deleteTopic, startRelayProcess, stopChild } from '../harness/processes.js';
 import type { Scenario } from '../scenario.js';
 
 const STRATEGIES = ['none', 'batched-delete', 'drop-partition'] as const;
@@ -126,30 +126,30 @@ export const cleanup: Scenario = {
         const publisher = new KafkajsPublisher({ kafka, route: () => `${topicPrefix}order`, partitions: context.parameters.partitions });
         await publisher.ensureTopic(`${topicPrefix}order`);
         await publisher.close();
-        const pipelineContext = { infra, log, name: `cleanup-${strategy}`, rawDir, quiet: context.quiet, lag: async () => ({ events: null, bytes: null }) };
         const env = {
-          ...childEnv(pipelineContext, schema, topicPrefix, context.parameters),
+          ...childEnv(infra, schema, topicPrefix, context.parameters.partitions),
           OUTBOX_BENCH_PARTITION_WIDTH: WIDTH,
           OUTBOX_BENCH_PARTITIONS_AHEAD: '3',
           OUTBOX_BENCH_RETENTION: RETENTION,
           OUTBOX_BENCH_LOG_LEVEL: 'info',
         };
-        relay = await startRelayProcess(pipelineContext, env, context.parameters, ['--cleanup', strategy, '--cleanup-interval-ms', '15000']);
+        relay = (await startRelayProcess(rawDir, env, context.parameters, ['--cleanup', strategy, '--cleanup-interval-ms', '15000'])).child;
 
         const workers = context.parameters.workers;
         const durationMs = (rows / rate) * 1_000;
+        const plan = planLoad({ rate, workers, warmupS: 0, durationS: durationMs / 1_000, ordersPerTransaction: context.parameters.ordersPerTransaction });
         const startAt = nowMs() + 2_000;
         pool = new Piscina({ filename: new URL('../harness/load-worker.js', import.meta.url).href, minThreads: workers, maxThreads: workers });
         const loads = Promise.all(
-          Array.from({ length: workers }, (_, workerIndex) =>
+          plan.ordersPerWorker.map((orders, workerIndex) =>
             pool!.run({
               databaseUrl: infra.databaseUrl,
               schema,
               store: 'table',
               workerIndex,
-              rate: rate / workers,
+              rate: plan.perWorkerRate,
               startAt,
-              durationMs,
+              orders,
               measureFrom: startAt,
               measureTo: startAt + durationMs,
               ordersPerTransaction: context.parameters.ordersPerTransaction,

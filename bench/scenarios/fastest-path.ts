@@ -70,10 +70,11 @@ export const fastestPath: Scenario = {
         { ...context.parameters, ...variant.parameters, rate: backlog / durationS, warmupS: 0, durationS, relayAfterLoad: true },
       );
       const summary = summarizeRun(variant.name, result);
-      runs.push({ ...summary, change: variant.change, drain: result.drain ?? null, intakeEventsPerSec: result.committedPerSec });
+      runs.push({ ...summary, change: variant.change, intakeEventsPerSec: result.committedPerSec });
       lines.push(
-        `  ${variant.name.padEnd(24)} intake ${String(result.committedPerSec).padStart(6)} events/s, drain ${String(result.drain?.eventsPerSec ?? 0).padStart(6)} events/s (${result.drain?.seconds ?? '?'} s for ${result.drain?.backlog ?? 0}); ` +
-          `CPU s per 1M: ${Object.entries(summary.cpuSecondsPerMillion).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ')}; lost ${result.lost}`,
+        `  ${variant.name.padEnd(24)} intake ${String(result.committedPerSec).padStart(6)} events/s, drain ${String(result.drain?.eventsPerSec ?? 0).padStart(6)} events/s from 10% to 90% ` +
+          `(first event after ${result.drain?.timeToFirstEventS ?? '?'} s, all ${result.drain?.backlog ?? 0} in ${result.drain?.seconds ?? '?'} s); ` +
+          `drain CPU s per 1M (10%-90%): ${Object.entries(summary.cpuSecondsPerMillion).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ')}; lost ${result.lost}`,
       );
     }
     await dropSlot(context);

@@ -5,21 +5,23 @@
  * rate of a pre-loaded backlog, sustained throughput, latency at a common
  * rate, CPU per million events, peak memory. Every run is checked for loss.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createSql, type Sql } from '../../src/db.js';
+import { nowMs } from '../../src/events.js';
+import { waitForReady } from '../../src/readiness.js';
 import { silentLogger } from '../../src/log.js';
 import { outboxBacklog } from '../../src/queries.js';
 import { prepareSlot, slotLagBytes } from '../../src/relay/cdc.js';
 import { describeResult } from '../harness/format.js';
 import { runPipeline, type LagReading, type PipelineContext, type PipelineParameters } from '../harness/pipeline.js';
-import { runDrain, searchSustained } from '../harness/saturation.js';
+import { MIN_STEP_S, runDrain, searchSustained } from '../harness/saturation.js';
 import { summarizeRun, type RunSummary } from '../harness/summary.js';
 import { DEBEZIUM_DEFAULT, DEBEZIUM_TUNED, DEBEZIUM_VERSION, preparePublication, startDebezium, waitForDebezium, type DebeziumSettings } from '../peers/debezium.js';
 import { PTP_TABLE, setupPtp, type PtpMode, type PtpRelayTask } from '../peers/ptp.js';
+import type { DrainFigures } from '../harness/accounting.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
 const PTP_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'ptp.js');
@@ -75,7 +77,7 @@ function contextFor(context: ScenarioContext, relay: Relay, name: string): Pipel
       },
       startRelay: async (sql, schema, topicPrefix) => {
         const workDir = path.join(base.rawDir, 'connect');
-        const child = await startDebezium({
+        const started = await startDebezium({
           config: context.config,
           log: context.log,
           databaseUrl: context.infra.databaseUrl,
@@ -87,8 +89,8 @@ function contextFor(context: ScenarioContext, relay: Relay, name: string): Pipel
           workDir,
           settings,
         });
-        await waitForDebezium(sql, slot, child, path.join(workDir, 'connect.log'));
-        return child;
+        await waitForDebezium(sql, slot, started.child, path.join(workDir, 'connect.log'));
+        return started;
       },
     };
   }
@@ -120,16 +122,12 @@ function contextFor(context: ScenarioContext, relay: Relay, name: string): Pipel
           slot,
           publication,
         };
-        const child = spawn(process.execPath, [PTP_SCRIPT, JSON.stringify(task)], { stdio: ['ignore', 'pipe', 'pipe'] });
-        const log = createWriteStream(path.join(base.rawDir, 'ptp-relay.log'));
-        child.stderr!.pipe(log);
-        let out = '';
-        child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-        while (!/running/.test(out)) {
-          if (child.exitCode !== null) throw new Error(`the pg-transactional-outbox relay exited; see ${path.join(base.rawDir, 'ptp-relay.log')}`);
-          await sleep(50);
-        }
-        return child;
+        const logFile = path.join(base.rawDir, 'ptp-relay.log');
+        const spawnedAt = nowMs();
+        const child = fork(PTP_SCRIPT, [JSON.stringify(task)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+        child.stderr!.pipe(createWriteStream(logFile));
+        await waitForReady(child, { timeoutMs: 60_000, describe: `the pg-transactional-outbox relay (log: ${logFile})` });
+        return { child, spawnedAt };
       },
     };
   }
@@ -161,8 +159,9 @@ export interface PeerResult {
   name: string;
   settings: string;
   commonRate: RunSummary;
-  drain: { backlog: number; seconds: number; eventsPerSec: number; lost: number } | null;
-  sustainedEventsPerSec: number;
+  drain: (DrainFigures & { lost: number }) | null;
+  /** Offered rate of the highest step that passed twice. */
+  sustainedRate: number;
   sustainedSteps: { rate: number; passed: boolean; reasons: string[] }[];
   peakRelayMemoryMiB: number | null;
 }
@@ -197,8 +196,8 @@ export const peers: Scenario = {
       await dropPeerSlots(context);
       const search = await searchSustained(
         contextFor(context, relay, `peer-${slug(relay.name)}-search`),
-        { ...base, ordersPerTransaction: 10, warmupS: 2, durationS: 8 },
-        { startRate: 100, maxRate: context.option('peer-max-rate'), growth: 2.5, bisections: 2, p99LimitMs: 2_000, maxDrainS: 3 },
+        { ...base, ordersPerTransaction: 10, warmupS: 5, durationS: MIN_STEP_S },
+        { startRate: 100, maxRate: context.option('peer-max-rate'), growth: 2.5, bisections: 2, p99LimitMs: 2_000 },
         (step) => process.stderr.write(`  ${relay.name} @ ${step.rate}/s: ${step.passed ? 'sustained' : step.reasons.join('; ')}\n`),
       );
       const result: PeerResult = {
@@ -206,13 +205,13 @@ export const peers: Scenario = {
         settings: relay.settings,
         commonRate: summary,
         drain: drained.drain ? { ...drained.drain, lost: drained.lost } : null,
-        sustainedEventsPerSec: search.sustainedEventsPerSec,
+        sustainedRate: search.sustainedRate,
         sustainedSteps: search.steps.map((s) => ({ rate: s.rate, passed: s.passed, reasons: s.reasons })),
         peakRelayMemoryMiB: summary.memoryMiB.relay,
       };
       results.push(result);
       lines.push(
-        `  ${relay.name.padEnd(38)} drain ${String(result.drain?.eventsPerSec ?? 'n/a').padStart(6)}/s  sustained ${String(result.sustainedEventsPerSec).padStart(6)}/s  ` +
+        `  ${relay.name.padEnd(38)} drain ${String(result.drain?.eventsPerSec ?? 'n/a').padStart(6)}/s  sustained ${String(result.sustainedRate).padStart(6)}/s  ` +
           `e2e p50 ${summary.e2eMs.p50} p99 ${summary.e2eMs.p99} ms  relay CPU s/1M ${summary.cpuSecondsPerMillion.relay ?? 'n/a'}  lost ${summary.lost + (result.drain?.lost ?? 0)}`,
       );
     }

@@ -24,8 +24,10 @@ export interface Delivery {
   topic: string;
   partition: number;
   offset: string;
-  /** Epoch ms when the consumer received it. */
+  /** Epoch ms when the consumer received it (the batch was handed over by Kafka). */
   receivedAt: number;
+  /** Epoch ms when its inbox transaction had committed: the event is applied (or known a duplicate). */
+  appliedAt: number;
   /** Epoch ms the load generator meant to send it, when it said so. */
   intendedAt: number | undefined;
   /** False when the inbox already knew the event id (a duplicate). */
@@ -50,7 +52,7 @@ export interface IdempotentConsumerOptions {
   metrics?: Metrics | undefined;
   /** Read topics from the start when the group has no committed offset (default true). */
   fromBeginning?: boolean;
-  /** Called for every delivery after its transaction committed. */
+  /** Called for every delivery after its transaction committed (`appliedAt` is set). */
   onDelivery?: ((delivery: Delivery) => void) | undefined;
   /** Called with each batch as received, before its transaction (crash-test histories). */
   onReceive?: ((deliveries: readonly Delivery[]) => void) | undefined;
@@ -184,6 +186,7 @@ export class IdempotentConsumer {
         partition: batch.partition,
         offset: message.offset,
         receivedAt,
+        appliedAt: Number.NaN,
         intendedAt: intended === undefined ? undefined : Number(intended),
         applied: false,
         headers,
@@ -192,8 +195,10 @@ export class IdempotentConsumer {
 
     this.#o.onReceive?.(deliveries);
     const applied = await this.#applyWithRetry(events, heartbeat);
+    const appliedAt = nowMs();
     const seenInBatch = new Set<string>();
     for (const delivery of deliveries) {
+      delivery.appliedAt = appliedAt;
       // An id applied by this batch counts once; a repeat inside the same
       // batch is as much a duplicate as one from an earlier batch.
       delivery.applied = applied.has(delivery.eventId) && !seenInBatch.has(delivery.eventId);

@@ -1,0 +1,150 @@
+/**
+ * The processes of a benchmark run besides the harness itself: the relay
+ * (our CLI, or a peer) and the consumer, each in its own process so that its
+ * CPU time is its own. Readiness comes over the IPC channel.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Kafka } from 'kafkajs';
+import { OutboxBenchError, describeError } from '../../src/errors.js';
+import { nowMs } from '../../src/events.js';
+import type { Infra } from '../../src/infra/index.js';
+import type { Logger } from '../../src/log.js';
+import { waitForReady } from '../../src/readiness.js';
+import type { ConsumerTask, FromConsumer, ToConsumer } from './consumer-process.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CLI = path.join(here, '..', '..', 'src', 'cli.js');
+
+// Rationale: a relay connects to both servers, may create a topic and a slot,
+// and (skip-locked) starts its replicas; 60 s covers a loaded 2-core machine.
+const START_TIMEOUT_MS = 60_000;
+
+/** A relay process and the moment it was spawned: the origin of every drain time. */
+export interface StartedRelay {
+  child: ChildProcess;
+  spawnedAt: number;
+}
+
+export interface RelaySettings {
+  relayMode: string;
+  batchSize: number;
+  pollIntervalMs: number;
+  replicas: number;
+  publishers: number;
+  partitions: number;
+}
+
+export function childEnv(infra: Infra, schema: string, topicPrefix: string, partitions: number, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    DATABASE_URL: infra.databaseUrl,
+    KAFKA_BROKERS: infra.kafkaBrokers.join(','),
+    OUTBOX_BENCH_SCHEMA: schema,
+    OUTBOX_BENCH_TOPIC_PREFIX: topicPrefix,
+    OUTBOX_BENCH_PARTITIONS: String(partitions),
+    OUTBOX_BENCH_LOG_LEVEL: 'warn',
+    OUTBOX_BENCH_LOG_FORMAT: 'json',
+    ...extra,
+  };
+}
+
+/** Forks our relay CLI and resolves once it reports ready (all replicas, for skip-locked). */
+export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, s: RelaySettings, extraArgs: string[] = []): Promise<StartedRelay> {
+  const logFile = path.join(rawDir, 'relay.log');
+  const log = createWriteStream(logFile);
+  const args = [
+    'relay',
+    '--mode', s.relayMode,
+    '--batch-size', String(s.batchSize),
+    '--interval-ms', String(s.pollIntervalMs),
+    '--replicas', String(s.replicas),
+    '--publishers', String(s.publishers),
+    ...extraArgs,
+  ];
+  const spawnedAt = nowMs();
+  const child = fork(CLI, args, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  child.stderr!.pipe(log);
+  await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the ${s.relayMode} relay (log: ${logFile})` });
+  return { child, spawnedAt };
+}
+
+/** Forks our order service (`serve`) and resolves once it listens. */
+export async function startServiceProcess(rawDir: string, env: NodeJS.ProcessEnv, port: number): Promise<ChildProcess> {
+  const logFile = path.join(rawDir, 'service.log');
+  const child = fork(CLI, ['serve', '--port', String(port)], { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  child.stderr!.pipe(createWriteStream(logFile));
+  await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the order service (log: ${logFile})` });
+  return child;
+}
+
+export interface ConsumerProcess {
+  child: ChildProcess;
+  messages: FromConsumer[];
+  /** The newest progress report, if any. */
+  progress(): Extract<FromConsumer, { type: 'progress' }> | undefined;
+  /** Moves the window whose latencies the consumer records. */
+  setWindow(measureFrom: number, measureTo: number): void;
+  /** Asks for the final report and resolves with it. */
+  finish(): Promise<Extract<FromConsumer, { type: 'final' }>>;
+}
+
+export async function startConsumerProcess(rawDir: string, task: ConsumerTask): Promise<ConsumerProcess> {
+  const logFile = path.join(rawDir, 'consumer.log');
+  const child = fork(path.join(here, 'consumer-process.js'), [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'advanced' });
+  child.stderr!.pipe(createWriteStream(logFile));
+  const messages: FromConsumer[] = [];
+  child.on('message', (message: FromConsumer) => messages.push(message));
+  const failure = () => {
+    const error = messages.find((m) => m.type === 'error');
+    return error && error.type === 'error' ? error.message : undefined;
+  };
+  const waitFor = async <T extends FromConsumer['type']>(type: T, what: string, timeoutMs: number): Promise<Extract<FromConsumer, { type: T }>> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = messages.find((m): m is Extract<FromConsumer, { type: T }> => m.type === type);
+      if (found) return found;
+      const failed = failure();
+      if (failed) throw new OutboxBenchError('CHECK_FAILED', `the consumer failed: ${failed}`);
+      if (child.exitCode !== null || child.signalCode !== null) throw new OutboxBenchError('CHECK_FAILED', `the consumer exited before ${what}; see ${logFile}`);
+      if (Date.now() > deadline) throw new OutboxBenchError('NOT_READY', `the consumer did not ${what} within ${timeoutMs / 1_000} s; see ${logFile}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  child.send({ type: 'start', task } satisfies ToConsumer);
+  await waitFor('ready', 'join its group', START_TIMEOUT_MS);
+  return {
+    child,
+    messages,
+    progress: () => messages.findLast((m): m is Extract<FromConsumer, { type: 'progress' }> => m.type === 'progress'),
+    setWindow: (measureFrom, measureTo) => child.send({ type: 'window', measureFrom, measureTo } satisfies ToConsumer),
+    finish: async () => {
+      child.send({ type: 'finish' } satisfies ToConsumer);
+      return waitFor('final', 'hand over its final report', 60_000);
+    },
+  };
+}
+
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function deleteTopic(kafka: Kafka, topic: string, log: Logger): Promise<void> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    await admin.deleteTopics({ topics: [topic] });
+  } catch (error) {
+    log.debug({ err: describeError(error) }, 'could not delete the run topic');
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * What a run samples while it runs: the CPU seconds of every process and the
+ * relay's lag, each with the time it was read. Figures over a window (CPU
+ * between two moments, the lag's trend) are computed afterwards from the
+ * samples, so any window can be asked for: the measured window of a load
+ * run, the 10%-90% window of a drain.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { nowMs } from '../../src/events.js';
+
+export const COMPONENTS = ['postgres', 'kafka', 'relay', 'consumer', 'loadGenerator'] as const;
+export type Component = (typeof COMPONENTS)[number];
+
+/** Cumulative CPU seconds of each process at `at` (undefined where it cannot be read). */
+export interface CpuSample {
+  at: number;
+  seconds: Record<Component, number | undefined>;
+}
+
+/** Relay lag: unpublished events (table relays) or WAL bytes not yet confirmed (CDC). */
+export interface LagReading {
+  events: number | null;
+  bytes: number | null;
+}
+
+export interface LagSample extends LagReading {
+  at: number;
+  /** The server's WAL position then, bytes (for converting WAL bytes into events). */
+  walBytes: number | null;
+}
+
+export interface SamplerProbes {
+  cpu(): Record<Component, number | undefined>;
+  lag(): Promise<LagReading>;
+  walBytes(): Promise<number | null>;
+}
+
+// Rationale: /proc reads of the whole process table take ~1 ms; five a second
+// keep interpolation error under 0.1 s of CPU at any window edge.
+const CPU_INTERVAL_MS = 200;
+// Rationale: the polling relay's lag is a 500 ms sawtooth; ten readings a
+// second give its least-squares trend over 20 s a standard error well under
+// the 0.5%-of-rate-per-second limit it is judged by.
+const LAG_INTERVAL_MS = 100;
+
+export class RunSampler {
+  readonly cpuSamples: CpuSample[] = [];
+  readonly lagSamples: LagSample[] = [];
+  readonly #probes: SamplerProbes;
+  #stopped = false;
+  #loops: Promise<void>[] = [];
+
+  constructor(probes: SamplerProbes) {
+    this.#probes = probes;
+  }
+
+  start(): void {
+    this.sampleCpu();
+    this.#loops = [
+      (async () => {
+        while (!this.#stopped) {
+          await sleep(CPU_INTERVAL_MS);
+          this.sampleCpu();
+        }
+      })(),
+      (async () => {
+        while (!this.#stopped) {
+          const at = nowMs();
+          const [lag, walBytes] = await Promise.all([
+            this.#probes.lag().catch(() => ({ events: null, bytes: null })),
+            this.#probes.walBytes().catch(() => null),
+          ]);
+          this.lagSamples.push({ at, ...lag, walBytes });
+          await sleep(Math.max(0, LAG_INTERVAL_MS - (nowMs() - at)));
+        }
+      })(),
+    ];
+  }
+
+  /** Takes a CPU sample now (also called at the exact edges of a window). */
+  sampleCpu(): void {
+    this.cpuSamples.push({ at: nowMs(), seconds: this.#probes.cpu() });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.sampleCpu();
+    await Promise.all(this.#loops);
+  }
+
+  /** The latest lag reading, for progress lines. */
+  latestLag(): LagReading {
+    return this.lagSamples.at(-1) ?? { events: null, bytes: null };
+  }
+
+  /** CPU seconds each process used between two moments (linear between samples); null where unknown. */
+  cpuBetween(from: number, to: number): Record<Component, number | null> {
+    const result = {} as Record<Component, number | null>;
+    for (const component of COMPONENTS) {
+      const a = interpolate(this.cpuSamples, from, (s) => s.seconds[component]);
+      const b = interpolate(this.cpuSamples, to, (s) => s.seconds[component]);
+      result[component] = a === undefined || b === undefined ? null : Math.max(0, b - a);
+    }
+    return result;
+  }
+
+  /** The server's WAL position at a moment, bytes (linear between samples). */
+  walBytesAt(at: number): number | undefined {
+    return interpolate(this.lagSamples, at, (s) => s.walBytes ?? undefined);
+  }
+}
+
+/** The value at `at`, linear between the two samples around it; undefined outside the samples. */
+function interpolate<T extends { at: number }>(samples: readonly T[], at: number, value: (sample: T) => number | undefined): number | undefined {
+  let before: T | undefined;
+  let after: T | undefined;
+  for (const sample of samples) {
+    if (sample.at <= at && value(sample) !== undefined) before = sample;
+    if (sample.at >= at && value(sample) !== undefined) {
+      after = sample;
+      break;
+    }
+  }
+  if (!before || !after) return undefined;
+  const a = value(before)!;
+  const b = value(after)!;
+  if (after.at === before.at) return a;
+  return a + ((b - a) * (at - before.at)) / (after.at - before.at);
+}
+
+/** Least-squares slope of y over t (per second, t in ms); null with fewer than 3 points. */
+export function slopePerSecond(points: readonly { t: number; y: number }[]): number | null {
+  if (points.length < 3) return null;
+  const n = points.length;
+  const meanT = points.reduce((sum, p) => sum + p.t, 0) / n;
+  const meanY = points.reduce((sum, p) => sum + p.y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const p of points) {
+    num += (p.t - meanT) * (p.y - meanY);
+    den += (p.t - meanT) ** 2;
+  }
+  return den === 0 ? null : (num / den) * 1_000;
+}

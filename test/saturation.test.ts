@@ -1,0 +1,95 @@
+/**
+ * The sustained-rate rule: a step passes on what was offered and how the lag
+ * moved, never on a delivered count, and the reported rate is one that
+ * passed twice. Judged on synthetic run results, so each rule is tested alone.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { PipelineContext, PipelineParameters, PipelineResult } from '../bench/harness/pipeline.js';
+import { judge, searchSustained, type SearchOptions } from '../bench/harness/saturation.js';
+
+const OPTIONS: SearchOptions = { startRate: 2_000, maxRate: 100_000, growth: 1.6, bisections: 2, p99LimitMs: 2_000 };
+
+/** A run at `rate` that kept up unless told otherwise. */
+function result(rate: number, overrides: { delivered?: number; slope?: number | null; lost?: number; p99?: number; appliedPerSec?: number } = {}): PipelineResult {
+  const intended = rate * 20;
+  const latency = { count: intended, p50: 20, p90: 40, p99: overrides.p99 ?? 80, p999: 120, max: 150, mean: 25 };
+  return {
+    parameters: { rate } as PipelineParameters,
+    sent: intended,
+    failedWrites: 0,
+    delivered: intended,
+    lost: overrides.lost ?? 0,
+    unexpected: 0,
+    duplicates: 0,
+    eventsPerSec: overrides.appliedPerSec ?? rate,
+    committedPerSec: rate,
+    window: { from: 0, to: 20_000, kind: 'load' },
+    windowDelivery: { intended, deliveredByDeadline: Math.round(intended * (overrides.delivered ?? 1)), graceMs: 2_000 },
+    e2eMs: latency,
+    e2eReceiptMs: latency,
+    commitToAppliedMs: latency,
+    deliveredBeforeCommitAck: 0,
+    writeMs: latency,
+    cost: { postgres: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 50, memoryMiB: 1 }, kafka: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 5, memoryMiB: 1 }, relay: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 40, memoryMiB: 1 }, consumer: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 20, memoryMiB: 1 }, loadGenerator: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 10, memoryMiB: 1 } },
+    lag: { slopeEventsPerSec: overrides.slope === undefined ? 0 : overrides.slope, walBytesPerEvent: null },
+    timeline: [],
+    histograms: { e2e: '', receipt: '', commitToApplied: '', write: '' },
+    drainS: 0,
+    errors: [],
+    durationOfRunS: 30,
+  };
+}
+
+describe('sustained-rate rule', () => {
+  it('fails a step whose lag grows, even when it applied more per second than was offered', () => {
+    // The published case: 11,068 applied per second at 10,600 offered, a late warm-up backlog arriving.
+    const step = judge(10_600, 'search', result(10_600, { appliedPerSec: 11_068, slope: 200 }), OPTIONS);
+    assert.equal(step.passed, false);
+    assert.match(step.reasons.join(), /lag grew 200 events\/s per s \(limit 53\)/);
+    assert.equal(step.lagSlopeLimit, 53);
+  });
+
+  it('fails a step that applied less than 98% of its window in time, lost anything, or broke the p99 limit', () => {
+    assert.match(judge(5_000, 'search', result(5_000, { delivered: 0.97 }), OPTIONS).reasons.join(), /97\.0% of the window's orders applied within 2000 ms/);
+    assert.match(judge(5_000, 'search', result(5_000, { lost: 1 }), OPTIONS).reasons.join(), /1 lost/);
+    assert.match(judge(5_000, 'search', result(5_000, { p99: 2_000 }), OPTIONS).reasons.join(), /p99 2000 ms >= 2000 ms/);
+    assert.match(judge(5_000, 'search', result(5_000, { slope: null }), OPTIONS).reasons.join(), /lag could not be read/);
+    assert.equal(judge(5_000, 'search', result(5_000, { delivered: 0.98, slope: 25 }), OPTIONS).passed, true);
+  });
+
+  it('reports the offered rate of the highest step that passed twice, bisecting first', async () => {
+    // Keeps up to 3,200 always, up to 4,100 only on a rate's first try.
+    const tries = new Map<number, number>();
+    const run = async (_context: PipelineContext, p: PipelineParameters) => {
+      const attempt = (tries.get(p.rate) ?? 0) + 1;
+      tries.set(p.rate, attempt);
+      const keepsUp = p.rate <= 3_200 || (p.rate <= 4_100 && attempt === 1);
+      return result(p.rate, { slope: keepsUp ? 0 : 1_000 });
+    };
+    const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, run }, () => {});
+    const tried = search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`);
+    assert.deepEqual(tried, ['2000:search:pass', '3200:search:pass', '5120:search:fail', '4200:search:fail', '3700:search:pass', '3700:confirm:fail', '3200:confirm:pass']);
+    assert.equal(search.sustainedRate, 3_200);
+  });
+
+  it('confirms the top rate and falls back to the next lower one when the confirmation fails', async () => {
+    const tries = new Map<number, number>();
+    const run = async (_context: PipelineContext, p: PipelineParameters) => {
+      const attempt = (tries.get(p.rate) ?? 0) + 1;
+      tries.set(p.rate, attempt);
+      const keepsUp = p.rate <= 2_000 || (p.rate <= 3_200 && attempt === 1);
+      return result(p.rate, { slope: keepsUp ? 0 : 1_000 });
+    };
+    const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, bisections: 0, run }, () => {});
+    assert.deepEqual(
+      search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`),
+      ['2000:search:pass', '3200:search:pass', '5120:search:fail', '3200:confirm:fail', '2000:confirm:pass'],
+    );
+    assert.equal(search.sustainedRate, 2_000);
+  });
+
+  it('refuses steps shorter than 20 s', async () => {
+    await assert.rejects(searchSustained({ name: 'fake' } as PipelineContext, { durationS: 10 } as PipelineParameters, OPTIONS, () => {}), /at least 20 s measured/);
+  });
+});
