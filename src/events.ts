@@ -17,15 +17,24 @@ export interface OutboxEventInput {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
-/** An event as a relay publishes it. `payload` stays JSON text end to end. */
-export interface OutboxMessage extends Omit<OutboxEventInput, 'headers'> {
-  readonly headers: Readonly<Record<string, string>>;
-}
-
-/** A row of the outbox table, as the table relays claim it. */
-export interface OutboxRow extends OutboxMessage {
+/** A row of the outbox table, as the table relays claim it. `payload` stays JSON text. */
+export interface OutboxRow extends Omit<OutboxEventInput, 'headers'> {
   readonly id: number;
   readonly createdAt: Date;
+  readonly headers: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * An event as it goes to Kafka: what every relay hands a producer. Text or
+ * bytes (the CDC relay forwards views into the WAL), never parsed again.
+ */
+export interface WireEvent {
+  readonly topic: string;
+  /** The aggregate id: one aggregate, one partition, one order. */
+  readonly key: Buffer | string;
+  /** The payload exactly as stored. */
+  readonly value: Buffer | string;
+  readonly headers: Readonly<Record<string, Buffer | string>>;
 }
 
 export const HEADERS = Object.freeze({

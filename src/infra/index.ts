@@ -64,7 +64,7 @@ export interface AcquireOptions {
 }
 
 export async function acquireInfra(options: AcquireOptions): Promise<Infra> {
-  const { config, log } = options;
+  const { log } = options;
   const needPostgres = options.need?.postgres ?? true;
   const needKafka = options.need?.kafka ?? true;
   const releases: (() => Promise<void>)[] = [];

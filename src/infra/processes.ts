@@ -19,20 +19,6 @@ export async function isPortFree(port: number, host = '127.0.0.1'): Promise<bool
   });
 }
 
-/** True when something accepts TCP connections on host:port. */
-export async function isPortOpen(port: number, host = '127.0.0.1', timeoutMs = 1_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host });
-    const done = (open: boolean) => {
-      socket.destroy();
-      resolve(open);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
 export async function assertPortFree(port: number, what: string, fix: string): Promise<void> {
   if (!(await isPortFree(port))) {
     throw new OutboxBenchError('PORT_IN_USE', `port ${port} (${what}) is already in use. ${fix}`, { details: { port } });

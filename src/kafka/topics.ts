@@ -1,0 +1,80 @@
+/**
+ * Topic creation, whichever client produces: an admin connection (kafkajs)
+ * that creates a topic on first use and waits until every partition has a
+ * leader. Producers never auto-create topics, so partition counts are ours.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Admin, Kafka } from 'kafkajs';
+import { OutboxBenchError, describeError } from '../errors.js';
+
+// Rationale: a single KRaft broker hosts a new topic's partitions within a
+// second or so; 10 s of 100 ms polls covers a loaded machine, and a broker
+// that needs longer is reported instead of waited on.
+const TOPIC_LEADER_POLL_MS = 100;
+const TOPIC_LEADER_ATTEMPTS = 100;
+const TRANSIENT_TOPIC_ERROR = /does not host this topic-partition|no leader|leader not available|not available/i;
+
+export class TopicAdmin {
+  readonly #kafka: Kafka;
+  readonly #partitions: number;
+  readonly #known = new Set<string>();
+  readonly #config: Record<string, string>;
+  #admin: Admin | undefined;
+
+  /** `partitions` and `config` (topic settings): of the topics this admin creates. */
+  constructor(kafka: Kafka, partitions: number, config: Record<string, string> = {}) {
+    this.#kafka = kafka;
+    this.#partitions = partitions;
+    this.#config = config;
+  }
+
+  /** Creates the topic unless it exists (an existing topic is left as it is). */
+  async ensure(topic: string): Promise<void> {
+    if (this.#known.has(topic)) return;
+    this.#admin ??= this.#kafka.admin();
+    await this.#admin.connect();
+    const existing = await this.#admin.listTopics();
+    if (!existing.includes(topic)) {
+      // kafkajs reports "already exists" (another relay won the race) by
+      // resolving false, not by throwing.
+      await this.#admin.createTopics({
+        topics: [{ topic, numPartitions: this.#partitions, configEntries: Object.entries(this.#config).map(([name, value]) => ({ name, value })) }],
+      });
+      await this.#waitForLeaders(topic);
+    }
+    this.#known.add(topic);
+  }
+
+  /**
+   * Right after a create the broker can answer metadata requests before it
+   * hosts the new partitions ("does not host this topic-partition"); the
+   * first produce would fail. Wait until every partition has a leader.
+   */
+  async #waitForLeaders(topic: string): Promise<void> {
+    let last: unknown;
+    for (let attempt = 1; attempt <= TOPIC_LEADER_ATTEMPTS; attempt++) {
+      try {
+        const { topics } = await this.#admin!.fetchTopicMetadata({ topics: [topic] });
+        const partitions = topics[0]?.partitions ?? [];
+        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return;
+        last = undefined;
+      } catch (error) {
+        const retriable = (error as { retriable?: boolean }).retriable === true || TRANSIENT_TOPIC_ERROR.test(describeError(error));
+        if (!retriable) throw error;
+        last = error;
+      }
+      await sleep(TOPIC_LEADER_POLL_MS);
+    }
+    throw new OutboxBenchError(
+      'NOT_READY',
+      `topic ${topic} was created but not every partition has a leader after ${(TOPIC_LEADER_ATTEMPTS * TOPIC_LEADER_POLL_MS) / 1_000} s` + (last ? `: ${describeError(last)}` : ''),
+      { retriable: true, ...(last ? { cause: last } : {}) },
+    );
+  }
+
+  async close(): Promise<void> {
+    const admin = this.#admin;
+    this.#admin = undefined;
+    await admin?.disconnect().catch(() => {});
+  }
+}
