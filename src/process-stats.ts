@@ -96,3 +96,43 @@ export function processTreePssBytes(rootPid: number): number | undefined {
   }
   return total;
 }
+
+/**
+ * A process's CPU seconds split by thread: its main thread (where Node runs
+ * JavaScript, so one process's ceiling) and every other thread (libuv's
+ * pool, V8's GC and compiler helpers, a native client's own threads).
+ */
+export function threadCpuSeconds(pid: number): { main: number; other: number } | undefined {
+  const main = readTaskSeconds(pid, pid);
+  if (main === undefined) return undefined;
+  let other = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      if (Number(tid) !== pid) other += readTaskSeconds(pid, Number(tid)) ?? 0;
+    }
+  } catch {
+    return undefined;
+  }
+  return { main, other };
+}
+
+function readTaskSeconds(pid: number, tid: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+}
+
+/** Pids of a process's live children. */
+export function childPids(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    if (readStat(Number(entry))?.ppid === pid) children.push(Number(entry));
+  }
+  return children;
+}

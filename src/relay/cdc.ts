@@ -6,7 +6,7 @@
  * Acknowledgement is the whole point. The slot's confirmed position only ever
  * moves to the end LSN of transactions whose every event Kafka has
  * acknowledged, in commit order, so a crash anywhere replays rather than
- * skips (DESIGN.md traps 1-3):
+ * skips:
  *
  *  - pg-logical-replication runs with `acknowledge: { auto: false,
  *    timeoutSeconds: 0 }`: its auto mode acks on receipt, and its timer acks
@@ -20,17 +20,24 @@
  *    silently recreated (a new slot starts at the end of WAL and skips).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
+import { backoffMs, RETRY_BACKOFF } from '../backoff.js';
 import { failpoint, FailpointCrash } from '../chaos/failpoints.js';
 import type { Sql } from '../db.js';
 import { describeError, OutboxBenchError } from '../errors.js';
-import type { OutboxMessage } from '../events.js';
+import { nowMs, type WireEvent } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { decodeOutboxFrame } from '../outbox-frame.js';
 import { OUTBOX_MESSAGE_PREFIX } from '../queries.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
+import { PgoutputDecoder, type PgoutputMessage } from './pgoutput.js';
 import type { EventPublisher } from './publisher.js';
-import { stringHeaders } from './table-relay.js';
+import { prepareSlot, slotConfirmedLsn } from './slot.js';
+import type { StageRecorder } from './stages.js';
+import type { WireEncoder } from './wire.js';
+
+export { prepareSlot, slotLagBytes } from './slot.js';
 
 /** Prefix of the relay's own non-transactional heartbeat messages. */
 export const HEARTBEAT_PREFIX = 'outbox-bench-heartbeat';
@@ -42,6 +49,8 @@ export interface CdcRelayOptions {
   sql: Sql;
   schema: string;
   publisher: EventPublisher;
+  /** Turns decoded events into what goes to Kafka (topic, key, payload, headers). */
+  wire: WireEncoder;
   slotName: string;
   publicationName: string;
   log: Logger;
@@ -60,14 +69,19 @@ export interface CdcRelayOptions {
   statusIntervalMs?: number;
   /** Create the slot even though this schema's relay had one before (after a loss was dealt with). */
   recreateSlot?: boolean;
+  /** Benchmarks: where each event's time goes (commit -> relay -> Kafka ack). */
+  stages?: StageRecorder | undefined;
 }
 
 interface Transaction {
   /** The end LSN of the commit record: what may be confirmed once published. */
   endLsn: Lsn;
-  events: OutboxMessage[];
+  events: WireEvent[];
   /** How many of `events` Kafka has acknowledged. */
   published: number;
+  /** Epoch ms: when it committed (from the WAL), and when its commit reached the relay. */
+  committedAt?: number;
+  receivedAt?: number;
 }
 
 // Rationale: 50K events of ~0.5 KiB is ~25 MiB of heap, a second or two of
@@ -78,9 +92,6 @@ const DEFAULT_MAX_BUFFERED = 50_000;
 const DEFAULT_HEARTBEAT_MS = 5_000;
 // Rationale: well inside wal_sender_timeout (60 s by default).
 const DEFAULT_STATUS_MS = 10_000;
-// Rationale: as the table relays: fast for blips, at most 5 s apart during an outage.
-const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 5_000;
 
 /** Slot problems no retry can fix; the relay stops and says what to do. */
 const FATAL_SLOT_ERRORS = new Set(['SLOT_LOST', 'SLOT_MISSING', 'WAL_LEVEL_NOT_LOGICAL', 'CONFIG_INVALID']);
@@ -194,7 +205,7 @@ export class CdcRelay {
           this.#o.metrics?.relayErrors.inc({ relay: 'cdc', kind: (error as { code?: string }).code ?? 'replication' });
           if (Date.now() - started > 30_000) failures = 0;
           failures += 1;
-          const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
+          const delay = backoffMs(failures);
           this.#log.warn(
             { err: describeError(error), retryInMs: Math.round(delay), confirmed: this.confirmedLsn },
             'replication connection lost; reconnecting from the confirmed position (unconfirmed transactions are replayed)',
@@ -243,7 +254,7 @@ export class CdcRelay {
     service.on('error', (error: Error) => {
       streamError ??= error;
     });
-    service.on('data', (lsn: string, message: Pgoutput.Message) => {
+    service.on('data', (lsn: string, message: PgoutputMessage) => {
       if (generation === this.#generation) this.#onMessage(lsn, message);
     });
     service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) => {
@@ -254,7 +265,9 @@ export class CdcRelay {
       if (this.#stopped) void service.stop();
       else this.#log.info({ confirmed: this.confirmedLsn }, 'replication streaming');
     });
-    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.#o.publicationName], messages: true });
+    // The library keeps the connection and its protocol; decoding is ours
+    // (pgoutput.ts), with a decoder per connection: relation ids are announced per connection.
+    const plugin = new OutboxPlugin(new PgoutputDecoder(this.#o.schema), { protoVersion: 1, publicationNames: [this.#o.publicationName], messages: true });
     try {
       // 0/0 = "from the slot's confirmed position", never from the library's memory.
       await service.subscribe(plugin, this.#o.slotName, '0/00000000');
@@ -268,16 +281,13 @@ export class CdcRelay {
     }
   }
 
-  #onMessage(lsn: string, message: Pgoutput.Message): void {
+  #onMessage(lsn: string, message: PgoutputMessage): void {
     switch (message.tag) {
       case 'begin':
         this.#current = { endLsn: ZERO_LSN, events: [], published: 0 };
         return;
-      case 'relation':
-        if (this.#isOutbox(message)) keepColumnsAsText(message);
-        return;
       case 'insert':
-        if (this.#current && this.#isOutbox(message.relation)) this.#current.events.push(rowToMessage(message.new));
+        this.#current?.events.push(this.#o.wire.fromColumns(message.row));
         return;
       case 'message':
         this.#onLogicalMessage(lsn, message);
@@ -285,8 +295,12 @@ export class CdcRelay {
       case 'commit': {
         const transaction = this.#current;
         this.#current = undefined;
-        if (!transaction || !message.commitEndLsn) return;
-        transaction.endLsn = parseLsn(message.commitEndLsn);
+        if (!transaction) return;
+        transaction.endLsn = message.endLsn;
+        if (this.#o.stages) {
+          transaction.committedAt = message.committedAt;
+          transaction.receivedAt = nowMs();
+        }
         this.#enqueue(transaction);
         return;
       }
@@ -295,22 +309,18 @@ export class CdcRelay {
     }
   }
 
-  #onLogicalMessage(lsn: string, message: Pgoutput.MessageMessage): void {
+  #onLogicalMessage(lsn: string, message: Extract<PgoutputMessage, { tag: 'message' }>): void {
     if (message.prefix === OUTBOX_MESSAGE_PREFIX) {
-      const event = decodeOutboxMessage(message.content);
+      const event = this.#o.wire.fromColumns(decodeOutboxFrame(message.content));
       if (message.transactional && this.#current) this.#current.events.push(event);
-      else this.#enqueue({ endLsn: parseLsn(message.messageLsn ?? lsn), events: [event], published: 0 });
+      else this.#enqueue({ endLsn: message.lsn || parseLsn(lsn), events: [event], published: 0 });
       return;
     }
     if (message.prefix === HEARTBEAT_PREFIX && !message.transactional) {
       // Confirmable once everything before it is published: the slot advances
       // past WAL of tables outside the publication.
-      this.#enqueue({ endLsn: parseLsn(message.messageLsn ?? lsn), events: [], published: 0 });
+      this.#enqueue({ endLsn: message.lsn || parseLsn(lsn), events: [], published: 0 });
     }
-  }
-
-  #isOutbox(relation: Pgoutput.MessageRelation): boolean {
-    return relation.name === 'outbox' && relation.schema === this.#o.schema;
   }
 
   #enqueue(transaction: Transaction): void {
@@ -349,7 +359,7 @@ export class CdcRelay {
         } catch (error) {
           failures += 1;
           this.#o.metrics?.relayErrors.inc({ relay: 'cdc', kind: (error as { code?: string }).code ?? 'publish' });
-          const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1));
+          const delay = backoffMs(failures, { ...RETRY_BACKOFF, jitter: false });
           this.#log.warn({ err: describeError(error), retryInMs: delay, confirmed: this.confirmedLsn }, 'publish failed; nothing confirmed past it, retrying');
           await this.#sleep(delay);
           continue;
@@ -380,8 +390,8 @@ export class CdcRelay {
     }
   }
 
-  #nextBatch(): OutboxMessage[] {
-    const batch: OutboxMessage[] = [];
+  #nextBatch(): WireEvent[] {
+    const batch: WireEvent[] = [];
     for (const transaction of this.#pending) {
       for (let i = transaction.published; i < transaction.events.length && batch.length < this.#o.batchSize; i++) {
         batch.push(transaction.events[i]!);
@@ -413,6 +423,7 @@ export class CdcRelay {
       const head = this.#pending[0]!;
       if (head.published < head.events.length) break;
       this.#pending.shift();
+      if (head.committedAt !== undefined && head.events.length > 0) this.#o.stages?.record(head.committedAt, head.receivedAt!, nowMs(), head.events.length);
       if (head.endLsn > this.#confirmed) {
         this.#confirmed = head.endLsn;
         advanced = true;
@@ -462,145 +473,21 @@ export class CdcRelay {
 }
 
 /**
- * pgoutput sends every column as text, and the library parses each one with
- * node-postgres' type parsers: jsonb with JSON.parse, timestamps into Dates.
- * The relay forwards JSON as text and ignores the timestamps, so every column
- * stays text (the profile showed date parsing alone at ~1% of relay CPU).
+ * pg-logical-replication's pgoutput plugin with our decoder: the library
+ * starts replication with the plugin's options and hands every WAL message
+ * to parse(); the relay receives what the decoder returns.
  */
-function keepColumnsAsText(relation: Pgoutput.MessageRelation): void {
-  for (const column of relation.columns) column.parser = (raw: unknown) => raw;
-}
+class OutboxPlugin extends PgoutputPlugin {
+  readonly #decoder: PgoutputDecoder;
 
-function rowToMessage(row: Record<string, unknown>): OutboxMessage {
-  return {
-    eventId: String(row.event_id),
-    aggregateType: String(row.aggregate_type),
-    aggregateId: String(row.aggregate_id),
-    aggregateVersion: Number(row.aggregate_version),
-    eventType: String(row.event_type),
-    payload: String(row.payload),
-    headers: stringHeaders(typeof row.headers === 'string' && row.headers !== '{}' ? JSON.parse(row.headers) : row.headers),
-  };
-}
-
-const textDecoder = new TextDecoder();
-
-function decodeOutboxMessage(content: Uint8Array): OutboxMessage {
-  const body = JSON.parse(textDecoder.decode(content)) as {
-    eventId: string;
-    aggregateType: string;
-    aggregateId: string;
-    aggregateVersion: number;
-    eventType: string;
-    headers?: Record<string, string>;
-    payload: unknown;
-  };
-  return {
-    eventId: body.eventId,
-    aggregateType: body.aggregateType,
-    aggregateId: body.aggregateId,
-    aggregateVersion: body.aggregateVersion,
-    eventType: body.eventType,
-    payload: JSON.stringify(body.payload),
-    headers: stringHeaders(body.headers),
-  };
-}
-
-interface SlotRow {
-  walStatus: string | null;
-  plugin: string | null;
-  database: string | null;
-  confirmedFlushLsn: string | null;
-  invalidationReason: string | null;
-}
-
-/**
- * Creates the publication and the slot on first start; refuses to run on a
- * server without wal_level=logical, on a lost slot, or when a slot this relay
- * had is gone. Each error says what happened and how to fix it.
- */
-export async function prepareSlot(options: Pick<CdcRelayOptions, 'sql' | 'schema' | 'slotName' | 'publicationName' | 'recreateSlot'>, log: Logger): Promise<void> {
-  const { sql, slotName, publicationName, schema } = options;
-  const [settings] = await sql<{ walLevel: string; database: string }[]>`SELECT current_setting('wal_level') AS wal_level, current_database() AS database`;
-  if (settings?.walLevel !== 'logical') {
-    throw new OutboxBenchError(
-      'WAL_LEVEL_NOT_LOGICAL',
-      `the CDC relay needs wal_level=logical, the server runs with wal_level=${settings?.walLevel}. ` +
-        "Fix: ALTER SYSTEM SET wal_level = 'logical'; then restart PostgreSQL.",
-    );
+  constructor(decoder: PgoutputDecoder, options: ConstructorParameters<typeof PgoutputPlugin>[0]) {
+    super(options);
+    this.#decoder = decoder;
   }
 
-  const [publication] = await sql<{ viaRoot: boolean }[]>`SELECT pubviaroot AS via_root FROM pg_publication WHERE pubname = ${publicationName}`;
-  if (!publication) {
-    await sql.unsafe(`CREATE PUBLICATION ${publicationName} FOR TABLE ${schema}.outbox WITH (publish = 'insert', publish_via_partition_root = true)`);
-    log.info({ publication: publicationName }, 'created the publication');
-  } else {
-    if (!publication.viaRoot) {
-      // Without it, rows arrive under each partition's name and new partitions are missed.
-      await sql.unsafe(`ALTER PUBLICATION ${publicationName} SET (publish_via_partition_root = true)`);
-    }
-    // A publication outlives a dropped and recreated outbox table, without it.
-    const [member] = await sql`SELECT 1 FROM pg_publication_tables WHERE pubname = ${publicationName} AND schemaname = ${schema} AND tablename = 'outbox'`;
-    if (!member) await sql.unsafe(`ALTER PUBLICATION ${publicationName} ADD TABLE ${schema}.outbox`);
+  // The library types parse() as returning its own message shape; the relay's
+  // 'data' listener receives this decoder's instead.
+  override parse(buffer: Buffer): ReturnType<PgoutputPlugin['parse']> {
+    return this.#decoder.decode(buffer) as unknown as ReturnType<PgoutputPlugin['parse']>;
   }
-
-  const columns = await sql<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pg_catalog' AND table_name = 'pg_replication_slots'`;
-  const hasReason = columns.some((c) => c.name === 'invalidation_reason');
-  const [slot] = await sql.unsafe<SlotRow[]>(
-    `SELECT wal_status, plugin, database, confirmed_flush_lsn::text, ${hasReason ? 'invalidation_reason' : 'NULL::text AS invalidation_reason'}
-     FROM pg_replication_slots WHERE slot_name = $1`,
-    [slotName],
-  );
-  const [known] = await sql<{ confirmedLsn: string | null; confirmedAt: Date | null; createdAt: Date }[]>`
-    SELECT confirmed_lsn::text, confirmed_at, created_at FROM relay_cdc_slots WHERE slot_name = ${slotName}`;
-  if (slot) {
-    if (slot.walStatus === 'lost') {
-      const since = known?.confirmedAt ? ` Events committed after ${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : ' Events committed after its last confirmed position';
-      throw new OutboxBenchError(
-        'SLOT_LOST',
-        `replication slot "${slotName}" was invalidated (wal_status = 'lost'${slot.invalidationReason ? `, reason: ${slot.invalidationReason}` : ''}): ` +
-          'PostgreSQL removed WAL the slot still needed, usually because it fell more than max_slot_wal_keep_size behind.' +
-          `${since} can no longer be read from the WAL, so the relay will not start on it and will not recreate it by itself. ` +
-          `Fix: SELECT pg_drop_replication_slot('${slotName}'); start the relay with --recreate-slot; then re-publish the outbox rows ` +
-          'created since that time (duplicates are harmless: the consumer dedupes by event id).',
-        { details: { slotName, confirmedLsn: known?.confirmedLsn } },
-      );
-    }
-    if (slot.plugin !== 'pgoutput') {
-      throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" uses the ${slot.plugin} plugin, not pgoutput; choose another --slot name`);
-    }
-    if (slot.database !== settings.database) {
-      throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" belongs to database ${slot.database}, not ${settings.database}; choose another --slot name`);
-    }
-    return;
-  }
-  if (known && !options.recreateSlot) {
-    throw new OutboxBenchError(
-      'SLOT_MISSING',
-      `replication slot "${slotName}" that this relay created on ${known.createdAt.toISOString()} no longer exists. ` +
-        'A new slot would start at the end of the WAL and skip every event committed since ' +
-        `${known.confirmedAt ? `${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : 'the slot was last confirmed'}. ` +
-        'Fix: find out who dropped it; start the relay with --recreate-slot; then re-publish the outbox rows created since that time ' +
-        '(duplicates are harmless: the consumer dedupes by event id).',
-      { details: { slotName } },
-    );
-  }
-  const [created] = await sql<{ lsn: string }[]>`SELECT lsn::text FROM pg_create_logical_replication_slot(${slotName}, 'pgoutput')`;
-  await sql`
-    INSERT INTO relay_cdc_slots (slot_name, created_lsn) VALUES (${slotName}, ${created!.lsn}::pg_lsn)
-    ON CONFLICT (slot_name) DO UPDATE SET created_at = now(), created_lsn = excluded.created_lsn, confirmed_lsn = NULL, confirmed_at = NULL`;
-  log.info({ slot: slotName, lsn: created?.lsn }, 'created the replication slot');
-}
-
-/** The slot's confirmed position (0/0 if it has none or does not exist). */
-async function slotConfirmedLsn(sql: Sql, slotName: string): Promise<Lsn> {
-  const [row] = await sql<{ lsn: string | null }[]>`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slotName}`;
-  return row?.lsn ? parseLsn(row.lsn) : ZERO_LSN;
-}
-
-/** WAL bytes between the server's current position and the slot's confirmed one. */
-export async function slotLagBytes(sql: Sql, slotName: string): Promise<number | null> {
-  const [row] = await sql<{ lag: number | null }[]>`
-    SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag FROM pg_replication_slots WHERE slot_name = ${slotName}`;
-  return row?.lag ?? null;
 }

@@ -11,6 +11,7 @@ import { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from './ski
 import { TableRelay } from './table-relay.js';
 import { evidencePath } from './evidence.js';
 import { startLagMonitor } from './lag.js';
+import { stageRecorderFor } from './stages.js';
 
 export interface RelayHandle {
   /** Stops the relay (finishing the pass in progress) and its replicas. */
@@ -31,7 +32,18 @@ export interface StartRelayOptions {
 
 export async function startRelay(runtime: Runtime, options: StartRelayOptions = {}): Promise<RelayHandle> {
   const { config, log } = runtime;
-  if (options.metrics && options.replicaIndex === undefined) {
+  // A supervisor's replicas record their own stages.
+  const stages = options.replicaIndex === undefined && config.replicas > 1 && config.relayMode.includes('skip-locked') ? undefined : stageRecorderFor(config.stagesFile);
+  const withStages = (handle: RelayHandle): RelayHandle => ({
+    done: handle.done,
+    stop: async () => {
+      await handle.stop();
+      stages?.write();
+    },
+  });
+  // Lag is read for the metrics endpoint only: on a big backlog the count of
+  // unpublished rows is itself real work for PostgreSQL.
+  if (options.metrics && options.replicaIndex === undefined && config.metricsPort !== undefined) {
     const stopLag = startLagMonitor({ sql: runtime.sql({ max: 1, applicationName: 'outbox-bench-lag' }), mode: config.relayMode, slotName: config.slotName, metrics: options.metrics, log });
     runtime.shutdown.add('lag monitor', stopLag);
   }
@@ -39,15 +51,17 @@ export async function startRelay(runtime: Runtime, options: StartRelayOptions = 
     case 'polling': {
       const relay = createPollingRelay({
         sql: runtime.sql({ max: 2, applicationName: 'outbox-bench-relay-polling' }),
-        publisher: runtime.publisher(),
+        publisher: await runtime.publisher(),
+        wire: runtime.wire(),
         log,
         batchSize: config.batchSize,
         intervalMs: config.pollIntervalMs,
         metrics: options.metrics,
         evidenceFile: options.evidenceFile ? evidencePath(options.evidenceFile, 0) : undefined,
+        stages,
       });
       relay.start();
-      return { stop: () => relay.stop(), done: new Promise(() => {}) };
+      return withStages({ stop: () => relay.stop(), done: new Promise(() => {}) });
     }
     case 'skip-locked':
     case 'naive-skip-locked': {
@@ -82,7 +96,8 @@ export async function startRelay(runtime: Runtime, options: StartRelayOptions = 
       if (config.relayMode === 'skip-locked') await prepareBuckets(sql, config.buckets);
       const relay = new TableRelay({
         sql,
-        publisher: runtime.publisher(`outbox-bench-relay-${replicaIndex}`),
+        publisher: await runtime.publisher(`outbox-bench-relay-${replicaIndex}`),
+        wire: runtime.wire(),
         strategy,
         log,
         batchSize: config.batchSize,
@@ -91,9 +106,10 @@ export async function startRelay(runtime: Runtime, options: StartRelayOptions = 
         leaseMs: config.leaseMs,
         metrics: options.metrics,
         evidenceFile: options.evidenceFile ? evidencePath(options.evidenceFile, replicaIndex) : undefined,
+        stages,
       });
       relay.start();
-      return { stop: () => relay.stop(), done: new Promise(() => {}) };
+      return withStages({ stop: () => relay.stop(), done: new Promise(() => {}) });
     }
     case 'cdc':
     case 'cdc-message': {
@@ -103,16 +119,18 @@ export async function startRelay(runtime: Runtime, options: StartRelayOptions = 
         databaseUrl: runtime.infra.databaseUrl,
         sql: runtime.sql({ max: 2, applicationName: 'outbox-bench-relay-cdc' }),
         schema: config.schema,
-        publisher: runtime.publisher(),
+        publisher: await runtime.publisher(),
+        wire: runtime.wire(),
         slotName: config.slotName,
         publicationName: config.publicationName,
         log,
         metrics: options.metrics,
         batchSize: config.batchSize,
         recreateSlot: options.recreateSlot ?? false,
+        stages,
       });
       await relay.start();
-      return { stop: () => relay.stop(), done: relay.done };
+      return withStages({ stop: () => relay.stop(), done: relay.done });
     }
     default:
       throw new OutboxBenchError('USAGE', `relay mode ${config.relayMode} is not available yet`);

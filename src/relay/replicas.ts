@@ -8,7 +8,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../config.js';
+import { backoffMs, type Backoff } from '../backoff.js';
+import { toFlags, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Sql } from '../db.js';
 import { describeError } from '../errors.js';
@@ -27,10 +28,30 @@ export interface ReplicaSupervisorOptions {
   sql?: Sql | undefined;
 }
 
+/** The settings a replica's relay reads (servers come through the environment). */
+const REPLICA_KEYS: readonly (keyof Config)[] = [
+  'relayMode',
+  'replicas',
+  'buckets',
+  'batchSize',
+  'publishers',
+  'pollIntervalMs',
+  'leaseMs',
+  'schema',
+  'partitionWidth',
+  'partitionsAhead',
+  'topicPrefix',
+  'topicPartitions',
+  'kafkaClient',
+  'kafkaHeaders',
+  'forwardHeaders',
+  'stagesFile',
+  'logLevel',
+];
+
 // Rationale: restart quickly after a crash, but back off so a replica that
 // dies at start-up (bad config, database down) does not spin.
-const RESTART_MIN_MS = 500;
-const RESTART_MAX_MS = 10_000;
+const RESTART_BACKOFF: Backoff = Object.freeze({ minMs: 500, maxMs: 10_000, jitter: false });
 
 export class ReplicaSupervisor {
   readonly #o: ReplicaSupervisorOptions;
@@ -66,16 +87,11 @@ export class ReplicaSupervisor {
 
   #spawn(index: number): void {
     const { config } = this.#o;
+    // Every setting a replica's relay reads, as the user gave it; the replica's own place among them.
     const args = [
       'relay',
-      '--mode', config.relayMode,
-      '--replicas', String(config.replicas),
+      ...toFlags(config, REPLICA_KEYS),
       '--replica-index', String(index),
-      '--buckets', String(config.buckets),
-      '--batch-size', String(config.batchSize),
-      '--publishers', String(config.publishers),
-      '--interval-ms', String(config.pollIntervalMs),
-      '--lease-ms', String(config.leaseMs),
       ...(this.#o.evidenceDir ? ['--evidence', this.#o.evidenceDir] : []),
       // Each replica serves its own counters next to the supervisor's port.
       ...(config.metricsPort ? ['--metrics-port', String(config.metricsPort + 1 + index)] : []),
@@ -84,10 +100,6 @@ export class ReplicaSupervisor {
       ...process.env,
       DATABASE_URL: this.#o.databaseUrl,
       KAFKA_BROKERS: this.#o.kafkaBrokers.join(','),
-      OUTBOX_BENCH_SCHEMA: config.schema,
-      OUTBOX_BENCH_TOPIC_PREFIX: config.topicPrefix,
-      OUTBOX_BENCH_PARTITIONS: String(config.topicPartitions),
-      OUTBOX_BENCH_LOG_LEVEL: config.logLevel,
     };
     const child = fork(CLI, args, { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.#children.set(index, child);
@@ -106,7 +118,7 @@ export class ReplicaSupervisor {
       if (this.#stopping) return;
       const restarts = (this.#restarts.get(index) ?? 0) + 1;
       this.#restarts.set(index, restarts);
-      const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(restarts - 1, 5));
+      const delay = backoffMs(restarts, RESTART_BACKOFF);
       this.#log.warn({ replica: index, code, signal, restartInMs: delay }, 'relay replica exited; restarting it');
       setTimeout(() => {
         if (!this.#stopping) this.#spawn(index);

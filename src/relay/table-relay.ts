@@ -10,15 +10,18 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs } from '../backoff.js';
 import { failpoint, FailpointCrash } from '../chaos/failpoints.js';
 import type { Sql, TransactionSql } from '../db.js';
 import { describeError } from '../errors.js';
-import type { OutboxMessage, OutboxRow } from '../events.js';
+import type { OutboxRow } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { markPublished } from '../queries.js';
 import { serverClock, type PassEvidence } from './evidence.js';
 import type { EventPublisher } from './publisher.js';
+import type { StageRecorder } from './stages.js';
+import type { WireEncoder } from './wire.js';
 
 export interface Claim {
   rows: OutboxRow[];
@@ -35,6 +38,8 @@ export interface ClaimStrategy {
 export interface TableRelayOptions {
   sql: Sql;
   publisher: EventPublisher;
+  /** Turns claimed rows into what goes to Kafka (topic, key, payload, headers). */
+  wire: WireEncoder;
   strategy: ClaimStrategy;
   log: Logger;
   /** Rows per pass. */
@@ -48,6 +53,8 @@ export interface TableRelayOptions {
   evidenceFile?: string | undefined;
   /** The session's lease (idle_in_transaction_session_timeout), ms, recorded in the evidence. */
   leaseMs?: number | undefined;
+  /** Benchmarks: where each event's time goes (insert -> claim -> Kafka ack). */
+  stages?: StageRecorder | undefined;
   /** Called after each successful pass (tests, progress). */
   onPass?: (published: readonly OutboxRow[]) => void;
 }
@@ -58,10 +65,6 @@ export interface PassResult {
   full: boolean;
 }
 
-// Rationale: retry fast for blips (a broker leader move takes ~100 ms), but
-// cap at 5 s so a long outage costs little CPU and recovery is still prompt.
-const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 5_000;
 
 export class TableRelay {
   readonly replicaId: string;
@@ -121,7 +124,7 @@ export class TableRelay {
           return;
         }
         failures += 1;
-        const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
+        const delay = backoffMs(failures);
         this.#o.metrics?.relayErrors.inc({ relay: this.#o.strategy.name, kind: (error as { code?: string }).code ?? 'unknown' });
         this.#log.warn({ err: describeError(error), retryInMs: Math.round(delay), failures }, 'relay pass failed; nothing was marked, retrying');
         await sleep(delay, undefined, { signal }).catch(() => {});
@@ -158,9 +161,14 @@ export class TableRelay {
             ...(claimed.buckets ? { buckets: claimed.buckets } : {}),
           });
         }
+        const claimedAt = Date.now();
         const started = performance.now();
-        await publisher.publish(claimed.rows.map(toMessage));
+        await publisher.publish(claimed.rows.map((row) => this.#o.wire.fromEvent(row)));
         metrics?.relayPublishSeconds.observe({ relay: strategy.name }, (performance.now() - started) / 1_000);
+        if (this.#o.stages) {
+          const ackedAt = Date.now();
+          for (const row of claimed.rows) this.#o.stages.record(row.createdAt.getTime(), claimedAt, ackedAt);
+        }
         failpoint('relay.after-publish-before-mark');
         await markPublished(tx, claimed.rows);
         // Read before COMMIT: the locks are still held.
@@ -186,26 +194,4 @@ export class TableRelay {
   #record(line: PassEvidence): void {
     this.#evidence?.write(`${JSON.stringify(line)}\n`);
   }
-}
-
-export function toMessage(row: OutboxRow): OutboxMessage {
-  return {
-    eventId: row.eventId,
-    aggregateType: row.aggregateType,
-    aggregateId: row.aggregateId,
-    aggregateVersion: row.aggregateVersion,
-    eventType: row.eventType,
-    payload: row.payload,
-    headers: stringHeaders(row.headers),
-  };
-}
-
-/** Kafka header values are strings; the jsonb column might hold anything. */
-export function stringHeaders(headers: unknown): Record<string, string> {
-  if (headers === null || typeof headers !== 'object') return {};
-  const result: Record<string, string> = {};
-  for (const [key, value] of Object.entries(headers)) {
-    if (value !== null && value !== undefined) result[key] = typeof value === 'string' ? value : JSON.stringify(value);
-  }
-  return result;
 }

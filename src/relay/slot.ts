@@ -1,0 +1,117 @@
+/**
+ * The CDC relay's replication slot and publication: created on first start,
+ * checked on every start, and refused (never silently recreated) when lost
+ * or gone, because a new slot starts at the end of the WAL and skips events.
+ */
+import type { Sql } from '../db.js';
+import { OutboxBenchError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
+
+export interface SlotOptions {
+  sql: Sql;
+  schema: string;
+  slotName: string;
+  publicationName: string;
+  /** Create the slot even though this schema's relay had one before (after a loss was dealt with). */
+  recreateSlot?: boolean | undefined;
+}
+
+interface SlotRow {
+  walStatus: string | null;
+  plugin: string | null;
+  database: string | null;
+  confirmedFlushLsn: string | null;
+  invalidationReason: string | null;
+}
+
+/**
+ * Creates the publication and the slot on first start; refuses to run on a
+ * server without wal_level=logical, on a lost slot, or when a slot this relay
+ * had is gone. Each error says what happened and how to fix it.
+ */
+export async function prepareSlot(options: SlotOptions, log: Logger): Promise<void> {
+  const { sql, slotName, publicationName, schema } = options;
+  const [settings] = await sql<{ walLevel: string; database: string }[]>`SELECT current_setting('wal_level') AS wal_level, current_database() AS database`;
+  if (settings?.walLevel !== 'logical') {
+    throw new OutboxBenchError(
+      'WAL_LEVEL_NOT_LOGICAL',
+      `the CDC relay needs wal_level=logical, the server runs with wal_level=${settings?.walLevel}. ` +
+        "Fix: ALTER SYSTEM SET wal_level = 'logical'; then restart PostgreSQL.",
+    );
+  }
+
+  const [publication] = await sql<{ viaRoot: boolean }[]>`SELECT pubviaroot AS via_root FROM pg_publication WHERE pubname = ${publicationName}`;
+  if (!publication) {
+    await sql.unsafe(`CREATE PUBLICATION ${publicationName} FOR TABLE ${schema}.outbox WITH (publish = 'insert', publish_via_partition_root = true)`);
+    log.info({ publication: publicationName }, 'created the publication');
+  } else {
+    if (!publication.viaRoot) {
+      // Without it, rows arrive under each partition's name and new partitions are missed.
+      await sql.unsafe(`ALTER PUBLICATION ${publicationName} SET (publish_via_partition_root = true)`);
+    }
+    // A publication outlives a dropped and recreated outbox table, without it.
+    const [member] = await sql`SELECT 1 FROM pg_publication_tables WHERE pubname = ${publicationName} AND schemaname = ${schema} AND tablename = 'outbox'`;
+    if (!member) await sql.unsafe(`ALTER PUBLICATION ${publicationName} ADD TABLE ${schema}.outbox`);
+  }
+
+  const columns = await sql<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pg_catalog' AND table_name = 'pg_replication_slots'`;
+  const hasReason = columns.some((c) => c.name === 'invalidation_reason');
+  const [slot] = await sql.unsafe<SlotRow[]>(
+    `SELECT wal_status, plugin, database, confirmed_flush_lsn::text, ${hasReason ? 'invalidation_reason' : 'NULL::text AS invalidation_reason'}
+     FROM pg_replication_slots WHERE slot_name = $1`,
+    [slotName],
+  );
+  const [known] = await sql<{ confirmedLsn: string | null; confirmedAt: Date | null; createdAt: Date }[]>`
+    SELECT confirmed_lsn::text, confirmed_at, created_at FROM relay_cdc_slots WHERE slot_name = ${slotName}`;
+  if (slot) {
+    if (slot.walStatus === 'lost') {
+      const since = known?.confirmedAt ? ` Events committed after ${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : ' Events committed after its last confirmed position';
+      throw new OutboxBenchError(
+        'SLOT_LOST',
+        `replication slot "${slotName}" was invalidated (wal_status = 'lost'${slot.invalidationReason ? `, reason: ${slot.invalidationReason}` : ''}): ` +
+          'PostgreSQL removed WAL the slot still needed, usually because it fell more than max_slot_wal_keep_size behind.' +
+          `${since} can no longer be read from the WAL, so the relay will not start on it and will not recreate it by itself. ` +
+          `Fix: SELECT pg_drop_replication_slot('${slotName}'); start the relay with --recreate-slot; then re-publish the outbox rows ` +
+          'created since that time (duplicates are harmless: the consumer dedupes by event id).',
+        { details: { slotName, confirmedLsn: known?.confirmedLsn } },
+      );
+    }
+    if (slot.plugin !== 'pgoutput') {
+      throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" uses the ${slot.plugin} plugin, not pgoutput; choose another --slot name`);
+    }
+    if (slot.database !== settings.database) {
+      throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" belongs to database ${slot.database}, not ${settings.database}; choose another --slot name`);
+    }
+    return;
+  }
+  if (known && !options.recreateSlot) {
+    throw new OutboxBenchError(
+      'SLOT_MISSING',
+      `replication slot "${slotName}" that this relay created on ${known.createdAt.toISOString()} no longer exists. ` +
+        'A new slot would start at the end of the WAL and skip every event committed since ' +
+        `${known.confirmedAt ? `${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : 'the slot was last confirmed'}. ` +
+        'Fix: find out who dropped it; start the relay with --recreate-slot; then re-publish the outbox rows created since that time ' +
+        '(duplicates are harmless: the consumer dedupes by event id).',
+      { details: { slotName } },
+    );
+  }
+  const [created] = await sql<{ lsn: string }[]>`SELECT lsn::text FROM pg_create_logical_replication_slot(${slotName}, 'pgoutput')`;
+  await sql`
+    INSERT INTO relay_cdc_slots (slot_name, created_lsn) VALUES (${slotName}, ${created!.lsn}::pg_lsn)
+    ON CONFLICT (slot_name) DO UPDATE SET created_at = now(), created_lsn = excluded.created_lsn, confirmed_lsn = NULL, confirmed_at = NULL`;
+  log.info({ slot: slotName, lsn: created?.lsn }, 'created the replication slot');
+}
+
+/** The slot's confirmed position (0/0 if it has none or does not exist). */
+export async function slotConfirmedLsn(sql: Sql, slotName: string): Promise<Lsn> {
+  const [row] = await sql<{ lsn: string | null }[]>`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slotName}`;
+  return row?.lsn ? parseLsn(row.lsn) : ZERO_LSN;
+}
+
+/** WAL bytes between the server's current position and the slot's confirmed one. */
+export async function slotLagBytes(sql: Sql, slotName: string): Promise<number | null> {
+  const [row] = await sql<{ lag: number | null }[]>`
+    SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag FROM pg_replication_slots WHERE slot_name = ${slotName}`;
+  return row?.lag ?? null;
+}
