@@ -15,6 +15,9 @@ import { createOrderService } from './orders/http.js';
 import { ORDER_AGGREGATE, placeOrders, type OutboxStore } from './orders/write-path.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { buildConfluentClient, describeBuildFailure } from './infra/kafka-client-build.js';
+import { CONFLUENT_CLIENT_DIR } from './kafka/confluent.js';
+import { consumersFor } from './kafka/consumers.js';
 import { signalReady } from './readiness.js';
 import { checkClaims, readEvidence } from './relay/evidence.js';
 import { startRelay } from './relay/index.js';
@@ -102,12 +105,16 @@ async function serveMetrics(context: CommandContext, metrics: Metrics): Promise<
 const infra: Command = {
   name: 'infra',
   summary: 'start (up), stop (down) or show (status) the local PostgreSQL and Kafka',
-  usage: 'infra up|down|status|fetch-kafka [flags]',
+  usage: 'infra up|down|status|fetch-kafka|build-kafka-client [flags]',
   description:
     '`infra up` starts the local servers and leaves them running for interactive use; every other command then uses them\n' +
     'instead of starting its own. `infra down` stops them. `infra status` shows what runs. `infra fetch-kafka` only\n' +
-    'downloads the Kafka jars from Maven Central into the cache (done on first use anyway).',
+    'downloads the Kafka jars from Maven Central into the cache (done on first use anyway). `infra build-kafka-client`\n' +
+    'builds the Confluent librdkafka client into kafka/confluent-client (npm install runs it with --if-possible).',
   configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS],
+  options: {
+    'if-possible': { type: 'boolean', description: 'build-kafka-client: on failure, warn and exit 0 (the install step)' },
+  },
   async run(context) {
     const action = context.positionals[0];
     if (action === 'up') {
@@ -133,6 +140,17 @@ const infra: Command = {
       process.stdout.write(`Apache Kafka ${jars.version} jars are in ${jars.libDir}\n`);
       return 0;
     }
+    if (action === 'build-kafka-client') {
+      const result = await buildConfluentClient(context.log, { force: !context.values['if-possible'] });
+      const failure = describeBuildFailure(result);
+      if (!failure) {
+        process.stdout.write(`the Confluent Kafka client is built in ${CONFLUENT_CLIENT_DIR}\n`);
+        return 0;
+      }
+      if (!context.values['if-possible']) throw failure;
+      process.stderr.write(`outbox-bench: ${failure.message}\n`);
+      return 0;
+    }
     if (action === 'status') {
       const status = localInfraStatus(context.config, context.log);
       const show = (s: typeof status.postgres) =>
@@ -140,7 +158,7 @@ const infra: Command = {
       process.stdout.write(`PostgreSQL: ${show(status.postgres)}\nKafka: ${show(status.kafka)}\n`);
       return 0;
     }
-    throw new OutboxBenchError('USAGE', `infra needs one of up, down, status, fetch-kafka${action ? `, not "${action}"` : ''}`);
+    throw new OutboxBenchError('USAGE', `infra needs one of up, down, status, fetch-kafka, build-kafka-client${action ? `, not "${action}"` : ''}`);
   },
 };
 
@@ -163,12 +181,18 @@ const serve: Command = {
   description:
     'POST /orders {customerId, amountCents, currency[, orderId]} places an order and writes its OrderPlaced event in one\n' +
     'transaction. POST /orders/<id>/amendments {deltaCents} appends an OrderAmended event. Bad input gets a 4xx JSON error.',
-  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, 'httpHost', 'httpPort', 'httpBodyLimitBytes'],
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, 'httpHost', 'httpPort', 'httpBodyLimitBytes', 'groupCommitMax'],
   options: { store: { type: 'string', description: 'where events go: table (outbox rows) or message (WAL messages); default table' } },
   async run(context) {
     const store = storeValue(context);
     const runtime = await open(context, { postgres: true, kafka: false });
-    const app = createOrderService({ sql: runtime.sql({ max: 16, applicationName: 'outbox-bench-http' }), log: context.log, bodyLimit: context.config.httpBodyLimitBytes, store });
+    const app = createOrderService({
+      sql: runtime.sql({ max: 16, applicationName: 'outbox-bench-http' }),
+      log: context.log,
+      bodyLimit: context.config.httpBodyLimitBytes,
+      store,
+      groupCommitMax: context.config.groupCommitMax,
+    });
     context.shutdown.add('http server', () => app.close());
     const address = await app.listen({ host: context.config.httpHost, port: context.config.httpPort });
     signalReady('service');
@@ -200,6 +224,10 @@ const relay: Command = {
     'slotName',
     'publicationName',
     'metricsPort',
+    'stagesFile',
+    'kafkaClient',
+    'kafkaHeaders',
+    'forwardHeaders',
     'retention',
     'inboxRetention',
   ],
@@ -213,7 +241,8 @@ const relay: Command = {
   async run(context) {
     armFromEnv();
     const runtime = await open(context, { postgres: true, kafka: true });
-    const metrics = new Metrics({ defaultMetrics: true });
+    // Process metrics (event loop lag, GC, heap) only where someone scrapes them.
+    const metrics = new Metrics({ defaultMetrics: context.config.metricsPort !== undefined });
     await serveMetrics(context, metrics);
     const replicaIndexRaw = stringValue(context, 'replica-index');
     const handle = await startRelay(runtime, {
@@ -244,17 +273,17 @@ const consume: Command = {
   summary: 'run the idempotent consumer (inbox + side effect, offsets after commit)',
   usage: 'consume [flags]',
   description: 'Consumes the order topic in a consumer group; applies each event once (inbox keyed by event id) and counts duplicates.',
-  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, ...TOPIC_KEYS, 'consumerGroup', 'metricsPort'],
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, ...TOPIC_KEYS, 'consumerGroup', 'metricsPort', 'consumerKafkaClient'],
   async run(context) {
     armFromEnv();
     const runtime = await open(context, { postgres: true, kafka: true });
-    const metrics = new Metrics({ defaultMetrics: true });
+    const metrics = new Metrics({ defaultMetrics: context.config.metricsPort !== undefined });
     await serveMetrics(context, metrics);
     const topic = runtime.topic(ORDER_AGGREGATE);
     // The topic may not exist before the first relay publishes to it.
     await runtime.ensureTopic(topic);
     const consumer = new IdempotentConsumer({
-      kafka: runtime.kafka('outbox-bench-consumer'),
+      source: consumersFor(context.config.consumerKafkaClient, { brokers: runtime.infra.kafkaBrokers, clientId: 'outbox-bench-consumer', log: context.log }),
       sql: runtime.sql({ max: 4, applicationName: 'outbox-bench-consumer' }),
       groupId: context.config.consumerGroup,
       topics: [topic],

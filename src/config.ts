@@ -14,6 +14,30 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 export const RELAY_MODES = ['polling', 'skip-locked', 'naive-skip-locked', 'cdc', 'cdc-message'] as const;
 export type RelayMode = (typeof RELAY_MODES)[number];
 
+/**
+ * Kafka clients a relay or consumer can run on. `kafkajs` and `kafkajs-imul`
+ * (the same with a Math.imul murmur2 partitioner) are pure JavaScript;
+ * `confluent-kafkajs` is Confluent's librdkafka binding through its
+ * KafkaJS-style API and `confluent` the same binding's native produce with
+ * delivery reports (both need the native build, `outbox-bench infra
+ * build-kafka-client`); `platformatic` is @platformatic/kafka.
+ */
+export const KAFKA_CLIENTS = ['kafkajs', 'kafkajs-imul', 'confluent-kafkajs', 'confluent', 'platformatic'] as const;
+export type KafkaClientName = (typeof KAFKA_CLIENTS)[number];
+
+/**
+ * The consumer's Kafka clients: kafkajs, or @platformatic/kafka's consumer
+ * through an adapter (kafka/consumers.ts). Confluent's consumer is not
+ * offered: in the consumer-only drain it cost about four times kafkajs' CPU
+ * and twice stopped fetching for good.
+ */
+export const CONSUMER_KAFKA_CLIENTS = ['kafkajs', 'platformatic'] as const;
+export type ConsumerKafkaClientName = (typeof CONSUMER_KAFKA_CLIENTS)[number];
+
+/** Which Kafka headers a relay writes (see relay/wire.ts). */
+export const HEADER_SETS = ['minimal', 'all'] as const;
+export type HeaderSet = (typeof HEADER_SETS)[number];
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -58,6 +82,13 @@ export interface Config {
   readonly batchSize: number;
   /** Kafka producers a relay publishes through in parallel (aggregates stay on one each). */
   readonly publishers: number;
+  /** The Kafka client relays and consumers run on. */
+  readonly kafkaClient: KafkaClientName;
+  readonly consumerKafkaClient: ConsumerKafkaClientName;
+  /** Headers on each event: `minimal` (event id, aggregate version) or `all`. */
+  readonly kafkaHeaders: HeaderSet;
+  /** Stored event headers forwarded to Kafka besides the set (trace context, ...). */
+  readonly forwardHeaders: readonly string[];
   /** Number of relay replicas (skip-locked modes). */
   readonly replicas: number;
   /** Aggregate-hash buckets the skip-locked replicas share out (ordered mode). */
@@ -76,13 +107,17 @@ export interface Config {
   readonly httpPort: number;
   /** Largest accepted request body, in bytes. */
   readonly httpBodyLimitBytes: number;
+  /** Group commit: most orders per statement at the HTTP edge (0 = one transaction per order). */
+  readonly groupCommitMax: number;
   /** Port of the Prometheus /metrics endpoint; undefined disables it. */
   readonly metricsPort: number | undefined;
+  /** Benchmarks: relays write per-stage latency histograms to `<this>.<pid>.json` when they stop. */
+  readonly stagesFile: string | undefined;
   /** pino log level. */
   readonly logLevel: LogLevel;
 }
 
-type Kind = 'string' | 'port' | 'int' | 'enum' | 'list' | 'identifier' | 'url' | 'interval';
+type Kind = 'string' | 'port' | 'int' | 'enum' | 'list' | 'names' | 'identifier' | 'url' | 'interval';
 
 interface OptionSpec {
   readonly key: keyof Config;
@@ -135,6 +170,18 @@ export const DEFAULTS: Config = Object.freeze({
   // this machine, 4 in parallel roughly double a CDC relay's drain rate, and
   // more stop helping on 2 cores (docs/capacity.md). 1 keeps the textbook shape.
   publishers: 1,
+  // Rationale: chosen by `npm run bench:drain` (results/README.md): in the
+  // relay-only drain @platformatic/kafka carried the most events per second at
+  // the lowest CPU per event of the five clients, and it is pure JavaScript,
+  // so it installs wherever npm does.
+  kafkaClient: 'platformatic',
+  // Rationale: in the consumer-only drain kafkajs' batch consumer cost less CPU
+  // per event than @platformatic/kafka's message stream (results/README.md).
+  consumerKafkaClient: 'kafkajs',
+  // Rationale: every header costs a Kafka client about as much as a record;
+  // the inbox needs the event id and the ordering checks the version.
+  kafkaHeaders: 'minimal',
+  forwardHeaders: Object.freeze([]),
   replicas: 3,
   // Rationale: 64 buckets spread hot aggregates across 3-8 replicas while a
   // pass still scans few buckets; must stay fixed while any replica runs.
@@ -149,7 +196,11 @@ export const DEFAULTS: Config = Object.freeze({
   httpPort: 3000,
   // Rationale: an order is a few hundred bytes; 64 KiB rejects abuse early.
   httpBodyLimitBytes: 64 * 1024,
+  // Rationale: one statement of 500 orders commits in a few ms here; larger
+  // batches only make each request wait for more rows to be written.
+  groupCommitMax: 500,
   metricsPort: undefined,
+  stagesFile: undefined,
   logLevel: 'info',
 });
 
@@ -174,6 +225,10 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'pollIntervalMs', flag: 'interval-ms', env: 'OUTBOX_BENCH_POLL_INTERVAL_MS', kind: 'int', min: 1, max: 3_600_000, description: 'poll interval when idle, ms' },
   { key: 'batchSize', flag: 'batch-size', env: 'OUTBOX_BENCH_BATCH_SIZE', kind: 'int', min: 1, max: 100_000, description: 'rows claimed per relay pass' },
   { key: 'publishers', flag: 'publishers', env: 'OUTBOX_BENCH_PUBLISHERS', kind: 'int', min: 1, max: 64, description: 'Kafka producers per relay, in parallel (per-aggregate order kept)' },
+  { key: 'kafkaClient', flag: 'kafka-client', env: 'OUTBOX_BENCH_KAFKA_CLIENT', kind: 'enum', values: KAFKA_CLIENTS, description: 'Kafka client of the relays (producers)' },
+  { key: 'consumerKafkaClient', flag: 'consumer-kafka-client', env: 'OUTBOX_BENCH_CONSUMER_KAFKA_CLIENT', kind: 'enum', values: CONSUMER_KAFKA_CLIENTS, description: 'Kafka client of the consumer' },
+  { key: 'kafkaHeaders', flag: 'kafka-headers', env: 'OUTBOX_BENCH_KAFKA_HEADERS', kind: 'enum', values: HEADER_SETS, description: 'headers per event: minimal (id, aggregateVersion) or all' },
+  { key: 'forwardHeaders', flag: 'forward-headers', env: 'OUTBOX_BENCH_FORWARD_HEADERS', kind: 'names', description: 'stored event headers to forward as Kafka headers (name,name)' },
   { key: 'replicas', flag: 'replicas', env: 'OUTBOX_BENCH_REPLICAS', kind: 'int', min: 1, max: 64, description: 'relay replicas (skip-locked modes)' },
   { key: 'buckets', flag: 'buckets', env: 'OUTBOX_BENCH_BUCKETS', kind: 'int', min: 1, max: 4_096, description: 'aggregate-hash buckets shared by replicas' },
   { key: 'leaseMs', flag: 'lease-ms', env: 'OUTBOX_BENCH_LEASE_MS', kind: 'int', min: 1_000, max: 3_600_000, description: 'claim lease before a stalled replica is fenced, ms' },
@@ -183,7 +238,9 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'httpHost', flag: 'host', env: 'OUTBOX_BENCH_HTTP_HOST', kind: 'string', description: 'HTTP bind address' },
   { key: 'httpPort', flag: 'port', env: 'OUTBOX_BENCH_HTTP_PORT', kind: 'port', description: 'HTTP port (0 picks a free one)' },
   { key: 'httpBodyLimitBytes', flag: 'body-limit', env: 'OUTBOX_BENCH_HTTP_BODY_LIMIT', kind: 'int', min: 256, max: 16 * 1024 * 1024, description: 'largest request body, bytes' },
+  { key: 'groupCommitMax', flag: 'group-commit', env: 'OUTBOX_BENCH_GROUP_COMMIT', kind: 'int', min: 0, max: 10_000, description: 'most orders per statement when requests overlap (0 = a transaction per order)' },
   { key: 'metricsPort', flag: 'metrics-port', env: 'OUTBOX_BENCH_METRICS_PORT', kind: 'port', description: 'serve Prometheus metrics on this port' },
+  { key: 'stagesFile', flag: 'stages-file', env: 'OUTBOX_BENCH_STAGES_FILE', kind: 'string', description: 'benchmarks: write per-stage latency histograms (commit -> relay -> Kafka ack) to <this>.<pid>.json on stop' },
   { key: 'logLevel', flag: 'log-level', env: 'OUTBOX_BENCH_LOG_LEVEL', kind: 'enum', values: LOG_LEVELS, description: 'log level' },
 ] satisfies OptionSpec[]);
 
@@ -216,7 +273,7 @@ export function resolveConfig(input: ResolveConfigInput = {}): Config {
   Object.assign(resolved, input.overrides ?? {});
   const config = resolved as unknown as Config;
   checkCrossField(config);
-  return Object.freeze({ ...config, kafkaBrokers: config.kafkaBrokers && Object.freeze([...config.kafkaBrokers]) });
+  return Object.freeze({ ...config, kafkaBrokers: config.kafkaBrokers && Object.freeze([...config.kafkaBrokers]), forwardHeaders: Object.freeze([...config.forwardHeaders]) });
 }
 
 function invalid(source: string, message: string): OutboxBenchError {
@@ -265,6 +322,13 @@ function coerce(spec: OptionSpec, raw: string, source: string): unknown {
     case 'enum':
       if (!spec.values?.includes(value)) throw invalid(source, `"${raw}" is not one of ${spec.values?.join(', ')}`);
       return value;
+    case 'names': {
+      const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+      for (const item of items) {
+        if (!/^[\x21-\x7e]{1,128}$/.test(item)) throw invalid(source, `"${item}" is not a header name (printable ASCII, no spaces)`);
+      }
+      return Object.freeze(items);
+    }
     case 'list': {
       const items = value.split(',').map((s) => s.trim()).filter(Boolean);
       if (items.length === 0) throw invalid(source, 'must list at least one host:port');
@@ -288,13 +352,28 @@ function checkCrossField(config: Config): void {
   }
 }
 
+/**
+ * The command-line flags that give a child process the same values of
+ * `keys`: settings travel to replicas through the one table of options, and
+ * flags win over whatever the child inherits in its environment.
+ */
+export function toFlags(config: Config, keys: readonly (keyof Config)[]): string[] {
+  const flags: string[] = [];
+  for (const key of keys) {
+    const value = config[key];
+    if (value === undefined || (Array.isArray(value) && value.length === 0)) continue;
+    flags.push(`--${specOf(key).flag}`, Array.isArray(value) ? value.join(',') : String(value));
+  }
+  return flags;
+}
+
 /** One line per option, for `--help` texts. */
 export function describeOptions(keys: readonly (keyof Config)[]): string {
   return keys
     .map((key) => {
       const spec = specOf(key);
       const def = DEFAULTS[key];
-      const shown = def === undefined ? '' : ` (default ${Array.isArray(def) ? def.join(',') : String(def)})`;
+      const shown = def === undefined || (Array.isArray(def) && def.length === 0) ? '' : ` (default ${Array.isArray(def) ? def.join(',') : String(def)})`;
       const values = spec.values ? ` [${spec.values.join('|')}]` : '';
       return `  --${spec.flag.padEnd(22)} ${spec.description}${values}${shown}; env ${spec.env}`;
     })

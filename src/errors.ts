@@ -51,14 +51,6 @@ export interface OutboxBenchErrorOptions {
   details?: Readonly<Record<string, unknown>>;
 }
 
-/** What survives a trip across a worker thread or a process boundary. */
-export interface WireError {
-  code: ErrorCode;
-  message: string;
-  retriable: boolean;
-  details?: Readonly<Record<string, unknown>> | undefined;
-}
-
 export class OutboxBenchError extends Error {
   override readonly name = 'OutboxBenchError';
   readonly code: ErrorCode;
@@ -70,14 +62,6 @@ export class OutboxBenchError extends Error {
     this.code = code;
     this.retriable = options.retriable ?? false;
     this.details = options.details;
-  }
-
-  toWire(): WireError {
-    return { code: this.code, message: this.message, retriable: this.retriable, details: this.details };
-  }
-
-  static fromWire(wire: WireError): OutboxBenchError {
-    return new OutboxBenchError(wire.code, wire.message, { retriable: wire.retriable, details: wire.details });
   }
 }
 

@@ -4,12 +4,12 @@
  */
 
 // Configuration and errors
-export { resolveConfig, DEFAULTS, type Config, type RelayMode } from './config.js';
+export { resolveConfig, DEFAULTS, type Config, type RelayMode, type KafkaClientName, type HeaderSet } from './config.js';
 export { OutboxBenchError, isOutboxBenchError, type ErrorCode } from './errors.js';
 
 // Schema and the write path
 export { createSql, migrate, ensurePartitions, type Sql, type TransactionSql } from './db.js';
-export { HEADERS, topicFor, type OutboxEventInput, type OutboxMessage } from './events.js';
+export { HEADERS, topicFor, type OutboxEventInput, type OutboxRow, type WireEvent } from './events.js';
 export {
   writeOutboxEvents,
   placeOrder,
@@ -21,9 +21,13 @@ export {
   type WrittenEvent,
 } from './orders/write-path.js';
 export { createOrderService } from './orders/http.js';
+export { GroupCommitter } from './orders/group-commit.js';
 
 // Relays
-export { KafkajsPublisher, type EventPublisher, type TopicRouter } from './relay/publisher.js';
+export { ShardedPublisher, type EventPublisher, type TopicRouter } from './relay/publisher.js';
+export { createPublisher, TopicAdmin, partitionOf, type PublisherOptions } from './kafka/index.js';
+export { KafkajsPublisher } from './kafka/kafkajs.js';
+export { WireEncoder, type WireOptions } from './relay/wire.js';
 export { TableRelay, type ClaimStrategy, type TableRelayOptions } from './relay/table-relay.js';
 export { createPollingRelay, pollingStrategy } from './relay/polling.js';
 export { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from './relay/skip-locked.js';

@@ -33,6 +33,12 @@ export function recordMs(histogram: Histogram, ms: number): void {
   histogram.recordValue(Math.min(HIGHEST_US, Math.max(LOWEST_US, us)));
 }
 
+/** Records the same latency `count` times. */
+export function recordMsTimes(histogram: Histogram, ms: number, count: number): void {
+  const us = Math.round(ms * 1_000);
+  histogram.recordValueWithCount(Math.min(HIGHEST_US, Math.max(LOWEST_US, us)), count);
+}
+
 export function encodeHistogram(histogram: Histogram): string {
   return hdr.encodeIntoCompressedBase64(histogram);
 }
@@ -43,12 +49,6 @@ export function decodeHistogram(encoded: string): Histogram {
   const histogram = createHistogram();
   histogram.add(decoded);
   return histogram;
-}
-
-export function mergeHistograms(encoded: readonly string[]): Histogram {
-  const merged = createHistogram();
-  for (const item of encoded) merged.add(decodeHistogram(item));
-  return merged;
 }
 
 export interface LatencySummaryMs {

@@ -11,7 +11,9 @@ import { acquireInfra, type AcquireOptions, type Infra } from './infra/index.js'
 import { createKafkaClient } from './kafka-client.js';
 import type { ShutdownStack } from './lifecycle.js';
 import type { Logger } from './log.js';
-import { KafkajsPublisher, ShardedPublisher, type EventPublisher } from './relay/publisher.js';
+import { createPublisher, TopicAdmin } from './kafka/index.js';
+import { ShardedPublisher, type EventPublisher } from './relay/publisher.js';
+import { WireEncoder } from './relay/wire.js';
 
 export interface Runtime {
   readonly config: Config;
@@ -22,8 +24,10 @@ export interface Runtime {
   sql(options?: SqlOptions): Sql;
   /** A kafkajs client for the configured brokers. */
   kafka(clientId: string): Kafka;
-  /** A publisher routing to `<topicPrefix><aggregateType>` (sharded over --publishers producers), closed at shutdown. */
-  publisher(clientId?: string): EventPublisher;
+  /** A publisher on the configured Kafka client (sharded over --publishers producers), closed at shutdown. */
+  publisher(clientId?: string): Promise<EventPublisher>;
+  /** What goes to Kafka for an event: `<topicPrefix><aggregateType>`, the configured headers. */
+  wire(): WireEncoder;
   /** Creates a topic with the configured partitions unless it exists. */
   ensureTopic(topic: string): Promise<void>;
   /** Applies sql/ migrations and tops up outbox partitions. */
@@ -43,6 +47,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
   const infra = await acquireInfra(options);
   shutdown.add('servers', () => infra.release());
   let migrationPool: Sql | undefined;
+  let topics: TopicAdmin | undefined;
   const runtime: Runtime = {
     config,
     log,
@@ -56,23 +61,27 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
     kafka(clientId) {
       return createKafkaClient({ brokers: infra.kafkaBrokers, log, clientId });
     },
-    publisher(clientId = 'outbox-bench-relay') {
-      const one = (suffix: string) =>
-        new KafkajsPublisher({
-          kafka: runtime.kafka(`${clientId}${suffix}`),
-          route: (aggregateType) => topicFor(config.topicPrefix, aggregateType),
-          partitions: config.topicPartitions,
-        });
-      const publisher = config.publishers === 1 ? one('') : new ShardedPublisher(Array.from({ length: config.publishers }, (_, i) => one(`-${i}`)));
+    async publisher(clientId = 'outbox-bench-relay') {
+      if (!topics) {
+        const created = new TopicAdmin(runtime.kafka('outbox-bench-topics'), config.topicPartitions);
+        shutdown.add('kafka topic admin', () => created.close());
+        topics = created;
+      }
+      const admin = topics;
+      const one = (suffix: string) => createPublisher({ client: config.kafkaClient, brokers: infra.kafkaBrokers, clientId: `${clientId}${suffix}`, log, topics: admin });
+      const publisher = config.publishers === 1 ? await one('') : new ShardedPublisher(await Promise.all(Array.from({ length: config.publishers }, (_, i) => one(`-${i}`))));
       shutdown.add('kafka publisher', () => publisher.close());
       return publisher;
     },
+    wire() {
+      return new WireEncoder({ route: (aggregateType) => topicFor(config.topicPrefix, aggregateType), headers: config.kafkaHeaders, forward: config.forwardHeaders });
+    },
     async ensureTopic(topic) {
-      const publisher = new KafkajsPublisher({ kafka: runtime.kafka('outbox-bench-setup'), route: () => topic, partitions: config.topicPartitions });
+      const admin = new TopicAdmin(runtime.kafka('outbox-bench-setup'), config.topicPartitions);
       try {
-        await publisher.ensureTopic(topic);
+        await admin.ensure(topic);
       } finally {
-        await publisher.close();
+        await admin.close();
       }
     },
     async migrate() {

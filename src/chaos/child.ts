@@ -14,7 +14,10 @@ import { createKafkaClient } from '../kafka-client.js';
 import { createLogger } from '../log.js';
 import { writeOrderEvents, placeOrdersDualWrite, type AmendOrderInput, type PlaceOrderInput, type WrittenEvent } from '../orders/write-path.js';
 import { signalReady } from '../readiness.js';
-import { KafkajsPublisher } from '../relay/publisher.js';
+import { kafkajsConsumers } from '../kafka/consumers.js';
+import { KafkajsPublisher } from '../kafka/kafkajs.js';
+import { TopicAdmin } from '../kafka/topics.js';
+import { WireEncoder } from '../relay/wire.js';
 import { armFromEnv, seededRandom } from './failpoints.js';
 import type { DeliveryRecord, WriteRecord } from './history.js';
 
@@ -54,14 +57,9 @@ function append(file: string, lines: readonly object[]): void {
 async function runWriter(task: WriterTask): Promise<void> {
   armFromEnv();
   const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'chaos-writer', connectTimeoutSeconds: 5 });
-  const publisher =
-    task.store === 'dual-write'
-      ? new KafkajsPublisher({
-          kafka: createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'chaos-writer' }),
-          route: (type) => topicFor(task.topicPrefix, type),
-          partitions: task.partitions,
-        })
-      : undefined;
+  const kafka = createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'chaos-writer' });
+  const publisher = task.store === 'dual-write' ? new KafkajsPublisher({ kafka, topics: new TopicAdmin(kafka, task.partitions) }) : undefined;
+  const wire = new WireEncoder({ route: (type) => topicFor(task.topicPrefix, type), headers: 'minimal', forward: [] });
   // A restarted writer continues with fresh transaction ids and fresh hot keys.
   const random = seededRandom(task.seed ^ process.pid);
   const hot: string[] = [];
@@ -83,7 +81,7 @@ async function runWriter(task: WriterTask): Promise<void> {
     try {
       written =
         task.store === 'dual-write'
-          ? await placeOrdersDualWrite(sql, publisher!, place, (events) => append(task.historyFile, [pendingRecord(txn, events)]))
+          ? await placeOrdersDualWrite(sql, publisher!, wire, place, (events) => append(task.historyFile, [pendingRecord(txn, events)]))
           : await writeOrderEvents(sql, { place, amend }, task.store, (events) => append(task.historyFile, [pendingRecord(txn, events)]));
       append(task.historyFile, [{ type: 'committed', txn, at: Date.now() } satisfies WriteRecord]);
     } catch (error) {
@@ -106,7 +104,7 @@ async function runConsumer(task: ConsumerTask): Promise<void> {
   const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'chaos-consumer', connectTimeoutSeconds: 5 });
   const kafka = createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'chaos-consumer' });
   const consumer = new IdempotentConsumer({
-    kafka,
+    source: kafkajsConsumers(kafka),
     sql,
     groupId: task.groupId,
     topics: [task.topic],

@@ -67,12 +67,6 @@ export function disarmFailpoint(name?: FailpointName): void {
   else armed.clear();
 }
 
-/** How often an armed failpoint was reached and fired. */
-export function failpointStats(name: FailpointName): { hits: number; fired: number } {
-  const point = armed.get(name);
-  return { hits: point?.hits ?? 0, fired: point?.fired ?? 0 };
-}
-
 /** Marks a crash point. Does nothing unless armed. */
 export function failpoint(name: FailpointName): void {
   const point = armed.get(name);

@@ -18,7 +18,7 @@ import { isPortFree } from '../infra/processes.js';
 import { createKafkaClient } from '../kafka-client.js';
 import type { Logger } from '../log.js';
 import { checkClaims, readEvidence, recordSessionEnd, type ClaimReport } from '../relay/evidence.js';
-import { KafkajsPublisher } from '../relay/publisher.js';
+import { TopicAdmin } from '../kafka/topics.js';
 import type { ConsumerTask, WriterTask } from './child.js';
 import { seededRandom } from './failpoints.js';
 import { killKafka, killRelay, pauseRelay, restartPostgres, terminateWalsender, type FaultKind, type FaultRecord, type FaultTargets } from './faults.js';
@@ -261,8 +261,8 @@ async function setUpRow(spec: RowSpec, options: RowOptions): Promise<Row> {
   await row.sql.unsafe(`DROP PUBLICATION IF EXISTS ${row.publication}`);
   await dropSchema(row.sql, schema);
   await migrate(row.sql, { schema, partitionWidth: '1 day', partitionsAhead: 1 });
-  const setup = new KafkajsPublisher({ kafka: createKafkaClient({ brokers: options.servers.kafka.brokers, log: options.log, clientId: 'chaos-setup' }), route: () => row.topic, partitions: 3 });
-  await setup.ensureTopic(row.topic);
+  const setup = new TopicAdmin(createKafkaClient({ brokers: options.servers.kafka.brokers, log: options.log, clientId: 'chaos-setup' }), 3);
+  await setup.ensure(row.topic);
   await setup.close();
   return row;
 }

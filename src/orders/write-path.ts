@@ -17,6 +17,7 @@ import {
   insertOutboxRows,
   type NewOrder,
 } from '../queries.js';
+import type { WireEncoder } from '../relay/wire.js';
 import type { EventPublisher } from '../relay/publisher.js';
 
 /** Where events go: outbox table rows, or logical decoding messages in the WAL. */
@@ -36,6 +37,8 @@ export interface PlaceOrderInput {
   note?: string | undefined;
   /** Extra headers carried to Kafka with the event. */
   headers?: Readonly<Record<string, string>> | undefined;
+  /** The event's id (uuid), when the caller chooses it; a random one otherwise. */
+  eventId?: string | undefined;
 }
 
 export interface WrittenEvent {
@@ -48,6 +51,8 @@ export interface AmendOrderInput {
   orderId: string;
   deltaCents: number;
   headers?: Readonly<Record<string, string>> | undefined;
+  /** The event's id (uuid), when the caller chooses it; a random one otherwise. */
+  eventId?: string | undefined;
 }
 
 /** Longest order note, characters. */
@@ -59,6 +64,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function validateOrder(input: PlaceOrderInput): NewOrder {
   const problems: string[] = [];
   if (input.orderId !== undefined && !UUID.test(input.orderId)) problems.push('orderId must be a UUID');
+  if (input.eventId !== undefined && !UUID.test(input.eventId)) problems.push('eventId must be a UUID');
   if (typeof input.customerId !== 'string' || input.customerId.length < 1 || input.customerId.length > 200) {
     problems.push('customerId must be a string of 1 to 200 characters');
   }
@@ -73,10 +79,10 @@ export function validateOrder(input: PlaceOrderInput): NewOrder {
   return { orderId: input.orderId?.toLowerCase() ?? randomUUID(), customerId: input.customerId, amountCents: input.amountCents, currency: input.currency };
 }
 
-export function orderPlacedEvent(order: NewOrder, headers?: Readonly<Record<string, string>>, note?: string): OutboxEventInput {
+export function orderPlacedEvent(order: NewOrder, headers?: Readonly<Record<string, string>>, note?: string, eventId?: string): OutboxEventInput {
   const body = { orderId: order.orderId, customerId: order.customerId, amountCents: order.amountCents, currency: order.currency };
   return {
-    eventId: randomUUID(),
+    eventId: eventId?.toLowerCase() ?? randomUUID(),
     aggregateType: ORDER_AGGREGATE,
     aggregateId: order.orderId,
     aggregateVersion: 1,
@@ -113,7 +119,7 @@ export async function placeOrders(
 ): Promise<WrittenEvent[]> {
   if (inputs.length === 0) return [];
   const orders = inputs.map(validateOrder);
-  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note));
+  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note, inputs[i]!.eventId));
   const written = events.map((event) => ({ orderId: event.aggregateId, eventId: event.eventId, aggregateVersion: 1 }));
   beforeCommit?.(written);
   if (store === 'table') await insertOrdersWithOutboxRows(sql, orders, events);
@@ -143,6 +149,7 @@ export async function amendOrdersIn(tx: TransactionSql, amendments: readonly Ame
   for (const a of amendments) {
     if (!UUID.test(a.orderId)) throw new OutboxBenchError('INVALID_INPUT', `orderId must be a UUID, got "${a.orderId}"`);
     if (!Number.isSafeInteger(a.deltaCents)) throw new OutboxBenchError('INVALID_INPUT', 'deltaCents must be an integer');
+    if (a.eventId !== undefined && !UUID.test(a.eventId)) throw new OutboxBenchError('INVALID_INPUT', `eventId must be a UUID, got "${a.eventId}"`);
   }
   const perOrder = new Map<string, { count: number; deltaCents: number }>();
   for (const a of amendments) {
@@ -165,7 +172,7 @@ export async function amendOrdersIn(tx: TransactionSql, amendments: readonly Ame
     const version = next.get(orderId)!;
     next.set(orderId, version + 1);
     return {
-      eventId: randomUUID(),
+      eventId: a.eventId?.toLowerCase() ?? randomUUID(),
       aggregateType: ORDER_AGGREGATE,
       aggregateId: orderId,
       aggregateVersion: version,
@@ -205,6 +212,7 @@ export async function writeOrderEvents(
 export async function placeOrdersDualWrite(
   sql: Sql,
   publisher: EventPublisher,
+  wire: WireEncoder,
   inputs: readonly PlaceOrderInput[],
   beforeCommit?: BeforeCommit,
 ): Promise<WrittenEvent[]> {
@@ -213,6 +221,6 @@ export async function placeOrdersDualWrite(
   beforeCommit?.(events.map((event) => ({ orderId: event.aggregateId, eventId: event.eventId, aggregateVersion: 1 })));
   await insertOrders(sql, orders);
   failpoint('order.after-commit-before-publish');
-  await publisher.publish(events.map((e) => ({ ...e, headers: e.headers ?? {} })));
+  await publisher.publish(events.map((e) => wire.fromEvent(e)));
   return events.map((event) => ({ orderId: event.aggregateId, eventId: event.eventId, aggregateVersion: 1 }));
 }
