@@ -4,6 +4,7 @@
 import type { Scenario } from './scenario.js';
 import { cdc } from './scenarios/cdc.js';
 import { cleanup } from './scenarios/cleanup.js';
+import { drain } from './scenarios/drain.js';
 import { fastestPath } from './scenarios/fastest-path.js';
 import { http } from './scenarios/http.js';
 import { micro } from './scenarios/micro.js';
@@ -11,4 +12,4 @@ import { peers } from './scenarios/peers.js';
 import { saturation } from './scenarios/saturation.js';
 import { polling, skipLocked } from './scenarios/table-relays.js';
 
-export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, http, saturation, fastestPath, micro, cleanup, peers]);
+export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, http, saturation, drain, fastestPath, micro, cleanup, peers]);

@@ -16,6 +16,8 @@ import { COMPONENTS, type Component } from './harness/sampler.js';
 import type { CleanupSample, StrategyRun } from './scenarios/cleanup.js';
 import type { PeerResult } from './scenarios/peers.js';
 import type { StrategySaturation } from './scenarios/saturation.js';
+import type { DrainRun } from './scenarios/drain.js';
+import type { ProfileSummary } from './harness/profile.js';
 import { MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE } from './harness/saturation.js';
 
 export interface Summary {
@@ -58,7 +60,7 @@ function current(summaries: Map<string, Summary>, name: string): Summary | undef
 }
 
 function notShownSection(summaries: Map<string, Summary>): string[] {
-  const skipped = ['polling', 'skip-locked', 'cdc', 'saturation', 'fastest-path', 'http'].filter((name) => summaries.has(name) && !current(summaries, name));
+  const skipped = ['polling', 'skip-locked', 'cdc', 'saturation', 'drain', 'fastest-path', 'http'].filter((name) => summaries.has(name) && !current(summaries, name));
   if (skipped.length === 0) return [];
   return ['## Not shown', '', `Results measured under the harness's earlier rules, left out until re-run: ${skipped.map((name) => `\`${name}\``).join(', ')}.`, ''];
 }
@@ -108,6 +110,25 @@ function sideBySide(summaries: Map<string, Summary>, charts: string): string[] {
         (r) =>
           `| ${r.name} | ${r.spread!.runs} | ${range(r.spread!.eventsPerSec)} | ${range(r.spread!.e2eP50Ms)} | ${range(r.spread!.e2eP99Ms)} | ` +
           `${range(r.spread!.e2eP999Ms)} | ${range(r.spread!.cpuSecondsPerMillion)} | ${(r.spread!.lostPerRun ?? []).join(' / ')} |`,
+      ),
+      '',
+    );
+  }
+  const budgeted = runs.filter((r) => r.stages);
+  if (budgeted.length > 0) {
+    const cell = (s: { ms: { count: number; p50: number; p99: number } }) => (s.ms.count === 0 ? 'n/a' : `${f(s.ms.p50)} / ${f(s.ms.p99)}`);
+    lines.push(
+      'Where the time goes (p50 / p99, ms): the writers\' intended send → commit; commit → the relay has the event and the relay → ' +
+        'Kafka\'s acknowledgement, as the relay recorded them (every event of the run; the table relays count from the row\'s insert, ' +
+        'the CDC relay from the commit timestamp in the WAL); Kafka → consumer receipt, from the broker\'s append time (the topic is ' +
+        'set to LogAppendTime); receipt → applied, the inbox transaction.',
+      '',
+      '| relay | write | commit → relay | relay → Kafka ack | Kafka → consumer | receipt → applied | end to end |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+      ...budgeted.map(
+        (r) =>
+          `| ${r.name} | ${cell(r.stages.write)} | ${cell(r.stages.commitToRelay)} | ${cell(r.stages.relayToAck)} | ${cell(r.stages.kafkaToConsumer)} | ${cell(r.stages.receiptToApplied)} | ` +
+          `${f(r.e2eMs.p50)} / ${f(r.e2eMs.p99)} |`,
       ),
       '',
     );
@@ -242,7 +263,7 @@ function endToEndCost(r: RunSummary): Record<Component, number | null> & { total
   return { ...cost, total: known.every((v) => v !== null) ? Math.round(known.reduce((sum: number, v) => sum + v!, 0) * 10) / 10 : null };
 }
 
-/** The events/s the mission targets. */
+/** The rate the capacity plan is for: 100,000 events per second. */
 const TARGET_EVENTS_PER_SEC = 100_000;
 
 /**
@@ -280,7 +301,14 @@ function capacityLines(runs: readonly { name: string; cost: Record<Component, nu
 
 interface HttpExtra {
   relay: string;
-  closedLoop: { connections: number; requestsPerSec: number; latencyMs: Record<string, number>; non2xx: number; orders: number };
+  p99LimitMs: number;
+  modes: {
+    mode: string;
+    groupCommitMax: number;
+    closedLoop: { connections: number; requestsPerSec: number; latencyMs: Record<string, number>; non2xx: number };
+    ratePassingP99: number;
+    search: { rate: number; achievedPerSec: number; p99Ms: number; passed: boolean }[];
+  }[];
   fixedRate: {
     requestsPerSec: number;
     achievedPerSec: number;
@@ -301,37 +329,133 @@ interface HttpExtra {
 
 function httpSection(summaries: Map<string, Summary>): string[] {
   const extra = current(summaries, 'http')?.extra as HttpExtra | undefined;
-  if (!extra?.fixedRate?.requestToAppliedMs) return [];
-  const c = extra.closedLoop;
+  if (!extra?.modes) return [];
   const r = extra.fixedRate;
   const row = (label: string, rate: number | null, l: Record<string, number>, non2xx: number | null) =>
     `| ${label} | ${rate === null ? '' : f(rate)} | ${f(l.p50)} | ${f(l.p90)} | ${f(l.p99)} | ${f(l.p999)} | ${f(l.max)} | ${non2xx ?? ''} |`;
   return [
     '## HTTP: `POST /orders`',
     '',
-    `One order per request and per transaction, the ${extra.relay} relay and the consumer running throughout. First a closed loop ` +
-      `(autocannon, ${c.connections} connections) for the service's maximum; then a fixed ${r.requestsPerSec} requests/s on the harness's own ` +
-      'open-loop timetable: every request is due at a scheduled time, carries that time into its event (`x-intended-at`), and both the ' +
-      'HTTP latency and request → applied run from it, so waiting for a connection counts. The fixed-rate phase starts only after every ' +
-      `order of the closed loop was applied, and its CPU window (${f(r.cpuWindowS)} s) ends when its own last order was applied.`,
+    `The order service with the ${extra.relay} relay and the consumer running throughout, two ways: *group commit* (orders that arrive ` +
+      'while earlier ones are written share one statement and one transaction, each answered once its own order committed) and one ' +
+      'transaction per order. For each, a closed loop (autocannon) gives its maximum, and a search on the harness\'s own open-loop ' +
+      `timetable finds the highest rate whose response p99, measured from each request's scheduled time, stays within ${extra.p99LimitMs} ms.`,
     '',
-    '| phase | requests/s | p50 | p90 | p99 | p99.9 | max (ms) | non-2xx |',
+    `| service | closed loop, requests/s | closed-loop p99 (ms) | requests/s with p99 ≤ ${extra.p99LimitMs} ms (open loop) |`,
+    '|---|---:|---:|---:|',
+    ...extra.modes.map((m) => `| ${m.mode} | ${f(m.closedLoop.requestsPerSec)} | ${f(m.closedLoop.latencyMs.p99)} | ${m.ratePassingP99 > 0 ? f(m.ratePassingP99) : 'none tried passed'} |`),
+    '',
+    `Then a fixed ${r.requestsPerSec} requests/s with group commit, on the same timetable: every request carries its scheduled time into ` +
+      'its event (`x-intended-at`, forwarded by the relay), so request → applied runs from the schedule too. The phase starts after every ' +
+      `earlier order was applied, and its CPU window (${f(r.cpuWindowS)} s) ends when its own last order was applied.`,
+    '',
+    '| measured | requests/s | p50 | p90 | p99 | p99.9 | max (ms) | non-2xx |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
-    row('closed loop (HTTP response, from the send)', c.requestsPerSec, c.latencyMs, c.non2xx),
-    row(`fixed rate (HTTP response, from the schedule; achieved ${f(r.achievedPerSec)}/s)`, r.requestsPerSec, r.latencyMs, r.non2xx),
-    row('fixed rate (request → applied, from the schedule)', null, r.requestToAppliedMs, null),
-    row('fixed rate (request → consumer receipt)', null, r.requestToReceiptMs, null),
+    row(`HTTP response, from the schedule (achieved ${f(r.achievedPerSec)}/s)`, r.requestsPerSec, r.latencyMs, r.non2xx),
+    row('request → applied, from the schedule', null, r.requestToAppliedMs, null),
+    row('request → consumer receipt', null, r.requestToReceiptMs, null),
     '',
-    `Orders: ${c.orders.toLocaleString('en-US')} in the closed loop, ${r.ordersWritten.toLocaleString('en-US')} at the fixed rate; ` +
-      `applied ${r.deliveredDistinct.toLocaleString('en-US')} distinct, duplicates ${r.duplicates}, lost ${r.lost}.`,
-    '',
-    'CPU seconds per million orders of the fixed-rate phase (one order per transaction; compare the batched intake of the fastest path): ' +
+    `Orders of the fixed-rate phase ${r.ordersWritten.toLocaleString('en-US')} (of ${r.ordersWrittenTotal.toLocaleString('en-US')} in all); ` +
+      `applied ${r.deliveredDistinct.toLocaleString('en-US')} distinct, duplicates ${r.duplicates}, lost ${r.lost}. CPU seconds per million orders of that phase: ` +
       Object.entries(r.cpuSecondsPerMillionOrders)
         .map(([process, v]) => `${process === 'postgres' ? 'PostgreSQL' : process} ${f(v)}`)
         .join(', ') +
       '.',
     '',
+    '<details><summary>Every step of the rate searches</summary>',
+    '',
+    '| service | requests/s offered | achieved | p99 (ms) | verdict |',
+    '|---|---:|---:|---:|---|',
+    ...extra.modes.flatMap((m) => m.search.map((step) => `| ${m.mode} | ${f(step.rate)} | ${f(step.achievedPerSec)} | ${f(step.p99Ms)} | ${step.passed ? 'within' : 'over'} |`)),
+    '',
+    '</details>',
+    '',
   ];
+}
+
+/** Relay-only and consumer-only drains: what one process of each carries. */
+function drainSection(summaries: Map<string, Summary>): string[] {
+  const summary = current(summaries, 'drain');
+  const extra = summary?.extra as { events: number; sampleMs?: number; minWindowReadings?: number; runs: DrainRun[]; profiled?: DrainRun[] } | undefined;
+  if (!summary || !extra || extra.runs.length === 0) return [];
+  const relays = groupBy(extra.runs, (run) => `${run.strategy} | ${run.kafkaClient}`);
+  const consumers = groupBy(
+    extra.runs.flatMap((run) => run.consumers.map((c) => ({ strategy: run.strategy, ...c }))),
+    (c) => `${c.strategy} | ${c.client}`,
+  );
+  const med = (values: readonly (number | null | undefined)[]) => {
+    const known = values.filter((v): v is number => typeof v === 'number' && !Number.isNaN(v)).sort((a, b) => a - b);
+    if (known.length === 0) return 'n/a';
+    const m = known[Math.floor((known.length - 1) / 2)]!;
+    return known.length > 1 ? `${f(m)} (${f(known[0]!)}–${f(known.at(-1)!)})` : f(m);
+  };
+  const repeats = Math.max(...[...relays.values()].map((g) => g.length));
+  return [
+    '## What one relay process and one consumer process carry',
+    '',
+    `Relay-only drain: ${extra.events.toLocaleString('en-US')} events written 1,000 per transaction while no relay ran (the CDC slot existed first), ` +
+      `then the relay process was spawned and Kafka's end offsets were read every ${extra.sampleMs ?? 100} ms. Rate and CPU from 10% to 90% of the events ` +
+      `(n/a when that window held fewer than ${extra.minWindowReadings ?? 2} readings: too short to measure); ` +
+      "CPU per process (PostgreSQL includes the walsender), and the relay's JavaScript thread apart (every replica's, for SKIP LOCKED): " +
+      `what one process cannot scale past. Median of ${repeats} runs, the range in brackets.`,
+    '',
+    '| relay | Kafka client | events/s | relay CPU s / 1M | relay JS thread µs / event | PostgreSQL CPU s / 1M | Kafka CPU s / 1M | first event after (s) | missing |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...[...relays].map(([key, runs]) => {
+      const [strategy, client] = key.split(' | ');
+      const r = runs.map((run) => run.relay);
+      return (
+        `| ${strategy} | ${client} | ${med(r.map((x) => x.eventsPerSec))} | ${med(r.map((x) => x.cpuSecondsPerMillion.relay))} | ${med(r.map((x) => x.jsThreadUsPerEvent))} | ` +
+        `${med(r.map((x) => x.cpuSecondsPerMillion.postgres))} | ${med(r.map((x) => x.cpuSecondsPerMillion.kafka))} | ${med(r.map((x) => x.timeToFirstEventS))} | ${r.map((x) => x.missing).join(' / ')} |`
+      );
+    }),
+    '',
+    'Consumer-only drain: the consumer process applied the filled topic (of the first relay client\'s runs) from the beginning into inbox and ledger, ' +
+      'one inbox transaction per Kafka batch, timed the same way from the inbox side. It records no latency (a backlog has none worth reporting), ' +
+      'so its CPU is the consumer\'s and its bookkeeping\'s only.',
+    '',
+    '| relay (its topic) | consumer Kafka client | events/s | consumer CPU s / 1M | consumer JS thread µs / event | PostgreSQL CPU s / 1M | Kafka CPU s / 1M | missing |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+    ...[...consumers].map(([key, drains]) => {
+      const [strategy, client] = key.split(' | ');
+      const d = drains.map((x) => x.figures);
+      return (
+        `| ${strategy} | ${client} | ${med(d.map((x) => x.eventsPerSec))} | ${med(d.map((x) => x.cpuSecondsPerMillion.consumer))} | ${med(d.map((x) => x.jsThreadUsPerEvent))} | ` +
+        `${med(d.map((x) => x.cpuSecondsPerMillion.postgres))} | ${med(d.map((x) => x.cpuSecondsPerMillion.kafka))} | ${d.map((x) => x.missing).join(' / ')} |`
+      );
+    }),
+    '',
+    ...profileLines(extra.profiled ?? []),
+  ];
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    let group = groups.get(k);
+    if (!group) groups.set(k, (group = []));
+    group.push(item);
+  }
+  return groups;
+}
+
+/** The top frames of the profiled run of each relay and client (a run of its own, outside the figures). */
+function profileLines(runs: readonly DrainRun[]): string[] {
+  const table = (title: string, profile: ProfileSummary) => [
+    `<details><summary>${title} (an extra run under the profiler): top frames by self time (${f(profile.busyMs)} ms busy)</summary>`,
+    '',
+    '| frame | self (ms) | share |',
+    '|---|---:|---:|',
+    ...profile.top.map((frame) => `| \`${frame.frame.replace(/\|/g, '\\|')}\` | ${f(frame.selfMs)} | ${(frame.selfShare * 100).toFixed(1)}% |`),
+    '',
+    '</details>',
+    '',
+  ];
+  return runs.flatMap((run) => [
+    ...(run.relayProfile ? table(`CPU profile of the ${run.strategy} relay on ${run.kafkaClient}`, run.relayProfile) : []),
+    ...run.consumers.flatMap((c) => (c.profile ? table(`CPU profile of the consumer on ${c.client} (${run.strategy} topic)`, c.profile) : [])),
+  ]);
 }
 
 function microSection(summaries: Map<string, Summary>): string[] {
@@ -581,6 +705,7 @@ export function buildReport(dir: string, extraSections: ((summaries: Map<string,
     ...sideBySide(summaries, charts),
     ...saturationSection(summaries, charts),
     ...fastestPathSection(summaries),
+    ...drainSection(summaries),
     ...httpSection(summaries),
     ...microSection(summaries),
     ...cleanupSection(summaries, charts),

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { PROJECT_ROOT, resolveConfig } from '../src/config.js';
+import { CONSUMER_KAFKA_CLIENTS, DEFAULTS, KAFKA_CLIENTS, PROJECT_ROOT, resolveConfig } from '../src/config.js';
 import { createSql } from '../src/db.js';
 import { describeError, OutboxBenchError } from '../src/errors.js';
 import { acquireInfra } from '../src/infra/index.js';
@@ -44,7 +44,8 @@ export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
   pollIntervalMs: 500,
   replicas: 3,
   publishers: 1,
-  consumerCommitIntervalMs: 0,
+  consumers: 1,
+  consumerCommitIntervalMs: 100,
   drainTimeoutS: 30,
   seed: 1,
   stallConsumerMs: 0,
@@ -72,7 +73,8 @@ const FLAGS: Record<string, { key: keyof PipelineParameters; description: string
   'interval-ms': { key: 'pollIntervalMs', description: 'relay poll interval', min: 1, max: 60_000 },
   replicas: { key: 'replicas', description: 'relay replicas (skip-locked)', min: 1, max: 64 },
   publishers: { key: 'publishers', description: 'Kafka producers per relay, in parallel', min: 1, max: 64 },
-  'commit-interval-ms': { key: 'consumerCommitIntervalMs', description: 'consumer offset commits at most this often (0 = every batch)', min: 0, max: 60_000 },
+  consumers: { key: 'consumers', description: 'consumer processes in the group', min: 1, max: 16 },
+  'commit-interval-ms': { key: 'consumerCommitIntervalMs', description: 'consumer offset commits at most this often (0 = back to back)', min: 0, max: 60_000 },
   'drain-timeout-s': { key: 'drainTimeoutS', description: 'give up on stragglers after', min: 1, max: 3_600 },
   'stall-consumer-ms': { key: 'stallConsumerMs', description: 'pause the consumer this long mid-measurement (SIGSTOP), to see a stall in the tail', min: 0, max: 600_000 },
 };
@@ -94,7 +96,11 @@ function help(): string {
     ...flags,
     ...own,
     `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc: measure each relay this many times; the median run is reported with the spread (default ${DEFAULT_REPEATS})`,
-    `  --${'strategies'.padEnd(18)} saturation: comma-separated subset of polling,skip-locked,cdc,cdc-message`,
+    `  --${'strategies'.padEnd(18)} saturation, drain: comma-separated subset of polling,skip-locked,cdc,cdc-message`,
+    `  --${'kafka-client'.padEnd(18)} the relays' Kafka client: ${KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.kafkaClient})`,
+    `  --${'consumer-kafka-client'.padEnd(18)} the consumer's Kafka client: ${CONSUMER_KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.consumerKafkaClient})`,
+    `  --${'clients'.padEnd(18)} drain: comma-separated relay Kafka clients to compare`,
+    `  --${'consumer-clients'.padEnd(18)} drain: comma-separated consumer Kafka clients to compare (on the first relay client's topics)`,
     `  --${'out'.padEnd(18)} results folder (default results/)`,
     `  --${'allow-dirty'.padEnd(18)} publish although tracked files outside results/ have uncommitted changes (the report says so at the top)`,
     `  --${'help'.padEnd(18)} show this help`,
@@ -114,6 +120,15 @@ function wholeFlag(flag: string, raw: string, min: number, max: number): number 
 
 function parameters(scenario: Scenario, values: Record<string, string | boolean | undefined>): PipelineParameters {
   const result: Record<string, unknown> = { ...BASE_PARAMETERS, ...scenario.defaults };
+  for (const [flag, key, known] of [
+    ['kafka-client', 'kafkaClient', KAFKA_CLIENTS],
+    ['consumer-kafka-client', 'consumerKafkaClient', CONSUMER_KAFKA_CLIENTS],
+  ] as const) {
+    const client = values[flag];
+    if (typeof client !== 'string') continue;
+    if (!(known as readonly string[]).includes(client)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${client}" is not one of ${known.join(', ')}`);
+    result[key] = client;
+  }
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const raw = values[flag];
     if (typeof raw !== 'string') continue;
@@ -133,6 +148,10 @@ async function main(): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         out: { type: 'string' },
         strategies: { type: 'string' },
+        clients: { type: 'string' },
+        'kafka-client': { type: 'string' },
+        'consumer-kafka-client': { type: 'string' },
+        'consumer-clients': { type: 'string' },
         repeats: { type: 'string' },
         'allow-dirty': { type: 'boolean' },
         ...Object.fromEntries([...Object.keys(FLAGS), ...scenarioFlags().map(([flag]) => flag)].map((f) => [f, { type: 'string' as const }])),

@@ -6,14 +6,13 @@
  */
 import { IdempotentConsumer, type Delivery } from '../../src/consumer/consumer.js';
 import { createSql } from '../../src/db.js';
-import { createKafkaClient } from '../../src/kafka-client.js';
+import { resolveConfig, type ConsumerKafkaClientName } from '../../src/config.js';
+import { consumersFor } from '../../src/kafka/consumers.js';
 import { createHistogram, encodeHistogram, recordMs, summarizeMs } from '../../src/latency.js';
 import { createLogger } from '../../src/log.js';
-import { HEADERS } from '../../src/events.js';
-import { LOAD_SEQ_HEADER } from './load-worker.js';
-
-/** The header a peer relay may carry the outbox `headers` column in, as JSON. */
-export const PACKED_HEADERS = 'outboxHeaders';
+import { nowMs } from '../../src/events.js';
+import { parseLoadEventId } from './load-ids.js';
+import { intendedTime } from './load-worker.js';
 
 export interface ConsumerTask {
   databaseUrl: string;
@@ -23,19 +22,36 @@ export interface ConsumerTask {
   groupId: string;
   measureFrom: number;
   measureTo: number;
+  /** The load's run tag and timetable: which ids are ours, and when each was due. */
+  runTag: string;
+  startAt: number;
+  perWorkerRate: number;
   /** Orders each load worker will attempt: the load plan's figure, sizing the receipt arrays. */
   ordersPerWorker: readonly number[];
   /**
-   * Events that carry no load-generator sequence (HTTP load) are counted by
+   * Events that are not the load generator's (HTTP load) are counted by
    * event id instead, and their latency measured from x-intended-at.
    */
   countById?: boolean;
   /** See IdempotentConsumerOptions.commitIntervalMs. */
   commitIntervalMs?: number;
+  /** The consumer's Kafka client (default: the configured one, as the relay's child resolves its own). */
+  kafkaClient?: ConsumerKafkaClientName;
+  /** How often progress is reported, ms (default 1,000; drains want finer). */
+  progressIntervalMs?: number;
+  /**
+   * Record latency histograms (default true). A drain measures what the
+   * consumer costs, and latency from a backlog's intended times means
+   * nothing; four histogram records per event would be the harness's cost
+   * counted as the consumer's.
+   */
+  latency?: boolean;
 }
 
 export interface ConsumerProgress {
   type: 'progress';
+  /** Epoch ms of the report. */
+  at: number;
   received: number;
   distinct: number;
   duplicates: number;
@@ -48,16 +64,19 @@ export interface ConsumerFinal {
   applied: number;
   duplicates: number;
   rejected: number;
-  /** Deliveries that carried no load-generator sequence, or one outside the plan (0, unless counting by id). */
+  /** Deliveries whose event id is not an order of this run's load plan (0, unless counting by id). */
   foreign: number;
   /** Distinct event ids delivered (countById only). */
   distinctIds: number;
-  /** Epoch ms at which each order was first applied (inbox committed), NaN if never; [worker][seq]. */
+  /** Epoch ms at which this consumer applied each order (inbox committed), NaN if it did not; [worker][seq]. */
   appliedAt: Float64Array[];
   /** Intended send -> applied, measured window (encoded HDR, µs). */
   endToEnd: string;
   /** Intended send -> received by the consumer, measured window (encoded HDR, µs). */
   receipt: string;
+  /** The consumer's stages, measured window: Kafka record timestamp -> receipt, receipt -> applied (encoded HDR, µs). */
+  kafkaToConsumer: string;
+  receiptToApplied: string;
 }
 
 export type ToConsumer =
@@ -82,23 +101,28 @@ async function run(task: ConsumerTask): Promise<void> {
   const appliedAt = task.ordersPerWorker.map((n) => new Float64Array(n).fill(Number.NaN));
   const endToEnd = createHistogram();
   const receipt = createHistogram();
+  const kafkaToConsumer = createHistogram();
+  const receiptToApplied = createHistogram();
   let distinct = 0;
   let foreign = 0;
   const ids = new Set<string>();
   let received = 0;
   let duplicates = 0;
   let { measureFrom, measureTo } = task;
-  const inWindow = (intended: number | undefined): intended is number => intended !== undefined && intended >= measureFrom && intended < measureTo;
-  const firstSeen = (delivery: Delivery) => {
+  const latency = task.latency ?? true;
+  const inWindow = (intended: number | undefined): intended is number => latency && intended !== undefined && intended >= measureFrom && intended < measureTo;
+  const firstSeen = (delivery: Delivery, intendedAt: number | undefined) => {
     distinct += 1;
-    if (inWindow(delivery.intendedAt)) {
-      recordMs(endToEnd, delivery.appliedAt - delivery.intendedAt);
-      recordMs(receipt, delivery.receivedAt - delivery.intendedAt);
+    if (inWindow(intendedAt)) {
+      recordMs(endToEnd, delivery.appliedAt - intendedAt);
+      recordMs(receipt, delivery.receivedAt - intendedAt);
+      recordMs(kafkaToConsumer, Math.max(0, delivery.receivedAt - delivery.recordAt));
+      recordMs(receiptToApplied, delivery.appliedAt - delivery.receivedAt);
     }
   };
 
   const consumer = new IdempotentConsumer({
-    kafka: createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'outbox-bench-consumer' }),
+    source: consumersFor(task.kafkaClient ?? resolveConfig().consumerKafkaClient, { brokers: task.kafkaBrokers, clientId: 'outbox-bench-consumer', log }),
     sql,
     groupId: task.groupId,
     topics: [task.topic],
@@ -107,40 +131,32 @@ async function run(task: ConsumerTask): Promise<void> {
     onDelivery: (delivery: Delivery) => {
       received += 1;
       if (!delivery.applied) duplicates += 1;
-      // Debezium's outbox router cannot spread a jsonb column over several
-      // headers; the peers benchmark places the outbox headers column whole
-      // in one header instead.
-      const packed = delivery.headers[PACKED_HEADERS];
-      if (packed !== undefined && delivery.headers[LOAD_SEQ_HEADER] === undefined) {
-        const unpacked = JSON.parse(packed) as Record<string, string>;
-        delivery = { ...delivery, headers: { ...delivery.headers, ...unpacked }, intendedAt: unpacked[HEADERS.intendedAt] === undefined ? undefined : Number(unpacked[HEADERS.intendedAt]) };
-      }
+      // Only the delivery that applied an event counts: with several
+      // consumers in the group, each event is applied by exactly one of them.
+      if (!delivery.applied) return;
       if (task.countById) {
         if (ids.has(delivery.eventId)) return;
         ids.add(delivery.eventId);
-        firstSeen(delivery);
+        firstSeen(delivery, delivery.intendedAt);
         return;
       }
-      const seqHeader = delivery.headers[LOAD_SEQ_HEADER];
-      const match = seqHeader ? /^(\d+):(\d+)$/.exec(seqHeader) : null;
-      const lane = match ? appliedAt[Number(match[1])] : undefined;
-      const seq = match ? Number(match[2]) : -1;
-      if (!lane || seq < 0 || seq >= lane.length) {
-        // Not an event of this run's plan: the harness cannot account for it,
+      const order = parseLoadEventId(task.runTag, delivery.eventId);
+      const lane = order ? appliedAt[order.worker] : undefined;
+      if (!order || !lane || order.seq >= lane.length) {
+        // Not an order of this run's plan: the harness cannot account for it,
         // and the run fails rather than quietly counting it somewhere.
         foreign += 1;
         return;
       }
-      if (!Number.isNaN(lane[seq]!)) return;
-      lane[seq] = delivery.appliedAt;
-      firstSeen(delivery);
+      lane[order.seq] = delivery.appliedAt;
+      firstSeen(delivery, intendedTime(task.startAt, task.perWorkerRate, order.seq));
     },
   });
   await consumer.start();
   await send({ type: 'ready' });
   const progress = setInterval(() => {
-    void send({ type: 'progress', received, distinct, duplicates, p99Ms: summarizeMs(endToEnd).p99 });
-  }, 1_000);
+    void send({ type: 'progress', at: nowMs(), received, distinct, duplicates, p99Ms: summarizeMs(endToEnd).p99 });
+  }, task.progressIntervalMs ?? 1_000);
 
   await new Promise<void>((resolve) => {
     process.on('message', (message: ToConsumer) => {
@@ -162,6 +178,8 @@ async function run(task: ConsumerTask): Promise<void> {
     appliedAt,
     endToEnd: encodeHistogram(endToEnd),
     receipt: encodeHistogram(receipt),
+    kafkaToConsumer: encodeHistogram(kafkaToConsumer),
+    receiptToApplied: encodeHistogram(receiptToApplied),
   });
 }
 
@@ -176,5 +194,8 @@ process.once('message', (message: ToConsumer) => {
     },
   );
 });
+// Stopped by the harness while at work: exit rather than die by the signal,
+// so that `--cpu-prof` still writes its profile.
+process.once('SIGTERM', () => process.exit(143));
 // The harness died: do not linger as an orphan.
 process.on('disconnect', () => setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref());

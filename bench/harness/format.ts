@@ -9,6 +9,10 @@ export function latencyLine(label: string, s: LatencySummaryMs): string {
   return `  ${label.padEnd(36)} p50 ${f(s.p50)}  p90 ${f(s.p90)}  p99 ${f(s.p99)}  p99.9 ${f(s.p999)}  max ${f(s.max)} ms  (n=${s.count})`;
 }
 
+function stage(s: LatencySummaryMs): string {
+  return s.count === 0 ? 'n/a' : `${s.p50.toFixed(1)} / ${s.p99.toFixed(1)}`;
+}
+
 /** Where the run's events were written, in words. */
 function storeLabel(store: PipelineResult['parameters']['store']): string {
   if (store === 'table') return 'outbox table';
@@ -34,6 +38,8 @@ export function describeResult(name: string, r: PipelineResult, relayLabel?: str
     latencyLine('intended send -> consumer receipt', r.e2eReceiptMs),
     latencyLine('commit -> applied', r.commitToAppliedMs),
     latencyLine('write (intended send -> commit)', r.writeMs),
+    `  stages p50 / p99 (ms): commit -> relay ${stage(r.stages.commitToRelay.ms)}, relay -> Kafka ack ${stage(r.stages.relayToAck.ms)}, ` +
+      `Kafka -> consumer ${stage(r.stages.kafkaToConsumer.ms)}, receipt -> applied ${stage(r.stages.receiptToApplied.ms)}`,
     `  CPU seconds per million events (${r.drain ? '10%-90% of the drain' : 'measured window'}): ${cost}`,
   ];
 }

@@ -14,16 +14,17 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSql } from '../../src/db.js';
-import { HEADERS, nowMs } from '../../src/events.js';
+import { nowMs } from '../../src/events.js';
 import { createHistogram, encodeHistogram, recordMs } from '../../src/latency.js';
 import { seededRandom } from '../../src/chaos/failpoints.js';
 import { writeOrderEvents, type AmendOrderInput, type OutboxStore, type PlaceOrderInput } from '../../src/orders/write-path.js';
 import { placeOrdersIntoPtp } from '../peers/ptp.js';
-
-export const LOAD_SEQ_HEADER = 'x-load-seq';
+import { loadEventId } from './load-ids.js';
 
 export interface LoadTask {
   databaseUrl: string;
+  /** The run's tag, the first part of every event id (load-ids.ts). */
+  runTag: string;
   schema: string;
   /** `ptp`: pg-transactional-outbox's table, for the peers benchmark (new orders only). */
   store: OutboxStore | 'ptp';
@@ -125,18 +126,18 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
     const place: PlaceOrderInput[] = [];
     const amend: AmendOrderInput[] = [];
     for (let seq = firstSeq; seq < firstSeq + perTx; seq++) {
-      const intendedAt = due(seq);
-      const headers = { [HEADERS.intendedAt]: intendedAt.toFixed(3), [LOAD_SEQ_HEADER]: `${task.workerIndex}:${seq}` };
+      // The id says which order this is; the consumer derives its intended time from it.
+      const eventId = loadEventId(task.runTag, task.workerIndex, seq);
       const target = seq % task.eventsPerAggregate === 0 ? undefined : pickAggregate();
       if (target) {
-        amend.push({ orderId: target, deltaCents: 1 + (seq % 50), headers });
+        amend.push({ orderId: target, deltaCents: 1 + (seq % 50), eventId });
       } else {
         place.push({
           customerId: `customer-${task.workerIndex}-${seq % 10_000}`,
           amountCents: 100 + (seq % 9_900),
           currency: 'EUR',
           ...(note ? { note } : {}),
-          headers,
+          eventId,
         });
       }
     }

@@ -5,23 +5,27 @@
  * drains, and every committed order is accounted for: applied or lost.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
-import type { RelayMode } from '../../src/config.js';
+import type { ConsumerKafkaClientName, KafkaClientName, RelayMode } from '../../src/config.js';
 import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
 import { OutboxBenchError, describeError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import type { Infra } from '../../src/infra/index.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
+import { createHistogram, decodeHistogram, encodeHistogram, summarizeMs, type LatencySummaryMs } from '../../src/latency.js';
 import type { Logger } from '../../src/log.js';
+import type { StageHistograms } from '../../src/relay/stages.js';
 import { ORDER_AGGREGATE, type OutboxStore } from '../../src/orders/write-path.js';
 import { processCpuSeconds, processTreeCpuSeconds, peakRssBytes, processTreePssBytes } from '../../src/process-stats.js';
-import { KafkajsPublisher } from '../../src/relay/publisher.js';
+import { TopicAdmin } from '../../src/kafka/index.js';
 import { account, type Accounting } from './accounting.js';
 import type { ConsumerFinal } from './consumer-process.js';
+import { newRunTag } from './load-ids.js';
 import { planLoad, type LoadPlan, type LoadResult, type LoadTask } from './load-worker.js';
-import { childEnv, deleteTopic, startConsumerProcess, startRelayProcess, stopChild, type ConsumerProcess, type StartedRelay } from './processes.js';
+import { childEnv, deleteTopic, startConsumerGroup, startRelayProcess, stopChild, type ConsumerGroup, type StartedRelay } from './processes.js';
 import { Progress } from './progress.js';
 import { RunSampler, type Component, type LagReading } from './sampler.js';
 
@@ -63,6 +67,12 @@ export interface PipelineParameters {
   replicas: number;
   /** Kafka producers per relay, in parallel. */
   publishers: number;
+  /** The relay's Kafka client (default: the configured one). */
+  kafkaClient?: KafkaClientName;
+  /** The consumer's Kafka client (default: the configured one). */
+  consumerKafkaClient?: ConsumerKafkaClientName;
+  /** Consumer processes in the group (100K/s needs more than one). */
+  consumers?: number;
   /** The consumer commits offsets at most this often (0 = every batch). */
   consumerCommitIntervalMs: number;
   /** Give up waiting for stragglers after this long, s. */
@@ -88,6 +98,8 @@ export interface PipelineParameters {
 }
 
 export interface PipelineResult extends Accounting {
+  /** Where an event's time goes, stage by stage (see stageHistograms). */
+  stages: StageSummaries;
   parameters: PipelineParameters;
   duplicates: number;
   errors: string[];
@@ -112,6 +124,73 @@ export interface PipelineContext {
   beforeRelay?: (sql: Sql, schema: string) => Promise<void>;
   /** Starts a relay other than ours (a peer); resolves once it is ready to publish to `topicPrefix`. */
   startRelay?: (sql: Sql, schema: string, topicPrefix: string) => Promise<StartedRelay>;
+}
+
+export function loadPool(workers: number): Piscina {
+  return new Piscina({ filename: new URL('./load-worker.js', import.meta.url).href, minThreads: workers, maxThreads: workers, idleTimeout: 60_000 });
+}
+
+/** Every load worker's share of the plan, on the shared timetable; resolves when all are written. */
+export function runLoad(
+  pool: Piscina,
+  l: { databaseUrl: string; schema: string; runTag: string; plan: LoadPlan; startAt: number; measureFrom: number; measureTo: number; p: PipelineParameters },
+): Promise<LoadResult[]> {
+  const { p } = l;
+  return Promise.all(
+    l.plan.ordersPerWorker.map(
+      (orders, workerIndex) =>
+        pool.run({
+          databaseUrl: l.databaseUrl,
+          schema: l.schema,
+          runTag: l.runTag,
+          store: p.store,
+          workerIndex,
+          rate: l.plan.perWorkerRate,
+          startAt: l.startAt,
+          orders,
+          measureFrom: l.measureFrom,
+          measureTo: l.measureTo,
+          ordersPerTransaction: p.ordersPerTransaction,
+          connections: p.connectionsPerWorker,
+          payloadBytes: p.payloadBytes,
+          eventsPerAggregate: p.eventsPerAggregate,
+          keySpace: p.keySpace,
+          hotKeyShare: p.hotKeyShare,
+          hotKeys: p.hotKeys,
+          seed: p.seed,
+        } satisfies LoadTask) as Promise<LoadResult>,
+    ),
+  );
+}
+
+/** Each stage of an event's way, as an HDR histogram (encoded, µs) and its percentiles. */
+export type StageSummaries = Record<'write' | 'commitToRelay' | 'relayToAck' | 'kafkaToConsumer' | 'receiptToApplied', { histogram: string; ms: LatencySummaryMs }>;
+
+/**
+ * The latency budget of a run: intended -> commit (the writers, measured
+ * window), commit -> relay and relay -> Kafka ack (the relay's own record,
+ * every event of the run: `--stages-file`), Kafka -> consumer receipt (from
+ * the broker's append time) and receipt -> applied (the consumer, measured
+ * window). A relay that wrote no record (a peer) leaves its two empty.
+ */
+function stageHistograms(prefix: string, final: ConsumerFinal, loads: readonly LoadResult[]): StageSummaries {
+  const relay = { commitToRelay: createHistogram(), relayToAck: createHistogram() };
+  const dir = path.dirname(prefix);
+  for (const file of readdirSync(dir).filter((name) => name.startsWith(`${path.basename(prefix)}.`) && name.endsWith('.json'))) {
+    const recorded = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as StageHistograms;
+    relay.commitToRelay.add(decodeHistogram(recorded.commitToRelay));
+    relay.relayToAck.add(decodeHistogram(recorded.relayToAck));
+  }
+  const write = createHistogram();
+  for (const load of loads) write.add(decodeHistogram(load.commitLatency));
+  const entry = (h: ReturnType<typeof createHistogram>) => ({ histogram: encodeHistogram(h), ms: summarizeMs(h) });
+  return {
+    write: entry(write),
+    commitToRelay: entry(relay.commitToRelay),
+    relayToAck: entry(relay.relayToAck),
+    kafkaToConsumer: entry(decodeHistogram(final.kafkaToConsumer)),
+    receiptToApplied: entry(decodeHistogram(final.receiptToApplied)),
+  };
 }
 
 /** What one run sets up, and takes down again whatever happens. */
@@ -142,9 +221,11 @@ async function setUp(context: PipelineContext, p: PipelineParameters): Promise<R
   // A fresh schema per run: no history from an earlier run skews the poll.
   await dropSchema(run.sql, schema);
   await migrate(run.sql, { schema, partitionWidth: '1 day', partitionsAhead: 2 });
-  const publisher = new KafkajsPublisher({ kafka: run.kafka, route: () => run.topic, partitions: p.partitions });
-  await publisher.ensureTopic(run.topic);
-  await publisher.close();
+  // The broker stamps each record with its append time, so the consumer can
+  // tell the time an event spent reaching Kafka from the time it waited there.
+  const topics = new TopicAdmin(run.kafka, p.partitions, { 'message.timestamp.type': 'LogAppendTime' });
+  await topics.ensure(run.topic);
+  await topics.close();
   await context.beforeLoad?.(run.sql, schema);
   return run;
 }
@@ -158,7 +239,7 @@ async function tearDown(context: PipelineContext, run: RunResources): Promise<vo
   await run.sql.end({ timeout: 5 });
 }
 
-function cpuProbe(infra: Infra, relay: () => ChildProcess | undefined, consumer: ChildProcess): () => Record<Component, number | undefined> {
+function cpuProbe(infra: Infra, relay: () => ChildProcess | undefined, consumers: readonly ChildProcess[]): () => Record<Component, number | undefined> {
   return () => {
     const pgPid = infra.postgres.pid();
     const kafkaPid = infra.kafka.pid();
@@ -169,38 +250,49 @@ function cpuProbe(infra: Infra, relay: () => ChildProcess | undefined, consumer:
       kafka: kafkaPid === undefined ? undefined : processCpuSeconds(kafkaPid),
       // A relay not started yet (drain mode) has used nothing so far.
       relay: relayProcess === undefined ? 0 : relayProcess.pid === undefined ? undefined : processTreeCpuSeconds(relayProcess.pid),
-      consumer: consumer.pid === undefined ? undefined : processCpuSeconds(consumer.pid),
+      consumer: sumOver(consumers, (pid) => processCpuSeconds(pid)),
       loadGenerator: (usage.user + usage.system) / 1e6,
     };
   };
 }
 
-function peakMemory(infra: Infra, relay: ChildProcess | undefined, consumer: ChildProcess): Record<Component, number | undefined> {
+/** A reading summed over processes; undefined if any cannot be read. */
+function sumOver(children: readonly ChildProcess[], read: (pid: number) => number | undefined): number | undefined {
+  let total = 0;
+  for (const child of children) {
+    const value = child.pid === undefined ? undefined : read(child.pid);
+    if (value === undefined) return undefined;
+    total += value;
+  }
+  return total;
+}
+
+function peakMemory(infra: Infra, relay: ChildProcess | undefined, consumers: readonly ChildProcess[]): Record<Component, number | undefined> {
   const pgPid = infra.postgres.pid();
   const kafkaPid = infra.kafka.pid();
   return {
     postgres: pgPid === undefined ? undefined : processTreePssBytes(pgPid),
     kafka: kafkaPid === undefined ? undefined : peakRssBytes(kafkaPid),
     relay: relay?.pid === undefined ? undefined : peakRssBytes(relay.pid),
-    consumer: consumer.pid === undefined ? undefined : peakRssBytes(consumer.pid),
+    consumer: sumOver(consumers, peakRssBytes),
     loadGenerator: process.resourceUsage().maxRSS * 1_024,
   };
 }
 
 /** SIGSTOPs the consumer in the middle of the measured window; returns a function that undoes it early. */
-function scheduleConsumerStall(consumer: ChildProcess, measureFrom: number, p: PipelineParameters): () => void {
+function scheduleConsumerStall(consumers: readonly ChildProcess[], measureFrom: number, p: PipelineParameters): () => void {
   const stallMs = p.stallConsumerMs ?? 0;
   if (stallMs <= 0) return () => {};
   let stopped = false;
   let timer: NodeJS.Timeout;
   const resume = () => {
     clearTimeout(timer);
-    if (stopped) consumer.kill('SIGCONT');
+    if (stopped) for (const consumer of consumers) consumer.kill('SIGCONT');
     stopped = false;
   };
   const stallAt = measureFrom + Math.max(0, p.durationS * 1_000 - stallMs) / 2;
   timer = setTimeout(() => {
-    consumer.kill('SIGSTOP');
+    for (const consumer of consumers) consumer.kill('SIGSTOP');
     stopped = true;
     timer = setTimeout(resume, stallMs);
   }, Math.max(0, stallAt - nowMs()));
@@ -208,7 +300,7 @@ function scheduleConsumerStall(consumer: ChildProcess, measureFrom: number, p: P
 }
 
 /** Waits until every committed order was applied, or nothing moved for drainTimeoutS. */
-async function drainUntilApplied(consumer: ConsumerProcess, committed: number, p: PipelineParameters, log: Logger): Promise<void> {
+async function drainUntilApplied(consumer: ConsumerGroup, committed: number, p: PipelineParameters, log: Logger): Promise<void> {
   let lastDistinct = -1;
   let stalledSince = Date.now();
   for (;;) {
@@ -247,7 +339,8 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
   const progress = new Progress(context.quiet);
   try {
     const plan: LoadPlan = planLoad(p);
-    const env = childEnv(infra, run.schema, run.topicPrefix, p.partitions, context.relayEnv);
+    const stagesPrefix = path.join(context.rawDir, 'stages');
+    const env = childEnv(infra, run.schema, run.topicPrefix, p.partitions, { OUTBOX_BENCH_STAGES_FILE: stagesPrefix, ...context.relayEnv });
     const launchRelay = async (): Promise<StartedRelay> => {
       const started = context.startRelay ? await context.startRelay(run.sql, run.schema, run.topicPrefix) : await startRelayProcess(context.rawDir, env, p);
       run.children.push(started.child);
@@ -259,7 +352,8 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     const startAt = Math.ceil(nowMs()) + START_DELAY_MS;
     const measureFrom = startAt + p.warmupS * 1_000;
     const measureTo = measureFrom + p.durationS * 1_000;
-    const consumer = await startConsumerProcess(context.rawDir, {
+    const runTag = newRunTag();
+    const consumer = await startConsumerGroup(context.rawDir, {
       databaseUrl: infra.databaseUrl,
       kafkaBrokers: [...infra.kafkaBrokers],
       schema: run.schema,
@@ -267,14 +361,18 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       groupId: `bench-${context.name}-${run.runId}`,
       measureFrom,
       measureTo,
+      runTag,
+      startAt,
+      perWorkerRate: plan.perWorkerRate,
       ordersPerWorker: plan.ordersPerWorker,
       commitIntervalMs: p.consumerCommitIntervalMs,
-    });
-    run.children.push(consumer.child);
-    resumeConsumer = scheduleConsumerStall(consumer.child, measureFrom, p);
+      ...(p.consumerKafkaClient ? { kafkaClient: p.consumerKafkaClient } : {}),
+    }, p.consumers ?? 1);
+    run.children.push(...consumer.children);
+    resumeConsumer = scheduleConsumerStall(consumer.children, measureFrom, p);
 
     sampler = new RunSampler({
-      cpu: cpuProbe(infra, () => relay?.child, consumer.child),
+      cpu: cpuProbe(infra, () => relay?.child, consumer.children),
       lag: () => context.lag(run.sql),
       walBytes: async () => Number((await run.sql<{ lsn: string }[]>`SELECT (pg_current_wal_lsn() - '0/0')::text AS lsn`)[0]?.lsn ?? Number.NaN),
     });
@@ -290,31 +388,8 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       previousDistinct = distinct;
     }, 1_000);
 
-    pool = new Piscina({ filename: new URL('./load-worker.js', import.meta.url).href, minThreads: p.workers, maxThreads: p.workers, idleTimeout: 60_000 });
-    const loads: LoadResult[] = await Promise.all(
-      plan.ordersPerWorker.map(
-        (orders, workerIndex) =>
-          pool!.run({
-            databaseUrl: infra.databaseUrl,
-            schema: run.schema,
-            store: p.store,
-            workerIndex,
-            rate: plan.perWorkerRate,
-            startAt,
-            orders,
-            measureFrom,
-            measureTo,
-            ordersPerTransaction: p.ordersPerTransaction,
-            connections: p.connectionsPerWorker,
-            payloadBytes: p.payloadBytes,
-            eventsPerAggregate: p.eventsPerAggregate,
-            keySpace: p.keySpace,
-            hotKeyShare: p.hotKeyShare,
-            hotKeys: p.hotKeys,
-            seed: p.seed,
-          } satisfies LoadTask) as Promise<LoadResult>,
-      ),
-    );
+    pool = loadPool(p.workers);
+    const loads = await runLoad(pool, { databaseUrl: infra.databaseUrl, schema: run.schema, runTag, plan, startAt, measureFrom, measureTo, p });
     const committed = loads.reduce((sum, r) => sum + r.committed, 0);
     if (!relay) {
       await context.beforeRelay?.(run.sql, run.schema);
@@ -325,10 +400,11 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     for (const edge of edges) clearTimeout(edge);
     await sampler.stop();
     progress.done();
-    const memory = peakMemory(infra, relay.child, consumer.child);
+    const memory = peakMemory(infra, relay.child, consumer.children);
     const final: ConsumerFinal = await consumer.finish();
     await stopChild(relay.child);
-    await stopChild(consumer.child);
+    for (const child of consumer.children) await stopChild(child);
+    const stages = stageHistograms(stagesPrefix, final, loads);
 
     const accounting = account({
       plan,
@@ -351,6 +427,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     }
     return {
       ...accounting,
+      stages,
       parameters: p,
       duplicates: final.duplicates,
       errors: [...new Set(loads.flatMap((r) => r.errors))],

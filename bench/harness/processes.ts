@@ -5,13 +5,14 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
 import { OutboxBenchError, describeError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import type { Infra } from '../../src/infra/index.js';
+import { decodeHistogram, encodeHistogram } from '../../src/latency.js';
 import type { Logger } from '../../src/log.js';
 import { waitForReady } from '../../src/readiness.js';
 import type { ConsumerTask, FromConsumer, ToConsumer } from './consumer-process.js';
@@ -31,6 +32,7 @@ export interface StartedRelay {
 
 export interface RelaySettings {
   relayMode: string;
+  kafkaClient?: string;
   batchSize: number;
   pollIntervalMs: number;
   replicas: number;
@@ -53,7 +55,7 @@ export function childEnv(infra: Infra, schema: string, topicPrefix: string, part
 }
 
 /** Forks our relay CLI and resolves once it reports ready (all replicas, for skip-locked). */
-export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, s: RelaySettings, extraArgs: string[] = []): Promise<StartedRelay> {
+export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, s: RelaySettings, extraArgs: string[] = [], execArgv: string[] = []): Promise<StartedRelay> {
   const logFile = path.join(rawDir, 'relay.log');
   const log = createWriteStream(logFile);
   const args = [
@@ -63,10 +65,11 @@ export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, 
     '--interval-ms', String(s.pollIntervalMs),
     '--replicas', String(s.replicas),
     '--publishers', String(s.publishers),
+    ...(s.kafkaClient ? ['--kafka-client', s.kafkaClient] : []),
     ...extraArgs,
   ];
   const spawnedAt = nowMs();
-  const child = fork(CLI, args, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const child = fork(CLI, args, { env, execArgv, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   child.stderr!.pipe(log);
   await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the ${s.relayMode} relay (log: ${logFile})` });
   return { child, spawnedAt };
@@ -92,9 +95,9 @@ export interface ConsumerProcess {
   finish(): Promise<Extract<FromConsumer, { type: 'final' }>>;
 }
 
-export async function startConsumerProcess(rawDir: string, task: ConsumerTask): Promise<ConsumerProcess> {
+export async function startConsumerProcess(rawDir: string, task: ConsumerTask, execArgv: string[] = []): Promise<ConsumerProcess> {
   const logFile = path.join(rawDir, 'consumer.log');
-  const child = fork(path.join(here, 'consumer-process.js'), [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'advanced' });
+  const child = fork(path.join(here, 'consumer-process.js'), [], { execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'advanced' });
   child.stderr!.pipe(createWriteStream(logFile));
   const messages: FromConsumer[] = [];
   child.on('message', (message: FromConsumer) => messages.push(message));
@@ -126,6 +129,87 @@ export async function startConsumerProcess(rawDir: string, task: ConsumerTask): 
       return waitFor('final', 'hand over its final report', 60_000);
     },
   };
+}
+
+/**
+ * Several consumer processes in one group, seen as one: progress summed (an
+ * event is applied by exactly one of them), final reports merged.
+ */
+export interface ConsumerGroup {
+  children: ChildProcess[];
+  progress(): { distinct: number; p99Ms: number } | undefined;
+  setWindow(measureFrom: number, measureTo: number): void;
+  finish(): Promise<Extract<FromConsumer, { type: 'final' }>>;
+}
+
+export async function startConsumerGroup(rawDir: string, task: ConsumerTask, count: number, execArgv: string[] = []): Promise<ConsumerGroup> {
+  const members: ConsumerProcess[] = [];
+  for (let i = 0; i < count; i++) {
+    const dir = count === 1 ? rawDir : path.join(rawDir, `consumer-${i}`);
+    mkdirSync(dir, { recursive: true });
+    members.push(await startConsumerProcess(dir, task, execArgv));
+  }
+  return {
+    children: members.map((m) => m.child),
+    progress() {
+      const reports = members.map((m) => m.progress());
+      if (reports.every((r) => r === undefined)) return undefined;
+      return { distinct: reports.reduce((sum, r) => sum + (r?.distinct ?? 0), 0), p99Ms: Math.max(...reports.map((r) => r?.p99Ms ?? 0)) };
+    },
+    setWindow(measureFrom, measureTo) {
+      for (const m of members) m.setWindow(measureFrom, measureTo);
+    },
+    async finish() {
+      const finals = await Promise.all(members.map((m) => m.finish()));
+      return mergeFinals(finals);
+    },
+  };
+}
+
+/** One final report from several consumers': lanes by earliest application, histograms added, counts summed. */
+function mergeFinals(finals: Extract<FromConsumer, { type: 'final' }>[]): Extract<FromConsumer, { type: 'final' }> {
+  const [first, ...rest] = finals;
+  if (rest.length === 0) return first!;
+  const appliedAt = first!.appliedAt.map((lane) => Float64Array.from(lane));
+  const histograms = (['endToEnd', 'receipt', 'kafkaToConsumer', 'receiptToApplied'] as const).map((key) => {
+    const merged = decodeHistogram(first![key]);
+    for (const final of rest) merged.add(decodeHistogram(final[key]));
+    return [key, encodeHistogram(merged)] as const;
+  });
+  for (const final of rest) {
+    final.appliedAt.forEach((lane, worker) => {
+      const merged = appliedAt[worker]!;
+      for (let seq = 0; seq < lane.length; seq++) {
+        const at = lane[seq]!;
+        // Earliest wins; NaN (not applied by this consumer) never replaces a time.
+        if (!Number.isNaN(at) && !(merged[seq]! <= at)) merged[seq] = at;
+      }
+    });
+  }
+  const sum = (pick: (f: Extract<FromConsumer, { type: 'final' }>) => number) => finals.reduce((total, f) => total + pick(f), 0);
+  return {
+    type: 'final',
+    received: sum((f) => f.received),
+    applied: sum((f) => f.applied),
+    duplicates: sum((f) => f.duplicates),
+    rejected: sum((f) => f.rejected),
+    foreign: sum((f) => f.foreign),
+    distinctIds: sum((f) => f.distinctIds),
+    appliedAt,
+    ...(Object.fromEntries(histograms) as Record<(typeof histograms)[number][0], string>),
+  };
+}
+
+/** Waits up to `timeoutMs` for a child to exit by itself; true if it did. */
+export async function exitedWithin(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const exited = await Promise.race([
+    once(child, 'exit').then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+  ]);
+  clearTimeout(timer);
+  return exited;
 }
 
 export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import type { LatencySummaryMs } from '../../src/latency.js';
 import type { DrainFigures, LagTrend, MeasuredWindow, WindowDelivery } from './accounting.js';
-import type { PipelineParameters, PipelineResult, TimelinePoint } from './pipeline.js';
+import type { PipelineParameters, PipelineResult, StageSummaries, TimelinePoint } from './pipeline.js';
 import { COMPONENTS, type Component } from './sampler.js';
 
 export type { Component } from './sampler.js';
@@ -65,6 +65,8 @@ export interface RunSummary {
   drainS: number;
   /** Drain runs: time to the first event and the steady 10%-90% rate. */
   drain?: DrainFigures;
+  /** Where an event's time goes, stage by stage (the latency budget). */
+  stages: StageSummaries;
   timeline: TimelinePoint[];
   /** Raw HDR histograms (µs), compressed base64, and the .hgrm files written beside. */
   histograms: Record<HistogramName, string>;
@@ -108,6 +110,7 @@ export function summarizeRun(name: string, r: PipelineResult): RunSummary {
     memoryMiB: Object.fromEntries(COMPONENTS.map((c) => [c, r.cost[c].memoryMiB])) as Record<Component, number | null>,
     drainS: r.drainS,
     ...(r.drain ? { drain: r.drain } : {}),
+    stages: r.stages,
     timeline: r.timeline,
     histograms: r.histograms,
     hgrm: Object.fromEntries((Object.keys(HGRM_SUFFIX) as HistogramName[]).map((key) => [key, `${slug(name)}-${HGRM_SUFFIX[key]}.hgrm`])) as Record<HistogramName, string>,

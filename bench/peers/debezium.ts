@@ -14,7 +14,6 @@ import { nowMs } from '../../src/events.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { fetchJars } from '../../src/infra/maven.js';
 import type { Logger } from '../../src/log.js';
-import { PACKED_HEADERS } from '../harness/consumer-process.js';
 
 export const DEBEZIUM_VERSION = '3.4.3.Final';
 
@@ -136,8 +135,9 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
     'transforms.outbox.table.field.event.payload': 'payload',
     'transforms.outbox.route.by.field': 'aggregate_type',
     'transforms.outbox.route.topic.replacement': `${options.topicPrefix}\${routedByValue}`,
-    // The event id goes into the `id` header by default; these add what our consumer reads.
-    'transforms.outbox.table.fields.additional.placement': `event_type:header:eventType,aggregate_type:header:aggregateType,aggregate_version:header:aggregateVersion,headers:header:${PACKED_HEADERS}`,
+    // The event id goes into the `id` header by default; the version is the one
+    // other header our consumer reads, as our relays send by default.
+    'transforms.outbox.table.fields.additional.placement': 'aggregate_version:header:aggregateVersion',
     ...options.settings.connector,
   });
   writeFileSync(path.join(dir, 'worker.properties'), worker);

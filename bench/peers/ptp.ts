@@ -13,7 +13,9 @@ import { topicFor } from '../../src/events.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
 import { createLogger } from '../../src/log.js';
 import type { NewOrder } from '../../src/queries.js';
-import { KafkajsPublisher } from '../../src/relay/publisher.js';
+import { KafkajsPublisher } from '../../src/kafka/kafkajs.js';
+import { TopicAdmin } from '../../src/kafka/topics.js';
+import { WireEncoder } from '../../src/relay/wire.js';
 import { orderPlacedEvent, validateOrder, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
 import { signalReady } from '../../src/readiness.js';
 
@@ -60,7 +62,7 @@ export async function setupPtp(sql: Sql, schema: string, mode: PtpMode, slot: st
  */
 export async function placeOrdersIntoPtp(sql: Sql, inputs: readonly PlaceOrderInput[], beforeCommit?: (events: readonly WrittenEvent[]) => void): Promise<WrittenEvent[]> {
   const orders: NewOrder[] = inputs.map(validateOrder);
-  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note));
+  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note, inputs[i]!.eventId));
   const written = events.map((e) => ({ orderId: e.aggregateId, eventId: e.eventId, aggregateVersion: 1 }));
   beforeCommit?.(written);
   await sql`
@@ -81,16 +83,14 @@ export async function placeOrdersIntoPtp(sql: Sql, inputs: readonly PlaceOrderIn
 async function runRelay(task: PtpRelayTask): Promise<void> {
   const log = createLogger('warn', 'ptp-relay');
   const url = new URL(task.databaseUrl);
-  const publisher = new KafkajsPublisher({
-    kafka: createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: `ptp-${task.mode}` }),
-    route: (type) => topicFor(task.topicPrefix, type),
-    partitions: task.partitions,
-  });
+  const kafka = createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: `ptp-${task.mode}` });
+  const publisher = new KafkajsPublisher({ kafka, topics: new TopicAdmin(kafka, task.partitions) });
+  const wire = new WireEncoder({ route: (type) => topicFor(task.topicPrefix, type), headers: 'minimal', forward: [] });
   // The library hands its handler one message at a time; each is one publish.
   const handler = {
     handle: async (message: TransactionalMessage) => {
       await publisher.publish([
-        {
+        wire.fromEvent({
           eventId: message.id,
           aggregateType: message.aggregateType,
           aggregateId: message.aggregateId,
@@ -98,7 +98,7 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
           eventType: message.messageType,
           payload: JSON.stringify(message.payload),
           headers: (message.metadata ?? {}) as Record<string, string>,
-        },
+        }),
       ]);
     },
   };

@@ -16,7 +16,8 @@ import { nowMs } from '../../src/events.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
 import { createHistogram, recordMs, summarizeMs, type Histogram } from '../../src/latency.js';
 import { selectOldestUnpublished } from '../../src/queries.js';
-import { KafkajsPublisher } from '../../src/relay/publisher.js';
+import { TopicAdmin } from '../../src/kafka/topics.js';
+import { newRunTag } from '../harness/load-ids.js';
 import { planLoad, type LoadResult, type LoadTask } from '../harness/load-worker.js';
 import { childEnv, deleteTopic, startRelayProcess, stopChild } from '../harness/processes.js';
 import type { Scenario } from '../scenario.js';
@@ -123,9 +124,9 @@ export const cleanup: Scenario = {
       try {
         await dropSchema(sql, schema);
         await migrate(sql, { schema, partitionWidth: WIDTH, partitionsAhead: 3 });
-        const publisher = new KafkajsPublisher({ kafka, route: () => `${topicPrefix}order`, partitions: context.parameters.partitions });
-        await publisher.ensureTopic(`${topicPrefix}order`);
-        await publisher.close();
+        const topics = new TopicAdmin(kafka, context.parameters.partitions);
+        await topics.ensure(`${topicPrefix}order`);
+        await topics.close();
         const env = {
           ...childEnv(infra, schema, topicPrefix, context.parameters.partitions),
           OUTBOX_BENCH_PARTITION_WIDTH: WIDTH,
@@ -147,6 +148,7 @@ export const cleanup: Scenario = {
               schema,
               store: 'table',
               workerIndex,
+              runTag: newRunTag(),
               rate: plan.perWorkerRate,
               startAt,
               orders,

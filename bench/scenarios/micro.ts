@@ -8,78 +8,19 @@ import { randomUUID } from 'node:crypto';
 import { PgoutputPlugin } from 'pg-logical-replication';
 import { Bench } from 'tinybench';
 import { createSql, dropSchema, migrate } from '../../src/db.js';
-import type { OutboxMessage } from '../../src/events.js';
+import type { OutboxRow } from '../../src/events.js';
 import { createHistogram } from '../../src/latency.js';
 import { orderPlacedEvent, placeOrders } from '../../src/orders/write-path.js';
-import { claimBuckets, encodeOutboxMessage, seedBuckets, selectOldestUnpublished, selectUnpublishedInBuckets } from '../../src/queries.js';
-import { toKafkaMessage } from '../../src/relay/publisher.js';
+import { encodeOutboxFrame, decodeOutboxFrame } from '../../src/outbox-frame.js';
+import { claimBuckets, seedBuckets, selectOldestUnpublished, selectUnpublishedInBuckets } from '../../src/queries.js';
+import { PgoutputDecoder } from '../../src/relay/pgoutput.js';
+import { WireEncoder } from '../../src/relay/wire.js';
+import { insertMessage, relationMessage } from '../harness/pgoutput-fixtures.js';
 import type { Scenario } from '../scenario.js';
-
-/** pgoutput wire messages, built by hand from the protocol description, for the decoder. */
-class WireWriter {
-  readonly #parts: Buffer[] = [];
-  byte(value: number): this {
-    this.#parts.push(Buffer.from([value]));
-    return this;
-  }
-  int16(value: number): this {
-    const b = Buffer.alloc(2);
-    b.writeInt16BE(value);
-    this.#parts.push(b);
-    return this;
-  }
-  int32(value: number): this {
-    const b = Buffer.alloc(4);
-    b.writeInt32BE(value);
-    this.#parts.push(b);
-    return this;
-  }
-  cstring(value: string): this {
-    this.#parts.push(Buffer.from(`${value}\0`, 'utf8'));
-    return this;
-  }
-  text(value: string): this {
-    const bytes = Buffer.from(value, 'utf8');
-    return this.byte(0x74).int32(bytes.length).raw(bytes);
-  }
-  raw(bytes: Buffer): this {
-    this.#parts.push(bytes);
-    return this;
-  }
-  build(): Buffer {
-    return Buffer.concat(this.#parts);
-  }
-}
-
-const OUTBOX_COLUMNS: [string, number][] = [
-  ['id', 20],
-  ['event_id', 2950],
-  ['aggregate_type', 25],
-  ['aggregate_id', 25],
-  ['aggregate_version', 23],
-  ['event_type', 25],
-  ['payload', 3802],
-  ['headers', 3802],
-  ['created_at', 1184],
-  ['published_at', 1184],
-];
-
-function relationMessage(): Buffer {
-  const w = new WireWriter().byte(0x52).int32(16_384).cstring('bench_micro').cstring('outbox').byte(0x64).int16(OUTBOX_COLUMNS.length);
-  for (const [name, type] of OUTBOX_COLUMNS) w.byte(0).cstring(name).int32(type).int32(-1);
-  return w.build();
-}
-
-function insertMessage(payload: string): Buffer {
-  const w = new WireWriter().byte(0x49).int32(16_384).byte(0x4e).int16(OUTBOX_COLUMNS.length);
-  w.text('123456').text(randomUUID()).text('order').text(randomUUID()).text('1').text('OrderPlaced').text(payload).text('{"x-intended-at":"1795444655340.123"}');
-  w.text('2026-11-23 14:37:35.340123+00').byte(0x6e);
-  return w.build();
-}
 
 export const micro: Scenario = {
   name: 'micro',
-  description: 'micro-benchmarks (tinybench): payload encoding, pgoutput decoding, claim queries, histogram recording',
+  description: 'micro-benchmarks (tinybench): event framing, pgoutput decoding, Kafka records, claim queries, histogram recording',
   defaults: {},
   flags: {
     'micro-time-ms': { description: 'measuring time per task', defaultValue: 2_000, min: 100, max: 600_000 },
@@ -99,23 +40,34 @@ export const micro: Scenario = {
       await seedBuckets(sql, 64);
 
       const event = orderPlacedEvent({ orderId: randomUUID(), customerId: 'customer-42', amountCents: 4_200, currency: 'EUR' }, { 'x-intended-at': '1795444655340.123' }, 'x'.repeat(90));
-      const message: OutboxMessage = { ...event, headers: event.headers ?? {} };
+      const row: OutboxRow = { ...event, id: 1, createdAt: new Date(), headers: event.headers ?? {} };
+      const wire = new WireEncoder({ route: (type) => `outbox.event.${type}`, headers: 'minimal', forward: [] });
       const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: ['p'] });
-      plugin.parse(relationMessage());
-      const inserts = Array.from({ length: 1_000 }, () => insertMessage(event.payload));
+      const decoder = new PgoutputDecoder('bench_micro');
+      plugin.parse(relationMessage(16_384, 'bench_micro', 'outbox'));
+      decoder.decode(relationMessage(16_384, 'bench_micro', 'outbox'));
+      const inserts = Array.from({ length: 1_000 }, () => insertMessage(16_384, { payload: event.payload, headers: '{"x-intended-at": "1795444655340.123"}' }));
+      const frame = encodeOutboxFrame(event);
       let next = 0;
       const histogram = createHistogram();
 
       const bench = new Bench({ time: context.option('micro-time-ms'), warmupTime: 500 });
       bench
-        .add('encode event for pg_logical_emit_message', () => {
-          encodeOutboxMessage(event);
+        .add('encode an event as its logical-message frame', () => {
+          encodeOutboxFrame(event);
         })
-        .add('event -> kafkajs message (key, value, headers)', () => {
-          toKafkaMessage(message);
+        .add('decode a logical-message frame (views, no copy)', () => {
+          decodeOutboxFrame(frame);
         })
-        .add('decode one pgoutput insert (pg-logical-replication)', () => {
+        .add('claimed row -> Kafka record (topic, key, value, 2 headers)', () => {
+          wire.fromEvent(row);
+        })
+        .add('decode one pgoutput insert (pg-logical-replication, every column)', () => {
           plugin.parse(inserts[next++ % inserts.length]!);
+        })
+        .add('decode one pgoutput insert + Kafka record (the relay\'s decoder)', () => {
+          const decoded = decoder.decode(inserts[next++ % inserts.length]!);
+          if (decoded.tag === 'insert') wire.fromColumns(decoded.row);
         })
         .add('record one latency in an HDR histogram', () => {
           histogram.recordValue(1 + (next++ % 100_000));
