@@ -15,6 +15,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { childEnv, startRelayProcess, stopChild } from '../bench/harness/processes.js';
 import { runPipeline, type PipelineContext, type PipelineParameters } from '../bench/harness/pipeline.js';
+import { drain, type DrainRun } from '../bench/scenarios/drain.js';
 import { http } from '../bench/scenarios/http.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import { resolveConfig } from '../src/config.js';
@@ -89,6 +90,9 @@ describe('benchmark harness', () => {
       assert.ok(Math.abs(run.eventsPerSec - PARAMETERS.rate) <= PARAMETERS.rate * 0.2, `${run.eventsPerSec} events/s applied in the window`);
     }
     assert.ok(healthy.e2eMs.p99 < 1_000, `the healthy run's p99 is ${healthy.e2eMs.p99} ms`);
+    // The latency budget: every stage recorded, the relay's from its own file.
+    for (const [stage, summary] of Object.entries(healthy.stages)) assert.ok(summary.ms.count > 0, `stage ${stage} recorded`);
+    assert.equal(healthy.stages.commitToRelay.ms.count, healthy.sent, 'the relay recorded every event it published');
     // Events due during the stall wait for the rest of it: the worst waits
     // (almost) the whole stall, and with ~40% of the window stalled the p99
     // is deep inside it.
@@ -102,10 +106,11 @@ describe('benchmark harness', () => {
     const ctx = await context(t, infra, 'harness_lost', {
       // The relay never sees the last order of the last worker: it was committed, then deleted.
       beforeRelay: async (sql) => {
-        const [row] = await sql<{ seq: string }[]>`
-          DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE headers->>'x-load-seq' LIKE '2:%' ORDER BY id DESC LIMIT 1)
-          RETURNING headers->>'x-load-seq' AS seq`;
-        dropped = row?.seq ?? '';
+        // Load event ids carry the worker in their second group (bench/harness/load-ids.ts).
+        const [row] = await sql<{ eventId: string }[]>`
+          DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE substr(event_id::text, 10, 4) = '0002' ORDER BY id DESC LIMIT 1)
+          RETURNING event_id::text AS "eventId"`;
+        dropped = row?.eventId ?? '';
       },
     });
     // 3 workers sharing 3,100 orders/s: each worker's share is not a whole number per second.
@@ -125,6 +130,14 @@ describe('benchmark harness', () => {
     assert.ok(Math.abs(inWindow - 0.8 * run.delivered) <= 0.05 * run.delivered, `${Math.round(inWindow)} events in the 10%-90% window`);
   });
 
+  it('runs several consumer processes in one group, each event applied by one of them', async (t) => {
+    const infra = await servers(t);
+    const run = await runPipeline(await context(t, infra, 'harness_consumers'), { ...PARAMETERS, rate: 400, durationS: 4, consumers: 2 });
+    assert.equal(run.lost, 0);
+    assert.equal(run.delivered, run.sent);
+    assert.equal(run.unexpected, 0);
+  });
+
   it('reports a relay ready only once every SKIP LOCKED replica is running', async (t) => {
     const env = await testEnv(t);
     const infra = await servers(t);
@@ -138,11 +151,53 @@ describe('benchmark harness', () => {
     assert.deepEqual(rows.map((r) => r.name).sort(), [0, 1, 2].map((i) => `outbox-bench-relay-skip-locked-${i}`), 'all three replicas had their sessions when ready was reported');
   });
 
+  it('drains a backlog through the relay alone, then through each consumer client alone, and profiles an extra run', async (t) => {
+    const infra = await servers(t);
+    const outDir = path.join(await scratchDir(t), 'drain');
+    mkdirSync(outDir, { recursive: true });
+    const options: Record<string, number> = { 'drain-events': 50_000, profile: 1 };
+    const report = await drain.run({
+      config: resolveConfig(),
+      infra,
+      log,
+      parameters: { ...PARAMETERS, ...drain.defaults } as PipelineParameters,
+      outDir,
+      quiet: true,
+      repeats: 1,
+      option: (name) => options[name]!,
+      list: (name, fallback) => (name === 'strategies' ? ['cdc-message'] : name === 'consumer-clients' ? ['kafkajs', 'platformatic'] : fallback),
+    });
+    const extra = report.extra as { runs: DrainRun[]; profiled: DrainRun[]; failed: unknown[] };
+    assert.deepEqual(extra.failed, []);
+    const [run] = extra.runs;
+    assert.ok(run && extra.runs.length === 1);
+    assert.equal(run.relay.missing, 0, 'the relay published the whole backlog');
+    assert.ok(run.relay.eventsPerSec !== null && run.relay.eventsPerSec > 0 && run.relay.timeToFirstEventS > 0, JSON.stringify(run.relay));
+    const relayCpu = run.relay.cpuSecondsPerMillion.relay;
+    assert.ok(relayCpu !== null && relayCpu !== undefined && relayCpu > 0, 'the relay\'s CPU was read');
+    // CPU s per million events is µs per event: the JavaScript thread is a part of the process.
+    assert.ok(run.relay.jsThreadUsPerEvent !== null && run.relay.jsThreadUsPerEvent > 0 && run.relay.jsThreadUsPerEvent <= relayCpu + 0.5, `JS thread ${run.relay.jsThreadUsPerEvent} µs of ${relayCpu}`);
+    // Each consumer client applied the whole topic from an empty inbox.
+    assert.deepEqual(run.consumers.map((c) => [c.client, c.figures.missing]), [['kafkajs', 0], ['platformatic', 0]]);
+    for (const c of run.consumers) {
+      // A window too short for ten readings reports nothing rather than an interpolated guess.
+      const measured = c.figures.eventsPerSec !== null;
+      if (!measured) assert.ok(c.figures.windowS !== null && c.figures.windowS < 1, `${c.client}: a window of a second holds ten readings: ${JSON.stringify(c.figures)}`);
+      if (measured) assert.ok(c.figures.eventsPerSec! > 0 && (c.figures.cpuSecondsPerMillion.consumer ?? 0) > 0, `${c.client}: ${JSON.stringify(c.figures)}`);
+      else assert.equal(c.figures.cpuSecondsPerMillion.consumer, null);
+    }
+    assert.equal(run.relayProfile, undefined, 'the measured run ran without the profiler');
+    // The profiled run is extra, and its profiles were written (the consumer exits on SIGTERM so it can write its own).
+    const [profiled] = extra.profiled;
+    assert.ok(profiled?.relayProfile && profiled.relayProfile.top.length > 0, 'the relay\'s profile');
+    assert.deepEqual(profiled.consumers.map((c) => [c.client, (c.profile?.top.length ?? 0) > 0]), [['kafkajs', true], ['platformatic', true]]);
+  });
+
   it('divides the HTTP phase\'s CPU by exactly the orders its window holds', async (t) => {
     const infra = await servers(t);
     const outDir = path.join(await scratchDir(t), 'http');
     mkdirSync(outDir, { recursive: true });
-    const options: Record<string, number> = { 'http-connections': 8, 'http-rate': 100 };
+    const options: Record<string, number> = { 'http-connections': 8, 'http-rate': 100, 'http-p99-ms': 50, 'group-commit': 500, 'http-compare': 0, 'http-search': 0 };
     const scenarioContext: ScenarioContext = {
       config: resolveConfig(),
       infra,
@@ -155,10 +210,11 @@ describe('benchmark harness', () => {
       list: (_name, fallback) => fallback,
     };
     const report = await http.run(scenarioContext);
-    const extra = report.extra as { closedLoop: { orders: number }; fixedRate: { ordersWritten: number; ordersWrittenTotal: number; appliedAtWindowStart: number; lost: number; requestToAppliedMs: { count: number } } };
-    assert.ok(extra.closedLoop.orders > 0);
-    assert.equal(extra.fixedRate.appliedAtWindowStart, extra.closedLoop.orders, 'every closed-loop order was applied before the CPU window opened');
-    assert.equal(extra.closedLoop.orders + extra.fixedRate.ordersWritten, extra.fixedRate.ordersWrittenTotal);
+    const extra = report.extra as { modes: { closedLoop: { requestsPerSec: number } }[]; fixedRate: { ordersWritten: number; ordersWrittenTotal: number; appliedAtWindowStart: number; lost: number; requestToAppliedMs: { count: number } } };
+    assert.ok(extra.modes[0]!.closedLoop.requestsPerSec > 0);
+    const earlier = extra.fixedRate.ordersWrittenTotal - extra.fixedRate.ordersWritten;
+    assert.ok(earlier > 0, 'the closed loop wrote orders before the fixed-rate phase');
+    assert.equal(extra.fixedRate.appliedAtWindowStart, earlier, 'every earlier order was applied before the CPU window opened, none of its own');
     assert.equal(extra.fixedRate.ordersWritten, 300, '100/s for 3 s');
     assert.equal(extra.fixedRate.requestToAppliedMs.count, 300, 'every fixed-rate order measured from its schedule');
     assert.equal(extra.fixedRate.lost, 0);

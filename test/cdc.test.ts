@@ -14,14 +14,16 @@ import { OrderingChecker } from '../src/chaos/ordering.js';
 import { resolveConfig } from '../src/config.js';
 import { createSql, migrate } from '../src/db.js';
 import { OutboxBenchError } from '../src/errors.js';
-import { HEADERS, topicFor, type OutboxMessage } from '../src/events.js';
+import { HEADERS, type WireEvent } from '../src/events.js';
 import { LocalKafka, LocalPostgres } from '../src/infra/index.js';
 import { createKafkaClient } from '../src/kafka-client.js';
 import { silentLogger } from '../src/log.js';
 import { amendOrders, placeOrders } from '../src/orders/write-path.js';
 import { prepareSlot, slotLagBytes, type CdcRelay } from '../src/relay/cdc.js';
 import { parseLsn } from '../src/relay/lsn.js';
-import { KafkajsPublisher, type EventPublisher } from '../src/relay/publisher.js';
+import { KafkajsPublisher } from '../src/kafka/kafkajs.js';
+import { TopicAdmin } from '../src/kafka/topics.js';
+import type { EventPublisher } from '../src/relay/publisher.js';
 import { cdcRelayFor, eventually, freePort, headerOf, log, readTopic, scratchDir, testEnv, topicMessageCount, type TestEnv } from './helpers.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
@@ -86,7 +88,7 @@ describe('CDC relay', () => {
     assert.deepEqual(checker.violations, []);
     const [outbox] = await env.sql`SELECT count(*)::int AS n FROM outbox`;
     assert.equal(outbox?.n, 200, 'the table-less events left no rows');
-    const sample = messages.find((m) => headerOf(m, HEADERS.eventType) === 'OrderPlaced');
+    const sample = messages.find((m) => headerOf(m, HEADERS.aggregateVersion) === '1');
     assert.equal(JSON.parse(sample!.value!.toString()).currency, 'EUR', 'the payload arrives as the JSON that was written');
     await eventually('the slot to confirm everything', async () => parseLsn((await slot(env))!.confirmedFlushLsn!) >= (await currentLsn(env)) - 1_000_000n);
   });
@@ -98,7 +100,7 @@ describe('CDC relay', () => {
     await broker.start();
     env.defer(() => broker.stop('kill'));
     const privateKafka = createKafkaClient({ brokers: broker.brokers, log, clientId: 'cdc-outage', retries: 1 });
-    const publisher = new KafkajsPublisher({ kafka: privateKafka, route: (type) => topicFor(env.config.topicPrefix, type), partitions: 3, timeoutMs: 2_000 });
+    const publisher = new KafkajsPublisher({ kafka: privateKafka, topics: new TopicAdmin(privateKafka, 3), timeoutMs: 2_000 });
     env.defer(() => publisher.close());
     const relay = cdcRelay(env, { publisher, databaseUrl: withWalSenderTimeout(env, WAL_SENDER_TIMEOUT_MS), statusIntervalMs: UNPROMPTED_STATUS_MS });
     await relay.start();
@@ -145,7 +147,7 @@ describe('CDC relay', () => {
     // Written before the relay starts: its first transaction can never be published.
     await placeOrders(env.sql, orders(10, 'stuck'));
     const nowhere = createKafkaClient({ brokers: [`127.0.0.1:${await freePort()}`], log: silentLogger, clientId: 'cdc-no-kafka', retries: 0, quiet: true });
-    const publisher = new KafkajsPublisher({ kafka: nowhere, route: (type) => topicFor(env.config.topicPrefix, type), partitions: 3, timeoutMs: 1_000 });
+    const publisher = new KafkajsPublisher({ kafka: nowhere, topics: new TopicAdmin(nowhere, 3), timeoutMs: 1_000 });
     env.defer(() => publisher.close());
     const relay = cdcRelay(env, { publisher, databaseUrl: withWalSenderTimeout(env, WAL_SENDER_TIMEOUT_MS), statusIntervalMs: UNPROMPTED_STATUS_MS });
     await relay.start();
@@ -201,7 +203,7 @@ describe('CDC relay', () => {
     let peakBuffered = 0;
     let relayRef: CdcRelay | undefined;
     const slow: EventPublisher = {
-      async publish(messages: readonly OutboxMessage[]) {
+      async publish(messages: readonly WireEvent[]) {
         peakBuffered = Math.max(peakBuffered, relayRef!.bufferedEvents);
         await sleep(30);
         await inner.publish(messages);

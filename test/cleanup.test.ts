@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { kafkajsConsumers } from '../src/kafka/consumers.js';
 import { IdempotentConsumer } from '../src/consumer/consumer.js';
 import { deleteDeliveredBatched, dropDeliveredPartitions, sweepInbox } from '../src/cleanup/retention.js';
 import { ensurePartitions, type Sql } from '../src/db.js';
@@ -116,13 +117,14 @@ describe('outbox cleanup', () => {
 describe('inbox retention', () => {
   it('discards a duplicate inside the window, applies it again once its id was swept', async (t) => {
     const env = await testEnv(t);
-    const publisher = env.publisher();
-    await publisher.ensureTopic(env.topic());
-    const consumer = new IdempotentConsumer({ kafka: env.kafka, sql: env.pool({ max: 2 }), groupId: env.config.consumerGroup, topics: [env.topic()], log });
+    await env.ensureTopic();
+    const consumer = new IdempotentConsumer({ source: kafkajsConsumers(env.kafka), sql: env.pool({ max: 2 }), groupId: env.config.consumerGroup, topics: [env.topic()], log });
     await consumer.start();
     env.defer(() => consumer.stop());
-    const event = { eventId: randomUUID(), aggregateType: 'order', aggregateId: randomUUID(), aggregateVersion: 1, eventType: 'OrderPlaced', payload: '{"amountCents":5}', headers: {} };
-    const applied = async () => (await env.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM order_ledger WHERE event_id = ${event.eventId}`)[0]!.n;
+    const publisher = env.publisher();
+    const event = env.wire.fromEvent({ eventId: randomUUID(), aggregateType: 'order', aggregateId: randomUUID(), aggregateVersion: 1, eventType: 'OrderPlaced', payload: '{"amountCents":5}' });
+    const eventId = event.headers.id!.toString();
+    const applied = async () => (await env.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM order_ledger WHERE event_id = ${eventId}`)[0]!.n;
 
     await publisher.publish([event]);
     await eventually('the first delivery applied', async () => (await applied()) === 1);
@@ -131,7 +133,7 @@ describe('inbox retention', () => {
     assert.equal(await applied(), 1, 'inside the window the inbox dedupes');
 
     // Age the id past the window, as if two hours went by, and sweep.
-    await env.sql`UPDATE inbox SET processed_at = now() - interval '2 hours' WHERE event_id = ${event.eventId}`;
+    await env.sql`UPDATE inbox SET processed_at = now() - interval '2 hours' WHERE event_id = ${eventId}`;
     assert.equal(await sweepInbox(env.sql, '1 hour'), 1);
     await publisher.publish([event]);
     await eventually('the late duplicate applied again', async () => (await applied()) === 2);

@@ -12,8 +12,13 @@ import { createSql, dropSchema, migrate, type Sql } from '../src/db.js';
 import { topicFor } from '../src/events.js';
 import { createKafkaClient } from '../src/kafka-client.js';
 import { createLogger, type Logger } from '../src/log.js';
-import { KafkajsPublisher } from '../src/relay/publisher.js';
+import { KafkajsPublisher } from '../src/kafka/kafkajs.js';
+import { TopicAdmin } from '../src/kafka/topics.js';
+import { IdempotentConsumer, type Delivery } from '../src/consumer/consumer.js';
+import { kafkajsConsumers, type ConsumerSource } from '../src/kafka/consumers.js';
 import { CdcRelay, type CdcRelayOptions } from '../src/relay/cdc.js';
+import type { EventPublisher } from '../src/relay/publisher.js';
+import { WireEncoder } from '../src/relay/wire.js';
 
 export const log: Logger = createLogger((process.env.OUTBOX_BENCH_TEST_LOG_LEVEL as 'warn' | undefined) ?? 'warn', 'test');
 
@@ -37,7 +42,12 @@ export interface TestEnv {
   kafka: Kafka;
   /** A new pool on the test schema, closed after the test. */
   pool(options?: Parameters<typeof createSql>[2]): Sql;
-  publisher(): KafkajsPublisher;
+  /** A kafkajs publisher on the test's topics, closed after the test. */
+  publisher(): EventPublisher;
+  /** What the relays send for an event, with the test's topic prefix and the default headers. */
+  wire: WireEncoder;
+  /** Creates the test's topic (of an aggregate type) unless it exists. */
+  ensureTopic(aggregateType?: string): Promise<void>;
   topic(aggregateType?: string): string;
   /** Runs `cleanup` after the test, before anything registered earlier (LIFO). */
   defer(cleanup: () => Promise<unknown> | unknown): void;
@@ -68,6 +78,8 @@ export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): 
   const sql = pool({ max: 4 });
   await migrate(sql, { schema: config.schema, partitionWidth: config.partitionWidth, partitionsAhead: config.partitionsAhead });
   const kafka = createKafkaClient({ brokers: config.kafkaBrokers!, log, clientId: id });
+  const topics = new TopicAdmin(kafka, config.topicPartitions);
+  cleanups.push(() => topics.close());
   t.after(async () => {
     for (const cleanup of cleanups.reverse()) {
       try {
@@ -87,9 +99,13 @@ export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): 
     kafka,
     pool,
     publisher() {
-      const publisher = new KafkajsPublisher({ kafka, route: (type) => topicFor(config.topicPrefix, type), partitions: config.topicPartitions });
+      const publisher = new KafkajsPublisher({ kafka, topics });
       cleanups.push(() => publisher.close());
       return publisher;
+    },
+    wire: new WireEncoder({ route: (type) => topicFor(config.topicPrefix, type), headers: config.kafkaHeaders, forward: config.forwardHeaders }),
+    ensureTopic(aggregateType = 'order') {
+      return topics.ensure(topicFor(config.topicPrefix, aggregateType));
     },
     topic(aggregateType = 'order') {
       return topicFor(config.topicPrefix, aggregateType);
@@ -121,17 +137,17 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
  * header) arrived, or the timeout; returns every message read, duplicates
  * included, in the order each partition delivered them.
  */
-export async function readTopic(kafka: Kafka, topic: string, count: number, timeoutMs = 30_000): Promise<KafkaMessage[]> {
+export async function readTopic(kafka: Kafka, topic: string, count: number, timeoutMs = 30_000): Promise<(KafkaMessage & { partition: number })[]> {
   await eventually(`topic ${topic} to exist`, () => topicExists(kafka, topic), timeoutMs);
-  const consumer = kafka.consumer({ groupId: uniqueName('reader') });
-  const messages: KafkaMessage[] = [];
+  const consumer = kafka.consumer({ groupId: uniqueName('reader'), maxWaitTimeInMs: 500 });
+  const messages: (KafkaMessage & { partition: number })[] = [];
   await consumer.connect();
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
     const ids = new Set<string | undefined>();
     await consumer.run({
-      eachMessage: async ({ message }) => {
-        messages.push(message);
+      eachMessage: async ({ partition, message }) => {
+        messages.push({ ...message, partition });
         ids.add(headerOf(message, 'id'));
       },
     });
@@ -197,6 +213,23 @@ export async function scratchDir(t: TestContext, prefix = 'outbox-bench-test-'):
   return dir;
 }
 
+/** The idempotent consumer on the test's topic and group (kafkajs unless told), stopped after the test; every delivery lands in `deliveries`. */
+export async function startTestConsumer(env: TestEnv, options: { source?: ConsumerSource; deliveries?: Delivery[] } = {}) {
+  await env.ensureTopic();
+  const deliveries = options.deliveries ?? [];
+  const consumer = new IdempotentConsumer({
+    source: options.source ?? kafkajsConsumers(env.kafka),
+    sql: env.pool({ max: 2 }),
+    groupId: env.config.consumerGroup,
+    topics: [env.topic()],
+    log,
+    onDelivery: (d) => deliveries.push(d),
+  });
+  await consumer.start();
+  env.defer(() => consumer.stop());
+  return { consumer, deliveries };
+}
+
 /** A CDC relay on the test's schema, slot and publication, stopped (and its publication dropped) after the test. */
 export function cdcRelayFor(env: TestEnv, options: Partial<CdcRelayOptions> = {}): CdcRelay {
   const relay = new CdcRelay({
@@ -204,6 +237,7 @@ export function cdcRelayFor(env: TestEnv, options: Partial<CdcRelayOptions> = {}
     sql: env.pool({ max: 2 }),
     schema: env.config.schema,
     publisher: env.publisher(),
+    wire: env.wire,
     slotName: env.config.slotName,
     publicationName: env.config.publicationName,
     log,

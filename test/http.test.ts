@@ -8,8 +8,8 @@ import { describe, it } from 'node:test';
 import { createOrderService } from '../src/orders/http.js';
 import { log, testEnv, type TestEnv } from './helpers.js';
 
-async function serve(t: Parameters<typeof testEnv>[0], env: TestEnv, bodyLimit = 1_024) {
-  const app = createOrderService({ sql: env.pool({ max: 2 }), log, bodyLimit });
+async function serve(env: TestEnv, bodyLimit = 1_024, groupCommitMax = 0) {
+  const app = createOrderService({ sql: env.pool({ max: 8 }), log, bodyLimit, groupCommitMax });
   env.defer(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
@@ -30,7 +30,7 @@ async function rowCounts(env: TestEnv) {
 describe('HTTP order service', () => {
   it('answers bad input with a 4xx naming the problem and writes nothing', async (t) => {
     const env = await testEnv(t);
-    const base = await serve(t, env);
+    const base = await serve(env);
     const cases: { name: string; body: string; contentType?: string; status: number; message: RegExp }[] = [
       { name: 'malformed JSON', body: '{"customerId": "a", ', status: 400, message: /JSON/i },
       { name: 'missing field', body: JSON.stringify({ customerId: 'a', currency: 'EUR' }), status: 400, message: /must have required property 'amountCents'/ },
@@ -57,7 +57,7 @@ describe('HTTP order service', () => {
 
   it('places an order (201), refuses a second one with the same orderId (409)', async (t) => {
     const env = await testEnv(t);
-    const base = await serve(t, env);
+    const base = await serve(env);
     const orderId = randomUUID();
     const body = JSON.stringify({ orderId, customerId: 'a', amountCents: 10, currency: 'EUR' });
     const first = await post(`${base}/orders`, body);
@@ -71,7 +71,7 @@ describe('HTTP order service', () => {
 
   it('appends amendments with the next version, 404 for an unknown order', async (t) => {
     const env = await testEnv(t);
-    const base = await serve(t, env);
+    const base = await serve(env);
     const placed = (await post(`${base}/orders`, JSON.stringify({ customerId: 'a', amountCents: 10, currency: 'EUR' }))).body as unknown as { orderId: string };
     const amended = await post(`${base}/orders/${placed.orderId}/amendments`, JSON.stringify({ deltaCents: -3 }));
     assert.equal(amended.status, 201);
@@ -85,11 +85,36 @@ describe('HTTP order service', () => {
 
   it('reports health', async (t) => {
     const env = await testEnv(t);
-    const base = await serve(t, env);
+    const base = await serve(env);
     const response = await fetch(`${base}/health`);
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), { status: 'ok' });
     const missing = await fetch(`${base}/nope`);
     assert.equal(missing.status, 404);
+  });
+
+  it('with group commit, concurrent orders share statements; each gets its own answer, and a bad one fails alone', async (t) => {
+    const env = await testEnv(t);
+    const base = await serve(env, 1_024, 100);
+    const duplicate = randomUUID();
+    const requests = [
+      ...Array.from({ length: 300 }, (_, i) => JSON.stringify({ customerId: `g-${i}`, amountCents: i, currency: 'EUR' })),
+      // Refused before it can join a batch.
+      JSON.stringify({ customerId: 'bad', amountCents: -1, currency: 'EUR' }),
+      // The same client-chosen id twice in one burst: the batch holding both fails, and each is retried alone.
+      JSON.stringify({ orderId: duplicate, customerId: 'dup-1', amountCents: 1, currency: 'EUR' }),
+      JSON.stringify({ orderId: duplicate, customerId: 'dup-2', amountCents: 1, currency: 'EUR' }),
+    ];
+    const answers = await Promise.all(requests.map((body) => post(`${base}/orders`, body)));
+    const statuses = answers.map((a) => a.status);
+    assert.equal(statuses.slice(0, 300).filter((s) => s === 201).length, 300, 'every good order placed');
+    assert.equal(statuses[300], 400);
+    assert.deepEqual([statuses[301], statuses[302]].sort(), [201, 409], 'one of the two with the same id placed, the other refused');
+    const placed = answers.filter((a) => a.status === 201).map((a) => (a.body as unknown as { orderId: string; eventId: string }).orderId);
+    assert.equal(new Set(placed).size, 301, 'each request answered with its own order');
+    assert.deepEqual(await rowCounts(env), { orders: 301, outbox: 301 });
+    // Orders of one transaction share its start time: fewer transactions than orders means they were grouped.
+    const [row] = await env.sql<{ transactions: number }[]>`SELECT count(DISTINCT created_at)::int AS transactions FROM orders`;
+    assert.ok(row!.transactions < 301, `${row!.transactions} transactions for 301 orders`);
   });
 });

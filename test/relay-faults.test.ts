@@ -10,10 +10,11 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { resolveConfig } from '../src/config.js';
 import { createSql, migrate } from '../src/db.js';
-import { HEADERS, topicFor } from '../src/events.js';
+import { HEADERS } from '../src/events.js';
 import { LocalKafka, LocalPostgres } from '../src/infra/index.js';
 import { createKafkaClient } from '../src/kafka-client.js';
-import { KafkajsPublisher } from '../src/relay/publisher.js';
+import { KafkajsPublisher } from '../src/kafka/kafkajs.js';
+import { TopicAdmin } from '../src/kafka/topics.js';
 import { placeOrders } from '../src/orders/write-path.js';
 import { CdcRelay } from '../src/relay/cdc.js';
 import { createPollingRelay } from '../src/relay/polling.js';
@@ -38,12 +39,13 @@ describe('relays under faults', () => {
     const streamedSql = createSql(server.url, 'streamed', { max: 2 });
     env.defer(() => Promise.all([polledSql.end({ timeout: 1 }), streamedSql.end({ timeout: 1 })]));
     const publisher = env.publisher();
-    const polling = createPollingRelay({ sql: polledSql, publisher, log, batchSize: 100, intervalMs: 100 });
+    const polling = createPollingRelay({ sql: polledSql, publisher, wire: env.wire, log, batchSize: 100, intervalMs: 100 });
     const cdc = new CdcRelay({
       databaseUrl: server.url,
       sql: streamedSql,
       schema: 'streamed',
       publisher,
+      wire: env.wire,
       slotName: 'restart_slot',
       publicationName: 'restart_pub',
       log,
@@ -73,9 +75,9 @@ describe('relays under faults', () => {
     await broker.start();
     env.defer(() => broker.stop('kill'));
     const kafka = createKafkaClient({ brokers: broker.brokers, log, clientId: 'polling-outage', retries: 1 });
-    const publisher = new KafkajsPublisher({ kafka, route: (type) => topicFor(env.config.topicPrefix, type), partitions: 3, timeoutMs: 2_000 });
+    const publisher = new KafkajsPublisher({ kafka, topics: new TopicAdmin(kafka, 3), timeoutMs: 2_000 });
     env.defer(() => publisher.close());
-    const relay = createPollingRelay({ sql: env.pool({ max: 2 }), publisher, log, batchSize: 50, intervalMs: 100 });
+    const relay = createPollingRelay({ sql: env.pool({ max: 2 }), publisher, wire: env.wire, log, batchSize: 50, intervalMs: 100 });
     relay.start();
     env.defer(() => relay.stop());
     await placeOrders(env.sql, orders(50, 'before'));

@@ -39,7 +39,7 @@ async function main(): Promise<number> {
     const infra = await acquireInfra({ config, log });
     shutdown.add('servers', () => infra.release());
     if (!infra.postgres.external) await dropLeftoverSlots(infra.databaseUrl);
-    const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(','), OUTBOX_BENCH_TEST_SERVERS: '1' };
+    const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(',') };
     const code = await new Promise<number>((resolve) => {
       // Rationale: test files run one at a time. Each is mostly waiting on the
       // servers, but on 2 cores parallel files make timing-sensitive waits flaky.

@@ -34,6 +34,7 @@ function result(rate: number, overrides: { delivered?: number; slope?: number | 
     cost: { postgres: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 50, memoryMiB: 1 }, kafka: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 5, memoryMiB: 1 }, relay: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 40, memoryMiB: 1 }, consumer: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 20, memoryMiB: 1 }, loadGenerator: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 10, memoryMiB: 1 } },
     lag: { slopeEventsPerSec: overrides.slope === undefined ? 0 : overrides.slope, walBytesPerEvent: null },
     timeline: [],
+    stages: Object.fromEntries(['write', 'commitToRelay', 'relayToAck', 'kafkaToConsumer', 'receiptToApplied'].map((k) => [k, { histogram: '', ms: latency }])) as PipelineResult['stages'],
     histograms: { e2e: '', receipt: '', commitToApplied: '', write: '' },
     drainS: 0,
     errors: [],

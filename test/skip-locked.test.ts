@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { KafkaMessage } from 'kafkajs';
 import { OrderingChecker } from '../src/chaos/ordering.js';
-import { HEADERS, type OutboxMessage } from '../src/events.js';
+import { HEADERS, type WireEvent } from '../src/events.js';
 import { amendOrders, placeOrders, writeOutboxEvents } from '../src/orders/write-path.js';
 import { bumpOrderVersions } from '../src/queries.js';
 import { checkClaims, readEvidence } from '../src/relay/evidence.js';
@@ -40,7 +40,7 @@ async function hotAggregates(env: TestEnv, aggregates: number, rounds: number): 
 /** A publisher whose calls take a random extra 0-15 ms, as a busy network would. */
 function jittery(inner: EventPublisher): EventPublisher {
   return {
-    async publish(messages: readonly OutboxMessage[]) {
+    async publish(messages: readonly WireEvent[]) {
       await sleep(Math.random() * 15);
       await inner.publish(messages);
     },
@@ -61,6 +61,7 @@ async function runReplicas(env: TestEnv, strategyFor: (index: number) => ClaimSt
       new TableRelay({
         sql: env.pool({ max: 2, idleInTransactionTimeoutMs: 30_000 }),
         publisher: jittery(env.publisher()),
+        wire: env.wire,
         strategy: strategyFor(index),
         log,
         batchSize,
@@ -77,8 +78,8 @@ async function runReplicas(env: TestEnv, strategyFor: (index: number) => ClaimSt
 describe('SKIP LOCKED replicas', () => {
   it('claims disjoint batches in separate processes, with evidence, and Kafka gets no duplicate', async (t) => {
     const env = await testEnv(t);
-    const events = await hotAggregates(env, 40, 10);
     const evidence = path.join(await scratchDir(t), 'evidence');
+    const [clock] = await env.sql<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
     const child = spawn(
       process.execPath,
       [CLI, 'relay', '--mode', 'skip-locked', '--replicas', '3', '--buckets', '16', '--batch-size', '50', '--interval-ms', '50', '--evidence', evidence],
@@ -99,6 +100,15 @@ describe('SKIP LOCKED replicas', () => {
         await once(child, 'exit');
       }
     });
+    // Write only once all three replicas poll: a backlog written before they
+    // start could be drained by the first one up before the last one starts.
+    await eventually('three replica sessions', async () => {
+      const sessions = await env.sql`
+        SELECT DISTINCT application_name FROM pg_stat_activity
+        WHERE application_name LIKE 'outbox-bench-relay-skip-locked-%' AND backend_start >= ${clock!.now}`;
+      return sessions.length === 3;
+    });
+    const events = await hotAggregates(env, 40, 10);
     await eventually('every row published', async () => (await env.sql`SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1`).length === 0, 60_000);
     child.kill('SIGTERM');
     await once(child, 'exit');
@@ -139,8 +149,8 @@ describe('SKIP LOCKED replicas', () => {
       const strategy = design === 'polling' ? undefined : bucketedStrategy({ buckets: 4, replicas: 1, replicaIndex: 0 });
       if (strategy) await prepareBuckets(env.sql, 4);
       const relay = strategy
-        ? new TableRelay({ sql: env.pool({ max: 2 }), publisher: env.publisher(), strategy, log, batchSize: 100, intervalMs: 50 })
-        : createPollingRelay({ sql: env.pool({ max: 2 }), publisher: env.publisher(), log, batchSize: 100, intervalMs: 50 });
+        ? new TableRelay({ sql: env.pool({ max: 2 }), publisher: env.publisher(), wire: env.wire, strategy, log, batchSize: 100, intervalMs: 50 })
+        : createPollingRelay({ sql: env.pool({ max: 2 }), publisher: env.publisher(), wire: env.wire, log, batchSize: 100, intervalMs: 50 });
       relay.start();
       env.defer(() => relay.stop());
       await eventually('v1 published', async () => (await env.sql`SELECT 1 FROM outbox WHERE published_at IS NULL`).length === 0);
