@@ -373,9 +373,17 @@ function httpSection(summaries: Map<string, Summary>): string[] {
   ];
 }
 
-/** Relay-only and consumer-only drains: what one process of each carries. */
-function drainSection(summaries: Map<string, Summary>): string[] {
-  const summary = current(summaries, 'drain');
+/**
+ * Relay-only and consumer-only drains: what one process of each carries.
+ * `results/drain-<name>/` holds further drain runs (another client set, say),
+ * each shown under its own heading with the command that made it.
+ */
+function drainSections(summaries: Map<string, Summary>): string[] {
+  return [...summaries.keys()].filter((name) => name === 'drain' || name.startsWith('drain-')).sort().flatMap((name) => drainSection(summaries, name));
+}
+
+function drainSection(summaries: Map<string, Summary>, name: string): string[] {
+  const summary = current(summaries, name);
   const extra = summary?.extra as { events: number; sampleMs?: number; minWindowReadings?: number; runs: DrainRun[]; profiled?: DrainRun[] } | undefined;
   if (!summary || !extra || extra.runs.length === 0) return [];
   const relays = groupBy(extra.runs, (run) => `${run.strategy} | ${run.kafkaClient}`);
@@ -391,7 +399,9 @@ function drainSection(summaries: Map<string, Summary>): string[] {
   };
   const repeats = Math.max(...[...relays.values()].map((g) => g.length));
   return [
-    '## What one relay process and one consumer process carry',
+    name === 'drain' ? '## What one relay process and one consumer process carry' : `## Drain: \`${name}\``,
+    '',
+    `Command: \`${summary.command}\` at ${summary.environment.gitCommit?.slice(0, 7) ?? 'an unknown commit'}.`,
     '',
     `Relay-only drain: ${extra.events.toLocaleString('en-US')} events written 1,000 per transaction while no relay ran (the CDC slot existed first), ` +
       `then the relay process was spawned and Kafka's end offsets were read every ${extra.sampleMs ?? 100} ms. Rate and CPU from 10% to 90% of the events ` +
@@ -705,7 +715,7 @@ export function buildReport(dir: string, extraSections: ((summaries: Map<string,
     ...sideBySide(summaries, charts),
     ...saturationSection(summaries, charts),
     ...fastestPathSection(summaries),
-    ...drainSection(summaries),
+    ...drainSections(summaries),
     ...httpSection(summaries),
     ...microSection(summaries),
     ...cleanupSection(summaries, charts),
