@@ -59,12 +59,12 @@ async function servers(t: TestContext): Promise<Infra> {
   return infra;
 }
 
-async function context(t: TestContext, infra: Infra, name: string, extra: Partial<PipelineContext> = {}): Promise<PipelineContext> {
+async function context(infra: Infra, name: string, extra: Partial<PipelineContext> = {}): Promise<PipelineContext> {
   return {
     infra,
     log,
     name: uniqueName(name),
-    rawDir: await scratchDir(t),
+    rawDir: await scratchDir(),
     quiet: true,
     lag: async (sql) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }),
     ...extra,
@@ -74,8 +74,8 @@ async function context(t: TestContext, infra: Infra, name: string, extra: Partia
 describe('benchmark harness', () => {
   it('shows a deliberately stalled consumer in the latency tail, and nothing in a run without the stall', async (t) => {
     const infra = await servers(t);
-    const healthy = await runPipeline(await context(t, infra, 'harness_healthy'), PARAMETERS);
-    const stalled = await runPipeline(await context(t, infra, 'harness_stalled'), { ...PARAMETERS, stallConsumerMs: STALL_MS });
+    const healthy = await runPipeline(await context(infra, 'harness_healthy'), PARAMETERS);
+    const stalled = await runPipeline(await context(infra, 'harness_stalled'), { ...PARAMETERS, stallConsumerMs: STALL_MS });
 
     for (const run of [healthy, stalled]) {
       assert.equal(run.lost, 0, 'every committed event arrived');
@@ -103,7 +103,7 @@ describe('benchmark harness', () => {
   it('reports a dropped event as lost with several workers, and times the drain from the relay spawn', async (t) => {
     const infra = await servers(t);
     let dropped = '';
-    const ctx = await context(t, infra, 'harness_lost', {
+    const ctx = await context(infra, 'harness_lost', {
       // The relay never sees the last order of the last worker: it was committed, then deleted.
       beforeRelay: async (sql) => {
         // Load event ids carry the worker in their second group (bench/harness/load-ids.ts).
@@ -132,7 +132,7 @@ describe('benchmark harness', () => {
 
   it('runs several consumer processes in one group, each event applied by one of them', async (t) => {
     const infra = await servers(t);
-    const run = await runPipeline(await context(t, infra, 'harness_consumers'), { ...PARAMETERS, rate: 400, durationS: 4, consumers: 2 });
+    const run = await runPipeline(await context(infra, 'harness_consumers'), { ...PARAMETERS, rate: 400, durationS: 4, consumers: 2 });
     assert.equal(run.lost, 0);
     assert.equal(run.delivered, run.sent);
     assert.equal(run.unexpected, 0);
@@ -141,7 +141,7 @@ describe('benchmark harness', () => {
   it('reports a relay ready only once every SKIP LOCKED replica is running', async (t) => {
     const env = await testEnv(t);
     const infra = await servers(t);
-    const rawDir = await scratchDir(t);
+    const rawDir = await scratchDir();
     const [clock] = await env.sql<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
     const started = await startRelayProcess(rawDir, childEnv(infra, env.config.schema, env.config.topicPrefix, 3), { relayMode: 'skip-locked', batchSize: 100, pollIntervalMs: 100, replicas: 3, publishers: 1, partitions: 3 });
     t.after(() => stopChild(started.child));
@@ -153,7 +153,7 @@ describe('benchmark harness', () => {
 
   it('drains a backlog through the relay alone, then through each consumer client alone, and profiles an extra run', async (t) => {
     const infra = await servers(t);
-    const outDir = path.join(await scratchDir(t), 'drain');
+    const outDir = path.join(await scratchDir(), 'drain');
     mkdirSync(outDir, { recursive: true });
     // Enough that the relay's 10%-90% window (about 80,000 events/s here) holds ten 50 ms readings.
     const options: Record<string, number> = { 'drain-events': 150_000, profile: 1 };
@@ -196,7 +196,7 @@ describe('benchmark harness', () => {
 
   it('divides the HTTP phase\'s CPU by exactly the orders its window holds', async (t) => {
     const infra = await servers(t);
-    const outDir = path.join(await scratchDir(t), 'http');
+    const outDir = path.join(await scratchDir(), 'http');
     mkdirSync(outDir, { recursive: true });
     const options: Record<string, number> = { 'http-connections': 8, 'http-rate': 100, 'http-p99-ms': 50, 'group-commit': 500, 'http-compare': 0, 'http-search': 0 };
     const scenarioContext: ScenarioContext = {

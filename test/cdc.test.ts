@@ -95,7 +95,7 @@ describe('CDC relay', () => {
 
   it('never confirms past events Kafka has not acknowledged, answers keepalives, and resumes when Kafka is back', async (t) => {
     const env = await testEnv(t);
-    const config = resolveConfig({ env: {}, overrides: { kafkaPort: await freePort(), kafkaControllerPort: await freePort(), dataDir: await scratchDir(t), topicPartitions: 3 } });
+    const config = resolveConfig({ env: {}, overrides: { kafkaPort: await freePort(), kafkaControllerPort: await freePort(), dataDir: await scratchDir(), topicPartitions: 3 } });
     const broker = new LocalKafka({ config, log });
     await broker.start();
     env.defer(() => broker.stop('kill'));
@@ -301,7 +301,7 @@ describe('CDC relay', () => {
 
 describe('CDC slot safety', () => {
   it('refuses a lost slot and a vanished slot with the slot name and the fix, and never recreates them silently', async (t) => {
-    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir(t) } });
+    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
     const server = new LocalPostgres({ config, log, settings: { max_slot_wal_keep_size: '1MB', max_wal_size: '32MB', min_wal_size: '32MB' } });
     await server.start();
     t.after(() => server.stop('immediate'));
@@ -343,7 +343,7 @@ describe('CDC slot safety', () => {
   });
 
   it('refuses to start without wal_level=logical', async (t) => {
-    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir(t) } });
+    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
     const server = new LocalPostgres({ config, log, settings: { wal_level: 'replica' } });
     await server.start();
     t.after(() => server.stop('immediate'));

@@ -47,11 +47,11 @@ async function waitForOutput(command: ReturnType<typeof start>, pattern: RegExp,
 }
 
 /** An environment with servers of its own: no DATABASE_URL / KAFKA_BROKERS, a scratch data dir, free ports. */
-async function isolatedEnv(t: Parameters<typeof scratchDir>[0]) {
+async function isolatedEnv() {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.DATABASE_URL;
   delete env.KAFKA_BROKERS;
-  const dataDir = await scratchDir(t);
+  const dataDir = await scratchDir();
   const ports = { pg: await freePort(), kafka: await freePort(), controller: await freePort(), http: await freePort() };
   Object.assign(env, {
     OUTBOX_BENCH_DATA_DIR: dataDir,
@@ -113,8 +113,8 @@ describe('CLI', () => {
     assert.match(badAction.stderr, /infra needs one of up, down, status, fetch-kafka/);
   });
 
-  it('stops the PostgreSQL it started on Ctrl-C: no process, no port left', async (t) => {
-    const { env, dataDir, ports } = await isolatedEnv(t);
+  it('stops the PostgreSQL it started on Ctrl-C: no process, no port left', async () => {
+    const { env, dataDir, ports } = await isolatedEnv();
     const serve = start(['serve'], env);
     await waitForOutput(serve, /listening on/, 60_000);
     const pgPid = postmasterPid(dataDir);
@@ -128,7 +128,7 @@ describe('CLI', () => {
   });
 
   it('stops what it started when the command fails', async (t) => {
-    const { env, dataDir, ports } = await isolatedEnv(t);
+    const { env, dataDir, ports } = await isolatedEnv();
     const blocker = await import('node:net').then((net) => net.createServer());
     await new Promise<void>((resolve) => blocker.listen(ports.http, '127.0.0.1', resolve));
     t.after(() => blocker.close());
@@ -138,8 +138,8 @@ describe('CLI', () => {
     await assertNothingLeft(dataDir, [ports.pg], []);
   });
 
-  it('stops Kafka and PostgreSQL it started on SIGTERM, and infra up/down leave and remove them', async (t) => {
-    const { env, dataDir, ports } = await isolatedEnv(t);
+  it('stops Kafka and PostgreSQL it started on SIGTERM, and infra up/down leave and remove them', async () => {
+    const { env, dataDir, ports } = await isolatedEnv();
     const consume = start(['consume'], env);
     await waitForOutput(consume, /consuming/, 120_000);
     const kafkaPid = Number(readFileSync(path.join(dataDir, 'kafka', 'broker.pid'), 'utf8'));

@@ -34,8 +34,8 @@ describe('environment of a result', () => {
     }
   });
 
-  it('refuses to publish from a tree with changes outside results/, unless allowed', async (t) => {
-    const repo = await scratchDir(t);
+  it('refuses to publish from a tree with changes outside results/, unless allowed', async () => {
+    const repo = await scratchDir();
     const git = (...args: string[]) => execFileSync('git', ['-c', 'user.email=t@example.org', '-c', 'user.name=t', ...args], { cwd: repo, stdio: 'pipe' });
     git('init', '-q');
     mkdirSync(path.join(repo, 'results'));

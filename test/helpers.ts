@@ -4,6 +4,7 @@
  * test/run.js started once for the whole run.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestContext } from 'node:test';
 import type { Kafka, KafkaMessage } from 'kafkajs';
@@ -200,18 +201,24 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * A scratch data folder, removed after the test. World-traversable, because
+ * A scratch data folder, removed when the test file's process exits. World-traversable, because
  * PostgreSQL runs as the `postgres` user when the tests run as root.
  */
-export async function scratchDir(t: TestContext, prefix = 'outbox-bench-test-'): Promise<string> {
+export async function scratchDir(prefix = 'outbox-bench-test-'): Promise<string> {
   const fs = await import('node:fs/promises');
   const os = await import('node:os');
   const path = await import('node:path');
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
   await fs.chmod(dir, 0o755);
-  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  // Removed when the test file's process exits, not in an after hook: hooks
+  // run in the order they were added, so a server started in this directory
+  // later would still be writing into it (PostgreSQL's pg_wal) when it went.
+  if (scratchDirs.size === 0) process.once('exit', () => scratchDirs.forEach((d) => rmSync(d, { recursive: true, force: true, maxRetries: 3 })));
+  scratchDirs.add(dir);
   return dir;
 }
+
+const scratchDirs = new Set<string>();
 
 /** The idempotent consumer on the test's topic and group (kafkajs unless told), stopped after the test; every delivery lands in `deliveries`. */
 export async function startTestConsumer(env: TestEnv, options: { source?: ConsumerSource; deliveries?: Delivery[] } = {}) {

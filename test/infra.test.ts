@@ -29,8 +29,8 @@ async function occupy(port: number): Promise<net.Server> {
 }
 
 /** Runs `fn` with PATH limited to a folder holding only the named commands. */
-async function withPath<T>(t: Parameters<typeof scratchDir>[0], commands: string[], fn: () => Promise<T>): Promise<T> {
-  const bin = path.join(await scratchDir(t), 'bin');
+async function withPath<T>(commands: string[], fn: () => Promise<T>): Promise<T> {
+  const bin = path.join(await scratchDir(), 'bin');
   await mkdir(bin);
   for (const command of commands) {
     const { stdout } = await runCommand('sh', ['-c', `command -v ${command}`]);
@@ -50,7 +50,7 @@ describe('local servers', () => {
     const port = await freePort();
     const blocker = await occupy(port);
     t.after(() => blocker.close());
-    const config = resolveConfig({ env: {}, overrides: { pgPort: port, dataDir: await scratchDir(t) } });
+    const config = resolveConfig({ env: {}, overrides: { pgPort: port, dataDir: await scratchDir() } });
     await assert.rejects(new LocalPostgres({ config, log }).start(), hasCode('PORT_IN_USE', new RegExp(`port ${port} \\(PostgreSQL\\) is already in use.*--pg-port`)));
   });
 
@@ -58,31 +58,31 @@ describe('local servers', () => {
     const port = await freePort();
     const blocker = await occupy(port);
     t.after(() => blocker.close());
-    const config = resolveConfig({ env: {}, overrides: { kafkaPort: port, dataDir: await scratchDir(t) } });
+    const config = resolveConfig({ env: {}, overrides: { kafkaPort: port, dataDir: await scratchDir() } });
     await assert.rejects(new LocalKafka({ config, log }).start(), hasCode('PORT_IN_USE', /\(Kafka\) is already in use.*--kafka-port.*KAFKA_BROKERS/));
   });
 
-  it('says what to install, or which variable to set, when java is missing', async (t) => {
-    const config = resolveConfig({ env: {}, overrides: { kafkaPort: await freePort(), dataDir: await scratchDir(t) } });
-    await withPath(t, [], () =>
+  it('says what to install, or which variable to set, when java is missing', async () => {
+    const config = resolveConfig({ env: {}, overrides: { kafkaPort: await freePort(), dataDir: await scratchDir() } });
+    await withPath([], () =>
       assert.rejects(new LocalKafka({ config, log }).start(), hasCode('JAVA_MISSING', /Java 17.*not on PATH.*apt-get install openjdk-17.*KAFKA_BROKERS/)),
     );
   });
 
-  it('says what to install when mvn is missing and the jars are not cached', async (t) => {
-    const config = resolveConfig({ env: {}, overrides: { cacheDir: await scratchDir(t) } });
-    await withPath(t, ['java'], () =>
+  it('says what to install when mvn is missing and the jars are not cached', async () => {
+    const config = resolveConfig({ env: {}, overrides: { cacheDir: await scratchDir() } });
+    await withPath(['java'], () =>
       assert.rejects(ensureKafkaJars(config, log), hasCode('MAVEN_MISSING', /Maven \(mvn\).*Apache Kafka.*apt-get install maven.*KAFKA_BROKERS/)),
     );
   });
 
-  it('reports a Maven fetch that fails, with Maven\'s own words', async (t) => {
-    const config = resolveConfig({ env: {}, overrides: { cacheDir: await scratchDir(t), kafkaVersion: '0.0.1-no-such-version' } });
+  it('reports a Maven fetch that fails, with Maven\'s own words', async () => {
+    const config = resolveConfig({ env: {}, overrides: { cacheDir: await scratchDir(), kafkaVersion: '0.0.1-no-such-version' } });
     await assert.rejects(ensureKafkaJars(config, log), hasCode('MAVEN_FETCH_FAILED', /kafka_2\.13:0\.0\.1-no-such-version[\s\S]*Maven Central[\s\S]*KAFKA_BROKERS/));
   });
 
   it('refuses a server without wal_level=logical when logical decoding is needed, with the fix', async (t) => {
-    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir(t) } });
+    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
     const server = new LocalPostgres({ config, log, settings: { wal_level: 'replica' } });
     await server.start();
     t.after(() => server.stop('immediate'));
@@ -104,7 +104,7 @@ describe('local servers', () => {
   });
 
   it('starts, stops with a crash (immediate) and restarts a PostgreSQL of its own', async (t) => {
-    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir(t) } });
+    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
     const server = new LocalPostgres({ config, log });
     await server.start();
     t.after(() => server.stop('fast'));

@@ -26,7 +26,7 @@ const orders = (n: number, prefix: string) => Array.from({ length: n }, (_, i) =
 describe('relays under faults', () => {
   it('polling and CDC relays ride out a PostgreSQL restart and lose nothing', async (t) => {
     const env = await testEnv(t);
-    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir(t) } });
+    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
     const server = new LocalPostgres({ config, log });
     await server.start();
     t.after(() => server.stop('immediate'));
@@ -70,7 +70,7 @@ describe('relays under faults', () => {
 
   it('the polling relay rides out a Kafka broker crash (kill -9) and restart, losing nothing', async (t) => {
     const env = await testEnv(t);
-    const config = resolveConfig({ env: {}, overrides: { kafkaPort: await freePort(), kafkaControllerPort: await freePort(), dataDir: await scratchDir(t), topicPartitions: 3 } });
+    const config = resolveConfig({ env: {}, overrides: { kafkaPort: await freePort(), kafkaControllerPort: await freePort(), dataDir: await scratchDir(), topicPartitions: 3 } });
     const broker = new LocalKafka({ config, log });
     await broker.start();
     env.defer(() => broker.stop('kill'));

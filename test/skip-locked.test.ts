@@ -78,7 +78,7 @@ async function runReplicas(env: TestEnv, strategyFor: (index: number) => ClaimSt
 describe('SKIP LOCKED replicas', () => {
   it('claims disjoint batches in separate processes, with evidence, and Kafka gets no duplicate', async (t) => {
     const env = await testEnv(t);
-    const evidence = path.join(await scratchDir(t), 'evidence');
+    const evidence = path.join(await scratchDir(), 'evidence');
     const [clock] = await env.sql<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
     const child = spawn(
       process.execPath,
