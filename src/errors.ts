@@ -1,7 +1,7 @@
 /**
  * The one error type of outbox-bench. Callers match on `code`, never on the
- * message text or the class (errors crossing worker threads and processes lose
- * their class; `toWire()` keeps what matters).
+ * message text or the class: errors that cross worker threads and processes
+ * lose their class.
  */
 
 export const ErrorCodes = [
