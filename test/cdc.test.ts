@@ -21,6 +21,7 @@ import { silentLogger } from '../src/log.js';
 import { amendOrders, placeOrders } from '../src/orders/write-path.js';
 import { prepareSlot, slotLagBytes, type CdcRelay } from '../src/relay/cdc.js';
 import { parseLsn } from '../src/relay/lsn.js';
+import { dropIdleSlots } from '../src/relay/slot.js';
 import { KafkajsPublisher } from '../src/kafka/kafkajs.js';
 import { TopicAdmin } from '../src/kafka/topics.js';
 import type { EventPublisher } from '../src/relay/publisher.js';
@@ -340,6 +341,26 @@ describe('CDC slot safety', () => {
     await prepareSlot({ ...options, recreateSlot: true }, log);
     assert.equal((await sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'lost_slot'`).length, 1, 'recreated when asked to');
     await sql`SELECT pg_drop_replication_slot('lost_slot')`;
+  });
+
+  it('drops idle slots by name or by prefix, taking an underscore literally, and leaves a slot in use alone', async (t) => {
+    const env = await testEnv(t);
+    const relay = cdcRelay(env);
+    await relay.start();
+    const base = env.config.slotName;
+    const names = [`${base}_a1`, `${base}_a2`, `${base}xa3`, `${base}_b1`];
+    for (const name of names) await env.sql`SELECT pg_create_logical_replication_slot(${name}, 'pgoutput')`;
+    const left = async () =>
+      (await env.sql<{ name: string }[]>`SELECT slot_name AS name FROM pg_replication_slots WHERE starts_with(slot_name, ${base}) ORDER BY 1`).map((r) => r.name);
+    env.defer(async () => {
+      for (const name of await left()) await env.sql`SELECT pg_drop_replication_slot(${name}) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = ${name} AND active)`;
+    });
+    assert.equal(await dropIdleSlots(env.sql, { prefix: `${base}_a` }), 2, 'the two _a slots; the x in xa3 is no underscore');
+    assert.equal(await dropIdleSlots(env.sql, { name: `${base}_b1` }), 1);
+    assert.equal(await dropIdleSlots(env.sql, { name: `${base}_b1` }), 0, 'gone already');
+    // The relay's own slot is in use: a prefix that covers it drops only the idle one beside it.
+    assert.equal(await dropIdleSlots(env.sql, { prefix: base }), 1);
+    assert.deepEqual(await left(), [base]);
   });
 
   it('refuses to start without wal_level=logical', async (t) => {

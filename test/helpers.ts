@@ -20,6 +20,7 @@ import { kafkajsConsumers, type ConsumerSource } from '../src/kafka/consumers.js
 import { CdcRelay, type CdcRelayOptions } from '../src/relay/cdc.js';
 import type { EventPublisher } from '../src/relay/publisher.js';
 import { WireEncoder } from '../src/relay/wire.js';
+import { dropIdleSlots } from '../src/relay/slot.js';
 
 export const log: Logger = createLogger((process.env.OUTBOX_BENCH_TEST_LOG_LEVEL as 'warn' | undefined) ?? 'warn', 'test');
 
@@ -90,7 +91,7 @@ export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): 
       }
     }
     const admin = createSql(config.databaseUrl!, config.schema, { max: 1 });
-    await admin`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE ${`${id}%`} AND NOT active`.catch(() => {});
+    await dropIdleSlots(admin, { prefix: id }).catch(() => {});
     await dropSchema(admin, config.schema).catch(() => {});
     await admin.end({ timeout: 5 });
   });

@@ -15,6 +15,7 @@ import { describeError } from '../src/errors.js';
 import { acquireInfra } from '../src/infra/index.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
+import { dropIdleSlots } from '../src/relay/slot.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -63,7 +64,7 @@ async function main(): Promise<number> {
 async function dropLeftoverSlots(databaseUrl: string): Promise<void> {
   const sql = createSql(databaseUrl, 'public', { max: 1 });
   try {
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 't\\_%' AND NOT active`;
+    await dropIdleSlots(sql, { prefix: 't_' });
   } finally {
     await sql.end({ timeout: 5 });
   }

@@ -18,6 +18,7 @@ import { TopicAdmin } from '../../src/kafka/topics.js';
 import { WireEncoder } from '../../src/relay/wire.js';
 import { orderPlacedEvent, validateOrder, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
 import { signalReady } from '../../src/readiness.js';
+import { dropIdleSlots } from '../../src/relay/slot.js';
 
 export const PTP_TABLE = 'ptp_outbox';
 export const PTP_POLLING_FUNCTION = 'ptp_next_outbox_messages';
@@ -47,7 +48,7 @@ export async function setupPtp(sql: Sql, schema: string, mode: PtpMode, slot: st
     await sql.unsafe(DatabaseSetup.createPollingFunction(polling));
     await sql.unsafe(DatabaseSetup.setupPollingIndexes(polling));
   } else {
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`;
+    await dropIdleSlots(sql, { name: slot });
     await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`);
     await sql.unsafe(`CREATE PUBLICATION ${publication} FOR TABLE ${schema}.${PTP_TABLE} WITH (publish = 'insert')`);
     await sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`;

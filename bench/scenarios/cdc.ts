@@ -7,6 +7,7 @@ import { slotLagBytes } from '../../src/relay/cdc.js';
 import { runPipeline } from '../harness/pipeline.js';
 import { repeatRun, type RepeatedRun } from '../harness/repeat.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
+import { dropIdleSlots } from '../../src/relay/slot.js';
 
 const SLOT = 'bench_cdc_slot';
 const PUBLICATION = 'bench_cdc_pub';
@@ -15,7 +16,7 @@ const PUBLICATION = 'bench_cdc_pub';
 async function dropSlot(context: ScenarioContext): Promise<void> {
   const sql = createSql(context.infra.databaseUrl, 'public', { max: 1 });
   try {
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${SLOT} AND NOT active`;
+    await dropIdleSlots(sql, { name: SLOT });
     await sql.unsafe(`DROP PUBLICATION IF EXISTS ${PUBLICATION}`);
   } finally {
     await sql.end({ timeout: 5 });

@@ -30,7 +30,7 @@ import { TopicAdmin } from '../../src/kafka/index.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
 import { ORDER_AGGREGATE, type OutboxStore } from '../../src/orders/write-path.js';
 import { childPids, processCpuSeconds, processTreeCpuSeconds, threadCpuSeconds } from '../../src/process-stats.js';
-import { prepareSlot } from '../../src/relay/slot.js';
+import { prepareSlot, dropIdleSlots } from '../../src/relay/slot.js';
 import { silentLogger } from '../../src/log.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';
@@ -329,7 +329,7 @@ async function drainOnce(
     await admin.disconnect().catch(() => {});
     await topics.close();
     await deleteTopic(kafka, topic, log);
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`.catch(() => {});
+    await dropIdleSlots(sql, { name: slot }).catch(() => {});
     await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`).catch(() => {});
     await dropSchema(sql, schema).catch(() => {});
     await sql.end({ timeout: 5 });

@@ -10,6 +10,7 @@ import { prepareSlot, slotLagBytes } from '../../src/relay/cdc.js';
 import { runPipeline, type PipelineParameters } from '../harness/pipeline.js';
 import { summarizeRun } from '../harness/summary.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
+import { dropIdleSlots } from '../../src/relay/slot.js';
 
 const SLOT = 'bench_fastest_slot';
 const PUBLICATION = 'bench_fastest_pub';
@@ -35,7 +36,7 @@ const VARIANTS: Variant[] = [
 async function dropSlot(context: ScenarioContext): Promise<void> {
   const sql = createSql(context.infra.databaseUrl, 'public', { max: 1 });
   try {
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${SLOT} AND NOT active`;
+    await dropIdleSlots(sql, { name: SLOT });
     await sql.unsafe(`DROP PUBLICATION IF EXISTS ${PUBLICATION}`);
   } finally {
     await sql.end({ timeout: 5 });

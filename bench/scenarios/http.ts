@@ -33,6 +33,7 @@ import { processCpuSeconds, processTreeCpuSeconds } from '../../src/process-stat
 import { openLoop } from '../harness/open-loop-http.js';
 import { childEnv, deleteTopic, startConsumerProcess, startRelayProcess, startServiceProcess, stopChild, type ConsumerProcess } from '../harness/processes.js';
 import type { Scenario } from '../scenario.js';
+import { dropIdleSlots } from '../../src/relay/slot.js';
 
 async function freeHttpPort(): Promise<number> {
   for (let port = 38_080; port < 38_180; port++) if (await isPortFree(port)) return port;
@@ -143,7 +144,7 @@ export const http: Scenario = {
     const connections = context.option('http-connections');
     const p99LimitMs = context.option('http-p99-ms');
     try {
-      await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`;
+      await dropIdleSlots(sql, { name: slot });
       await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`);
       await dropSchema(sql, schema);
       await migrate(sql, { schema, partitionWidth: '1 day', partitionsAhead: 2 });
@@ -290,7 +291,7 @@ export const http: Scenario = {
     } finally {
       for (const child of children.reverse()) await stopChild(child).catch(() => {});
       await deleteTopic(kafka, topic, log);
-      await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`.catch(() => {});
+      await dropIdleSlots(sql, { name: slot }).catch(() => {});
       await sql.end({ timeout: 5 });
     }
   },

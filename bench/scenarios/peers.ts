@@ -23,6 +23,7 @@ import { DEBEZIUM_DEFAULT, DEBEZIUM_TUNED, DEBEZIUM_VERSION, preparePublication,
 import { PTP_TABLE, setupPtp, type PtpMode, type PtpRelayTask } from '../peers/ptp.js';
 import type { DrainFigures } from '../harness/accounting.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
+import { dropIdleSlots } from '../../src/relay/slot.js';
 
 const PTP_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'ptp.js');
 
@@ -70,7 +71,7 @@ function contextFor(context: ScenarioContext, relay: Relay, name: string): Pipel
       ...base,
       lag: slotLag,
       beforeLoad: async (sql, schema) => {
-        await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`;
+        await dropIdleSlots(sql, { name: slot });
         await preparePublication(sql, schema, publication);
         // Created before any load, so a drain run's backlog is in the slot's WAL.
         await sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
@@ -137,7 +138,7 @@ function contextFor(context: ScenarioContext, relay: Relay, name: string): Pipel
       lag: slotLag,
       relayEnv: { OUTBOX_BENCH_SLOT: slot, OUTBOX_BENCH_PUBLICATION: publication },
       beforeLoad: async (sql, schema) => {
-        await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot} AND NOT active`;
+        await dropIdleSlots(sql, { name: slot });
         await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`);
         await prepareSlot({ sql, schema, slotName: slot, publicationName: publication, recreateSlot: true }, silentLogger);
       },
@@ -149,7 +150,7 @@ function contextFor(context: ScenarioContext, relay: Relay, name: string): Pipel
 async function dropPeerSlots(context: ScenarioContext): Promise<void> {
   const sql = createSql(context.infra.databaseUrl, 'public', { max: 1 });
   try {
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'peer\\_%' AND NOT active`;
+    await dropIdleSlots(sql, { prefix: 'peer_' });
   } finally {
     await sql.end({ timeout: 5 });
   }

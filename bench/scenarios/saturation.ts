@@ -12,6 +12,7 @@ import type { PipelineContext, PipelineParameters } from '../harness/pipeline.js
 import type { DrainFigures } from '../harness/accounting.js';
 import { runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
+import { dropIdleSlots } from '../../src/relay/slot.js';
 
 const SLOT = 'bench_saturation_slot';
 const PUBLICATION = 'bench_saturation_pub';
@@ -32,7 +33,7 @@ const STRATEGIES: Strategy[] = [
 async function dropSlot(context: ScenarioContext): Promise<void> {
   const sql = createSql(context.infra.databaseUrl, 'public', { max: 1 });
   try {
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${SLOT} AND NOT active`;
+    await dropIdleSlots(sql, { name: SLOT });
     await sql.unsafe(`DROP PUBLICATION IF EXISTS ${PUBLICATION}`);
   } finally {
     await sql.end({ timeout: 5 });

@@ -24,6 +24,7 @@ import { seededRandom } from './failpoints.js';
 import { killKafka, killRelay, pauseRelay, restartPostgres, terminateWalsender, type FaultKind, type FaultRecord, type FaultTargets } from './faults.js';
 import { checkHistory, readJsonLines, type CheckReport, type DeliveryRecord, type WriteRecord } from './history.js';
 import { Supervisor } from './supervisor.js';
+import { dropIdleSlots } from '../relay/slot.js';
 
 export type { FaultKind, FaultRecord } from './faults.js';
 
@@ -257,7 +258,7 @@ async function setUpRow(spec: RowSpec, options: RowOptions): Promise<Row> {
     evidenceDir: spec.relay?.mode === 'skip-locked' ? path.join(dir, 'evidence') : undefined,
     relays: [],
   };
-  await row.sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${row.slot} AND NOT active`;
+  await dropIdleSlots(row.sql, { name: row.slot });
   await row.sql.unsafe(`DROP PUBLICATION IF EXISTS ${row.publication}`);
   await dropSchema(row.sql, schema);
   await migrate(row.sql, { schema, partitionWidth: '1 day', partitionsAhead: 1 });
@@ -469,7 +470,7 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
     };
   } finally {
     await supervisor.stopAll().catch(() => {});
-    await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${row.slot} AND NOT active`.catch(() => {});
+    await dropIdleSlots(sql, { name: row.slot }).catch(() => {});
     await sql.end({ timeout: 5 });
   }
 }

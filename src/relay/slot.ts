@@ -115,3 +115,17 @@ export async function slotLagBytes(sql: Sql, slotName: string): Promise<number |
     SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag FROM pg_replication_slots WHERE slot_name = ${slotName}`;
   return row?.lag ?? null;
 }
+
+/**
+ * Drops the replication slots no process is reading: the one named `name`, or
+ * every one whose name starts with `prefix`. A slot in use is left alone: its
+ * reader still needs it, and PostgreSQL would refuse anyway. Resolves with how
+ * many were dropped.
+ */
+export async function dropIdleSlots(sql: Sql, match: { name: string } | { prefix: string }): Promise<number> {
+  const rows =
+    'name' in match
+      ? await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${match.name} AND NOT active`
+      : await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE starts_with(slot_name, ${match.prefix}) AND NOT active`;
+  return rows.length;
+}
