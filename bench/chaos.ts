@@ -11,7 +11,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MATRIX, runRow, startChaosServers, type RowResult } from '../src/chaos/matrix.js';
-import { PROJECT_ROOT, resolveConfig } from '../src/config.js';
+import { PROJECT_ROOT, parseWholeFlag, resolveConfig } from '../src/config.js';
 import { describeError } from '../src/errors.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
@@ -35,11 +35,7 @@ Flags:
   --help              show this help`;
 
 function whole(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
-  if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw)) throw new Error(`--${name}: "${raw}" is not a whole number`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new Error(`--${name}: ${n} is out of range [${min}, ${max}]`);
-  return n;
+  return raw === undefined ? fallback : parseWholeFlag(name, raw, min, max);
 }
 
 export function formatMatrix(results: readonly RowResult[]): string[] {

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONSUMER_KAFKA_CLIENTS, DEFAULTS, KAFKA_CLIENTS, PROJECT_ROOT, resolveConfig } from '../src/config.js';
+import { CONSUMER_KAFKA_CLIENTS, DEFAULTS, KAFKA_CLIENTS, PROJECT_ROOT, parseWholeFlag, resolveConfig } from '../src/config.js';
 import { createSql } from '../src/db.js';
 import { describeError, OutboxBenchError } from '../src/errors.js';
 import { acquireInfra } from '../src/infra/index.js';
@@ -110,14 +110,6 @@ function help(): string {
   ].join('\n');
 }
 
-/** A whole-number flag's value, or a USAGE error that names the flag and its range. */
-function wholeFlag(flag: string, raw: string, min: number, max: number): number {
-  if (!/^\d+$/.test(raw)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not a whole number`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new OutboxBenchError('USAGE', `flag --${flag}: ${n} is out of range [${min}, ${max}]`);
-  return n;
-}
-
 function parameters(scenario: Scenario, values: Record<string, string | boolean | undefined>): PipelineParameters {
   const result: Record<string, unknown> = { ...BASE_PARAMETERS, ...scenario.defaults };
   for (const [flag, key, known] of [
@@ -132,7 +124,7 @@ function parameters(scenario: Scenario, values: Record<string, string | boolean 
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const raw = values[flag];
     if (typeof raw !== 'string') continue;
-    const n = wholeFlag(flag, raw, spec.min, spec.max);
+    const n = parseWholeFlag(flag, raw, spec.min, spec.max);
     result[spec.key] = spec.key === 'hotKeyShare' ? n / 100 : n;
   }
   return result as unknown as PipelineParameters;
@@ -181,7 +173,7 @@ async function main(): Promise<number> {
   const options = new Map<string, number>();
   let repeats = DEFAULT_REPEATS;
   try {
-    if (typeof values.repeats === 'string') repeats = wholeFlag('repeats', values.repeats, 1, 20);
+    if (typeof values.repeats === 'string') repeats = parseWholeFlag('repeats', values.repeats, 1, 20);
     assertCleanTree(values['allow-dirty'] === true);
     for (const scenario of scenarios) resolved.set(scenario, parameters(scenario, parsed.values));
     for (const [flag, spec] of scenarioFlags()) {
@@ -190,7 +182,7 @@ async function main(): Promise<number> {
         options.set(flag, spec.defaultValue);
         continue;
       }
-      options.set(flag, wholeFlag(flag, raw, spec.min, spec.max));
+      options.set(flag, parseWholeFlag(flag, raw, spec.min, spec.max));
     }
   } catch (error) {
     process.stderr.write(`bench: ${describeError(error)}\n`);

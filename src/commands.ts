@@ -4,7 +4,7 @@
  * on which everything it opens is closed again.
  */
 import { armFromEnv } from './chaos/failpoints.js';
-import type { Config } from './config.js';
+import { parseWholeFlag, type Config } from './config.js';
 import { IdempotentConsumer } from './consumer/consumer.js';
 import { OutboxBenchError } from './errors.js';
 import { ensureKafkaJars, localInfraStatus, redactUrl, stopLocalInfra } from './infra/index.js';
@@ -76,11 +76,7 @@ function stringValue(context: CommandContext, name: string): string | undefined 
 
 function intValue(context: CommandContext, name: string, fallback: number, min: number, max: number): number {
   const raw = stringValue(context, name);
-  if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw.trim())) throw new OutboxBenchError('USAGE', `flag --${name}: "${raw}" is not a whole number`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new OutboxBenchError('USAGE', `flag --${name}: ${n} is out of range [${min}, ${max}]`);
-  return n;
+  return raw === undefined ? fallback : parseWholeFlag(name, raw, min, max);
 }
 
 function storeValue(context: CommandContext): OutboxStore {

@@ -379,3 +379,15 @@ export function describeOptions(keys: readonly (keyof Config)[]): string {
     })
     .join('\n');
 }
+
+/**
+ * A whole-number flag of a command line (the CLI's, the benchmarks', the
+ * chaos matrix's), or a USAGE error that names the flag and its range.
+ */
+export function parseWholeFlag(flag: string, raw: string, min: number, max: number): number {
+  const value = raw.trim();
+  if (!/^\d+$/.test(value)) throw new OutboxBenchError('USAGE', `flag --${flag}: "${raw}" is not a whole number`);
+  const n = Number(value);
+  if (n < min || n > max) throw new OutboxBenchError('USAGE', `flag --${flag}: ${n} is out of range [${min}, ${max}]`);
+  return n;
+}

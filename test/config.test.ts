@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULTS, resolveConfig } from '../src/config.js';
+import { DEFAULTS, parseWholeFlag, resolveConfig } from '../src/config.js';
 import { OutboxBenchError } from '../src/errors.js';
 
 function rejects(input: Parameters<typeof resolveConfig>[0], pattern: RegExp): void {
@@ -45,5 +45,16 @@ describe('resolveConfig', () => {
   it('normalises accepted values', () => {
     assert.equal(resolveConfig({ env: {}, flags: { partitionWidth: ' 5minutes ' } }).partitionWidth, '5 minutes');
     assert.equal(resolveConfig({ env: {}, flags: { pollIntervalMs: ' 250 ' } }).pollIntervalMs, 250);
+  });
+});
+
+describe('parseWholeFlag', () => {
+  it('takes a whole number within its range, and names the flag and the range otherwise', () => {
+    assert.equal(parseWholeFlag('repeats', ' 3 ', 1, 20), 3);
+    assert.equal(parseWholeFlag('repeats', '20', 1, 20), 20);
+    const usage = (pattern: RegExp) => (error: unknown) => error instanceof OutboxBenchError && error.code === 'USAGE' && pattern.test(error.message);
+    assert.throws(() => parseWholeFlag('repeats', '0', 1, 20), usage(/--repeats: 0 is out of range \[1, 20\]/));
+    assert.throws(() => parseWholeFlag('repeats', '21', 1, 20), usage(/out of range/));
+    for (const raw of ['2.5', '-1', '1e3', '', 'three']) assert.throws(() => parseWholeFlag('tps', raw, 0, 1_000), usage(/--tps: ".*" is not a whole number/), raw);
   });
 });
