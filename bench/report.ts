@@ -10,6 +10,7 @@ import { PROJECT_ROOT } from '../src/config.js';
 import { decodeHistogram } from '../src/latency.js';
 import { bars, latencyByPercentile, lines as lineChart, throughputAndLag, type Chart } from '../src/report/charts.js';
 import type { Environment } from './harness/environment.js';
+import { medianWithRange } from './harness/format.js';
 import type { RowResult } from '../src/chaos/matrix.js';
 import type { RunSummary } from './harness/summary.js';
 import { COMPONENTS, type Component } from './harness/sampler.js';
@@ -391,12 +392,7 @@ function drainSection(summaries: Map<string, Summary>, name: string): string[] {
     extra.runs.flatMap((run) => run.consumers.map((c) => ({ strategy: run.strategy, ...c }))),
     (c) => `${c.strategy} | ${c.client}`,
   );
-  const med = (values: readonly (number | null | undefined)[]) => {
-    const known = values.filter((v): v is number => typeof v === 'number' && !Number.isNaN(v)).sort((a, b) => a - b);
-    if (known.length === 0) return 'n/a';
-    const m = known[Math.floor((known.length - 1) / 2)]!;
-    return known.length > 1 ? `${f(m)} (${f(known[0]!)}–${f(known.at(-1)!)})` : f(m);
-  };
+  const med = (values: readonly (number | null | undefined)[]) => medianWithRange(values, f);
   const repeats = Math.max(...[...relays.values()].map((g) => g.length));
   return [
     name === 'drain' ? '## What one relay process and one consumer process carry' : `## Drain: \`${name}\``,

@@ -43,3 +43,14 @@ export function describeResult(name: string, r: PipelineResult, relayLabel?: str
     `  CPU seconds per million events (${r.drain ? '10%-90% of the drain' : 'measured window'}): ${cost}`,
   ];
 }
+
+/**
+ * The median of the known values with their range in brackets, each through
+ * `format`; "n/a" when none is known, no brackets for a single value.
+ */
+export function medianWithRange(values: readonly (number | null | undefined)[], format: (n: number) => string = String): string {
+  const known = values.filter((v): v is number => typeof v === 'number' && !Number.isNaN(v)).sort((a, b) => a - b);
+  if (known.length === 0) return 'n/a';
+  const median = known[Math.floor((known.length - 1) / 2)]!;
+  return known.length > 1 ? `${format(median)} (${format(known[0]!)}–${format(known.at(-1)!)})` : format(median);
+}

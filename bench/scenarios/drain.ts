@@ -32,6 +32,7 @@ import { ORDER_AGGREGATE, type OutboxStore } from '../../src/orders/write-path.j
 import { childPids, processCpuSeconds, processTreeCpuSeconds, threadCpuSeconds } from '../../src/process-stats.js';
 import { prepareSlot, dropIdleSlots } from '../../src/relay/slot.js';
 import { silentLogger } from '../../src/log.js';
+import { medianWithRange } from '../harness/format.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';
 import { loadPool, runLoad, type PipelineParameters } from '../harness/pipeline.js';
@@ -377,11 +378,6 @@ async function follow(
   return figures(events, spawnedAt, progress, readings, keys, mainKey);
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN;
-}
-
 export const drain: Scenario = {
   name: 'drain',
   description: 'relay-only drain of a pre-written backlog per relay and Kafka client, then a consumer-only drain of the topic',
@@ -431,20 +427,16 @@ export const drain: Scenario = {
             lines.push(`${strategy.name} on ${client}, profiled run: FAILED: ${describeError(error)}`);
           }
         }
-        const range = (values: readonly (number | null | undefined)[]) => {
-          const known = values.filter((v): v is number => typeof v === 'number' && !Number.isNaN(v));
-          return known.length === 0 ? 'n/a' : `${median(known)} (${Math.min(...known)}–${Math.max(...known)})`;
-        };
         lines.push(
-          `${strategy.name} relay on ${client}: ${range(repeated.map((r) => r.relay.eventsPerSec))} events/s, CPU s/1M ${range(repeated.map((r) => r.relay.cpuSecondsPerMillion.relay))}, ` +
-            `JS thread µs/event ${range(repeated.map((r) => r.relay.jsThreadUsPerEvent))}, PostgreSQL ${range(repeated.map((r) => r.relay.cpuSecondsPerMillion.postgres))}, ` +
-            `Kafka ${range(repeated.map((r) => r.relay.cpuSecondsPerMillion.kafka))}; missing ${repeated.map((r) => r.relay.missing).join('/')}`,
+          `${strategy.name} relay on ${client}: ${medianWithRange(repeated.map((r) => r.relay.eventsPerSec))} events/s, CPU s/1M ${medianWithRange(repeated.map((r) => r.relay.cpuSecondsPerMillion.relay))}, ` +
+            `JS thread µs/event ${medianWithRange(repeated.map((r) => r.relay.jsThreadUsPerEvent))}, PostgreSQL ${medianWithRange(repeated.map((r) => r.relay.cpuSecondsPerMillion.postgres))}, ` +
+            `Kafka ${medianWithRange(repeated.map((r) => r.relay.cpuSecondsPerMillion.kafka))}; missing ${repeated.map((r) => r.relay.missing).join('/')}`,
         );
         for (const consumerClient of consumersHere) {
           const drains = repeated.flatMap((r) => r.consumers.filter((c) => c.client === consumerClient).map((c) => c.figures));
           lines.push(
-            `${strategy.name} consumer on ${consumerClient}: ${range(drains.map((d) => d.eventsPerSec))} events/s, CPU s/1M ${range(drains.map((d) => d.cpuSecondsPerMillion.consumer))}, ` +
-              `JS thread µs/event ${range(drains.map((d) => d.jsThreadUsPerEvent))}, PostgreSQL ${range(drains.map((d) => d.cpuSecondsPerMillion.postgres))}; missing ${drains.map((d) => d.missing).join('/')}`,
+            `${strategy.name} consumer on ${consumerClient}: ${medianWithRange(drains.map((d) => d.eventsPerSec))} events/s, CPU s/1M ${medianWithRange(drains.map((d) => d.cpuSecondsPerMillion.consumer))}, ` +
+              `JS thread µs/event ${medianWithRange(drains.map((d) => d.jsThreadUsPerEvent))}, PostgreSQL ${medianWithRange(drains.map((d) => d.cpuSecondsPerMillion.postgres))}; missing ${drains.map((d) => d.missing).join('/')}`,
           );
         }
       }
