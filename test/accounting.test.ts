@@ -1,0 +1,112 @@
+/**
+ * How a run's records become its figures (bench/harness/accounting.ts),
+ * on synthetic records so each rule is tested alone:
+ *  - an order without an application time is lost, whatever the lane holds;
+ *  - CPU is taken over the measured window and divided by the events applied
+ *    inside it, never over the whole run;
+ *  - a drain's clock starts when the relay process was spawned, and its rate
+ *    comes from the 10%-90% part of the backlog;
+ *  - CDC lag in WAL bytes is converted to events with the WAL bytes written
+ *    per event in the window, and its trend is a least-squares slope.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { account, type AccountInput } from '../bench/harness/accounting.js';
+import type { ConsumerFinal } from '../bench/harness/consumer-process.js';
+import type { LoadResult } from '../bench/harness/load-worker.js';
+import { COMPONENTS, RunSampler, type Component } from '../bench/harness/sampler.js';
+import { createHistogram, encodeHistogram } from '../src/latency.js';
+
+const EMPTY = encodeHistogram(createHistogram());
+// A minute ago: the timeline runs from the start to now, a point a second.
+const START = Math.floor(Date.now()) - 60_000;
+
+/** A sampler whose readings are given, not taken. */
+function sampler(cpu: [at: number, seconds: number][], lag: { at: number; events: number | null; bytes: number | null; walBytes: number | null }[] = []): RunSampler {
+  const s = new RunSampler({ cpu: () => ({}) as Record<Component, number>, lag: async () => ({ events: null, bytes: null }), walBytes: async () => null });
+  for (const [at, seconds] of cpu) s.cpuSamples.push({ at, seconds: Object.fromEntries(COMPONENTS.map((c) => [c, seconds])) as Record<Component, number> });
+  s.lagSamples.push(...lag);
+  return s;
+}
+
+function load(workerIndex: number, commitAt: number[]): LoadResult {
+  return { workerIndex, attempted: commitAt.length, committed: commitAt.filter((t) => !Number.isNaN(t)).length, failed: 0, commitAt: Float64Array.from(commitAt), commitLatency: EMPTY, transactions: new Float64Array(), errors: [] };
+}
+
+function final(appliedAt: number[][]): ConsumerFinal {
+  return { type: 'final', received: 0, applied: 0, duplicates: 0, rejected: 0, foreign: 0, distinctIds: 0, appliedAt: appliedAt.map((lane) => Float64Array.from(lane)), endToEnd: EMPTY, receipt: EMPTY, kafkaToConsumer: EMPTY, receiptToApplied: EMPTY };
+}
+
+/** `n` orders of one worker at 100/s from START, each committed 5 ms after it was due. */
+function commits(n: number): number[] {
+  return Array.from({ length: n }, (_, seq) => START + seq * 10 + 5);
+}
+
+function input(overrides: Partial<AccountInput>): AccountInput {
+  return {
+    plan: { perWorkerRate: 100, ordersPerWorker: [100] },
+    startAt: START,
+    measureFrom: START,
+    measureTo: START + 1_000,
+    loads: [load(0, commits(100))],
+    final: final([commits(100).map((t) => t + 20)]),
+    sampler: sampler([[START - 5_000, 0], [START + 5_000, 10]]),
+    memory: Object.fromEntries(COMPONENTS.map((c) => [c, undefined])) as AccountInput['memory'],
+    graceMs: 2_000,
+    ...overrides,
+  };
+}
+
+describe('run accounting', () => {
+  it('counts an order the consumer lane does not cover as lost, never as delivered', () => {
+    // Worker 1's lane is one order short of the plan, as with per-worker
+    // totals computed by a second formula: its last order has no time.
+    const plan = { perWorkerRate: 50, ordersPerWorker: [50, 50] };
+    const applied = (n: number) => Array.from({ length: n }, (_, seq) => START + seq * 20 + 30);
+    const committed = Array.from({ length: 50 }, (_, seq) => START + seq * 20 + 5);
+    const result = account(input({ plan, loads: [load(0, committed), load(1, committed)], final: final([applied(50), applied(49)]) }));
+    assert.equal(result.sent, 100);
+    assert.equal(result.delivered, 99);
+    assert.equal(result.lost, 1);
+    assert.equal(result.unexpected, 0);
+  });
+
+  it('takes CPU over the measured window only and divides it by the events applied in that window', () => {
+    // 50 CPU-s before the window (warm-up, start-up), then 1 CPU-s per second.
+    const cpu: [number, number][] = [[START - 10_000, 0], [START, 50], [START + 1_000, 51], [START + 10_000, 60]];
+    const result = account(input({ sampler: sampler(cpu) }));
+    // Orders 0..97 are applied inside [START, START + 1000): 20 + 10 * seq + 5 < 1000.
+    const inWindow = 98;
+    assert.equal(result.eventsPerSec, inWindow);
+    assert.equal(result.cost.relay.cpuSeconds, 1);
+    assert.equal(result.cost.relay.cpuSecondsPerMillionEvents, Math.round((1 / inWindow) * 1e7) / 10);
+  });
+
+  it('times a drain from the relay spawn and takes its rate and CPU from 10% to 90% of the backlog', () => {
+    const spawnedAt = START + 2_000;
+    // The backlog was committed before the spawn; the first events arrive
+    // 300 ms after it (before the relay could say it was ready), then one every 10 ms.
+    const applied = Array.from({ length: 100 }, (_, seq) => spawnedAt + 300 + seq * 10);
+    const cpu: [number, number][] = [[START - 1_000, 0], [spawnedAt, 20], [spawnedAt + 2_000, 40]];
+    const result = account(input({ final: final([applied]), sampler: sampler(cpu), relaySpawnedAt: spawnedAt }));
+    assert.equal(result.lost, 0);
+    assert.equal(result.window.kind, 'drain');
+    assert.equal(result.window.from, applied[9], 'the window opens when 10% of the backlog was applied');
+    assert.equal(result.window.to, applied[89], 'and closes at 90%');
+    assert.equal(result.drain?.timeToFirstEventS, 0.3);
+    assert.equal(result.drain?.seconds, (applied[99]! - spawnedAt) / 1_000);
+    assert.equal(result.drain?.eventsPerSec, 101, '81 events (10th to 90th) over 0.8 s');
+    // 10 CPU-s per second during the drain: 8 CPU-s over the window's 81 events.
+    assert.equal(result.cost.relay.cpuSeconds, 8);
+    assert.equal(result.cost.relay.cpuSecondsPerMillionEvents, Math.round((8 / 81) * 1e7) / 10);
+  });
+
+  it('reports the least-squares slope of the lag, CDC lag in WAL bytes converted with the bytes written per event', () => {
+    // 100 orders committed in the window, 250 WAL bytes each; the slot falls
+    // behind by 2,500 bytes (10 events) per second.
+    const lag = Array.from({ length: 11 }, (_, i) => ({ at: START + i * 100, events: null, bytes: 1_000 + i * 250, walBytes: 50_000 + i * 2_500 }));
+    const result = account(input({ sampler: sampler([[START - 5_000, 0], [START + 5_000, 10]], lag) }));
+    assert.equal(result.lag.walBytesPerEvent, 250);
+    assert.equal(result.lag.slopeEventsPerSec, 10);
+  });
+});
