@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { MATRIX, runRow, startChaosServers, type RowResult } from '../src/chaos/matrix.js';
+import { MATRIX, runRow, startChaosServers, type RowResult } from './chaos/matrix.js';
 import { PROJECT_ROOT, parseWholeFlag, resolveConfig } from '../src/config.js';
 import { describeError } from '../src/errors.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';

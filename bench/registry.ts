@@ -1,5 +1,5 @@
 /**
- * Every scenario, in the order `all` runs them.
+ * Every scenario, in the order `all` runs them and results/README.md shows them.
  */
 import type { Scenario } from './scenario.js';
 import { cdc } from './scenarios/cdc.js';
@@ -12,4 +12,4 @@ import { peers } from './scenarios/peers.js';
 import { saturation } from './scenarios/saturation.js';
 import { polling, skipLocked } from './scenarios/table-relays.js';
 
-export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, http, saturation, drain, fastestPath, micro, cleanup, peers]);
+export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, saturation, fastestPath, drain, http, micro, cleanup, peers]);

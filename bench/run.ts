@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONSUMER_KAFKA_CLIENTS, DEFAULTS, KAFKA_CLIENTS, PROJECT_ROOT, parseWholeFlag, resolveConfig } from '../src/config.js';
+import { CONSUMER_KAFKA_CLIENTS, DEFAULTS, KAFKA_CLIENTS, PROJECT_ROOT, parseWholeFlag, resolveConfig, specOf, type Config } from '../src/config.js';
 import { createSql } from '../src/db.js';
 import { describeError, OutboxBenchError } from '../src/errors.js';
 import { acquireInfra } from '../src/infra/index.js';
@@ -16,6 +16,7 @@ import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
 import { assertCleanTree, captureEnvironment } from './harness/environment.js';
 import type { PipelineParameters } from './harness/pipeline.js';
+import { RELAY_MODES } from '../src/relay/modes.js';
 import { SCENARIOS } from './registry.js';
 import { buildReport } from './report.js';
 import type { Scenario, ScenarioContext, ScenarioFlag } from './scenario.js';
@@ -55,7 +56,21 @@ export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
 // make bench:all long without changing what the range says on a quiet machine.
 const DEFAULT_REPEATS = 3;
 
-const FLAGS: Record<string, { key: keyof PipelineParameters; description: string; min: number; max: number }> = {
+interface ParameterFlag {
+  key: keyof PipelineParameters;
+  description: string;
+  min: number;
+  max: number;
+}
+
+/** The flag of a pipeline parameter that is a Config setting, as config.ts declares it. */
+function fromConfig(key: keyof PipelineParameters, configKey?: keyof Config): Record<string, ParameterFlag> {
+  const spec = specOf(configKey ?? (key as keyof Config));
+  if (spec.min === undefined || spec.max === undefined) throw new Error(`option ${configKey} has no range`);
+  return { [spec.flag]: { key, description: spec.description, min: spec.min, max: spec.max } };
+}
+
+const FLAGS: Record<string, ParameterFlag> = {
   rate: { key: 'rate', description: 'orders (events) per second offered', min: 1, max: 1_000_000 },
   'duration-s': { key: 'durationS', description: 'measured seconds', min: 1, max: 86_400 },
   'warmup-s': { key: 'warmupS', description: 'warm-up seconds, not measured', min: 0, max: 3_600 },
@@ -68,11 +83,12 @@ const FLAGS: Record<string, { key: keyof PipelineParameters; description: string
   'hot-key-percent': { key: 'hotKeyShare', description: 'percent of amendments aimed at the hot keys', min: 0, max: 100 },
   'hot-keys': { key: 'hotKeys', description: 'how many hot aggregates', min: 1, max: 100_000 },
   seed: { key: 'seed', description: 'seed of the load generator choices', min: 0, max: 2 ** 31 },
-  partitions: { key: 'partitions', description: 'Kafka partitions of the topic', min: 1, max: 1_000 },
-  'batch-size': { key: 'batchSize', description: 'relay batch size', min: 1, max: 100_000 },
-  'interval-ms': { key: 'pollIntervalMs', description: 'relay poll interval', min: 1, max: 60_000 },
-  replicas: { key: 'replicas', description: 'relay replicas (skip-locked)', min: 1, max: 64 },
-  publishers: { key: 'publishers', description: 'Kafka producers per relay, in parallel', min: 1, max: 64 },
+  // The relay's settings: flag, description and range are the CLI's own.
+  ...fromConfig('partitions', 'topicPartitions'),
+  ...fromConfig('batchSize'),
+  ...fromConfig('pollIntervalMs'),
+  ...fromConfig('replicas'),
+  ...fromConfig('publishers'),
   consumers: { key: 'consumers', description: 'consumer processes in the group', min: 1, max: 16 },
   'commit-interval-ms': { key: 'consumerCommitIntervalMs', description: 'consumer offset commits at most this often (0 = back to back)', min: 0, max: 60_000 },
   'drain-timeout-s': { key: 'drainTimeoutS', description: 'give up on stragglers after', min: 1, max: 3_600 },
@@ -96,7 +112,7 @@ function help(): string {
     ...flags,
     ...own,
     `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc: measure each relay this many times; the median run is reported with the spread (default ${DEFAULT_REPEATS})`,
-    `  --${'strategies'.padEnd(18)} saturation, drain: comma-separated subset of polling,skip-locked,cdc,cdc-message`,
+    `  --${'strategies'.padEnd(18)} saturation, drain: comma-separated relay modes (${RELAY_MODES.join(', ')}); drain also takes mode:processes, as in cdc-sharded:4`,
     `  --${'kafka-client'.padEnd(18)} the relays' Kafka client: ${KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.kafkaClient})`,
     `  --${'consumer-kafka-client'.padEnd(18)} the consumer's Kafka client: ${CONSUMER_KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.consumerKafkaClient})`,
     `  --${'clients'.padEnd(18)} drain: comma-separated relay Kafka clients to compare`,

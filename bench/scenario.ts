@@ -6,6 +6,7 @@ import type { Infra } from '../src/infra/index.js';
 import type { Logger } from '../src/log.js';
 import type { PipelineParameters } from './harness/pipeline.js';
 import type { RunSummary } from './harness/summary.js';
+import type { ReportContext } from './report/kit.js';
 
 export interface ScenarioContext {
   config: Config;
@@ -38,7 +39,7 @@ export interface ScenarioReport {
   /** The pipeline runs it measured (their histograms go to .hgrm files). */
   runs: RunSummary[];
   /** Scenario-specific results (saturation steps, micro-benchmarks, HTTP figures). */
-  extra?: Record<string, unknown>;
+  extra?: object;
   /** Human-readable lines printed after the run. */
   lines: string[];
 }
@@ -55,4 +56,10 @@ export interface Scenario {
   setup?(context: ScenarioContext): Promise<void>;
   run(context: ScenarioContext): Promise<ScenarioReport>;
   teardown?(context: ScenarioContext): Promise<void>;
+  /**
+   * Its section of results/README.md, from the summary in results/<folder>/
+   * (the scenario's name, or another folder a run of it was written to);
+   * empty when there is nothing current to show.
+   */
+  report?(context: ReportContext, folder: string): string[];
 }

@@ -94,7 +94,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
 
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.logFormat);
   const shutdown = new ShutdownStack(log);
   const signal = installSignalHandlers(shutdown, log, { ignoreInterrupt: parsed.values['replica-index'] !== undefined });
   try {

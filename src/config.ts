@@ -3,16 +3,20 @@
  * then command-line flags. Every value is coerced and checked here, with a
  * message that names the option the user has to fix, so the rest of the code
  * can trust a `Config` blindly.
+ *
+ * Why one file of about 400 lines: the option table (each option's flag, env
+ * variable, range and the rationale of its default) is the point of it, and
+ * it reads best whole.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OutboxBenchError } from './errors.js';
+import { isRelayMode, RELAY_MODES, relayModeInfo, type RelayMode } from './relay/modes.js';
+
+export type { RelayMode } from './relay/modes.js';
 
 /** The repository root (dist/src/config.js -> ../..), so `.data/` does not depend on the cwd. */
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-export const RELAY_MODES = ['polling', 'skip-locked', 'naive-skip-locked', 'cdc', 'cdc-message'] as const;
-export type RelayMode = (typeof RELAY_MODES)[number];
 
 /**
  * Kafka clients a relay or consumer can run on. `kafkajs` and `kafkajs-imul`
@@ -40,6 +44,10 @@ export type HeaderSet = (typeof HEADER_SETS)[number];
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** `pretty`: one readable line per entry; `json`: raw pino lines for log shippers (and benchmark logs). */
+export const LOG_FORMATS = ['pretty', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface Config {
   /** Use this PostgreSQL server and start none (env DATABASE_URL). */
@@ -89,7 +97,7 @@ export interface Config {
   readonly kafkaHeaders: HeaderSet;
   /** Stored event headers forwarded to Kafka besides the set (trace context, ...). */
   readonly forwardHeaders: readonly string[];
-  /** Number of relay replicas (skip-locked modes). */
+  /** Relay processes of a mode that runs several (SKIP LOCKED replicas, CDC shards). */
   readonly replicas: number;
   /** Aggregate-hash buckets the skip-locked replicas share out (ordered mode). */
   readonly buckets: number;
@@ -115,6 +123,7 @@ export interface Config {
   readonly stagesFile: string | undefined;
   /** pino log level. */
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
 }
 
 type Kind = 'string' | 'port' | 'int' | 'enum' | 'list' | 'names' | 'identifier' | 'url' | 'interval';
@@ -127,7 +136,8 @@ interface OptionSpec {
   readonly description: string;
   readonly min?: number;
   readonly max?: number;
-  readonly values?: readonly string[];
+  /** The accepted values of an `enum`: a list, or a function (the relay registry's names are read when needed). */
+  readonly values?: readonly string[] | (() => readonly string[]);
 }
 
 /*
@@ -202,6 +212,7 @@ export const DEFAULTS: Config = Object.freeze({
   metricsPort: undefined,
   stagesFile: undefined,
   logLevel: 'info',
+  logFormat: 'pretty',
 });
 
 export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
@@ -221,7 +232,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'inboxRetention', flag: 'inbox-retention', env: 'OUTBOX_BENCH_INBOX_RETENTION', kind: 'interval', description: 'forget processed event ids after this long (docs/outbox.md: choosing it)' },
   { key: 'topicPrefix', flag: 'topic-prefix', env: 'OUTBOX_BENCH_TOPIC_PREFIX', kind: 'string', description: 'topic = prefix + aggregate type' },
   { key: 'topicPartitions', flag: 'partitions', env: 'OUTBOX_BENCH_PARTITIONS', kind: 'int', min: 1, max: 1_000, description: 'partitions per topic' },
-  { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: RELAY_MODES, description: 'relay strategy' },
+  { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: () => RELAY_MODES, description: 'relay strategy' },
   { key: 'pollIntervalMs', flag: 'interval-ms', env: 'OUTBOX_BENCH_POLL_INTERVAL_MS', kind: 'int', min: 1, max: 3_600_000, description: 'poll interval when idle, ms' },
   { key: 'batchSize', flag: 'batch-size', env: 'OUTBOX_BENCH_BATCH_SIZE', kind: 'int', min: 1, max: 100_000, description: 'rows claimed per relay pass' },
   { key: 'publishers', flag: 'publishers', env: 'OUTBOX_BENCH_PUBLISHERS', kind: 'int', min: 1, max: 64, description: 'Kafka producers per relay, in parallel (per-aggregate order kept)' },
@@ -229,7 +240,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'consumerKafkaClient', flag: 'consumer-kafka-client', env: 'OUTBOX_BENCH_CONSUMER_KAFKA_CLIENT', kind: 'enum', values: CONSUMER_KAFKA_CLIENTS, description: 'Kafka client of the consumer' },
   { key: 'kafkaHeaders', flag: 'kafka-headers', env: 'OUTBOX_BENCH_KAFKA_HEADERS', kind: 'enum', values: HEADER_SETS, description: 'headers per event: minimal (id, aggregateVersion) or all' },
   { key: 'forwardHeaders', flag: 'forward-headers', env: 'OUTBOX_BENCH_FORWARD_HEADERS', kind: 'names', description: 'stored event headers to forward as Kafka headers (name,name)' },
-  { key: 'replicas', flag: 'replicas', env: 'OUTBOX_BENCH_REPLICAS', kind: 'int', min: 1, max: 64, description: 'relay replicas (skip-locked modes)' },
+  { key: 'replicas', flag: 'replicas', env: 'OUTBOX_BENCH_REPLICAS', kind: 'int', min: 1, max: 64, description: 'relay processes of a mode that runs several (SKIP LOCKED replicas, CDC shards)' },
   { key: 'buckets', flag: 'buckets', env: 'OUTBOX_BENCH_BUCKETS', kind: 'int', min: 1, max: 4_096, description: 'aggregate-hash buckets shared by replicas' },
   { key: 'leaseMs', flag: 'lease-ms', env: 'OUTBOX_BENCH_LEASE_MS', kind: 'int', min: 1_000, max: 3_600_000, description: 'claim lease before a stalled replica is fenced, ms' },
   { key: 'slotName', flag: 'slot', env: 'OUTBOX_BENCH_SLOT', kind: 'identifier', description: 'logical replication slot (CDC relay)' },
@@ -242,6 +253,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'metricsPort', flag: 'metrics-port', env: 'OUTBOX_BENCH_METRICS_PORT', kind: 'port', description: 'serve Prometheus metrics on this port' },
   { key: 'stagesFile', flag: 'stages-file', env: 'OUTBOX_BENCH_STAGES_FILE', kind: 'string', description: 'benchmarks: write per-stage latency histograms (commit -> relay -> Kafka ack) to <this>.<pid>.json on stop' },
   { key: 'logLevel', flag: 'log-level', env: 'OUTBOX_BENCH_LOG_LEVEL', kind: 'enum', values: LOG_LEVELS, description: 'log level' },
+  { key: 'logFormat', flag: 'log-format', env: 'OUTBOX_BENCH_LOG_FORMAT', kind: 'enum', values: LOG_FORMATS, description: 'log lines: pretty or json (raw pino)' },
 ] satisfies OptionSpec[]);
 
 export function specOf(key: keyof Config): OptionSpec {
@@ -319,9 +331,11 @@ function coerce(spec: OptionSpec, raw: string, source: string): unknown {
       if (!match || Number(match[1]) < 1) throw invalid(source, `"${raw}" is not a duration like "1 day", "6 hours" or "5 minutes"`);
       return `${Number(match[1])} ${match[2]}`;
     }
-    case 'enum':
-      if (!spec.values?.includes(value)) throw invalid(source, `"${raw}" is not one of ${spec.values?.join(', ')}`);
+    case 'enum': {
+      const values = valuesOf(spec);
+      if (!values.includes(value)) throw invalid(source, `"${raw}" is not one of ${values.join(', ')}`);
       return value;
+    }
     case 'names': {
       const items = value.split(',').map((s) => s.trim()).filter(Boolean);
       for (const item of items) {
@@ -340,6 +354,10 @@ function coerce(spec: OptionSpec, raw: string, source: string): unknown {
   }
 }
 
+function valuesOf(spec: OptionSpec): readonly string[] {
+  return typeof spec.values === 'function' ? spec.values() : (spec.values ?? []);
+}
+
 function checkCrossField(config: Config): void {
   if (/second/.test(config.partitionWidth)) {
     throw invalid('flag --partition-width', `${config.partitionWidth} is too narrow; a partition is at least "1 minute" wide`);
@@ -347,24 +365,25 @@ function checkCrossField(config: Config): void {
   if (config.kafkaPort === config.kafkaControllerPort) {
     throw invalid('flag --kafka-controller-port', `must differ from --kafka-port (${config.kafkaPort})`);
   }
-  if (config.buckets < config.replicas && config.relayMode === 'skip-locked') {
-    throw invalid('flag --buckets', `${config.buckets} buckets cannot keep ${config.replicas} replicas busy; use at least --replicas`);
-  }
+  // Overrides are not coerced; a mode that is not in the registry fails here, not at start.
+  if (!isRelayMode(config.relayMode)) throw invalid('flag --mode', `"${config.relayMode}" is not one of ${RELAY_MODES.join(', ')}`);
+  const misfit = relayModeInfo(config.relayMode).check?.(config);
+  if (misfit) throw new OutboxBenchError('CONFIG_INVALID', misfit);
 }
 
 /**
- * The command-line flags that give a child process the same values of
- * `keys`: settings travel to replicas through the one table of options, and
- * flags win over whatever the child inherits in its environment.
+ * The environment variables that give a child process exactly these
+ * settings: the one way settings travel to the processes a command starts
+ * (relay replicas and shards, benchmark relays, the crash matrix's processes).
+ * A key whose value is undefined is sent empty, which the child's resolver
+ * reads as unset, so a value the parent did not mean never leaks through.
  */
-export function toFlags(config: Config, keys: readonly (keyof Config)[]): string[] {
-  const flags: string[] = [];
-  for (const key of keys) {
-    const value = config[key];
-    if (value === undefined || (Array.isArray(value) && value.length === 0)) continue;
-    flags.push(`--${specOf(key).flag}`, Array.isArray(value) ? value.join(',') : String(value));
+export function settingsEnv(values: Partial<Config>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values) as [keyof Config, Config[keyof Config]][]) {
+    env[specOf(key).env] = value === undefined ? '' : Array.isArray(value) ? value.join(',') : String(value);
   }
-  return flags;
+  return env;
 }
 
 /** One line per option, for `--help` texts. */
@@ -374,7 +393,7 @@ export function describeOptions(keys: readonly (keyof Config)[]): string {
       const spec = specOf(key);
       const def = DEFAULTS[key];
       const shown = def === undefined || (Array.isArray(def) && def.length === 0) ? '' : ` (default ${Array.isArray(def) ? def.join(',') : String(def)})`;
-      const values = spec.values ? ` [${spec.values.join('|')}]` : '';
+      const values = spec.values ? ` [${valuesOf(spec).join('|')}]` : '';
       return `  --${spec.flag.padEnd(22)} ${spec.description}${values}${shown}; env ${spec.env}`;
     })
     .join('\n');

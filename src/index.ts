@@ -31,7 +31,9 @@ export { WireEncoder, type WireOptions } from './relay/wire.js';
 export { TableRelay, type ClaimStrategy, type TableRelayOptions } from './relay/table-relay.js';
 export { createPollingRelay, pollingStrategy } from './relay/polling.js';
 export { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from './relay/skip-locked.js';
-export { CdcRelay, prepareSlot, slotLagBytes, type CdcRelayOptions } from './relay/cdc.js';
+export { CdcRelay, type CdcRelayOptions } from './relay/cdc.js';
+export { prepareSlot, slotLagBytes } from './relay/slot.js';
+export { RELAY_MODES, relayModeInfo, loadRelayMode, type RelayModeInfo, type RelayModeBehaviour } from './relay/modes.js';
 export { checkClaims, readEvidence, type ClaimReport } from './relay/evidence.js';
 
 // Consumer

@@ -1,18 +1,18 @@
 /**
  * Structured logging (pino) to stderr, so stdout stays free for results that
  * users pipe into files. Human-readable lines by default (pino-pretty, in the
- * same thread so nothing is lost on exit); OUTBOX_BENCH_LOG_FORMAT=json gives
- * raw JSON lines for log shippers.
+ * same thread so nothing is lost on exit); `--log-format json` gives raw JSON
+ * lines for log shippers.
  */
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
-import type { LogLevel } from './config.js';
+import type { LogFormat, LogLevel } from './config.js';
 
 export type { Logger } from 'pino';
 
-export function createLogger(level: LogLevel, name = 'outbox-bench'): Logger {
+export function createLogger(level: LogLevel, name = 'outbox-bench', format: LogFormat = 'pretty'): Logger {
   const options = { name, level, base: { pid: process.pid } };
-  if (process.env.OUTBOX_BENCH_LOG_FORMAT === 'json') return pino(options, pino.destination({ fd: 2, sync: true }));
+  if (format === 'json') return pino(options, pino.destination({ fd: 2, sync: true }));
   return pino(
     options,
     pretty({

@@ -13,14 +13,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { childEnv, startRelayProcess, stopChild } from '../bench/harness/processes.js';
+import { startRelayProcess, stopChild } from '../bench/harness/processes.js';
 import { runPipeline, type PipelineContext, type PipelineParameters } from '../bench/harness/pipeline.js';
 import { drain, type DrainRun } from '../bench/scenarios/drain.js';
 import { http } from '../bench/scenarios/http.js';
 import type { ScenarioContext } from '../bench/scenario.js';
-import { resolveConfig } from '../src/config.js';
+import { resolveConfig, settingsEnv } from '../src/config.js';
 import { acquireInfra, type Infra } from '../src/infra/index.js';
-import { outboxBacklog } from '../src/queries.js';
 import { log, scratchDir, testEnv, uniqueName } from './helpers.js';
 
 // A light load with a short poll interval: the healthy tail stays far below
@@ -66,7 +65,6 @@ async function context(infra: Infra, name: string, extra: Partial<PipelineContex
     name: uniqueName(name),
     rawDir: await scratchDir(),
     quiet: true,
-    lag: async (sql) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }),
     ...extra,
   };
 }
@@ -130,6 +128,22 @@ describe('benchmark harness', () => {
     assert.ok(Math.abs(inWindow - 0.8 * run.delivered) <= 0.05 * run.delivered, `${Math.round(inWindow)} events in the 10%-90% window`);
   });
 
+  it('fails a run that delivers an event its load plan never wrote, instead of counting it', async (t) => {
+    const infra = await servers(t);
+    const ctx = await context(infra, 'harness_foreign', {
+      // A later event of a committed order under a new id: delivered, applied, and no order of the plan.
+      beforeRelay: async (sql) => {
+        await sql`
+          INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers)
+          SELECT gen_random_uuid(), aggregate_type, aggregate_id, aggregate_version + 1, event_type, payload, headers FROM outbox ORDER BY id DESC LIMIT 1`;
+      },
+    });
+    await assert.rejects(
+      runPipeline(ctx, { ...PARAMETERS, rate: 200, warmupS: 0, durationS: 1, relayAfterLoad: true, drainTimeoutS: 5 }),
+      (error: Error & { code?: string }) => error.code === 'CHECK_FAILED' && /1 deliveries were not orders of this run's load plan/.test(error.message),
+    );
+  });
+
   it('runs several consumer processes in one group, each event applied by one of them', async (t) => {
     const infra = await servers(t);
     const run = await runPipeline(await context(infra, 'harness_consumers'), { ...PARAMETERS, rate: 400, durationS: 4, consumers: 2 });
@@ -143,7 +157,19 @@ describe('benchmark harness', () => {
     const infra = await servers(t);
     const rawDir = await scratchDir();
     const [clock] = await env.sql<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
-    const started = await startRelayProcess(rawDir, childEnv(infra, env.config.schema, env.config.topicPrefix, 3), { relayMode: 'skip-locked', batchSize: 100, pollIntervalMs: 100, replicas: 3, publishers: 1, partitions: 3 });
+    const settings = settingsEnv({
+      databaseUrl: infra.databaseUrl,
+      kafkaBrokers: infra.kafkaBrokers,
+      schema: env.config.schema,
+      topicPrefix: env.config.topicPrefix,
+      topicPartitions: 3,
+      relayMode: 'skip-locked',
+      replicas: 3,
+      batchSize: 100,
+      pollIntervalMs: 100,
+      logFormat: 'json',
+    });
+    const started = await startRelayProcess(rawDir, { ...process.env, ...settings }, { describe: 'skip-locked' });
     t.after(() => stopChild(started.child));
     const rows = await env.sql<{ name: string }[]>`
       SELECT DISTINCT application_name AS name FROM pg_stat_activity

@@ -8,7 +8,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MATRIX, runRow, startChaosServers, type ChaosServers } from '../src/chaos/matrix.js';
+import { MATRIX, runRow, startChaosServers, type ChaosServers } from '../bench/chaos/matrix.js';
 import { log } from './helpers.js';
 
 // Rationale: a fixed seed keeps CI failures replayable (`npm run chaos -- --seed 1234`).

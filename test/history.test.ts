@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkHistory, type CheckInput, type DeliveryRecord, type WriteRecord } from '../src/chaos/history.js';
+import { checkHistory, type CheckInput, type DeliveryRecord, type WriteRecord } from '../bench/chaos/history.js';
 
 const ev = (id: string, aggregate = `agg-${id}`, version = 1) => ({ eventId: id, aggregateId: aggregate, version });
 const delivery = (id: string, aggregate = `agg-${id}`, version = 1, offset = '0'): DeliveryRecord => ({ eventId: id, aggregateId: aggregate, version, partition: 0, offset, at: 0 });

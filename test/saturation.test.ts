@@ -15,7 +15,7 @@ function result(rate: number, overrides: { delivered?: number; slope?: number | 
   const intended = rate * 20;
   const latency = { count: intended, p50: 20, p90: 40, p99: overrides.p99 ?? 80, p999: 120, max: 150, mean: 25 };
   return {
-    parameters: { rate } as PipelineParameters,
+    parameters: { rate, relayMode: 'polling', replicas: 1 } as PipelineParameters,
     sent: intended,
     failedWrites: 0,
     delivered: intended,

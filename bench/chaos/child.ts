@@ -6,19 +6,20 @@
  */
 import { appendFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IdempotentConsumer } from '../consumer/consumer.js';
-import { createSql } from '../db.js';
-import { describeError } from '../errors.js';
-import { topicFor } from '../events.js';
-import { createKafkaClient } from '../kafka-client.js';
-import { createLogger } from '../log.js';
-import { writeOrderEvents, placeOrdersDualWrite, type AmendOrderInput, type PlaceOrderInput, type WrittenEvent } from '../orders/write-path.js';
-import { signalReady } from '../readiness.js';
-import { kafkajsConsumers } from '../kafka/consumers.js';
-import { KafkajsPublisher } from '../kafka/kafkajs.js';
-import { TopicAdmin } from '../kafka/topics.js';
-import { WireEncoder } from '../relay/wire.js';
-import { armFromEnv, seededRandom } from './failpoints.js';
+import { resolveConfig } from '../../src/config.js';
+import { IdempotentConsumer } from '../../src/consumer/consumer.js';
+import { createSql } from '../../src/db.js';
+import { describeError } from '../../src/errors.js';
+import { topicFor } from '../../src/events.js';
+import { createKafkaClient } from '../../src/kafka-client.js';
+import { createLogger } from '../../src/log.js';
+import { writeOrderEvents, placeOrdersDualWrite, type AmendOrderInput, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
+import { signalReady } from '../../src/readiness.js';
+import { kafkajsConsumers } from '../../src/kafka/consumers.js';
+import { KafkajsPublisher } from '../../src/kafka/kafkajs.js';
+import { TopicAdmin } from '../../src/kafka/topics.js';
+import { WireEncoder } from '../../src/relay/wire.js';
+import { armFromEnv, seededRandom } from '../../src/chaos/failpoints.js';
 import type { DeliveryRecord, WriteRecord } from './history.js';
 
 export interface WriterTask {
@@ -48,7 +49,9 @@ export interface ConsumerTask {
   historyFile: string;
 }
 
-const log = createLogger((process.env.OUTBOX_BENCH_LOG_LEVEL as 'warn' | undefined) ?? 'warn', 'chaos');
+// The row's environment carries the log settings, read like every other setting.
+const settings = resolveConfig();
+const log = createLogger(settings.logLevel, 'chaos', settings.logFormat);
 
 function append(file: string, lines: readonly object[]): void {
   if (lines.length > 0) appendFileSync(file, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);

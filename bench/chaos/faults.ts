@@ -8,14 +8,15 @@
  *  - pause-relay: SIGSTOP of a SKIP LOCKED replica while it holds buckets,
  *    longer than its lease; a hit is a replica the lease fenced (PostgreSQL
  *    terminated its session while it was stopped).
- *  - terminate-walsender: the CDC relay's walsender terminated while streaming.
+ *  - terminate-walsender: a CDC relay's walsender terminated while streaming.
  *  - kill-kafka, restart-postgres: the server killed and started again.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Sql } from '../db.js';
-import type { LocalKafka } from '../infra/kafka.js';
-import type { LocalPostgres } from '../infra/postgres.js';
-import { appendSessionEnd } from '../relay/evidence.js';
+import type { Sql } from '../../src/db.js';
+import type { LocalKafka } from '../../src/infra/kafka.js';
+import type { LocalPostgres } from '../../src/infra/postgres.js';
+import { appendSessionEnd } from '../../src/relay/evidence.js';
+import { relayApplicationName, type RelayModeBehaviour, type RelayModeInfo, type RelaySettings } from '../../src/relay/modes.js';
 import type { Supervisor } from './supervisor.js';
 
 export type FaultKind = 'kill-relay' | 'pause-relay' | 'kill-kafka' | 'restart-postgres' | 'terminate-walsender';
@@ -37,8 +38,8 @@ export interface FaultTargets {
   kafka: LocalKafka;
   /** Supervisor names of the relay processes, by replica index. */
   relays: readonly string[];
-  relayMode: string | undefined;
-  slot: string;
+  /** The row's relay: its mode and the row's settings (slot names, process count). */
+  relay: { mode: RelayModeInfo & RelayModeBehaviour; settings: RelaySettings } | undefined;
   /** Where the relays write claim evidence, if they do. */
   evidenceDir: string | undefined;
   random: () => number;
@@ -52,11 +53,6 @@ const AIM_ATTEMPTS = 200;
 // wait would push the rest of the schedule back.
 const WALSENDER_WAIT_ATTEMPTS = 15;
 
-/** The application_name a relay replica's sessions carry (see relay/index.ts). */
-function applicationName(relayMode: string, replicaIndex: number): string {
-  return relayMode === 'polling' ? 'outbox-bench-relay-polling' : `outbox-bench-relay-${relayMode}-${replicaIndex}`;
-}
-
 /** A relay at work right now: its index and, for table relays, its session and the server's clock. */
 interface Busy {
   index: number;
@@ -64,13 +60,17 @@ interface Busy {
 }
 
 async function working(t: FaultTargets): Promise<Busy[]> {
-  if (t.relayMode === 'cdc' || t.relayMode === 'cdc-message') {
-    const [row] = await t.sql<{ busy: boolean }[]>`
-      SELECT active_pid IS NOT NULL AND pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) > 0 AS busy
-      FROM pg_replication_slots WHERE slot_name = ${t.slot}`;
-    return row?.busy ? [{ index: 0 }] : [];
+  if (!t.relay) return [];
+  const slots = t.relay.mode.slots(t.relay.settings);
+  if (slots.length > 0) {
+    // A CDC process is at work while its slot is read and behind the WAL.
+    const rows = await t.sql<{ slot: string }[]>`
+      SELECT slot_name AS slot FROM pg_replication_slots
+      WHERE slot_name = ANY(${slots}) AND active_pid IS NOT NULL AND pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) > 0`;
+    return rows.map((row) => ({ index: slots.indexOf(row.slot) }));
   }
-  const names = t.relays.map((_, index) => applicationName(t.relayMode ?? '', index));
+  const mode = t.relay.settings.relayMode;
+  const names = t.relays.map((_, index) => relayApplicationName(mode, index));
   const rows = await t.sql<{ name: string; pid: number; at: number }[]>`
     SELECT application_name AS name, pid, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS at FROM pg_stat_activity
     WHERE application_name = ANY(${names}) AND xact_start IS NOT NULL AND state <> 'idle'`;
@@ -96,15 +96,17 @@ export async function killRelay(t: FaultTargets): Promise<Omit<FaultRecord, 'at'
   if (!t.supervisor.signal(target, 'SIGKILL')) return undefined;
   // Its session was seen alive, mid-transaction, just before the kill: its
   // claims held at least until then.
-  if (t.evidenceDir && busy?.session && t.relayMode) {
-    appendSessionEnd(t.evidenceDir, { replica: `${t.relayMode}-${index}`, backendPid: busy.session.backendPid, lastSeenAt: busy.session.seenAt });
+  if (t.evidenceDir && busy?.session && t.relay) {
+    appendSessionEnd(t.evidenceDir, { replica: `${t.relay.settings.relayMode}-${index}`, backendPid: busy.session.backendPid, lastSeenAt: busy.session.seenAt });
   }
   return { kind: 'kill-relay', target, hit: busy !== undefined };
 }
 
 /** Backends of SKIP LOCKED replicas holding bucket locks right now: [replica index, backend pid]. */
 async function bucketHolders(t: FaultTargets): Promise<[number, number][]> {
-  const names = t.relays.map((_, index) => applicationName(t.relayMode ?? '', index));
+  if (!t.relay) return [];
+  const mode = t.relay.settings.relayMode;
+  const names = t.relays.map((_, index) => relayApplicationName(mode, index));
   const rows = await t.sql<{ name: string; pid: number }[]>`
     SELECT a.application_name AS name, a.pid FROM pg_stat_activity a
     WHERE a.application_name = ANY(${names}) AND a.xact_start IS NOT NULL
@@ -146,12 +148,14 @@ export async function pauseRelay(t: FaultTargets, pauseMs: number): Promise<Omit
 export async function terminateWalsender(t: FaultTargets): Promise<Omit<FaultRecord, 'at'> | undefined> {
   // The relay of these rows is killed every few seconds, so its walsender
   // is often gone at the scheduled moment: wait briefly for the next one.
+  const slots = t.relay ? t.relay.mode.slots(t.relay.settings) : [];
+  const slot = (slots.length > 1 ? slots[Math.floor(t.random() * slots.length)] : slots[0]) ?? 'no slot';
   for (let attempt = 0; attempt < WALSENDER_WAIT_ATTEMPTS; attempt++) {
-    const rows = await t.sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${t.slot} AND active_pid IS NOT NULL`.catch(() => []);
-    if (rows.length > 0) return { kind: 'terminate-walsender', target: t.slot, hit: true };
+    const rows = await t.sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`.catch(() => []);
+    if (rows.length > 0) return { kind: 'terminate-walsender', target: slot, hit: true };
     await sleep(100);
   }
-  return { kind: 'terminate-walsender', target: t.slot, hit: false };
+  return { kind: 'terminate-walsender', target: slot, hit: false };
 }
 
 export async function killKafka(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {

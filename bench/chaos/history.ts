@@ -5,7 +5,7 @@
  * applied, compared after the faults stop and the pipeline has drained.
  */
 import { readFileSync } from 'node:fs';
-import { OrderingChecker, type OrderingViolation } from './ordering.js';
+import { OrderingChecker, type OrderingViolation } from '../../src/chaos/ordering.js';
 
 export interface WrittenEventRecord {
   eventId: string;

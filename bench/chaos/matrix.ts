@@ -8,119 +8,34 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { Config, RelayMode } from '../config.js';
-import { resolveConfig } from '../config.js';
-import { createSql, dropSchema, migrate, type Sql } from '../db.js';
-import { topicFor } from '../events.js';
-import { LocalKafka } from '../infra/kafka.js';
-import { LocalPostgres } from '../infra/postgres.js';
-import { isPortFree } from '../infra/processes.js';
-import { createKafkaClient } from '../kafka-client.js';
-import type { Logger } from '../log.js';
-import { checkClaims, readEvidence, recordSessionEnd, type ClaimReport } from '../relay/evidence.js';
-import { TopicAdmin } from '../kafka/topics.js';
+import type { Config } from '../../src/config.js';
+import { resolveConfig } from '../../src/config.js';
+import type { Sql } from '../../src/db.js';
+import { LocalKafka } from '../../src/infra/kafka.js';
+import { LocalPostgres } from '../../src/infra/postgres.js';
+import { isPortFree } from '../../src/infra/processes.js';
+import type { Logger } from '../../src/log.js';
+import { checkClaims, readEvidence, recordSessionEnd, type ClaimReport } from '../../src/relay/evidence.js';
+import { relayModeInfo } from '../../src/relay/modes.js';
+import { openRun, type RunSetup } from '../harness/run-setup.js';
 import type { ConsumerTask, WriterTask } from './child.js';
-import { seededRandom } from './failpoints.js';
+import { seededRandom } from '../../src/chaos/failpoints.js';
 import { killKafka, killRelay, pauseRelay, restartPostgres, terminateWalsender, type FaultKind, type FaultRecord, type FaultTargets } from './faults.js';
 import { checkHistory, readJsonLines, type CheckReport, type DeliveryRecord, type WriteRecord } from './history.js';
+import type { RowSpec } from './rows.js';
 import { Supervisor } from './supervisor.js';
-import { dropIdleSlots } from '../relay/slot.js';
+
+export { MATRIX, type RowSpec } from './rows.js';
 
 export type { FaultKind, FaultRecord } from './faults.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHILD = path.join(here, 'child.js');
-const CLI = path.join(here, '..', 'cli.js');
-
-export interface RowSpec {
-  name: string;
-  description: string;
-  writer: { store: WriterTask['store']; amendShare: number; hotKeys: number; crashAt?: string };
-  relay?: { mode: RelayMode; replicas: number; crashAt?: string; leaseMs?: number };
-  consumerCrashAt?: string;
-  faults: FaultKind[];
-  expect: { lost: 'some' | 'none'; duplicates?: 'some'; reorderings?: 'none' };
-}
+const CLI = path.join(here, '..', '..', 'src', 'cli.js');
 
 // Rationale: readiness of a process that connects to both servers; a loaded
 // 2-core machine restarting servers mid-row can take tens of seconds.
 const READY_TIMEOUT_MS = 60_000;
-
-/** The matrix, in order. `{seed}` in a CRASH_AT is replaced by the row's seed. */
-export const MATRIX: readonly RowSpec[] = Object.freeze([
-  {
-    name: 'naive-dual-write',
-    description: 'commit, then publish; the writer crashes between the two (order.after-commit-before-publish, p=0.05)',
-    writer: { store: 'dual-write', amendShare: 0, hotKeys: 0, crashAt: 'order.after-commit-before-publish:p=0.05:seed={seed}' },
-    faults: [],
-    expect: { lost: 'some' },
-  },
-  {
-    name: 'outbox+polling',
-    description: 'polling relay killed between publish and mark (failpoint every 7th pass) and by SIGKILL',
-    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
-    relay: { mode: 'polling', replicas: 1, crashAt: 'relay.after-publish-before-mark:every=7' },
-    faults: ['kill-relay'],
-    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
-  },
-  {
-    name: 'outbox+skip-locked',
-    description: '3 SKIP LOCKED replicas, each killed between publish and mark (every 7th pass) and by SIGKILL',
-    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
-    relay: { mode: 'skip-locked', replicas: 3, crashAt: 'relay.after-publish-before-mark:every=7' },
-    faults: ['kill-relay'],
-    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
-  },
-  {
-    name: 'outbox+cdc',
-    description: 'CDC relay killed between publish and ack (every 5th batch), by SIGKILL, and its walsender terminated',
-    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
-    relay: { mode: 'cdc', replicas: 1, crashAt: 'cdc.after-publish-before-ack:every=5' },
-    faults: ['kill-relay', 'terminate-walsender'],
-    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
-  },
-  {
-    name: 'logical-message+cdc',
-    description: 'table-less events (pg_logical_emit_message), CDC relay killed as above',
-    writer: { store: 'message', amendShare: 0, hotKeys: 0 },
-    relay: { mode: 'cdc-message', replicas: 1, crashAt: 'cdc.after-publish-before-ack:every=5' },
-    faults: ['kill-relay', 'terminate-walsender'],
-    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
-  },
-  {
-    name: 'kafka-broker-kill',
-    description: 'the Kafka broker is killed (kill -9) and restarted twice mid-run, CDC relay',
-    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
-    relay: { mode: 'cdc', replicas: 1 },
-    faults: ['kill-kafka'],
-    expect: { lost: 'none', reorderings: 'none' },
-  },
-  {
-    name: 'postgres-restart',
-    description: 'PostgreSQL is stopped in immediate mode (a crash) and restarted twice mid-run, polling relay',
-    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
-    relay: { mode: 'polling', replicas: 1 },
-    faults: ['restart-postgres'],
-    expect: { lost: 'none', reorderings: 'none' },
-  },
-  {
-    name: 'consumer-crash',
-    description: 'the consumer dies between applying a batch and committing its offset (every 4th batch)',
-    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
-    relay: { mode: 'cdc', replicas: 1 },
-    consumerCrashAt: 'consumer.after-apply-before-offset:every=4',
-    faults: [],
-    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
-  },
-  {
-    name: 'ordering-under-pauses',
-    description: '3 SKIP LOCKED replicas on hot aggregates, one at a time SIGSTOPped longer than its lease, then resumed',
-    writer: { store: 'table', amendShare: 0.8, hotKeys: 5 },
-    relay: { mode: 'skip-locked', replicas: 3, leaseMs: 2_000 },
-    faults: ['pause-relay'],
-    expect: { lost: 'none', reorderings: 'none' },
-  },
-]);
 
 export interface ChaosServers {
   postgres: LocalPostgres;
@@ -215,17 +130,12 @@ function checkHistoryLost(writerHistory: string, consumerHistory: string): strin
   return writes.flatMap((w) => (w.type === 'pending' && committed.has(w.txn) ? w.events.map((e) => e.eventId) : [])).filter((id) => !delivered.has(id));
 }
 
-/** What one row sets up: its schema, topic, slot, histories and processes. */
+/** What one row sets up: its schema, topic and slots (the run), histories and processes. */
 interface Row {
   spec: RowSpec;
   options: RowOptions;
   dir: string;
-  schema: string;
-  topic: string;
-  topicPrefix: string;
-  runId: string;
-  slot: string;
-  publication: string;
+  run: RunSetup;
   sql: Sql;
   supervisor: Supervisor;
   writerHistory: string;
@@ -234,61 +144,46 @@ interface Row {
   relays: string[];
 }
 
+// Rationale: small batches and a short poll make many passes a second at
+// the matrix's load, so the faults find relays inside one.
+const ROW_RELAY = { batchSize: 50, pollIntervalMs: 100, publishers: 1, buckets: 8 } as const;
+// Rationale: three partitions are enough to spread aggregates, and keep the
+// row's own small broker quick to restart.
+const ROW_PARTITIONS = 3;
+
 async function setUpRow(spec: RowSpec, options: RowOptions): Promise<Row> {
   const dir = path.join(options.workDir, spec.name);
   mkdirSync(dir, { recursive: true });
-  const schema = `chaos_${spec.name.replace(/[^a-z0-9]+/g, '_')}`;
-  const runId = Date.now().toString(36);
-  // Kafka topic names allow [a-zA-Z0-9._-] only.
-  const topicPrefix = `chaos.${spec.name.replace(/[^a-zA-Z0-9._-]/g, '-')}.${runId}.`;
-  const row: Row = {
+  const infra = { databaseUrl: options.servers.postgres.url, kafkaBrokers: options.servers.kafka.brokers };
+  const relay = spec.relay && { ...ROW_RELAY, relayMode: spec.relay.mode, replicas: spec.relay.replicas, ...(spec.relay.leaseMs ? { leaseMs: spec.relay.leaseMs } : {}) };
+  const run = await openRun({ infra, log: options.log, name: spec.name, kind: 'chaos', partitions: ROW_PARTITIONS, relay, partitionsAhead: 1 });
+  // Claim evidence where several processes share the table (what the claim checker proves disjoint).
+  const info = spec.relay && relayModeInfo(spec.relay.mode);
+  const evidence = info?.claimEvidence === true && info.processes === 'replicas';
+  return {
     spec,
     options,
     dir,
-    schema,
-    topic: topicFor(topicPrefix, 'order'),
-    topicPrefix,
-    runId,
-    slot: `${schema}_slot`,
-    publication: `${schema}_pub`,
-    sql: createSql(options.servers.postgres.url, schema, { max: 2, applicationName: 'chaos-checker' }),
+    run,
+    sql: run.sql,
     supervisor: new Supervisor(),
     writerHistory: path.join(dir, 'writes.jsonl'),
     consumerHistory: path.join(dir, 'deliveries.jsonl'),
-    evidenceDir: spec.relay?.mode === 'skip-locked' ? path.join(dir, 'evidence') : undefined,
+    evidenceDir: evidence ? path.join(dir, 'evidence') : undefined,
     relays: [],
   };
-  await dropIdleSlots(row.sql, { name: row.slot });
-  await row.sql.unsafe(`DROP PUBLICATION IF EXISTS ${row.publication}`);
-  await dropSchema(row.sql, schema);
-  await migrate(row.sql, { schema, partitionWidth: '1 day', partitionsAhead: 1 });
-  const setup = new TopicAdmin(createKafkaClient({ brokers: options.servers.kafka.brokers, log: options.log, clientId: 'chaos-setup' }), 3);
-  await setup.ensure(row.topic);
-  await setup.close();
-  return row;
 }
 
 /** Starts the consumer, the relay(s) and the writer, each once it may. */
 async function startComponents(row: Row): Promise<void> {
-  const { spec, options, supervisor } = row;
+  const { spec, options, supervisor, run } = row;
   const databaseUrl = options.servers.postgres.url;
   const kafkaBrokers = [...options.servers.kafka.brokers];
-  const baseEnv: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL: databaseUrl,
-    KAFKA_BROKERS: kafkaBrokers.join(','),
-    OUTBOX_BENCH_SCHEMA: row.schema,
-    OUTBOX_BENCH_TOPIC_PREFIX: row.topicPrefix,
-    OUTBOX_BENCH_PARTITIONS: '3',
-    OUTBOX_BENCH_SLOT: row.slot,
-    OUTBOX_BENCH_PUBLICATION: row.publication,
-    OUTBOX_BENCH_LOG_LEVEL: 'info',
-    OUTBOX_BENCH_LOG_FORMAT: 'json',
-  };
+  const baseEnv = run.env({ logLevel: 'info' });
   delete baseEnv.CRASH_AT;
   const withCrash = (crashAt: string | undefined) => (crashAt ? { ...baseEnv, CRASH_AT: crashAt.replace('{seed}', String(options.seed)) } : baseEnv);
 
-  const consumerTask: ConsumerTask = { databaseUrl, kafkaBrokers, schema: row.schema, topic: row.topic, groupId: `chaos-${spec.name}-${row.runId}`, historyFile: row.consumerHistory };
+  const consumerTask: ConsumerTask = { databaseUrl, kafkaBrokers, schema: run.schema, topic: run.topic, groupId: `chaos-${spec.name}-${run.runId}`, historyFile: row.consumerHistory };
   supervisor.start({ name: 'consumer', script: CHILD, args: ['consumer', JSON.stringify(consumerTask)], env: withCrash(spec.consumerCrashAt), logFile: path.join(row.dir, 'consumer.log') });
   await supervisor.waitReady('consumer', READY_TIMEOUT_MS);
 
@@ -301,14 +196,13 @@ async function startComponents(row: Row): Promise<void> {
     });
   }
   if (spec.relay) {
-    const { mode, replicas } = spec.relay;
+    // Each process of the mode runs under the matrix's own supervisor, so a
+    // fault can aim at one of them; the settings come through the environment.
+    const { replicas } = spec.relay;
     for (let index = 0; index < replicas; index++) {
       const name = replicas > 1 ? `relay-${index}` : 'relay';
       row.relays.push(name);
-      const args = ['relay', '--mode', mode, '--batch-size', '50', '--interval-ms', '100', '--replicas', String(replicas)];
-      if (replicas > 1) args.push('--replica-index', String(index), '--buckets', '8');
-      if (spec.relay.leaseMs) args.push('--lease-ms', String(spec.relay.leaseMs));
-      if (row.evidenceDir) args.push('--evidence', row.evidenceDir);
+      const args = ['relay', ...(replicas > 1 ? ['--replica-index', String(index)] : []), ...(evidenceDir ? ['--evidence', evidenceDir] : [])];
       supervisor.start({ name, script: CLI, args, env: withCrash(spec.relay.crashAt), logFile: path.join(row.dir, `${name}.log`) });
       await supervisor.waitReady(name, READY_TIMEOUT_MS);
     }
@@ -317,9 +211,9 @@ async function startComponents(row: Row): Promise<void> {
   const writerTask: WriterTask = {
     databaseUrl,
     kafkaBrokers,
-    schema: row.schema,
-    topicPrefix: row.topicPrefix,
-    partitions: 3,
+    schema: run.schema,
+    topicPrefix: run.topicPrefix,
+    partitions: ROW_PARTITIONS,
     store: spec.writer.store,
     historyFile: row.writerHistory,
     transactionsPerSecond: options.transactionsPerSecond,
@@ -341,8 +235,7 @@ async function injectFaults(row: Row): Promise<FaultRecord[]> {
     postgres: options.servers.postgres,
     kafka: options.servers.kafka,
     relays: row.relays,
-    relayMode: spec.relay?.mode,
-    slot: row.slot,
+    relay: row.run.relay,
     evidenceDir: row.evidenceDir,
     random,
   };
@@ -470,7 +363,6 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
     };
   } finally {
     await supervisor.stopAll().catch(() => {});
-    await dropIdleSlots(sql, { name: row.slot }).catch(() => {});
-    await sql.end({ timeout: 5 });
+    await row.run.close();
   }
 }

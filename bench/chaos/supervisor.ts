@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { waitForReady } from '../readiness.js';
+import { waitForReady } from '../../src/readiness.js';
 
 export interface ProcessSpec {
   name: string;

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import * as echarts from 'echarts';
-import type { Histogram } from '../latency.js';
+import type { Histogram } from '../../src/latency.js';
 
 export interface Chart {
   svg: string;

@@ -2,6 +2,7 @@
  * Human-readable lines for a pipeline result.
  */
 import type { LatencySummaryMs } from '../../src/latency.js';
+import { relayLabel as relayModeLabel } from '../../src/relay/modes.js';
 import type { PipelineResult } from './pipeline.js';
 
 export function latencyLine(label: string, s: LatencySummaryMs): string {
@@ -28,7 +29,7 @@ export function describeResult(name: string, r: PipelineResult, relayLabel?: str
     .join(', ');
   const verdict = r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, UNEXPECTED ${r.unexpected}`;
   return [
-    `${name}: relay ${relayLabel ?? `${p.relayMode}${p.replicas > 1 && p.relayMode.includes('skip-locked') ? ` x${p.replicas}` : ''}`}, events in the ${storeLabel(p.store)}, ` +
+    `${name}: relay ${relayLabel ?? relayModeLabel(p)}, events in the ${storeLabel(p.store)}, ` +
       `${p.rate} events/s offered (${p.ordersPerTransaction}/transaction${p.eventsPerAggregate > 1 ? `, ${p.eventsPerAggregate} events per aggregate` : ""}), ${p.durationS} s measured after ${p.warmupS} s warm-up`,
     `  sent ${r.sent}  delivered ${r.delivered}  duplicates ${r.duplicates}  lost ${r.lost}  failed writes ${r.failedWrites}  -> ${verdict}`,
     r.drain

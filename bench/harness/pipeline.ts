@@ -9,27 +9,26 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
-import type { ConsumerKafkaClientName, KafkaClientName, RelayMode } from '../../src/config.js';
-import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
-import { OutboxBenchError, describeError } from '../../src/errors.js';
+import type { Config } from '../../src/config.js';
+import type { Sql } from '../../src/db.js';
+import { OutboxBenchError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import type { Infra } from '../../src/infra/index.js';
-import { createKafkaClient } from '../../src/kafka-client.js';
 import { createHistogram, decodeHistogram, encodeHistogram, summarizeMs, type LatencySummaryMs } from '../../src/latency.js';
 import type { Logger } from '../../src/log.js';
+import type { LagReading } from '../../src/relay/modes.js';
 import type { StageHistograms } from '../../src/relay/stages.js';
-import { ORDER_AGGREGATE, type OutboxStore } from '../../src/orders/write-path.js';
-import { processCpuSeconds, processTreeCpuSeconds, peakRssBytes, processTreePssBytes } from '../../src/process-stats.js';
-import { TopicAdmin } from '../../src/kafka/index.js';
+import type { OutboxStore } from '../../src/orders/write-path.js';
 import { account, type Accounting } from './accounting.js';
 import type { ConsumerFinal } from './consumer-process.js';
 import { newRunTag } from './load-ids.js';
 import { planLoad, type LoadPlan, type LoadResult, type LoadTask } from './load-worker.js';
-import { childEnv, deleteTopic, startConsumerGroup, startRelayProcess, stopChild, type ConsumerGroup, type StartedRelay } from './processes.js';
+import { startConsumerGroup, startRelayProcess, stopChild, type ConsumerGroup, type StartedRelay } from './processes.js';
 import { Progress } from './progress.js';
-import { RunSampler, type Component, type LagReading } from './sampler.js';
+import { openRun, type RunRelay, type RunSetup } from './run-setup.js';
+import { cpuProbe, peakMemory, RunSampler } from './sampler.js';
 
-export type { LagReading } from './sampler.js';
+export type { LagReading } from '../../src/relay/modes.js';
 export type { ProcessCost, TimelinePoint } from './accounting.js';
 
 // Rationale: kafkajs' default session timeout is 30 s; a consumer stopped
@@ -42,8 +41,13 @@ const START_DELAY_MS = 2_000;
 // delivered in it, unless the caller (the saturation search) sets its own grace.
 const DEFAULT_GRACE_MS = 2_000;
 
-export interface PipelineParameters {
-  relayMode: RelayMode;
+/**
+ * A run's parameters: the relay's settings are the Config's own (same names,
+ * same ranges), the rest describes the load.
+ */
+export interface PipelineParameters
+  extends Pick<Config, 'relayMode' | 'batchSize' | 'pollIntervalMs' | 'replicas' | 'publishers'>,
+    Partial<Pick<Config, 'kafkaClient' | 'consumerKafkaClient'>> {
   /** Where the load writes events; `ptp` is pg-transactional-outbox's table (peers). */
   store: OutboxStore | 'ptp';
   /** Orders (= events) per second offered, all workers together. */
@@ -61,16 +65,8 @@ export interface PipelineParameters {
   /** Share of amendments aimed at the `hotKeys` hottest orders. */
   hotKeyShare: number;
   hotKeys: number;
+  /** Partitions of the run's topic. */
   partitions: number;
-  batchSize: number;
-  pollIntervalMs: number;
-  replicas: number;
-  /** Kafka producers per relay, in parallel. */
-  publishers: number;
-  /** The relay's Kafka client (default: the configured one). */
-  kafkaClient?: KafkaClientName;
-  /** The consumer's Kafka client (default: the configured one). */
-  consumerKafkaClient?: ConsumerKafkaClientName;
   /** Consumer processes in the group (100K/s needs more than one). */
   consumers?: number;
   /** The consumer commits offsets at most this often (0 = every batch). */
@@ -106,24 +102,33 @@ export interface PipelineResult extends Accounting {
   durationOfRunS: number;
 }
 
+/** A relay other than ours (a peer): it sets itself up, starts, and reports its lag. */
+export interface PeerRelay {
+  /** Runs on the fresh schema before any load (a peer creates its slot or its tables here). */
+  beforeLoad(sql: Sql, schema: string): Promise<void>;
+  /** Starts it; resolves once it is ready to publish to `topicPrefix`. */
+  start(sql: Sql, schema: string, topicPrefix: string): Promise<StartedRelay>;
+  /** Its lag; called about ten times a second. */
+  lag(sql: Sql): Promise<LagReading>;
+}
+
 export interface PipelineContext {
   infra: Infra;
   log: Logger;
-  /** Scenario name: names the schema, topics and log files. */
+  /** Scenario name: names the schema, topics and slots. */
   name: string;
   /** Where raw logs of child processes go. */
   rawDir: string;
   quiet: boolean;
-  /** Reads relay lag; called about ten times a second. */
-  lag: (sql: Sql) => Promise<LagReading>;
-  /** Extra env for the relay process (slot names ...). */
-  relayEnv?: Record<string, string>;
-  /** Runs on the fresh schema before any load (a CDC drain creates its slot here). */
-  beforeLoad?: (sql: Sql, schema: string) => Promise<void>;
   /** Drain runs: after the backlog is written, before the relay starts. */
   beforeRelay?: (sql: Sql, schema: string) => Promise<void>;
-  /** Starts a relay other than ours (a peer); resolves once it is ready to publish to `topicPrefix`. */
-  startRelay?: (sql: Sql, schema: string, topicPrefix: string) => Promise<StartedRelay>;
+  /** Measure a peer's relay instead of ours. */
+  peer?: PeerRelay;
+}
+
+/** The settings of our relay in a run with these parameters. */
+export function relayOf(p: PipelineParameters): RunRelay {
+  return { relayMode: p.relayMode, replicas: p.replicas, batchSize: p.batchSize, pollIntervalMs: p.pollIntervalMs, publishers: p.publishers, kafkaClient: p.kafkaClient };
 }
 
 export function loadPool(workers: number): Piscina {
@@ -193,92 +198,6 @@ function stageHistograms(prefix: string, final: ConsumerFinal, loads: readonly L
   };
 }
 
-/** What one run sets up, and takes down again whatever happens. */
-interface RunResources {
-  schema: string;
-  runId: string;
-  topicPrefix: string;
-  topic: string;
-  sql: Sql;
-  kafka: ReturnType<typeof createKafkaClient>;
-  children: ChildProcess[];
-}
-
-async function setUp(context: PipelineContext, p: PipelineParameters): Promise<RunResources> {
-  mkdirSync(context.rawDir, { recursive: true });
-  const schema = `bench_${context.name.replace(/[^a-z0-9]/g, '_')}`;
-  const runId = Date.now().toString(36);
-  const topicPrefix = `bench.${context.name}.${runId}.`;
-  const run: RunResources = {
-    schema,
-    runId,
-    topicPrefix,
-    topic: `${topicPrefix}${ORDER_AGGREGATE}`,
-    sql: createSql(context.infra.databaseUrl, schema, { max: 2, applicationName: 'outbox-bench-harness' }),
-    kafka: createKafkaClient({ brokers: context.infra.kafkaBrokers, log: context.log, clientId: 'outbox-bench-harness' }),
-    children: [],
-  };
-  // A fresh schema per run: no history from an earlier run skews the poll.
-  await dropSchema(run.sql, schema);
-  await migrate(run.sql, { schema, partitionWidth: '1 day', partitionsAhead: 2 });
-  // The broker stamps each record with its append time, so the consumer can
-  // tell the time an event spent reaching Kafka from the time it waited there.
-  const topics = new TopicAdmin(run.kafka, p.partitions, { 'message.timestamp.type': 'LogAppendTime' });
-  await topics.ensure(run.topic);
-  await topics.close();
-  await context.beforeLoad?.(run.sql, schema);
-  return run;
-}
-
-async function tearDown(context: PipelineContext, run: RunResources): Promise<void> {
-  for (const child of run.children) await stopChild(child).catch(() => {});
-  await deleteTopic(run.kafka, run.topic, context.log);
-  // The figures are in the result; a schema per run left behind would fill
-  // the disk over a saturation search (hundreds of MB each).
-  await dropSchema(run.sql, run.schema).catch((error: unknown) => context.log.warn({ err: describeError(error), schema: run.schema }, 'could not drop the run schema'));
-  await run.sql.end({ timeout: 5 });
-}
-
-function cpuProbe(infra: Infra, relay: () => ChildProcess | undefined, consumers: readonly ChildProcess[]): () => Record<Component, number | undefined> {
-  return () => {
-    const pgPid = infra.postgres.pid();
-    const kafkaPid = infra.kafka.pid();
-    const relayProcess = relay();
-    const usage = process.cpuUsage();
-    return {
-      postgres: pgPid === undefined ? undefined : processTreeCpuSeconds(pgPid),
-      kafka: kafkaPid === undefined ? undefined : processCpuSeconds(kafkaPid),
-      // A relay not started yet (drain mode) has used nothing so far.
-      relay: relayProcess === undefined ? 0 : relayProcess.pid === undefined ? undefined : processTreeCpuSeconds(relayProcess.pid),
-      consumer: sumOver(consumers, (pid) => processCpuSeconds(pid)),
-      loadGenerator: (usage.user + usage.system) / 1e6,
-    };
-  };
-}
-
-/** A reading summed over processes; undefined if any cannot be read. */
-function sumOver(children: readonly ChildProcess[], read: (pid: number) => number | undefined): number | undefined {
-  let total = 0;
-  for (const child of children) {
-    const value = child.pid === undefined ? undefined : read(child.pid);
-    if (value === undefined) return undefined;
-    total += value;
-  }
-  return total;
-}
-
-function peakMemory(infra: Infra, relay: ChildProcess | undefined, consumers: readonly ChildProcess[]): Record<Component, number | undefined> {
-  const pgPid = infra.postgres.pid();
-  const kafkaPid = infra.kafka.pid();
-  return {
-    postgres: pgPid === undefined ? undefined : processTreePssBytes(pgPid),
-    kafka: kafkaPid === undefined ? undefined : peakRssBytes(kafkaPid),
-    relay: relay?.pid === undefined ? undefined : peakRssBytes(relay.pid),
-    consumer: sumOver(consumers, peakRssBytes),
-    loadGenerator: process.resourceUsage().maxRSS * 1_024,
-  };
-}
-
 /** SIGSTOPs the consumer in the middle of the measured window; returns a function that undoes it early. */
 function scheduleConsumerStall(consumers: readonly ChildProcess[], measureFrom: number, p: PipelineParameters): () => void {
   const stallMs = p.stallConsumerMs ?? 0;
@@ -323,6 +242,54 @@ function phaseAt(now: number, startAt: number, measureFrom: number, measureTo: n
   return now < measureTo ? 'measure' : 'drain';
 }
 
+/** Everything of a run that is started, and must be stopped whatever happens. */
+interface Running {
+  run: RunSetup;
+  children: ChildProcess[];
+  pool?: Piscina;
+  sampler?: RunSampler;
+  timers: NodeJS.Timeout[];
+  resumeConsumer: () => void;
+  progress: Progress;
+}
+
+async function stopRunning(running: Running): Promise<void> {
+  for (const timer of running.timers) clearTimeout(timer);
+  running.progress.done();
+  // A stopped process would never act on the SIGTERM that follows.
+  running.resumeConsumer();
+  await running.sampler?.stop();
+  await running.pool?.destroy();
+  for (const child of running.children) await stopChild(child).catch(() => {});
+  await running.run.close();
+}
+
+/**
+ * Samples CPU and lag for the whole run, at the window's exact edges too (so
+ * its CPU is read, not interpolated), and prints a progress line a second.
+ */
+function startSampling(running: Running, infra: Infra, relay: () => ChildProcess | undefined, consumer: ConsumerGroup, lag: () => Promise<LagReading>, at: { startAt: number; measureFrom: number; measureTo: number }): RunSampler {
+  const sampler = new RunSampler({
+    cpu: cpuProbe(infra, relay, consumer.children),
+    lag,
+    walBytes: async () => Number((await running.run.sql<{ lsn: string }[]>`SELECT (pg_current_wal_lsn() - '0/0')::text AS lsn`)[0]?.lsn ?? Number.NaN),
+  });
+  running.sampler = sampler;
+  sampler.start();
+  for (const edge of [at.measureFrom, at.measureTo]) running.timers.push(setTimeout(() => sampler.sampleCpu(), Math.max(0, edge - nowMs())));
+  let previousDistinct = 0;
+  running.timers.push(
+    setInterval(() => {
+      const latest = consumer.progress();
+      const now = nowMs();
+      const distinct = latest?.distinct ?? 0;
+      running.progress.update({ elapsedS: (now - at.startAt) / 1_000, phase: phaseAt(now, at.startAt, at.measureFrom, at.measureTo), ratePerSec: distinct - previousDistinct, lag: sampler.latestLag(), p99Ms: latest?.p99Ms ?? 0 });
+      previousDistinct = distinct;
+    }, 1_000),
+  );
+  return sampler;
+}
+
 export async function runPipeline(context: PipelineContext, p: PipelineParameters): Promise<PipelineResult> {
   const { infra, log } = context;
   const stallLimitMs = Math.min(p.durationS * 1_000, MAX_CONSUMER_STALL_MS);
@@ -332,18 +299,20 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       `--stall-consumer-ms ${p.stallConsumerMs} is longer than the measured window or the consumer group's session timeout; at most ${stallLimitMs} here`,
     );
   }
-  const run = await setUp(context, p);
-  let pool: Piscina | undefined;
-  let sampler: RunSampler | undefined;
-  let resumeConsumer = () => {};
-  const progress = new Progress(context.quiet);
+  mkdirSync(context.rawDir, { recursive: true });
+  // The broker stamps each record with its append time, so the consumer can
+  // tell the time an event spent reaching Kafka from the time it waited there.
+  const run = await openRun({ infra, log, name: context.name, partitions: p.partitions, topicConfig: { 'message.timestamp.type': 'LogAppendTime' }, relay: context.peer ? undefined : relayOf(p) });
+  const running: Running = { run, children: [], timers: [], resumeConsumer: () => {}, progress: new Progress(context.quiet) };
   try {
+    await context.peer?.beforeLoad(run.sql, run.schema);
     const plan: LoadPlan = planLoad(p);
     const stagesPrefix = path.join(context.rawDir, 'stages');
-    const env = childEnv(infra, run.schema, run.topicPrefix, p.partitions, { OUTBOX_BENCH_STAGES_FILE: stagesPrefix, ...context.relayEnv });
     const launchRelay = async (): Promise<StartedRelay> => {
-      const started = context.startRelay ? await context.startRelay(run.sql, run.schema, run.topicPrefix) : await startRelayProcess(context.rawDir, env, p);
-      run.children.push(started.child);
+      const started = context.peer
+        ? await context.peer.start(run.sql, run.schema, run.topicPrefix)
+        : await startRelayProcess(context.rawDir, run.env({ stagesFile: stagesPrefix }), { describe: p.relayMode });
+      running.children.push(started.child);
       return started;
     };
     let relay = p.relayAfterLoad ? undefined : await launchRelay();
@@ -368,44 +337,26 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       commitIntervalMs: p.consumerCommitIntervalMs,
       ...(p.consumerKafkaClient ? { kafkaClient: p.consumerKafkaClient } : {}),
     }, p.consumers ?? 1);
-    run.children.push(...consumer.children);
-    resumeConsumer = scheduleConsumerStall(consumer.children, measureFrom, p);
+    running.children.push(...consumer.children);
+    running.resumeConsumer = scheduleConsumerStall(consumer.children, measureFrom, p);
+    const lag = context.peer ? () => context.peer!.lag(run.sql) : () => run.lag();
+    const sampler = startSampling(running, infra, () => relay?.child, consumer, lag, { startAt, measureFrom, measureTo });
 
-    sampler = new RunSampler({
-      cpu: cpuProbe(infra, () => relay?.child, consumer.children),
-      lag: () => context.lag(run.sql),
-      walBytes: async () => Number((await run.sql<{ lsn: string }[]>`SELECT (pg_current_wal_lsn() - '0/0')::text AS lsn`)[0]?.lsn ?? Number.NaN),
-    });
-    sampler.start();
-    // Samples at the window's exact edges, so its CPU is read, not interpolated.
-    const edges = [measureFrom, measureTo].map((at) => setTimeout(() => sampler?.sampleCpu(), Math.max(0, at - nowMs())));
-    let previousDistinct = 0;
-    const ticker = setInterval(() => {
-      const latest = consumer.progress();
-      const now = nowMs();
-      const distinct = latest?.distinct ?? 0;
-      progress.update({ elapsedS: (now - startAt) / 1_000, phase: phaseAt(now, startAt, measureFrom, measureTo), ratePerSec: distinct - previousDistinct, lag: sampler!.latestLag(), p99Ms: latest?.p99Ms ?? 0 });
-      previousDistinct = distinct;
-    }, 1_000);
-
-    pool = loadPool(p.workers);
-    const loads = await runLoad(pool, { databaseUrl: infra.databaseUrl, schema: run.schema, runTag, plan, startAt, measureFrom, measureTo, p });
+    running.pool = loadPool(p.workers);
+    const loads = await runLoad(running.pool, { databaseUrl: infra.databaseUrl, schema: run.schema, runTag, plan, startAt, measureFrom, measureTo, p });
     const committed = loads.reduce((sum, r) => sum + r.committed, 0);
     if (!relay) {
       await context.beforeRelay?.(run.sql, run.schema);
       relay = await launchRelay();
     }
     await drainUntilApplied(consumer, committed, p, log);
-    clearInterval(ticker);
-    for (const edge of edges) clearTimeout(edge);
+    for (const timer of running.timers) clearTimeout(timer);
     await sampler.stop();
-    progress.done();
+    running.progress.done();
     const memory = peakMemory(infra, relay.child, consumer.children);
     const final: ConsumerFinal = await consumer.finish();
     await stopChild(relay.child);
     for (const child of consumer.children) await stopChild(child);
-    const stages = stageHistograms(stagesPrefix, final, loads);
-
     const accounting = account({
       plan,
       startAt,
@@ -427,18 +378,13 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     }
     return {
       ...accounting,
-      stages,
+      stages: stageHistograms(stagesPrefix, final, loads),
       parameters: p,
       duplicates: final.duplicates,
       errors: [...new Set(loads.flatMap((r) => r.errors))],
       durationOfRunS: Math.round((nowMs() - startAt) / 100) / 10,
     };
   } finally {
-    progress.done();
-    // A stopped process would never act on the SIGTERM of the tear-down.
-    resumeConsumer();
-    await sampler?.stop();
-    await pool?.destroy();
-    await tearDown(context, run);
+    await stopRunning(running);
   }
 }

@@ -8,12 +8,9 @@ import { once } from 'node:events';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Kafka } from 'kafkajs';
-import { OutboxBenchError, describeError } from '../../src/errors.js';
+import { OutboxBenchError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
-import type { Infra } from '../../src/infra/index.js';
 import { decodeHistogram, encodeHistogram } from '../../src/latency.js';
-import type { Logger } from '../../src/log.js';
 import { waitForReady } from '../../src/readiness.js';
 import type { ConsumerTask, FromConsumer, ToConsumer } from './consumer-process.js';
 
@@ -30,55 +27,24 @@ export interface StartedRelay {
   spawnedAt: number;
 }
 
-export interface RelaySettings {
-  relayMode: string;
-  kafkaClient?: string;
-  batchSize: number;
-  pollIntervalMs: number;
-  replicas: number;
-  publishers: number;
-  partitions: number;
-}
-
-export function childEnv(infra: Infra, schema: string, topicPrefix: string, partitions: number, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    DATABASE_URL: infra.databaseUrl,
-    KAFKA_BROKERS: infra.kafkaBrokers.join(','),
-    OUTBOX_BENCH_SCHEMA: schema,
-    OUTBOX_BENCH_TOPIC_PREFIX: topicPrefix,
-    OUTBOX_BENCH_PARTITIONS: String(partitions),
-    OUTBOX_BENCH_LOG_LEVEL: 'warn',
-    OUTBOX_BENCH_LOG_FORMAT: 'json',
-    ...extra,
-  };
-}
-
-/** Forks our relay CLI and resolves once it reports ready (all replicas, for skip-locked). */
-export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, s: RelaySettings, extraArgs: string[] = [], execArgv: string[] = []): Promise<StartedRelay> {
+/**
+ * Forks our relay CLI with the run's environment (its settings, see
+ * run-setup.ts) and resolves once it reports ready (all its processes, for a
+ * mode that runs several). `args` are flags beyond the settings.
+ */
+export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, options: { describe: string; args?: string[]; execArgv?: string[] }): Promise<StartedRelay> {
   const logFile = path.join(rawDir, 'relay.log');
-  const log = createWriteStream(logFile);
-  const args = [
-    'relay',
-    '--mode', s.relayMode,
-    '--batch-size', String(s.batchSize),
-    '--interval-ms', String(s.pollIntervalMs),
-    '--replicas', String(s.replicas),
-    '--publishers', String(s.publishers),
-    ...(s.kafkaClient ? ['--kafka-client', s.kafkaClient] : []),
-    ...extraArgs,
-  ];
   const spawnedAt = nowMs();
-  const child = fork(CLI, args, { env, execArgv, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-  child.stderr!.pipe(log);
-  await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the ${s.relayMode} relay (log: ${logFile})` });
+  const child = fork(CLI, ['relay', ...(options.args ?? [])], { env, execArgv: options.execArgv ?? [], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  child.stderr!.pipe(createWriteStream(logFile));
+  await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the ${options.describe} relay (log: ${logFile})` });
   return { child, spawnedAt };
 }
 
 /** Forks our order service (`serve`) and resolves once it listens. */
-export async function startServiceProcess(rawDir: string, env: NodeJS.ProcessEnv, port: number): Promise<ChildProcess> {
+export async function startServiceProcess(rawDir: string, env: NodeJS.ProcessEnv): Promise<ChildProcess> {
   const logFile = path.join(rawDir, 'service.log');
-  const child = fork(CLI, ['serve', '--port', String(port)], { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const child = fork(CLI, ['serve'], { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   child.stderr!.pipe(createWriteStream(logFile));
   await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the order service (log: ${logFile})` });
   return child;
@@ -219,16 +185,4 @@ export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'S
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   await exited;
   clearTimeout(timer);
-}
-
-export async function deleteTopic(kafka: Kafka, topic: string, log: Logger): Promise<void> {
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    await admin.deleteTopics({ topics: [topic] });
-  } catch (error) {
-    log.debug({ err: describeError(error) }, 'could not delete the run topic');
-  } finally {
-    await admin.disconnect().catch(() => {});
-  }
 }

@@ -5,8 +5,11 @@
  * samples, so any window can be asked for: the measured window of a load
  * run, the 10%-90% window of a drain.
  */
+import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nowMs } from '../../src/events.js';
+import type { Infra } from '../../src/infra/index.js';
+import { peakRssBytes, processCpuSeconds, processTreeCpuSeconds, processTreePssBytes } from './process-stats.js';
 
 export const COMPONENTS = ['postgres', 'kafka', 'relay', 'consumer', 'loadGenerator'] as const;
 export type Component = (typeof COMPONENTS)[number];
@@ -141,4 +144,46 @@ export function slopePerSecond(points: readonly { t: number; y: number }[]): num
     den += (p.t - meanT) ** 2;
   }
   return den === 0 ? null : (num / den) * 1_000;
+}
+
+/** Reads the CPU seconds of every process of a run (the relay's whole process tree, replicas included). */
+export function cpuProbe(infra: Infra, relay: () => ChildProcess | undefined, consumers: readonly ChildProcess[]): () => Record<Component, number | undefined> {
+  return () => {
+    const pgPid = infra.postgres.pid();
+    const kafkaPid = infra.kafka.pid();
+    const relayProcess = relay();
+    const usage = process.cpuUsage();
+    return {
+      postgres: pgPid === undefined ? undefined : processTreeCpuSeconds(pgPid),
+      kafka: kafkaPid === undefined ? undefined : processCpuSeconds(kafkaPid),
+      // A relay not started yet (drain mode) has used nothing so far.
+      relay: relayProcess === undefined ? 0 : relayProcess.pid === undefined ? undefined : processTreeCpuSeconds(relayProcess.pid),
+      consumer: sumOver(consumers, (pid) => processCpuSeconds(pid)),
+      loadGenerator: (usage.user + usage.system) / 1e6,
+    };
+  };
+}
+
+/** A reading summed over processes; undefined if any cannot be read. */
+function sumOver(children: readonly ChildProcess[], read: (pid: number) => number | undefined): number | undefined {
+  let total = 0;
+  for (const child of children) {
+    const value = child.pid === undefined ? undefined : read(child.pid);
+    if (value === undefined) return undefined;
+    total += value;
+  }
+  return total;
+}
+
+/** Peak memory of the run's processes: RSS (Node, Java; the relay's root process only) or PSS (PostgreSQL's whole tree). */
+export function peakMemory(infra: Infra, relay: ChildProcess | undefined, consumers: readonly ChildProcess[]): Record<Component, number | undefined> {
+  const pgPid = infra.postgres.pid();
+  const kafkaPid = infra.kafka.pid();
+  return {
+    postgres: pgPid === undefined ? undefined : processTreePssBytes(pgPid),
+    kafka: kafkaPid === undefined ? undefined : peakRssBytes(kafkaPid),
+    relay: relay?.pid === undefined ? undefined : peakRssBytes(relay.pid),
+    consumer: sumOver(consumers, peakRssBytes),
+    loadGenerator: process.resourceUsage().maxRSS * 1_024,
+  };
 }

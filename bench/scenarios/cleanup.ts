@@ -10,16 +10,18 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Piscina } from 'piscina';
-import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
+import type { Piscina } from 'piscina';
+import type { Sql } from '../../src/db.js';
 import { nowMs } from '../../src/events.js';
-import { createKafkaClient } from '../../src/kafka-client.js';
 import { createHistogram, recordMs, summarizeMs, type Histogram } from '../../src/latency.js';
 import { selectOldestUnpublished } from '../../src/queries.js';
-import { TopicAdmin } from '../../src/kafka/topics.js';
 import { newRunTag } from '../harness/load-ids.js';
-import { planLoad, type LoadResult, type LoadTask } from '../harness/load-worker.js';
-import { childEnv, deleteTopic, startRelayProcess, stopChild } from '../harness/processes.js';
+import { planLoad } from '../harness/load-worker.js';
+import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
+import { startRelayProcess, stopChild } from '../harness/processes.js';
+import { openRun } from '../harness/run-setup.js';
+import { lines as lineChart } from '../harness/charts.js';
+import { anySummary, f, legacyNote, save, type ReportContext } from '../report/kit.js';
 import type { Scenario } from '../scenario.js';
 
 const STRATEGIES = ['none', 'batched-delete', 'drop-partition'] as const;
@@ -96,6 +98,51 @@ export interface StrategyRun {
   maxDeadRows: number;
 }
 
+/** What the cleanup scenario writes into its summary's `extra`. */
+interface CleanupResult {
+  retention: string;
+  partitionWidth: string;
+  rate: number;
+  strategies: StrategyRun[];
+}
+
+function report(context: ReportContext, folder: string): string[] {
+  const summary = anySummary<CleanupResult>(context, folder);
+  const extra = summary?.extra;
+  if (!summary || !extra) return [];
+  const { charts } = context;
+  const runs = extra.strategies;
+  const curve = (pick: (s: CleanupSample) => number | null) =>
+    runs.map((r) => ({ name: r.strategy, points: r.samples.flatMap((s): [number, number][] => (pick(s) === null ? [] : [[Math.round(s.rowsWritten / 1e5) / 10, pick(s)!]])) }));
+  const x = 'million rows written';
+  const lines = [
+    '## Cleanup: DROP PARTITION vs batched DELETE vs none',
+    '',
+    ...legacyNote(summary),
+    `The outbox grows through the real write path at ${extra.rate.toLocaleString('en-US')} events/s while the polling relay publishes and marks every row; ` +
+      `${extra.partitionWidth} partitions, ${extra.retention} of retention. Every 10 s the run times the relay's claim query ` +
+      '(the oldest unpublished rows) ten times and reads table size, dead tuples and autovacuum counters; the write path\'s p99 is ' +
+      'the load generator\'s (intended send to COMMIT).',
+    '',
+    '| strategy | rows written | poll p50 / p99, first 10% (ms) | poll p50 / p99, last 10% (ms) | write p99 first / last 10% (ms) | outbox size at the end (MiB) | most dead tuples |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...runs.map(
+      (r) =>
+        `| ${r.strategy} | ${r.rowsWritten.toLocaleString('en-US')} | ${f(r.start.pollP50Ms, 2)} / ${f(r.start.pollP99Ms, 2)} | ${f(r.end.pollP50Ms, 2)} / ${f(r.end.pollP99Ms, 2)} | ` +
+        `${f(r.start.writeP99Ms)} / ${f(r.end.writeP99Ms)} | ${f(r.finalTableMiB)} | ${r.maxDeadRows.toLocaleString('en-US')} |`,
+    ),
+    '',
+  ];
+  const charts_ = [
+    ['cleanup-poll-p99', lineChart(curve((s) => s.pollMs.p99), 'Unsent-row poll p99 as the outbox grows', x, 'poll p99 (ms)', `the relay's claim query, ${extra.partitionWidth} partitions`)],
+    ['cleanup-write-p99', lineChart(curve((s) => s.writeP99Ms), 'Write path p99 as the outbox grows', x, 'write p99 (ms)', 'intended send to COMMIT, 100 orders per transaction')],
+    ['cleanup-size', lineChart(curve((s) => s.tableMiB + s.indexMiB), 'Outbox size (tables + indexes)', x, 'MiB')],
+    ['cleanup-dead-tuples', lineChart(curve((s) => s.deadRows), 'Dead tuples in the outbox', x, 'dead tuples', 'left behind by marking and deleting until vacuum reclaims them')],
+  ] as const;
+  for (const [name, chart] of charts_) lines.push(`![${name}](${save(charts, name, chart)})`, '');
+  return lines;
+}
+
 export const cleanup: Scenario = {
   name: 'cleanup',
   description: 'outbox grown to 10M rows under no cleanup, batched DELETE and DROP PARTITION: poll and write latency over time',
@@ -112,59 +159,22 @@ export const cleanup: Scenario = {
     const results: StrategyRun[] = [];
     const lines: string[] = [`cleanup: ${rows.toLocaleString('en-US')} rows per strategy at ${rate}/s, ${WIDTH} partitions, ${RETENTION} retention, polling relay`];
     for (const strategy of STRATEGIES) {
-      const schema = 'bench_cleanup';
       const rawDir = path.join(context.outDir, 'raw', strategy);
       mkdirSync(rawDir, { recursive: true });
-      const runId = Date.now().toString(36);
-      const topicPrefix = `bench.cleanup.${runId}.`;
-      const sql = createSql(infra.databaseUrl, schema, { max: 2, applicationName: 'outbox-bench-cleanup-probe' });
-      const kafka = createKafkaClient({ brokers: infra.kafkaBrokers, log, clientId: 'outbox-bench-cleanup' });
+      const p = { ...context.parameters, rate, warmupS: 0, durationS: rows / rate, eventsPerAggregate: 1, keySpace: 1, hotKeyShare: 0, hotKeys: 1 };
+      const setup = await openRun({ infra, log, name: 'cleanup', partitions: p.partitions, relay: relayOf(p), partitionWidth: WIDTH, partitionsAhead: 3 });
+      const { sql, schema } = setup;
       let relay: ChildProcess | undefined;
       let pool: Piscina | undefined;
       try {
-        await dropSchema(sql, schema);
-        await migrate(sql, { schema, partitionWidth: WIDTH, partitionsAhead: 3 });
-        const topics = new TopicAdmin(kafka, context.parameters.partitions);
-        await topics.ensure(`${topicPrefix}order`);
-        await topics.close();
-        const env = {
-          ...childEnv(infra, schema, topicPrefix, context.parameters.partitions),
-          OUTBOX_BENCH_PARTITION_WIDTH: WIDTH,
-          OUTBOX_BENCH_PARTITIONS_AHEAD: '3',
-          OUTBOX_BENCH_RETENTION: RETENTION,
-          OUTBOX_BENCH_LOG_LEVEL: 'info',
-        };
-        relay = (await startRelayProcess(rawDir, env, context.parameters, ['--cleanup', strategy, '--cleanup-interval-ms', '15000'])).child;
+        const env = setup.env({ retention: RETENTION, logLevel: 'info' });
+        relay = (await startRelayProcess(rawDir, env, { describe: p.relayMode, args: ['--cleanup', strategy, '--cleanup-interval-ms', '15000'] })).child;
 
-        const workers = context.parameters.workers;
-        const durationMs = (rows / rate) * 1_000;
-        const plan = planLoad({ rate, workers, warmupS: 0, durationS: durationMs / 1_000, ordersPerTransaction: context.parameters.ordersPerTransaction });
+        const durationMs = p.durationS * 1_000;
+        const plan = planLoad(p);
         const startAt = nowMs() + 2_000;
-        pool = new Piscina({ filename: new URL('../harness/load-worker.js', import.meta.url).href, minThreads: workers, maxThreads: workers });
-        const loads = Promise.all(
-          plan.ordersPerWorker.map((orders, workerIndex) =>
-            pool!.run({
-              databaseUrl: infra.databaseUrl,
-              schema,
-              store: 'table',
-              workerIndex,
-              runTag: newRunTag(),
-              rate: plan.perWorkerRate,
-              startAt,
-              orders,
-              measureFrom: startAt,
-              measureTo: startAt + durationMs,
-              ordersPerTransaction: context.parameters.ordersPerTransaction,
-              connections: context.parameters.connectionsPerWorker,
-              payloadBytes: context.parameters.payloadBytes,
-              eventsPerAggregate: 1,
-              keySpace: 1,
-              hotKeyShare: 0,
-              hotKeys: 1,
-              seed: context.parameters.seed,
-            } satisfies LoadTask) as Promise<LoadResult>,
-          ),
-        );
+        pool = loadPool(p.workers);
+        const loads = runLoad(pool, { databaseUrl: infra.databaseUrl, schema, runTag: newRunTag(), plan, startAt, measureFrom: startAt, measureTo: startAt + durationMs, p });
         let done = false;
         void loads.finally(() => (done = true));
         const samples: (CleanupSample & { at: number })[] = [];
@@ -177,18 +187,18 @@ export const cleanup: Scenario = {
           const until = Math.min(last + SAMPLE_MS, startAt + durationMs + 1_000);
           while (nowMs() < until && !done) {
             const started = nowMs();
-            await sql.begin((tx) => selectOldestUnpublished(tx, context.parameters.batchSize, 'none'));
+            await sql.begin((tx) => selectOldestUnpublished(tx, p.batchSize, 'none'));
             recordMs(poll, nowMs() - started);
             await sleep(Math.max(0, (until - last) / 10 - (nowMs() - started)));
           }
           const tables = await sampleTables(sql);
-          const p = summarizeMs(poll);
+          const pollMs = summarizeMs(poll);
           last = nowMs();
-          samples.push({ ...tables, t: Math.round((last - startAt) / 1_000), at: last, pollMs: { p50: p.p50, p99: p.p99, max: p.max }, writeP99Ms: null });
+          samples.push({ ...tables, t: Math.round((last - startAt) / 1_000), at: last, pollMs: { p50: pollMs.p50, p99: pollMs.p99, max: pollMs.max }, writeP99Ms: null });
           if (!context.quiet) {
             process.stderr.write(
               `  ${strategy.padEnd(15)} ${String(samples.at(-1)!.t).padStart(5)} s  ${(tables.rowsWritten / 1e6).toFixed(2)}M rows written  ${tables.liveRows} live  ${tables.deadRows} dead  ` +
-                `${(tables.tableMiB + tables.indexMiB).toFixed(1)} MiB  poll p99 ${p.p99} ms  unpublished ${tables.unpublished}\n`,
+                `${(tables.tableMiB + tables.indexMiB).toFixed(1)} MiB  poll p99 ${pollMs.p99} ms  unpublished ${tables.unpublished}\n`,
             );
           }
         }
@@ -231,11 +241,10 @@ export const cleanup: Scenario = {
       } finally {
         await pool?.destroy();
         if (relay) await stopChild(relay);
-        await deleteTopic(kafka, `${topicPrefix}order`, log);
-        await dropSchema(sql, schema).catch(() => {});
-        await sql.end({ timeout: 5 });
+        await setup.close();
       }
     }
-    return { title: 'Cleanup under load: no cleanup vs batched DELETE vs DROP PARTITION', runs: [], extra: { retention: RETENTION, partitionWidth: WIDTH, rate, strategies: results }, lines };
+    return { title: 'Cleanup under load: no cleanup vs batched DELETE vs DROP PARTITION', runs: [], extra: { retention: RETENTION, partitionWidth: WIDTH, rate, strategies: results } satisfies CleanupResult, lines };
   },
+  report,
 };

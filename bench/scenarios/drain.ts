@@ -20,88 +20,40 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CONSUMER_KAFKA_CLIENTS, KAFKA_CLIENTS, type ConsumerKafkaClientName, type KafkaClientName } from '../../src/config.js';
-import { createSql, dropSchema, migrate } from '../../src/db.js';
 import { OutboxBenchError, describeError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
-import type { Infra } from '../../src/infra/index.js';
-import { TopicAdmin } from '../../src/kafka/index.js';
-import { createKafkaClient } from '../../src/kafka-client.js';
-import { ORDER_AGGREGATE, type OutboxStore } from '../../src/orders/write-path.js';
-import { childPids, processCpuSeconds, processTreeCpuSeconds, threadCpuSeconds } from '../../src/process-stats.js';
-import { prepareSlot, dropIdleSlots } from '../../src/relay/slot.js';
-import { silentLogger } from '../../src/log.js';
+import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
+import { endOffsets, follow, kafkaCpu, MIN_WINDOW_READINGS, pgCpu, relayCpu, SAMPLE_MS, type DrainFigures } from '../harness/drain-figures.js';
+import { processCpuSeconds, threadCpuSeconds } from '../harness/process-stats.js';
 import { medianWithRange } from '../harness/format.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';
-import { loadPool, runLoad, type PipelineParameters } from '../harness/pipeline.js';
-import { childEnv, deleteTopic, exitedWithin, startConsumerProcess, startRelayProcess, stopChild } from '../harness/processes.js';
+import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
+import { exitedWithin, startConsumerProcess, startRelayProcess, stopChild } from '../harness/processes.js';
 import { summarizeProfileDir, type ProfileSummary } from '../harness/profile.js';
+import { openRun } from '../harness/run-setup.js';
+import { current, f, groupBy, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
+/** A relay drained: a mode, with its process count for the modes that run several (`skip-locked:3`). */
 interface Strategy {
   name: string;
-  relayMode: PipelineParameters['relayMode'];
-  store: OutboxStore;
+  relayMode: RelayMode;
   replicas: number;
-  cdc: boolean;
 }
 
-const STRATEGIES: readonly Strategy[] = [
-  { name: 'cdc', relayMode: 'cdc', store: 'table', replicas: 1, cdc: true },
-  { name: 'cdc-message', relayMode: 'cdc-message', store: 'message', replicas: 1, cdc: true },
-  { name: 'polling', relayMode: 'polling', store: 'table', replicas: 1, cdc: false },
-  { name: 'skip-locked', relayMode: 'skip-locked', store: 'table', replicas: 3, cdc: false },
-];
+/** The default strategies: every relay. */
+const DEFAULT_STRATEGIES = ['cdc', 'cdc-message', 'polling', 'skip-locked:3'];
 
-// Rationale: readings every 50 ms put the 10% and 90% marks of a drain of
-// tens of seconds within a fraction of a percent of where they were, and a
-// reading (a count query, two /proc reads) costs far less than that.
-const SAMPLE_MS = 50;
-// Rationale: a drain that moves nothing for this long has stopped; its
-// figures are reported with what was missing.
-const STALL_S = 60;
-// Rationale: the 10% and 90% marks and the CPU at them are interpolated
-// between readings, so a window spanning one or two readings would report a
-// rate and a cost that were never measured (a 10,000-event drain inside one
-// 100 ms reading "ran" at 99,000/s with no CPU). Ten readings bound the
-// interpolation error at each end to about a tenth of the window.
-const MIN_WINDOW_READINGS = 10;
-
-/** CPU seconds of the drain's processes at one moment (`...Main`: their JavaScript threads). */
-interface CpuReading {
-  at: number;
-  relay: number;
-  relayMain: number;
-  postgres: number;
-  kafka: number;
-  consumer: number;
-  consumerMain: number;
-}
-
-type CpuKey = Exclude<keyof CpuReading, 'at'>;
-
-interface Progress {
-  at: number;
-  done: number;
-}
-
-export interface DrainFigures {
-  events: number;
-  /** Spawned -> first event arrived, s. */
-  timeToFirstEventS: number;
-  /** Between 10% and 90% of the events; null when that window was too short to measure. */
-  eventsPerSec: number | null;
-  /** Length of the 10%-90% window, s. */
-  windowS: number | null;
-  /** Spawned -> last event, s. */
-  seconds: number;
-  /** CPU seconds per million events in the 10%-90% window, by process. */
-  cpuSecondsPerMillion: Record<string, number | null>;
-  /** The JavaScript thread's CPU per event, µs (relay: every process's main thread). */
-  jsThreadUsPerEvent: number | null;
-  missing: number;
+/** `mode` or `mode:processes`; a USAGE error names the modes for anything else. */
+export function parseStrategy(name: string): Strategy {
+  const [mode = '', count] = name.split(':');
+  const info = relayModeInfo(mode);
+  if (count !== undefined && (info.processes !== 'replicas' || !/^[1-9]\d?$/.test(count))) {
+    throw new OutboxBenchError('USAGE', `--strategies: "${name}": only a mode that runs several processes takes a count (1-99), as in skip-locked:3`);
+  }
+  return { name, relayMode: mode as RelayMode, replicas: count === undefined ? 1 : Number(count) };
 }
 
 export interface ConsumerDrain {
@@ -129,73 +81,6 @@ export interface FailedDrainRun {
   error: string;
 }
 
-/** A reading's value at `at`, linear between the two readings around it. */
-function cpuAt(readings: readonly CpuReading[], at: number, key: CpuKey): number | undefined {
-  for (let i = 1; i < readings.length; i++) {
-    const a = readings[i - 1]!;
-    const b = readings[i]!;
-    if (a.at <= at && at <= b.at) return b.at === a.at ? a[key] : a[key] + ((b[key] - a[key]) * (at - a.at)) / (b.at - a.at);
-  }
-  return undefined;
-}
-
-/** When progress first reached `target` (linear between readings). */
-function timeOf(progress: readonly Progress[], target: number): number | undefined {
-  for (let i = 1; i < progress.length; i++) {
-    const a = progress[i - 1]!;
-    const b = progress[i]!;
-    if (a.done < target && b.done >= target) return a.at + ((target - a.done) * (b.at - a.at)) / (b.done - a.done);
-  }
-  return progress[0] && progress[0].done >= target ? progress[0].at : undefined;
-}
-
-function figures(events: number, spawnedAt: number, progress: readonly Progress[], cpu: readonly CpuReading[], keys: CpuKey[], mainKey: CpuKey): DrainFigures {
-  const done = progress.at(-1)?.done ?? 0;
-  const first = timeOf(progress, 1);
-  const last = timeOf(progress, events);
-  const from = timeOf(progress, Math.ceil(events * 0.1));
-  const to = timeOf(progress, Math.ceil(events * 0.9));
-  const inWindow = Math.ceil(events * 0.9) - Math.ceil(events * 0.1);
-  const measurable =
-    from !== undefined && to !== undefined && to > from && progress.filter((p) => p.at >= from && p.at <= to).length >= MIN_WINDOW_READINGS;
-  const cpuBetween = (key: CpuKey) => {
-    if (!measurable) return null;
-    const a = cpuAt(cpu, from, key);
-    const b = cpuAt(cpu, to, key);
-    return a === undefined || b === undefined || Number.isNaN(a) || Number.isNaN(b) ? null : Math.max(0, b - a);
-  };
-  const perMillion = Object.fromEntries(keys.map((key) => {
-    const seconds = cpuBetween(key);
-    return [key, seconds === null ? null : Math.round((seconds / inWindow) * 1e7) / 10];
-  }));
-  const main = cpuBetween(mainKey);
-  return {
-    events,
-    timeToFirstEventS: first === undefined ? Number.NaN : Math.round(first - spawnedAt) / 1_000,
-    eventsPerSec: measurable ? Math.round(inWindow / ((to! - from!) / 1_000)) : null,
-    windowS: from !== undefined && to !== undefined ? Math.round(to - from) / 1_000 : null,
-    seconds: last === undefined ? Number.NaN : Math.round(last - spawnedAt) / 1_000,
-    cpuSecondsPerMillion: perMillion,
-    jsThreadUsPerEvent: main === null ? null : Math.round((main / inWindow) * 1e7) / 10,
-    missing: Math.max(0, events - done),
-  };
-}
-
-/** Sums the end offsets of a topic's partitions: how many events Kafka has. */
-async function endOffsets(admin: ReturnType<ReturnType<typeof createKafkaClient>['admin']>, topic: string): Promise<number> {
-  const offsets = await admin.fetchTopicOffsets(topic);
-  return offsets.reduce((sum, p) => sum + Number(p.high), 0);
-}
-
-/** CPU of the relay process tree and of every one of its processes' main threads. */
-function relayCpu(pid: number | undefined): { total: number; main: number } {
-  if (pid === undefined) return { total: Number.NaN, main: Number.NaN };
-  const pids = [pid, ...childPids(pid)];
-  let main = 0;
-  for (const one of pids) main += threadCpuSeconds(one)?.main ?? 0;
-  return { total: processTreeCpuSeconds(pid) ?? Number.NaN, main };
-}
-
 async function drainOnce(
   context: ScenarioContext,
   strategy: Strategy,
@@ -210,27 +95,20 @@ async function drainOnce(
   const name = `drain-${strategy.name}-${client}-${profile ? 'profiled' : attempt + 1}`;
   const rawDir = path.join(context.outDir, 'raw', name);
   mkdirSync(rawDir, { recursive: true });
-  const schema = `bench_${name.replace(/[^a-z0-9]/g, '_')}`;
-  const topicPrefix = `bench.${name}.${Date.now().toString(36)}.`;
-  const topic = `${topicPrefix}${ORDER_AGGREGATE}`;
-  const slot = `${schema}_slot`.slice(0, 63);
-  const publication = `${schema}_pub`.slice(0, 63);
-  const sql = createSql(infra.databaseUrl, schema, { max: 2, applicationName: 'outbox-bench-drain' });
-  const kafka = createKafkaClient({ brokers: infra.kafkaBrokers, log, clientId: 'outbox-bench-drain' });
-  const admin = kafka.admin();
-  const topics = new TopicAdmin(kafka, p.partitions);
+  const relay = { ...relayOf(p), relayMode: strategy.relayMode, replicas: strategy.replicas, kafkaClient: client };
+  const store = relayModeInfo(strategy.relayMode).store;
+  // The slots exist before the first write, so the backlog is in their WAL.
+  const run = await openRun({ infra, log, name, partitions: p.partitions, relay });
+  const { sql, schema, topic } = run;
+  const admin = run.kafka.admin();
   const children: ChildProcess[] = [];
   try {
-    await dropSchema(sql, schema);
-    await migrate(sql, { schema, partitionWidth: '1 day', partitionsAhead: 2 });
-    await topics.ensure(topic);
     await admin.connect();
-    if (strategy.cdc) await prepareSlot({ sql, schema, slotName: slot, publicationName: publication, recreateSlot: true }, silentLogger);
 
     // 1. The backlog, with no relay running.
     const runTag = newRunTag();
     const writeS = Math.max(1, Math.ceil(events / 50_000));
-    const load = { ...p, store: strategy.store, rate: events / writeS, warmupS: 0, durationS: writeS, ordersPerTransaction: 1_000 };
+    const load = { ...p, store, rate: events / writeS, warmupS: 0, durationS: writeS, ordersPerTransaction: 1_000 };
     const plan = planLoad(load);
     const written = plan.ordersPerWorker.reduce((a, b) => a + b, 0);
     if (!context.quiet) process.stderr.write(`  ${name}: writing ${written} events...\n`);
@@ -241,29 +119,25 @@ async function drainOnce(
     if (failed > 0) throw new OutboxBenchError('CHECK_FAILED', `${failed} backlog writes failed: ${loads.flatMap((r) => r.errors).join('; ')}`);
 
     // 2. The relay alone.
-    const env = childEnv(infra, schema, topicPrefix, p.partitions, { OUTBOX_BENCH_SLOT: slot, OUTBOX_BENCH_PUBLICATION: publication });
     const relayProfileDir = path.join(rawDir, 'profile-relay');
-    const relay = await startRelayProcess(
-      rawDir,
-      env,
-      { relayMode: strategy.relayMode, kafkaClient: client, batchSize: p.batchSize, pollIntervalMs: p.pollIntervalMs, replicas: strategy.replicas, publishers: p.publishers, partitions: p.partitions },
-      [],
-      profile ? ['--cpu-prof', `--cpu-prof-dir=${relayProfileDir}`] : [],
-    );
-    children.push(relay.child);
+    const started = await startRelayProcess(rawDir, run.env(), {
+      describe: strategy.name,
+      execArgv: profile ? ['--cpu-prof', `--cpu-prof-dir=${relayProfileDir}`] : [],
+    });
+    children.push(started.child);
     const relayFigures = await follow(
       events,
-      relay.spawnedAt,
+      started.spawnedAt,
       () => endOffsets(admin, topic),
       () => {
-        const r = relayCpu(relay.child.pid);
+        const r = relayCpu(started.child.pid);
         return { relay: r.total, relayMain: r.main, postgres: pgCpu(infra), kafka: kafkaCpu(infra), consumer: 0, consumerMain: 0 };
       },
       ['relay', 'postgres', 'kafka'],
       'relayMain',
       context.quiet ? undefined : `${name} relay`,
     );
-    await stopChild(relay.child);
+    await stopChild(started.child);
 
     // 3. The consumer alone, on the filled topic: once per consumer client,
     // each from an empty inbox (or the next would find only duplicates).
@@ -328,54 +202,93 @@ async function drainOnce(
   } finally {
     for (const child of children) await stopChild(child).catch(() => {});
     await admin.disconnect().catch(() => {});
-    await topics.close();
-    await deleteTopic(kafka, topic, log);
-    await dropIdleSlots(sql, { name: slot }).catch(() => {});
-    await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`).catch(() => {});
-    await dropSchema(sql, schema).catch(() => {});
-    await sql.end({ timeout: 5 });
+    await run.close();
   }
 }
 
-function pgCpu(infra: Infra): number {
-  const pid = infra.postgres.pid();
-  return pid === undefined ? Number.NaN : processTreeCpuSeconds(pid) ?? Number.NaN;
+/** What the drain scenario writes into its summary's `extra`. */
+export interface DrainResult {
+  events: number;
+  sampleMs?: number;
+  minWindowReadings?: number;
+  runs: DrainRun[];
+  profiled?: DrainRun[];
+  failed?: FailedDrainRun[];
 }
 
-function kafkaCpu(infra: Infra): number {
-  const pid = infra.kafka.pid();
-  return pid === undefined ? Number.NaN : processCpuSeconds(pid) ?? Number.NaN;
+/**
+ * Relay-only and consumer-only drains: what one process of each carries.
+ * `results/drain-<name>/` holds further drain runs (another client set, say),
+ * each shown under its own heading with the command that made it.
+ */
+function report(context: ReportContext, name: string): string[] {
+  const summary = current<DrainResult>(context, name);
+  const extra = summary?.extra;
+  if (!summary || !extra || extra.runs.length === 0) return [];
+  const relays = groupBy(extra.runs, (run) => `${run.strategy} | ${run.kafkaClient}`);
+  const consumers = groupBy(
+    extra.runs.flatMap((run) => run.consumers.map((c) => ({ strategy: run.strategy, ...c }))),
+    (c) => `${c.strategy} | ${c.client}`,
+  );
+  const med = (values: readonly (number | null | undefined)[]) => medianWithRange(values, f);
+  const repeats = Math.max(...[...relays.values()].map((g) => g.length));
+  return [
+    name === 'drain' ? '## What one relay process and one consumer process carry' : `## Drain: \`${name}\``,
+    '',
+    `Command: \`${summary.command}\` at ${summary.environment.gitCommit?.slice(0, 7) ?? 'an unknown commit'}.`,
+    '',
+    `Relay-only drain: ${extra.events.toLocaleString('en-US')} events written 1,000 per transaction while no relay ran (the CDC slot existed first), ` +
+      `then the relay process was spawned and Kafka's end offsets were read every ${extra.sampleMs ?? 100} ms. Rate and CPU from 10% to 90% of the events ` +
+      `(n/a when that window held fewer than ${extra.minWindowReadings ?? 2} readings: too short to measure); ` +
+      "CPU per process (PostgreSQL includes the walsender), and the relay's JavaScript thread apart (every replica's, for SKIP LOCKED): " +
+      `what one process cannot scale past. Median of ${repeats} runs, the range in brackets.`,
+    '',
+    '| relay | Kafka client | events/s | relay CPU s / 1M | relay JS thread µs / event | PostgreSQL CPU s / 1M | Kafka CPU s / 1M | first event after (s) | missing |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...[...relays].map(([key, runs]) => {
+      const [strategy, client] = key.split(' | ');
+      const r = runs.map((run) => run.relay);
+      return (
+        `| ${strategy} | ${client} | ${med(r.map((x) => x.eventsPerSec))} | ${med(r.map((x) => x.cpuSecondsPerMillion.relay))} | ${med(r.map((x) => x.jsThreadUsPerEvent))} | ` +
+        `${med(r.map((x) => x.cpuSecondsPerMillion.postgres))} | ${med(r.map((x) => x.cpuSecondsPerMillion.kafka))} | ${med(r.map((x) => x.timeToFirstEventS))} | ${r.map((x) => x.missing).join(' / ')} |`
+      );
+    }),
+    '',
+    'Consumer-only drain: the consumer process applied the filled topic (of the first relay client\'s runs) from the beginning into inbox and ledger, ' +
+      'one inbox transaction per Kafka batch, timed the same way from the inbox side. It records no latency (a backlog has none worth reporting), ' +
+      'so its CPU is the consumer\'s and its bookkeeping\'s only.',
+    '',
+    '| relay (its topic) | consumer Kafka client | events/s | consumer CPU s / 1M | consumer JS thread µs / event | PostgreSQL CPU s / 1M | Kafka CPU s / 1M | missing |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+    ...[...consumers].map(([key, drains]) => {
+      const [strategy, client] = key.split(' | ');
+      const d = drains.map((x) => x.figures);
+      return (
+        `| ${strategy} | ${client} | ${med(d.map((x) => x.eventsPerSec))} | ${med(d.map((x) => x.cpuSecondsPerMillion.consumer))} | ${med(d.map((x) => x.jsThreadUsPerEvent))} | ` +
+        `${med(d.map((x) => x.cpuSecondsPerMillion.postgres))} | ${med(d.map((x) => x.cpuSecondsPerMillion.kafka))} | ${d.map((x) => x.missing).join(' / ')} |`
+      );
+    }),
+    '',
+    ...profileLines(extra.profiled ?? []),
+  ];
 }
 
-/** Samples progress and CPU until all `events` are done or nothing moves for STALL_S. */
-async function follow(
-  events: number,
-  spawnedAt: number,
-  done: () => Promise<number>,
-  cpu: () => Omit<CpuReading, 'at'>,
-  keys: CpuKey[],
-  mainKey: CpuKey,
-  /** Progress lines start with this; undefined keeps quiet. */
-  label: string | undefined,
-): Promise<DrainFigures> {
-  const progress: Progress[] = [{ at: spawnedAt, done: 0 }];
-  const readings: CpuReading[] = [{ at: nowMs(), ...cpu() }];
-  let lastChange = Date.now();
-  let lastPrinted = Date.now();
-  for (;;) {
-    await sleep(SAMPLE_MS);
-    const at = nowMs();
-    const count = await done().catch(() => progress.at(-1)!.done);
-    readings.push({ at: nowMs(), ...cpu() });
-    if (count !== progress.at(-1)!.done) lastChange = Date.now();
-    progress.push({ at, done: count });
-    if (label !== undefined && Date.now() - lastPrinted > 5_000) {
-      process.stderr.write(`  ${label}: ${count}/${events}\n`);
-      lastPrinted = Date.now();
-    }
-    if (count >= events || Date.now() - lastChange > STALL_S * 1_000) break;
-  }
-  return figures(events, spawnedAt, progress, readings, keys, mainKey);
+/** The top frames of the profiled run of each relay and client (a run of its own, outside the figures). */
+function profileLines(runs: readonly DrainRun[]): string[] {
+  const table = (title: string, profile: ProfileSummary) => [
+    `<details><summary>${title} (an extra run under the profiler): top frames by self time (${f(profile.busyMs)} ms busy)</summary>`,
+    '',
+    '| frame | self (ms) | share |',
+    '|---|---:|---:|',
+    ...profile.top.map((frame) => `| \`${frame.frame.replace(/\|/g, '\\|')}\` | ${f(frame.selfMs)} | ${(frame.selfShare * 100).toFixed(1)}% |`),
+    '',
+    '</details>',
+    '',
+  ];
+  return runs.flatMap((run) => [
+    ...(run.relayProfile ? table(`CPU profile of the ${run.strategy} relay on ${run.kafkaClient}`, run.relayProfile) : []),
+    ...run.consumers.flatMap((c) => (c.profile ? table(`CPU profile of the consumer on ${c.client} (${run.strategy} topic)`, c.profile) : [])),
+  ]);
 }
 
 export const drain: Scenario = {
@@ -387,25 +300,24 @@ export const drain: Scenario = {
     profile: { description: '1: one more drain per relay and client under node --cpu-prof, for profiles only (not in the figures)', defaultValue: 0, min: 0, max: 1 },
   },
   async run(context) {
-    const strategies = context.list('strategies', STRATEGIES.map((s) => s.name));
+    const strategies = context.list('strategies', DEFAULT_STRATEGIES).map(parseStrategy);
     const clients = context.list('clients', [context.parameters.kafkaClient ?? context.config.kafkaClient]);
     const consumerClients = context.list('consumer-clients', [context.parameters.consumerKafkaClient ?? context.config.consumerKafkaClient]);
     const unknown = [
-      ...strategies.filter((s) => !STRATEGIES.some((k) => k.name === s)),
       ...clients.filter((c) => !(KAFKA_CLIENTS as readonly string[]).includes(c)),
       ...consumerClients.filter((c) => !(CONSUMER_KAFKA_CLIENTS as readonly string[]).includes(c)),
     ];
     if (unknown.length > 0) {
       throw new OutboxBenchError(
         'USAGE',
-        `drain: unknown ${unknown.join(', ')}; strategies ${STRATEGIES.map((s) => s.name).join(', ')}; clients ${KAFKA_CLIENTS.join(', ')}; consumer clients ${CONSUMER_KAFKA_CLIENTS.join(', ')}`,
+        `drain: unknown ${unknown.join(', ')}; clients ${KAFKA_CLIENTS.join(', ')}; consumer clients ${CONSUMER_KAFKA_CLIENTS.join(', ')}`,
       );
     }
     const runs: DrainRun[] = [];
     const profiled: DrainRun[] = [];
     const failed: FailedDrainRun[] = [];
     const lines: string[] = [];
-    for (const strategy of STRATEGIES.filter((s) => strategies.includes(s.name))) {
+    for (const strategy of strategies) {
       for (const [index, client] of (clients as KafkaClientName[]).entries()) {
         // The consumer-only drains read the first relay client's topics: what
         // the consumer costs does not depend on which client wrote the records.
@@ -442,6 +354,8 @@ export const drain: Scenario = {
       }
     }
     if (failed.length > 0 && runs.length === 0) throw new OutboxBenchError('CHECK_FAILED', `every drain failed: ${failed.map((f) => f.error).join('; ')}`);
-    return { title: 'Relay-only and consumer-only drains', runs: [], extra: { events: context.option('drain-events'), sampleMs: SAMPLE_MS, minWindowReadings: MIN_WINDOW_READINGS, runs, profiled, failed }, lines };
+    const extra: DrainResult = { events: context.option('drain-events'), sampleMs: SAMPLE_MS, minWindowReadings: MIN_WINDOW_READINGS, runs, profiled, failed };
+    return { title: 'Relay-only and consumer-only drains', runs: [], extra, lines };
   },
+  report,
 };

@@ -21,42 +21,18 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import autocannon from 'autocannon';
-import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
+import type { Sql } from '../../src/db.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { HEADERS, nowMs } from '../../src/events.js';
-import { isPortFree } from '../../src/infra/processes.js';
-import { TopicAdmin } from '../../src/kafka/index.js';
-import { createKafkaClient } from '../../src/kafka-client.js';
 import { decodeHistogram, summarizeMs } from '../../src/latency.js';
-import { processCpuSeconds, processTreeCpuSeconds } from '../../src/process-stats.js';
+import { body, closedLoop, freeHttpPort, httpLatency, searchRate, type SearchStep } from '../harness/http-load.js';
 import { openLoop } from '../harness/open-loop-http.js';
-import { childEnv, deleteTopic, startConsumerProcess, startRelayProcess, startServiceProcess, stopChild, type ConsumerProcess } from '../harness/processes.js';
+import { relayOf } from '../harness/pipeline.js';
+import { processCpuSeconds, processTreeCpuSeconds } from '../harness/process-stats.js';
+import { startConsumerProcess, startRelayProcess, startServiceProcess, stopChild, type ConsumerProcess } from '../harness/processes.js';
+import { openRun } from '../harness/run-setup.js';
+import { current, f, type ReportContext } from '../report/kit.js';
 import type { Scenario } from '../scenario.js';
-import { dropIdleSlots } from '../../src/relay/slot.js';
-
-async function freeHttpPort(): Promise<number> {
-  for (let port = 38_080; port < 38_180; port++) if (await isPortFree(port)) return port;
-  throw new Error('no free port for the order service in 38080-38179');
-}
-
-function body(i: number): string {
-  return JSON.stringify({ customerId: `http-${i % 10_000}`, amountCents: 100 + (i % 9_900), currency: 'EUR' });
-}
-
-/** Closed loop: autocannon at full speed on `connections` connections. */
-async function closedLoop(url: string, connections: number, durationS: number, nextBody: () => string): Promise<autocannon.Result> {
-  return autocannon({
-    url,
-    connections,
-    duration: durationS,
-    requests: [{ method: 'POST', path: '/orders', setupRequest: (request) => ({ ...request, headers: { 'content-type': 'application/json' }, body: nextBody() }) }],
-  });
-}
-
-function httpLatency(r: autocannon.Result) {
-  return { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, p999: r.latency.p99_9, max: r.latency.max, mean: Math.round(r.latency.mean * 100) / 100 };
-}
 
 async function outboxRows(sql: Sql): Promise<number> {
   const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
@@ -100,19 +76,91 @@ async function appliedAll(consumer: ConsumerProcess, count: number, timeoutS: nu
 
 const COMPONENTS = ['service', 'postgres', 'kafka', 'relay', 'consumer'] as const;
 
-// Rationale: a step's p99 rests on its slowest 1%; at the few hundred to few
-// thousand requests/s seen here, 10 s gives that tail tens of requests, so one
-// GC pause or checkpoint does not decide it (5 s steps passed 349/s, failed
-// 465/s and then held 930/s at the fixed rate). A search stays near a minute.
-const SEARCH_STEP_S = 10;
-
 interface ModeResult {
   mode: 'group commit' | 'one transaction per order';
   groupCommitMax: number;
   closedLoop: { connections: number; requestsPerSec: number; latencyMs: ReturnType<typeof httpLatency>; non2xx: number; errors: number };
   /** The highest open-loop rate whose response p99 stayed within the limit. */
   ratePassingP99: number;
-  search: { rate: number; achievedPerSec: number; p99Ms: number; non2xx: number; errors: number; passed: boolean }[];
+  search: SearchStep[];
+}
+
+type Latency = Record<'p50' | 'p90' | 'p99' | 'p999' | 'max', number>;
+
+/** What the HTTP scenario writes into its summary's `extra`. */
+interface HttpExtra {
+  relay: string;
+  p99LimitMs: number;
+  modes: ModeResult[];
+  fixedRate: {
+    mode: 'group commit';
+    requestsPerSec: number;
+    achievedPerSec: number;
+    scheduler: string;
+    latencyMs: Latency;
+    non2xx: number;
+    errors: number;
+    /** Orders written in this phase: what the CPU of its window is divided by. */
+    ordersWritten: number;
+    /** Orders written in every phase: what the consumer must have applied. */
+    ordersWrittenTotal: number;
+    requestToAppliedMs: Latency;
+    requestToReceiptMs: Latency;
+    deliveredDistinct: number;
+    duplicates: number;
+    lost: number;
+    /** From the phase's first scheduled request until its last order was applied. */
+    cpuWindowS: number;
+    /** Orders already applied when the CPU window opened: every earlier order, none of this phase. */
+    appliedAtWindowStart: number;
+    cpuSecondsPerMillionOrders: Record<string, number | null>;
+  };
+}
+
+function report(context: ReportContext, folder: string): string[] {
+  const extra = current<HttpExtra>(context, folder)?.extra;
+  if (!extra?.modes) return [];
+  const r = extra.fixedRate;
+  const row = (label: string, rate: number | null, l: Record<string, number>, non2xx: number | null) =>
+    `| ${label} | ${rate === null ? '' : f(rate)} | ${f(l.p50)} | ${f(l.p90)} | ${f(l.p99)} | ${f(l.p999)} | ${f(l.max)} | ${non2xx ?? ''} |`;
+  return [
+    '## HTTP: `POST /orders`',
+    '',
+    `The order service with the ${extra.relay} relay and the consumer running throughout, two ways: *group commit* (orders that arrive ` +
+      'while earlier ones are written share one statement and one transaction, each answered once its own order committed) and one ' +
+      'transaction per order. For each, a closed loop (autocannon) gives its maximum, and a search on the harness\'s own open-loop ' +
+      `timetable finds the highest rate whose response p99, measured from each request's scheduled time, stays within ${extra.p99LimitMs} ms.`,
+    '',
+    `| service | closed loop, requests/s | closed-loop p99 (ms) | requests/s with p99 ≤ ${extra.p99LimitMs} ms (open loop) |`,
+    '|---|---:|---:|---:|',
+    ...extra.modes.map((m) => `| ${m.mode} | ${f(m.closedLoop.requestsPerSec)} | ${f(m.closedLoop.latencyMs.p99)} | ${m.ratePassingP99 > 0 ? f(m.ratePassingP99) : 'none tried passed'} |`),
+    '',
+    `Then a fixed ${r.requestsPerSec} requests/s with group commit, on the same timetable: every request carries its scheduled time into ` +
+      'its event (`x-intended-at`, forwarded by the relay), so request → applied runs from the schedule too. The phase starts after every ' +
+      `earlier order was applied, and its CPU window (${f(r.cpuWindowS)} s) ends when its own last order was applied.`,
+    '',
+    '| measured | requests/s | p50 | p90 | p99 | p99.9 | max (ms) | non-2xx |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    row(`HTTP response, from the schedule (achieved ${f(r.achievedPerSec)}/s)`, r.requestsPerSec, r.latencyMs, r.non2xx),
+    row('request → applied, from the schedule', null, r.requestToAppliedMs, null),
+    row('request → consumer receipt', null, r.requestToReceiptMs, null),
+    '',
+    `Orders of the fixed-rate phase ${r.ordersWritten.toLocaleString('en-US')} (of ${r.ordersWrittenTotal.toLocaleString('en-US')} in all); ` +
+      `applied ${r.deliveredDistinct.toLocaleString('en-US')} distinct, duplicates ${r.duplicates}, lost ${r.lost}. CPU seconds per million orders of that phase: ` +
+      Object.entries(r.cpuSecondsPerMillionOrders)
+        .map(([process, v]) => `${process === 'postgres' ? 'PostgreSQL' : process} ${f(v)}`)
+        .join(', ') +
+      '.',
+    '',
+    '<details><summary>Every step of the rate searches</summary>',
+    '',
+    '| service | requests/s offered | achieved | p99 (ms) | verdict |',
+    '|---|---:|---:|---:|---|',
+    ...extra.modes.flatMap((m) => m.search.map((step) => `| ${m.mode} | ${f(step.rate)} | ${f(step.achievedPerSec)} | ${f(step.p99Ms)} | ${step.passed ? 'within' : 'over'} |`)),
+    '',
+    '</details>',
+    '',
+  ];
 }
 
 export const http: Scenario = {
@@ -132,29 +180,14 @@ export const http: Scenario = {
     const p = context.parameters;
     const rawDir = path.join(context.outDir, 'raw');
     mkdirSync(rawDir, { recursive: true });
-    const schema = 'bench_http';
-    const runId = Date.now().toString(36);
-    const topicPrefix = `bench.http.${runId}.`;
-    const topic = `${topicPrefix}order`;
-    const sql = createSql(infra.databaseUrl, schema, { max: 1 });
-    const kafka = createKafkaClient({ brokers: infra.kafkaBrokers, log, clientId: 'outbox-bench-http' });
+    const run = await openRun({ infra, log, name: 'http', partitions: p.partitions, relay: relayOf(p) });
+    const { sql, schema, topic, runId } = run;
     const children: ChildProcess[] = [];
-    const slot = 'bench_http_slot';
-    const publication = 'bench_http_pub';
     const connections = context.option('http-connections');
     const p99LimitMs = context.option('http-p99-ms');
     try {
-      await dropIdleSlots(sql, { name: slot });
-      await sql.unsafe(`DROP PUBLICATION IF EXISTS ${publication}`);
-      await dropSchema(sql, schema);
-      await migrate(sql, { schema, partitionWidth: '1 day', partitionsAhead: 2 });
-      const topics = new TopicAdmin(kafka, p.partitions);
-      await topics.ensure(topic);
-      await topics.close();
-
-      const env = childEnv(infra, schema, topicPrefix, p.partitions, { OUTBOX_BENCH_SLOT: slot, OUTBOX_BENCH_PUBLICATION: publication });
       // The scheduled time travels in the event's stored headers; the relay forwards it.
-      const relay = (await startRelayProcess(rawDir, env, p, ['--forward-headers', HEADERS.intendedAt])).child;
+      const relay = (await startRelayProcess(rawDir, run.env({ forwardHeaders: [HEADERS.intendedAt] }), { describe: p.relayMode })).child;
       children.push(relay);
       // The consumer runs from the start; it records latency only once the fixed-rate window is set.
       const consumer = await startConsumerProcess(rawDir, {
@@ -189,7 +222,7 @@ export const http: Scenario = {
       const serviceModes = context.option('http-compare') === 1 ? [context.option('group-commit'), 0] : [context.option('group-commit')];
       for (const groupCommitMax of serviceModes) {
         const port = await freeHttpPort();
-        const service = await startServiceProcess(rawDir, { ...env, OUTBOX_BENCH_GROUP_COMMIT: String(groupCommitMax) }, port);
+        const service = await startServiceProcess(rawDir, run.env({ httpPort: port, groupCommitMax }));
         children.push(service);
         const url = `http://127.0.0.1:${port}`;
         await closedLoop(url, p.partitions, Math.min(3, p.warmupS), nextBody);
@@ -247,7 +280,7 @@ export const http: Scenario = {
           return [key, a === null || b === null || fixedOrders === 0 || !drained ? null : Math.round(((a - b) / fixedOrders) * 1e6 * 10) / 10];
         }),
       );
-      const extra = {
+      const extra: HttpExtra = {
         relay: p.relayMode,
         p99LimitMs,
         modes,
@@ -259,18 +292,14 @@ export const http: Scenario = {
           latencyMs: fixed.latencyMs,
           non2xx: fixed.non2xx,
           errors: fixed.errors,
-          /** Orders written in this phase: what the CPU of its window is divided by. */
           ordersWritten: fixedOrders,
-          /** Orders written in every phase: what the consumer must have applied. */
           ordersWrittenTotal: totalOrders,
           requestToAppliedMs: requestToApplied,
           requestToReceiptMs: requestToReceipt,
           deliveredDistinct: final.distinctIds,
           duplicates: final.duplicates,
           lost,
-          /** From the phase's first scheduled request until its last order was applied. */
           cpuWindowS,
-          /** Orders already applied when the CPU window opened: every earlier order, none of this phase. */
           appliedAtWindowStart,
           cpuSecondsPerMillionOrders: perMillion,
         },
@@ -290,53 +319,8 @@ export const http: Scenario = {
       return { title: lines[0]!, runs: [], extra, lines };
     } finally {
       for (const child of children.reverse()) await stopChild(child).catch(() => {});
-      await deleteTopic(kafka, topic, log);
-      await dropIdleSlots(sql, { name: slot }).catch(() => {});
-      await sql.end({ timeout: 5 });
+      await run.close();
     }
   },
+  report,
 };
-
-/**
- * The highest open-loop rate whose response p99 (from the schedule) stays
- * within the limit: from a quarter of the closed-loop maximum, up by 1.4x
- * until a step fails, then two bisection steps.
- */
-async function searchRate(
-  url: string,
-  maxRate: number,
-  connections: number,
-  p99LimitMs: number,
-  nextBody: () => string,
-  caughtUp: () => Promise<unknown>,
-  report: (line: string) => void,
-): Promise<ModeResult['search']> {
-  const steps: ModeResult['search'] = [];
-  const attempt = async (rate: number) => {
-    // Each step starts with relay and consumer idle: a step run while they
-    // still drain the previous one's orders would be charged their CPU.
-    await caughtUp();
-    const result = await openLoop({ url: `${url}/orders`, rate, durationS: SEARCH_STEP_S, connections, startAt: nowMs() + 200, body: () => nextBody() });
-    const passed = result.latencyMs.p99 <= p99LimitMs && result.non2xx === 0 && result.errors === 0;
-    steps.push({ rate, achievedPerSec: result.achievedPerSec, p99Ms: result.latencyMs.p99, non2xx: result.non2xx, errors: result.errors, passed });
-    report(`${rate} requests/s on the timetable: p99 ${result.latencyMs.p99} ms -> ${passed ? 'within' : 'over'} ${p99LimitMs} ms`);
-    await sleep(1_000);
-    return passed;
-  };
-  let low = 0;
-  let high = Number.POSITIVE_INFINITY;
-  for (let rate = Math.max(50, Math.round(maxRate / 4)); rate <= maxRate * 3; rate = Math.round(rate * 1.4)) {
-    if (!(await attempt(rate))) {
-      high = rate;
-      break;
-    }
-    low = rate;
-  }
-  for (let i = 0; i < 2 && Number.isFinite(high); i++) {
-    const mid = Math.round((low + high) / 2);
-    if (mid <= low || mid >= high) break;
-    if (await attempt(mid)) low = mid;
-    else high = mid;
-  }
-  return steps;
-}

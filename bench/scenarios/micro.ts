@@ -16,7 +16,37 @@ import { claimBuckets, seedBuckets, selectOldestUnpublished, selectUnpublishedIn
 import { PgoutputDecoder } from '../../src/relay/pgoutput.js';
 import { WireEncoder } from '../../src/relay/wire.js';
 import { insertMessage, relationMessage } from '../harness/pgoutput-fixtures.js';
+import { anySummary, f, type ReportContext } from '../report/kit.js';
 import type { Scenario } from '../scenario.js';
+
+/** One task's result: its figures, or the state it ended in. */
+type TaskSummary =
+  | { name: string; state: 'completed'; opsPerSec: number; latencyUs: { mean: number; p50: number; p99: number }; relativeMarginOfErrorPercent: number; samples: number }
+  | { name: string; state: string };
+
+/** What the micro scenario writes into its summary's `extra`. */
+interface MicroResult {
+  tasks: TaskSummary[];
+}
+
+function report(context: ReportContext, folder: string): string[] {
+  const extra = anySummary<MicroResult>(context, folder)?.extra;
+  if (!extra) return [];
+  return [
+    '## Micro-benchmarks (tinybench)',
+    '',
+    'The per-event work on the hot paths, one core, after warm-up.',
+    '',
+    '| task | ops/s | mean (µs) | p50 (µs) | p99 (µs) | ± (rme %) |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...extra.tasks.map((t) =>
+      'latencyUs' in t
+        ? `| ${t.name} | ${f(t.opsPerSec)} | ${f(t.latencyUs.mean, 2)} | ${f(t.latencyUs.p50, 2)} | ${f(t.latencyUs.p99, 2)} | ${f(t.relativeMarginOfErrorPercent, 1)} |`
+        : `| ${t.name} | ${t.state} | | | | |`,
+    ),
+    '',
+  ];
+}
 
 export const micro: Scenario = {
   name: 'micro',
@@ -80,9 +110,6 @@ export const micro: Scenario = {
         });
       await bench.run();
 
-      type TaskSummary =
-        | { name: string; state: 'completed'; opsPerSec: number; latencyUs: { mean: number; p50: number; p99: number }; relativeMarginOfErrorPercent: number; samples: number }
-        | { name: string; state: string };
       const tasks = bench.tasks.map((task): TaskSummary => {
         const result = task.result;
         if (result.state !== 'completed') return { name: task.name, state: result.state };
@@ -100,12 +127,13 @@ export const micro: Scenario = {
           ? `  ${t.name.padEnd(62)} ${String(t.opsPerSec).padStart(10)} ops/s   mean ${t.latencyUs.mean} µs  p99 ${t.latencyUs.p99} µs  ±${t.relativeMarginOfErrorPercent}%`
           : `  ${t.name}: ${t.state}`,
       );
-      return { title: 'Micro-benchmarks of the per-event hot paths', runs: [], extra: { tasks }, lines: ['micro-benchmarks (tinybench):', ...lines] };
+      return { title: 'Micro-benchmarks of the per-event hot paths', runs: [], extra: { tasks } satisfies MicroResult, lines: ['micro-benchmarks (tinybench):', ...lines] };
     } finally {
       await dropSchema(sql, schema).catch(() => {});
       await sql.end({ timeout: 5 });
     }
   },
+  report,
 };
 
 function round(value: number): number {

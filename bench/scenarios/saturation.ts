@@ -4,66 +4,84 @@
  * pre-loaded backlog. Writes are batched (100 orders per transaction by
  * default) so the intake is not what saturates first.
  */
-import { createSql } from '../../src/db.js';
-import { outboxBacklog } from '../../src/queries.js';
-import { prepareSlot, slotLagBytes } from '../../src/relay/cdc.js';
-import { silentLogger } from '../../src/log.js';
-import type { PipelineContext, PipelineParameters } from '../harness/pipeline.js';
+import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import type { DrainFigures } from '../harness/accounting.js';
-import { runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
+import type { PipelineContext, PipelineParameters } from '../harness/pipeline.js';
+import { bars } from '../harness/charts.js';
+import { MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE, runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
+import { current, f, save, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
-import { dropIdleSlots } from '../../src/relay/slot.js';
 
-const SLOT = 'bench_saturation_slot';
-const PUBLICATION = 'bench_saturation_pub';
+/** The relays searched, in order (a multi-process mode runs --replicas processes). */
+const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message'];
 
-interface Strategy {
-  name: string;
-  parameters: Partial<PipelineParameters>;
-  cdc: boolean;
-}
-
-const STRATEGIES: Strategy[] = [
-  { name: 'polling', parameters: { relayMode: 'polling', store: 'table' }, cdc: false },
-  { name: 'skip-locked', parameters: { relayMode: 'skip-locked', store: 'table', replicas: 3 }, cdc: false },
-  { name: 'cdc', parameters: { relayMode: 'cdc', store: 'table' }, cdc: true },
-  { name: 'cdc-message', parameters: { relayMode: 'cdc-message', store: 'message' }, cdc: true },
-];
-
-async function dropSlot(context: ScenarioContext): Promise<void> {
-  const sql = createSql(context.infra.databaseUrl, 'public', { max: 1 });
-  try {
-    await dropIdleSlots(sql, { name: SLOT });
-    await sql.unsafe(`DROP PUBLICATION IF EXISTS ${PUBLICATION}`);
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
-}
-
-function pipelineContext(context: ScenarioContext, strategy: Strategy, name: string): PipelineContext {
-  return {
-    infra: context.infra,
-    log: context.log,
-    name,
-    rawDir: `${context.outDir}/raw/${name}`,
-    quiet: context.quiet,
-    lag: strategy.cdc
-      ? async (sql) => ({ events: null, bytes: await slotLagBytes(sql, SLOT) })
-      : async (sql) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }),
-    ...(strategy.cdc
-      ? {
-          relayEnv: { OUTBOX_BENCH_SLOT: SLOT, OUTBOX_BENCH_PUBLICATION: PUBLICATION },
-          // Drain mode: the slot must exist before the backlog is written, or it would start after it.
-          beforeLoad: async (sql, schema) => prepareSlot({ sql, schema, slotName: SLOT, publicationName: PUBLICATION, recreateSlot: true }, silentLogger),
-        }
-      : {}),
-  };
+function pipelineContext(context: ScenarioContext, name: string): PipelineContext {
+  return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet };
 }
 
 export interface StrategySaturation {
   name: string;
   search: SearchResult;
   drain: (DrainFigures & { lost: number; cpuSecondsPerMillion: Record<string, number | null> }) | null;
+}
+
+/** What the saturation scenario writes into its summary's `extra`. */
+export interface SaturationResult {
+  strategies: StrategySaturation[];
+}
+
+function report(context: ReportContext, folder: string): string[] {
+  const summary = current<SaturationResult>(context, folder);
+  const extra = summary?.extra;
+  if (!summary || !extra) return [];
+  const { charts } = context;
+  const p = summary.parameters;
+  const lines = [
+    '## Sustained throughput and backlog drain',
+    '',
+    `Each strategy is offered increasing rates (×1.6 per step, then two bisection steps), ${p.ordersPerTransaction} orders per transaction, ` +
+      `${p.durationS} s measured per step after ${p.warmupS} s of warm-up. A step passes when at least ${MIN_DELIVERED_SHARE * 100}% of the orders ` +
+      'intended in its window were applied by the window\'s end plus the p99 limit, the relay lag did not grow (its least-squares slope over the ' +
+      `window at most ${MAX_LAG_SLOPE_SHARE * 100}% of the offered rate per second; CDC lag in WAL bytes converted with the WAL bytes per event of ` +
+      'the window), nothing was lost, and the end-to-end p99 stayed under the limit. The highest passing rate is run a second time; the ' +
+      '*sustained* rate is the offered rate of the highest step that passed twice. The drain is measured apart: the whole backlog is ' +
+      'written with no relay running, then the relay process is spawned; its clock starts at the spawn, the time to the first applied ' +
+      'event is shown apart, and the drain rate is the steady rate from 10% to 90% of the backlog applied (CPU over the same part).',
+    '',
+    '| strategy | sustained events/s (offered, passed twice) | drain events/s (10%–90%) | first event after (s) | backlog | all applied after (s) | relay CPU s / 1M in the drain |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...extra.strategies.map(
+      (s) =>
+        `| ${s.name} | ${s.search.sustainedRate > 0 ? f(s.search.sustainedRate) : 'none passed twice'} | ${f(s.drain?.eventsPerSec)} | ${f(s.drain?.timeToFirstEventS, 2)} | ` +
+        `${f(s.drain?.backlog)} | ${f(s.drain?.seconds, 2)} | ${f(s.drain?.cpuSecondsPerMillion.relay)} |`,
+    ),
+    '',
+  ];
+  const chart = bars(
+    extra.strategies.map((s) => s.name),
+    [
+      { name: 'sustained (offered events/s)', values: extra.strategies.map((s) => s.search.sustainedRate) },
+      { name: 'backlog drain, 10%–90% (events/s)', values: extra.strategies.map((s) => s.drain?.eventsPerSec ?? null) },
+    ],
+    'Sustained throughput and backlog drain rate per strategy',
+    'events per second',
+    'on this machine, everything (PostgreSQL, Kafka, relay, consumer, load) sharing it',
+  );
+  lines.push(`![Sustained throughput per strategy](${save(charts, 'sustained-throughput', chart)})`, '', '<details><summary>Every step of the search</summary>', '');
+  lines.push(
+    '| strategy | offered | run | committed/s | applied/s in the window | applied by the deadline | lag slope (events/s per s) | slope limit | p99 (ms) | verdict |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---|',
+  );
+  for (const s of extra.strategies) {
+    for (const step of s.search.steps) {
+      lines.push(
+        `| ${s.name} | ${f(step.rate)} | ${step.attempt} | ${f(step.committedPerSec)} | ${f(step.eventsPerSec)} | ${(step.deliveredShare * 100).toFixed(1)}% | ` +
+          `${f(step.lagSlopeEventsPerSec)} | ${f(step.lagSlopeLimit)} | ${f(step.p99Ms)} | ${step.passed ? 'passes' : step.reasons.join('; ')} |`,
+      );
+    }
+  }
+  lines.push('', '</details>', '');
+  return lines;
 }
 
 export const saturation: Scenario = {
@@ -77,16 +95,15 @@ export const saturation: Scenario = {
     backlog: { description: 'events pre-loaded for the drain measurement', defaultValue: 100_000, min: 1_000, max: 10_000_000 },
   },
   async run(context) {
-    const strategies = context.list('strategies', STRATEGIES.map((s) => s.name));
-    const unknown = strategies.filter((name) => !STRATEGIES.some((s) => s.name === name));
-    if (unknown.length > 0) throw new Error(`--strategies: unknown ${unknown.join(', ')}; known: ${STRATEGIES.map((s) => s.name).join(', ')}`);
+    const strategies = context.list('strategies', [...MODES]);
+    // Unknown names fail here, with the list of modes.
+    for (const name of strategies) relayModeInfo(name);
     const results: StrategySaturation[] = [];
     const lines: string[] = [];
-    for (const strategy of STRATEGIES.filter((s) => strategies.includes(s.name))) {
-      const base: PipelineParameters = { ...context.parameters, ...strategy.parameters };
-      if (strategy.cdc) await dropSlot(context);
+    for (const mode of strategies as RelayMode[]) {
+      const base: PipelineParameters = { ...context.parameters, relayMode: mode, store: relayModeInfo(mode).store };
       const search = await searchSustained(
-        pipelineContext(context, strategy, strategy.name),
+        pipelineContext(context, mode),
         base,
         { startRate: context.option('start-rate'), maxRate: context.option('max-rate'), growth: 1.6, bisections: 2, p99LimitMs: context.option('p99-limit-ms') },
         (step, stepLines) => {
@@ -95,19 +112,18 @@ export const saturation: Scenario = {
         },
       );
       // The drain: the whole backlog is written at full speed first, then the relay is spawned.
-      if (strategy.cdc) await dropSlot(context);
-      const drained = await runDrain(pipelineContext(context, strategy, `${strategy.name}-drain`), base, context.option('backlog'), 60);
-      if (strategy.cdc) await dropSlot(context);
+      const drained = await runDrain(pipelineContext(context, `${mode}-drain`), base, context.option('backlog'), 60);
       const drain = drained.drain
         ? { ...drained.drain, lost: drained.lost, cpuSecondsPerMillion: Object.fromEntries(Object.entries(drained.cost).map(([c, v]) => [c, v.cpuSecondsPerMillionEvents])) }
         : null;
-      results.push({ name: strategy.name, search, drain });
+      results.push({ name: mode, search, drain });
       lines.push(
-        `${strategy.name}: sustained ${search.sustainedRate > 0 ? `${search.sustainedRate} events/s offered (passed twice)` : 'no rate passed twice'}; ` +
+        `${mode}: sustained ${search.sustainedRate > 0 ? `${search.sustainedRate} events/s offered (passed twice)` : 'no rate passed twice'}; ` +
           `drain of ${drain?.backlog ?? 0}: first event after ${drain?.timeToFirstEventS ?? '?'} s, ${drain?.eventsPerSec ?? 0} events/s from 10% to 90% ` +
           `(${drained.lost === 0 ? 'nothing lost' : `${drained.lost} LOST`})`,
       );
     }
-    return { title: 'Sustained throughput and drain rate per strategy', runs: [], extra: { strategies: results }, lines };
+    return { title: 'Sustained throughput and drain rate per strategy', runs: [], extra: { strategies: results } satisfies SaturationResult, lines };
   },
+  report,
 };

@@ -2,7 +2,6 @@
  * The table relays end to end: polling at its classic 500 ms interval, and
  * SKIP LOCKED replicas owning aggregate buckets. One shape, two scenarios.
  */
-import { outboxBacklog } from '../../src/queries.js';
 import { runPipeline, type PipelineParameters } from '../harness/pipeline.js';
 import { repeatRun } from '../harness/repeat.js';
 import type { Scenario } from '../scenario.js';
@@ -21,7 +20,6 @@ function tableRelayScenario(name: string, description: string, defaults: Partial
             name,
             rawDir: `${context.outDir}/raw/run-${attempt + 1}`,
             quiet: context.quiet,
-            lag: async (sql) => ({ events: (await outboxBacklog(sql)).unpublished, bytes: null }),
           },
           context.parameters,
         ),

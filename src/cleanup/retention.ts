@@ -20,7 +20,8 @@ import type { Logger } from '../log.js';
 import { parseLsn } from '../relay/lsn.js';
 
 /** How delivery is proven: rows marked published, or replication slots past them. */
-export type DeliveryProof = 'published-at' | 'replication-slots';
+export type { DeliveryProof } from '../relay/modes.js';
+import type { DeliveryProof } from '../relay/modes.js';
 
 export interface RetentionOptions {
   sql: Sql;
@@ -231,42 +232,42 @@ export interface CleanupLoopOptions extends RetentionOptions {
  * next round; cleanup must never take the pipeline down with it.
  */
 export class CleanupLoop {
-  readonly #o: CleanupLoopOptions;
+  readonly #options: CleanupLoopOptions;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
 
   constructor(options: CleanupLoopOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   start(): void {
     const tick = () => {
       if (this.#stopped) return;
       this.#running = this.runOnce().finally(() => {
-        if (!this.#stopped) this.#timer = setTimeout(tick, this.#o.intervalMs);
+        if (!this.#stopped) this.#timer = setTimeout(tick, this.#options.intervalMs);
       });
     };
     tick();
   }
 
   async runOnce(): Promise<void> {
-    const { sql, log } = this.#o;
+    const { sql, log } = this.#options;
     try {
-      await ensurePartitions(sql, this.#o.partitionWidth, this.#o.partitionsAhead);
+      await ensurePartitions(sql, this.#options.partitionWidth, this.#options.partitionsAhead);
       let dropped = 0;
       let deleted = 0;
       let kept: PartitionDecision[] = [];
-      if (this.#o.strategy === 'drop-partition') {
-        const decisions = await dropDeliveredPartitions(this.#o);
+      if (this.#options.strategy === 'drop-partition') {
+        const decisions = await dropDeliveredPartitions(this.#options);
         dropped = decisions.filter((d) => d.dropped).length;
         kept = decisions.filter((d) => !d.dropped);
         for (const d of kept) log.info({ partition: d.partition, reason: d.reason }, 'kept an expired outbox partition');
-      } else if (this.#o.strategy === 'batched-delete') {
-        deleted = (await deleteDeliveredBatched({ ...this.#o, pauseMs: 10, maxBatches: 200 })).deleted;
+      } else if (this.#options.strategy === 'batched-delete') {
+        deleted = (await deleteDeliveredBatched({ ...this.#options, pauseMs: 10, maxBatches: 200 })).deleted;
       }
-      const swept = this.#o.inboxRetention ? await sweepInbox(sql, this.#o.inboxRetention, this.#o.batchSize) : 0;
-      this.#o.onRun?.({ dropped, deleted, swept, kept });
+      const swept = this.#options.inboxRetention ? await sweepInbox(sql, this.#options.inboxRetention, this.#options.batchSize) : 0;
+      this.#options.onRun?.({ dropped, deleted, swept, kept });
     } catch (error) {
       log.warn({ err: describeError(error) }, 'cleanup round failed; retrying next round');
     }

@@ -143,7 +143,7 @@ const AMOUNT_KEYS = [Buffer.from('"amountCents"'), Buffer.from('"deltaCents"')];
 
 export class IdempotentConsumer {
   readonly stats: ConsumerStats = { received: 0, applied: 0, duplicates: 0, rejected: 0 };
-  readonly #o: IdempotentConsumerOptions;
+  readonly #options: IdempotentConsumerOptions;
   readonly #log: Logger;
   #consumer: BatchConsumer | undefined;
   #crashed: FailpointCrash | undefined;
@@ -156,7 +156,7 @@ export class IdempotentConsumer {
   #committing: Promise<void> | undefined;
 
   constructor(options: IdempotentConsumerOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#log = options.log.child({ component: 'consumer', group: options.groupId });
     this.#inbox = new InboxWriter(options.sql);
   }
@@ -171,16 +171,16 @@ export class IdempotentConsumer {
   }
 
   async start(): Promise<void> {
-    const consumer = this.#o.source(this.#o.groupId);
+    const consumer = this.#options.source(this.#options.groupId);
     this.#consumer = consumer;
     consumer.onCrash((error, restart) => {
       this.#log.warn({ err: String(error), restart }, 'Kafka consumer crashed');
       if (!restart) this.#onCrash?.();
     });
     await consumer.connect();
-    await consumer.subscribe(this.#o.topics, this.#o.fromBeginning ?? true);
-    await consumer.run({ concurrency: this.#o.concurrency ?? DEFAULT_CONCURRENCY, eachBatch: (payload) => this.#onBatch(payload) });
-    this.#log.info({ topics: this.#o.topics }, 'consumer started');
+    await consumer.subscribe(this.#options.topics, this.#options.fromBeginning ?? true);
+    await consumer.run({ concurrency: this.#options.concurrency ?? DEFAULT_CONCURRENCY, eachBatch: (payload) => this.#onBatch(payload) });
+    this.#log.info({ topics: this.#options.topics }, 'consumer started');
   }
 
   async stop(): Promise<void> {
@@ -197,7 +197,7 @@ export class IdempotentConsumer {
     if (this.#committing || !consumer) return;
     this.#committing = (async () => {
       while (this.#pendingOffsets.size > 0 && this.#consumer === consumer) {
-        const wait = this.#lastCommit + (this.#o.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS) - Date.now();
+        const wait = this.#lastCommit + (this.#options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS) - Date.now();
         if (wait > 0) await sleep(wait);
         try {
           await this.#commitPending(consumer);
@@ -235,7 +235,7 @@ export class IdempotentConsumer {
       // rejected alone, like a message without the outbox headers.
       if (!eventId || !UUID_TEXT.test(eventId) || !aggregateId || !Number.isInteger(version)) {
         this.stats.rejected += 1;
-        this.#o.metrics?.consumerRejected.inc();
+        this.#options.metrics?.consumerRejected.inc();
         this.#log.warn({ topic: batch.topic, partition: batch.partition, offset: message.offset }, 'message without valid outbox headers (id, aggregateVersion, key); skipped');
         continue;
       }
@@ -257,7 +257,7 @@ export class IdempotentConsumer {
       });
     }
 
-    this.#o.onReceive?.(deliveries);
+    this.#options.onReceive?.(deliveries);
     const applied = deliveries.length === 0 ? [] : await this.#applyWithRetry(deliveries, heartbeat);
     const appliedAt = nowMs();
     let duplicates = 0;
@@ -266,15 +266,15 @@ export class IdempotentConsumer {
       delivery.appliedAt = appliedAt;
       delivery.applied = applied[i]!;
       if (!delivery.applied) duplicates += 1;
-      this.#o.onDelivery?.(delivery);
+      this.#options.onDelivery?.(delivery);
     }
     this.stats.received += deliveries.length;
     this.stats.applied += deliveries.length - duplicates;
     this.stats.duplicates += duplicates;
-    this.#o.metrics?.consumerReceived.inc(deliveries.length);
-    this.#o.metrics?.consumerApplied.inc(deliveries.length - duplicates);
+    this.#options.metrics?.consumerReceived.inc(deliveries.length);
+    this.#options.metrics?.consumerApplied.inc(deliveries.length - duplicates);
     if (duplicates > 0) {
-      this.#o.metrics?.consumerDuplicates.inc(duplicates);
+      this.#options.metrics?.consumerDuplicates.inc(duplicates);
       this.#log.debug({ duplicates, partition: batch.partition }, 'inbox discarded duplicate deliveries');
     }
 

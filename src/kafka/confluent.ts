@@ -144,19 +144,19 @@ function producerConfig(o: PublisherOptions): Record<string, unknown> {
 
 class ConfluentNativePublisher implements EventPublisher {
   readonly #kafka: ConfluentModule;
-  readonly #o: PublisherOptions;
+  readonly #options: PublisherOptions;
   #producer: Promise<NativeProducer> | undefined;
   /** Set by a fatal error (an idempotence violation): the producer must be replaced. */
   #fatal: string | undefined;
 
   constructor(kafka: ConfluentModule, options: PublisherOptions) {
     this.#kafka = kafka;
-    this.#o = options;
+    this.#options = options;
   }
 
   #connected(): Promise<NativeProducer> {
     this.#producer ??= new Promise<NativeProducer>((resolve, reject) => {
-      const producer = new this.#kafka.Producer({ ...producerConfig(this.#o), dr_cb: true });
+      const producer = new this.#kafka.Producer({ ...producerConfig(this.#options), dr_cb: true });
       producer.on('delivery-report', (error, report) => {
         const batch = report.opaque;
         if (error) batch.error ??= error.message;
@@ -166,7 +166,7 @@ class ConfluentNativePublisher implements EventPublisher {
       });
       producer.on('event.error', (error) => {
         if (error.isFatal) this.#fatal = error.message;
-        this.#o.log.warn({ err: error.message, fatal: error.isFatal === true }, 'Kafka producer error');
+        this.#options.log.warn({ err: error.message, fatal: error.isFatal === true }, 'Kafka producer error');
       });
       producer.connect({}, (error) => {
         if (error) {
@@ -186,7 +186,7 @@ class ConfluentNativePublisher implements EventPublisher {
     if (events.length === 0) return;
     try {
       if (this.#fatal) await this.#replace();
-      for (const topic of topicsOf(events)) await this.#o.topics.ensure(topic);
+      for (const topic of topicsOf(events)) await this.#options.topics.ensure(topic);
       const producer = await this.#connected();
       await new Promise<void>((resolve, reject) => {
         const batch: Batch = { remaining: events.length, error: undefined, resolve, reject };
@@ -239,11 +239,11 @@ class ConfluentNativePublisher implements EventPublisher {
 
 class ConfluentKafkajsPublisher implements EventPublisher {
   readonly #producer: KafkajsStyleProducer;
-  readonly #o: PublisherOptions;
+  readonly #options: PublisherOptions;
   #connecting: Promise<void> | undefined;
 
   constructor(kafka: ConfluentModule, options: PublisherOptions) {
-    this.#o = options;
+    this.#options = options;
     const { 'bootstrap.servers': _brokers, 'client.id': _id, ...rdkafka } = producerConfig(options);
     this.#producer = new kafka.KafkaJS.Kafka({ kafkaJS: { brokers: [...options.brokers], clientId: options.clientId, logger: confluentLogger(options.log) } }).producer({
       kafkaJS: { idempotent: true, allowAutoTopicCreation: false },
@@ -260,7 +260,7 @@ class ConfluentKafkajsPublisher implements EventPublisher {
       list.push({ key: event.key, value: event.value, headers: { ...event.headers } });
     }
     try {
-      for (const topic of byTopic.keys()) await this.#o.topics.ensure(topic);
+      for (const topic of byTopic.keys()) await this.#options.topics.ensure(topic);
       this.#connecting ??= this.#producer.connect().catch((error: unknown) => {
         this.#connecting = undefined;
         throw error;

@@ -25,24 +25,24 @@ const imulPartitioner = () => ({ partitionMetadata, message }: { partitionMetada
   message.key === null || message.key === undefined ? 0 : partitionOf(message.key, partitionMetadata.length);
 
 export class KafkajsPublisher implements EventPublisher {
-  readonly #o: KafkajsPublisherOptions;
+  readonly #options: KafkajsPublisherOptions;
   #producer: Producer | undefined;
   #connecting: Promise<Producer> | undefined;
 
   constructor(options: KafkajsPublisherOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   async #connected(): Promise<Producer> {
     if (this.#producer) return this.#producer;
     this.#connecting ??= (async () => {
-      const producer = this.#o.kafka.producer({
+      const producer = this.#options.kafka.producer({
         // Idempotence needs acks=-1 and one request in flight to keep order
         // across retries (kafkajs does not reorder only with maxInFlight 1).
         idempotent: true,
         maxInFlightRequests: 1,
         // Pinned: every replica must hash keys the way the Java client does.
-        createPartitioner: this.#o.partitioner === 'imul' ? imulPartitioner : Partitioners.DefaultPartitioner,
+        createPartitioner: this.#options.partitioner === 'imul' ? imulPartitioner : Partitioners.DefaultPartitioner,
         allowAutoTopicCreation: false,
         retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 5_000 },
       });
@@ -67,9 +67,9 @@ export class KafkajsPublisher implements EventPublisher {
       list.push({ key: event.key, value: event.value, headers: event.headers as Message['headers'] });
     }
     try {
-      for (const topic of byTopic.keys()) await this.#o.topics.ensure(topic);
+      for (const topic of byTopic.keys()) await this.#options.topics.ensure(topic);
       const producer = await this.#connected();
-      await producer.sendBatch({ acks: -1, timeout: this.#o.timeoutMs ?? 30_000, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      await producer.sendBatch({ acks: -1, timeout: this.#options.timeoutMs ?? 30_000, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
     } catch (error) {
       throw publishFailed(events.length, error);
     }

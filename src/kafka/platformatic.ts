@@ -38,10 +38,10 @@ const positiveHash = (key: Buffer | string) => murmur2(typeof key === 'string' ?
 
 export class PlatformaticPublisher implements EventPublisher {
   readonly #producer: Producer<Buffer | string, Buffer | string, string, Buffer | string>;
-  readonly #o: PublisherOptions;
+  readonly #options: PublisherOptions;
 
   constructor(options: PublisherOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#producer = new Producer({
       clientId: options.clientId,
       bootstrapBrokers: [...options.brokers],
@@ -57,7 +57,7 @@ export class PlatformaticPublisher implements EventPublisher {
   async publish(events: readonly WireEvent[]): Promise<void> {
     if (events.length === 0) return;
     try {
-      for (const topic of new Set(events.map((e) => e.topic))) await this.#o.topics.ensure(topic);
+      for (const topic of new Set(events.map((e) => e.topic))) await this.#options.topics.ensure(topic);
       await this.#producer.send({
         messages: events.map((e) => ({ topic: e.topic, key: e.key, value: e.value, partition: positiveHash(e.key), headers: e.headers as Record<string, Buffer | string> })),
       });

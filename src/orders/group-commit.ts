@@ -33,14 +33,14 @@ interface Pending {
 }
 
 export class GroupCommitter {
-  readonly #o: GroupCommitOptions;
+  readonly #options: GroupCommitOptions;
   readonly #queue: Pending[] = [];
   #writing = 0;
   /** Statements written and orders in them, for the service's metrics and tests. */
   readonly stats = { statements: 0, orders: 0, retriedOneByOne: 0 };
 
   constructor(options: GroupCommitOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /** Resolves when this order committed; rejects with its own error (INVALID_INPUT before anything is written). */
@@ -54,8 +54,8 @@ export class GroupCommitter {
   }
 
   #drain(): void {
-    while (this.#writing < this.#o.writers && this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#o.maxBatch);
+    while (this.#writing < this.#options.writers && this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, this.#options.maxBatch);
       this.#writing += 1;
       void this.#write(batch).finally(() => {
         this.#writing -= 1;
@@ -68,7 +68,7 @@ export class GroupCommitter {
     this.stats.statements += 1;
     this.stats.orders += batch.length;
     try {
-      const written = await placeOrders(this.#o.sql, batch.map((p) => p.input), this.#o.store);
+      const written = await placeOrders(this.#options.sql, batch.map((p) => p.input), this.#options.store);
       batch.forEach((p, i) => p.resolve(written[i]!));
     } catch (error) {
       if (batch.length === 1 || !isDataError(error)) {
@@ -82,7 +82,7 @@ export class GroupCommitter {
       await Promise.all(
         batch.map(async (p) => {
           try {
-            const [written] = await placeOrders(this.#o.sql, [p.input], this.#o.store);
+            const [written] = await placeOrders(this.#options.sql, [p.input], this.#options.store);
             p.resolve(written!);
           } catch (single) {
             p.reject(single);

@@ -18,6 +18,13 @@
  *    position (and emits heartbeats) so a quiet outbox does not pin WAL.
  *  - A lost or vanished slot stops the relay with the fix; it is never
  *    silently recreated (a new slot starts at the end of WAL and skips).
+ *
+ * Why one file of about 480 lines: the reconnect loop, the publish loop and
+ * the keepalive answers share one confirmed position and one connection
+ * generation, and each rule about when a position may be confirmed is only
+ * right together with the others. What stands alone is apart: decoding
+ * (pgoutput.ts), slots and publications (slot.ts), the commit-order queue
+ * (commit-queue.ts).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
@@ -25,19 +32,18 @@ import { backoffMs, RETRY_BACKOFF } from '../backoff.js';
 import { failpoint, FailpointCrash } from '../chaos/failpoints.js';
 import type { Sql } from '../db.js';
 import { describeError, OutboxBenchError } from '../errors.js';
-import { nowMs, type WireEvent } from '../events.js';
+import { nowMs } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decodeOutboxFrame } from '../outbox-frame.js';
 import { OUTBOX_MESSAGE_PREFIX } from '../queries.js';
+import { CommitQueue, type QueuedTransaction } from './commit-queue.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
 import { PgoutputDecoder, type PgoutputMessage } from './pgoutput.js';
 import type { EventPublisher } from './publisher.js';
 import { prepareSlot, slotConfirmedLsn } from './slot.js';
 import type { StageRecorder } from './stages.js';
 import type { WireEncoder } from './wire.js';
-
-export { prepareSlot, slotLagBytes } from './slot.js';
 
 /** Prefix of the relay's own non-transactional heartbeat messages. */
 export const HEARTBEAT_PREFIX = 'outbox-bench-heartbeat';
@@ -69,19 +75,20 @@ export interface CdcRelayOptions {
   statusIntervalMs?: number;
   /** Create the slot even though this schema's relay had one before (after a loss was dealt with). */
   recreateSlot?: boolean;
+  /** Only outbox rows this row filter holds for reach the slot (sharded CDC; see slot.ts). */
+  rowFilter?: string | undefined;
+  /**
+   * Publish table-less events (logical messages with the outbox prefix).
+   * Every slot receives every logical message, so of several relays sharing
+   * the outbox out, exactly one may (default true).
+   */
+  publishLogicalMessages?: boolean;
+  /** The relay's name in logs and metric labels (default `cdc`). */
+  label?: string;
+  /** The application_name of its sessions. */
+  applicationName?: string;
   /** Benchmarks: where each event's time goes (commit -> relay -> Kafka ack). */
   stages?: StageRecorder | undefined;
-}
-
-interface Transaction {
-  /** The end LSN of the commit record: what may be confirmed once published. */
-  endLsn: Lsn;
-  events: WireEvent[];
-  /** How many of `events` Kafka has acknowledged. */
-  published: number;
-  /** Epoch ms: when it committed (from the WAL), and when its commit reached the relay. */
-  committedAt?: number;
-  receivedAt?: number;
 }
 
 // Rationale: 50K events of ~0.5 KiB is ~25 MiB of heap, a second or two of
@@ -101,9 +108,11 @@ interface StreamHolder {
   _connection?: { stream?: { pause(): void; resume(): void } } | null;
 }
 
+type Defaulted = 'maxBufferedEvents' | 'heartbeatIntervalMs' | 'statusIntervalMs' | 'publishLogicalMessages' | 'label';
+
 export class CdcRelay {
   published = 0;
-  readonly #o: Required<Pick<CdcRelayOptions, 'maxBufferedEvents' | 'heartbeatIntervalMs' | 'statusIntervalMs'>> & CdcRelayOptions;
+  readonly #options: Required<Pick<CdcRelayOptions, Defaulted>> & CdcRelayOptions;
   readonly #log: Logger;
   #stopped = false;
   #loop: Promise<void> | undefined;
@@ -115,22 +124,23 @@ export class CdcRelay {
   // Per connection:
   #service: LogicalReplicationService | undefined;
   #generation = 0;
-  #pending: Transaction[] = [];
-  #current: Transaction | undefined;
-  #buffered = 0;
+  readonly #queue = new CommitQueue();
+  #current: QueuedTransaction | undefined;
   #paused = false;
   #publishing = false;
   #streaming = false;
   #lastStatusAt = 0;
 
   constructor(options: CdcRelayOptions) {
-    this.#o = {
+    this.#options = {
       maxBufferedEvents: DEFAULT_MAX_BUFFERED,
       heartbeatIntervalMs: DEFAULT_HEARTBEAT_MS,
       statusIntervalMs: DEFAULT_STATUS_MS,
+      publishLogicalMessages: true,
+      label: 'cdc',
       ...options,
     };
-    this.#log = options.log.child({ component: 'relay', relay: 'cdc', slot: options.slotName });
+    this.#log = options.log.child({ component: 'relay', relay: this.#options.label, slot: options.slotName });
   }
 
   get crashed(): FailpointCrash | undefined {
@@ -139,7 +149,7 @@ export class CdcRelay {
 
   /** Committed events received and not yet acknowledged by Kafka. */
   get bufferedEvents(): number {
-    return this.#buffered;
+    return this.#queue.buffered;
   }
 
   /** The position last confirmed to PostgreSQL. */
@@ -150,10 +160,11 @@ export class CdcRelay {
   /**
    * Checks wal_level, creates the publication and slot if this is the first
    * start, refuses a lost or vanished slot, then starts streaming. Resolves
-   * once streaming was set up; `done` settles when the relay ends.
+   * once the slot is checked and the stream is being opened (it connects,
+   * and reconnects, on its own); `done` settles when the relay ends.
    */
   async start(): Promise<void> {
-    await prepareSlot(this.#o, this.#log);
+    await prepareSlot(this.#options, this.#log);
     this.#loop = this.#run();
   }
 
@@ -181,8 +192,8 @@ export class CdcRelay {
 
   async #run(): Promise<void> {
     let failures = 0;
-    const heartbeat = setInterval(() => void this.#heartbeat(), this.#o.heartbeatIntervalMs);
-    const status = setInterval(() => this.#sendStatus(false), Math.min(this.#o.statusIntervalMs, 1_000));
+    const heartbeat = setInterval(() => void this.#heartbeat(), this.#options.heartbeatIntervalMs);
+    const status = setInterval(() => this.#sendStatus(false), Math.min(this.#options.statusIntervalMs, 1_000));
     try {
       while (!this.#stopped) {
         const started = Date.now();
@@ -198,11 +209,11 @@ export class CdcRelay {
           // The slot may have been invalidated or dropped while we were connected:
           // that is fatal. The server being unreachable is not: keep retrying.
           try {
-            await prepareSlot({ ...this.#o, recreateSlot: false }, this.#log);
+            await prepareSlot({ ...this.#options, recreateSlot: false }, this.#log);
           } catch (slotError) {
             if (slotError instanceof OutboxBenchError && FATAL_SLOT_ERRORS.has(slotError.code)) throw slotError;
           }
-          this.#o.metrics?.relayErrors.inc({ relay: 'cdc', kind: (error as { code?: string }).code ?? 'replication' });
+          this.#options.metrics?.relayErrors.inc({ relay: this.#options.label, kind: (error as { code?: string }).code ?? 'replication' });
           if (Date.now() - started > 30_000) failures = 0;
           failures += 1;
           const delay = backoffMs(failures);
@@ -234,19 +245,18 @@ export class CdcRelay {
   /** One replication connection, from the slot's confirmed position until it ends. */
   async #stream(): Promise<void> {
     const generation = ++this.#generation;
-    this.#pending = [];
+    this.#queue.clear();
     this.#current = undefined;
-    this.#buffered = 0;
     this.#paused = false;
     // Status updates need a position to report from the first keepalive on:
     // with nothing confirmed yet (Kafka down since start, say) the relay would
     // stay silent and the walsender would time the connection out. The slot's
     // own confirmed position is always safe to repeat.
-    const slotConfirmed = await slotConfirmedLsn(this.#o.sql, this.#o.slotName);
+    const slotConfirmed = await slotConfirmedLsn(this.#options.sql, this.#options.slotName);
     if (slotConfirmed > this.#confirmed) this.#confirmed = slotConfirmed;
     const service = new LogicalReplicationService(
       // A connect that hangs (a dead network) fails after 10 s and is retried.
-      { connectionString: this.#o.databaseUrl, application_name: `outbox-bench-cdc-${this.#o.slotName}`, connectionTimeoutMillis: 10_000 },
+      { connectionString: this.#options.databaseUrl, application_name: this.#options.applicationName ?? `outbox-bench-cdc-${this.#options.slotName}`, connectionTimeoutMillis: 10_000 },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.#service = service;
@@ -267,10 +277,10 @@ export class CdcRelay {
     });
     // The library keeps the connection and its protocol; decoding is ours
     // (pgoutput.ts), with a decoder per connection: relation ids are announced per connection.
-    const plugin = new OutboxPlugin(new PgoutputDecoder(this.#o.schema), { protoVersion: 1, publicationNames: [this.#o.publicationName], messages: true });
+    const plugin = new OutboxPlugin(new PgoutputDecoder(this.#options.schema), { protoVersion: 1, publicationNames: [this.#options.publicationName], messages: true });
     try {
       // 0/0 = "from the slot's confirmed position", never from the library's memory.
-      await service.subscribe(plugin, this.#o.slotName, '0/00000000');
+      await service.subscribe(plugin, this.#options.slotName, '0/00000000');
       if (streamError) throw streamError;
       if (!this.#stopped) throw new OutboxBenchError('DATABASE', 'the replication stream ended', { retriable: true });
     } finally {
@@ -287,7 +297,7 @@ export class CdcRelay {
         this.#current = { endLsn: ZERO_LSN, events: [], published: 0 };
         return;
       case 'insert':
-        this.#current?.events.push(this.#o.wire.fromColumns(message.row));
+        this.#current?.events.push(this.#options.wire.fromColumns(message.row));
         return;
       case 'message':
         this.#onLogicalMessage(lsn, message);
@@ -297,7 +307,7 @@ export class CdcRelay {
         this.#current = undefined;
         if (!transaction) return;
         transaction.endLsn = message.endLsn;
-        if (this.#o.stages) {
+        if (this.#options.stages) {
           transaction.committedAt = message.committedAt;
           transaction.receivedAt = nowMs();
         }
@@ -311,7 +321,10 @@ export class CdcRelay {
 
   #onLogicalMessage(lsn: string, message: Extract<PgoutputMessage, { tag: 'message' }>): void {
     if (message.prefix === OUTBOX_MESSAGE_PREFIX) {
-      const event = this.#o.wire.fromColumns(decodeOutboxFrame(message.content));
+      // Another relay of the shared-out outbox publishes these; this one only
+      // lets them pass, so its slot still advances past them.
+      if (!this.#options.publishLogicalMessages) return;
+      const event = this.#options.wire.fromColumns(decodeOutboxFrame(message.content));
       if (message.transactional && this.#current) this.#current.events.push(event);
       else this.#enqueue({ endLsn: message.lsn || parseLsn(lsn), events: [event], published: 0 });
       return;
@@ -323,18 +336,17 @@ export class CdcRelay {
     }
   }
 
-  #enqueue(transaction: Transaction): void {
-    this.#pending.push(transaction);
-    this.#buffered += transaction.events.length;
-    if (!this.#paused && this.#buffered > this.#o.maxBufferedEvents) {
+  #enqueue(transaction: QueuedTransaction): void {
+    this.#queue.push(transaction);
+    if (!this.#paused && this.#queue.buffered > this.#options.maxBufferedEvents) {
       this.#paused = true;
-      this.#stream_()?.pause();
-      this.#log.debug({ buffered: this.#buffered }, 'Kafka is behind; pausing the WAL stream');
+      this.#socket()?.pause();
+      this.#log.debug({ buffered: this.#queue.buffered }, 'Kafka is behind; pausing the WAL stream');
     }
     void this.#publishLoop();
   }
 
-  #stream_(): { pause(): void; resume(): void } | undefined {
+  #socket(): { pause(): void; resume(): void } | undefined {
     // pg-logical-replication does not expose its socket; without pausing it
     // the relay would buffer without bound whenever Kafka is slower than WAL.
     return (this.#service as unknown as StreamHolder | undefined)?._connection?.stream ?? undefined;
@@ -347,18 +359,18 @@ export class CdcRelay {
     const generation = this.#generation;
     let failures = 0;
     try {
-      while (!this.#stopped && generation === this.#generation && this.#pending.length > 0) {
+      while (!this.#stopped && generation === this.#generation && !this.#queue.isEmpty) {
         this.#confirmFinishedHead();
-        const batch = this.#nextBatch();
+        const batch = this.#queue.nextBatch(this.#options.batchSize);
         if (batch.length === 0) continue;
         try {
           const started = performance.now();
-          await this.#o.publisher.publish(batch);
-          this.#o.metrics?.relayPublishSeconds.observe({ relay: 'cdc' }, (performance.now() - started) / 1_000);
+          await this.#options.publisher.publish(batch);
+          this.#options.metrics?.relayPublishSeconds.observe({ relay: this.#options.label }, (performance.now() - started) / 1_000);
           failures = 0;
         } catch (error) {
           failures += 1;
-          this.#o.metrics?.relayErrors.inc({ relay: 'cdc', kind: (error as { code?: string }).code ?? 'publish' });
+          this.#options.metrics?.relayErrors.inc({ relay: this.#options.label, kind: (error as { code?: string }).code ?? 'publish' });
           const delay = backoffMs(failures, { ...RETRY_BACKOFF, jitter: false });
           this.#log.warn({ err: describeError(error), retryInMs: delay, confirmed: this.confirmedLsn }, 'publish failed; nothing confirmed past it, retrying');
           await this.#sleep(delay);
@@ -375,10 +387,10 @@ export class CdcRelay {
           }
           throw error;
         }
-        this.#markPublished(batch.length);
+        this.#acknowledged(batch.length);
         this.published += batch.length;
-        this.#o.metrics?.relayPublished.inc({ relay: 'cdc' }, batch.length);
-        this.#o.metrics?.relayPasses.inc({ relay: 'cdc' });
+        this.#options.metrics?.relayPublished.inc({ relay: this.#options.label }, batch.length);
+        this.#options.metrics?.relayPasses.inc({ relay: this.#options.label });
         this.#confirmFinishedHead();
       }
       this.#confirmFinishedHead();
@@ -386,50 +398,28 @@ export class CdcRelay {
       this.#publishing = false;
       // A reconnect while this loop awaited Kafka: the new connection's
       // transactions found the flag set and did not start a loop of their own.
-      if (generation !== this.#generation && !this.#stopped && this.#pending.length > 0) void this.#publishLoop();
+      if (generation !== this.#generation && !this.#stopped && !this.#queue.isEmpty) void this.#publishLoop();
     }
   }
 
-  #nextBatch(): WireEvent[] {
-    const batch: WireEvent[] = [];
-    for (const transaction of this.#pending) {
-      for (let i = transaction.published; i < transaction.events.length && batch.length < this.#o.batchSize; i++) {
-        batch.push(transaction.events[i]!);
-      }
-      if (batch.length >= this.#o.batchSize) break;
-    }
-    return batch;
-  }
-
-  #markPublished(count: number): void {
-    let left = count;
-    for (const transaction of this.#pending) {
-      const take = Math.min(left, transaction.events.length - transaction.published);
-      transaction.published += take;
-      left -= take;
-      if (left === 0) break;
-    }
-    this.#buffered -= count;
-    if (this.#paused && this.#buffered <= this.#o.maxBufferedEvents / 2) {
+  #acknowledged(count: number): void {
+    this.#queue.acknowledge(count);
+    if (this.#paused && this.#queue.buffered <= this.#options.maxBufferedEvents / 2) {
       this.#paused = false;
-      this.#stream_()?.resume();
+      this.#socket()?.resume();
     }
   }
 
   /** Drops fully published transactions from the head and confirms the last one's end LSN. */
   #confirmFinishedHead(): void {
-    let advanced = false;
-    while (this.#pending.length > 0) {
-      const head = this.#pending[0]!;
-      if (head.published < head.events.length) break;
-      this.#pending.shift();
-      if (head.committedAt !== undefined && head.events.length > 0) this.#o.stages?.record(head.committedAt, head.receivedAt!, nowMs(), head.events.length);
-      if (head.endLsn > this.#confirmed) {
-        this.#confirmed = head.endLsn;
-        advanced = true;
-      }
+    const stages = this.#options.stages;
+    const confirmable = this.#queue.takeFinished(
+      stages && ((done) => done.committedAt !== undefined && done.events.length > 0 && stages.record(done.committedAt, done.receivedAt!, nowMs(), done.events.length)),
+    );
+    if (confirmable !== undefined && confirmable > this.#confirmed) {
+      this.#confirmed = confirmable;
+      this.#sendStatus(true);
     }
-    if (advanced) this.#sendStatus(true);
   }
 
   #onKeepalive(serverLsn: Lsn, shouldRespond: boolean): void {
@@ -439,7 +429,7 @@ export class CdcRelay {
     // reading; that is fine, because a replay skips only transactions whose
     // COMMIT record starts before the confirmed position, and a transaction's
     // changes are sent before any keepalive that reports its commit as read.
-    const idle = this.#pending.length === 0 && this.#current === undefined && !this.#publishing;
+    const idle = this.#queue.isEmpty && this.#current === undefined && !this.#publishing;
     if (idle && serverLsn > this.#confirmed) {
       this.#confirmed = serverLsn;
       this.#sendStatus(true);
@@ -450,22 +440,25 @@ export class CdcRelay {
 
   #sendStatus(force: boolean): void {
     const service = this.#service;
-    if (!service || this.#confirmed === ZERO_LSN) return;
-    if (!force && Date.now() - this.#lastStatusAt < this.#o.statusIntervalMs) return;
+    if (!service) return;
+    if (!force && Date.now() - this.#lastStatusAt < this.#options.statusIntervalMs) return;
     this.#lastStatusAt = Date.now();
     // acknowledge(x) reports x + 1 as written/flushed/applied; we mean exactly
-    // #confirmed (a commit's end LSN already points past its record).
-    void service.acknowledge(formatLsn(this.#confirmed - 1n)).catch(() => {});
-    if (Date.now() - this.#lastRecorded > 10_000) {
+    // #confirmed (a commit's end LSN already points past its record). With
+    // nothing confirmed yet the reply still goes out, or the walsender would
+    // time the connection out: it reports 0/1, below any slot's position, and
+    // PostgreSQL never moves a slot back.
+    void service.acknowledge(this.#confirmed === ZERO_LSN ? '0/0' : formatLsn(this.#confirmed - 1n)).catch(() => {});
+    if (this.#confirmed !== ZERO_LSN && Date.now() - this.#lastRecorded > 10_000) {
       this.#lastRecorded = Date.now();
-      void this.#o.sql`UPDATE relay_cdc_slots SET confirmed_lsn = ${formatLsn(this.#confirmed)}::pg_lsn, confirmed_at = now() WHERE slot_name = ${this.#o.slotName}`.catch(() => {});
+      void this.#options.sql`UPDATE relay_cdc_slots SET confirmed_lsn = ${formatLsn(this.#confirmed)}::pg_lsn, confirmed_at = now() WHERE slot_name = ${this.#options.slotName}`.catch(() => {});
     }
   }
 
   async #heartbeat(): Promise<void> {
     if (this.#stopped) return;
     try {
-      await this.#o.sql`SELECT pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, '')`;
+      await this.#options.sql`SELECT pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, '')`;
     } catch (error) {
       this.#log.debug({ err: describeError(error) }, 'heartbeat failed');
     }

@@ -10,7 +10,8 @@
  */
 import type { TransactionSql } from '../db.js';
 import { selectOldestUnpublished, tryPollerLock } from '../queries.js';
-import { TableRelay, type ClaimStrategy, type TableRelayOptions } from './table-relay.js';
+import type { RelayModeBehaviour } from './modes.js';
+import { startTableRelay, tableMode, TableRelay, type ClaimStrategy, type TableRelayOptions } from './table-relay.js';
 
 export const pollingStrategy: ClaimStrategy = Object.freeze({
   name: 'polling',
@@ -25,3 +26,5 @@ export type PollingRelayOptions = Omit<TableRelayOptions, 'strategy'>;
 export function createPollingRelay(options: PollingRelayOptions): TableRelay {
   return new TableRelay({ ...options, strategy: pollingStrategy });
 }
+
+export const pollingMode: RelayModeBehaviour = tableMode((runtime, options) => startTableRelay(runtime, options, pollingStrategy, { leased: false }));

@@ -1,20 +1,22 @@
 /**
- * Runs relay replicas as separate processes (each with its own connections
- * and Kafka producer) and keeps them running: a replica that dies is started
- * again after a pause, as an orchestrator would. Stopping sends SIGTERM, so
- * each replica finishes its pass before it exits.
+ * Runs the processes of a relay mode that has several (SKIP LOCKED replicas,
+ * CDC shards), each with its own connections and Kafka producer, and keeps
+ * them running: one that dies is started again after a pause, as an
+ * orchestrator would. Stopping sends SIGTERM, so each finishes its pass
+ * before it exits.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backoffMs, type Backoff } from '../backoff.js';
-import { toFlags, type Config } from '../config.js';
+import { settingsEnv, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Sql } from '../db.js';
 import { describeError } from '../errors.js';
 import { isReadyMessage } from '../readiness.js';
 import { recordSessionEnd } from './evidence.js';
+import { relayModeInfo, relayProcesses, RELAY_PROCESS_SETTINGS } from './modes.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli.js');
 
@@ -28,33 +30,12 @@ export interface ReplicaSupervisorOptions {
   sql?: Sql | undefined;
 }
 
-/** The settings a replica's relay reads (servers come through the environment). */
-const REPLICA_KEYS: readonly (keyof Config)[] = [
-  'relayMode',
-  'replicas',
-  'buckets',
-  'batchSize',
-  'publishers',
-  'pollIntervalMs',
-  'leaseMs',
-  'schema',
-  'partitionWidth',
-  'partitionsAhead',
-  'topicPrefix',
-  'topicPartitions',
-  'kafkaClient',
-  'kafkaHeaders',
-  'forwardHeaders',
-  'stagesFile',
-  'logLevel',
-];
-
 // Rationale: restart quickly after a crash, but back off so a replica that
 // dies at start-up (bad config, database down) does not spin.
 const RESTART_BACKOFF: Backoff = Object.freeze({ minMs: 500, maxMs: 10_000, jitter: false });
 
 export class ReplicaSupervisor {
-  readonly #o: ReplicaSupervisorOptions;
+  readonly #options: ReplicaSupervisorOptions;
   readonly #log: Logger;
   readonly #children = new Map<number, ChildProcess>();
   readonly #restarts = new Map<number, number>();
@@ -64,8 +45,8 @@ export class ReplicaSupervisor {
   #stopping = false;
 
   constructor(options: ReplicaSupervisorOptions) {
-    this.#o = options;
-    this.#log = options.log.child({ component: 'replicas', mode: options.config.relayMode });
+    this.#options = options;
+    this.#log = options.log.child({ component: `${relayModeInfo(options.config.relayMode).processNoun}s`, mode: options.config.relayMode });
   }
 
   /** Pids of the running replicas, by replica index. */
@@ -74,44 +55,44 @@ export class ReplicaSupervisor {
   }
 
   start(): void {
-    for (let index = 0; index < this.#o.config.replicas; index++) this.#spawn(index);
+    for (let index = 0; index < relayProcesses(this.#options.config); index++) this.#spawn(index);
   }
 
   /** Resolves once every replica has reported ready (restarts are not waited for again). */
   ready(): Promise<void> {
-    if (this.#ready.size >= this.#o.config.replicas) return Promise.resolve();
+    if (this.#ready.size >= relayProcesses(this.#options.config)) return Promise.resolve();
     return new Promise((resolve) => {
       this.#onReady = resolve;
     });
   }
 
   #spawn(index: number): void {
-    const { config } = this.#o;
-    // Every setting a replica's relay reads, as the user gave it; the replica's own place among them.
-    const args = [
-      'relay',
-      ...toFlags(config, REPLICA_KEYS),
-      '--replica-index', String(index),
-      ...(this.#o.evidenceDir ? ['--evidence', this.#o.evidenceDir] : []),
-      // Each replica serves its own counters next to the supervisor's port.
-      ...(config.metricsPort ? ['--metrics-port', String(config.metricsPort + 1 + index)] : []),
-    ];
+    const { config } = this.#options;
+    // The process's own place among the others; everything else it reads comes through its environment.
+    const args = ['relay', '--replica-index', String(index), ...(this.#options.evidenceDir ? ['--evidence', this.#options.evidenceDir] : [])];
+    const settings: Partial<Config> = Object.fromEntries(RELAY_PROCESS_SETTINGS.map((key) => [key, config[key]]));
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      DATABASE_URL: this.#o.databaseUrl,
-      KAFKA_BROKERS: this.#o.kafkaBrokers.join(','),
+      ...settingsEnv({
+        ...settings,
+        // The servers this process runs against (embedded ones have no setting of their own).
+        databaseUrl: this.#options.databaseUrl,
+        kafkaBrokers: this.#options.kafkaBrokers,
+        // Each process serves its own counters next to the supervisor's port.
+        metricsPort: config.metricsPort === undefined ? undefined : config.metricsPort + 1 + index,
+      }),
     };
     const child = fork(CLI, args, { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.#children.set(index, child);
     child.on('message', (message) => {
       if (!isReadyMessage(message) || this.#ready.has(index)) return;
       this.#ready.add(index);
-      if (this.#ready.size >= this.#o.config.replicas) this.#onReady?.();
+      if (this.#ready.size >= relayProcesses(this.#options.config)) this.#onReady?.();
     });
     child.once('exit', (code, signal) => {
       this.#children.delete(index);
       // A replica that died mid-pass held its claims until its session ended: record when.
-      const { evidenceDir, sql } = this.#o;
+      const { evidenceDir, sql } = this.#options;
       if (evidenceDir && sql && !this.#stopping) {
         void recordSessionEnd(sql, evidenceDir, index).catch((error: unknown) => this.#log.warn({ err: describeError(error), replica: index }, 'could not record the session end'));
       }
@@ -119,7 +100,7 @@ export class ReplicaSupervisor {
       const restarts = (this.#restarts.get(index) ?? 0) + 1;
       this.#restarts.set(index, restarts);
       const delay = backoffMs(restarts, RESTART_BACKOFF);
-      this.#log.warn({ replica: index, code, signal, restartInMs: delay }, 'relay replica exited; restarting it');
+      this.#log.warn({ replica: index, code, signal, restartInMs: delay }, 'relay process exited; restarting it');
       setTimeout(() => {
         if (!this.#stopping) this.#spawn(index);
       }, delay).unref();

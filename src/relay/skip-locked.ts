@@ -23,7 +23,8 @@ import type { TransactionSql } from '../db.js';
 import { OutboxBenchError } from '../errors.js';
 import { claimBuckets, seedBuckets, selectOldestUnpublished, selectUnpublishedInBuckets } from '../queries.js';
 import type { Sql } from '../db.js';
-import type { ClaimStrategy } from './table-relay.js';
+import type { RelayModeBehaviour } from './modes.js';
+import { startTableRelay, tableMode, type ClaimStrategy } from './table-relay.js';
 
 export interface BucketedOptions {
   /** Buckets in total; the same on every replica. */
@@ -71,3 +72,14 @@ export async function prepareBuckets(sql: Sql, buckets: number): Promise<void> {
     );
   }
 }
+
+export const skipLockedMode: RelayModeBehaviour = tableMode(
+  (runtime, options) => {
+    const { buckets, replicas } = runtime.config;
+    const strategy = bucketedStrategy({ buckets, replicas, replicaIndex: options.index });
+    return startTableRelay(runtime, options, strategy, { leased: true, prepare: (sql) => prepareBuckets(sql, buckets) });
+  },
+  (sql, settings) => prepareBuckets(sql, settings.buckets),
+);
+
+export const naiveSkipLockedMode: RelayModeBehaviour = tableMode((runtime, options) => startTableRelay(runtime, options, naiveSkipLockedStrategy, { leased: true }));

@@ -1,7 +1,8 @@
 /**
- * The CDC relay's replication slot and publication: created on first start,
- * checked on every start, and refused (never silently recreated) when lost
- * or gone, because a new slot starts at the end of the WAL and skips events.
+ * All SQL about replication slots and publications: the CDC relays' slot and
+ * publication are created on first start, checked on every start, and
+ * refused (never silently recreated) when lost or gone, because a new slot
+ * starts at the end of the WAL and skips events.
  */
 import type { Sql } from '../db.js';
 import { OutboxBenchError } from '../errors.js';
@@ -15,6 +16,12 @@ export interface SlotOptions {
   publicationName: string;
   /** Create the slot even though this schema's relay had one before (after a loss was dealt with). */
   recreateSlot?: boolean | undefined;
+  /**
+   * A row filter on the outbox (PostgreSQL 15+): only rows it holds true for
+   * reach this publication, so several slots can share the outbox out. Built
+   * from columns and built-in immutable functions only (PostgreSQL's rule).
+   */
+  rowFilter?: string | undefined;
 }
 
 interface SlotRow {
@@ -41,19 +48,7 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<vo
     );
   }
 
-  const [publication] = await sql<{ viaRoot: boolean }[]>`SELECT pubviaroot AS via_root FROM pg_publication WHERE pubname = ${publicationName}`;
-  if (!publication) {
-    await sql.unsafe(`CREATE PUBLICATION ${publicationName} FOR TABLE ${schema}.outbox WITH (publish = 'insert', publish_via_partition_root = true)`);
-    log.info({ publication: publicationName }, 'created the publication');
-  } else {
-    if (!publication.viaRoot) {
-      // Without it, rows arrive under each partition's name and new partitions are missed.
-      await sql.unsafe(`ALTER PUBLICATION ${publicationName} SET (publish_via_partition_root = true)`);
-    }
-    // A publication outlives a dropped and recreated outbox table, without it.
-    const [member] = await sql`SELECT 1 FROM pg_publication_tables WHERE pubname = ${publicationName} AND schemaname = ${schema} AND tablename = 'outbox'`;
-    if (!member) await sql.unsafe(`ALTER PUBLICATION ${publicationName} ADD TABLE ${schema}.outbox`);
-  }
+  await ensurePublication(sql, { schema, publicationName, rowFilter: options.rowFilter }, log);
 
   const columns = await sql<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pg_catalog' AND table_name = 'pg_replication_slots'`;
   const hasReason = columns.some((c) => c.name === 'invalidation_reason');
@@ -103,6 +98,50 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<vo
   log.info({ slot: slotName, lsn: created?.lsn }, 'created the replication slot');
 }
 
+/**
+ * Creates the publication of the outbox, or checks the one there: rows arrive
+ * under the parent table (publish_via_partition_root, or new partitions would
+ * be missed), and a row filter must be the one asked for, because a filter
+ * that changed under a running slot would silently move rows between slots.
+ */
+async function ensurePublication(sql: Sql, options: { schema: string; publicationName: string; rowFilter: string | undefined }, log: Logger): Promise<void> {
+  const { schema, publicationName, rowFilter } = options;
+  const table = `${schema}.outbox`;
+  const [publication] = await sql<{ viaRoot: boolean }[]>`SELECT pubviaroot AS via_root FROM pg_publication WHERE pubname = ${publicationName}`;
+  if (!publication) {
+    await sql.unsafe(`CREATE PUBLICATION ${publicationName} FOR TABLE ${table}${rowFilter ? ` WHERE (${rowFilter})` : ''} WITH (publish = 'insert', publish_via_partition_root = true)`);
+    log.info({ publication: publicationName, rowFilter }, 'created the publication');
+    return;
+  }
+  if (!publication.viaRoot) await sql.unsafe(`ALTER PUBLICATION ${publicationName} SET (publish_via_partition_root = true)`);
+  // A publication outlives a dropped and recreated outbox table, without it.
+  const [member] = await sql<{ rowFilter: string | null }[]>`
+    SELECT rowfilter AS row_filter FROM pg_publication_tables WHERE pubname = ${publicationName} AND schemaname = ${schema} AND tablename = 'outbox'`;
+  if (!member) {
+    await sql.unsafe(`ALTER PUBLICATION ${publicationName} ADD TABLE ${table}${rowFilter ? ` WHERE (${rowFilter})` : ''}`);
+    return;
+  }
+  if (filterKey(member.rowFilter) !== filterKey(rowFilter)) {
+    throw new OutboxBenchError(
+      'CONFIG_INVALID',
+      `publication "${publicationName}" filters the outbox with ${member.rowFilter ?? 'no row filter'}, this relay needs ${rowFilter ?? 'none'}: ` +
+        'the shard count (or the relay mode) changed under existing slots, and resharding is not supported. ' +
+        'Fix: stop the relays once they have caught up, drop their slots and publications, and start them with the new setting; ' +
+        'events written while no slot exists reach no slot and must be re-published from the outbox table.',
+      { details: { publicationName } },
+    );
+  }
+}
+
+/**
+ * A row filter with white space and parentheses removed: PostgreSQL prints a
+ * stored filter fully parenthesised, and the filters compared here are the
+ * relays' own, which differ only in their numbers when they differ at all.
+ */
+function filterKey(filter: string | null | undefined): string | null {
+  return filter ? filter.replace(/[\s()]/g, '') : null;
+}
+
 /** The slot's confirmed position (0/0 if it has none or does not exist). */
 export async function slotConfirmedLsn(sql: Sql, slotName: string): Promise<Lsn> {
   const [row] = await sql<{ lsn: string | null }[]>`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slotName}`;
@@ -127,5 +166,19 @@ export async function dropIdleSlots(sql: Sql, match: { name: string } | { prefix
     'name' in match
       ? await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${match.name} AND NOT active`
       : await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE starts_with(slot_name, ${match.prefix}) AND NOT active`;
+  return rows.length;
+}
+
+/**
+ * Drops the publications named `name`, or every one whose name starts with
+ * `prefix` (benchmarks and tests clean up after themselves with it).
+ */
+export async function dropPublications(sql: Sql, match: { name: string } | { prefix: string }): Promise<number> {
+  const rows =
+    'name' in match
+      ? await sql<{ name: string }[]>`SELECT pubname AS name FROM pg_publication WHERE pubname = ${match.name}`
+      : await sql<{ name: string }[]>`SELECT pubname AS name FROM pg_publication WHERE starts_with(pubname, ${match.prefix})`;
+  // Names come from the catalog, and were plain identifiers when created.
+  for (const row of rows) await sql.unsafe(`DROP PUBLICATION IF EXISTS "${row.name.replaceAll('"', '""')}"`);
   return rows.length;
 }

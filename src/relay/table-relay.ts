@@ -17,8 +17,10 @@ import { describeError } from '../errors.js';
 import type { OutboxRow } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { markPublished } from '../queries.js';
-import { serverClock, type PassEvidence } from './evidence.js';
+import { markPublished, outboxBacklog } from '../queries.js';
+import type { Runtime } from '../runtime.js';
+import { evidencePath, serverClock, type PassEvidence } from './evidence.js';
+import { relayApplicationName, type LagReading, type RelayHandle, type RelayModeBehaviour, type StartRelayOptions } from './modes.js';
 import type { EventPublisher } from './publisher.js';
 import type { StageRecorder } from './stages.js';
 import type { WireEncoder } from './wire.js';
@@ -68,7 +70,7 @@ export interface PassResult {
 
 export class TableRelay {
   readonly replicaId: string;
-  readonly #o: TableRelayOptions;
+  readonly #options: TableRelayOptions;
   readonly #log: Logger;
   #evidence: WriteStream | undefined;
   #pass = 0;
@@ -78,7 +80,7 @@ export class TableRelay {
   published = 0;
 
   constructor(options: TableRelayOptions) {
-    this.#o = options;
+    this.#options = options;
     this.replicaId = options.replicaId ?? `${options.strategy.name}-${process.pid}`;
     this.#log = options.log.child({ component: 'relay', relay: options.strategy.name, replica: this.replicaId });
     if (options.evidenceFile) this.#evidence = createWriteStream(options.evidenceFile, { flags: 'a' });
@@ -95,7 +97,7 @@ export class TableRelay {
 
   start(): void {
     if (this.#loop) return;
-    this.#log.info({ batchSize: this.#o.batchSize, intervalMs: this.#o.intervalMs }, 'relay started');
+    this.#log.info({ batchSize: this.#options.batchSize, intervalMs: this.#options.intervalMs }, 'relay started');
     this.#loop = this.#run();
   }
 
@@ -125,19 +127,19 @@ export class TableRelay {
         }
         failures += 1;
         const delay = backoffMs(failures);
-        this.#o.metrics?.relayErrors.inc({ relay: this.#o.strategy.name, kind: (error as { code?: string }).code ?? 'unknown' });
+        this.#options.metrics?.relayErrors.inc({ relay: this.#options.strategy.name, kind: (error as { code?: string }).code ?? 'unknown' });
         this.#log.warn({ err: describeError(error), retryInMs: Math.round(delay), failures }, 'relay pass failed; nothing was marked, retrying');
         await sleep(delay, undefined, { signal }).catch(() => {});
         continue;
       }
-      if (!result.full) await sleep(this.#o.intervalMs, undefined, { signal }).catch(() => {});
+      if (!result.full) await sleep(this.#options.intervalMs, undefined, { signal }).catch(() => {});
     }
     this.#log.info({ published: this.published }, 'relay stopped');
   }
 
   /** One claim-publish-mark transaction. Exposed for tests and benchmarks. */
   async runPass(): Promise<PassResult> {
-    const { sql, strategy, publisher, batchSize, metrics } = this.#o;
+    const { sql, strategy, publisher, batchSize, metrics } = this.#options;
     const pass = ++this.#pass;
     const evidence = this.#evidence !== undefined;
     let claimed: Claim | undefined;
@@ -156,18 +158,18 @@ export class TableRelay {
             pass,
             claimedAt: clock.at,
             backendPid: clock.backendPid,
-            ...(this.#o.leaseMs !== undefined ? { leaseMs: this.#o.leaseMs } : {}),
+            ...(this.#options.leaseMs !== undefined ? { leaseMs: this.#options.leaseMs } : {}),
             eventIds: claimed.rows.map((r) => r.eventId),
             ...(claimed.buckets ? { buckets: claimed.buckets } : {}),
           });
         }
         const claimedAt = Date.now();
         const started = performance.now();
-        await publisher.publish(claimed.rows.map((row) => this.#o.wire.fromEvent(row)));
+        await publisher.publish(claimed.rows.map((row) => this.#options.wire.fromEvent(row)));
         metrics?.relayPublishSeconds.observe({ relay: strategy.name }, (performance.now() - started) / 1_000);
-        if (this.#o.stages) {
+        if (this.#options.stages) {
           const ackedAt = Date.now();
-          for (const row of claimed.rows) this.#o.stages.record(row.createdAt.getTime(), claimedAt, ackedAt);
+          for (const row of claimed.rows) this.#options.stages.record(row.createdAt.getTime(), claimedAt, ackedAt);
         }
         failpoint('relay.after-publish-before-mark');
         await markPublished(tx, claimed.rows);
@@ -180,7 +182,7 @@ export class TableRelay {
         this.published += published.length;
         metrics?.relayPublished.inc({ relay: strategy.name }, published.length);
         metrics?.relayPasses.inc({ relay: strategy.name });
-        this.#o.onPass?.(published);
+        this.#options.onPass?.(published);
       }
       return { published: published.length, full: published.length >= batchSize };
     } catch (error) {
@@ -195,3 +197,58 @@ export class TableRelay {
     this.#evidence?.write(`${JSON.stringify(line)}\n`);
   }
 }
+
+/**
+ * Starts process `options.index` of a table-relay mode with its claim
+ * strategy: the part of starting that polling and the SKIP LOCKED modes share.
+ * `leased` runs the relay's sessions with the lease (--lease-ms): a process
+ * stalled inside its pass is cut off by the server and its marks never commit.
+ * `prepare` runs on the relay's pool before the first pass.
+ */
+export async function startTableRelay(
+  runtime: Runtime,
+  options: StartRelayOptions,
+  strategy: ClaimStrategy,
+  how: { leased: boolean; prepare?: (sql: Sql) => Promise<void> },
+): Promise<RelayHandle> {
+  const { config, log } = runtime;
+  const { leased } = how;
+  const sql = runtime.sql({
+    max: 2,
+    applicationName: relayApplicationName(config.relayMode, options.index),
+    ...(leased ? { idleInTransactionTimeoutMs: config.leaseMs } : {}),
+  });
+  await how.prepare?.(sql);
+  const relay = new TableRelay({
+    sql,
+    replicaId: `${config.relayMode}-${options.index}`,
+    publisher: await runtime.publisher(`outbox-bench-relay-${options.index}`),
+    wire: runtime.wire(),
+    strategy,
+    log,
+    batchSize: config.batchSize,
+    intervalMs: config.pollIntervalMs,
+    ...(leased ? { leaseMs: config.leaseMs } : {}),
+    metrics: options.metrics,
+    evidenceFile: options.evidenceFile ? evidencePath(options.evidenceFile, options.index) : undefined,
+    stages: options.stages,
+  });
+  relay.start();
+  return { stop: () => relay.stop(), done: new Promise(() => {}) };
+}
+
+/** The table relays' lag: committed rows not yet published, and how old the oldest is. */
+export async function tableRelayLag(sql: Sql): Promise<LagReading> {
+  const backlog = await outboxBacklog(sql);
+  return { events: backlog.unpublished, bytes: null, oldestSeconds: backlog.oldestCreatedAt ? Math.max(0, (Date.now() - backlog.oldestCreatedAt.getTime()) / 1_000) : 0 };
+}
+
+/**
+ * A table-relay mode: it reads the outbox table, so it has no slots to
+ * release and its lag is the unpublished rows; `provision` is what it needs
+ * before the first write besides the schema (bucket rows), if anything.
+ */
+export function tableMode(start: RelayModeBehaviour['start'], provision: RelayModeBehaviour['provision'] = async () => {}): RelayModeBehaviour {
+  return Object.freeze({ start, provision, release: async () => {}, lag: tableRelayLag, slots: () => [] });
+}
+

@@ -31,48 +31,48 @@ export type TextEvent = Omit<OutboxEventInput, 'headers'> & { readonly headers?:
 const IDENTITY: ReadonlySet<string> = new Set(Object.values(HEADERS).filter((name) => name !== HEADERS.intendedAt));
 
 export class WireEncoder {
-  readonly #o: WireOptions;
+  readonly #options: WireOptions;
   /** Topic by aggregate type: the relays see a handful of types, millions of times. */
   readonly #topics = new Map<string, string>();
 
   constructor(options: WireOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   #topic(aggregateType: string): string {
     let topic = this.#topics.get(aggregateType);
-    if (topic === undefined) this.#topics.set(aggregateType, (topic = this.#o.route(aggregateType)));
+    if (topic === undefined) this.#topics.set(aggregateType, (topic = this.#options.route(aggregateType)));
     return topic;
   }
 
   /** An event as text: a row the table relays claimed (postgres.js hands over text), or one being written. */
   fromEvent(row: TextEvent): WireEvent {
     const headers: Headers = { [HEADERS.eventId]: row.eventId, [HEADERS.aggregateVersion]: String(row.aggregateVersion) };
-    if (this.#o.headers === 'all') {
+    if (this.#options.headers === 'all') {
       headers[HEADERS.eventType] = row.eventType;
       headers[HEADERS.aggregateType] = row.aggregateType;
     }
-    if (this.#o.headers === 'all' || this.#o.forward.length > 0) this.#addStored(headers, row.headers);
+    if (this.#options.headers === 'all' || this.#options.forward.length > 0) this.#addStored(headers, row.headers);
     return { topic: this.#topic(row.aggregateType), key: row.aggregateId, value: row.payload, headers };
   }
 
   /** An event the CDC relay decoded: views into the WAL message, forwarded as bytes. */
   fromColumns(columns: OutboxColumns): WireEvent {
     const headers: Headers = { [HEADERS.eventId]: columns.eventId, [HEADERS.aggregateVersion]: columns.aggregateVersion };
-    if (this.#o.headers === 'all') {
+    if (this.#options.headers === 'all') {
       headers[HEADERS.eventType] = columns.eventType;
       headers[HEADERS.aggregateType] = columns.aggregateType;
     }
-    if ((this.#o.headers === 'all' || this.#o.forward.length > 0) && columns.headers.length > 2) this.#addStored(headers, JSON.parse(columns.headers.toString('utf8')));
+    if ((this.#options.headers === 'all' || this.#options.forward.length > 0) && columns.headers.length > 2) this.#addStored(headers, JSON.parse(columns.headers.toString('utf8')));
     return { topic: this.#topic(columns.aggregateType.toString('latin1')), key: columns.aggregateId, value: columns.payload, headers };
   }
 
   /** Stored headers (the jsonb column: any JSON) as strings, all of them or the forwarded ones. */
   #addStored(headers: Headers, stored: unknown): void {
     if (stored === null || typeof stored !== 'object') return;
-    const all = this.#o.headers === 'all';
+    const all = this.#options.headers === 'all';
     for (const [name, value] of Object.entries(stored)) {
-      if (value === null || value === undefined || (!all && !this.#o.forward.includes(name))) continue;
+      if (value === null || value === undefined || (!all && !this.#options.forward.includes(name))) continue;
       // The event's identity comes from its columns, never from a stored header of the same name.
       if (IDENTITY.has(name)) continue;
       headers[name] = typeof value === 'string' ? value : JSON.stringify(value);

@@ -1,0 +1,96 @@
+/**
+ * The crash-injection matrix, row by row: what each row writes, which relay
+ * reads it, which faults it gets and what it must show. The naive dual write
+ * must lose events; every outbox row must lose none, apply none twice and
+ * (where the relay promises it) keep every aggregate in order.
+ */
+import type { RelayMode } from '../../src/config.js';
+import type { WriterTask } from './child.js';
+import type { FaultKind } from './faults.js';
+
+export interface RowSpec {
+  name: string;
+  description: string;
+  writer: { store: WriterTask['store']; amendShare: number; hotKeys: number; crashAt?: string };
+  relay?: { mode: RelayMode; replicas: number; crashAt?: string; leaseMs?: number };
+  consumerCrashAt?: string;
+  faults: FaultKind[];
+  expect: { lost: 'some' | 'none'; duplicates?: 'some'; reorderings?: 'none' };
+}
+
+/** The matrix, in order. `{seed}` in a CRASH_AT is replaced by the row's seed. */
+export const MATRIX: readonly RowSpec[] = Object.freeze([
+  {
+    name: 'naive-dual-write',
+    description: 'commit, then publish; the writer crashes between the two (order.after-commit-before-publish, p=0.05)',
+    writer: { store: 'dual-write', amendShare: 0, hotKeys: 0, crashAt: 'order.after-commit-before-publish:p=0.05:seed={seed}' },
+    faults: [],
+    expect: { lost: 'some' },
+  },
+  {
+    name: 'outbox+polling',
+    description: 'polling relay killed between publish and mark (failpoint every 7th pass) and by SIGKILL',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'polling', replicas: 1, crashAt: 'relay.after-publish-before-mark:every=7' },
+    faults: ['kill-relay'],
+    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
+  },
+  {
+    name: 'outbox+skip-locked',
+    description: '3 SKIP LOCKED replicas, each killed between publish and mark (every 7th pass) and by SIGKILL',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'skip-locked', replicas: 3, crashAt: 'relay.after-publish-before-mark:every=7' },
+    faults: ['kill-relay'],
+    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
+  },
+  {
+    name: 'outbox+cdc',
+    description: 'CDC relay killed between publish and ack (every 5th batch), by SIGKILL, and its walsender terminated',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'cdc', replicas: 1, crashAt: 'cdc.after-publish-before-ack:every=5' },
+    faults: ['kill-relay', 'terminate-walsender'],
+    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
+  },
+  {
+    name: 'logical-message+cdc',
+    description: 'table-less events (pg_logical_emit_message), CDC relay killed as above',
+    writer: { store: 'message', amendShare: 0, hotKeys: 0 },
+    relay: { mode: 'cdc-message', replicas: 1, crashAt: 'cdc.after-publish-before-ack:every=5' },
+    faults: ['kill-relay', 'terminate-walsender'],
+    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
+  },
+  {
+    name: 'kafka-broker-kill',
+    description: 'the Kafka broker is killed (kill -9) and restarted twice mid-run, CDC relay',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'cdc', replicas: 1 },
+    faults: ['kill-kafka'],
+    expect: { lost: 'none', reorderings: 'none' },
+  },
+  {
+    name: 'postgres-restart',
+    description: 'PostgreSQL is stopped in immediate mode (a crash) and restarted twice mid-run, polling relay',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'polling', replicas: 1 },
+    faults: ['restart-postgres'],
+    expect: { lost: 'none', reorderings: 'none' },
+  },
+  {
+    name: 'consumer-crash',
+    description: 'the consumer dies between applying a batch and committing its offset (every 4th batch)',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'cdc', replicas: 1 },
+    consumerCrashAt: 'consumer.after-apply-before-offset:every=4',
+    faults: [],
+    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
+  },
+  {
+    name: 'ordering-under-pauses',
+    description: '3 SKIP LOCKED replicas on hot aggregates, one at a time SIGSTOPped longer than its lease, then resumed',
+    writer: { store: 'table', amendShare: 0.8, hotKeys: 5 },
+    relay: { mode: 'skip-locked', replicas: 3, leaseMs: 2_000 },
+    faults: ['pause-relay'],
+    expect: { lost: 'none', reorderings: 'none' },
+  },
+]);
+

@@ -1,0 +1,86 @@
+/**
+ * The CDC relay modes on one slot: `cdc` (outbox rows) and `cdc-message`
+ * (table-less logical messages). One relay serves both, because both arrive
+ * through the same slot; the mode names what the writers use. Also the parts
+ * every CDC mode shares: starting one relay on a slot, the lag of a set of
+ * slots, and cleaning them up.
+ */
+import type { Sql } from '../db.js';
+import type { Logger } from '../log.js';
+import type { Runtime } from '../runtime.js';
+import { CdcRelay } from './cdc.js';
+import { relayApplicationName, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type StartRelayOptions } from './modes.js';
+import { dropIdleSlots, dropPublications, prepareSlot, slotLagBytes } from './slot.js';
+
+/** One CDC relay process: its slot, its publication (with a row filter when the outbox is shared out). */
+export interface CdcProcess {
+  slotName: string;
+  publicationName: string;
+  rowFilter?: string | undefined;
+  publishLogicalMessages: boolean;
+}
+
+/** Starts the CDC relay of process `options.index` on its own slot. */
+export async function startCdcRelay(runtime: Runtime, options: StartRelayOptions, process: CdcProcess): Promise<RelayHandle> {
+  const { config, log } = runtime;
+  const applicationName = relayApplicationName(config.relayMode, options.index);
+  const relay = new CdcRelay({
+    databaseUrl: runtime.infra.databaseUrl,
+    sql: runtime.sql({ max: 2, applicationName }),
+    schema: config.schema,
+    publisher: await runtime.publisher(`outbox-bench-relay-${options.index}`),
+    wire: runtime.wire(),
+    ...process,
+    label: config.relayMode,
+    applicationName,
+    log,
+    metrics: options.metrics,
+    batchSize: config.batchSize,
+    recreateSlot: options.recreateSlot ?? false,
+    stages: options.stages,
+  });
+  await relay.start();
+  return { stop: () => relay.stop(), done: relay.done };
+}
+
+/** The lag of the slot furthest behind, in WAL bytes. */
+export async function slotsLag(sql: Sql, slots: readonly string[]): Promise<LagReading> {
+  let bytes: number | null = null;
+  for (const slot of slots) {
+    const lag = await slotLagBytes(sql, slot);
+    if (lag !== null) bytes = Math.max(bytes ?? 0, lag);
+  }
+  return { events: null, bytes };
+}
+
+/** Drops the slots (where idle) and publications of `processes`. */
+export async function releaseCdc(sql: Sql, processes: readonly CdcProcess[]): Promise<void> {
+  for (const { slotName, publicationName } of processes) {
+    await dropIdleSlots(sql, { name: slotName });
+    await dropPublications(sql, { name: publicationName });
+  }
+}
+
+/**
+ * Creates the publications and slots of `processes` that do not exist yet,
+ * with the checks of a relay's own start: a slot this schema's relay had and
+ * lost is refused here too, never recreated.
+ */
+export async function provisionCdc(sql: Sql, schema: string, processes: readonly CdcProcess[], log: Logger): Promise<void> {
+  for (const p of processes) await prepareSlot({ sql, schema, slotName: p.slotName, publicationName: p.publicationName, rowFilter: p.rowFilter }, log);
+}
+
+/** A CDC mode on one slot, publishing table-less events too. */
+function singleSlotMode(): RelayModeBehaviour {
+  const processOf = (settings: RelaySettings): CdcProcess => ({ slotName: settings.slotName, publicationName: settings.publicationName, publishLogicalMessages: true });
+  return Object.freeze({
+    start: (runtime: Runtime, options: StartRelayOptions) => startCdcRelay(runtime, options, processOf(runtime.config)),
+    provision: (sql: Sql, settings: RelaySettings, log) => provisionCdc(sql, settings.schema, [processOf(settings)], log),
+    release: (sql: Sql, settings: RelaySettings) => releaseCdc(sql, [processOf(settings)]),
+    lag: (sql: Sql, settings: RelaySettings) => slotsLag(sql, [settings.slotName]),
+    slots: (settings: RelaySettings) => [settings.slotName],
+  } satisfies RelayModeBehaviour);
+}
+
+export const cdcMode: RelayModeBehaviour = singleSlotMode();
+export const cdcMessageMode: RelayModeBehaviour = singleSlotMode();

@@ -1,0 +1,84 @@
+/**
+ * The CDC relay's acknowledgement state: committed transactions in commit
+ * order, how much of each Kafka has acknowledged, and the one position that
+ * may be confirmed to PostgreSQL, the end LSN of the last transaction at the
+ * head whose every event is acknowledged. A transaction confirmed out of
+ * order would let a replay skip an earlier one that Kafka never got.
+ */
+import type { WireEvent } from '../events.js';
+import type { Lsn } from './lsn.js';
+
+export interface QueuedTransaction {
+  /** The end LSN of the commit record (or of a non-transactional message): what may be confirmed once published. */
+  endLsn: Lsn;
+  events: WireEvent[];
+  /** How many of `events` Kafka has acknowledged. */
+  published: number;
+  /** Epoch ms: when it committed (from the WAL), and when its commit reached the relay (benchmarks' stages). */
+  committedAt?: number;
+  receivedAt?: number;
+}
+
+export class CommitQueue {
+  readonly #transactions: QueuedTransaction[] = [];
+  #buffered = 0;
+
+  /** Events queued and not yet acknowledged. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  get isEmpty(): boolean {
+    return this.#transactions.length === 0;
+  }
+
+  push(transaction: QueuedTransaction): void {
+    this.#transactions.push(transaction);
+    this.#buffered += transaction.events.length - transaction.published;
+  }
+
+  /** Forgets everything (a new connection replays from the confirmed position). */
+  clear(): void {
+    this.#transactions.length = 0;
+    this.#buffered = 0;
+  }
+
+  /** The next unacknowledged events in commit order, at most `max`, across transactions. */
+  nextBatch(max: number): WireEvent[] {
+    const batch: WireEvent[] = [];
+    for (const transaction of this.#transactions) {
+      for (let i = transaction.published; i < transaction.events.length && batch.length < max; i++) batch.push(transaction.events[i]!);
+      if (batch.length >= max) break;
+    }
+    return batch;
+  }
+
+  /** Kafka acknowledged the `count` events nextBatch() handed out. */
+  acknowledge(count: number): void {
+    let left = count;
+    for (const transaction of this.#transactions) {
+      if (left === 0) break;
+      const take = Math.min(left, transaction.events.length - transaction.published);
+      transaction.published += take;
+      left -= take;
+    }
+    this.#buffered -= count;
+  }
+
+  /**
+   * Drops the fully acknowledged transactions at the head, handing each to
+   * `finished`, and returns the end LSN of the last one dropped: the position
+   * that may now be confirmed (undefined if none finished).
+   */
+  takeFinished(finished?: (transaction: QueuedTransaction) => void): Lsn | undefined {
+    let confirmable: Lsn | undefined;
+    while (this.#transactions.length > 0) {
+      const head = this.#transactions[0]!;
+      if (head.published < head.events.length) break;
+      this.#transactions.shift();
+      finished?.(head);
+      if (confirmable === undefined || head.endLsn > confirmable) confirmable = head.endLsn;
+    }
+    return confirmable;
+  }
+}
