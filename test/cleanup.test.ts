@@ -1,8 +1,8 @@
 /**
  * Cleanup never removes an undelivered event: a partition holding one
  * unpublished row survives, a transaction still writing into an old
- * partition is waited for, and for the CDC relay only what every slot has
- * confirmed goes. And the inbox window's trade-off, shown for real.
+ * partition is waited for, and for the CDC relays only what every slot has
+ * confirmed goes (every shard's, for the sharded one). And the inbox window's trade-off, shown for real.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -11,6 +11,8 @@ import { kafkajsConsumers } from '../src/kafka/consumers.js';
 import { IdempotentConsumer } from '../src/consumer/consumer.js';
 import { deleteDeliveredBatched, dropDeliveredPartitions, sweepInbox } from '../src/cleanup/retention.js';
 import { ensurePartitions, type Sql } from '../src/db.js';
+import { shardOf } from '../src/relay/cdc-sharded.js';
+import { loadRelayMode } from '../src/relay/modes.js';
 import { cdcRelayFor, eventually, log, testEnv, type TestEnv } from './helpers.js';
 
 /** Outbox rows written straight into the past (minutes ago), unpublished. */
@@ -97,6 +99,30 @@ describe('outbox cleanup', () => {
     const caughtUp = await dropDeliveredPartitions({ sql: env.sql, retention: '2 minutes', proof: 'replication-slots', log, slotWaitMs: 10_000 });
     assert.ok(caughtUp.some((d) => d.dropped));
     assert.ok(caughtUp.every((d) => d.dropped), caughtUp.map((d) => d.reason).join('; '));
+  });
+
+  it('for the sharded CDC relay, keeps a partition until every shard\'s slot has confirmed past it', async (t) => {
+    const env = await testEnv(t);
+    await minutePartitions(env);
+    const settings = { ...env.config, relayMode: 'cdc-sharded' as const, replicas: 2 };
+    const mode = await loadRelayMode('cdc-sharded');
+    await mode.provision(env.sql, settings, log);
+    env.defer(() => mode.release(env.sql, settings));
+    // Random aggregate ids: both shards hold some of these rows.
+    await pastRows(env.sql, 9, 60);
+    const shard = (index: number) => cdcRelayFor(env, { ...shardOf(settings, index), batchSize: 100, statusIntervalMs: 500 });
+    const first = shard(0);
+    await first.start();
+    await eventually('shard 0 to publish its rows', () => first.published > 0 && first.published < 60);
+    const kept = await dropDeliveredPartitions({ sql: env.sql, retention: '2 minutes', proof: 'replication-slots', log, slotWaitMs: 500 });
+    assert.ok(kept.every((d) => !d.dropped), 'nothing goes while shard 1 has not confirmed');
+    assert.ok(kept.some((d) => d.reason?.includes(shardOf(settings, 1).slotName)), kept.map((d) => d.reason).join('; '));
+
+    const second = shard(1);
+    await second.start();
+    await eventually('both shards to publish all 60', () => first.published + second.published === 60);
+    const dropped = await dropDeliveredPartitions({ sql: env.sql, retention: '2 minutes', proof: 'replication-slots', log, slotWaitMs: 10_000 });
+    assert.ok(dropped.some((d) => d.dropped) && dropped.every((d) => d.dropped), dropped.map((d) => d.reason).join('; '));
   });
 
   it('batched DELETE removes only published rows older than the window', async (t) => {

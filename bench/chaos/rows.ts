@@ -52,6 +52,14 @@ export const MATRIX: readonly RowSpec[] = Object.freeze([
     expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
   },
   {
+    name: 'outbox+cdc-sharded',
+    description: 'the outbox shared out over 2 slots, a CDC relay process each: killed between publish and ack (every 5th batch), by SIGKILL of one shard, walsenders terminated',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'cdc-sharded', replicas: 2, crashAt: 'cdc.after-publish-before-ack:every=5' },
+    faults: ['kill-relay', 'terminate-walsender'],
+    expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
+  },
+  {
     name: 'logical-message+cdc',
     description: 'table-less events (pg_logical_emit_message), CDC relay killed as above',
     writer: { store: 'message', amendShare: 0, hotKeys: 0 },

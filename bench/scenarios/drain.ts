@@ -43,8 +43,11 @@ interface Strategy {
   replicas: number;
 }
 
-/** The default strategies: every relay. */
-const DEFAULT_STRATEGIES = ['cdc', 'cdc-message', 'polling', 'skip-locked:3'];
+/**
+ * The default strategies: every relay, and the sharded CDC relay on 1, 2
+ * and 4 slots (what each extra slot costs PostgreSQL is part of the result).
+ */
+const DEFAULT_STRATEGIES = ['cdc', 'cdc-message', 'polling', 'skip-locked:3', 'cdc-sharded:1', 'cdc-sharded:2', 'cdc-sharded:4'];
 
 /** `mode` or `mode:processes`; a USAGE error names the modes for anything else. */
 export function parseStrategy(name: string): Strategy {

@@ -189,6 +189,23 @@ const modes = {
     claimEvidence: false,
     load: async () => (await import('./cdc-modes.js')).cdcMessageMode,
   },
+  'cdc-sharded': {
+    name: 'cdc-sharded',
+    summary: 'the outbox table shared out over --replicas slots by aggregate hash, one relay process per slot (per-aggregate order kept)',
+    store: 'table',
+    ordered: true,
+    deliveryProof: 'replication-slots',
+    lagUnit: 'wal-bytes',
+    processes: 'replicas',
+    processNoun: 'shard',
+    claimEvidence: false,
+    // Shard slots are named <slot>_<index>, and a slot name has at most 63 bytes.
+    check: (config) =>
+      `${config.slotName}_${config.replicas - 1}`.length > 63 || `${config.publicationName}_${config.replicas - 1}`.length > 63
+        ? 'flag --slot / --publication: with --replicas shards the names gain a _<index> suffix; keep them under 61 characters'
+        : undefined,
+    load: async () => (await import('./cdc-sharded.js')).cdcShardedMode,
+  },
 } as const satisfies Record<string, RelayModeInfo>;
 
 export type RelayMode = keyof typeof modes;
