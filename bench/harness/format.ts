@@ -4,6 +4,7 @@
 import type { LatencySummaryMs } from '../../src/latency.js';
 import { relayLabel as relayModeLabel } from '../../src/relay/modes.js';
 import type { PipelineResult } from './pipeline.js';
+import { median } from './stats.js';
 
 export function latencyLine(label: string, s: LatencySummaryMs): string {
   const f = (v: number) => v.toFixed(v < 10 ? 2 : 1);
@@ -50,8 +51,8 @@ export function describeResult(name: string, r: PipelineResult, relayLabel?: str
  * `format`; "n/a" when none is known, no brackets for a single value.
  */
 export function medianWithRange(values: readonly (number | null | undefined)[], format: (n: number) => string = String): string {
-  const known = values.filter((v): v is number => typeof v === 'number' && !Number.isNaN(v)).sort((a, b) => a - b);
-  if (known.length === 0) return 'n/a';
-  const median = known[Math.floor((known.length - 1) / 2)]!;
-  return known.length > 1 ? `${format(median)} (${format(known[0]!)}–${format(known.at(-1)!)})` : format(median);
+  const known = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
+  const middle = median(known);
+  if (middle === undefined) return 'n/a';
+  return known.length > 1 ? `${format(middle)} (${format(known[0]!)}–${format(known.at(-1)!)})` : format(middle);
 }

@@ -77,3 +77,18 @@ function frameName(node: ProfileNode | undefined): string {
   const short = url.replace(/^file:\/\//, '').replace(/^.*node_modules\//, '').replace(/^.*\/dist\//, '');
   return `${functionName || '(anonymous)'} (${short}:${lineNumber + 1})`;
 }
+
+/** A profile's top frames as a collapsed Markdown table, for the report. */
+export function profileTable(title: string, profile: ProfileSummary, format: (n: number) => string): string[] {
+  return [
+    `<details><summary>${title} (an extra run under the profiler): top frames by self time (${format(profile.busyMs)} ms busy)</summary>`,
+    '',
+    '| frame | self (ms) | share |',
+    '|---|---:|---:|',
+    ...profile.top.map((frame) => `| \`${frame.frame.replace(/\|/g, '\\|')}\` | ${format(frame.selfMs)} | ${(frame.selfShare * 100).toFixed(1)}% |`),
+    '',
+    '</details>',
+    '',
+  ];
+}
+

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { nowMs } from '../../src/events.js';
 import type { Infra } from '../../src/infra/index.js';
 import { peakRssBytes, processCpuSeconds, processTreeCpuSeconds, processTreePssBytes } from './process-stats.js';
+import { leastSquares } from './stats.js';
 
 export const COMPONENTS = ['postgres', 'kafka', 'relay', 'consumer', 'loadGenerator'] as const;
 export type Component = (typeof COMPONENTS)[number];
@@ -134,16 +135,8 @@ function interpolate<T extends { at: number }>(samples: readonly T[], at: number
 /** Least-squares slope of y over t (per second, t in ms); null with fewer than 3 points. */
 export function slopePerSecond(points: readonly { t: number; y: number }[]): number | null {
   if (points.length < 3) return null;
-  const n = points.length;
-  const meanT = points.reduce((sum, p) => sum + p.t, 0) / n;
-  const meanY = points.reduce((sum, p) => sum + p.y, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const p of points) {
-    num += (p.t - meanT) * (p.y - meanY);
-    den += (p.t - meanT) ** 2;
-  }
-  return den === 0 ? null : (num / den) * 1_000;
+  const line = leastSquares(points.map((p) => ({ x: p.t, y: p.y })));
+  return line ? line.slope * 1_000 : null;
 }
 
 /** Reads the CPU seconds of every process of a run (the relay's whole process tree, replicas included). */

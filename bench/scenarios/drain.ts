@@ -27,11 +27,12 @@ import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import { endOffsets, follow, kafkaCpu, MIN_WINDOW_READINGS, pgCpu, relayCpu, SAMPLE_MS, type DrainFigures } from '../harness/drain-figures.js';
 import { processCpuSeconds, threadCpuSeconds } from '../harness/process-stats.js';
 import { medianWithRange } from '../harness/format.js';
+import { leastSquares, median } from '../harness/stats.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';
 import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
 import { exitedWithin, startConsumerProcess, startRelayProcess, stopChild } from '../harness/processes.js';
-import { summarizeProfileDir, type ProfileSummary } from '../harness/profile.js';
+import { profileTable, summarizeProfileDir, type ProfileSummary } from '../harness/profile.js';
 import { openRun } from '../harness/run-setup.js';
 import { current, f, groupBy, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
@@ -257,6 +258,7 @@ function report(context: ReportContext, name: string): string[] {
       );
     }),
     '',
+    ...scaleOutLines(extra.runs),
     'Consumer-only drain: the consumer process applied the filled topic (of the first relay client\'s runs) from the beginning into inbox and ledger, ' +
       'one inbox transaction per Kafka batch, timed the same way from the inbox side. It records no latency (a backlog has none worth reporting), ' +
       'so its CPU is the consumer\'s and its bookkeeping\'s only.',
@@ -276,21 +278,49 @@ function report(context: ReportContext, name: string): string[] {
   ];
 }
 
+/**
+ * For a mode drained with several process counts (`cdc-sharded:1,2,4`): the
+ * cost model. Per count, the medians; then the least-squares line of
+ * PostgreSQL's CPU per event over the count: what each added process (for
+ * CDC, each slot with its walsender) costs the database.
+ */
+function scaleOutLines(runs: readonly DrainRun[]): string[] {
+  const byMode = groupBy(runs, (run) => parseStrategy(run.strategy).relayMode);
+  return [...byMode].flatMap(([mode, modeRuns]) => {
+    const byCount = [...groupBy(modeRuns, (run) => String(parseStrategy(run.strategy).replicas))].map(([count, group]) => ({
+      n: Number(count),
+      eventsPerSec: median(group.map((r) => r.relay.eventsPerSec)),
+      relay: median(group.map((r) => r.relay.cpuSecondsPerMillion.relay)),
+      js: median(group.map((r) => r.relay.jsThreadUsPerEvent)),
+      postgres: median(group.map((r) => r.relay.cpuSecondsPerMillion.postgres)),
+    }));
+    if (byCount.length < 2) return [];
+    byCount.sort((a, b) => a.n - b.n);
+    const points = byCount.flatMap((c) => (c.postgres === undefined ? [] : [{ x: c.n, y: c.postgres }]));
+    const fit = leastSquares(points);
+    return [
+      `How \`${mode}\` scales with its processes (medians of the runs above). A process's JavaScript thread spends the µs per event shown on each of its own events, ` +
+        'so 1M ÷ that is what one process carries at most; PostgreSQL\'s CPU per event is fitted to a line over the process count.',
+      '',
+      '| processes | events/s | events/s per process | relay CPU s / 1M (all processes) | JS thread µs / event | one process at most, events/s | PostgreSQL CPU s / 1M |',
+      '|---:|---:|---:|---:|---:|---:|---:|',
+      ...byCount.map(
+        (c) =>
+          `| ${c.n} | ${f(c.eventsPerSec)} | ${f(c.eventsPerSec === undefined ? undefined : c.eventsPerSec / c.n)} | ${f(c.relay)} | ${f(c.js)} | ${f(c.js ? 1e6 / c.js : undefined)} | ${f(c.postgres)} |`,
+      ),
+      '',
+      ...(fit
+        ? [`PostgreSQL CPU s per million events ≈ ${f(fit.intercept)} + ${f(fit.slope)} × processes (least squares over ${points.length} counts): each added process costs the database about ${f(fit.slope)} CPU s per million events.`, '']
+        : []),
+    ];
+  });
+}
+
 /** The top frames of the profiled run of each relay and client (a run of its own, outside the figures). */
 function profileLines(runs: readonly DrainRun[]): string[] {
-  const table = (title: string, profile: ProfileSummary) => [
-    `<details><summary>${title} (an extra run under the profiler): top frames by self time (${f(profile.busyMs)} ms busy)</summary>`,
-    '',
-    '| frame | self (ms) | share |',
-    '|---|---:|---:|',
-    ...profile.top.map((frame) => `| \`${frame.frame.replace(/\|/g, '\\|')}\` | ${f(frame.selfMs)} | ${(frame.selfShare * 100).toFixed(1)}% |`),
-    '',
-    '</details>',
-    '',
-  ];
   return runs.flatMap((run) => [
-    ...(run.relayProfile ? table(`CPU profile of the ${run.strategy} relay on ${run.kafkaClient}`, run.relayProfile) : []),
-    ...run.consumers.flatMap((c) => (c.profile ? table(`CPU profile of the consumer on ${c.client} (${run.strategy} topic)`, c.profile) : [])),
+    ...(run.relayProfile ? profileTable(`CPU profile of the ${run.strategy} relay on ${run.kafkaClient}`, run.relayProfile, f) : []),
+    ...run.consumers.flatMap((c) => (c.profile ? profileTable(`CPU profile of the consumer on ${c.client} (${run.strategy} topic)`, c.profile, f) : [])),
   ]);
 }
 
