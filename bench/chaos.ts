@@ -91,7 +91,7 @@ async function main(): Promise<number> {
   }
 
   const config = resolveConfig();
-  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'chaos');
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'chaos', config.logFormat);
   const shutdown = new ShutdownStack(log);
   installSignalHandlers(shutdown, log);
   const workDir = path.join(config.dataDir, 'chaos');

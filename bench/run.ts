@@ -206,7 +206,7 @@ async function main(): Promise<number> {
   }
 
   const config = resolveConfig();
-  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'bench');
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'bench', config.logFormat);
   const shutdown = new ShutdownStack(log);
   installSignalHandlers(shutdown, log);
   const quiet = process.env.CI === 'true';

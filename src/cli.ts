@@ -5,7 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeOptions, OPTION_SPECS, resolveConfig, type Config, type ConfigFlags } from './config.js';
-import { describeError, isOutboxBenchError, OutboxBenchError } from './errors.js';
+import { describeError, exitCodeFor, OutboxBenchError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { ShutdownStack, installSignalHandlers } from './lifecycle.js';
 import { COMMANDS, type Command } from './commands.js';
@@ -102,7 +102,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return code ?? 0;
   } catch (error) {
     reportFailure(command, error, log);
-    return isOutboxBenchError(error, 'USAGE') || isOutboxBenchError(error, 'CONFIG_INVALID') ? 2 : 1;
+    return exitCodeFor(error);
   } finally {
     await shutdown.run();
   }

@@ -386,6 +386,17 @@ export function settingsEnv(values: Partial<Config>): Record<string, string> {
   return env;
 }
 
+/**
+ * `env` without any setting's variable: the base of a child's environment
+ * when only the settings given explicitly may reach it (a benchmark's
+ * processes must not pick up the shell's OUTBOX_BENCH_* variables).
+ */
+export function withoutSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const rest = { ...env };
+  for (const spec of OPTION_SPECS) delete rest[spec.env];
+  return rest;
+}
+
 /** One line per option, for `--help` texts. */
 export function describeOptions(keys: readonly (keyof Config)[]): string {
   return keys

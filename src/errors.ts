@@ -65,6 +65,23 @@ export class OutboxBenchError extends Error {
   }
 }
 
+/**
+ * Exit codes of the CLI. A supervisor restarts a relay process that exited
+ * with FAILED (a crash, a lost connection it gave up on) but not one that
+ * exited with USAGE or FATAL: the same start would fail the same way, and
+ * someone has to act (the message says what to do).
+ */
+export const EXIT = Object.freeze({ OK: 0, FAILED: 1, USAGE: 2, FATAL: 3 });
+
+/** Errors that no restart can fix: the slot is gone or lost, the server cannot do logical decoding. */
+const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['SLOT_LOST', 'SLOT_MISSING', 'WAL_LEVEL_NOT_LOGICAL']);
+
+/** The exit code for a command that ended with `error`. */
+export function exitCodeFor(error: unknown): number {
+  if (isOutboxBenchError(error, 'USAGE') || isOutboxBenchError(error, 'CONFIG_INVALID')) return EXIT.USAGE;
+  return error instanceof OutboxBenchError && FATAL_CODES.has(error.code) ? EXIT.FATAL : EXIT.FAILED;
+}
+
 export function isOutboxBenchError(error: unknown, code?: ErrorCode): error is OutboxBenchError {
   return error instanceof OutboxBenchError && (code === undefined || error.code === code);
 }

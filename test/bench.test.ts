@@ -15,6 +15,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { startRelayProcess, stopChild } from '../bench/harness/processes.js';
 import { runPipeline, type PipelineContext, type PipelineParameters } from '../bench/harness/pipeline.js';
+import { openRun } from '../bench/harness/run-setup.js';
 import { drain, type DrainRun } from '../bench/scenarios/drain.js';
 import { http } from '../bench/scenarios/http.js';
 import type { ScenarioContext } from '../bench/scenario.js';
@@ -142,6 +143,24 @@ describe('benchmark harness', () => {
       runPipeline(ctx, { ...PARAMETERS, rate: 200, warmupS: 0, durationS: 1, relayAfterLoad: true, drainTimeoutS: 5 }),
       (error: Error & { code?: string }) => error.code === 'CHECK_FAILED' && /1 deliveries were not orders of this run's load plan/.test(error.message),
     );
+  });
+
+  it('gives a run\'s processes the run\'s settings only, not the shell\'s', async (t) => {
+    const infra = await servers(t);
+    const shell = { OUTBOX_BENCH_BUCKETS: '7', OUTBOX_BENCH_BATCH_SIZE: '3', CRASH_AT: 'relay.after-publish-before-mark:every=1' };
+    Object.assign(process.env, shell);
+    t.after(() => {
+      for (const name of Object.keys(shell)) delete process.env[name];
+    });
+    const run = await openRun({ infra, log, name: uniqueName('harness_env'), partitions: 3, relay: { relayMode: 'skip-locked', replicas: 3, batchSize: 500, pollIntervalMs: 100, publishers: 1 } });
+    t.after(() => run.close());
+    const env = run.env();
+    assert.equal(env.OUTBOX_BENCH_BUCKETS, '64', 'the buckets the run provisioned, not the shell\'s 7');
+    assert.equal(env.OUTBOX_BENCH_BATCH_SIZE, '500');
+    assert.equal(env.OUTBOX_BENCH_SCHEMA, run.schema);
+    assert.equal(env.OUTBOX_BENCH_SLOT, run.relay!.settings.slotName);
+    assert.equal(env.CRASH_AT, undefined, 'no failpoint armed by the shell');
+    assert.equal(env.OUTBOX_BENCH_METRICS_PORT, undefined);
   });
 
   it('runs several consumer processes in one group, each event applied by one of them', async (t) => {

@@ -8,10 +8,12 @@
  * waits for every shard's slot is in cleanup.test.ts.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { startRelayProcess, stopChild } from '../bench/harness/processes.js';
 import { OrderingChecker } from '../src/chaos/ordering.js';
-import { settingsEnv } from '../src/config.js';
+import { settingsEnv, type Config } from '../src/config.js';
 import { OutboxBenchError } from '../src/errors.js';
 import { HEADERS } from '../src/events.js';
 import { amendOrders, placeOrders } from '../src/orders/write-path.js';
@@ -26,6 +28,12 @@ const orders = (n: number, prefix: string) => Array.from({ length: n }, (_, i) =
 /** The settings of a sharded relay on the test's schema, slots and publications. */
 function shardedSettings(env: TestEnv, shards = SHARDS) {
   return { ...env.config, relayMode: 'cdc-sharded' as const, replicas: shards };
+}
+
+/** The settings of a sharded relay process on the test's servers, schema, topic, slots and publications. */
+function relayEnv(env: TestEnv): Partial<Config> {
+  const { databaseUrl, kafkaBrokers, schema, topicPrefix, topicPartitions, slotName, publicationName } = env.config;
+  return { databaseUrl, kafkaBrokers, schema, topicPrefix, topicPartitions, slotName, publicationName, relayMode: 'cdc-sharded', logFormat: 'json' };
 }
 
 /** Inserts each slot would send, read without consuming (the slots must be idle). */
@@ -60,18 +68,7 @@ describe('sharded CDC relay', () => {
   it('publishes every event once with each aggregate in order, table-less events through one shard only', async (t) => {
     const env = await testEnv(t);
     await env.ensureTopic();
-    const settings = settingsEnv({
-      databaseUrl: env.config.databaseUrl,
-      kafkaBrokers: env.config.kafkaBrokers,
-      schema: env.config.schema,
-      topicPrefix: env.config.topicPrefix,
-      topicPartitions: env.config.topicPartitions,
-      slotName: env.config.slotName,
-      publicationName: env.config.publicationName,
-      relayMode: 'cdc-sharded',
-      replicas: SHARDS,
-      logFormat: 'json',
-    });
+    const settings = settingsEnv({ ...relayEnv(env), replicas: SHARDS });
     const relay = await startRelayProcess(await scratchDir(), { ...process.env, ...settings }, { describe: 'cdc-sharded' });
     const mode = await loadRelayMode('cdc-sharded');
     env.defer(() => mode.release(env.sql, shardedSettings(env)));
@@ -96,6 +93,26 @@ describe('sharded CDC relay', () => {
     const checker = new OrderingChecker();
     for (const m of messages) checker.observe(m.key!.toString(), Number(headerOf(m, HEADERS.aggregateVersion)));
     assert.deepEqual(checker.violations, []);
+  });
+
+  it('stops for good, with the fix, when a shard\'s slot is gone, and starts again with --recreate-slot', async (t) => {
+    const env = await testEnv(t);
+    await env.ensureTopic();
+    const mode = await loadRelayMode('cdc-sharded');
+    await mode.provision(env.sql, shardedSettings(env, 2), log);
+    env.defer(() => mode.release(env.sql, shardedSettings(env, 2)));
+    // Shard 1's slot dropped behind the relay's back: a new one would skip what was committed meanwhile.
+    await env.sql`SELECT pg_drop_replication_slot(${shardOf(shardedSettings(env, 2), 1).slotName})`;
+    const dir = await scratchDir();
+    const environment = { ...process.env, ...settingsEnv({ ...relayEnv(env), replicas: 2 }) };
+    await assert.rejects(startRelayProcess(dir, environment, { describe: 'cdc-sharded' }), /exited during start-up/);
+    const relayLog = readFileSync(path.join(dir, 'relay.log'), 'utf8');
+    assert.match(relayLog, /no longer exists/);
+    assert.match(relayLog, /--recreate-slot/);
+    const restarted = await startRelayProcess(dir, environment, { describe: 'cdc-sharded', args: ['--recreate-slot'] });
+    env.defer(() => stopChild(restarted.child));
+    await placeOrders(env.sql, orders(20, 'recreated'));
+    await readTopic(env.kafka, env.topic(), 20);
   });
 
   it('refuses another shard count on existing publications, with the fix', async (t) => {

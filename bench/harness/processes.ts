@@ -28,6 +28,20 @@ export interface StartedRelay {
 }
 
 /**
+ * Waits for a child's ready message; a child that does not send it in time is
+ * stopped (SIGTERM, so a relay supervisor takes its own processes down too)
+ * before the error is thrown, so no caller is left with a process it never got.
+ */
+async function readyOrStopped(child: ChildProcess, describe: string): Promise<void> {
+  try {
+    await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe });
+  } catch (error) {
+    await stopChild(child).catch(() => {});
+    throw error;
+  }
+}
+
+/**
  * Forks our relay CLI with the run's environment (its settings, see
  * run-setup.ts) and resolves once it reports ready (all its processes, for a
  * mode that runs several). `args` are flags beyond the settings.
@@ -37,7 +51,7 @@ export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, 
   const spawnedAt = nowMs();
   const child = fork(CLI, ['relay', ...(options.args ?? [])], { env, execArgv: options.execArgv ?? [], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   child.stderr!.pipe(createWriteStream(logFile));
-  await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the ${options.describe} relay (log: ${logFile})` });
+  await readyOrStopped(child, `the ${options.describe} relay (log: ${logFile})`);
   return { child, spawnedAt };
 }
 
@@ -46,7 +60,7 @@ export async function startServiceProcess(rawDir: string, env: NodeJS.ProcessEnv
   const logFile = path.join(rawDir, 'service.log');
   const child = fork(CLI, ['serve'], { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   child.stderr!.pipe(createWriteStream(logFile));
-  await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the order service (log: ${logFile})` });
+  await readyOrStopped(child, `the order service (log: ${logFile})`);
   return child;
 }
 

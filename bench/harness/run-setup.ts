@@ -6,7 +6,7 @@
  * written (slots and publications, bucket rows), under names of the run's own.
  */
 import type { Kafka } from 'kafkajs';
-import { settingsEnv, type Config } from '../../src/config.js';
+import { DEFAULTS, settingsEnv, withoutSettings, type Config } from '../../src/config.js';
 import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
 import { describeError } from '../../src/errors.js';
 import { topicFor } from '../../src/events.js';
@@ -49,7 +49,7 @@ export interface RunSetup {
   readonly sql: Sql;
   readonly kafka: Kafka;
   /** Our relay's mode, with the run's settings; undefined for a peer's relay. */
-  readonly relay: { mode: RelayModeInfo & RelayModeBehaviour; settings: RelaySettings } | undefined;
+  readonly relay: { mode: RelayModeInfo & RelayModeBehaviour; settings: RelaySettings & RunRelay } | undefined;
   /** The environment of a process of the run (a relay, the service): servers, schema, topic, and the relay's settings. */
   env(extra?: Partial<Config>): NodeJS.ProcessEnv;
   /** Our relay's lag now. */
@@ -69,22 +69,20 @@ export async function openRun(options: RunSetupOptions): Promise<RunSetup> {
   // Kafka topic names allow [a-zA-Z0-9._-] only.
   const topicPrefix = `${kind}.${options.name.replace(/[^a-zA-Z0-9._-]/g, '-')}.${runId}.`;
   const topic = topicFor(topicPrefix, ORDER_AGGREGATE);
+  const base = schema.slice(0, NAME_BASE_MAX);
+  const relay = options.relay && {
+    mode: await loadRelayMode(options.relay.relayMode),
+    settings: {
+      ...options.relay,
+      buckets: options.relay.buckets ?? DEFAULTS.buckets,
+      leaseMs: options.relay.leaseMs ?? DEFAULTS.leaseMs,
+      schema,
+      slotName: `${base}_slot`,
+      publicationName: `${base}_pub`,
+    },
+  };
   const sql = createSql(infra.databaseUrl, schema, { max: 2, applicationName: `outbox-bench-${kind}` });
   const kafka = createKafkaClient({ brokers: infra.kafkaBrokers, log, clientId: `outbox-bench-${kind}` });
-  const base = schema.slice(0, NAME_BASE_MAX);
-  const relay = options.relay
-    ? {
-        mode: await loadRelayMode(options.relay.relayMode),
-        settings: {
-          buckets: 64,
-          leaseMs: 30_000,
-          ...options.relay,
-          schema,
-          slotName: `${base}_slot`,
-          publicationName: `${base}_pub`,
-        } satisfies RelaySettings,
-      }
-    : undefined;
   const setup: RunSetup = {
     schema,
     runId,
@@ -94,8 +92,10 @@ export async function openRun(options: RunSetupOptions): Promise<RunSetup> {
     kafka,
     relay,
     env(extra = {}) {
+      // Only the run's settings: none of the shell's OUTBOX_BENCH_* variables, and no armed failpoint.
+      const { CRASH_AT: _crashAt, ...inherited } = withoutSettings(process.env);
       return {
-        ...process.env,
+        ...inherited,
         ...settingsEnv({
           databaseUrl: infra.databaseUrl,
           kafkaBrokers: infra.kafkaBrokers,
@@ -106,8 +106,7 @@ export async function openRun(options: RunSetupOptions): Promise<RunSetup> {
           ...(options.partitionsAhead ? { partitionsAhead: options.partitionsAhead } : {}),
           logLevel: 'warn',
           logFormat: 'json',
-          ...(options.relay ?? {}),
-          ...(relay ? { slotName: relay.settings.slotName, publicationName: relay.settings.publicationName } : {}),
+          ...(relay?.settings ?? {}),
           ...extra,
         }),
       };

@@ -176,7 +176,8 @@ export const cleanup: Scenario = {
         pool = loadPool(p.workers);
         const loads = runLoad(pool, { databaseUrl: infra.databaseUrl, schema, runTag: newRunTag(), plan, startAt, measureFrom: startAt, measureTo: startAt + durationMs, p });
         let done = false;
-        void loads.finally(() => (done = true));
+        // Settles the flag either way; a failed load is rethrown where it is awaited below.
+        loads.then(() => (done = true), () => (done = true));
         const samples: (CleanupSample & { at: number })[] = [];
         // Rationale: every 10 s gives ~100 points over a 10M-row run; each
         // sample runs the poll query 10 times for a stable p99 of the interval.
@@ -239,8 +240,8 @@ export const cleanup: Scenario = {
             `write p99 ${run.start.writeP99Ms} -> ${run.end.writeP99Ms} ms, outbox ${run.finalTableMiB} MiB at the end, dead rows up to ${run.maxDeadRows}`,
         );
       } finally {
-        await pool?.destroy();
-        if (relay) await stopChild(relay);
+        await pool?.destroy().catch(() => {});
+        if (relay) await stopChild(relay).catch(() => {});
         await setup.close();
       }
     }

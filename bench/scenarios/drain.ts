@@ -20,7 +20,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { CONSUMER_KAFKA_CLIENTS, KAFKA_CLIENTS, type ConsumerKafkaClientName, type KafkaClientName } from '../../src/config.js';
+import { CONSUMER_KAFKA_CLIENTS, KAFKA_CLIENTS, parseWholeFlag, specOf, type ConsumerKafkaClientName, type KafkaClientName } from '../../src/config.js';
 import { OutboxBenchError, describeError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
@@ -54,10 +54,11 @@ const DEFAULT_STRATEGIES = ['cdc', 'cdc-message', 'polling', 'skip-locked:3', 'c
 export function parseStrategy(name: string): Strategy {
   const [mode = '', count] = name.split(':');
   const info = relayModeInfo(mode);
-  if (count !== undefined && (info.processes !== 'replicas' || !/^[1-9]\d?$/.test(count))) {
-    throw new OutboxBenchError('USAGE', `--strategies: "${name}": only a mode that runs several processes takes a count (1-99), as in skip-locked:3`);
+  if (count !== undefined && info.processes !== 'replicas') {
+    throw new OutboxBenchError('USAGE', `--strategies: "${name}": only a mode that runs several processes takes a count, as in skip-locked:3`);
   }
-  return { name, relayMode: mode as RelayMode, replicas: count === undefined ? 1 : Number(count) };
+  const { max = 1 } = specOf('replicas');
+  return { name, relayMode: mode as RelayMode, replicas: count === undefined ? 1 : parseWholeFlag(`strategies ${name}`, count, 1, max) };
 }
 
 export interface ConsumerDrain {

@@ -5,11 +5,12 @@
  * every CDC mode shares: starting one relay on a slot, the lag of a set of
  * slots, and cleaning them up.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../db.js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import { CdcRelay } from './cdc.js';
-import { relayApplicationName, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type StartRelayOptions } from './modes.js';
+import { relayApplicationName, relayClientId, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type StartRelayOptions } from './modes.js';
 import { dropIdleSlots, dropPublications, prepareSlot, slotLagBytes } from './slot.js';
 
 /** One CDC relay process: its slot, its publication (with a row filter when the outbox is shared out). */
@@ -28,7 +29,7 @@ export async function startCdcRelay(runtime: Runtime, options: StartRelayOptions
     databaseUrl: runtime.infra.databaseUrl,
     sql: runtime.sql({ max: 2, applicationName }),
     schema: config.schema,
-    publisher: await runtime.publisher(`outbox-bench-relay-${options.index}`),
+    publisher: await runtime.publisher(relayClientId(options.index)),
     wire: runtime.wire(),
     ...process,
     label: config.relayMode,
@@ -53,9 +54,19 @@ export async function slotsLag(sql: Sql, slots: readonly string[]): Promise<LagR
   return { events: null, bytes };
 }
 
-/** Drops the slots (where idle) and publications of `processes`. */
+// Rationale: a walsender outlives its relay process by a moment (it notices
+// the closed socket on its next read); a few seconds covers a loaded machine.
+const RELEASE_WAIT_MS = 5_000;
+
+/**
+ * Drops the slots and publications of `processes`. A slot still read by a
+ * walsender is waited for briefly (its relay was just stopped) and left alone
+ * if it stays active: someone still needs it.
+ */
 export async function releaseCdc(sql: Sql, processes: readonly CdcProcess[]): Promise<void> {
+  const deadline = Date.now() + RELEASE_WAIT_MS;
   for (const { slotName, publicationName } of processes) {
+    while (Date.now() < deadline && (await sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${slotName} AND active`).length > 0) await sleep(100);
     await dropIdleSlots(sql, { name: slotName });
     await dropPublications(sql, { name: publicationName });
   }
@@ -66,8 +77,10 @@ export async function releaseCdc(sql: Sql, processes: readonly CdcProcess[]): Pr
  * with the checks of a relay's own start: a slot this schema's relay had and
  * lost is refused here too, never recreated.
  */
-export async function provisionCdc(sql: Sql, schema: string, processes: readonly CdcProcess[], log: Logger): Promise<void> {
-  for (const p of processes) await prepareSlot({ sql, schema, slotName: p.slotName, publicationName: p.publicationName, rowFilter: p.rowFilter }, log);
+export async function provisionCdc(sql: Sql, schema: string, processes: readonly CdcProcess[], log: Logger, options: { recreateSlot?: boolean } = {}): Promise<void> {
+  for (const p of processes) {
+    await prepareSlot({ sql, schema, slotName: p.slotName, publicationName: p.publicationName, rowFilter: p.rowFilter, recreateSlot: options.recreateSlot ?? false }, log);
+  }
 }
 
 /** A CDC mode on one slot, publishing table-less events too. */
@@ -75,7 +88,7 @@ function singleSlotMode(): RelayModeBehaviour {
   const processOf = (settings: RelaySettings): CdcProcess => ({ slotName: settings.slotName, publicationName: settings.publicationName, publishLogicalMessages: true });
   return Object.freeze({
     start: (runtime: Runtime, options: StartRelayOptions) => startCdcRelay(runtime, options, processOf(runtime.config)),
-    provision: (sql: Sql, settings: RelaySettings, log) => provisionCdc(sql, settings.schema, [processOf(settings)], log),
+    provision: (sql: Sql, settings: RelaySettings, log, options) => provisionCdc(sql, settings.schema, [processOf(settings)], log, options),
     release: (sql: Sql, settings: RelaySettings) => releaseCdc(sql, [processOf(settings)]),
     lag: (sql: Sql, settings: RelaySettings) => slotsLag(sql, [settings.slotName]),
     slots: (settings: RelaySettings) => [settings.slotName],

@@ -30,7 +30,11 @@ import type { Logger } from '../log.js';
 import { provisionCdc, releaseCdc, slotsLag, startCdcRelay, type CdcProcess } from './cdc-modes.js';
 import type { RelayModeBehaviour, RelaySettings } from './modes.js';
 
-/** The slot, publication and row filter of shard `index` of `settings.replicas`. */
+/**
+ * The slot, publication and row filter of shard `index` of `settings.replicas`.
+ * The hash is the one of sql/003_relay.sql's outbox_bucket, written out
+ * because a row filter may call built-in functions only.
+ */
 export function shardOf(settings: Pick<RelaySettings, 'slotName' | 'publicationName' | 'replicas'>, index: number): CdcProcess {
   return {
     slotName: `${settings.slotName}_${index}`,
@@ -51,7 +55,7 @@ export const cdcShardedMode: RelayModeBehaviour = Object.freeze<RelayModeBehavio
     }
     return startCdcRelay(runtime, options, shardOf(runtime.config, options.index));
   },
-  provision: (sql: Sql, settings: RelaySettings, log: Logger) => provisionCdc(sql, settings.schema, shards(settings), log),
+  provision: (sql: Sql, settings: RelaySettings, log: Logger, options) => provisionCdc(sql, settings.schema, shards(settings), log, options),
   release: (sql: Sql, settings: RelaySettings) => releaseCdc(sql, shards(settings)),
   lag: (sql: Sql, settings: RelaySettings) => slotsLag(sql, shards(settings).map((s) => s.slotName)),
   slots: (settings: RelaySettings) => shards(settings).map((s) => s.slotName),

@@ -440,16 +440,19 @@ export class CdcRelay {
 
   #sendStatus(force: boolean): void {
     const service = this.#service;
-    if (!service) return;
+    // #confirmed holds the slot's own position from before the first
+    // connection on (#stream), so replies go out from the first keepalive even
+    // when Kafka has acknowledged nothing yet. It is 0/0 only for a slot with
+    // no position, and then there is nothing that may be confirmed: the
+    // library cannot send 0/0 (it adds 1), and 0/1 would move an older
+    // server's slot back.
+    if (!service || this.#confirmed === ZERO_LSN) return;
     if (!force && Date.now() - this.#lastStatusAt < this.#options.statusIntervalMs) return;
     this.#lastStatusAt = Date.now();
     // acknowledge(x) reports x + 1 as written/flushed/applied; we mean exactly
-    // #confirmed (a commit's end LSN already points past its record). With
-    // nothing confirmed yet the reply still goes out, or the walsender would
-    // time the connection out: it reports 0/1, below any slot's position, and
-    // PostgreSQL never moves a slot back.
-    void service.acknowledge(this.#confirmed === ZERO_LSN ? '0/0' : formatLsn(this.#confirmed - 1n)).catch(() => {});
-    if (this.#confirmed !== ZERO_LSN && Date.now() - this.#lastRecorded > 10_000) {
+    // #confirmed (a commit's end LSN already points past its record).
+    void service.acknowledge(formatLsn(this.#confirmed - 1n)).catch(() => {});
+    if (Date.now() - this.#lastRecorded > 10_000) {
       this.#lastRecorded = Date.now();
       void this.#options.sql`UPDATE relay_cdc_slots SET confirmed_lsn = ${formatLsn(this.#confirmed)}::pg_lsn, confirmed_at = now() WHERE slot_name = ${this.#options.slotName}`.catch(() => {});
     }

@@ -37,7 +37,7 @@ export async function startRelay(runtime: Runtime, options: RunRelayOptions = {}
   }
   if (supervised) {
     // What every process needs exists before any starts (and is checked once, with one error).
-    await mode.provision(runtime.sql({ max: 1, applicationName: 'outbox-bench-provision' }), config, log);
+    await mode.provision(runtime.sql({ max: 1, applicationName: 'outbox-bench-provision' }), config, log, { recreateSlot: options.recreateSlot ?? false });
     const supervisor = new ReplicaSupervisor({
       config,
       databaseUrl: runtime.infra.databaseUrl,
@@ -50,8 +50,8 @@ export async function startRelay(runtime: Runtime, options: RunRelayOptions = {}
     // Registered before the wait: Ctrl-C while the processes start stops them too.
     runtime.shutdown.add('relay processes', () => supervisor.stop());
     // Ready when every process is (one that cannot start is restarted with backoff, and logged).
-    await supervisor.ready();
-    return { stop: () => supervisor.stop(), done: new Promise(() => {}) };
+    await Promise.race([supervisor.ready(), supervisor.done]);
+    return { stop: () => supervisor.stop(), done: supervisor.done };
   }
   // Each process records its own stages.
   const stages = stageRecorderFor(config.stagesFile);

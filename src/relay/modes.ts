@@ -92,8 +92,12 @@ export interface StartRelayOptions {
 export interface RelayModeBehaviour {
   /** Starts process `options.index` of the mode in this process. */
   start(runtime: Runtime, options: StartRelayOptions): Promise<RelayHandle>;
-  /** Creates what must exist before the first event is written (slots, publications, bucket rows); idempotent. */
-  provision(sql: Sql, settings: RelaySettings, log: Logger): Promise<void>;
+  /**
+   * Creates what must exist before the first event is written (slots,
+   * publications, bucket rows); idempotent. A slot this schema's relay had and
+   * lost is refused, unless `recreateSlot` (`--recreate-slot`) says it was dealt with.
+   */
+  provision(sql: Sql, settings: RelaySettings, log: Logger, options?: { recreateSlot?: boolean }): Promise<void>;
   /** Drops what provision created where no relay still uses it (benchmarks and tests clean up with it). */
   release(sql: Sql, settings: RelaySettings): Promise<void>;
   /** The lag now, summed over the mode's processes (CDC: the slot furthest behind). */
@@ -240,6 +244,11 @@ export function relayProcesses(settings: Pick<Config, 'relayMode' | 'replicas'>)
  */
 export function relayApplicationName(mode: string, index: number): string {
   return `outbox-bench-relay-${mode}-${index}`;
+}
+
+/** The Kafka client id of process `index`'s producer. */
+export function relayClientId(index: number): string {
+  return `outbox-bench-relay-${index}`;
 }
 
 /** "skip-locked x3", "cdc": a mode with its process count, for labels. */

@@ -13,7 +13,7 @@ import { backoffMs, type Backoff } from '../backoff.js';
 import { settingsEnv, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Sql } from '../db.js';
-import { describeError } from '../errors.js';
+import { describeError, EXIT, OutboxBenchError } from '../errors.js';
 import { isReadyMessage } from '../readiness.js';
 import { recordSessionEnd } from './evidence.js';
 import { relayModeInfo, relayProcesses, RELAY_PROCESS_SETTINGS } from './modes.js';
@@ -43,6 +43,9 @@ export class ReplicaSupervisor {
   readonly #ready = new Set<number>();
   #onReady: (() => void) | undefined;
   #stopping = false;
+  #failed: ((error: Error) => void) | undefined;
+  /** Rejects when a process exits in a way no restart fixes (a lost slot, a bad setting); the others are stopped. */
+  readonly done: Promise<void> = new Promise((_resolve, reject) => (this.#failed = reject));
 
   constructor(options: ReplicaSupervisorOptions) {
     this.#options = options;
@@ -97,6 +100,12 @@ export class ReplicaSupervisor {
         void recordSessionEnd(sql, evidenceDir, index).catch((error: unknown) => this.#log.warn({ err: describeError(error), replica: index }, 'could not record the session end'));
       }
       if (this.#stopping) return;
+      if (code === EXIT.USAGE || code === EXIT.FATAL) {
+        // Its own error is on stderr (inherited); the same start would fail the same way.
+        this.#log.error({ replica: index, code }, 'relay process failed for good; stopping the others');
+        void this.stop().then(() => this.#failed?.(new OutboxBenchError('CHECK_FAILED', `relay process ${index} of ${this.#options.config.relayMode} failed and was not restarted (its error is above)`)));
+        return;
+      }
       const restarts = (this.#restarts.get(index) ?? 0) + 1;
       this.#restarts.set(index, restarts);
       const delay = backoffMs(restarts, RESTART_BACKOFF);

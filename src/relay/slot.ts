@@ -126,8 +126,9 @@ async function ensurePublication(sql: Sql, options: { schema: string; publicatio
       'CONFIG_INVALID',
       `publication "${publicationName}" filters the outbox with ${member.rowFilter ?? 'no row filter'}, this relay needs ${rowFilter ?? 'none'}: ` +
         'the shard count (or the relay mode) changed under existing slots, and resharding is not supported. ' +
-        'Fix: stop the relays once they have caught up, drop their slots and publications, and start them with the new setting; ' +
-        'events written while no slot exists reach no slot and must be re-published from the outbox table.',
+        `Fix: stop the relays once they have caught up; drop their slots (pg_drop_replication_slot), their publications (DROP PUBLICATION) ` +
+        `and their rows in ${schema}.relay_cdc_slots (or the relay refuses the missing slots); then start with the new setting. ` +
+        'Events written while no slot exists reach no slot and must be re-published from the outbox table.',
       { details: { publicationName } },
     );
   }
