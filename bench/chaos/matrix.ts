@@ -181,7 +181,10 @@ async function startComponents(row: Row): Promise<void> {
   const kafkaBrokers = [...options.servers.kafka.brokers];
   const baseEnv = run.env({ logLevel: 'info' });
   delete baseEnv.CRASH_AT;
-  const withCrash = (crashAt: string | undefined) => (crashAt ? { ...baseEnv, CRASH_AT: crashAt.replace('{seed}', String(options.seed)) } : baseEnv);
+  // `{seed}` becomes the row's seed plus the process's start ordinal: a process that crashed at its
+  // first draw would otherwise draw the same crash at every restart, and a restart must go on where
+  // a crash left off. The same seed replays the same schedule, start by start.
+  const withCrash = (crashAt: string | undefined) => (crashAt ? (start: number) => ({ ...baseEnv, CRASH_AT: crashAt.replace('{seed}', String(options.seed + start)) }) : baseEnv);
 
   const consumerTask: ConsumerTask = { databaseUrl, kafkaBrokers, schema: run.schema, topic: run.topic, groupId: `chaos-${spec.name}-${run.runId}`, historyFile: row.consumerHistory };
   supervisor.start({ name: 'consumer', script: CHILD, args: ['consumer', JSON.stringify(consumerTask)], env: withCrash(spec.consumerCrashAt), logFile: path.join(row.dir, 'consumer.log') });

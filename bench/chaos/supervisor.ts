@@ -14,7 +14,8 @@ export interface ProcessSpec {
   /** Node script to run (compiled .js). */
   script: string;
   args: string[];
-  env: NodeJS.ProcessEnv;
+  /** Its environment, or the environment of its nth start (1, 2, ...): a restarted process may need another. */
+  env: NodeJS.ProcessEnv | ((start: number) => NodeJS.ProcessEnv);
   /** Start it again when it exits (default true). */
   restart?: boolean;
   /** stdout and stderr are appended here. */
@@ -56,8 +57,10 @@ export class Supervisor {
   #spawn(spec: ProcessSpec): void {
     let log = this.#logs.get(spec.name);
     if (!log) this.#logs.set(spec.name, (log = createWriteStream(spec.logFile, { flags: 'a' })));
+    const start = this.events.filter((e) => e.name === spec.name && e.event === 'started').length + 1;
+    const env = typeof spec.env === 'function' ? spec.env(start) : spec.env;
     // The IPC channel carries the child's ready message.
-    const child = spawn(process.execPath, [spec.script, ...spec.args], { env: spec.env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = spawn(process.execPath, [spec.script, ...spec.args], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     this.#children.set(spec.name, child);
