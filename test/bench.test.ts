@@ -196,6 +196,30 @@ describe('benchmark harness', () => {
     assert.deepEqual(rows.map((r) => r.name).sort(), [0, 1, 2].map((i) => `outbox-bench-relay-skip-locked-${i}`), 'all three replicas had their sessions when ready was reported');
   });
 
+  it('times a relay-only drain from the spawn even when the relay publishes before it reports ready', async (t) => {
+    const infra = await servers(t);
+    const outDir = path.join(await scratchDir(), 'drain-origin');
+    mkdirSync(outDir, { recursive: true });
+    const options: Record<string, number> = { 'drain-events': 20_000, profile: 0 };
+    const report = await drain.run({
+      config: resolveConfig(),
+      infra,
+      log,
+      parameters: { ...PARAMETERS, ...drain.defaults } as PipelineParameters,
+      outDir,
+      quiet: true,
+      repeats: 1,
+      option: (name) => options[name]!,
+      // The polling relay starts its first pass before it says it is ready.
+      list: (name, fallback) => (name === 'strategies' ? ['polling'] : name === 'consumer-clients' ? [] : fallback),
+    });
+    const [run] = (report.extra as { runs: DrainRun[] }).runs;
+    assert.equal(run?.relay.missing, 0);
+    // No relay publishes within the first tenth of a second of its process: a figure near 0 would be the
+    // clock starting after the relay had begun (the first reading already held events).
+    assert.ok(run!.relay.timeToFirstEventS >= 0.1, `first event ${run!.relay.timeToFirstEventS} s after the spawn`);
+  });
+
   it('drains a backlog through the relay alone, then through each consumer client alone, and profiles an extra run', async (t) => {
     const infra = await servers(t);
     const outDir = path.join(await scratchDir(), 'drain');

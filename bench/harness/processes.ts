@@ -41,18 +41,30 @@ async function readyOrStopped(child: ChildProcess, describe: string): Promise<vo
   }
 }
 
+/** A relay process just forked: `ready` settles once it reported ready (it is stopped if it does not). */
+export interface SpawnedRelay extends StartedRelay {
+  ready: Promise<void>;
+}
+
 /**
  * Forks our relay CLI with the run's environment (its settings, see
- * run-setup.ts) and resolves once it reports ready (all its processes, for a
- * mode that runs several). `args` are flags beyond the settings.
+ * run-setup.ts); `ready` resolves once it reports ready (all its processes,
+ * for a mode that runs several). `args` are flags beyond the settings. For a
+ * caller that must watch the relay from its spawn on (a drain's clock).
  */
-export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, options: { describe: string; args?: string[]; execArgv?: string[] }): Promise<StartedRelay> {
+export function spawnRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, options: { describe: string; args?: string[]; execArgv?: string[] }): SpawnedRelay {
   const logFile = path.join(rawDir, 'relay.log');
   const spawnedAt = nowMs();
   const child = fork(CLI, ['relay', ...(options.args ?? [])], { env, execArgv: options.execArgv ?? [], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   child.stderr!.pipe(createWriteStream(logFile));
-  await readyOrStopped(child, `the ${options.describe} relay (log: ${logFile})`);
-  return { child, spawnedAt };
+  return { child, spawnedAt, ready: readyOrStopped(child, `the ${options.describe} relay (log: ${logFile})`) };
+}
+
+/** spawnRelayProcess, resolving once the relay is ready. */
+export async function startRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, options: { describe: string; args?: string[]; execArgv?: string[] }): Promise<StartedRelay> {
+  const { ready, ...started } = spawnRelayProcess(rawDir, env, options);
+  await ready;
+  return started;
 }
 
 /** Forks our order service (`serve`) and resolves once it listens. */

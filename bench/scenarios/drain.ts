@@ -31,7 +31,7 @@ import { leastSquares, median } from '../harness/stats.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';
 import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
-import { exitedWithin, startConsumerProcess, startRelayProcess, stopChild } from '../harness/processes.js';
+import { exitedWithin, spawnRelayProcess, startConsumerProcess, stopChild } from '../harness/processes.js';
 import { profileTable, summarizeProfileDir, type ProfileSummary } from '../harness/profile.js';
 import { openRun } from '../harness/run-setup.js';
 import { current, f, groupBy, type ReportContext } from '../report/kit.js';
@@ -123,14 +123,17 @@ async function drainOnce(
     const failed = loads.reduce((sum, r) => sum + r.failed, 0);
     if (failed > 0) throw new OutboxBenchError('CHECK_FAILED', `${failed} backlog writes failed: ${loads.flatMap((r) => r.errors).join('; ')}`);
 
-    // 2. The relay alone.
+    // 2. The relay alone, followed from its spawn on: a relay may publish
+    // before it reports ready, and its first event is part of the figures.
     const relayProfileDir = path.join(rawDir, 'profile-relay');
-    const started = await startRelayProcess(rawDir, run.env(), {
+    const started = spawnRelayProcess(rawDir, run.env(), {
       describe: strategy.name,
       execArgv: profile ? ['--cpu-prof', `--cpu-prof-dir=${relayProfileDir}`] : [],
     });
     children.push(started.child);
-    const relayFigures = await follow(
+    // A relay that cannot start ends the drain with its error rather than a stalled follow.
+    const startFailure = started.ready.then(() => new Promise<never>(() => {}));
+    const following = follow(
       events,
       started.spawnedAt,
       () => endOffsets(admin, topic),
@@ -142,6 +145,7 @@ async function drainOnce(
       'relayMain',
       context.quiet ? undefined : `${name} relay`,
     );
+    const relayFigures = await Promise.race([startFailure, following]);
     await stopChild(started.child);
 
     // 3. The consumer alone, on the filled topic: once per consumer client,
