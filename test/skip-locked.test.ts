@@ -186,3 +186,102 @@ describe('SKIP LOCKED replicas', () => {
     });
   }
 });
+
+/**
+ * What the lease (idle_in_transaction_session_timeout) does and does not
+ * fence, shown on two replicas sharing eight buckets.
+ */
+describe('SKIP LOCKED leases', () => {
+  const LEASE_MS = 1_000;
+  const BUCKETS = 8;
+
+  function replica(env: TestEnv, index: number, strategy: ClaimStrategy, publisher: EventPublisher, evidenceDir: string): TableRelay {
+    return new TableRelay({
+      sql: env.pool({ max: 2, idleInTransactionTimeoutMs: LEASE_MS }),
+      publisher,
+      wire: env.wire,
+      strategy,
+      log,
+      batchSize: 50,
+      intervalMs: 20,
+      replicaId: `lease-${index}`,
+      leaseMs: LEASE_MS,
+      evidenceFile: path.join(evidenceDir, `replica-${index}.jsonl`),
+    });
+  }
+
+  it('cuts off a replica whose Kafka publish outlasts the lease: its rows go out again, nothing lost, first deliveries in order', async (t) => {
+    const env = await testEnv(t);
+    const events = await hotAggregates(env, 20, 2);
+    await prepareBuckets(env.sql, BUCKETS);
+    const evidenceDir = await scratchDir();
+    // Replica 0's first publish takes 2.5 leases: PostgreSQL ends its idle transaction meanwhile.
+    let slow = true;
+    const inner = env.publisher();
+    const slowPublisher: EventPublisher = {
+      async publish(messages) {
+        if (slow) {
+          slow = false;
+          await sleep(2.5 * LEASE_MS);
+        }
+        await inner.publish(messages);
+      },
+      close: () => inner.close(),
+    };
+    const relays = [
+      replica(env, 0, bucketedStrategy({ buckets: BUCKETS, replicas: 2, replicaIndex: 0 }), slowPublisher, evidenceDir),
+      replica(env, 1, bucketedStrategy({ buckets: BUCKETS, replicas: 2, replicaIndex: 1 }), env.publisher(), evidenceDir),
+    ];
+    relays[0]!.start();
+    await eventually('replica 0 to hold buckets', async () => (await env.sql`SELECT 1 FROM pg_locks WHERE relation = 'relay_buckets'::regclass AND mode = 'RowShareLock'`).length > 0);
+    relays[1]!.start();
+    env.defer(() => Promise.all(relays.map((r) => r.stop())));
+    await eventually('every row published', async () => (await env.sql`SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1`).length === 0, 60_000);
+    // The slow publish lands too (late), after the other replica re-published its rows.
+    await eventually('the late copies to land', async () => (await topicMessageCount(env.kafka, env.topic())) > events, 30_000);
+    const messages = await readTopic(env.kafka, env.topic(), events);
+    assert.equal(new Set(messages.map((m) => headerOf(m, HEADERS.eventId))).size, events, 'nothing lost');
+    const checker = checkOrder(messages);
+    assert.deepEqual(checker.violations, [], 'each version first delivered after the one before it');
+    assert.ok(checker.duplicates > 0, 'the cut-off batch reached Kafka twice');
+    const claims = checkClaims(readEvidence(evidenceDir));
+    assert.ok(claims.leaseCut > 0, 'the evidence shows the replica the lease cut off');
+    assert.deepEqual(claims.overlaps, [], 'no bucket held by both, the cut-off holder excepted');
+  });
+
+  it('does not fence a replica whose backend stays active past the lease: it keeps its buckets, nobody takes them, its pass commits', async (t) => {
+    const env = await testEnv(t);
+    const events = await hotAggregates(env, 20, 2);
+    await prepareBuckets(env.sql, BUCKETS);
+    const evidenceDir = await scratchDir();
+    // Replica 0's first pass runs a statement for two leases after claiming: its session is active, not idle.
+    let busy = true;
+    const inner = bucketedStrategy({ buckets: BUCKETS, replicas: 2, replicaIndex: 0 });
+    const activeStrategy: ClaimStrategy = {
+      name: inner.name,
+      async claim(tx, limit) {
+        const claim = await inner.claim(tx, limit);
+        if (busy && claim.rows.length > 0) {
+          busy = false;
+          await tx`SELECT pg_sleep(${(2 * LEASE_MS) / 1_000})`;
+        }
+        return claim;
+      },
+    };
+    const relays = [
+      replica(env, 0, activeStrategy, env.publisher(), evidenceDir),
+      replica(env, 1, bucketedStrategy({ buckets: BUCKETS, replicas: 2, replicaIndex: 1 }), env.publisher(), evidenceDir),
+    ];
+    relays[0]!.start();
+    await eventually('replica 0 to be inside its long statement', async () => (await env.sql`SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'`).length > 0);
+    relays[1]!.start();
+    env.defer(() => Promise.all(relays.map((r) => r.stop())));
+    await eventually('every row published', async () => (await env.sql`SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1`).length === 0, 60_000);
+    const claims = checkClaims(readEvidence(evidenceDir));
+    assert.equal(claims.leaseCut, 0, 'no session was cut off');
+    assert.deepEqual(claims.overlaps, [], 'replica 1 never held a bucket replica 0 held');
+    assert.ok(relays[0]!.published > 0, 'the long pass committed its rows');
+    assert.equal(await topicMessageCount(env.kafka, env.topic()), events, 'every event once: nothing was taken over and published again');
+    assert.deepEqual(checkOrder(await readTopic(env.kafka, env.topic(), events)).violations, []);
+  });
+});
