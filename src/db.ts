@@ -8,6 +8,7 @@ import path from 'node:path';
 import postgres from 'postgres';
 import { PROJECT_ROOT } from './config.js';
 import { OutboxBenchError, describeError } from './errors.js';
+import { quoteIdentifier } from './identifiers.js';
 
 export type Sql = postgres.Sql;
 export type TransactionSql = postgres.TransactionSql;
@@ -85,8 +86,8 @@ export async function migrate(sql: Sql, options: MigrateOptions): Promise<{ appl
   try {
     await sql.begin(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(hashtext(${`outbox-bench.migrate.${options.schema}`}))`;
-      await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS ${options.schema}`);
-      await tx.unsafe(`SET LOCAL search_path TO ${options.schema}`);
+      await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(options.schema)}`);
+      await tx.unsafe(`SET LOCAL search_path TO ${quoteIdentifier(options.schema)}`);
       await tx.unsafe(`CREATE TABLE IF NOT EXISTS schema_migrations (
         version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
       const done = new Set((await tx<{ version: number }[]>`SELECT version FROM schema_migrations`).map((row) => row.version));
@@ -112,5 +113,5 @@ export async function ensurePartitions(sql: Sql, width: string, ahead: number, f
 
 /** Drops a schema and everything in it (tests clean up after themselves). */
 export async function dropSchema(sql: Sql, schema: string): Promise<void> {
-  await sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await sql.unsafe(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`);
 }

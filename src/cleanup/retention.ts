@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../db.js';
 import { ensurePartitions } from '../db.js';
 import { describeError } from '../errors.js';
+import { quoteIdentifier } from '../identifiers.js';
 import type { Logger } from '../log.js';
 import { parseLsn } from '../relay/lsn.js';
 
@@ -121,13 +122,13 @@ export async function dropDeliveredPartitions(options: RetentionOptions): Promis
         await tx.unsafe(`SET LOCAL lock_timeout = ${Math.round(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS)}`);
         // Parent first, then the partition: the order every query takes them in.
         await tx.unsafe('LOCK TABLE ONLY outbox IN ACCESS EXCLUSIVE MODE');
-        await tx.unsafe(`LOCK TABLE ${partitionName} IN ACCESS EXCLUSIVE MODE`);
+        await tx.unsafe(`LOCK TABLE ${quoteIdentifier(partitionName)} IN ACCESS EXCLUSIVE MODE`);
         if (options.proof === 'published-at') {
-          const [row] = await tx.unsafe<{ unpublished: number }[]>(`SELECT count(*)::int AS unpublished FROM ${partitionName} WHERE published_at IS NULL`);
+          const [row] = await tx.unsafe<{ unpublished: number }[]>(`SELECT count(*)::int AS unpublished FROM ${quoteIdentifier(partitionName)} WHERE published_at IS NULL`);
           if (row && row.unpublished > 0) return `${row.unpublished} row(s) not published yet`;
         }
-        await tx.unsafe(`ALTER TABLE outbox DETACH PARTITION ${partitionName}`);
-        await tx.unsafe(`DROP TABLE ${partitionName}`);
+        await tx.unsafe(`ALTER TABLE outbox DETACH PARTITION ${quoteIdentifier(partitionName)}`);
+        await tx.unsafe(`DROP TABLE ${quoteIdentifier(partitionName)}`);
         return undefined;
       });
       if (outcome) keep(outcome);
