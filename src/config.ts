@@ -11,6 +11,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OutboxBenchError } from './errors.js';
+import { PLAIN_IDENTIFIER } from './identifiers.js';
 import { isRelayMode, RELAY_MODES, relayModeInfo, type RelayMode } from './relay/modes.js';
 
 export type { RelayMode } from './relay/modes.js';
@@ -64,6 +65,8 @@ export interface Config {
   readonly kafkaVersion: string;
   /** Heap of the local Kafka broker, in MiB. */
   readonly kafkaHeapMb: number;
+  /** Brokers of the local Kafka: 1, or a cluster with a dedicated controller (replication factor 3 from 3 brokers on). */
+  readonly kafkaNodes: number;
   /** Where local servers keep their data and logs. */
   readonly dataDir: string;
   /** Where fetched Kafka jars are cached. */
@@ -90,6 +93,8 @@ export interface Config {
   readonly batchSize: number;
   /** Kafka producers a relay publishes through in parallel (aggregates stay on one each). */
   readonly publishers: number;
+  /** CDC: a transaction with more events than this waits on disk until its commit (0: always in memory). */
+  readonly spillAfterEvents: number;
   /** The Kafka client relays and consumers run on. */
   readonly kafkaClient: KafkaClientName;
   readonly consumerKafkaClient: ConsumerKafkaClientName;
@@ -126,7 +131,7 @@ export interface Config {
   readonly logFormat: LogFormat;
 }
 
-type Kind = 'string' | 'port' | 'int' | 'enum' | 'list' | 'names' | 'identifier' | 'url' | 'interval';
+type Kind = 'string' | 'port' | 'int' | 'enum' | 'list' | 'names' | 'identifier' | 'topic-prefix' | 'url' | 'interval';
 
 interface OptionSpec {
   readonly key: keyof Config;
@@ -154,6 +159,10 @@ export const DEFAULTS: Config = Object.freeze({
   // Rationale: a single-node broker in benchmarks peaks well below 512 MiB of
   // heap; 1 GiB leaves headroom for page-cache-friendly batches on 24 GiB hosts.
   kafkaHeapMb: 1024,
+  // One broker by default: the benchmarks measure the relays, and a single
+  // broker on loopback is the cheapest honest Kafka. `--kafka-nodes 3` starts
+  // the replicated cluster the failover tests need.
+  kafkaNodes: 1,
   dataDir: path.join(PROJECT_ROOT, '.data'),
   cacheDir: path.join(PROJECT_ROOT, '.cache'),
   schema: 'outbox_bench',
@@ -180,6 +189,9 @@ export const DEFAULTS: Config = Object.freeze({
   // this machine, 4 in parallel roughly double a CDC relay's drain rate, and
   // more stop helping on 2 cores (docs/capacity.md). 1 keeps the textbook shape.
   publishers: 1,
+  // Rationale: the CDC relay's buffer bound (50K events of ~0.5 KiB, ~25 MiB);
+  // a transaction larger than what the relay would buffer anyway goes to disk.
+  spillAfterEvents: 50_000,
   // Rationale: chosen by `npm run bench:drain` (results/README.md): in the
   // relay-only drain @platformatic/kafka carried the most events per second at
   // the lowest CPU per event of the five clients, and it is pure JavaScript,
@@ -222,6 +234,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'kafkaPort', flag: 'kafka-port', env: 'OUTBOX_BENCH_KAFKA_PORT', kind: 'port', description: 'client port of the local Kafka broker' },
   { key: 'kafkaControllerPort', flag: 'kafka-controller-port', env: 'OUTBOX_BENCH_KAFKA_CONTROLLER_PORT', kind: 'port', description: 'KRaft controller port of the local Kafka broker' },
   { key: 'kafkaVersion', flag: 'kafka-version', env: 'OUTBOX_BENCH_KAFKA_VERSION', kind: 'string', description: 'Apache Kafka version fetched from Maven Central' },
+  { key: 'kafkaNodes', flag: 'kafka-nodes', env: 'OUTBOX_BENCH_KAFKA_NODES', kind: 'int', min: 1, max: 5, description: 'brokers of the local Kafka (3: a cluster with a dedicated controller, replication factor 3, min.insync.replicas 2)' },
   { key: 'kafkaHeapMb', flag: 'kafka-heap-mb', env: 'OUTBOX_BENCH_KAFKA_HEAP_MB', kind: 'int', min: 128, max: 65_536, description: 'heap of the local Kafka broker, MiB' },
   { key: 'dataDir', flag: 'data-dir', env: 'OUTBOX_BENCH_DATA_DIR', kind: 'string', description: 'folder for local server data and logs' },
   { key: 'cacheDir', flag: 'cache-dir', env: 'OUTBOX_BENCH_CACHE_DIR', kind: 'string', description: 'folder for the fetched Kafka jars' },
@@ -230,12 +243,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'partitionsAhead', flag: 'partitions-ahead', env: 'OUTBOX_BENCH_PARTITIONS_AHEAD', kind: 'int', min: 1, max: 10_000, description: 'outbox partitions created ahead of time' },
   { key: 'retention', flag: 'retention', env: 'OUTBOX_BENCH_RETENTION', kind: 'interval', description: 'keep delivered outbox history this long ("1 day")' },
   { key: 'inboxRetention', flag: 'inbox-retention', env: 'OUTBOX_BENCH_INBOX_RETENTION', kind: 'interval', description: 'forget processed event ids after this long (docs/outbox.md: choosing it)' },
-  { key: 'topicPrefix', flag: 'topic-prefix', env: 'OUTBOX_BENCH_TOPIC_PREFIX', kind: 'string', description: 'topic = prefix + aggregate type' },
+  { key: 'topicPrefix', flag: 'topic-prefix', env: 'OUTBOX_BENCH_TOPIC_PREFIX', kind: 'topic-prefix', description: 'topic = prefix + aggregate type' },
   { key: 'topicPartitions', flag: 'partitions', env: 'OUTBOX_BENCH_PARTITIONS', kind: 'int', min: 1, max: 1_000, description: 'partitions per topic' },
   { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: () => RELAY_MODES, description: 'relay strategy' },
   { key: 'pollIntervalMs', flag: 'interval-ms', env: 'OUTBOX_BENCH_POLL_INTERVAL_MS', kind: 'int', min: 1, max: 3_600_000, description: 'poll interval when idle, ms' },
   { key: 'batchSize', flag: 'batch-size', env: 'OUTBOX_BENCH_BATCH_SIZE', kind: 'int', min: 1, max: 100_000, description: 'rows claimed per relay pass' },
   { key: 'publishers', flag: 'publishers', env: 'OUTBOX_BENCH_PUBLISHERS', kind: 'int', min: 1, max: 64, description: 'Kafka producers per relay, in parallel (per-aggregate order kept)' },
+  { key: 'spillAfterEvents', flag: 'spill-after', env: 'OUTBOX_BENCH_SPILL_AFTER', kind: 'int', min: 0, max: 100_000_000, description: 'CDC: transactions with more events wait on disk for their commit (0: in memory)' },
   { key: 'kafkaClient', flag: 'kafka-client', env: 'OUTBOX_BENCH_KAFKA_CLIENT', kind: 'enum', values: KAFKA_CLIENTS, description: 'Kafka client of the relays (producers)' },
   { key: 'consumerKafkaClient', flag: 'consumer-kafka-client', env: 'OUTBOX_BENCH_CONSUMER_KAFKA_CLIENT', kind: 'enum', values: CONSUMER_KAFKA_CLIENTS, description: 'Kafka client of the consumer' },
   { key: 'kafkaHeaders', flag: 'kafka-headers', env: 'OUTBOX_BENCH_KAFKA_HEADERS', kind: 'enum', values: HEADER_SETS, description: 'headers per event: minimal (id, aggregateVersion) or all' },
@@ -301,9 +315,14 @@ function coerce(spec: OptionSpec, raw: string, source: string): unknown {
     case 'identifier':
       // Identifiers are interpolated into DDL and replication commands, so only
       // plain lower-case SQL identifiers are allowed: no quoting games.
-      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(value)) {
+      if (!PLAIN_IDENTIFIER.test(value)) {
         throw invalid(source, `"${raw}" is not a plain identifier (lower-case letters, digits, _; at most 63 characters)`);
       }
+      return value;
+    case 'topic-prefix':
+      // Kafka allows these characters in topic names and nothing else; the
+      // aggregate type is appended, within Kafka's 249-character limit.
+      if (!/^[a-zA-Z0-9._-]{1,200}$/.test(value)) throw invalid(source, `"${raw}" may hold only letters, digits, '.', '_' and '-' (at most 200): Kafka's topic name characters`);
       return value;
     case 'url': {
       let url: URL;
@@ -362,8 +381,11 @@ function checkCrossField(config: Config): void {
   if (/second/.test(config.partitionWidth)) {
     throw invalid('flag --partition-width', `${config.partitionWidth} is too narrow; a partition is at least "1 minute" wide`);
   }
-  if (config.kafkaPort === config.kafkaControllerPort) {
-    throw invalid('flag --kafka-controller-port', `must differ from --kafka-port (${config.kafkaPort})`);
+  // A cluster's brokers listen on --kafka-port and every tenth port above it (infra/kafka-cluster.ts).
+  for (let index = 0; index < config.kafkaNodes; index++) {
+    if (config.kafkaPort + 10 * index === config.kafkaControllerPort) {
+      throw invalid('flag --kafka-controller-port', `must differ from the brokers' ports (--kafka-port ${config.kafkaPort}${config.kafkaNodes > 1 ? ' and every tenth above it' : ''})`);
+    }
   }
   // Overrides are not coerced; a mode that is not in the registry fails here, not at start.
   if (!isRelayMode(config.relayMode)) throw invalid('flag --mode', `"${config.relayMode}" is not one of ${RELAY_MODES.join(', ')}`);

@@ -13,6 +13,8 @@ export const METRIC_NAMES = Object.freeze({
   relayLagEvents: 'outbox_relay_lag_events',
   relayLagSeconds: 'outbox_relay_lag_seconds',
   relayLagBytes: 'outbox_relay_lag_wal_bytes',
+  relaySlotRetainedBytes: 'outbox_relay_slot_retained_wal_bytes',
+  relaySlotSafeBytes: 'outbox_relay_slot_safe_wal_bytes',
   consumerReceived: 'outbox_consumer_received_events_total',
   consumerApplied: 'outbox_consumer_applied_events_total',
   consumerDuplicates: 'outbox_consumer_duplicate_events_total',
@@ -28,6 +30,8 @@ export class Metrics {
   readonly relayLagEvents: Gauge<'relay'>;
   readonly relayLagSeconds: Gauge<'relay'>;
   readonly relayLagBytes: Gauge<'relay'>;
+  readonly relaySlotRetainedBytes: Gauge<'relay'>;
+  readonly relaySlotSafeBytes: Gauge<'relay'>;
   readonly consumerReceived: Counter;
   readonly consumerApplied: Counter;
   readonly consumerDuplicates: Counter;
@@ -51,6 +55,18 @@ export class Metrics {
     this.relayLagEvents = new Gauge({ name: METRIC_NAMES.relayLagEvents, help: 'Committed events not yet published (table relays)', labelNames: ['relay'], registers });
     this.relayLagSeconds = new Gauge({ name: METRIC_NAMES.relayLagSeconds, help: 'Age of the oldest unpublished event', labelNames: ['relay'], registers });
     this.relayLagBytes = new Gauge({ name: METRIC_NAMES.relayLagBytes, help: 'WAL bytes between the current WAL position and the slot confirmed position (CDC relays)', labelNames: ['relay'], registers });
+    this.relaySlotRetainedBytes = new Gauge({
+      name: METRIC_NAMES.relaySlotRetainedBytes,
+      help: 'WAL bytes PostgreSQL keeps for the relay slot furthest behind (current position minus its restart_lsn): disk the slot pins (CDC relays)',
+      labelNames: ['relay'],
+      registers,
+    });
+    this.relaySlotSafeBytes = new Gauge({
+      name: METRIC_NAMES.relaySlotSafeBytes,
+      help: 'WAL bytes that can still be written before the slot furthest behind is invalidated (safe_wal_size; absent without max_slot_wal_keep_size)',
+      labelNames: ['relay'],
+      registers,
+    });
     this.consumerReceived = new Counter({ name: METRIC_NAMES.consumerReceived, help: 'Events the consumer received (duplicates included)', registers });
     this.consumerApplied = new Counter({ name: METRIC_NAMES.consumerApplied, help: 'Events whose side effect the consumer applied', registers });
     this.consumerDuplicates = new Counter({ name: METRIC_NAMES.consumerDuplicates, help: 'Events the inbox recognised as already processed and discarded', registers });

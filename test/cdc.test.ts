@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
@@ -18,8 +19,9 @@ import { HEADERS, type WireEvent } from '../src/events.js';
 import { LocalKafka, LocalPostgres } from '../src/infra/index.js';
 import { createKafkaClient } from '../src/kafka-client.js';
 import { silentLogger } from '../src/log.js';
-import { amendOrders, placeOrders } from '../src/orders/write-path.js';
-import type { CdcRelay } from '../src/relay/cdc.js';
+import { amendOrders, amendOrdersIn, placeOrders } from '../src/orders/write-path.js';
+import { CdcRelay } from '../src/relay/cdc.js';
+import { WireEncoder } from '../src/relay/wire.js';
 import { prepareSlot, slotLagBytes } from '../src/relay/slot.js';
 import { parseLsn } from '../src/relay/lsn.js';
 import { dropIdleSlots } from '../src/relay/slot.js';
@@ -158,6 +160,27 @@ describe('CDC relay', () => {
     await sleep(3 * WAL_SENDER_TIMEOUT_MS);
     assert.equal((await slot(env))?.activePid, walsender, 'the walsender did not time the relay out: its keepalives were answered');
     assert.equal(relay.published, 0);
+  });
+
+  it('bounds its memory on a transaction larger than its buffer: the events wait on disk for the commit, and all arrive in order', async (t) => {
+    const env = await testEnv(t);
+    const spillDir = await scratchDir();
+    const relay = cdcRelay(env, { spillAfterEvents: 500, spillDir });
+    await relay.start();
+    // One transaction of 3,000 events: six times what the relay keeps in memory.
+    const placed = await placeOrders(env.sql, orders(2_000, 'big'));
+    await env.sql.begin(async (tx) => {
+      await amendOrdersIn(tx, placed.slice(0, 500).flatMap((p) => [{ orderId: p.orderId, deltaCents: 1 }, { orderId: p.orderId, deltaCents: 2 }]));
+    });
+    const messages = await readTopic(env.kafka, env.topic(), 3_000);
+    assert.equal(new Set(messages.map((m) => headerOf(m, HEADERS.eventId))).size, 3_000);
+    const checker = new OrderingChecker();
+    for (const m of messages) checker.observe(m.key!.toString(), Number(headerOf(m, HEADERS.aggregateVersion)));
+    assert.deepEqual(checker.violations, []);
+    assert.ok(relay.spilledTransactions >= 1, 'the big transactions went to disk');
+    const sample = messages.find((m) => headerOf(m, HEADERS.aggregateVersion) === '1');
+    assert.equal(JSON.parse(sample!.value!.toString()).currency, 'EUR', 'the payload came back from the file as it was written');
+    await eventually('the spill files to be gone once published', () => readdirSync(spillDir).length === 0);
   });
 
   it('publishes what a new connection brings while the old connection\'s publish was still waiting for Kafka', async (t) => {
@@ -342,6 +365,65 @@ describe('CDC slot safety', () => {
     await prepareSlot({ ...options, recreateSlot: true }, log);
     assert.equal((await sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'lost_slot'`).length, 1, 'recreated when asked to');
     await sql`SELECT pg_drop_replication_slot('lost_slot')`;
+  });
+
+  it('stops with the recovery its store allows when its slot is invalidated while it streams', async (t) => {
+    const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
+    const server = new LocalPostgres({ config, log, settings: { max_slot_wal_keep_size: '1MB', max_wal_size: '32MB', min_wal_size: '32MB' } });
+    await server.start();
+    t.after(() => server.stop('immediate'));
+    const sql = createSql(server.url, 'streaming', { max: 2 });
+    t.after(() => sql.end({ timeout: 5 }));
+    await migrate(sql, { schema: 'streaming', partitionWidth: '1 day', partitionsAhead: 1 });
+    // Kafka unreachable: the relays read events they can never confirm, so their slots fall behind.
+    const nowhere = createKafkaClient({ brokers: [`127.0.0.1:${await freePort()}`], log: silentLogger, clientId: 'cdc-lost-stream', retries: 0, quiet: true });
+    const publisher = new KafkajsPublisher({ kafka: nowhere, topics: new TopicAdmin(nowhere, 3), timeoutMs: 1_000 });
+    t.after(() => publisher.close());
+    const relays = (['table', 'message'] as const).map(
+      (store) =>
+        new CdcRelay({
+          databaseUrl: server.url,
+          sql,
+          schema: 'streaming',
+          publisher,
+          wire: new WireEncoder({ route: (type) => `lost.${type}`, headers: 'minimal', forward: [] }),
+          slotName: `lost_${store}_slot`,
+          publicationName: `lost_${store}_pub`,
+          store,
+          log,
+          batchSize: 100,
+        }),
+    );
+    for (const relay of relays) {
+      await relay.start();
+      t.after(() => relay.stop());
+    }
+    // Each relay's end, caught as it happens: the two stop at different moments, and an end nobody awaits yet
+    // would be an unhandled rejection.
+    const ends = relays.map((relay) => relay.done.then(() => new Error('the relay stopped without an error'), (error: unknown) => error));
+    await placeOrders(sql, orders(10, 'table'));
+    await placeOrders(sql, orders(10, 'message'), 'message');
+    await eventually('both relays to hold their events', () => relays.every((r) => r.bufferedEvents > 0));
+    await sql`CREATE TABLE filler (filler text)`;
+    for (let i = 0; i < 6; i++) {
+      await sql`INSERT INTO filler SELECT repeat('y', 2000) FROM generate_series(1, 5000)`;
+      await sql`SELECT pg_switch_wal()`;
+    }
+    await sql`CHECKPOINT`;
+    const [tableEnd, messageEnd] = await Promise.all(ends);
+    assert.ok(tableEnd instanceof OutboxBenchError, String(tableEnd));
+    assert.equal(tableEnd.code, 'SLOT_LOST');
+    assert.match(tableEnd.message, /"lost_table_slot" was invalidated/);
+    assert.match(tableEnd.message, /re-publish the outbox rows committed since/);
+    assert.match(tableEnd.message, /relay --mode polling --schema streaming/);
+    assert.ok(messageEnd instanceof OutboxBenchError, String(messageEnd));
+    assert.equal(messageEnd.code, 'SLOT_LOST');
+    assert.match(messageEnd.message, /"lost_message_slot" was invalidated/);
+    assert.match(messageEnd.message, /cannot be re-published, because a logical message lives only in the WAL/);
+    for (const store of ['table', 'message']) {
+      const [row] = await sql`SELECT wal_status FROM pg_replication_slots WHERE slot_name = ${`lost_${store}_slot`}`;
+      assert.equal(row?.walStatus, 'lost', 'left for the operator, not recreated');
+    }
   });
 
   it('drops idle slots by name or by prefix, taking an underscore literally, and leaves a slot in use alone', async (t) => {

@@ -39,7 +39,8 @@ describe('resolveConfig', () => {
     rejects({ env: { DATABASE_URL: 'mysql://x' } }, /DATABASE_URL: "mysql:\/\/x" must start with postgres:\/\//);
     rejects({ env: {}, flags: { schema: 'Robert"; DROP TABLE' } }, /flag --schema: .* is not a plain identifier/);
     rejects({ env: {}, flags: { partitionWidth: 'fortnight' } }, /flag --partition-width: "fortnight" is not a duration/);
-    rejects({ env: {}, flags: { kafkaPort: '9000', kafkaControllerPort: '9000' } }, /--kafka-controller-port: must differ from --kafka-port/);
+    rejects({ env: {}, flags: { kafkaPort: '9000', kafkaControllerPort: '9000' } }, /--kafka-controller-port: must differ from the brokers' ports \(--kafka-port 9000\)/);
+    rejects({ env: {}, flags: { kafkaNodes: '3', kafkaPort: '9000', kafkaControllerPort: '9020' } }, /must differ from the brokers' ports \(--kafka-port 9000 and every tenth above it\)/);
   });
 
   it('normalises accepted values', () => {

@@ -120,4 +120,40 @@ describe('relays under faults', () => {
     assert.match(text, /outbox_relay_publish_duration_seconds_count\{relay="polling"\} [1-9]/);
     assert.match(text, /process_cpu_seconds_total/);
   });
+
+  it('exposes a CDC relay\'s lag and the WAL its slot retains, labelled with its mode', async (t) => {
+    const env = await testEnv(t);
+    const port = await freePort();
+    const child = spawn(process.execPath, [CLI, 'relay', '--mode', 'cdc-message', '--metrics-port', String(port)], {
+      env: {
+        ...process.env,
+        OUTBOX_BENCH_SCHEMA: env.config.schema,
+        OUTBOX_BENCH_TOPIC_PREFIX: env.config.topicPrefix,
+        OUTBOX_BENCH_SLOT: env.config.slotName,
+        OUTBOX_BENCH_PUBLICATION: env.config.publicationName,
+        OUTBOX_BENCH_LOG_LEVEL: 'warn',
+      },
+      stdio: 'ignore',
+    });
+    env.defer(() => env.sql.unsafe(`DROP PUBLICATION IF EXISTS ${env.config.publicationName}`).catch(() => {}));
+    env.defer(async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+    });
+    await eventually('the relay\'s slot', async () => (await env.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${env.config.slotName} AND active`).length > 0);
+    await placeOrders(env.sql, orders(30, 'wal'), 'message');
+    const text = await eventually(
+      'metrics showing 30 published events and the slot\'s WAL',
+      async () => {
+        const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        const done = /outbox_relay_published_events_total\{relay="cdc-message"\} 30\b/.test(body) && /outbox_relay_slot_retained_wal_bytes\{relay="cdc-message"\} \d+/.test(body);
+        return done ? body : undefined;
+      },
+      30_000,
+    );
+    assert.match(text, /outbox_relay_lag_wal_bytes\{relay="cdc-message"\} \d+/);
+    assert.doesNotMatch(text, /relay="cdc"\}/, 'no metric under another mode\'s name');
+  });
 });

@@ -12,10 +12,12 @@ import { OutboxBenchError, describeError } from '../errors.js';
 import { createKafkaClient } from '../kafka-client.js';
 import type { Logger } from '../log.js';
 import { ExternalKafka, LocalKafka, type KafkaServer } from './kafka.js';
+import { LocalKafkaCluster } from './kafka-cluster.js';
 import { ExternalPostgres, LocalPostgres, type PostgresServer } from './postgres.js';
 import { isProcessAlive } from './processes.js';
 
 export { LocalKafka, ExternalKafka, ensureKafkaJars, type KafkaServer } from './kafka.js';
+export { LocalKafkaCluster } from './kafka-cluster.js';
 export { LocalPostgres, ExternalPostgres, type PostgresServer } from './postgres.js';
 
 /** Who started each local server, so a later command knows whether it may stop it. */
@@ -94,9 +96,14 @@ async function acquirePostgres(options: AcquireOptions, releases: (() => Promise
 async function acquireKafka(options: AcquireOptions, releases: (() => Promise<void>)[]): Promise<KafkaServer> {
   const { config, log } = options;
   if (config.kafkaBrokers) return new ExternalKafka(config.kafkaBrokers);
-  const local = new LocalKafka({ config, log, detached: options.detached ?? false });
-  await acquireLocal(options, releases, { kind: 'kafka', name: 'Kafka', port: config.kafkaPort, location: local.home, server: local });
+  const local = localKafka(config, log, options.detached ?? false);
+  await acquireLocal(options, releases, { kind: 'kafka', name: config.kafkaNodes > 1 ? `Kafka cluster (${config.kafkaNodes} brokers)` : 'Kafka', port: config.kafkaPort, location: local.home, server: local });
   return local;
+}
+
+/** The local Kafka the settings ask for: one broker, or a cluster of --kafka-nodes. */
+function localKafka(config: Config, log: Logger, detached = false): LocalKafka | LocalKafkaCluster {
+  return config.kafkaNodes > 1 ? new LocalKafkaCluster({ config, log, detached }) : new LocalKafka({ config, log, detached });
 }
 
 interface LocalServer {
@@ -150,11 +157,12 @@ async function acquireLocal(options: AcquireOptions, releases: (() => Promise<vo
 
 /** Stops local servers whoever started them (`infra down`). */
 export async function stopLocalInfra(config: Config, log: Logger): Promise<{ postgres: boolean; kafka: boolean }> {
-  const kafka = new LocalKafka({ config, log });
+  // Whichever kind `infra up` started: the single broker or a cluster.
+  const kafkas = [new LocalKafka({ config, log }), new LocalKafkaCluster({ config, log })];
   const pg = new LocalPostgres({ config, log });
-  const kafkaWasRunning = kafka.pid() !== undefined;
+  const kafkaWasRunning = kafkas.some((kafka) => kafka.pid() !== undefined);
   const pgWasRunning = pg.isRunning();
-  await kafka.stop('graceful');
+  for (const kafka of kafkas) await kafka.stop('graceful');
   await pg.stop('fast');
   await updateState(config, (state) => {
     delete state.kafka;
@@ -171,7 +179,7 @@ export interface InfraStatus {
 export function localInfraStatus(config: Config, log: Logger): InfraStatus {
   const state = readState(config);
   const pgPid = new LocalPostgres({ config, log }).pid();
-  const kafkaPid = new LocalKafka({ config, log }).pid();
+  const kafkaPid = new LocalKafka({ config, log }).pid() ?? new LocalKafkaCluster({ config, log }).pid();
   return {
     postgres: { running: pgPid !== undefined, pid: pgPid, port: state.postgres?.port ?? config.pgPort, detached: state.postgres?.detached },
     kafka: { running: kafkaPid !== undefined, pid: kafkaPid, port: state.kafka?.port ?? config.kafkaPort, detached: state.kafka?.detached },

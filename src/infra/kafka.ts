@@ -17,6 +17,7 @@ import { fetchJars } from './maven.js';
 import {
   assertPortFree,
   commandExists,
+  isPortFree,
   isProcessAlive,
   lastLines,
   registerOwnedProcess,
@@ -61,34 +62,65 @@ export async function assertJavaAvailable(): Promise<void> {
 }
 
 /**
- * Broker settings. A single node cannot replicate, so every internal topic
- * gets replication factor 1; durability comes from the OS page cache and the
- * log flush defaults, as in any Kafka deployment without replicas.
+ * One node of a local KRaft cluster: a single node is broker and controller
+ * at once; a cluster has a dedicated controller (so losing brokers never
+ * loses the quorum) and broker-only nodes.
  */
-export function brokerProperties(config: Config, logDir: string): string {
+export interface KafkaNode {
+  id: number;
+  roles: 'broker,controller' | 'broker' | 'controller';
+  /** Client port (broker roles). */
+  port?: number;
+  /** Controller port (controller roles). */
+  controllerPort?: number;
+  /** `controller.quorum.voters`: id@host:port of the controllers. */
+  voters: string;
+  /** Brokers in the cluster: replication of internal topics and the topic defaults follow it. */
+  brokers: number;
+}
+
+/** The single node every command starts by default, from the configured ports. */
+export function singleNode(config: Config): KafkaNode {
+  return { id: 1, roles: 'broker,controller', port: config.kafkaPort, controllerPort: config.kafkaControllerPort, voters: `1@127.0.0.1:${config.kafkaControllerPort}`, brokers: 1 };
+}
+
+/**
+ * Node settings. A single node cannot replicate, so every topic gets
+ * replication factor 1; durability comes from the OS page cache and the log
+ * flush defaults, as in any Kafka deployment without replicas. With three
+ * brokers or more, topics get replication factor 3 and min.insync.replicas 2,
+ * as users run Kafka: an acks=all write survives one broker, and blocks (never
+ * silently succeeds on one copy) while two are down.
+ */
+export function brokerProperties(config: Config, logDir: string, node: KafkaNode = singleNode(config)): string {
+  const replication = Math.min(3, node.brokers);
+  const minInSync = replication >= 3 ? 2 : 1;
+  const broker = node.roles !== 'controller';
+  const listeners = [broker ? `PLAINTEXT://127.0.0.1:${node.port}` : '', node.roles !== 'broker' ? `CONTROLLER://127.0.0.1:${node.controllerPort}` : ''].filter(Boolean);
   const settings: Record<string, string | number> = {
-    'process.roles': 'broker,controller',
-    'node.id': 1,
-    'controller.quorum.voters': `1@127.0.0.1:${config.kafkaControllerPort}`,
-    listeners: `PLAINTEXT://127.0.0.1:${config.kafkaPort},CONTROLLER://127.0.0.1:${config.kafkaControllerPort}`,
-    'advertised.listeners': `PLAINTEXT://127.0.0.1:${config.kafkaPort}`,
+    'process.roles': node.roles,
+    'node.id': node.id,
+    'controller.quorum.voters': node.voters,
+    listeners: listeners.join(','),
+    ...(broker ? { 'advertised.listeners': `PLAINTEXT://127.0.0.1:${node.port}`, 'inter.broker.listener.name': 'PLAINTEXT' } : {}),
     'controller.listener.names': 'CONTROLLER',
-    'inter.broker.listener.name': 'PLAINTEXT',
     'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
     'log.dirs': logDir,
     'num.partitions': config.topicPartitions,
+    'default.replication.factor': replication,
+    'min.insync.replicas': minInSync,
     // Topics are created explicitly with the configured partition count; an
     // auto-created topic with the wrong count would silently break ordering tests.
     'auto.create.topics.enable': 'false',
-    'offsets.topic.replication.factor': 1,
+    'offsets.topic.replication.factor': replication,
     // Rationale: 50 offset partitions (the default) make the group coordinator
-    // take seconds to load on a fresh 2-core broker; 8 is plenty for one node.
+    // take seconds to load on a fresh 2-core broker; 8 is plenty here.
     'offsets.topic.num.partitions': 8,
-    'transaction.state.log.replication.factor': 1,
-    'transaction.state.log.min.isr': 1,
+    'transaction.state.log.replication.factor': replication,
+    'transaction.state.log.min.isr': minInSync,
     'transaction.state.log.num.partitions': 8,
-    'share.coordinator.state.topic.replication.factor': 1,
-    'share.coordinator.state.topic.min.isr': 1,
+    'share.coordinator.state.topic.replication.factor': replication,
+    'share.coordinator.state.topic.min.isr': minInSync,
     // Consumers join immediately instead of waiting 3 s for more members.
     'group.initial.rebalance.delay.ms': 0,
     'delete.topic.enable': 'true',
@@ -123,6 +155,8 @@ export interface KafkaServer {
   /** Starts it again after stop(); used by crash tests. */
   start(): Promise<void>;
   pid(): number | undefined;
+  /** Every process of it (a cluster has several), for CPU and memory accounting; default [pid()]. */
+  pids?(): number[];
 }
 
 export interface LocalKafkaOptions {
@@ -132,6 +166,12 @@ export interface LocalKafkaOptions {
   detached?: boolean;
   /** Where this broker keeps its data (default `<dataDir>/kafka`). */
   dataDir?: string;
+  /** This node of a cluster (default: the single broker-and-controller of the configured ports). */
+  node?: KafkaNode;
+  /** The cluster id its storage is formatted with (default: a new one); every node of a cluster shares it. */
+  clusterId?: string;
+  /** Heap, MiB (default --kafka-heap-mb). */
+  heapMb?: number;
 }
 
 export class LocalKafka implements KafkaServer {
@@ -139,18 +179,24 @@ export class LocalKafka implements KafkaServer {
   readonly brokers: readonly string[];
   readonly home: string;
   readonly logFile: string;
+  readonly node: KafkaNode;
   readonly #config: Config;
   readonly #log: Logger;
   readonly #detached: boolean;
+  readonly #clusterId: string | undefined;
+  readonly #heapMb: number;
   #pid: number | undefined;
 
   constructor(options: LocalKafkaOptions) {
     this.#config = options.config;
-    this.#log = options.log.child({ component: 'kafka' });
+    this.node = options.node ?? singleNode(options.config);
+    this.#log = options.log.child({ component: 'kafka', node: this.node.id });
     this.#detached = options.detached ?? false;
+    this.#clusterId = options.clusterId;
+    this.#heapMb = options.heapMb ?? options.config.kafkaHeapMb;
     this.home = options.dataDir ?? path.join(options.config.dataDir, 'kafka');
     this.logFile = path.join(this.home, 'logs', 'server.log');
-    this.brokers = Object.freeze([`127.0.0.1:${options.config.kafkaPort}`]);
+    this.brokers = Object.freeze(this.node.port === undefined ? [] : [`127.0.0.1:${this.node.port}`]);
   }
 
   get pidFile(): string {
@@ -170,22 +216,21 @@ export class LocalKafka implements KafkaServer {
   async start(): Promise<void> {
     await assertJavaAvailable();
     const fix = 'Stop whatever listens there, pick other ports with --kafka-port / --kafka-controller-port, or set KAFKA_BROKERS to use an existing cluster.';
-    await assertPortFree(this.#config.kafkaPort, 'Kafka', fix);
-    await assertPortFree(this.#config.kafkaControllerPort, 'Kafka controller', fix);
+    if (this.node.port !== undefined) await assertPortFree(this.node.port, 'Kafka', fix);
+    if (this.node.controllerPort !== undefined) await assertPortFree(this.node.controllerPort, 'Kafka controller', fix);
     const jars = await ensureKafkaJars(this.#config, this.#log);
 
     const dataDir = path.join(this.home, 'data');
     const propertiesFile = path.join(this.home, 'server.properties');
     const log4jFile = path.join(this.home, 'log4j2.properties');
     await fs.mkdir(path.dirname(this.logFile), { recursive: true });
-    await fs.writeFile(propertiesFile, brokerProperties(this.#config, dataDir));
+    await fs.writeFile(propertiesFile, brokerProperties(this.#config, dataDir, this.node));
     await fs.writeFile(log4jFile, log4jProperties(this.logFile));
     const classpath = `${jars.libDir}/*`;
     const jvmLogging = [`-Dlog4j2.configurationFile=${log4jFile}`, `-Dkafka.logs.dir=${path.dirname(this.logFile)}`];
 
     if (!existsSync(path.join(dataDir, 'meta.properties'))) {
-      // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding.
-      const clusterId = randomBytes(16).toString('base64url');
+      const clusterId = this.#clusterId ?? newClusterId();
       this.#log.info({ dataDir }, 'formatting Kafka storage (first run only)');
       // `--cluster-id=<id>` in one argument: a base64url id may start with '-',
       // which the tool's argument parser would take for an option.
@@ -195,7 +240,7 @@ export class LocalKafka implements KafkaServer {
       }
     }
 
-    const heap = `${this.#config.kafkaHeapMb}m`;
+    const heap = `${this.#heapMb}m`;
     const out = openSync(path.join(path.dirname(this.logFile), 'stdout.log'), 'a');
     const child = spawn(
       'java',
@@ -231,19 +276,10 @@ export class LocalKafka implements KafkaServer {
 
     try {
       await waitUntil(
-        async () => {
-          const kafka = createKafkaClient({ brokers: [...this.brokers], log: this.#log, clientId: 'outbox-bench-probe', quiet: true });
-          const admin = kafka.admin();
-          try {
-            await admin.connect();
-            const cluster = await admin.describeCluster();
-            return cluster.brokers.length > 0;
-          } finally {
-            await admin.disconnect().catch(() => {});
-          }
-        },
+        // A controller-only node has no client port: up once it listens.
+        async () => (this.node.port === undefined ? !(await isPortFree(this.node.controllerPort!)) : brokerAnswers(this.brokers, this.#log)),
         {
-          what: `Kafka broker on port ${this.#config.kafkaPort}`,
+          what: `Kafka node ${this.node.id} on port ${this.node.port ?? this.node.controllerPort}`,
           timeoutMs: 90_000,
           intervalMs: 250,
           abortIf: () => (exited ? `${exited}; see ${this.logFile}` : undefined),
@@ -252,9 +288,9 @@ export class LocalKafka implements KafkaServer {
     } catch (error) {
       const serverLog = await fs.readFile(this.logFile, 'utf8').catch(() => '');
       await this.stop('kill');
-      throw new OutboxBenchError('KAFKA_START_FAILED', `the Kafka broker did not come up: ${(error as Error).message}\n${lastLines(serverLog)}`, { cause: error });
+      throw new OutboxBenchError('KAFKA_START_FAILED', `the Kafka node did not come up: ${(error as Error).message}\n${lastLines(serverLog)}`, { cause: error });
     }
-    this.#log.info({ port: this.#config.kafkaPort, serverPid: pid }, 'Kafka is ready');
+    this.#log.info({ port: this.node.port ?? this.node.controllerPort, serverPid: pid }, 'Kafka is ready');
   }
 
   async stop(mode: 'graceful' | 'kill' = 'graceful'): Promise<void> {
@@ -277,6 +313,24 @@ export class LocalKafka implements KafkaServer {
     await fs.rm(this.pidFile, { force: true });
     this.#pid = undefined;
     this.#log.info({ mode }, 'Kafka stopped');
+  }
+}
+
+/** A KRaft cluster id: 16 random bytes in URL-safe base64 without padding. */
+export function newClusterId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/** Whether a broker at `brokers` answers a metadata request. */
+export async function brokerAnswers(brokers: readonly string[], log: Logger, expectBrokers = 1): Promise<boolean> {
+  const kafka = createKafkaClient({ brokers: [...brokers], log, clientId: 'outbox-bench-probe', quiet: true });
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const cluster = await admin.describeCluster();
+    return cluster.brokers.length >= expectBrokers;
+  } finally {
+    await admin.disconnect().catch(() => {});
   }
 }
 

@@ -41,9 +41,15 @@ const MAX_BYTES_PER_PARTITION = 4 * 1024 * 1024;
 // consumer stop take 5 s.
 const MAX_FETCH_WAIT_MS = 1_000;
 
-export function kafkajsConsumers(kafka: Kafka): ConsumerSource {
+/**
+ * `sessionTimeoutMs`: how long a member that stopped heartbeating (killed)
+ * keeps its partitions before the group rebalances without it; kafkajs'
+ * default is 30 s. Heartbeats go out at a tenth of it, kafkajs' own ratio.
+ */
+export function kafkajsConsumers(kafka: Kafka, options: { sessionTimeoutMs?: number } = {}): ConsumerSource {
+  const session = options.sessionTimeoutMs === undefined ? {} : { sessionTimeout: options.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.round(options.sessionTimeoutMs / 10)) };
   return (groupId) => {
-    const consumer = kafka.consumer({ groupId, maxBytesPerPartition: MAX_BYTES_PER_PARTITION, maxWaitTimeInMs: MAX_FETCH_WAIT_MS, allowAutoTopicCreation: false });
+    const consumer = kafka.consumer({ groupId, maxBytesPerPartition: MAX_BYTES_PER_PARTITION, maxWaitTimeInMs: MAX_FETCH_WAIT_MS, allowAutoTopicCreation: false, ...session });
     return {
       connect: () => consumer.connect(),
       async subscribe(topics, fromBeginning) {

@@ -10,6 +10,14 @@
  * time in a drain's profile. The library reduces the number it is given
  * modulo the topic's partition count, exactly as the Java client does with
  * the positive hash.
+ *
+ * A failed send replaces the producer. After a broker is killed, the
+ * idempotent producer's sequence numbers can be ahead of what the restarted
+ * broker kept (the batch in flight was never written), and every later send
+ * of that producer id is refused (OUT_OF_ORDER_SEQUENCE_NUMBER): the Java
+ * client bumps its epoch, this library does not, so the relay would retry
+ * for ever. A new producer gets a new id; what the old one may have written
+ * comes again, which at-least-once delivery allows and the inbox absorbs.
  */
 import { Producer, ProduceAcks } from '@platformatic/kafka';
 import type { WireEvent } from '../events.js';
@@ -36,13 +44,28 @@ const headerName = (name?: string) => {
 /** Java's partitioner before the modulo: the key's murmur2, made positive. */
 const positiveHash = (key: Buffer | string) => murmur2(typeof key === 'string' ? Buffer.from(key) : key) & 0x7fffffff;
 
+type RecordProducer = Producer<Buffer | string, Buffer | string, string, Buffer | string>;
+
+/** The protocol errors inside a failed send (`name CODE`), which the library's message leaves out. */
+function protocolErrors(error: unknown): string {
+  const inner = (error as { errors?: unknown[] } | undefined)?.errors;
+  if (!Array.isArray(inner)) return '';
+  const names = [...new Set(inner.map((e) => String((e as { apiId?: unknown; code?: unknown }).apiId ?? (e as { code?: unknown }).code ?? e)))];
+  return names.length > 0 ? ` (${names.join(', ')})` : '';
+}
+
 export class PlatformaticPublisher implements EventPublisher {
-  readonly #producer: Producer<Buffer | string, Buffer | string, string, Buffer | string>;
+  #producer: RecordProducer;
   readonly #options: PublisherOptions;
 
   constructor(options: PublisherOptions) {
     this.#options = options;
-    this.#producer = new Producer({
+    this.#producer = this.#newProducer();
+  }
+
+  #newProducer(): RecordProducer {
+    const options = this.#options;
+    return new Producer({
       clientId: options.clientId,
       bootstrapBrokers: [...options.brokers],
       idempotent: true,
@@ -62,7 +85,12 @@ export class PlatformaticPublisher implements EventPublisher {
         messages: events.map((e) => ({ topic: e.topic, key: e.key, value: e.value, partition: positiveHash(e.key), headers: e.headers as Record<string, Buffer | string> })),
       });
     } catch (error) {
-      throw publishFailed(events.length, error);
+      const broken = this.#producer;
+      this.#producer = this.#newProducer();
+      void broken.close().catch(() => {});
+      const failed = publishFailed(events.length, error);
+      failed.message += protocolErrors(error);
+      throw failed;
     }
   }
 

@@ -10,8 +10,8 @@ import type { Sql } from '../db.js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import { CdcRelay } from './cdc.js';
-import { relayApplicationName, relayClientId, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type StartRelayOptions } from './modes.js';
-import { dropIdleSlots, dropPublications, prepareSlot, slotLagBytes } from './slot.js';
+import { relayApplicationName, relayClientId, type EventStore, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type StartRelayOptions } from './modes.js';
+import { dropIdleSlots, dropPublications, prepareSlot, slotsBehind } from './slot.js';
 
 /** One CDC relay process: its slot, its publication (with a row filter when the outbox is shared out). */
 export interface CdcProcess {
@@ -19,6 +19,8 @@ export interface CdcProcess {
   publicationName: string;
   rowFilter?: string | undefined;
   publishLogicalMessages: boolean;
+  /** What the writers use, for the recovery a lost slot's error describes. */
+  store: EventStore;
 }
 
 /** Starts the CDC relay of process `options.index` on its own slot. */
@@ -37,6 +39,8 @@ export async function startCdcRelay(runtime: Runtime, options: StartRelayOptions
     log,
     metrics: options.metrics,
     batchSize: config.batchSize,
+    // 0 keeps every transaction in memory, however large.
+    spillAfterEvents: config.spillAfterEvents === 0 ? Number.POSITIVE_INFINITY : config.spillAfterEvents,
     recreateSlot: options.recreateSlot ?? false,
     stages: options.stages,
   });
@@ -44,14 +48,9 @@ export async function startCdcRelay(runtime: Runtime, options: StartRelayOptions
   return { stop: () => relay.stop(), done: relay.done };
 }
 
-/** The lag of the slot furthest behind, in WAL bytes. */
+/** The lag, retained WAL and safe WAL of the slots, each of the slot furthest behind. */
 export async function slotsLag(sql: Sql, slots: readonly string[]): Promise<LagReading> {
-  let bytes: number | null = null;
-  for (const slot of slots) {
-    const lag = await slotLagBytes(sql, slot);
-    if (lag !== null) bytes = Math.max(bytes ?? 0, lag);
-  }
-  return { events: null, bytes };
+  return { events: null, ...(await slotsBehind(sql, slots)) };
 }
 
 // Rationale: a walsender outlives its relay process by a moment (it notices
@@ -79,13 +78,13 @@ export async function releaseCdc(sql: Sql, processes: readonly CdcProcess[]): Pr
  */
 export async function provisionCdc(sql: Sql, schema: string, processes: readonly CdcProcess[], log: Logger, options: { recreateSlot?: boolean } = {}): Promise<void> {
   for (const p of processes) {
-    await prepareSlot({ sql, schema, slotName: p.slotName, publicationName: p.publicationName, rowFilter: p.rowFilter, recreateSlot: options.recreateSlot ?? false }, log);
+    await prepareSlot({ sql, schema, slotName: p.slotName, publicationName: p.publicationName, rowFilter: p.rowFilter, store: p.store, recreateSlot: options.recreateSlot ?? false }, log);
   }
 }
 
-/** A CDC mode on one slot, publishing table-less events too. */
-function singleSlotMode(): RelayModeBehaviour {
-  const processOf = (settings: RelaySettings): CdcProcess => ({ slotName: settings.slotName, publicationName: settings.publicationName, publishLogicalMessages: true });
+/** A CDC mode on one slot, publishing table-less events too; `store` is what its writers use. */
+function singleSlotMode(store: EventStore): RelayModeBehaviour {
+  const processOf = (settings: RelaySettings): CdcProcess => ({ slotName: settings.slotName, publicationName: settings.publicationName, publishLogicalMessages: true, store });
   return Object.freeze({
     start: (runtime: Runtime, options: StartRelayOptions) => startCdcRelay(runtime, options, processOf(runtime.config)),
     provision: (sql: Sql, settings: RelaySettings, log, options) => provisionCdc(sql, settings.schema, [processOf(settings)], log, options),
@@ -95,5 +94,5 @@ function singleSlotMode(): RelayModeBehaviour {
   } satisfies RelayModeBehaviour);
 }
 
-export const cdcMode: RelayModeBehaviour = singleSlotMode();
-export const cdcMessageMode: RelayModeBehaviour = singleSlotMode();
+export const cdcMode: RelayModeBehaviour = singleSlotMode('table');
+export const cdcMessageMode: RelayModeBehaviour = singleSlotMode('message');

@@ -41,6 +41,7 @@ export function shardOf(settings: Pick<RelaySettings, 'slotName' | 'publicationN
     publicationName: `${settings.publicationName}_${index}`,
     rowFilter: `(hashtext(aggregate_id) & 2147483647) % ${settings.replicas} = ${index}`,
     publishLogicalMessages: index === 0,
+    store: 'table',
   };
 }
 

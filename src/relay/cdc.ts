@@ -32,12 +32,13 @@ import { backoffMs, RETRY_BACKOFF } from '../backoff.js';
 import { failpoint, FailpointCrash } from '../chaos/failpoints.js';
 import type { Sql } from '../db.js';
 import { describeError, OutboxBenchError } from '../errors.js';
-import { nowMs } from '../events.js';
+import { nowMs, type WireEvent } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decodeOutboxFrame } from '../outbox-frame.js';
 import { OUTBOX_MESSAGE_PREFIX } from '../queries.js';
 import { CommitQueue, type QueuedTransaction } from './commit-queue.js';
+import { MemoryEvents, SpillFile } from './spill.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
 import { PgoutputDecoder, type PgoutputMessage } from './pgoutput.js';
 import type { EventPublisher } from './publisher.js';
@@ -69,12 +70,23 @@ export interface CdcRelayOptions {
    * commit arrives), so the bound is this plus the largest transaction.
    */
   maxBufferedEvents?: number;
+  /**
+   * A transaction with more events than this goes to a file while it is read
+   * (spill.ts): it cannot be published before its commit, and backpressure
+   * cannot act inside it, so this bounds the relay's memory (default: the
+   * buffer bound, maxBufferedEvents).
+   */
+  spillAfterEvents?: number;
+  /** Where spilled transactions go (default the OS's temporary folder). */
+  spillDir?: string;
   /** Emit a heartbeat message this often so an idle slot keeps advancing, ms. */
   heartbeatIntervalMs?: number;
   /** Send a status update at least this often, ms. */
   statusIntervalMs?: number;
   /** Create the slot even though this schema's relay had one before (after a loss was dealt with). */
   recreateSlot?: boolean;
+  /** What the writers use: decides the recovery a lost slot's error describes (see slot.ts). */
+  store?: 'table' | 'message' | undefined;
   /** Only outbox rows this row filter holds for reach the slot (sharded CDC; see slot.ts). */
   rowFilter?: string | undefined;
   /**
@@ -108,7 +120,13 @@ interface StreamHolder {
   _connection?: { stream?: { pause(): void; resume(): void } } | null;
 }
 
-type Defaulted = 'maxBufferedEvents' | 'heartbeatIntervalMs' | 'statusIntervalMs' | 'publishLogicalMessages' | 'label';
+type Defaulted = 'maxBufferedEvents' | 'spillAfterEvents' | 'heartbeatIntervalMs' | 'statusIntervalMs' | 'publishLogicalMessages' | 'label';
+
+/** The transaction being read: its events in memory until it grows past the spill threshold, then on disk. */
+interface OpenTransaction {
+  events: WireEvent[];
+  spill: SpillFile | undefined;
+}
 
 export class CdcRelay {
   published = 0;
@@ -125,7 +143,9 @@ export class CdcRelay {
   #service: LogicalReplicationService | undefined;
   #generation = 0;
   readonly #queue = new CommitQueue();
-  #current: QueuedTransaction | undefined;
+  #current: OpenTransaction | undefined;
+  /** Transactions that went to disk while they were read. */
+  spilledTransactions = 0;
   #paused = false;
   #publishing = false;
   #streaming = false;
@@ -133,6 +153,7 @@ export class CdcRelay {
 
   constructor(options: CdcRelayOptions) {
     this.#options = {
+      spillAfterEvents: options.maxBufferedEvents ?? DEFAULT_MAX_BUFFERED,
       maxBufferedEvents: DEFAULT_MAX_BUFFERED,
       heartbeatIntervalMs: DEFAULT_HEARTBEAT_MS,
       statusIntervalMs: DEFAULT_STATUS_MS,
@@ -227,6 +248,8 @@ export class CdcRelay {
     } finally {
       clearInterval(heartbeat);
       clearInterval(status);
+      this.#queue.clear();
+      this.#dropCurrent();
       this.#log.info({ published: this.published, confirmed: this.confirmedLsn }, 'CDC relay stopped');
     }
   }
@@ -246,7 +269,7 @@ export class CdcRelay {
   async #stream(): Promise<void> {
     const generation = ++this.#generation;
     this.#queue.clear();
-    this.#current = undefined;
+    this.#dropCurrent();
     this.#paused = false;
     // Status updates need a position to report from the first keepalive on:
     // with nothing confirmed yet (Kafka down since start, say) the relay would
@@ -294,19 +317,21 @@ export class CdcRelay {
   #onMessage(lsn: string, message: PgoutputMessage): void {
     switch (message.tag) {
       case 'begin':
-        this.#current = { endLsn: ZERO_LSN, events: [], published: 0 };
+        this.#dropCurrent();
+        this.#current = { events: [], spill: undefined };
         return;
       case 'insert':
-        this.#current?.events.push(this.#options.wire.fromColumns(message.row));
+        if (this.#current) this.#add(this.#current, this.#options.wire.fromColumns(message.row));
         return;
       case 'message':
         this.#onLogicalMessage(lsn, message);
         return;
       case 'commit': {
-        const transaction = this.#current;
+        const open = this.#current;
         this.#current = undefined;
-        if (!transaction) return;
-        transaction.endLsn = message.endLsn;
+        if (!open) return;
+        open.spill?.finish();
+        const transaction: QueuedTransaction = { endLsn: message.endLsn, events: open.spill ?? new MemoryEvents(open.events), published: 0 };
         if (this.#options.stages) {
           transaction.committedAt = message.committedAt;
           transaction.receivedAt = nowMs();
@@ -325,15 +350,36 @@ export class CdcRelay {
       // lets them pass, so its slot still advances past them.
       if (!this.#options.publishLogicalMessages) return;
       const event = this.#options.wire.fromColumns(decodeOutboxFrame(message.content));
-      if (message.transactional && this.#current) this.#current.events.push(event);
-      else this.#enqueue({ endLsn: message.lsn || parseLsn(lsn), events: [event], published: 0 });
+      if (message.transactional && this.#current) this.#add(this.#current, event);
+      else this.#enqueue({ endLsn: message.lsn || parseLsn(lsn), events: new MemoryEvents([event]), published: 0 });
       return;
     }
     if (message.prefix === HEARTBEAT_PREFIX && !message.transactional) {
       // Confirmable once everything before it is published: the slot advances
       // past WAL of tables outside the publication.
-      this.#enqueue({ endLsn: message.lsn || parseLsn(lsn), events: [], published: 0 });
+      this.#enqueue({ endLsn: message.lsn || parseLsn(lsn), events: new MemoryEvents([]), published: 0 });
     }
+  }
+
+  /** Adds an event to the transaction being read, moving it to disk once it grows past the threshold. */
+  #add(open: OpenTransaction, event: WireEvent): void {
+    if (open.spill) {
+      open.spill.append(event);
+      return;
+    }
+    open.events.push(event);
+    if (open.events.length < this.#options.spillAfterEvents) return;
+    open.spill = new SpillFile(this.#options.spillDir);
+    for (const held of open.events) open.spill.append(held);
+    open.events = [];
+    this.spilledTransactions += 1;
+    this.#log.info({ events: open.spill.length, file: open.spill.file }, 'a large transaction goes to disk until it commits');
+  }
+
+  /** Forgets the transaction being read (a reconnect reads it again), and its file. */
+  #dropCurrent(): void {
+    this.#current?.spill?.close();
+    this.#current = undefined;
   }
 
   #enqueue(transaction: QueuedTransaction): void {

@@ -7,11 +7,13 @@
  */
 import type { WireEvent } from '../events.js';
 import type { Lsn } from './lsn.js';
+import type { EventLog } from './spill.js';
 
 export interface QueuedTransaction {
   /** The end LSN of the commit record (or of a non-transactional message): what may be confirmed once published. */
   endLsn: Lsn;
-  events: WireEvent[];
+  /** Its events, in memory or spilled to disk (spill.ts). */
+  events: EventLog;
   /** How many of `events` Kafka has acknowledged. */
   published: number;
   /** Epoch ms: when it committed (from the WAL), and when its commit reached the relay (benchmarks' stages). */
@@ -39,6 +41,7 @@ export class CommitQueue {
 
   /** Forgets everything (a new connection replays from the confirmed position). */
   clear(): void {
+    for (const transaction of this.#transactions) transaction.events.close();
     this.#transactions.length = 0;
     this.#buffered = 0;
   }
@@ -47,7 +50,7 @@ export class CommitQueue {
   nextBatch(max: number): WireEvent[] {
     const batch: WireEvent[] = [];
     for (const transaction of this.#transactions) {
-      for (let i = transaction.published; i < transaction.events.length && batch.length < max; i++) batch.push(transaction.events[i]!);
+      if (transaction.published < transaction.events.length) batch.push(...transaction.events.read(transaction.published, max - batch.length));
       if (batch.length >= max) break;
     }
     return batch;
@@ -76,6 +79,7 @@ export class CommitQueue {
       const head = this.#transactions[0]!;
       if (head.published < head.events.length) break;
       this.#transactions.shift();
+      head.events.close();
       finished?.(head);
       if (confirmable === undefined || head.endLsn > confirmable) confirmable = head.endLsn;
     }

@@ -34,6 +34,8 @@ export function startLagMonitor(options: LagMonitorOptions): () => void {
       if (reading.bytes !== null) metrics.relayLagBytes.set({ relay }, reading.bytes);
       if (reading.events !== null) metrics.relayLagEvents.set({ relay }, reading.events);
       if (reading.oldestSeconds !== undefined && reading.oldestSeconds !== null) metrics.relayLagSeconds.set({ relay }, reading.oldestSeconds);
+      if (reading.retainedBytes !== undefined && reading.retainedBytes !== null) metrics.relaySlotRetainedBytes.set({ relay }, reading.retainedBytes);
+      if (reading.safeBytes !== undefined && reading.safeBytes !== null) metrics.relaySlotSafeBytes.set({ relay }, reading.safeBytes);
     } catch (error) {
       options.log.debug({ err: describeError(error) }, 'lag sample failed');
     } finally {

@@ -32,6 +32,10 @@ export interface LagReading {
   bytes: number | null;
   /** Table relays: age of the oldest unpublished row, s. */
   oldestSeconds?: number | null;
+  /** CDC relays: WAL bytes the slot furthest behind makes PostgreSQL keep (current position minus its restart_lsn). */
+  retainedBytes?: number | null;
+  /** CDC relays: WAL bytes left before that slot is invalidated (null without max_slot_wal_keep_size). */
+  safeBytes?: number | null;
 }
 
 /** The settings every mode's work reads; a child relay process gets these. */
@@ -52,6 +56,7 @@ export const RELAY_PROCESS_SETTINGS: readonly (keyof Config)[] = Object.freeze([
   'buckets',
   'batchSize',
   'publishers',
+  'spillAfterEvents',
   'pollIntervalMs',
   'leaseMs',
   'schema',

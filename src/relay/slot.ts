@@ -6,6 +6,7 @@
  */
 import type { Sql } from '../db.js';
 import { OutboxBenchError } from '../errors.js';
+import { quoteIdentifier } from '../identifiers.js';
 import type { Logger } from '../log.js';
 import { parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
 
@@ -22,6 +23,12 @@ export interface SlotOptions {
    * from columns and built-in immutable functions only (PostgreSQL's rule).
    */
   rowFilter?: string | undefined;
+  /**
+   * Where the relay's events live besides the WAL, which decides how events
+   * a lost slot never delivered can be recovered: outbox rows can be
+   * published again from the table; logical messages cannot (default table).
+   */
+  store?: 'table' | 'message' | undefined;
 }
 
 interface SlotRow {
@@ -59,16 +66,18 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<vo
   );
   const [known] = await sql<{ confirmedLsn: string | null; confirmedAt: Date | null; createdAt: Date }[]>`
     SELECT confirmed_lsn::text, confirmed_at, created_at FROM relay_cdc_slots WHERE slot_name = ${slotName}`;
+  // From when events may not have reached Kafka: the last confirmation the relay recorded, or the slot's creation.
+  const since = known ? (known.confirmedAt ?? known.createdAt).toISOString() : undefined;
+  const recovery = recoveryOf(options.store ?? 'table', schema, since);
   if (slot) {
     if (slot.walStatus === 'lost') {
-      const since = known?.confirmedAt ? ` Events committed after ${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : ' Events committed after its last confirmed position';
       throw new OutboxBenchError(
         'SLOT_LOST',
         `replication slot "${slotName}" was invalidated (wal_status = 'lost'${slot.invalidationReason ? `, reason: ${slot.invalidationReason}` : ''}): ` +
-          'PostgreSQL removed WAL the slot still needed, usually because it fell more than max_slot_wal_keep_size behind.' +
-          `${since} can no longer be read from the WAL, so the relay will not start on it and will not recreate it by itself. ` +
-          `Fix: SELECT pg_drop_replication_slot('${slotName}'); start the relay with --recreate-slot; then re-publish the outbox rows ` +
-          'created since that time (duplicates are harmless: the consumer dedupes by event id).',
+          'PostgreSQL removed WAL the slot still needed, usually because it fell more than max_slot_wal_keep_size behind. ' +
+          `Events committed after ${since ? `${since} (confirmed position ${known?.confirmedLsn ?? 'none recorded'})` : 'its last confirmed position'} ` +
+          'can no longer be read from the WAL, so the relay will not start on it and will not recreate it by itself. ' +
+          `Fix: SELECT pg_drop_replication_slot('${slotName}'); start the relay with --recreate-slot; then ${recovery}`,
         { details: { slotName, confirmedLsn: known?.confirmedLsn } },
       );
     }
@@ -86,16 +95,43 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<vo
       `replication slot "${slotName}" that this relay created on ${known.createdAt.toISOString()} no longer exists. ` +
         'A new slot would start at the end of the WAL and skip every event committed since ' +
         `${known.confirmedAt ? `${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : 'the slot was last confirmed'}. ` +
-        'Fix: find out who dropped it; start the relay with --recreate-slot; then re-publish the outbox rows created since that time ' +
-        '(duplicates are harmless: the consumer dedupes by event id).',
+        `Fix: find out who dropped it; start the relay with --recreate-slot; then ${recovery}`,
       { details: { slotName } },
     );
   }
-  const [created] = await sql<{ lsn: string }[]>`SELECT lsn::text FROM pg_create_logical_replication_slot(${slotName}, 'pgoutput')`;
+  // A failover slot (PostgreSQL 17+): a standby with sync_replication_slots
+  // keeps a copy, so the relay goes on from a promoted standby where it left
+  // off. Without such a standby the flag changes nothing.
+  const [server] = await sql<{ failover: boolean }[]>`SELECT current_setting('server_version_num')::int >= 170000 AS failover`;
+  const [created] = server!.failover
+    ? await sql<{ lsn: string }[]>`SELECT lsn::text FROM pg_create_logical_replication_slot(${slotName}, 'pgoutput', false, false, true)`
+    : await sql<{ lsn: string }[]>`SELECT lsn::text FROM pg_create_logical_replication_slot(${slotName}, 'pgoutput')`;
   await sql`
     INSERT INTO relay_cdc_slots (slot_name, created_lsn) VALUES (${slotName}, ${created!.lsn}::pg_lsn)
     ON CONFLICT (slot_name) DO UPDATE SET created_at = now(), created_lsn = excluded.created_lsn, confirmed_lsn = NULL, confirmed_at = NULL`;
   log.info({ slot: slotName, lsn: created?.lsn }, 'created the replication slot');
+}
+
+/** What to do about the events a lost or dropped slot may never have delivered. */
+function recoveryOf(store: 'table' | 'message', schema: string, since: string | undefined): string {
+  const from = since ?? 'the slot was created';
+  if (store === 'table' && since === undefined) {
+    return (
+      `re-publish every unpublished outbox row with \`outbox-bench relay --mode polling --schema ${schema}\` until it is idle: no confirmation ` +
+      'of this slot is recorded, so none can be ruled out (duplicates are harmless: the consumer dedupes by event id).'
+    );
+  }
+  if (store === 'message') {
+    return (
+      `reconcile the table-less events committed since ${from} from your business tables: they cannot be re-published, because a ` +
+      'logical message lives only in the WAL, which PostgreSQL has removed, and no table holds it.'
+    );
+  }
+  return (
+    `re-publish the outbox rows committed since ${from}: the CDC relays never mark rows, so first mark the older ones ` +
+    `(UPDATE ${schema}.outbox SET published_at = now() WHERE published_at IS NULL AND created_at < '${from}'), then run ` +
+    `\`outbox-bench relay --mode polling --schema ${schema}\` until it is idle (duplicates are harmless: the consumer dedupes by event id).`
+  );
 }
 
 /**
@@ -106,19 +142,20 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<vo
  */
 async function ensurePublication(sql: Sql, options: { schema: string; publicationName: string; rowFilter: string | undefined }, log: Logger): Promise<void> {
   const { schema, publicationName, rowFilter } = options;
-  const table = `${schema}.outbox`;
+  const table = `${quoteIdentifier(schema)}.outbox`;
+  const quotedPublication = quoteIdentifier(publicationName);
   const [publication] = await sql<{ viaRoot: boolean }[]>`SELECT pubviaroot AS via_root FROM pg_publication WHERE pubname = ${publicationName}`;
   if (!publication) {
-    await sql.unsafe(`CREATE PUBLICATION ${publicationName} FOR TABLE ${table}${rowFilter ? ` WHERE (${rowFilter})` : ''} WITH (publish = 'insert', publish_via_partition_root = true)`);
+    await sql.unsafe(`CREATE PUBLICATION ${quotedPublication} FOR TABLE ${table}${rowFilter ? ` WHERE (${rowFilter})` : ''} WITH (publish = 'insert', publish_via_partition_root = true)`);
     log.info({ publication: publicationName, rowFilter }, 'created the publication');
     return;
   }
-  if (!publication.viaRoot) await sql.unsafe(`ALTER PUBLICATION ${publicationName} SET (publish_via_partition_root = true)`);
+  if (!publication.viaRoot) await sql.unsafe(`ALTER PUBLICATION ${quotedPublication} SET (publish_via_partition_root = true)`);
   // A publication outlives a dropped and recreated outbox table, without it.
   const [member] = await sql<{ rowFilter: string | null }[]>`
     SELECT rowfilter AS row_filter FROM pg_publication_tables WHERE pubname = ${publicationName} AND schemaname = ${schema} AND tablename = 'outbox'`;
   if (!member) {
-    await sql.unsafe(`ALTER PUBLICATION ${publicationName} ADD TABLE ${table}${rowFilter ? ` WHERE (${rowFilter})` : ''}`);
+    await sql.unsafe(`ALTER PUBLICATION ${quotedPublication} ADD TABLE ${table}${rowFilter ? ` WHERE (${rowFilter})` : ''}`);
     return;
   }
   if (filterKey(member.rowFilter) !== filterKey(rowFilter)) {
@@ -154,6 +191,21 @@ export async function slotLagBytes(sql: Sql, slotName: string): Promise<number |
   const [row] = await sql<{ lag: number | null }[]>`
     SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag FROM pg_replication_slots WHERE slot_name = ${slotName}`;
   return row?.lag ?? null;
+}
+
+/**
+ * How far the slot furthest behind among `slots` is: WAL bytes not yet
+ * confirmed, WAL bytes it makes PostgreSQL keep (from its restart_lsn), and
+ * the least WAL that can still be written before one is invalidated
+ * (safe_wal_size; null without max_slot_wal_keep_size). Nulls when none exists.
+ */
+export async function slotsBehind(sql: Sql, slots: readonly string[]): Promise<{ bytes: number | null; retainedBytes: number | null; safeBytes: number | null }> {
+  const [row] = await sql<{ bytes: number | null; retainedBytes: number | null; safeBytes: number | null }[]>`
+    SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn))::float8 AS bytes,
+           max(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))::float8 AS retained_bytes,
+           min(safe_wal_size)::float8 AS safe_bytes
+    FROM pg_replication_slots WHERE slot_name = ANY(${slots as string[]})`;
+  return { bytes: row?.bytes ?? null, retainedBytes: row?.retainedBytes ?? null, safeBytes: row?.safeBytes ?? null };
 }
 
 /**
