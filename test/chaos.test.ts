@@ -16,6 +16,8 @@ const SEED = 1234;
 
 describe('crash-injection matrix (reduced)', () => {
   let servers: ChaosServers;
+  let cluster: ChaosServers | undefined;
+  let pair: ChaosServers | undefined;
   let workDir: string;
   before(async () => {
     // One PostgreSQL and one Kafka for all rows, killed and restarted by some of them.
@@ -24,12 +26,32 @@ describe('crash-injection matrix (reduced)', () => {
     servers = await startChaosServers(workDir, log);
   });
   after(async () => {
+    await cluster?.stop();
+    await pair?.stop();
     await servers?.stop();
     await rm(workDir, { recursive: true, force: true });
   });
+  /** The rows that kill brokers run on a 3-broker cluster, the failover row on a primary with a standby: each started for the first row that needs it. */
+  const serversFor = async (spec: (typeof MATRIX)[number]) => {
+    if (spec.kafka === 'cluster') return (cluster ??= await startChaosServers(workDir, log, { kafkaNodes: 3 }));
+    if (spec.postgres === 'failover') return (pair ??= await startChaosServers(workDir, log, { standby: true }));
+    return servers;
+  };
+  it('soak: keeps injecting until the asked number of faults hit, and still loses and doubles nothing', async () => {
+    const spec = MATRIX.find((r) => r.name === 'outbox+cdc')!;
+    const result = await runRow(spec, { servers, workDir: path.join(workDir, 'soak'), seed: SEED, faultWindowS: 120, targetHits: 20, drainTimeoutS: 45, transactionsPerSecond: 100, log });
+    const hits = Object.values(result.faults).reduce((sum, f) => sum + f.hit, 0);
+    assert.ok(hits >= 20, `${hits} faults hit`);
+    assert.ok(result.faultWindowS < 120, `it stopped once they had (${result.faultWindowS} s)`);
+    assert.equal(result.report.lost, 0);
+    assert.equal(result.report.appliedTwice, 0);
+    assert.deepEqual(result.report.reorderingExamples, []);
+    assert.equal(result.passed, true, result.failures.join('; '));
+  });
+
   for (const spec of MATRIX) {
     it(`${spec.name}: ${spec.description}`, async () => {
-      const result = await runRow(spec, { servers, workDir: path.join(workDir, 'rows'), seed: SEED, faultWindowS: 8, drainTimeoutS: 45, transactionsPerSecond: 25, log });
+      const result = await runRow(spec, { servers: await serversFor(spec), workDir: path.join(workDir, 'rows'), seed: SEED, faultWindowS: 8, drainTimeoutS: 45, transactionsPerSecond: 25, log });
       assert.ok(result.report.committed > 0, 'the writer committed events');
       if (spec.expect.lost === 'some') {
         assert.ok(result.report.lost > 0, `the naive dual write lost events (it lost ${result.report.lost} of ${result.report.committed})`);
@@ -45,6 +67,10 @@ describe('crash-injection matrix (reduced)', () => {
       for (const kind of spec.faults) assert.ok((result.faults[kind]?.hit ?? 0) > 0, `${kind}: ${JSON.stringify(result.faults[kind] ?? 'never injected')}`);
       if (spec.relay?.crashAt || spec.consumerCrashAt) assert.ok((result.faults.failpoint?.hit ?? 0) > 0, 'a failpoint crashed a process at work');
       if (result.claims) assert.deepEqual(result.claims.overlaps, [], 'no bucket was held by two replicas at once');
+      // The server and group faults that hit have their latency measured: events committed after one were
+      // received (a fault late in this short window may see the writer stop before it commits again).
+      const { faults } = result.latency;
+      if (faults.length > 0) assert.ok(faults.some((f) => f.events > 0 && f.maxMs !== null), JSON.stringify(faults));
       assert.equal(result.passed, true, result.failures.join('; '));
     });
   }

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkHistory, type CheckInput, type DeliveryRecord, type WriteRecord } from '../bench/chaos/history.js';
+import { checkHistory, latencyAroundFaults, type CheckInput, type DeliveryRecord, type WriteRecord } from '../bench/chaos/history.js';
 
 const ev = (id: string, aggregate = `agg-${id}`, version = 1) => ({ eventId: id, aggregateId: aggregate, version });
 const delivery = (id: string, aggregate = `agg-${id}`, version = 1, offset = '0'): DeliveryRecord => ({ eventId: id, aggregateId: aggregate, version, partition: 0, offset, at: 0 });
@@ -74,5 +74,34 @@ describe('history checker', () => {
   it('reports side effects never applied after the drain', () => {
     const report = checkHistory(input([...committed('t1', ev('a'), ev('b'))], [delivery('a'), delivery('b')], { applications: new Map([['a', 1]]) }));
     assert.equal(report.notApplied, 1);
+  });
+});
+
+describe('latency around faults', () => {
+  // One transaction of one event every 100 ms from t = 0 to 20 s, begun 5 ms before its commit; received 10 ms after
+  // it, except those committed in [8 s, 9 s), received at 9.5 s (a fault held them); no commit in [8.2 s, 9 s).
+  const writes: WriteRecord[] = [];
+  const deliveries: DeliveryRecord[] = [];
+  for (let t = 0; t < 20_000; t += 100) {
+    if (t >= 8_200 && t < 9_000) continue;
+    const id = `e${t}`;
+    writes.push({ type: 'pending', txn: id, at: t - 5, events: [ev(id)] }, { type: 'committed', txn: id, at: t });
+    deliveries.push({ ...delivery(id), at: t >= 8_000 && t < 9_000 ? 9_500 : t + 10 });
+  }
+  const { baseline, faults } = latencyAroundFaults(writes, deliveries, [{ kind: 'kill-leader', target: 'broker 1', at: 8_000 }], 0, 10_000);
+
+  it('compares the events a fault delayed with the steady ones before it, leaving the start-up out', () => {
+    assert.equal(baseline.events, 60, 'committed from 2 s to 8 s');
+    assert.equal(baseline.p99Ms, 10);
+    assert.equal(baseline.maxMs, 10);
+    assert.equal(faults.length, 1);
+    assert.equal(faults[0]!.maxMs, 1_500, 'the event committed at 8.0 s waited until 9.5 s');
+    assert.equal(faults[0]!.events, 100 - 8, '10 s from the fault, less the commits it stopped');
+  });
+
+  it('measures how long the writes stopped', () => {
+    assert.equal(baseline.commitGapMs, 100);
+    assert.equal(faults[0]!.commitGapMs, 900, 'from 8.1 s to 9.0 s');
+    assert.equal(faults[0]!.commitMaxMs, 5);
   });
 });

@@ -102,12 +102,18 @@ function pendingRecord(txn: string, events: readonly WrittenEvent[]): WriteRecor
   return { type: 'pending', txn, at: Date.now(), events: events.map((e) => ({ eventId: e.eventId, aggregateId: e.orderId, version: e.aggregateVersion })) };
 }
 
+// Rationale: the matrix kills consumers again and again; with kafkajs' 30 s
+// session a killed member holds its partitions for 30 s each time, and the
+// rows measure the pipeline, not that timeout. 6 s is Kafka's own minimum
+// (group.min.session.timeout.ms).
+const CHAOS_SESSION_TIMEOUT_MS = 6_000;
+
 async function runConsumer(task: ConsumerTask): Promise<void> {
   armFromEnv();
   const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'chaos-consumer', connectTimeoutSeconds: 5 });
   const kafka = createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: 'chaos-consumer' });
   const consumer = new IdempotentConsumer({
-    source: kafkajsConsumers(kafka),
+    source: kafkajsConsumers(kafka, { sessionTimeoutMs: CHAOS_SESSION_TIMEOUT_MS }),
     sql,
     groupId: task.groupId,
     topics: [task.topic],

@@ -10,16 +10,43 @@
  *    terminated its session while it was stopped).
  *  - terminate-walsender: a CDC relay's walsender terminated while streaming.
  *  - kill-kafka, restart-postgres: the server killed and started again.
+ *  - kill-leader (a cluster): the broker leading a partition of the row's
+ *    topic killed and started again; a hit is a leader found and killed.
+ *  - kill-consumer: SIGKILL of one consumer of a group of several (the
+ *    supervisor starts it again): two rebalances; a hit is a consumer that
+ *    was running in a group with others.
+ *  - add-consumer: one more consumer joins the group and leaves it again
+ *    after a few seconds: two rebalances.
+ *  - kill-two-brokers (a cluster): two of three brokers killed at once, so
+ *    acks=all writes cannot be satisfied (min.insync.replicas 2) until one is
+ *    back; they return one at a time.
+ *  - failover-postgres (a primary with a standby): the primary killed in
+ *    immediate mode, the standby promoted, clients sent to it; a hit is a
+ *    failover while a CDC relay streamed from a slot the standby had synced.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../../src/db.js';
 import type { LocalKafka } from '../../src/infra/kafka.js';
+import { LocalKafkaCluster } from '../../src/infra/kafka-cluster.js';
+import { createKafkaClient } from '../../src/kafka-client.js';
+import { silentLogger } from '../../src/log.js';
 import type { LocalPostgres } from '../../src/infra/postgres.js';
 import { appendSessionEnd } from '../../src/relay/evidence.js';
 import { relayApplicationName, type RelayModeBehaviour, type RelayModeInfo, type RelaySettings } from '../../src/relay/modes.js';
+import type { PostgresFailover } from './failover.js';
 import type { Supervisor } from './supervisor.js';
 
-export type FaultKind = 'kill-relay' | 'pause-relay' | 'kill-kafka' | 'restart-postgres' | 'terminate-walsender';
+export type FaultKind =
+  | 'kill-relay'
+  | 'pause-relay'
+  | 'kill-kafka'
+  | 'kill-leader'
+  | 'kill-two-brokers'
+  | 'restart-postgres'
+  | 'failover-postgres'
+  | 'terminate-walsender'
+  | 'kill-consumer'
+  | 'add-consumer';
 
 export interface FaultRecord {
   /** ms since the fault window opened. */
@@ -35,9 +62,17 @@ export interface FaultTargets {
   sql: Sql;
   supervisor: Supervisor;
   postgres: LocalPostgres;
-  kafka: LocalKafka;
+  /** The primary-and-standby pair, on rows that fail over. */
+  failover: PostgresFailover | undefined;
+  kafka: LocalKafka | LocalKafkaCluster;
+  /** The row's topic (the leader-kill fault looks up its partition leaders). */
+  topic: string;
   /** Supervisor names of the relay processes, by replica index. */
   relays: readonly string[];
+  /** Supervisor names of the consumer processes of the group. */
+  consumers: readonly string[];
+  /** Starts one more consumer in the group under `name` (not restarted when it exits). */
+  startConsumer(name: string): Promise<void>;
   /** The row's relay: its mode and the row's settings (slot names, process count). */
   relay: { mode: RelayModeInfo & RelayModeBehaviour; settings: RelaySettings } | undefined;
   /** Where the relays write claim evidence, if they do. */
@@ -173,3 +208,76 @@ export async function restartPostgres(t: FaultTargets, downMs: number): Promise<
   await t.postgres.start();
   return { kind: 'restart-postgres', target: 'postgres', hit: wasRunning };
 }
+
+export async function failoverPostgres(t: FaultTargets): Promise<Omit<FaultRecord, 'at'>> {
+  if (!t.failover) throw new Error('this fault needs the row to run on a primary with a standby (RowSpec.postgres)');
+  // The row waited for the standby to sync these before its faults began.
+  const slots = t.relay ? t.relay.mode.slots(t.relay.settings) : [];
+  const streaming = await t.sql<{ slot: string }[]>`SELECT slot_name AS slot FROM pg_replication_slots WHERE slot_name = ANY(${slots}) AND active_pid IS NOT NULL`;
+  const promotion = await t.failover.promote();
+  const synced = slots.every((slot) => promotion.syncedSlots.some((s) => s.slot === slot));
+  return { kind: 'failover-postgres', target: `standby (down ${promotion.downMs} ms; synced ${promotion.syncedSlots.map((s) => `${s.slot} at ${s.confirmedLsn}`).join(', ')})`, hit: synced && streaming.length > 0 };
+}
+
+/** The broker leading a partition of `topic` (node id), or undefined while none does. */
+async function leaderOf(t: FaultTargets): Promise<number | undefined> {
+  const kafka = createKafkaClient({ brokers: [...t.kafka.brokers], log: silentLogger, clientId: 'chaos-leader', quiet: true, retries: 0 });
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const { topics } = await admin.fetchTopicMetadata({ topics: [t.topic] });
+    const leaders = (topics[0]?.partitions ?? []).map((p) => p.leader).filter((leader) => leader >= 0);
+    return leaders.length === 0 ? undefined : leaders[Math.floor(t.random() * leaders.length)];
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+function clusterOf(t: FaultTargets): LocalKafkaCluster {
+  if (!(t.kafka instanceof LocalKafkaCluster)) throw new Error('this fault needs the row to run on a Kafka cluster (RowSpec.kafka)');
+  return t.kafka;
+}
+
+export async function killLeader(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {
+  const cluster = clusterOf(t);
+  const leader = await leaderOf(t).catch(() => undefined);
+  if (leader === undefined) return { kind: 'kill-leader', target: 'no leader found', hit: false };
+  const broker = cluster.broker(leader);
+  await broker.stop('kill');
+  await sleep(downMs);
+  await broker.start();
+  return { kind: 'kill-leader', target: `broker ${leader}`, hit: true };
+}
+
+export async function killTwoBrokers(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {
+  const cluster = clusterOf(t);
+  const ids = cluster.nodes.map((node) => node.node.id);
+  const kept = ids[Math.floor(t.random() * ids.length)]!;
+  const killed = ids.filter((id) => id !== kept).slice(0, 2);
+  const running = killed.filter((id) => cluster.broker(id).pid() !== undefined);
+  await Promise.all(killed.map((id) => cluster.broker(id).stop('kill')));
+  // One back after a while (writes resume with two in sync), the other later.
+  await sleep(downMs);
+  await cluster.broker(killed[0]!).start();
+  await sleep(downMs);
+  await cluster.broker(killed[1]!).start();
+  return { kind: 'kill-two-brokers', target: `brokers ${killed.join(' and ')}`, hit: running.length === 2 };
+}
+
+export async function killConsumer(t: FaultTargets): Promise<Omit<FaultRecord, 'at'>> {
+  const target = t.consumers[Math.floor(t.random() * t.consumers.length)]!;
+  const others = t.consumers.length > 1;
+  const killed = t.supervisor.signal(target, 'SIGKILL');
+  return { kind: 'kill-consumer', target, hit: killed && others };
+}
+
+let extraConsumers = 0;
+
+export async function addConsumer(t: FaultTargets, stayMs: number): Promise<Omit<FaultRecord, 'at'>> {
+  const name = `consumer-extra-${++extraConsumers}`;
+  await t.startConsumer(name);
+  await sleep(stayMs);
+  await t.supervisor.stop(name);
+  return { kind: 'add-consumer', target: name, hit: true };
+}
+

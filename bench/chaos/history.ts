@@ -146,3 +146,104 @@ export function readJsonLines<T>(file: string): T[] {
   }
   return records;
 }
+
+/** Latency of the events committed in one span of a run. */
+export interface LatencySpan {
+  /** Events of acknowledged commits in the span that were received. */
+  events: number;
+  /** Commit acknowledgement to the consumer's first receipt. */
+  p50Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+  /** The writer's transaction, begin to acknowledged commit (what a failover of the database costs the writer). */
+  commitP99Ms: number | null;
+  commitMaxMs: number | null;
+  /** The longest time without any acknowledged commit (a database failover stops the writers for this long). */
+  commitGapMs: number | null;
+}
+
+/** A fault and the latency of the events committed while it acted (from its start to `spanMs` after). */
+export interface FaultLatency extends LatencySpan {
+  kind: string;
+  target: string;
+  /** ms since the fault window opened. */
+  at: number;
+}
+
+const quantile = (sorted: readonly number[], q: number) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!);
+
+interface Sample {
+  committed: number;
+  /** ms from the commit's acknowledgement to the first receipt; one per event. */
+  receipt: number;
+  /** ms the transaction took, begin to acknowledged commit. */
+  commit: number;
+}
+
+function spanOf(samples: readonly Sample[], commitGapMs: number | null): LatencySpan {
+  const receipts = samples.map((s) => s.receipt).sort((a, b) => a - b);
+  const commits = samples.map((s) => s.commit).sort((a, b) => a - b);
+  return {
+    events: receipts.length,
+    p50Ms: quantile(receipts, 0.5),
+    p99Ms: quantile(receipts, 0.99),
+    maxMs: receipts.at(-1) ?? null,
+    commitP99Ms: quantile(commits, 0.99),
+    commitMaxMs: commits.at(-1) ?? null,
+    commitGapMs,
+  };
+}
+
+// Rationale: the first seconds of a row carry its start-up (the producer's
+// and the consumer's first connections, about a second here), which is not
+// the steady latency a fault is compared with.
+const BASELINE_SKIP_MS = 2_000;
+
+/**
+ * What each fault did to latency: commit acknowledgement to first receipt
+ * (both clocks are this machine's) of the events committed from the fault's
+ * start to `spanMs` after it, beside the events committed between the row's
+ * start-up and its first fault; and the writer's commit times in each.
+ */
+export function latencyAroundFaults(
+  writes: readonly WriteRecord[],
+  deliveries: readonly DeliveryRecord[],
+  faults: readonly { kind: string; target: string; at: number }[],
+  windowStart: number,
+  spanMs: number,
+): { baseline: LatencySpan; faults: FaultLatency[] } {
+  const committedAt = new Map<string, number>();
+  for (const record of writes) if (record.type === 'committed') committedAt.set(record.txn, record.at);
+  const firstReceipt = new Map<string, number>();
+  for (const delivery of deliveries) if (!firstReceipt.has(delivery.eventId)) firstReceipt.set(delivery.eventId, delivery.at);
+  const samples: Sample[] = [];
+  for (const record of writes) {
+    if (record.type !== 'pending') continue;
+    const committed = committedAt.get(record.txn);
+    if (committed === undefined) continue;
+    for (const event of record.events) {
+      const received = firstReceipt.get(event.eventId);
+      // A receipt before the acknowledgement: the relay saw the commit before the writer heard back.
+      if (received !== undefined) samples.push({ committed, receipt: Math.max(0, received - committed), commit: committed - record.at });
+    }
+  }
+  const acks = [...committedAt.values()].sort((a, b) => a - b);
+  /** The longest wait for the next acknowledgement that ends in [from, to). */
+  const gap = (from: number, to: number) => {
+    let longest: number | null = null;
+    for (let i = 1; i < acks.length; i++) if (acks[i]! >= from && acks[i]! < to) longest = Math.max(longest ?? 0, acks[i]! - acks[i - 1]!);
+    return longest;
+  };
+  const firstFault = faults.length > 0 ? windowStart + Math.min(...faults.map((f) => f.at)) : Number.POSITIVE_INFINITY;
+  const steadyFrom = windowStart + BASELINE_SKIP_MS;
+  return {
+    baseline: spanOf(
+      samples.filter((s) => s.committed >= steadyFrom && s.committed < firstFault),
+      gap(steadyFrom, firstFault),
+    ),
+    faults: faults.map((fault) => {
+      const from = windowStart + fault.at;
+      return { kind: fault.kind, target: fault.target, at: fault.at, ...spanOf(samples.filter((s) => s.committed >= from && s.committed < from + spanMs), gap(from, from + spanMs)) };
+    }),
+  };
+}

@@ -12,7 +12,9 @@ import type { Config } from '../../src/config.js';
 import { resolveConfig } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
 import { LocalKafka } from '../../src/infra/kafka.js';
+import { LocalKafkaCluster } from '../../src/infra/kafka-cluster.js';
 import { LocalPostgres } from '../../src/infra/postgres.js';
+import { PostgresFailover } from './failover.js';
 import { isPortFree } from '../../src/infra/processes.js';
 import type { Logger } from '../../src/log.js';
 import { checkClaims, readEvidence, recordSessionEnd, type ClaimReport } from '../../src/relay/evidence.js';
@@ -20,8 +22,8 @@ import { relayModeInfo } from '../../src/relay/modes.js';
 import { openRun, type RunSetup } from '../harness/run-setup.js';
 import type { ConsumerTask, WriterTask } from './child.js';
 import { seededRandom } from '../../src/chaos/failpoints.js';
-import { killKafka, killRelay, pauseRelay, restartPostgres, terminateWalsender, type FaultKind, type FaultRecord, type FaultTargets } from './faults.js';
-import { checkHistory, readJsonLines, type CheckReport, type DeliveryRecord, type WriteRecord } from './history.js';
+import { addConsumer, failoverPostgres, killConsumer, killKafka, killLeader, killRelay, killTwoBrokers, pauseRelay, restartPostgres, terminateWalsender, type FaultKind, type FaultRecord, type FaultTargets } from './faults.js';
+import { checkHistory, latencyAroundFaults, readJsonLines, type CheckReport, type DeliveryRecord, type FaultLatency, type LatencySpan, type WriteRecord } from './history.js';
 import type { RowSpec } from './rows.js';
 import { Supervisor } from './supervisor.js';
 
@@ -38,8 +40,14 @@ const CLI = path.join(here, '..', '..', 'src', 'cli.js');
 const READY_TIMEOUT_MS = 60_000;
 
 export interface ChaosServers {
+  /** The PostgreSQL faults restart (with a standby: the primary it started as). */
   postgres: LocalPostgres;
-  kafka: LocalKafka;
+  /** What clients connect to: the server, or with a standby the proxy in front of whichever is primary. */
+  databaseUrl: string;
+  /** A primary with a physical standby and failover slots (rows that fail over). */
+  failover?: PostgresFailover;
+  /** One broker, or a cluster (rows that kill brokers of it). */
+  kafka: LocalKafka | LocalKafkaCluster;
   config: Config;
   stop(): Promise<void>;
 }
@@ -51,29 +59,51 @@ async function freePorts(count: number, from: number): Promise<number[]> {
   return ports;
 }
 
-/** A PostgreSQL and a Kafka of the run's own: they get killed, so they cannot be anyone else's. */
-export async function startChaosServers(workDir: string, log: Logger): Promise<ChaosServers> {
-  const [pgPort, kafkaPort, controllerPort] = await freePorts(3, 47_432);
+/** A base port with the nine above it and the ports 10 and 20 above it free: a cluster's three brokers (clusterBrokerPort). */
+async function freeClusterBase(from: number): Promise<number> {
+  for (let port = from; port < from + 1_000; port += 30) {
+    if ((await isPortFree(port)) && (await isPortFree(port + 10)) && (await isPortFree(port + 20))) return port;
+  }
+  throw new Error(`no free ports for a Kafka cluster from ${from}`);
+}
+
+/**
+ * A PostgreSQL and a Kafka of the run's own: they get killed, so they cannot
+ * be anyone else's. `kafkaNodes` 3 makes the Kafka a cluster with a
+ * dedicated controller (replication factor 3, min.insync.replicas 2).
+ */
+export async function startChaosServers(workDir: string, log: Logger, options: { kafkaNodes?: number; standby?: boolean } = {}): Promise<ChaosServers> {
+  const kafkaNodes = options.kafkaNodes ?? 1;
+  const standby = options.standby ?? false;
+  // Each kind of servers in a port range and a folder of its own: several kinds run side by side.
+  const kind = kafkaNodes > 1 ? 'cluster' : standby ? 'failover' : undefined;
+  const [pgPort, controllerPort, standbyPort, proxyPort] = await freePorts(4, kafkaNodes > 1 ? 48_432 : standby ? 46_432 : 47_432);
+  const kafkaPort = kafkaNodes > 1 ? await freeClusterBase(49_000) : (await freePorts(1, proxyPort! + 1))[0]!;
+  const dataDir = kind ? path.join(workDir, kind) : workDir;
   const config = resolveConfig({
     env: {},
-    overrides: { pgPort: pgPort!, kafkaPort: kafkaPort!, kafkaControllerPort: controllerPort!, dataDir: workDir, topicPartitions: 3, kafkaHeapMb: 512 },
+    overrides: { pgPort: pgPort!, kafkaPort, kafkaControllerPort: controllerPort!, kafkaNodes, dataDir, topicPartitions: 3, kafkaHeapMb: 512 },
   });
-  const postgres = new LocalPostgres({ config, log });
-  const kafka = new LocalKafka({ config, log });
-  await postgres.start();
+  const failover = standby ? await PostgresFailover.start(config, path.join(dataDir, 'pg'), { primary: pgPort!, standby: standbyPort!, proxy: proxyPort! }, log) : undefined;
+  const postgres = failover?.primary ?? new LocalPostgres({ config, log });
+  const kafka = kafkaNodes > 1 ? new LocalKafkaCluster({ config, log }) : new LocalKafka({ config, log });
+  const stopPostgres = async () => (failover ? failover.stop() : postgres.stop('fast'));
   try {
+    if (!failover) await postgres.start();
     await kafka.start();
   } catch (error) {
-    await postgres.stop('fast');
+    await stopPostgres();
     throw error;
   }
   return {
     postgres,
+    databaseUrl: failover?.url ?? postgres.url,
+    ...(failover ? { failover } : {}),
     kafka,
     config,
     async stop() {
       await kafka.stop('graceful').catch(() => {});
-      await postgres.stop('fast').catch(() => {});
+      await stopPostgres().catch(() => {});
     },
   };
 }
@@ -94,13 +124,32 @@ export interface RowResult {
   faultLog: FaultRecord[];
   /** For lost events of a table outbox: still unpublished (a relay stuck) or marked (published and gone). */
   lostDiagnosis?: { unpublished: number; marked: number; missing: number };
+  /** How long the faults ran, s, and the events committed per second over that time. */
+  faultWindowS: number;
+  committedPerSec: number;
+  /** Commit-to-receipt latency before the first fault and in the 10 s after each server or group fault. */
+  latency: { baseline: LatencySpan; faults: FaultLatency[] };
 }
+
+// Rationale: a leader election, a rebalance or a promotion settles within a
+// few seconds here; 10 s after a fault's start holds its whole effect, and
+// the faults that carry latency come at least 5 s apart.
+const FAULT_LATENCY_SPAN_MS = 10_000;
+/** Faults whose latency cost is worth a figure (process kills and failpoints are measured by the drains instead). */
+const LATENCY_FAULTS = new Set<string>(['kill-kafka', 'kill-leader', 'kill-two-brokers', 'restart-postgres', 'failover-postgres', 'kill-consumer', 'add-consumer']);
 
 export interface RowOptions {
   servers: ChaosServers;
   workDir: string;
   seed: number;
+  /** Seconds of faults; in a soak, the most a row may take to reach its hits. */
   faultWindowS: number;
+  /**
+   * Soak: keep injecting until this many faults (every kind, failpoints
+   * included) hit a process at work, or the window ends; the servers are
+   * killed again every 10-15 s instead of twice.
+   */
+  targetHits?: number | undefined;
   drainTimeoutS: number;
   transactionsPerSecond: number;
   log: Logger;
@@ -142,6 +191,9 @@ interface Row {
   consumerHistory: string;
   evidenceDir: string | undefined;
   relays: string[];
+  consumers: string[];
+  /** Starts a consumer of the row's group; `restart` false for the ones a fault adds and removes. */
+  startConsumer(name: string, restart: boolean): Promise<void>;
 }
 
 // Rationale: small batches and a short poll make many passes a second at
@@ -154,7 +206,7 @@ const ROW_PARTITIONS = 3;
 async function setUpRow(spec: RowSpec, options: RowOptions): Promise<Row> {
   const dir = path.join(options.workDir, spec.name);
   mkdirSync(dir, { recursive: true });
-  const infra = { databaseUrl: options.servers.postgres.url, kafkaBrokers: options.servers.kafka.brokers };
+  const infra = { databaseUrl: options.servers.databaseUrl, kafkaBrokers: options.servers.kafka.brokers };
   const relay = spec.relay && { ...ROW_RELAY, relayMode: spec.relay.mode, replicas: spec.relay.replicas, ...(spec.relay.leaseMs ? { leaseMs: spec.relay.leaseMs } : {}) };
   const run = await openRun({ infra, log: options.log, name: spec.name, kind: 'chaos', partitions: ROW_PARTITIONS, relay, partitionsAhead: 1 });
   // Claim evidence where several processes share the table (what the claim checker proves disjoint).
@@ -171,13 +223,16 @@ async function setUpRow(spec: RowSpec, options: RowOptions): Promise<Row> {
     consumerHistory: path.join(dir, 'deliveries.jsonl'),
     evidenceDir: evidence ? path.join(dir, 'evidence') : undefined,
     relays: [],
+    consumers: [],
+    // Set by startComponents, once the row's environment is known.
+    startConsumer: async () => {},
   };
 }
 
 /** Starts the consumer, the relay(s) and the writer, each once it may. */
 async function startComponents(row: Row): Promise<void> {
   const { spec, options, supervisor, run } = row;
-  const databaseUrl = options.servers.postgres.url;
+  const databaseUrl = options.servers.databaseUrl;
   const kafkaBrokers = [...options.servers.kafka.brokers];
   const baseEnv = run.env({ logLevel: 'info' });
   delete baseEnv.CRASH_AT;
@@ -186,9 +241,18 @@ async function startComponents(row: Row): Promise<void> {
   // a crash left off. The same seed replays the same schedule, start by start.
   const withCrash = (crashAt: string | undefined) => (crashAt ? (start: number) => ({ ...baseEnv, CRASH_AT: crashAt.replace('{seed}', String(options.seed + start)) }) : baseEnv);
 
+  // Every consumer of the group appends to the one history, in the order each received.
   const consumerTask: ConsumerTask = { databaseUrl, kafkaBrokers, schema: run.schema, topic: run.topic, groupId: `chaos-${spec.name}-${run.runId}`, historyFile: row.consumerHistory };
-  supervisor.start({ name: 'consumer', script: CHILD, args: ['consumer', JSON.stringify(consumerTask)], env: withCrash(spec.consumerCrashAt), logFile: path.join(row.dir, 'consumer.log') });
-  await supervisor.waitReady('consumer', READY_TIMEOUT_MS);
+  row.startConsumer = async (name, restart) => {
+    supervisor.start({ name, script: CHILD, args: ['consumer', JSON.stringify(consumerTask)], env: withCrash(spec.consumerCrashAt), logFile: path.join(row.dir, `${name}.log`), restart });
+    await supervisor.waitReady(name, READY_TIMEOUT_MS);
+  };
+  const consumers = spec.consumers ?? 1;
+  for (let index = 0; index < consumers; index++) {
+    const name = consumers > 1 ? `consumer-${index}` : 'consumer';
+    row.consumers.push(name);
+    await row.startConsumer(name, true);
+  }
 
   const { evidenceDir } = row;
   if (evidenceDir) {
@@ -226,9 +290,26 @@ async function startComponents(row: Row): Promise<void> {
     seed: options.seed,
   };
   supervisor.start({ name: 'writer', script: CHILD, args: ['writer', JSON.stringify(writerTask)], env: withCrash(spec.writer.crashAt), logFile: path.join(row.dir, 'writer.log') });
+  // A failover is only a test of the relay once the standby holds its slots: wait here, so the fault's time is the kill's.
+  const { failover } = options.servers;
+  if (failover && run.relay) await failover.waitForSyncedSlots(run.relay.mode.slots(run.relay.settings));
 }
 
-/** Runs the seeded fault schedule over the fault window; returns what was injected and what hit. */
+// Rationale: a server kill is followed by seconds of recovery (restart,
+// reconnects, a leader election); 10-15 s apart lets each one hit a pipeline
+// at work again, where two per row suffice outside a soak.
+const SOAK_SERVER_FAULT_MS: readonly [number, number] = [10_000, 15_000];
+
+/** Failpoint crashes so far: SIGKILLs of supervised processes the matrix did not send (a failpoint ends its process with one). */
+function failpointKills(row: Row, log: readonly FaultRecord[]): number {
+  const kills = row.supervisor.events.filter((e) => e.event === 'exited' && e.signal === 'SIGKILL').length;
+  return Math.max(0, kills - log.filter((f) => f.kind === 'kill-relay' || f.kind === 'kill-consumer').length);
+}
+
+/**
+ * Runs the seeded fault schedule over the fault window (in a soak, until the
+ * row's faults hit `targetHits` times); returns what was injected and what hit.
+ */
 async function injectFaults(row: Row): Promise<FaultRecord[]> {
   const { spec, options } = row;
   const random = seededRandom(options.seed);
@@ -236,8 +317,12 @@ async function injectFaults(row: Row): Promise<FaultRecord[]> {
     sql: row.sql,
     supervisor: row.supervisor,
     postgres: options.servers.postgres,
+    failover: options.servers.failover,
     kafka: options.servers.kafka,
     relays: row.relays,
+    consumers: row.consumers,
+    startConsumer: (name) => row.startConsumer(name, false),
+    topic: row.run.topic,
     relay: row.run.relay,
     evidenceDir: row.evidenceDir,
     random,
@@ -256,19 +341,44 @@ async function injectFaults(row: Row): Promise<FaultRecord[]> {
     every(pauseMs + 500, pauseMs + 2_000, () => pauseRelay(targets, pauseMs));
   }
   if (has('terminate-walsender')) every(2_000, 4_000, () => terminateWalsender(targets));
-  for (const fraction of [0.3, 0.65]) {
-    if (has('kill-kafka')) schedule.push({ at: windowMs * fraction, run: () => killKafka(targets, 2_000) });
-    if (has('restart-postgres')) schedule.push({ at: windowMs * fraction, run: () => restartPostgres(targets, 1_000) });
+  // Rationale: a killed leader is replaced within a few seconds, and the
+  // producer's retries and the consumer's rejoin take a few more.
+  if (has('kill-leader')) every(6_000, 10_000, () => killLeader(targets, 3_000));
+  // Rationale: a rebalance settles in a second or two here; 2-4 s apart
+  // keeps the group rebalancing while it works.
+  if (has('kill-consumer')) every(2_000, 4_000, () => killConsumer(targets));
+  if (has('add-consumer')) every(5_000, 8_000, () => addConsumer(targets, 3_000));
+  // One failover a row: the old primary is gone for good afterwards.
+  if (has('failover-postgres')) schedule.push({ at: windowMs * 0.4, run: () => failoverPostgres(targets) });
+  const soak = options.targetHits !== undefined;
+  if (soak) {
+    const [min, max] = SOAK_SERVER_FAULT_MS;
+    if (has('kill-kafka')) every(min, max, () => killKafka(targets, 2_000));
+    if (has('kill-two-brokers')) every(min + 8_000, max + 8_000, () => killTwoBrokers(targets, 4_000));
+    if (has('restart-postgres')) every(min, max, () => restartPostgres(targets, 1_000));
+  } else {
+    for (const fraction of [0.3, 0.65]) {
+      if (has('kill-kafka')) schedule.push({ at: windowMs * fraction, run: () => killKafka(targets, 2_000) });
+      if (has('restart-postgres')) schedule.push({ at: windowMs * fraction, run: () => restartPostgres(targets, 1_000) });
+    }
+    if (has('kill-two-brokers')) schedule.push({ at: windowMs * 0.2, run: () => killTwoBrokers(targets, 4_000) });
   }
   schedule.sort((a, b) => a.at - b.at);
   const log: FaultRecord[] = [];
+  const hits = () => log.filter((f) => f.hit).length + failpointKills(row, log);
+  const reached = () => soak && hits() >= options.targetHits!;
   for (const fault of schedule) {
-    await sleep(Math.max(0, started + fault.at - Date.now()));
+    // A row whose only faults are failpoints reaches its hits between scheduled faults.
+    while (Date.now() < started + fault.at) {
+      if (reached()) return log;
+      await sleep(Math.min(500, Math.max(0, started + fault.at - Date.now())));
+    }
+    if (reached()) return log;
     const at = Date.now() - started;
     const record = await fault.run();
     if (record) log.push({ at, ...record });
   }
-  await sleep(Math.max(0, started + windowMs - Date.now()));
+  while (Date.now() < started + windowMs && !reached()) await sleep(Math.min(500, Math.max(0, started + windowMs - Date.now())));
   return log;
 }
 
@@ -326,12 +436,15 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
   const { sql, supervisor } = row;
   try {
     await startComponents(row);
+    const faultsFrom = Date.now();
     const faultLog = await injectFaults(row);
+    const faultWindowS = Math.round((Date.now() - faultsFrom) / 100) / 10;
+    const faultsWithLatency = faultLog.filter((f) => LATENCY_FAULTS.has(f.kind) && f.hit);
     await supervisor.stop('writer');
     for (const name of row.relays) if (supervisor.isPaused(name)) supervisor.signal(name, 'SIGCONT');
     const report = await drainRow(row);
 
-    const failpointKills = supervisor.events.filter((e) => e.event === 'exited' && e.signal === 'SIGKILL').length - faultLog.filter((f) => f.kind === 'kill-relay').length;
+    const failpoints = failpointKills(row, faultLog);
     const faults: RowResult['faults'] = {};
     for (const fault of faultLog) {
       const count = (faults[fault.kind] ??= { scheduled: 0, hit: 0 });
@@ -339,9 +452,13 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
       if (fault.hit) count.hit += 1;
     }
     // A failpoint fires only inside the work it interrupts: each one is a hit.
-    if (failpointKills > 0) faults.failpoint = { scheduled: failpointKills, hit: failpointKills };
+    if (failpoints > 0) faults.failpoint = { scheduled: failpoints, hit: failpoints };
     const claims = row.evidenceDir ? checkClaims(readEvidence(row.evidenceDir)) : undefined;
     const failures = judgeRow(spec, report, faults, claims);
+    const hit = Object.values(faults).reduce((sum, f) => sum + f.hit, 0);
+    if (options.targetHits !== undefined && hit < options.targetHits) {
+      failures.push(`only ${hit} faults hit a process at work in ${faultWindowS} s; the soak asks for ${options.targetHits}`);
+    }
     const starts: Record<string, number> = {};
     for (const event of supervisor.events) if (event.event === 'started') starts[event.name] = (starts[event.name] ?? 0) + 1;
     let lostDiagnosis: RowResult['lostDiagnosis'];
@@ -363,6 +480,9 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
       failures,
       faultLog,
       ...(lostDiagnosis ? { lostDiagnosis } : {}),
+      faultWindowS,
+      committedPerSec: Math.round(report.committed / Math.max(0.1, faultWindowS)),
+      latency: latencyAroundFaults(readJsonLines<WriteRecord>(row.writerHistory), readJsonLines<DeliveryRecord>(row.consumerHistory), faultsWithLatency, faultsFrom, FAULT_LATENCY_SPAN_MS),
     };
   } finally {
     await supervisor.stopAll().catch(() => {});

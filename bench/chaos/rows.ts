@@ -13,6 +13,12 @@ export interface RowSpec {
   description: string;
   writer: { store: WriterTask['store']; amendShare: number; hotKeys: number; crashAt?: string };
   relay?: { mode: RelayMode; replicas: number; crashAt?: string; leaseMs?: number };
+  /** `cluster`: the row runs on three brokers with a dedicated controller (replication factor 3, min.insync.replicas 2). */
+  kafka?: 'cluster';
+  /** `failover`: PostgreSQL is a primary with a physical standby and failover slots, behind a proxy clients follow. */
+  postgres?: 'failover';
+  /** Consumer processes in the group (default 1). */
+  consumers?: number;
   consumerCrashAt?: string;
   faults: FaultKind[];
   expect: { lost: 'some' | 'none'; duplicates?: 'some'; reorderings?: 'none' };
@@ -76,6 +82,33 @@ export const MATRIX: readonly RowSpec[] = Object.freeze([
     expect: { lost: 'none', reorderings: 'none' },
   },
   {
+    name: 'kafka-leader-kill',
+    description: '3 brokers, replication factor 3: the leader of a partition of the topic killed (kill -9) and restarted, again and again, CDC relay',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'cdc', replicas: 1 },
+    kafka: 'cluster',
+    faults: ['kill-leader'],
+    expect: { lost: 'none', reorderings: 'none' },
+  },
+  {
+    name: 'kafka-two-brokers-down',
+    description: '3 brokers, min.insync.replicas 2: two killed at once (writes to Kafka must block, not succeed on one copy), then brought back one at a time, CDC relay',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'cdc', replicas: 1 },
+    kafka: 'cluster',
+    faults: ['kill-two-brokers'],
+    expect: { lost: 'none', reorderings: 'none' },
+  },
+  {
+    name: 'postgres-failover',
+    description: 'a primary and a streaming standby (synchronous commit, failover slots): the primary killed under load, the standby promoted; the CDC relay goes on from the slot the standby synced',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'cdc', replicas: 1 },
+    postgres: 'failover',
+    faults: ['failover-postgres'],
+    expect: { lost: 'none', reorderings: 'none' },
+  },
+  {
     name: 'postgres-restart',
     description: 'PostgreSQL is stopped in immediate mode (a crash) and restarted twice mid-run, polling relay',
     writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
@@ -91,6 +124,15 @@ export const MATRIX: readonly RowSpec[] = Object.freeze([
     consumerCrashAt: 'consumer.after-apply-before-offset:every=4',
     faults: [],
     expect: { lost: 'none', duplicates: 'some', reorderings: 'none' },
+  },
+  {
+    name: 'consumer-rebalances',
+    description: '3 consumers in one group under load: one SIGKILLed (and restarted) or one more started and stopped, every few seconds, so the group keeps rebalancing',
+    writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
+    relay: { mode: 'cdc', replicas: 1 },
+    consumers: 3,
+    faults: ['kill-consumer', 'add-consumer'],
+    expect: { lost: 'none', reorderings: 'none' },
   },
   {
     name: 'ordering-under-pauses',
