@@ -9,7 +9,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
-import { chaosReport } from './chaos/report.js';
+import { chaosReport, chaosSoakReport } from './chaos/report.js';
 import { SCENARIOS } from './registry.js';
 import { current, isLegacy, loadSummaries, type ReportContext, type Summary } from './report/kit.js';
 import { relaysSideBySide } from './report/side-by-side.js';
@@ -117,6 +117,7 @@ export function buildReport(dir: string): string {
     ...relaysSideBySide(context),
     ...scenarioSections(context),
     ...chaosReport(context),
+    ...chaosSoakReport(context),
     ...notShownSection(context),
     ...environmentSection(summaries),
     ...reproduceSection(summaries),

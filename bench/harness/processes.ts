@@ -53,6 +53,7 @@ export interface SpawnedRelay extends StartedRelay {
  * caller that must watch the relay from its spawn on (a drain's clock).
  */
 export function spawnRelayProcess(rawDir: string, env: NodeJS.ProcessEnv, options: { describe: string; args?: string[]; execArgv?: string[] }): SpawnedRelay {
+  mkdirSync(rawDir, { recursive: true });
   const logFile = path.join(rawDir, 'relay.log');
   const spawnedAt = nowMs();
   const child = fork(CLI, ['relay', ...(options.args ?? [])], { env, execArgv: options.execArgv ?? [], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });

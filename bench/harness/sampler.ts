@@ -143,12 +143,11 @@ export function slopePerSecond(points: readonly { t: number; y: number }[]): num
 export function cpuProbe(infra: Infra, relay: () => ChildProcess | undefined, consumers: readonly ChildProcess[]): () => Record<Component, number | undefined> {
   return () => {
     const pgPid = infra.postgres.pid();
-    const kafkaPid = infra.kafka.pid();
     const relayProcess = relay();
     const usage = process.cpuUsage();
     return {
       postgres: pgPid === undefined ? undefined : processTreeCpuSeconds(pgPid),
-      kafka: kafkaPid === undefined ? undefined : processCpuSeconds(kafkaPid),
+      kafka: sumOverPids(kafkaPids(infra), processCpuSeconds),
       // A relay not started yet (drain mode) has used nothing so far.
       relay: relayProcess === undefined ? 0 : relayProcess.pid === undefined ? undefined : processTreeCpuSeconds(relayProcess.pid),
       consumer: sumOver(consumers, (pid) => processCpuSeconds(pid)),
@@ -157,24 +156,36 @@ export function cpuProbe(infra: Infra, relay: () => ChildProcess | undefined, co
   };
 }
 
-/** A reading summed over processes; undefined if any cannot be read. */
-function sumOver(children: readonly ChildProcess[], read: (pid: number) => number | undefined): number | undefined {
+/** The Kafka processes of a run: one broker, or every node of a cluster; none for an external Kafka. */
+function kafkaPids(infra: Infra): (number | undefined)[] {
+  if (infra.kafka.pids) return infra.kafka.pids();
+  const pid = infra.kafka.pid();
+  return pid === undefined ? [] : [pid];
+}
+
+/** A reading summed over processes; undefined if there are none, or any cannot be read. */
+function sumOverPids(pids: readonly (number | undefined)[], read: (pid: number) => number | undefined): number | undefined {
+  if (pids.length === 0) return undefined;
   let total = 0;
-  for (const child of children) {
-    const value = child.pid === undefined ? undefined : read(child.pid);
+  for (const pid of pids) {
+    const value = pid === undefined ? undefined : read(pid);
     if (value === undefined) return undefined;
     total += value;
   }
   return total;
 }
 
+/** A reading summed over child processes; undefined if any cannot be read. */
+function sumOver(children: readonly ChildProcess[], read: (pid: number) => number | undefined): number | undefined {
+  return children.length === 0 ? 0 : sumOverPids(children.map((child) => child.pid), read);
+}
+
 /** Peak memory of the run's processes: RSS (Node, Java; the relay's root process only) or PSS (PostgreSQL's whole tree). */
 export function peakMemory(infra: Infra, relay: ChildProcess | undefined, consumers: readonly ChildProcess[]): Record<Component, number | undefined> {
   const pgPid = infra.postgres.pid();
-  const kafkaPid = infra.kafka.pid();
   return {
     postgres: pgPid === undefined ? undefined : processTreePssBytes(pgPid),
-    kafka: kafkaPid === undefined ? undefined : peakRssBytes(kafkaPid),
+    kafka: sumOverPids(kafkaPids(infra), peakRssBytes),
     relay: relay?.pid === undefined ? undefined : peakRssBytes(relay.pid),
     consumer: sumOver(consumers, peakRssBytes),
     loadGenerator: process.resourceUsage().maxRSS * 1_024,
