@@ -21,33 +21,11 @@ import { http } from '../bench/scenarios/http.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import { resolveConfig, settingsEnv } from '../src/config.js';
 import { acquireInfra, type Infra } from '../src/infra/index.js';
-import { log, scratchDir, testEnv, uniqueName } from './helpers.js';
+import { log, scratchDir, testEnv, uniqueName, testParameters } from './helpers.js';
 
 // A light load with a short poll interval: the healthy tail stays far below
 // the stall, so the two runs cannot be confused on a busy 2-core machine.
-const PARAMETERS: PipelineParameters = {
-  relayMode: 'polling',
-  store: 'table',
-  rate: 200,
-  warmupS: 1,
-  durationS: 6,
-  workers: 1,
-  connectionsPerWorker: 4,
-  ordersPerTransaction: 1,
-  payloadBytes: 128,
-  eventsPerAggregate: 1,
-  keySpace: 100,
-  hotKeyShare: 0,
-  hotKeys: 1,
-  partitions: 3,
-  batchSize: 500,
-  pollIntervalMs: 100,
-  replicas: 1,
-  publishers: 1,
-  consumerCommitIntervalMs: 0,
-  drainTimeoutS: 30,
-  seed: 7,
-};
+const PARAMETERS: PipelineParameters = testParameters();
 
 const STALL_MS = 2_500;
 

@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestContext } from 'node:test';
 import type { Kafka, KafkaMessage } from 'kafkajs';
+import type { PipelineParameters } from '../bench/harness/pipeline.js';
 import { resolveConfig, type Config } from '../src/config.js';
 import { createSql, dropSchema, migrate, type Sql } from '../src/db.js';
 import { topicFor } from '../src/events.js';
@@ -257,4 +258,35 @@ export function cdcRelayFor(env: TestEnv, options: Partial<CdcRelayOptions> = {}
   env.defer(() => relay.stop());
   env.defer(() => env.sql.unsafe(`DROP PUBLICATION IF EXISTS ${env.config.publicationName}`).catch(() => {}));
   return relay;
+}
+
+/**
+ * A light pipeline load for tests: one worker, a polling relay on a short
+ * poll, a few seconds; each test overrides what it is about.
+ */
+export function testParameters(overrides: Partial<PipelineParameters> = {}): PipelineParameters {
+  return {
+    relayMode: 'polling',
+    store: 'table',
+    rate: 200,
+    warmupS: 1,
+    durationS: 6,
+    workers: 1,
+    connectionsPerWorker: 4,
+    ordersPerTransaction: 1,
+    payloadBytes: 128,
+    eventsPerAggregate: 1,
+    keySpace: 100,
+    hotKeyShare: 0,
+    hotKeys: 1,
+    partitions: 3,
+    batchSize: 500,
+    pollIntervalMs: 100,
+    replicas: 1,
+    publishers: 1,
+    consumerCommitIntervalMs: 0,
+    drainTimeoutS: 30,
+    seed: 7,
+    ...overrides,
+  };
 }

@@ -12,31 +12,9 @@ import type { ScenarioContext } from '../bench/scenario.js';
 import type { PipelineParameters } from '../bench/harness/pipeline.js';
 import { resolveConfig } from '../src/config.js';
 import { acquireInfra, LocalKafka } from '../src/infra/index.js';
-import { freePort, log, scratchDir } from './helpers.js';
+import { freePort, log, scratchDir, testParameters } from './helpers.js';
 
-const PARAMETERS: PipelineParameters = {
-  relayMode: 'cdc',
-  store: 'table',
-  rate: 500,
-  warmupS: 0,
-  durationS: 10,
-  workers: 1,
-  connectionsPerWorker: 4,
-  ordersPerTransaction: 10,
-  payloadBytes: 128,
-  eventsPerAggregate: 1,
-  keySpace: 100,
-  hotKeyShare: 0,
-  hotKeys: 1,
-  partitions: 3,
-  batchSize: 500,
-  pollIntervalMs: 100,
-  replicas: 1,
-  publishers: 1,
-  consumerCommitIntervalMs: 0,
-  drainTimeoutS: 30,
-  seed: 5,
-};
+const PARAMETERS: PipelineParameters = testParameters({ relayMode: 'cdc', rate: 500, warmupS: 0, durationS: 10, ordersPerTransaction: 10, seed: 5 });
 
 describe('Kafka outage under load', () => {
   it('never confirms past what Kafka acknowledged, loses nothing, and catches up without a restart', async (t) => {

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { runPipeline, type PipelineParameters } from '../bench/harness/pipeline.js';
+import { runPipeline } from '../bench/harness/pipeline.js';
 import { summarizeRun } from '../bench/harness/summary.js';
 import { resolveConfig } from '../src/config.js';
 import { createSql, dropSchema, migrate } from '../src/db.js';
@@ -21,7 +21,7 @@ import { acquireInfra, LocalKafka, LocalPostgres } from '../src/infra/index.js';
 import { Metrics } from '../src/metrics.js';
 import { createOrderService } from '../src/orders/http.js';
 import { prepareSlot } from '../src/relay/slot.js';
-import { freePort, log, scratchDir, testEnv, uniqueName } from './helpers.js';
+import { freePort, log, scratchDir, testEnv, uniqueName, testParameters } from './helpers.js';
 
 /** The local addresses the kernel lists as listening on `port` (IPv4 and IPv6). */
 function listeningAddresses(port: number): string[] {
@@ -120,29 +120,7 @@ describe('security basics', () => {
     const infra = await acquireInfra({ config, log });
     t.after(() => infra.release());
     const rawDir = await scratchDir();
-    const parameters: PipelineParameters = {
-      relayMode: 'cdc',
-      store: 'table',
-      rate: 200,
-      warmupS: 0,
-      durationS: 2,
-      workers: 1,
-      connectionsPerWorker: 2,
-      ordersPerTransaction: 1,
-      payloadBytes: 128,
-      eventsPerAggregate: 1,
-      keySpace: 10,
-      hotKeyShare: 0,
-      hotKeys: 1,
-      partitions: 3,
-      batchSize: 100,
-      pollIntervalMs: 100,
-      replicas: 1,
-      publishers: 1,
-      consumerCommitIntervalMs: 0,
-      drainTimeoutS: 20,
-      seed: 3,
-    };
+    const parameters = testParameters({ relayMode: 'cdc', warmupS: 0, durationS: 2, connectionsPerWorker: 2, keySpace: 10, batchSize: 100, drainTimeoutS: 20, seed: 3 });
     const result = await runPipeline({ infra: { ...infra, databaseUrl: url.toString() }, log, name: uniqueName('secret'), rawDir, quiet: true }, parameters);
     assert.equal(result.lost, 0);
     const outputs = [JSON.stringify(summarizeRun('secret', result)), JSON.stringify(result)];

@@ -67,7 +67,7 @@ export interface OutageResult {
   runs: OutageRun[];
 }
 
-// Rationale: the cadence: a confirmation ahead of Kafka for even a
+// Rationale: a tenth of a second: a confirmation ahead of Kafka for even a
 // fraction of a second would be a window in which a crash loses events.
 const SAMPLE_MS = 100;
 // Rationale: the load runs steadily this long before and after the outage,
