@@ -124,8 +124,9 @@ export interface RowResult {
   faultLog: FaultRecord[];
   /** For lost events of a table outbox: still unpublished (a relay stuck) or marked (published and gone). */
   lostDiagnosis?: { unpublished: number; marked: number; missing: number };
-  /** How long the faults ran, s, and the events committed per second over that time. */
+  /** How long the faults ran, s. */
   faultWindowS: number;
+  /** Events committed per second from the writer's first commit to its last (the load the row ran at). */
   committedPerSec: number;
   /** Commit-to-receipt latency before the first fault and in the 10 s after each server or group fault. */
   latency: { baseline: LatencySpan; faults: FaultLatency[] };
@@ -299,6 +300,22 @@ async function startComponents(row: Row): Promise<void> {
 // reconnects, a leader election); 10-15 s apart lets each one hit a pipeline
 // at work again, where two per row suffice outside a soak.
 const SOAK_SERVER_FAULT_MS: readonly [number, number] = [10_000, 15_000];
+
+/**
+ * The load a row ran at: its committed events over the span from the first
+ * commit to the last. Not over the fault window, which begins while the
+ * writer process is still starting and ends before it stops.
+ */
+function committedRate(writes: readonly WriteRecord[], committed: number): number {
+  let first = Infinity;
+  let last = -Infinity;
+  for (const write of writes) {
+    if (write.type !== 'committed') continue;
+    first = Math.min(first, write.at);
+    last = Math.max(last, write.at);
+  }
+  return last > first ? Math.round(committed / ((last - first) / 1_000)) : 0;
+}
 
 /** Failpoint crashes so far: SIGKILLs of supervised processes the matrix did not send (a failpoint ends its process with one). */
 function failpointKills(row: Row, log: readonly FaultRecord[]): number {
@@ -481,7 +498,7 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
       faultLog,
       ...(lostDiagnosis ? { lostDiagnosis } : {}),
       faultWindowS,
-      committedPerSec: Math.round(report.committed / Math.max(0.1, faultWindowS)),
+      committedPerSec: committedRate(readJsonLines<WriteRecord>(row.writerHistory), report.committed),
       latency: latencyAroundFaults(readJsonLines<WriteRecord>(row.writerHistory), readJsonLines<DeliveryRecord>(row.consumerHistory), faultsWithLatency, faultsFrom, FAULT_LATENCY_SPAN_MS),
     };
   } finally {
