@@ -1,0 +1,133 @@
+/**
+ * `bench:compare` on summaries written here (a known change, known noise, a
+ * known difference of machine) and on the published results against
+ * themselves; the command line is run as a user runs it.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { compareResults, judge, loadResults } from '../bench/report/compare.js';
+import { PROJECT_ROOT } from '../src/config.js';
+
+const COMPARE = path.join(PROJECT_ROOT, 'dist', 'bench', 'compare.js');
+const dirs: string[] = [];
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+const environment = {
+  date: '2026-12-01T00:00:00.000Z',
+  cpuModel: 'AMD EPYC',
+  cores: 2,
+  memoryGiB: 23.5,
+  os: 'Linux 6.18 (x64)',
+  node: 'v20.20.2',
+  postgres: '18.4',
+  postgresSettings: { fsync: 'on', synchronous_commit: 'on' },
+  fsync: { p50Ms: 0.1, p99Ms: 0.2, maxMs: 0.6, samples: 200, path: '/data' },
+  kafka: 'Apache Kafka 4.1.1',
+  java: 'openjdk 17',
+  gitCommit: 'a'.repeat(40),
+  gitChanges: [],
+  gitDirty: false,
+  dependencies: {},
+};
+
+interface Repeats {
+  eventsPerSec: number[];
+  p99: number[];
+  cpu: number[];
+}
+
+/** A results folder with one steady-load scenario of one relay, measured `repeats.eventsPerSec.length` times. */
+function resultsFolder(repeats: Repeats, env: Partial<typeof environment> = {}): string {
+  const root = mkdtempSync(path.join(tmpdir(), 'outbox-bench-compare-'));
+  dirs.push(root);
+  mkdirSync(path.join(root, 'cdc'));
+  const n = repeats.eventsPerSec.length;
+  const run = {
+    name: 'cdc',
+    eventsPerSec: repeats.eventsPerSec[0],
+    e2eMs: { p50: 4, p99: repeats.p99[0], p999: 20 },
+    cpuSecondsPerMillion: { total: repeats.cpu[0] },
+    ...(n > 1
+      ? { spread: { runs: n, eventsPerSec: repeats.eventsPerSec, e2eP50Ms: Array(n).fill(4), e2eP99Ms: repeats.p99, e2eP999Ms: Array(n).fill(20), cpuSecondsPerMillion: repeats.cpu, lostPerRun: Array(n).fill(0), lost: 0, unexpected: 0 } }
+      : {}),
+  };
+  const summary = { scenario: 'cdc', title: 'CDC', date: environment.date, command: 'test', parameters: {}, runs: [run], environment: { ...environment, ...env } };
+  writeFileSync(path.join(root, 'cdc', 'summary.json'), JSON.stringify(summary));
+  return root;
+}
+
+const compare = (...args: string[]) => spawnSync(process.execPath, [COMPARE, ...args], { encoding: 'utf8' });
+
+describe('compare', () => {
+  it('calls a change beyond both sides\' spread better or worse, by the figure\'s direction', () => {
+    assert.equal(judge([1_000, 1_010, 990], [1_300, 1_310, 1_290], 'higher').verdict, 'better');
+    assert.equal(judge([1_000, 1_010, 990], [1_300, 1_310, 1_290], 'lower').verdict, 'worse');
+    assert.equal(judge([10, 10.2, 9.9], [7, 7.1, 6.9], 'lower').verdict, 'better');
+  });
+
+  it('calls a change inside either side\'s spread within noise, even when the medians moved', () => {
+    // Medians 1,000 and 1,150 (+15%), but A's own repeats range over 40% of its median.
+    const verdict = judge([800, 1_000, 1_200], [1_100, 1_150, 1_200], 'higher');
+    assert.equal(verdict.verdict, 'within noise');
+    assert.ok(verdict.noise >= 0.4);
+  });
+
+  it('asks a single run for 10% before it calls a change', () => {
+    assert.equal(judge([1_000], [1_080], 'higher').verdict, 'within noise');
+    assert.equal(judge([1_000], [1_120], 'higher').verdict, 'better');
+  });
+
+  it('compares two folders per relay and figure from the command line', () => {
+    const a = resultsFolder({ eventsPerSec: [2_000, 2_010, 1_990], p99: [10, 10.3, 9.8], cpu: [275, 280, 272] });
+    const b = resultsFolder({ eventsPerSec: [2_600, 2_610, 2_590], p99: [10.1, 10.2, 9.9], cpu: [200, 204, 198] });
+    const result = compare(a, b, '--json');
+    assert.equal(result.status, 0, result.stderr);
+    const comparison = JSON.parse(result.stdout) as ReturnType<typeof compareResults>;
+    const verdict = (figure: string) => comparison.figures.find((f) => f.subject === 'cdc' && f.figure === figure)?.verdict;
+    assert.equal(verdict('events/s'), 'better');
+    assert.equal(verdict('e2e p99 ms'), 'within noise');
+    assert.equal(verdict('CPU-s per million'), 'better');
+    const table = compare(a, b);
+    assert.equal(table.status, 0, table.stderr);
+    assert.match(table.stdout, /\| cdc \| events\/s \(higher is better\) \| 2,000 \(1,990-2,010, n=3\) \| 2,600 \(2,590-2,610, n=3\) \| \+30\.0% \| ±5% \| \*\*better\*\* \|/);
+    assert.match(table.stdout, /Verdict rule: /);
+  });
+
+  it('refuses runs from different environments and names the fields that differ', () => {
+    const a = resultsFolder({ eventsPerSec: [2_000], p99: [10], cpu: [275] });
+    const b = resultsFolder({ eventsPerSec: [2_000], p99: [10], cpu: [275] }, { cores: 8, postgresSettings: { fsync: 'off', synchronous_commit: 'on' } });
+    const refused = compare(a, b);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /cores: A 2; B 8/);
+    assert.match(refused.stderr, /postgresSettings\.fsync: A on; B off/);
+    assert.doesNotMatch(refused.stderr, /synchronous_commit/);
+    const forced = compare(a, b, '--allow-different-environments');
+    assert.equal(forced.status, 0, forced.stderr);
+    assert.match(forced.stdout, /Environments differ[^\n]*\n- cores: A 2; B 8/);
+  });
+
+  it('says what is wrong with its arguments', () => {
+    const empty = mkdtempSync(path.join(tmpdir(), 'outbox-bench-compare-'));
+    dirs.push(empty);
+    const a = resultsFolder({ eventsPerSec: [2_000], p99: [10], cpu: [275] });
+    assert.equal(compare(a).status, 2);
+    assert.match(compare(a, empty).stderr, /holds no summary\.json/);
+    assert.match(compare(a, path.join(empty, 'missing')).stderr, /is not a folder/);
+    assert.equal(compare('--help').status, 0);
+  });
+
+  it('finds every published relay within noise of itself', () => {
+    const published = loadResults(path.join(PROJECT_ROOT, 'results'));
+    const comparison = compareResults(published, published);
+    const scenarios = new Set(comparison.figures.map((f) => f.scenario));
+    for (const scenario of ['cdc', 'polling', 'drain', 'saturation']) assert.ok(scenarios.has(scenario), `${scenario} compared`);
+    assert.ok(comparison.figures.every((f) => f.verdict === 'within noise' && f.change === 0));
+    assert.deepEqual(comparison.environment, []);
+  });
+});
