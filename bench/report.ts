@@ -1,6 +1,7 @@
 /**
- * Builds results/README.md and results/charts/ from the summaries in
- * results/<folder>/summary.json: `node dist/bench/report.js [results-dir]`.
+ * Builds results/README.md, results/index.html (bench/report/page.ts) and
+ * results/charts/ from the summaries in results/<folder>/summary.json:
+ * `node dist/bench/report.js [results-dir]`.
  * Each scenario writes its own section (Scenario.report) from its own
  * summary, in the registry's order; the relays side by side, the crash
  * matrix, the environment and how to reproduce are added here. Numbers are
@@ -12,6 +13,7 @@ import { PROJECT_ROOT } from '../src/config.js';
 import { chaosReport, chaosSoakReport } from './chaos/report.js';
 import { SCENARIOS } from './registry.js';
 import { current, isLegacy, loadSummaries, type ReportContext, type Summary } from './report/kit.js';
+import { buildPage } from './report/page.js';
 import { relaysSideBySide } from './report/side-by-side.js';
 
 export { formatFaults } from './chaos/report.js';
@@ -124,11 +126,12 @@ export function buildReport(dir: string): string {
   ];
   const text = `${lines.join('\n')}\n`;
   writeFileSync(path.join(dir, 'README.md'), text);
+  buildPage(dir);
   return text;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const dir = path.resolve(process.argv[2] ?? path.join(PROJECT_ROOT, 'results'));
   buildReport(dir);
-  process.stdout.write(`wrote ${path.join(dir, 'README.md')} and ${path.join(dir, 'charts')}/\n`);
+  process.stdout.write(`wrote ${path.join(dir, 'README.md')}, ${path.join(dir, 'index.html')} and ${path.join(dir, 'charts')}/\n`);
 }

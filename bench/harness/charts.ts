@@ -12,6 +12,8 @@ import type { Histogram } from '../../src/latency.js';
 export interface Chart {
   svg: string;
   png: Buffer;
+  /** The ECharts option it was drawn from, for the interactive page (results/index.html). */
+  option: Record<string, unknown>;
 }
 
 const WIDTH = 960;
@@ -32,14 +34,9 @@ export function render(option: echarts.EChartsCoreOption, size: { width?: number
   const width = size.width ?? WIDTH;
   const height = size.height ?? HEIGHT;
   const chart = echarts.init(null, null, { renderer: 'svg', ssr: true, width, height });
+  const full = { animation: false, backgroundColor: '#ffffff', color: PALETTE, textStyle: { fontFamily: FONT }, ...option };
   try {
-    chart.setOption({
-      animation: false,
-      backgroundColor: '#ffffff',
-      color: PALETTE,
-      textStyle: { fontFamily: FONT },
-      ...option,
-    });
+    chart.setOption(full);
     const svg = chart.renderToSVGString();
     const png = new Resvg(svg, {
       fitTo: { mode: 'width', value: width * 2 },
@@ -48,7 +45,7 @@ export function render(option: echarts.EChartsCoreOption, size: { width?: number
     })
       .render()
       .asPng();
-    return { svg, png };
+    return { svg, png, option: full };
   } finally {
     // Without dispose() the chart keeps timers alive and the process never exits.
     chart.dispose();
@@ -76,7 +73,12 @@ export function latencyByPercentile(series: { name: string; histogram: Histogram
     title: title(chartTitle, subtitle),
     legend: LEGEND,
     grid: { left: 80, right: 40, top: GRID_TOP, bottom: 60 },
-    tooltip: { trigger: 'axis' },
+    // On the interactive page: the percentile, not its 1/(1-p) position, and each relay's latency there.
+    tooltip: {
+      trigger: 'axis',
+      formatter: (points: { axisValue: number; marker: string; seriesName: string; value: [number, number] }[]) =>
+        [`p${(100 * (1 - 1 / (points[0]?.axisValue ?? 1))).toFixed(3)}`, ...points.map((p) => `${p.marker}${p.seriesName}: ${p.value[1].toFixed(2)} ms`)].join('<br>'),
+    },
     xAxis: {
       type: 'log',
       min: 1,

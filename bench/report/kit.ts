@@ -43,10 +43,17 @@ export function loadSummaries(dir: string): Map<string, Summary> {
 /** A number for a table: n/a when missing, whole with separators from 100 on. */
 export const f = (v: number | null | undefined, digits = 1) => (v === null || v === undefined ? 'n/a' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(digits));
 
-/** Writes a chart as SVG and PNG; returns the PNG's path relative to results/. */
+/**
+ * Writes a chart as SVG, PNG and its ECharts option (JSON, for the
+ * interactive page); returns the PNG's path relative to results/. A function
+ * in the option (an axis label formatter) is kept as its source, which the
+ * page turns back into a function.
+ */
 export function save(dir: string, name: string, chart: Chart): string {
   writeFileSync(path.join(dir, `${name}.svg`), chart.svg);
   writeFileSync(path.join(dir, `${name}.png`), chart.png);
+  const option = JSON.stringify(chart.option, (_key, value: unknown) => (typeof value === 'function' ? { $function: value.toString() } : value));
+  writeFileSync(path.join(dir, `${name}.json`), `${option}\n`);
   return `charts/${name}.png`;
 }
 
