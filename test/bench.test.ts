@@ -10,7 +10,7 @@
  *  - the HTTP phase's CPU window holds exactly the orders it is divided by.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { startRelayProcess, stopChild } from '../bench/harness/processes.js';
@@ -18,6 +18,10 @@ import { runPipeline, type PipelineContext, type PipelineParameters } from '../b
 import { openRun } from '../bench/harness/run-setup.js';
 import { drain, type DrainRun } from '../bench/scenarios/drain.js';
 import { http } from '../bench/scenarios/http.js';
+import { quick, type QuickResult } from '../bench/scenarios/quick.js';
+import { measureWrites } from '../bench/scenarios/write-cost.js';
+import { loadPool } from '../bench/harness/pipeline.js';
+import { buildReport } from '../bench/report.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import { resolveConfig, settingsEnv } from '../src/config.js';
 import { acquireInfra, type Infra } from '../src/infra/index.js';
@@ -239,6 +243,63 @@ describe('benchmark harness', () => {
     const [profiled] = extra.profiled;
     assert.ok(profiled?.relayProfile && profiled.relayProfile.top.length > 0, 'the relay\'s profile');
     assert.deepEqual(profiled.consumers.map((c) => [c.client, (c.profile?.top.length ?? 0) > 0]), [['kafkajs', true], ['platformatic', true]]);
+  });
+
+  it('gives a quick look: each relay once at a moderate rate plus a drain, one table, labelled, in its own folder', async (t) => {
+    const infra = await servers(t);
+    const root = await scratchDir();
+    const outDir = path.join(root, 'quick');
+    mkdirSync(outDir, { recursive: true });
+    const options: Record<string, number> = { 'quick-backlog': 5_000 };
+    const report = await quick.run({
+      config: resolveConfig(),
+      infra,
+      log,
+      parameters: { ...PARAMETERS, ...quick.defaults, rate: 500, warmupS: 1, durationS: 3 } as PipelineParameters,
+      outDir,
+      quiet: true,
+      repeats: 1,
+      option: (name) => options[name]!,
+      list: (name, fallback) => (name === 'strategies' ? ['polling', 'cdc-message'] : fallback),
+    });
+    const extra = report.extra as QuickResult;
+    assert.deepEqual(report.runs.map((r) => [r.name, r.lost]), [['polling', 0], ['cdc-message', 0]]);
+    assert.ok(report.runs.every((r) => r.eventsPerSec > 0 && r.e2eMs.p99 > 0));
+    assert.deepEqual(extra.drains.map((d) => [d.name, d.backlog, d.lost]), [['polling', 5_000, 0], ['cdc-message', 5_000, 0]]);
+    assert.ok(extra.drains.every((d) => d.eventsPerSec > 0 && d.timeToFirstEventS > 0));
+    // One table, a row per relay, under the label that says what it is not.
+    assert.match(report.lines[0]!, /^Quick look: one run per relay, short windows; not a published measurement/);
+    assert.equal(report.lines.filter((line) => /^\| (polling|cdc-message) \|/.test(line)).length, 2);
+    // Its own results folder gets its own report; the quick scenario is never part of `all`.
+    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify({ scenario: 'quick', title: report.title, date: new Date().toISOString(), command: 'test', parameters: { ...PARAMETERS, rate: 500, durationS: 3 }, runs: report.runs, extra, environment: { postgresSettings: {}, gitCommit: 'test', gitDirty: false, gitChanges: [], date: new Date().toISOString(), cpuModel: 'x', cores: 2, memoryGiB: 1, os: 'x', node: 'x', postgres: 'x', fsync: { notMeasured: 'test' }, kafka: 'x', java: 'x', dependencies: {} } }));
+    const readme = buildReport(root);
+    assert.match(readme, /## Quick look\n\n> \*\*Quick look: one run per relay/);
+    assert.equal(quick.standalone, true);
+  });
+
+  it('measures what an outbox row and a logical message add to the business write, with and without a relay reading them', async (t) => {
+    const infra = await servers(t);
+    const pool = loadPool(1);
+    t.after(() => pool.destroy());
+    const context = { config: resolveConfig(), infra, log, parameters: PARAMETERS, outDir: await scratchDir(), quiet: true, repeats: 1, option: () => 0, list: (_: string, fallback: string[]) => fallback } satisfies ScenarioContext;
+    const [alone, row, message, relayed] = [
+      await measureWrites(context, pool, { name: 'alone', store: 'none' }, 400, 1, 3),
+      await measureWrites(context, pool, { name: 'row', store: 'table' }, 400, 1, 3),
+      await measureWrites(context, pool, { name: 'message', store: 'message' }, 400, 1, 3),
+      await measureWrites(context, pool, { name: 'message + relay', store: 'message', relay: 'cdc-message' }, 400, 1, 3),
+    ];
+    for (const m of [alone, row, message, relayed]) {
+      assert.equal(m.failed, 0, `${m.way}: ${m.errors.join('; ')}`);
+      // 3 s at 400/s: the window holds about 1,200 commits.
+      assert.ok(m.ordersInWindow > 1_000 && m.ordersInWindow < 1_400, `${m.way}: ${m.ordersInWindow} orders in the window`);
+      assert.ok(m.committedShare > 0.95 && m.commitMs.count > 1_000 && m.commitMs.p50 > 0, `${m.way}: ${JSON.stringify(m.commitMs)}`);
+      assert.ok(m.cpuSecondsPerMillion.postgres > 0, `${m.way}: PostgreSQL CPU read`);
+    }
+    // The event is written beside the order: more WAL per order than the order alone, either way.
+    assert.ok(row.walBytesPerOrder > alone.walBytesPerOrder + 100, `row ${row.walBytesPerOrder} B vs alone ${alone.walBytesPerOrder} B`);
+    assert.ok(message.walBytesPerOrder > alone.walBytesPerOrder + 100, `message ${message.walBytesPerOrder} B vs alone ${alone.walBytesPerOrder} B`);
+    assert.equal(alone.cpuSecondsPerMillion.relay, null);
+    assert.ok((relayed.cpuSecondsPerMillion.relay ?? 0) > 0, 'the relay\'s CPU is read while it runs beside the writes');
   });
 
   it('divides the HTTP phase\'s CPU by exactly the orders its window holds', async (t) => {

@@ -17,7 +17,7 @@ import { createSql } from '../../src/db.js';
 import { nowMs } from '../../src/events.js';
 import { createHistogram, encodeHistogram, recordMs } from '../../src/latency.js';
 import { seededRandom } from '../../src/chaos/failpoints.js';
-import { writeOrderEvents, type AmendOrderInput, type OutboxStore, type PlaceOrderInput } from '../../src/orders/write-path.js';
+import { placeOrdersWithoutEvents, writeOrderEvents, type AmendOrderInput, type OutboxStore, type PlaceOrderInput } from '../../src/orders/write-path.js';
 import { placeOrdersIntoPtp } from '../peers/ptp.js';
 import { loadEventId } from './load-ids.js';
 
@@ -26,8 +26,11 @@ export interface LoadTask {
   /** The run's tag, the first part of every event id (load-ids.ts). */
   runTag: string;
   schema: string;
-  /** `ptp`: pg-transactional-outbox's table, for the peers benchmark (new orders only). */
-  store: OutboxStore | 'ptp';
+  /**
+   * `ptp`: pg-transactional-outbox's table, for the peers benchmark (new orders
+   * only); `none`: the business row alone, no event (what an outbox costs).
+   */
+  store: OutboxStore | 'ptp' | 'none';
   workerIndex: number;
   /** Orders per second offered by this worker. */
   rate: number;
@@ -142,7 +145,12 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
       }
     }
     try {
-      const written = task.store === 'ptp' ? await placeOrdersIntoPtp(sql, [...place]) : await writeOrderEvents(sql, { place, amend }, task.store);
+      const written =
+        task.store === 'ptp'
+          ? await placeOrdersIntoPtp(sql, [...place])
+          : task.store === 'none'
+            ? await placeOrdersWithoutEvents(sql, place)
+            : await writeOrderEvents(sql, { place, amend }, task.store);
       for (const event of written) {
         if (event.aggregateVersion !== 1) continue;
         if (hot.length < task.hotKeys) hot.push(event.orderId);

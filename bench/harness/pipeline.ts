@@ -138,7 +138,7 @@ export function loadPool(workers: number): Piscina {
 /** Every load worker's share of the plan, on the shared timetable; resolves when all are written. */
 export function runLoad(
   pool: Piscina,
-  l: { databaseUrl: string; schema: string; runTag: string; plan: LoadPlan; startAt: number; measureFrom: number; measureTo: number; p: PipelineParameters },
+  l: { databaseUrl: string; schema: string; runTag: string; plan: LoadPlan; startAt: number; measureFrom: number; measureTo: number; p: PipelineParameters; store?: LoadTask['store'] },
 ): Promise<LoadResult[]> {
   const { p } = l;
   return Promise.all(
@@ -148,7 +148,7 @@ export function runLoad(
           databaseUrl: l.databaseUrl,
           schema: l.schema,
           runTag: l.runTag,
-          store: p.store,
+          store: l.store ?? p.store,
           workerIndex,
           rate: l.plan.perWorkerRate,
           startAt: l.startAt,

@@ -135,8 +135,16 @@ function saturationFigures(summary: Summary): Figure[] {
   return strategies.map((s) => ({ subject: s.name, figure: 'sustained events/s', better: 'higher', samples: numbers([s.search?.sustainedRate]) }));
 }
 
+/** The quick look (results-quick/): its steady runs, and each relay's short drain. */
+function quickFigures(summary: Summary): Figure[] {
+  const drains = (summary.extra as { drains?: (DrainFiguresLike & { name: string })[] } | undefined)?.drains ?? [];
+  const asDrain = { ...summary, extra: { runs: drains.map((d) => ({ strategy: d.name, relay: d })) } };
+  return [...runFigures(summary), ...drainFigures(asDrain)];
+}
+
 function figuresOf(summary: Summary): Figure[] {
   if (summary.scenario === 'drain') return drainFigures(summary);
+  if (summary.scenario === 'quick') return quickFigures(summary);
   if (summary.scenario === 'saturation') return saturationFigures(summary);
   return runFigures(summary);
 }

@@ -128,6 +128,17 @@ export async function placeOrders(
 }
 
 /**
+ * The business row alone, no event: the write an outbox adds to, kept as the
+ * baseline that what the outbox costs a transaction is measured against.
+ */
+export async function placeOrdersWithoutEvents(sql: Sql | TransactionSql, inputs: readonly PlaceOrderInput[]): Promise<WrittenEvent[]> {
+  if (inputs.length === 0) return [];
+  const orders = inputs.map(validateOrder);
+  await insertOrders(sql, orders);
+  return orders.map((order) => ({ orderId: order.orderId, eventId: '', aggregateVersion: 1 }));
+}
+
+/**
  * Called with a transaction's events right before its COMMIT is sent. Crash
  * tests record them there: whatever happens next, the ids are known.
  */

@@ -1,0 +1,274 @@
+/**
+ * What the outbox costs the write path: the same order workload, same rate,
+ * same run, written three ways (the business row alone; with an outbox row;
+ * with a logical decoding message), then again with a relay reading what
+ * the writes leave (its reads, and for the polling relay its marks, land on
+ * PostgreSQL beside the writes). Per way: commit latency from the intended
+ * send (open loop), PostgreSQL CPU-s and WAL bytes per order over the
+ * measured window, and the highest rate this machine takes for that write.
+ */
+import type { Piscina } from 'piscina';
+import { nowMs } from '../../src/events.js';
+import { createHistogram, decodeHistogram, encodeHistogram, summarizeMs, type LatencySummaryMs } from '../../src/latency.js';
+import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
+import { kafkaCpu, pgCpu, relayCpu } from '../harness/drain-figures.js';
+import { newRunTag } from '../harness/load-ids.js';
+import { intendedTime, planLoad, type LoadResult, type LoadTask } from '../harness/load-worker.js';
+import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
+import { processCpuSeconds } from '../harness/process-stats.js';
+import { startRelayProcess, stopChild, type StartedRelay } from '../harness/processes.js';
+import { openRun } from '../harness/run-setup.js';
+import { bars } from '../harness/charts.js';
+import { current, f, save, type ReportContext } from '../report/kit.js';
+import type { Scenario, ScenarioContext } from '../scenario.js';
+
+/** One way of writing an order, and the relay reading it (if any). */
+interface WriteWay {
+  name: string;
+  store: LoadTask['store'];
+  relay?: RelayMode;
+}
+
+const WAYS: readonly WriteWay[] = [
+  { name: 'business row alone', store: 'none' },
+  { name: '+ outbox row', store: 'table' },
+  { name: '+ logical message', store: 'message' },
+  { name: '+ outbox row, polling relay', store: 'table', relay: 'polling' },
+  { name: '+ outbox row, CDC relay', store: 'table', relay: 'cdc' },
+  { name: '+ logical message, CDC relay', store: 'message', relay: 'cdc-message' },
+];
+
+// Rationale: an order that commits within a second of its window's end was
+// written at the offered rate; later ones queued behind a saturated writer.
+const GRACE_MS = 1_000;
+// Rationale: the same share the relays' sustained search asks of deliveries.
+const MIN_COMMITTED_SHARE = 0.98;
+
+export interface WriteMeasurement {
+  way: string;
+  store: LoadTask['store'];
+  relay: RelayMode | null;
+  rate: number;
+  /** Orders whose commit returned inside the measured window (the divisor of CPU and WAL). */
+  ordersInWindow: number;
+  /** Share of the orders intended in the window that committed by its end + GRACE_MS. */
+  committedShare: number;
+  failed: number;
+  /** Intended send -> commit returned, measured window. */
+  commitMs: LatencySummaryMs;
+  histogram: string;
+  /** CPU seconds per million orders over the window, by process; the load generator is this process's worker threads. */
+  cpuSecondsPerMillion: { postgres: number; relay: number | null; kafka: number | null; loadGenerator: number };
+  walBytesPerOrder: number;
+  errors: string[];
+}
+
+export interface MaxRate {
+  way: string;
+  /** The highest offered rate that passed twice (0: none did). */
+  rate: number;
+  steps: { rate: number; committedShare: number; p99Ms: number; passed: boolean }[];
+}
+
+/** What the write-cost scenario writes into its summary's `extra`. */
+export interface WriteCostResult {
+  rate: number;
+  p99LimitMs: number;
+  measurements: WriteMeasurement[];
+  maxRates: MaxRate[];
+}
+
+interface Reading {
+  postgres: number;
+  kafka: number;
+  relay: number;
+  load: number;
+  walLsn: string;
+}
+
+const sleepUntil = (at: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, at - nowMs())));
+
+/** Writes `rate` orders/s one way for warm-up + duration, and measures the window. */
+export async function measureWrites(context: ScenarioContext, pool: Piscina, way: WriteWay, rate: number, warmupS: number, durationS: number): Promise<WriteMeasurement> {
+  const { infra, log } = context;
+  const p = { ...context.parameters, rate, warmupS, durationS, ordersPerTransaction: 1, eventsPerAggregate: 1 };
+  const name = `write-cost-${way.store}-${way.relay ?? 'none'}`;
+  const run = await openRun({ infra, log, name, partitions: p.partitions, relay: way.relay ? relayOf({ ...p, relayMode: way.relay }) : undefined });
+  let relay: StartedRelay | undefined;
+  try {
+    if (way.relay) relay = await startRelayProcess(`${context.outDir}/raw/${name}`, run.env(), { describe: way.relay });
+    const plan = planLoad(p);
+    const startAt = nowMs() + 1_000;
+    const measureFrom = startAt + warmupS * 1_000;
+    const measureTo = measureFrom + durationS * 1_000;
+    const read = async (): Promise<Reading> => {
+      const [row] = await run.sql<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`;
+      return { postgres: pgCpu(infra), kafka: kafkaCpu(infra), relay: relay ? relayCpu(relay.child.pid).total : 0, load: processCpuSeconds(process.pid) ?? Number.NaN, walLsn: row!.lsn };
+    };
+    const readings = (async () => {
+      await sleepUntil(measureFrom);
+      const first = await read();
+      await sleepUntil(measureTo);
+      return [first, await read()] as const;
+    })();
+    const results = await runLoad(pool, { databaseUrl: infra.databaseUrl, schema: run.schema, runTag: newRunTag(), plan, startAt, measureFrom, measureTo, p, store: way.store });
+    const [from, to] = await readings;
+    const [wal] = await run.sql<{ bytes: string }[]>`SELECT pg_wal_lsn_diff(${to.walLsn}::pg_lsn, ${from.walLsn}::pg_lsn)::text AS bytes`;
+    return summarize(way, rate, results, plan.perWorkerRate, { startAt, measureFrom, measureTo }, from, to, Number(wal!.bytes));
+  } finally {
+    if (relay) await stopChild(relay.child).catch(() => {});
+    await run.close();
+  }
+}
+
+function summarize(
+  way: WriteWay,
+  rate: number,
+  results: readonly LoadResult[],
+  perWorkerRate: number,
+  window: { startAt: number; measureFrom: number; measureTo: number },
+  from: Reading,
+  to: Reading,
+  walBytes: number,
+): WriteMeasurement {
+  let ordersInWindow = 0;
+  let intended = 0;
+  let inTime = 0;
+  const histogram = createHistogram();
+  for (const result of results) {
+    histogram.add(decodeHistogram(result.commitLatency));
+    result.commitAt.forEach((at, seq) => {
+      if (at >= window.measureFrom && at < window.measureTo) ordersInWindow += 1;
+      const due = intendedTime(window.startAt, perWorkerRate, seq);
+      if (due < window.measureFrom || due >= window.measureTo) return;
+      intended += 1;
+      if (at <= window.measureTo + GRACE_MS) inTime += 1;
+    });
+  }
+  const perMillion = (seconds: number) => Math.round((seconds / Math.max(1, ordersInWindow)) * 1e6 * 10) / 10;
+  return {
+    way: way.name,
+    store: way.store,
+    relay: way.relay ?? null,
+    rate,
+    ordersInWindow,
+    committedShare: intended === 0 ? 0 : inTime / intended,
+    failed: results.reduce((sum, r) => sum + r.failed, 0),
+    commitMs: summarizeMs(histogram),
+    histogram: encodeHistogram(histogram),
+    cpuSecondsPerMillion: {
+      postgres: perMillion(to.postgres - from.postgres),
+      relay: way.relay ? perMillion(to.relay - from.relay) : null,
+      kafka: way.relay ? perMillion(to.kafka - from.kafka) : null,
+      loadGenerator: perMillion(to.load - from.load),
+    },
+    walBytesPerOrder: Math.round(walBytes / Math.max(1, ordersInWindow)),
+    errors: [...new Set(results.flatMap((r) => r.errors))],
+  };
+}
+
+const passes = (m: WriteMeasurement, p99LimitMs: number) => m.committedShare >= MIN_COMMITTED_SHARE && m.failed === 0 && m.commitMs.p99 <= p99LimitMs;
+
+/** Steps the rate up (×1.6) until a step fails, then runs the highest passing one again: the rate is one that passed twice. */
+async function searchMaxRate(context: ScenarioContext, pool: Piscina, way: WriteWay, options: { startRate: number; maxRate: number; p99LimitMs: number; stepS: number }): Promise<MaxRate> {
+  const steps: MaxRate['steps'] = [];
+  const step = async (rate: number) => {
+    const m = await measureWrites(context, pool, way, rate, 2, options.stepS);
+    const passed = passes(m, options.p99LimitMs);
+    steps.push({ rate, committedShare: Math.round(m.committedShare * 1_000) / 1_000, p99Ms: m.commitMs.p99, passed });
+    process.stderr.write(`  ${way.name} at ${rate}/s: ${(m.committedShare * 100).toFixed(1)}% committed in time, commit p99 ${m.commitMs.p99} ms -> ${passed ? 'passes' : 'fails'}\n`);
+    return passed;
+  };
+  for (let rate = options.startRate; rate <= options.maxRate; rate = Math.round(rate * 1.6)) {
+    if (!(await step(rate))) break;
+  }
+  // The top rate again; if it fails this time, the next lower one that passed, once more.
+  const passedOnce = steps.filter((s) => s.passed).map((s) => s.rate).sort((a, b) => b - a);
+  for (const rate of passedOnce) {
+    if (await step(rate)) return { way: way.name, rate, steps };
+  }
+  return { way: way.name, rate: 0, steps };
+}
+
+function report(context: ReportContext, folder: string): string[] {
+  const summary = current<WriteCostResult>(context, folder);
+  const extra = summary?.extra;
+  if (!summary || !extra) return [];
+  const baseline = extra.measurements.find((m) => m.store === 'none');
+  const delta = (m: WriteMeasurement, pick: (x: WriteMeasurement) => number) => (baseline && m !== baseline ? ` (+${f(pick(m) - pick(baseline))})` : '');
+  const max = (m: WriteMeasurement) => extra.maxRates.find((r) => r.way === m.way);
+  const lines = [
+    '## What the outbox costs your transaction',
+    '',
+    `The same workload (one new order per transaction, ${summary.parameters.connectionsPerWorker} connections, open loop) at ${f(extra.rate)} orders/s, ` +
+      `${summary.parameters.durationS} s measured after ${summary.parameters.warmupS} s of warm-up, written each way in turn; then with a relay reading what ` +
+      'the writes leave. Commit latency runs from the intended send to the commit returning; CPU and WAL are taken over the measured window and ' +
+      'divided by the orders committed in it (PostgreSQL CPU includes the relay\'s reads and marks). The highest rate is the highest offered rate ' +
+      `(×1.6 steps from ${f(extra.maxRates[0]?.steps[0]?.rate)}) at which ${MIN_COMMITTED_SHARE * 100}% of a 10 s window's orders committed within ` +
+      `${GRACE_MS / 1_000} s of its end, none failed and the commit p99 stayed under ${extra.p99LimitMs} ms, passed twice; the load generator shares the machine.`,
+    '',
+    '| way | commit p50 (ms) | p99 | p99.9 | PostgreSQL CPU-s / 1M orders | relay CPU-s / 1M | WAL bytes / order | highest rate (orders/s) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...extra.measurements.map(
+      (m) =>
+        `| ${m.way} | ${f(m.commitMs.p50, 2)}${delta(m, (x) => x.commitMs.p50)} | ${f(m.commitMs.p99, 2)} | ${f(m.commitMs.p999, 2)} | ` +
+        `${f(m.cpuSecondsPerMillion.postgres)}${delta(m, (x) => x.cpuSecondsPerMillion.postgres)} | ${f(m.cpuSecondsPerMillion.relay)} | ` +
+        `${f(m.walBytesPerOrder)}${delta(m, (x) => x.walBytesPerOrder)} | ${max(m) ? (max(m)!.rate > 0 ? f(max(m)!.rate) : 'none passed twice') : 'not searched'} |`,
+    ),
+    '',
+  ];
+  const chart = bars(
+    extra.measurements.map((m) => m.way),
+    [
+      { name: 'PostgreSQL CPU-s / 1M orders', values: extra.measurements.map((m) => m.cpuSecondsPerMillion.postgres) },
+      { name: 'relay CPU-s / 1M orders', values: extra.measurements.map((m) => m.cpuSecondsPerMillion.relay) },
+    ],
+    'What each way of writing costs, per million orders',
+    'CPU seconds',
+    `${f(extra.rate)} orders/s, one order per transaction`,
+  );
+  lines.push(`![What the outbox costs the write path](${save(context.charts, 'write-cost', chart)})`, '');
+  return lines;
+}
+
+export const writeCost: Scenario = {
+  name: 'write-cost',
+  description: 'what the outbox costs the write path: business row alone, + outbox row, + logical message, then each with its relay running',
+  // Rationale: one order per transaction is the business transaction as a
+  // service has it; 2,000/s is the rate of the relay scenarios.
+  defaults: { rate: 2_000, warmupS: 5, durationS: 20, ordersPerTransaction: 1, eventsPerAggregate: 1 },
+  flags: {
+    'write-p99-limit-ms': { description: 'a step of the highest-rate search fails when the commit p99 exceeds this', defaultValue: 100, min: 1, max: 60_000 },
+    'write-start-rate': { description: 'first rate of the highest-rate search, orders/s', defaultValue: 2_000, min: 100, max: 1_000_000 },
+    'write-max-rate': { description: 'highest rate the search tries, orders/s', defaultValue: 100_000, min: 100, max: 1_000_000 },
+    // Rationale: 10 s per search step holds 20,000+ orders from the first step on.
+    'write-step-s': { description: 'measured seconds per step of the search', defaultValue: 10, min: 1, max: 600 },
+  },
+  async run(context) {
+    const p = context.parameters;
+    for (const way of WAYS) if (way.relay) relayModeInfo(way.relay);
+    const pool = loadPool(p.workers);
+    try {
+      const measurements: WriteMeasurement[] = [];
+      for (const way of WAYS) {
+        process.stderr.write(`write-cost: ${way.name} at ${p.rate} orders/s\n`);
+        measurements.push(await measureWrites(context, pool, way, p.rate, p.warmupS, p.durationS));
+      }
+      const p99LimitMs = context.option('write-p99-limit-ms');
+      const maxRates: MaxRate[] = [];
+      for (const way of WAYS.filter((w) => !w.relay)) {
+        process.stderr.write(`write-cost: the highest rate of ${way.name}\n`);
+        maxRates.push(await searchMaxRate(context, pool, way, { startRate: context.option('write-start-rate'), maxRate: context.option('write-max-rate'), p99LimitMs, stepS: context.option('write-step-s') }));
+      }
+      const lines = measurements.map(
+        (m) =>
+          `${m.way}: commit p50 ${m.commitMs.p50} / p99 ${m.commitMs.p99} / p99.9 ${m.commitMs.p999} ms; PostgreSQL ${m.cpuSecondsPerMillion.postgres} CPU-s / 1M orders` +
+          `${m.relay ? `, relay ${m.cpuSecondsPerMillion.relay}` : ''}; ${m.walBytesPerOrder} WAL bytes / order${maxRates.find((r) => r.way === m.way) ? `; highest rate ${maxRates.find((r) => r.way === m.way)!.rate}/s` : ''}`,
+      );
+      return { title: 'What the outbox costs the write path', runs: [], extra: { rate: p.rate, p99LimitMs, measurements, maxRates } satisfies WriteCostResult, lines };
+    } finally {
+      await pool.destroy();
+    }
+  },
+  report,
+};
