@@ -58,7 +58,7 @@ export interface WriteMeasurement {
   commitMs: LatencySummaryMs;
   histogram: string;
   /** CPU seconds per million orders over the window, by process; the load generator is this process's worker threads. */
-  cpuSecondsPerMillion: { postgres: number; relay: number | null; kafka: number | null; loadGenerator: number };
+  cpuSecondsPerMillion: { postgres: number | null; relay: number | null; kafka: number | null; loadGenerator: number | null };
   walBytesPerOrder: number;
   errors: string[];
 }
@@ -145,7 +145,8 @@ function summarize(
       if (at <= window.measureTo + GRACE_MS) inTime += 1;
     });
   }
-  const perMillion = (seconds: number) => Math.round((seconds / Math.max(1, ordersInWindow)) * 1e6 * 10) / 10;
+  // A server this process did not start (DATABASE_URL) has no process to read: null, not a guess.
+  const perMillion = (seconds: number) => (Number.isFinite(seconds) ? Math.round((seconds / Math.max(1, ordersInWindow)) * 1e6 * 10) / 10 : null);
   return {
     way: way.name,
     store: way.store,
@@ -195,7 +196,13 @@ function report(context: ReportContext, folder: string): string[] {
   const extra = summary?.extra;
   if (!summary || !extra) return [];
   const baseline = extra.measurements.find((m) => m.store === 'none');
-  const delta = (m: WriteMeasurement, pick: (x: WriteMeasurement) => number) => (baseline && m !== baseline ? ` (+${f(pick(m) - pick(baseline))})` : '');
+  // What a way adds to the business row alone, beside its own figure.
+  const delta = (m: WriteMeasurement, pick: (x: WriteMeasurement) => number | null) => {
+    const [mine, base] = [pick(m), baseline ? pick(baseline) : null];
+    if (m === baseline || mine === null || base === null) return '';
+    const d = mine - base;
+    return ` (${d >= 0 ? '+' : '−'}${f(Math.abs(d), 2)})`;
+  };
   const max = (m: WriteMeasurement) => extra.maxRates.find((r) => r.way === m.way);
   const lines = [
     '## What the outbox costs your transaction',
