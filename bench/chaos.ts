@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MATRIX, runRow, startChaosServers, type ChaosServers, type RowResult, type RowSpec } from './chaos/matrix.js';
-import { PROJECT_ROOT, parseWholeFlag, resolveConfig } from '../src/config.js';
+import { DEFAULTS, PROJECT_ROOT, parseWholeFlag, resolveConfig } from '../src/config.js';
 import { describeError } from '../src/errors.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
@@ -41,7 +41,10 @@ Flags:
                       results/chaos-soak/, a row run again replaces its result
   --out <dir>         results folder (default results/)
   --allow-dirty       publish although tracked files outside results/ have uncommitted changes (the report says so)
-  --help              show this help`;
+  --help              show this help
+
+Its servers take ports from ${DEFAULTS.chaosPortBase} up (3,600 of them); OUTBOX_BENCH_CHAOS_PORT_BASE moves
+them, so two sittings can run side by side with bases 4,000 apart.`;
 
 function whole(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   return raw === undefined ? fallback : parseWholeFlag(name, raw, min, max);
@@ -155,7 +158,7 @@ async function main(): Promise<number> {
       const kind = spec.kafka ?? spec.postgres ?? 'single';
       let servers = started.get(kind);
       if (!servers) {
-        servers = startChaosServers(workDir, log, { kafkaNodes: kind === 'cluster' ? 3 : 1, standby: kind === 'failover' });
+        servers = startChaosServers(workDir, log, { kafkaNodes: kind === 'cluster' ? 3 : 1, standby: kind === 'failover', portBase: config.chaosPortBase });
         started.set(kind, servers);
         shutdown.add(`chaos servers (${kind})`, async () => (await servers!.catch(() => undefined))?.stop());
       }

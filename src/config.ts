@@ -65,6 +65,8 @@ export interface Config {
   readonly kafkaVersion: string;
   /** Heap of the local Kafka broker, in MiB. */
   readonly kafkaHeapMb: number;
+  /** Lowest port of the crash matrix's own servers (bench/chaos). */
+  readonly chaosPortBase: number;
   /** Brokers of the local Kafka: 1, or a cluster with a dedicated controller (replication factor 3 from 3 brokers on). */
   readonly kafkaNodes: number;
   /** Where local servers keep their data and logs. */
@@ -159,6 +161,13 @@ export const DEFAULTS: Config = Object.freeze({
   // Rationale: a single-node broker in benchmarks peaks well below 512 MiB of
   // heap; 1 GiB leaves headroom for page-cache-friendly batches on 24 GiB hosts.
   kafkaHeapMb: 1024,
+  // The crash matrix's servers use the 3,600 ports from here (a standby pair,
+  // the single servers, the 3-broker cluster, 1,000 apart, and the cluster's
+  // brokers), clear of the defaults above; each port is checked free before
+  // it is taken, since Linux may hand any of them out as an ephemeral one. A
+  // second sitting on the same machine takes a base 4,000 away, so neither
+  // takes a port the other's killed server has just let go.
+  chaosPortBase: 46_432,
   // One broker by default: the benchmarks measure the relays, and a single
   // broker on loopback is the cheapest honest Kafka. `--kafka-nodes 3` starts
   // the replicated cluster the failover tests need.
@@ -236,6 +245,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'kafkaVersion', flag: 'kafka-version', env: 'OUTBOX_BENCH_KAFKA_VERSION', kind: 'string', description: 'Apache Kafka version fetched from Maven Central' },
   { key: 'kafkaNodes', flag: 'kafka-nodes', env: 'OUTBOX_BENCH_KAFKA_NODES', kind: 'int', min: 1, max: 5, description: 'brokers of the local Kafka (3: a cluster with a dedicated controller, replication factor 3, min.insync.replicas 2)' },
   { key: 'kafkaHeapMb', flag: 'kafka-heap-mb', env: 'OUTBOX_BENCH_KAFKA_HEAP_MB', kind: 'int', min: 128, max: 65_536, description: 'heap of the local Kafka broker, MiB' },
+  { key: 'chaosPortBase', flag: 'chaos-port-base', env: 'OUTBOX_BENCH_CHAOS_PORT_BASE', kind: 'port', description: 'lowest of the 3,600 ports the crash matrix\'s own servers use (two sittings side by side: bases 4,000 apart)' },
   { key: 'dataDir', flag: 'data-dir', env: 'OUTBOX_BENCH_DATA_DIR', kind: 'string', description: 'folder for local server data and logs' },
   { key: 'cacheDir', flag: 'cache-dir', env: 'OUTBOX_BENCH_CACHE_DIR', kind: 'string', description: 'folder for the fetched Kafka jars' },
   { key: 'schema', flag: 'schema', env: 'OUTBOX_BENCH_SCHEMA', kind: 'identifier', description: 'PostgreSQL schema of the pipeline tables' },

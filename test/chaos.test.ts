@@ -9,10 +9,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MATRIX, runRow, startChaosServers, type ChaosServers } from '../bench/chaos/matrix.js';
+import { DEFAULTS } from '../src/config.js';
 import { log } from './helpers.js';
 
 // Rationale: a fixed seed keeps CI failures replayable (`npm run chaos -- --seed 1234`).
 const SEED = 1234;
+// Ports of its own, 4,000 below `npm run chaos`'s: the tests never take a port
+// a chaos sitting on the same machine has a killed server about to reopen.
+const PORT_BASE = DEFAULTS.chaosPortBase - 4_000;
 
 describe('crash-injection matrix (reduced)', () => {
   let servers: ChaosServers;
@@ -23,7 +27,10 @@ describe('crash-injection matrix (reduced)', () => {
     // One PostgreSQL and one Kafka for all rows, killed and restarted by some of them.
     workDir = await mkdtemp(path.join(os.tmpdir(), 'outbox-bench-chaos-'));
     await chmod(workDir, 0o755);
-    servers = await startChaosServers(workDir, log);
+    servers = await startChaosServers(workDir, log, { portBase: PORT_BASE });
+    // The single servers take the second thousand ports of the base.
+    const pgPort = Number(new URL(servers.databaseUrl).port);
+    assert.ok(pgPort >= PORT_BASE + 1_000 && pgPort < PORT_BASE + 1_500, `PostgreSQL on ${pgPort}, from the base ${PORT_BASE}`);
   });
   after(async () => {
     await cluster?.stop();
@@ -33,8 +40,8 @@ describe('crash-injection matrix (reduced)', () => {
   });
   /** The rows that kill brokers run on a 3-broker cluster, the failover row on a primary with a standby: each started for the first row that needs it. */
   const serversFor = async (spec: (typeof MATRIX)[number]) => {
-    if (spec.kafka === 'cluster') return (cluster ??= await startChaosServers(workDir, log, { kafkaNodes: 3 }));
-    if (spec.postgres === 'failover') return (pair ??= await startChaosServers(workDir, log, { standby: true }));
+    if (spec.kafka === 'cluster') return (cluster ??= await startChaosServers(workDir, log, { kafkaNodes: 3, portBase: PORT_BASE }));
+    if (spec.postgres === 'failover') return (pair ??= await startChaosServers(workDir, log, { standby: true, portBase: PORT_BASE }));
     return servers;
   };
   it('soak: keeps injecting until the asked number of faults hit, and still loses and doubles nothing', async () => {

@@ -72,13 +72,14 @@ async function freeClusterBase(from: number): Promise<number> {
  * be anyone else's. `kafkaNodes` 3 makes the Kafka a cluster with a
  * dedicated controller (replication factor 3, min.insync.replicas 2).
  */
-export async function startChaosServers(workDir: string, log: Logger, options: { kafkaNodes?: number; standby?: boolean } = {}): Promise<ChaosServers> {
+export async function startChaosServers(workDir: string, log: Logger, options: { kafkaNodes?: number; standby?: boolean; portBase?: number } = {}): Promise<ChaosServers> {
   const kafkaNodes = options.kafkaNodes ?? 1;
   const standby = options.standby ?? false;
+  const base = options.portBase ?? resolveConfig().chaosPortBase;
   // Each kind of servers in a port range and a folder of its own: several kinds run side by side.
   const kind = kafkaNodes > 1 ? 'cluster' : standby ? 'failover' : undefined;
-  const [pgPort, controllerPort, standbyPort, proxyPort] = await freePorts(4, kafkaNodes > 1 ? 48_432 : standby ? 46_432 : 47_432);
-  const kafkaPort = kafkaNodes > 1 ? await freeClusterBase(49_000) : (await freePorts(1, proxyPort! + 1))[0]!;
+  const [pgPort, controllerPort, standbyPort, proxyPort] = await freePorts(4, base + (kafkaNodes > 1 ? 2_000 : standby ? 0 : 1_000));
+  const kafkaPort = kafkaNodes > 1 ? await freeClusterBase(base + 2_568) : (await freePorts(1, proxyPort! + 1))[0]!;
   const dataDir = kind ? path.join(workDir, kind) : workDir;
   const config = resolveConfig({
     env: {},
