@@ -73,8 +73,9 @@ async function runWriter(task: WriterTask): Promise<void> {
   // sleeping after the work adds the commit's time and every timer's lateness
   // to each period (the soak's writer offered 1,000 events/s that way and
   // committed 764-931), while a timetable makes them up with the next
-  // transactions. Writes refused during a server restart are made up the same
-  // way, as a service's callers would retry them.
+  // transactions. A write refused while a server is down is recorded as
+  // failed and not retried (it is neither committed nor lost); the slots that
+  // fell due meanwhile are caught up once the server is back.
   const timetableStart = Date.now();
   let next = 0;
   const lane = async (): Promise<void> => {
@@ -108,11 +109,11 @@ async function runWriter(task: WriterTask): Promise<void> {
     }
     for (const event of written ?? []) if (event.aggregateVersion === 1 && hot.length < task.hotKeys) hot.push(event.orderId);
   };
-  // Rationale: one transaction at a time tops out near 200 a second here
-  // while relays restart around it (988 committed events/s of 1,000 offered);
-  // two in flight, one per connection of the pool, leave room to make up a
-  // restart's backlog. Amendments lock their orders in order_id order, so two
-  // lanes cannot deadlock on the hot orders.
+  // Rationale: two in flight, one per connection of the pool: a commit that
+  // stalls (a checkpoint, a relay restart taking the cores) does not hold up
+  // the next slot, and a backlog is made up twice as fast. Amendments lock
+  // their orders in order_id order, so two lanes cannot deadlock on the hot
+  // orders.
   await Promise.all([lane(), lane()]);
   await publisher?.close();
   await sql.end({ timeout: 5 });
