@@ -146,3 +146,8 @@ export async function runDrain(context: PipelineContext, base: PipelineParameter
   const durationS = Math.max(1, Math.ceil(backlog / 50_000));
   return runPipeline(context, { ...base, rate: backlog / durationS, ordersPerTransaction: 1_000, warmupS: 0, durationS, relayAfterLoad: true, drainTimeoutS });
 }
+
+/** A run's CPU seconds per million events, by process, as the drain figures publish them. */
+export function cpuPerMillionByProcess(result: PipelineResult): Record<string, number | null> {
+  return Object.fromEntries(Object.entries(result.cost).map(([component, cost]) => [component, cost.cpuSecondsPerMillionEvents]));
+}

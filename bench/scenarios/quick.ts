@@ -8,7 +8,7 @@
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import type { DrainFigures } from '../harness/accounting.js';
 import { runPipeline, type PipelineContext } from '../harness/pipeline.js';
-import { runDrain } from '../harness/saturation.js';
+import { cpuPerMillionByProcess, runDrain } from '../harness/saturation.js';
 import { summarizeRun } from '../harness/summary.js';
 import { current, f, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
@@ -85,7 +85,7 @@ export const quick: Scenario = {
           name: mode,
           ...drained.drain,
           lost: drained.lost,
-          cpuSecondsPerMillion: Object.fromEntries(Object.entries(drained.cost).map(([c, v]) => [c, v.cpuSecondsPerMillionEvents])),
+          cpuSecondsPerMillion: cpuPerMillionByProcess(drained),
         });
       }
     }

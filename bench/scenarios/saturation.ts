@@ -8,7 +8,7 @@ import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import type { DrainFigures } from '../harness/accounting.js';
 import type { PipelineContext, PipelineParameters } from '../harness/pipeline.js';
 import { bars } from '../harness/charts.js';
-import { MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE, runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
+import { cpuPerMillionByProcess, MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE, runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
@@ -114,7 +114,7 @@ export const saturation: Scenario = {
       // The drain: the whole backlog is written at full speed first, then the relay is spawned.
       const drained = await runDrain(pipelineContext(context, `${mode}-drain`), base, context.option('backlog'), 60);
       const drain = drained.drain
-        ? { ...drained.drain, lost: drained.lost, cpuSecondsPerMillion: Object.fromEntries(Object.entries(drained.cost).map(([c, v]) => [c, v.cpuSecondsPerMillionEvents])) }
+        ? { ...drained.drain, lost: drained.lost, cpuSecondsPerMillion: cpuPerMillionByProcess(drained) }
         : null;
       results.push({ name: mode, search, drain });
       lines.push(
