@@ -21,9 +21,9 @@ function clockTicks(): number {
 
 interface Stat {
   ppid: number;
-  /** utime + stime of the process itself, seconds. */
+  /** utime + stime of the process itself, clock ticks (whole numbers, so sums are exact). */
   own: number;
-  /** cutime + cstime: CPU of children it has waited for, seconds. */
+  /** cutime + cstime: CPU of children it has waited for, clock ticks. */
   reapedChildren: number;
 }
 
@@ -37,30 +37,43 @@ function readStat(pid: number): Stat | undefined {
   // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const num = (index: number) => Number(fields[index - 3]);
-  const hz = clockTicks();
-  return { ppid: num(4), own: (num(14) + num(15)) / hz, reapedChildren: (num(16) + num(17)) / hz };
+  return { ppid: num(4), own: num(14) + num(15), reapedChildren: num(16) + num(17) };
 }
 
 /** CPU seconds used so far by one process (all its threads). */
 export function processCpuSeconds(pid: number): number | undefined {
-  return readStat(pid)?.own;
+  const stat = readStat(pid);
+  return stat && stat.own / clockTicks();
 }
+
+// Rationale: a reap lands inside a scan (a few ms) only while connections are
+// closing; five scans in a row each crossing one means a storm of exits, and
+// the reading is then taken as it stands rather than waiting it out.
+const MAX_SCANS = 5;
 
 /**
  * CPU seconds of a process tree that forks short-lived children (PostgreSQL's
  * postmaster and its backends): the root, its live children, and the children
- * it has already reaped.
+ * it has already reaped. A child reaped while /proc is scanned would be in
+ * neither sum (gone from the scan, not yet in the root's reaped total when
+ * that was read), and a backend that closes as a window ends can carry
+ * seconds of CPU; so the scan repeats until the root's reaped total is the
+ * same before and after it.
  */
 export function processTreeCpuSeconds(rootPid: number): number | undefined {
-  const root = readStat(rootPid);
-  if (!root) return undefined;
-  let total = root.own + root.reapedChildren;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = readStat(Number(entry));
-    if (stat && stat.ppid === rootPid) total += stat.own;
+  for (let attempt = 0; ; attempt++) {
+    const before = readStat(rootPid);
+    if (!before) return undefined;
+    let children = 0;
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const stat = readStat(Number(entry));
+      if (stat && stat.ppid === rootPid) children += stat.own;
+    }
+    const after = readStat(rootPid);
+    if (!after) return undefined;
+    if (after.reapedChildren === before.reapedChildren || attempt >= MAX_SCANS) return (after.own + after.reapedChildren + children) / clockTicks();
   }
-  return total;
 }
 
 /** Peak resident memory (VmHWM) of a process, bytes. */
