@@ -111,7 +111,7 @@ function help(): string {
     'Flags:',
     ...flags,
     ...own,
-    `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc: measure each relay this many times; the median run is reported with the spread (default ${DEFAULT_REPEATS})`,
+    `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc, write-cost: measure each relay (each way of writing) this many times; the median is reported with the spread (default ${DEFAULT_REPEATS})`,
     `  --${'strategies'.padEnd(18)} saturation, drain: comma-separated relay modes (${RELAY_MODES.join(', ')}); drain also takes mode:processes, as in cdc-sharded:4`,
     `  --${'kafka-client'.padEnd(18)} the relays' Kafka client: ${KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.kafkaClient})`,
     `  --${'consumer-kafka-client'.padEnd(18)} the consumer's Kafka client: ${CONSUMER_KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.consumerKafkaClient})`,

@@ -22,6 +22,7 @@ import { quick, type QuickResult } from '../bench/scenarios/quick.js';
 import { measureWrites } from '../bench/scenarios/write-cost.js';
 import { loadPool } from '../bench/harness/pipeline.js';
 import { buildReport } from '../bench/report.js';
+import { f } from '../bench/report/kit.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import { resolveConfig, settingsEnv } from '../src/config.js';
 import { acquireInfra, type Infra } from '../src/infra/index.js';
@@ -32,6 +33,9 @@ import { log, scratchDir, testEnv, uniqueName, testParameters } from './helpers.
 const PARAMETERS: PipelineParameters = testParameters();
 
 const STALL_MS = 2_500;
+
+/** The environment a summary written by a test carries (the report reads only its shape). */
+const TEST_ENVIRONMENT = { postgresSettings: {}, gitCommit: 'test', gitDirty: false, gitChanges: [], date: new Date().toISOString(), cpuModel: 'x', cores: 2, memoryGiB: 1, os: 'x', node: 'x', postgres: 'x', fsync: { notMeasured: 'test' }, kafka: 'x', java: 'x', dependencies: {} };
 
 async function servers(t: TestContext): Promise<Infra> {
   const config = resolveConfig();
@@ -271,7 +275,7 @@ describe('benchmark harness', () => {
     assert.match(report.lines[0]!, /^Quick look: one run per relay, short windows; not a published measurement/);
     assert.equal(report.lines.filter((line) => /^\| (polling|cdc-message) \|/.test(line)).length, 2);
     // Its own results folder gets its own report; the quick scenario is never part of `all`.
-    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify({ scenario: 'quick', title: report.title, date: new Date().toISOString(), command: 'test', parameters: { ...PARAMETERS, rate: 500, durationS: 3 }, runs: report.runs, extra, environment: { postgresSettings: {}, gitCommit: 'test', gitDirty: false, gitChanges: [], date: new Date().toISOString(), cpuModel: 'x', cores: 2, memoryGiB: 1, os: 'x', node: 'x', postgres: 'x', fsync: { notMeasured: 'test' }, kafka: 'x', java: 'x', dependencies: {} } }));
+    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify({ scenario: 'quick', title: report.title, date: new Date().toISOString(), command: 'test', parameters: { ...PARAMETERS, rate: 500, durationS: 3 }, runs: report.runs, extra, environment: TEST_ENVIRONMENT }));
     const readme = buildReport(root);
     assert.match(readme, /## Quick look\n\n> \*\*Quick look: one run per relay/);
     assert.equal(quick.standalone, true);
@@ -302,6 +306,15 @@ describe('benchmark harness', () => {
     assert.ok(message.walBytesPerOrder > alone.walBytesPerOrder + 100, `message ${message.walBytesPerOrder} B vs alone ${alone.walBytesPerOrder} B`);
     assert.equal(alone.cpuSecondsPerMillion.relay, null);
     assert.ok((relayed.cpuSecondsPerMillion.relay ?? 0) > 0, 'the relay\'s CPU is read while it runs beside the writes');
+    // The section shows each figure's median, its range over the runs, and what it adds to the row alone.
+    const root = await scratchDir();
+    mkdirSync(path.join(root, 'write-cost'), { recursive: true });
+    const ways = [alone, row, message, relayed].map((m) => ({ way: m.way, store: m.store, relay: m.relay, runs: [m, { ...m, walBytesPerOrder: m.walBytesPerOrder + 10 }] }));
+    const extra = { rate: 400, p99LimitMs: 100, repeats: 2, ways, maxRates: [] };
+    writeFileSync(path.join(root, 'write-cost', 'summary.json'), JSON.stringify({ scenario: 'write-cost', title: 'test', date: new Date().toISOString(), command: 'test', parameters: PARAMETERS, runs: [], extra, environment: TEST_ENVIRONMENT }));
+    const readme = buildReport(root);
+    const walCell = `${f(row.walBytesPerOrder)} [${f(row.walBytesPerOrder)}–${f(row.walBytesPerOrder + 10)}] (+${f(row.walBytesPerOrder - alone.walBytesPerOrder)})`;
+    assert.ok(readme.includes(walCell), `the row's WAL cell ${walCell} in:\n${readme.split('\n').filter((l) => l.startsWith('| row')).join('\n')}`);
   });
 
   it('divides the HTTP phase\'s CPU by exactly the orders its window holds', async (t) => {

@@ -70,12 +70,29 @@ export interface MaxRate {
   steps: { rate: number; committedShare: number; p99Ms: number; passed: boolean }[];
 }
 
+/** One way, measured `repeats` times (the ways interleaved, so drift spreads over all of them). */
+export interface WayRuns {
+  way: string;
+  store: LoadTask['store'];
+  relay: RelayMode | null;
+  runs: WriteMeasurement[];
+}
+
 /** What the write-cost scenario writes into its summary's `extra`. */
 export interface WriteCostResult {
   rate: number;
   p99LimitMs: number;
-  measurements: WriteMeasurement[];
+  repeats: number;
+  ways: WayRuns[];
   maxRates: MaxRate[];
+}
+
+/** Median and range of one figure over a way's runs (null when a run has none). */
+function spreadOf(runs: readonly WriteMeasurement[], pick: (m: WriteMeasurement) => number | null): { median: number; min: number; max: number } | null {
+  const values = runs.map(pick);
+  if (values.length === 0 || values.some((v) => v === null)) return null;
+  const sorted = (values as number[]).slice().sort((a, b) => a - b);
+  return { median: sorted[Math.floor((sorted.length - 1) / 2)]!, min: sorted[0]!, max: sorted.at(-1)! };
 }
 
 interface Reading {
@@ -194,43 +211,56 @@ async function searchMaxRate(context: ScenarioContext, pool: Piscina, way: Write
 function report(context: ReportContext, folder: string): string[] {
   const summary = current<WriteCostResult>(context, folder);
   const extra = summary?.extra;
-  if (!summary || !extra) return [];
-  const baseline = extra.measurements.find((m) => m.store === 'none');
-  // What a way adds to the business row alone, beside its own figure.
-  const delta = (m: WriteMeasurement, pick: (x: WriteMeasurement) => number | null) => {
-    const [mine, base] = [pick(m), baseline ? pick(baseline) : null];
-    if (m === baseline || mine === null || base === null) return '';
-    const d = mine - base;
-    return ` (${d >= 0 ? '+' : '−'}${f(Math.abs(d), 2)})`;
+  if (!summary || !extra?.ways) return [];
+  const baseline = extra.ways.find((w) => w.store === 'none');
+  // A figure's median with its range over the runs, and what the median adds to the business row alone's.
+  const cell = (w: WayRuns, pick: (m: WriteMeasurement) => number | null, digits = 1) => {
+    const mine = spreadOf(w.runs, pick);
+    if (!mine) return 'n/a';
+    const range = w.runs.length > 1 ? ` [${f(mine.min, digits)}–${f(mine.max, digits)}]` : '';
+    const base = baseline && w !== baseline ? spreadOf(baseline.runs, pick) : null;
+    const d = base ? mine.median - base.median : null;
+    return `${f(mine.median, digits)}${range}${d === null ? '' : ` (${d >= 0 ? '+' : '−'}${f(Math.abs(d), digits)})`}`;
   };
-  const max = (m: WriteMeasurement) => extra.maxRates.find((r) => r.way === m.way);
+  const max = (w: WayRuns) => extra.maxRates.find((r) => r.way === w.way);
   const lines = [
     '## What the outbox costs your transaction',
     '',
     `The same workload (one new order per transaction, ${summary.parameters.connectionsPerWorker} connections, open loop) at ${f(extra.rate)} orders/s, ` +
-      `${summary.parameters.durationS} s measured after ${summary.parameters.warmupS} s of warm-up, written each way in turn; then with a relay reading what ` +
-      'the writes leave. Commit latency runs from the intended send to the commit returning; CPU and WAL are taken over the measured window and ' +
-      'divided by the orders committed in it (PostgreSQL CPU includes the relay\'s reads and marks). The highest rate is the highest offered rate ' +
-      `(×1.6 steps from ${f(extra.maxRates[0]?.steps[0]?.rate)}) at which ${MIN_COMMITTED_SHARE * 100}% of a 10 s window's orders committed within ` +
+      `${summary.parameters.durationS} s measured after ${summary.parameters.warmupS} s of warm-up, written each way in turn, ${extra.repeats} times over ` +
+      '(the ways interleaved); then with a relay reading what the writes leave. Each figure is the median of the runs, ' +
+      '[lowest–highest], and (in brackets) what the median adds to the business row alone\'s. Commit latency runs from the intended send ' +
+      'to the commit returning; CPU and WAL are taken over the measured window and divided by the orders committed in it (PostgreSQL CPU ' +
+      'includes the relay\'s reads and marks). The highest rate is the highest offered rate ' +
+      `(×1.6 steps from ${f(extra.maxRates[0]?.steps[0]?.rate)}, one search per way) at which ${MIN_COMMITTED_SHARE * 100}% of a 10 s window's orders committed within ` +
       `${GRACE_MS / 1_000} s of its end, none failed and the commit p99 stayed under ${extra.p99LimitMs} ms, passed twice; the load generator shares the machine.`,
     '',
     '| way | commit p50 (ms) | p99 | p99.9 | PostgreSQL CPU-s / 1M orders | relay CPU-s / 1M | WAL bytes / order | highest rate (orders/s) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
-    ...extra.measurements.map(
-      (m) =>
-        `| ${m.way} | ${f(m.commitMs.p50, 2)}${delta(m, (x) => x.commitMs.p50)} | ${f(m.commitMs.p99, 2)} | ${f(m.commitMs.p999, 2)} | ` +
-        `${f(m.cpuSecondsPerMillion.postgres)}${delta(m, (x) => x.cpuSecondsPerMillion.postgres)} | ${f(m.cpuSecondsPerMillion.relay)} | ` +
-        `${f(m.walBytesPerOrder)}${delta(m, (x) => x.walBytesPerOrder)} | ${max(m) ? (max(m)!.rate > 0 ? f(max(m)!.rate) : 'none passed twice') : 'not searched'} |`,
+    ...extra.ways.map(
+      (w) =>
+        `| ${w.way} | ${cell(w, (m) => m.commitMs.p50, 2)} | ${cell(w, (m) => m.commitMs.p99, 2)} | ${cell(w, (m) => m.commitMs.p999, 2)} | ` +
+        `${cell(w, (m) => m.cpuSecondsPerMillion.postgres)} | ${w.relay ? cell(w, (m) => m.cpuSecondsPerMillion.relay) : 'n/a'} | ` +
+        `${cell(w, (m) => m.walBytesPerOrder)} | ${max(w) ? (max(w)!.rate > 0 ? f(max(w)!.rate) : 'none passed twice') : 'not searched'} |`,
     ),
     '',
+    '<details><summary>Every step of the highest-rate searches</summary>',
+    '',
+    '| way | offered (orders/s) | committed in time | commit p99 (ms) | verdict |',
+    '|---|---:|---:|---:|---|',
+    ...extra.maxRates.flatMap((r) => r.steps.map((step) => `| ${r.way} | ${f(step.rate)} | ${(step.committedShare * 100).toFixed(1)}% | ${f(step.p99Ms, 2)} | ${step.passed ? 'passes' : 'fails'} |`)),
+    '',
+    '</details>',
+    '',
   ];
+  const median = (w: WayRuns, pick: (m: WriteMeasurement) => number | null) => spreadOf(w.runs, pick)?.median ?? null;
   const chart = bars(
-    extra.measurements.map((m) => m.way),
+    extra.ways.map((w) => w.way),
     [
-      { name: 'PostgreSQL CPU-s / 1M orders', values: extra.measurements.map((m) => m.cpuSecondsPerMillion.postgres) },
-      { name: 'relay CPU-s / 1M orders', values: extra.measurements.map((m) => m.cpuSecondsPerMillion.relay) },
+      { name: 'PostgreSQL CPU-s / 1M orders', values: extra.ways.map((w) => median(w, (m) => m.cpuSecondsPerMillion.postgres)) },
+      { name: 'relay CPU-s / 1M orders', values: extra.ways.map((w) => (w.relay ? median(w, (m) => m.cpuSecondsPerMillion.relay) : null)) },
     ],
-    'What each way of writing costs, per million orders',
+    'What each way of writing costs, per million orders (median run)',
     'CPU seconds',
     `${f(extra.rate)} orders/s, one order per transaction`,
   );
@@ -256,10 +286,12 @@ export const writeCost: Scenario = {
     for (const way of WAYS) if (way.relay) relayModeInfo(way.relay);
     const pool = loadPool(p.workers);
     try {
-      const measurements: WriteMeasurement[] = [];
-      for (const way of WAYS) {
-        process.stderr.write(`write-cost: ${way.name} at ${p.rate} orders/s\n`);
-        measurements.push(await measureWrites(context, pool, way, p.rate, p.warmupS, p.durationS));
+      const ways: WayRuns[] = WAYS.map((way) => ({ way: way.name, store: way.store, relay: way.relay ?? null, runs: [] }));
+      for (let run = 1; run <= context.repeats; run++) {
+        for (const [i, way] of WAYS.entries()) {
+          process.stderr.write(`write-cost: run ${run}/${context.repeats}: ${way.name} at ${p.rate} orders/s\n`);
+          ways[i]!.runs.push(await measureWrites(context, pool, way, p.rate, p.warmupS, p.durationS));
+        }
       }
       const p99LimitMs = context.option('write-p99-limit-ms');
       const maxRates: MaxRate[] = [];
@@ -267,12 +299,16 @@ export const writeCost: Scenario = {
         process.stderr.write(`write-cost: the highest rate of ${way.name}\n`);
         maxRates.push(await searchMaxRate(context, pool, way, { startRate: context.option('write-start-rate'), maxRate: context.option('write-max-rate'), p99LimitMs, stepS: context.option('write-step-s') }));
       }
-      const lines = measurements.map(
-        (m) =>
-          `${m.way}: commit p50 ${m.commitMs.p50} / p99 ${m.commitMs.p99} / p99.9 ${m.commitMs.p999} ms; PostgreSQL ${m.cpuSecondsPerMillion.postgres} CPU-s / 1M orders` +
-          `${m.relay ? `, relay ${m.cpuSecondsPerMillion.relay}` : ''}; ${m.walBytesPerOrder} WAL bytes / order${maxRates.find((r) => r.way === m.way) ? `; highest rate ${maxRates.find((r) => r.way === m.way)!.rate}/s` : ''}`,
-      );
-      return { title: 'What the outbox costs the write path', runs: [], extra: { rate: p.rate, p99LimitMs, measurements, maxRates } satisfies WriteCostResult, lines };
+      const lines = ways.map((w) => {
+        const m = (pick: (x: WriteMeasurement) => number | null) => spreadOf(w.runs, pick)?.median ?? 'n/a';
+        const top = maxRates.find((r) => r.way === w.way);
+        return (
+          `${w.way} (median of ${w.runs.length}): commit p50 ${m((x) => x.commitMs.p50)} / p99 ${m((x) => x.commitMs.p99)} / p99.9 ${m((x) => x.commitMs.p999)} ms; ` +
+          `PostgreSQL ${m((x) => x.cpuSecondsPerMillion.postgres)} CPU-s / 1M orders${w.relay ? `, relay ${m((x) => x.cpuSecondsPerMillion.relay)}` : ''}; ` +
+          `${m((x) => x.walBytesPerOrder)} WAL bytes / order${top ? `; highest rate ${top.rate}/s` : ''}`
+        );
+      });
+      return { title: 'What the outbox costs the write path', runs: [], extra: { rate: p.rate, p99LimitMs, repeats: context.repeats, ways, maxRates } satisfies WriteCostResult, lines };
     } finally {
       await pool.destroy();
     }
