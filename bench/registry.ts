@@ -13,7 +13,8 @@ import { outage } from './scenarios/outage.js';
 import { peers } from './scenarios/peers.js';
 import { saturation } from './scenarios/saturation.js';
 import { quick } from './scenarios/quick.js';
+import { SWEEPS } from './scenarios/sweeps.js';
 import { writeCost } from './scenarios/write-cost.js';
 import { polling, skipLocked } from './scenarios/table-relays.js';
 
-export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, writeCost, saturation, fastestPath, drain, http, micro, cleanup, peers, bigTransaction, outage, quick]);
+export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, writeCost, saturation, fastestPath, drain, http, micro, cleanup, peers, bigTransaction, outage, quick, ...SWEEPS]);

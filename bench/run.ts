@@ -95,8 +95,16 @@ const FLAGS: Record<string, ParameterFlag> = {
   'stall-consumer-ms': { key: 'stallConsumerMs', description: 'pause the consumer this long mid-measurement (SIGSTOP), to see a stall in the tail', min: 0, max: 600_000 },
 };
 
+/** Each scenario flag once, with the scenarios that declare it (the sweeps share theirs). */
 function scenarioFlags(): [string, ScenarioFlag, string][] {
-  return SCENARIOS.flatMap((scenario) => Object.entries(scenario.flags ?? {}).map(([flag, spec]) => [flag, spec, scenario.name] as [string, ScenarioFlag, string]));
+  const flags = new Map<string, [string, ScenarioFlag, string]>();
+  for (const scenario of SCENARIOS) {
+    for (const [flag, spec] of Object.entries(scenario.flags ?? {})) {
+      const seen = flags.get(flag);
+      flags.set(flag, seen ? [flag, seen[1], `${seen[2]}, ${scenario.name}`] : [flag, spec, scenario.name]);
+    }
+  }
+  return [...flags.values()];
 }
 
 function help(): string {
@@ -106,13 +114,14 @@ function help(): string {
     'Usage: node dist/bench/run.js <scenario...|all> [flags]',
     '',
     'Scenarios:',
-    ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}${s.standalone ? ' (not part of all: long)' : ''}`),
+    ...SCENARIOS.map((s) => `  ${s.name.padEnd(18)} ${s.description}${s.standalone ? ' (not part of all: long)' : ''}`),
     '',
     'Flags:',
     ...flags,
     ...own,
     `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc, write-cost: measure each relay (each way of writing) this many times; the median is reported with the spread (default ${DEFAULT_REPEATS})`,
-    `  --${'strategies'.padEnd(18)} saturation, drain: comma-separated relay modes (${RELAY_MODES.join(', ')}); drain also takes mode:processes, as in cdc-sharded:4`,
+    `  --${'strategies'.padEnd(18)} saturation, drain, quick, sweep-*: comma-separated relay modes (${RELAY_MODES.join(', ')}); drain also takes mode:processes, as in cdc-sharded:4`,
+    `  --${'points'.padEnd(18)} sweep-*: comma-separated points of the sweep to measure (default all); entries merge into its results folder`,
     `  --${'kafka-client'.padEnd(18)} the relays' Kafka client: ${KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.kafkaClient})`,
     `  --${'consumer-kafka-client'.padEnd(18)} the consumer's Kafka client: ${CONSUMER_KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.consumerKafkaClient})`,
     `  --${'clients'.padEnd(18)} drain: comma-separated relay Kafka clients to compare`,
@@ -156,6 +165,7 @@ async function main(): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         out: { type: 'string' },
         strategies: { type: 'string' },
+        points: { type: 'string' },
         clients: { type: 'string' },
         'kafka-client': { type: 'string' },
         'consumer-kafka-client': { type: 'string' },

@@ -14,13 +14,16 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { startRelayProcess, stopChild } from '../bench/harness/processes.js';
-import { runPipeline, type PipelineContext, type PipelineParameters } from '../bench/harness/pipeline.js';
+import { loadPool, runLoad, runPipeline, type PipelineContext, type PipelineParameters } from '../bench/harness/pipeline.js';
 import { openRun } from '../bench/harness/run-setup.js';
 import { drain, type DrainRun } from '../bench/scenarios/drain.js';
 import { http } from '../bench/scenarios/http.js';
 import { quick, type QuickResult } from '../bench/scenarios/quick.js';
 import { measureWrites } from '../bench/scenarios/write-cost.js';
-import { loadPool } from '../bench/harness/pipeline.js';
+import { hotKeyParameters, mergeEntries, SWEEPS, type SweepEntry, type SweepResult } from '../bench/scenarios/sweeps.js';
+import { planLoad } from '../bench/harness/load-worker.js';
+import { newRunTag } from '../bench/harness/load-ids.js';
+import { nowMs } from '../src/events.js';
 import { buildReport } from '../bench/report.js';
 import { f } from '../bench/report/kit.js';
 import type { ScenarioContext } from '../bench/scenario.js';
@@ -315,6 +318,82 @@ describe('benchmark harness', () => {
     const readme = buildReport(root);
     const walCell = `${f(row.walBytesPerOrder)} [${f(row.walBytesPerOrder)}–${f(row.walBytesPerOrder + 10)}] (+${f(row.walBytesPerOrder - alone.walBytesPerOrder)})`;
     assert.ok(readme.includes(walCell), `the row's WAL cell ${walCell} in:\n${readme.split('\n').filter((l) => l.startsWith('| row')).join('\n')}`);
+  });
+
+  it('puts the share of events a hot-key sweep point names on its 10 hot orders', async (t) => {
+    const infra = await servers(t);
+    const pool = loadPool(1);
+    t.after(() => pool.destroy());
+    // The share of a run's events on its 10 most-written orders, at one point of the hot-key sweep.
+    const topTenShare = async (share: number) => {
+      const run = await openRun({ infra, log, name: uniqueName(`hot_${share * 100}`), partitions: 1 });
+      try {
+        const p = { ...PARAMETERS, ...hotKeyParameters(share, 1), rate: 1_000, warmupS: 0, durationS: 3, ordersPerTransaction: 10, keySpace: 1_000 };
+        const startAt = nowMs() + 200;
+        const results = await runLoad(pool, { databaseUrl: infra.databaseUrl, schema: run.schema, runTag: newRunTag(), plan: planLoad(p), startAt, measureFrom: startAt, measureTo: startAt + 3_000, p, store: 'table' });
+        assert.equal(results.reduce((sum, r) => sum + r.failed, 0), 0);
+        const [row] = await run.sql<{ total: string; top: string }[]>`
+          WITH per_order AS (SELECT aggregate_id, count(*) AS n FROM outbox GROUP BY aggregate_id)
+          SELECT (SELECT sum(n) FROM per_order)::text AS total, (SELECT sum(n) FROM (SELECT n FROM per_order ORDER BY n DESC LIMIT 10) t)::text AS top`;
+        assert.equal(Number(row!.total), 3_000, 'every event of the plan written');
+        return Number(row!.top) / Number(row!.total);
+      } finally {
+        await run.close();
+      }
+    };
+    const [none, tenPercent, half] = [await topTenShare(0), await topTenShare(0.1), await topTenShare(0.5)];
+    // Without skew the busiest orders are the first placed (they are amendable longest); the hot orders are those
+    // same first ones, so at share h they get h of the events plus their part of the uniform rest, (1 - h/0.9) of
+    // what they get without skew (0.9: the share of events that amend, at 10 events per order).
+    assert.ok(none > 0 && none < 0.3, `no skew: ${none} of the events on the 10 busiest orders`);
+    for (const [h, measured] of [[0.1, tenPercent], [0.5, half]] as const) {
+      const expected = h + (1 - h / 0.9) * none;
+      assert.ok(Math.abs(measured - expected) < 0.04, `${h * 100}% point: ${measured.toFixed(3)} of the events on the 10 hot orders, expected ${expected.toFixed(3)}`);
+    }
+  });
+
+  it('sweeps a point per relay by the sustained-rate rule, and merges a sitting into the earlier ones', async (t) => {
+    const infra = await servers(t);
+    const root = await scratchDir();
+    const outDir = path.join(root, 'sweep-partitions');
+    mkdirSync(outDir, { recursive: true });
+    const scenario = SWEEPS.find((s) => s.name === 'sweep-partitions')!;
+    const parameters = { ...PARAMETERS, ...scenario.defaults, warmupS: 1, durationS: 20 } as PipelineParameters;
+    // An earlier sitting measured the 24-partition point.
+    const earlier: SweepEntry = { point: '24', relay: 'cdc-message', sustainedRate: 1_234, atSustained: null, steps: [], commit: 'earlier', date: new Date().toISOString() };
+    const summary = (extra: object) => ({ scenario: scenario.name, title: 'test', date: new Date().toISOString(), command: 'test', parameters, runs: [], extra, environment: TEST_ENVIRONMENT });
+    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary({ sweep: 'partitions', property: 'x', points: ['1', '6', '24'], entries: [earlier] })));
+    // 500 events/s is far below what cdc-message sustains: one step passes, and its confirmation.
+    const options: Record<string, number> = { 'sweep-start-rate': 500, 'sweep-max-rate': 500, 'sweep-p99-limit-ms': 2_000 };
+    const report = await scenario.run({
+      config: resolveConfig(),
+      infra,
+      log,
+      parameters,
+      outDir,
+      quiet: true,
+      repeats: 1,
+      option: (name) => options[name]!,
+      list: (name, fallback) => (name === 'strategies' ? ['cdc-message'] : name === 'points' ? ['1'] : fallback),
+    });
+    const extra = report.extra as SweepResult;
+    assert.deepEqual(extra.entries.map((e) => [e.point, e.relay, e.sustainedRate]), [['1', 'cdc-message', 500], ['24', 'cdc-message', 1_234]]);
+    const fresh = extra.entries[0]!;
+    assert.deepEqual(fresh.steps.map((s) => [s.rate, s.attempt, s.passed]), [[500, 'search', true], [500, 'confirm', true]]);
+    assert.ok(fresh.atSustained && fresh.atSustained.p50Ms > 0 && fresh.atSustained.p99Ms >= fresh.atSustained.p50Ms);
+    assert.ok((fresh.atSustained.cpuSecondsPerMillion.relay ?? 0) > 0, 'the relay\'s CPU from the confirming run');
+    // A sitting replaces only its own points; the report shows what is still missing.
+    assert.deepEqual(mergeEntries([earlier, { ...earlier, point: '1', sustainedRate: 1 }], [fresh], ['1', '6', '24']).map((e) => e.sustainedRate), [500, 1_234]);
+    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary(extra)));
+    const readme = buildReport(root);
+    assert.match(readme, /## Workload sweep: partitions of the topic/);
+    assert.match(readme, /\| 1 \| cdc-message \| 500 \|/);
+    assert.match(readme, /Not measured yet: cdc-message at 6\./);
+    assert.match(readme, /charts\/sweep-partitions\.png/);
+    await assert.rejects(
+      scenario.run({ config: resolveConfig(), infra, log, parameters, outDir, quiet: true, repeats: 1, option: (name) => options[name]!, list: (name, fallback) => (name === 'points' ? ['7'] : fallback) }),
+      (error: Error & { code?: string }) => error.code === 'USAGE' && /unknown point\(s\) 7; its points are 1, 6, 24/.test(error.message),
+    );
   });
 
   it('divides the HTTP phase\'s CPU by exactly the orders its window holds', async (t) => {

@@ -142,6 +142,22 @@ export function bars(categories: string[], series: { name: string; values: (numb
   });
 }
 
+/**
+ * Lines over named points (a sweep's values, evenly spaced whatever their
+ * size), one per series; a missing value leaves a gap.
+ */
+export function categoryLines(categories: string[], series: { name: string; values: (number | null)[] }[], chartTitle: string, xName: string, yName: string, subtitle?: string): Chart {
+  return render({
+    title: title(chartTitle, subtitle),
+    legend: LEGEND,
+    grid: { left: 90, right: 40, top: GRID_TOP, bottom: 60 },
+    tooltip: { trigger: 'axis' },
+    xAxis: { type: 'category', data: categories, name: xName, nameLocation: 'middle', nameGap: 32, axisLabel: { interval: 0 } },
+    yAxis: { type: 'value', name: yName, nameLocation: 'middle', nameGap: 70 },
+    series: series.map((s) => ({ name: s.name, type: 'line', showSymbol: true, connectNulls: false, data: s.values })),
+  });
+}
+
 /** Plain lines over a numeric x axis (one series per strategy). */
 export function lines(series: TimeSeries[], chartTitle: string, xName: string, yName: string, subtitle?: string, logY = false): Chart {
   return render({

@@ -132,6 +132,11 @@ function dependencyVersions(): Record<string, string> {
   return versions;
 }
 
+/** The commit the tree is at ('unknown' outside a git checkout). */
+export function gitCommit(cwd = PROJECT_ROOT): string {
+  return git(['rev-parse', 'HEAD'], cwd) || 'unknown';
+}
+
 /** Tracked files changed outside results/: what makes a tree unfit for publishing. */
 export function gitChanges(cwd = PROJECT_ROOT): string[] {
   return git(['status', '--porcelain', '--untracked-files=no'], cwd)
@@ -175,7 +180,7 @@ export async function captureEnvironment(sql: Sql, config: Config, infra: Pick<I
     fsync: dataDir && !infra.postgres.external ? measureFsync(dataDir) : { notMeasured: 'the server is not local (DATABASE_URL): its disk is not reachable from here' },
     kafka: kafkaVersion(config, infra),
     java: javaVersion(),
-    gitCommit: git(['rev-parse', 'HEAD']) || 'unknown',
+    gitCommit: gitCommit(),
     gitChanges: changes,
     gitDirty: changes.length > 0,
     dependencies: dependencyVersions(),

@@ -51,6 +51,7 @@ export interface SearchStep {
   lagSlopeEventsPerSec: number | null;
   /** The slope allowed at this rate. */
   lagSlopeLimit: number;
+  p50Ms: number;
   p99Ms: number;
   lost: number;
   /** CPU seconds per million events applied in the window, by process. */
@@ -86,6 +87,7 @@ export function judge(rate: number, attempt: SearchStep['attempt'], r: PipelineR
     deliveredShare: Math.round(share * 10_000) / 10_000,
     lagSlopeEventsPerSec: slope,
     lagSlopeLimit: Math.round(slopeLimit * 10) / 10,
+    p50Ms: r.e2eMs.p50,
     p99Ms: r.e2eMs.p99,
     lost: r.lost,
     cpuSecondsPerMillion: Object.fromEntries(Object.entries(r.cost).map(([component, cost]) => [component, cost.cpuSecondsPerMillionEvents])),
