@@ -74,6 +74,17 @@ describe('sustained-rate rule', () => {
     assert.equal(search.sustainedRate, 3_200);
   });
 
+  it('steps down by its growth factor when the first step fails, then bisects that one-factor bracket', async () => {
+    // Keeps up to 4,000: a search started at 12,700 (a sweep's guided start) must not halve its way to 3,175.
+    const run = async (_context: PipelineContext, p: PipelineParameters) => result(p.rate, { slope: p.rate <= 4_000 ? 0 : 1_000 });
+    const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, startRate: 12_700, run }, () => {});
+    assert.deepEqual(
+      search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`),
+      ['12700:search:fail', '7938:search:fail', '4961:search:fail', '3101:search:pass', '4000:search:pass', '4500:search:fail', '4000:confirm:pass'],
+    );
+    assert.equal(search.sustainedRate, 4_000);
+  });
+
   it('confirms the top rate and falls back to the next lower one when the confirmation fails', async () => {
     const tries = new Map<number, number>();
     const run = async (_context: PipelineContext, p: PipelineParameters) => {

@@ -11,7 +11,8 @@
  *    converted to events with the WAL bytes per event measured in the window);
  *  - nothing was lost;
  *  - the end-to-end p99 stayed under the limit.
- * Rates grow geometrically until a step fails, then bisect between the last
+ * Rates grow geometrically until a step fails (a first step that fails steps
+ * down by the same factor until one passes), then bisect between the last
  * pass and the first failure. The highest passing rate is run once more; if
  * that confirmation fails, the next lower passing rate is confirmed instead.
  */
@@ -25,6 +26,11 @@ export const MIN_STEP_S = 20;
 export const MIN_DELIVERED_SHARE = 0.98;
 /** Largest lag growth allowed, as a share of the offered rate, per second. */
 export const MAX_LAG_SLOPE_SHARE = 0.005;
+
+// Rationale: below 100 events/s a 20 s window holds too few events for the
+// share and slope tests to mean anything; a relay slower than that at a
+// point reports that no rate passed.
+const MIN_SEARCH_RATE = 100;
 
 export interface SearchOptions {
   startRate: number;
@@ -123,6 +129,12 @@ export async function searchSustained(
       failedAt = rate;
       break;
     }
+  }
+  // A start above the limit steps down by the same factor until a step
+  // passes, so the bisections start from a bracket one factor wide (halving
+  // from the start would leave the limit anywhere in a factor of 2 or more).
+  for (let rate = Math.round(failedAt / options.growth); Number.isFinite(failedAt) && passedRates().length === 0 && rate >= MIN_SEARCH_RATE; rate = Math.round(rate / options.growth)) {
+    if (!(await attempt(rate, 'search'))) failedAt = rate;
   }
   for (let i = 0; i < options.bisections && Number.isFinite(failedAt); i++) {
     const low = passedRates()[0] ?? 0;
