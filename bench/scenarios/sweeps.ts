@@ -256,6 +256,12 @@ async function runSweep(definition: SweepDefinition, context: ScenarioContext): 
   return { sweep: definition.name, property: definition.property, points: labels, entries: mergeEntries(previous, fresh, labels), lines };
 }
 
+/** The lowest offered rate above the sustained one that failed a step: how far the true limit may lie above it. */
+function lowestFailure(entry: SweepEntry): number | null {
+  const failed = entry.steps.filter((s) => !s.passed && s.rate > entry.sustainedRate).map((s) => s.rate);
+  return failed.length === 0 ? null : Math.min(...failed);
+}
+
 function report(context: ReportContext, folder: string): string[] {
   const summary = current<SweepResult>(context, folder);
   const extra = summary?.extra;
@@ -272,13 +278,17 @@ function report(context: ReportContext, folder: string): string[] {
       `${p.payloadBytes} B payloads, ${p.ordersPerTransaction} orders per transaction, new orders only, ${p.partitions} partitions. ` +
       `Measured at ${commits.join(', ')}.`,
     '',
-    '| point | relay | sustained events/s | e2e p50 (ms) | e2e p99 (ms) | CPU-s / 1M events, all processes | relay CPU-s / 1M |',
-    '|---|---|---:|---:|---:|---:|---:|',
+    '| point | relay | sustained events/s | lowest rate that failed | e2e p50 (ms) | e2e p99 (ms) | CPU-s / 1M events, all processes | relay CPU-s / 1M | steps |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
     ...extra.entries.map(
       (e) =>
-        `| ${e.point} | ${e.relay} | ${e.sustainedRate > 0 ? f(e.sustainedRate) : 'none passed twice'} | ${f(e.atSustained?.p50Ms)} | ${f(e.atSustained?.p99Ms)} | ` +
-        `${f(e.atSustained?.cpuSecondsPerMillionTotal)} | ${f(e.atSustained?.cpuSecondsPerMillion.relay)} |`,
+        `| ${e.point} | ${e.relay} | ${e.sustainedRate > 0 ? f(e.sustainedRate) : 'none passed twice'} | ${f(lowestFailure(e))} | ${f(e.atSustained?.p50Ms)} | ${f(e.atSustained?.p99Ms)} | ` +
+        `${f(e.atSustained?.cpuSecondsPerMillionTotal)} | ${f(e.atSustained?.cpuSecondsPerMillion.relay)} | ${e.steps.length} |`,
     ),
+    '',
+    'The sustained rate lies between the rate shown and the lowest rate that failed (none: the search reached its highest rate); ' +
+      'the gap is the search\'s resolution at that point. Every step is in the summary (`results/' +
+      `${folder}/summary.json\`).`,
     '',
   ];
   const missing = extra.points.flatMap((point) => relays.filter((relay) => !extra.entries.some((e) => e.point === point && e.relay === relay)).map((relay) => `${relay} at ${point}`));
