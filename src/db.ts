@@ -27,6 +27,21 @@ export interface SqlOptions {
   connectTimeoutSeconds?: number;
 }
 
+// Rationale: postgres.js waits 3^n / 100 s (up to 20 s) before its n-th
+// reconnection after consecutive errors, counted across the pool. A writer or
+// relay that keeps trying through a 3 s PostgreSQL restart makes enough
+// attempts to wait 4-7 s after the server is back (the crash matrix's writer
+// once committed nothing for 2 s after a restart because of it). Doubling from
+// 0.1 s with a 1 s ceiling resumes within a second of the server's return and
+// still tries at most once a second per connection while it is gone.
+const RECONNECT_FIRST_S = 0.1;
+const RECONNECT_MAX_S = 1;
+
+/** Seconds before the next connection attempt after `retries` consecutive errors, jittered to 50-100%. */
+export function reconnectDelaySeconds(retries: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(RECONNECT_FIRST_S * 2 ** Math.max(0, retries - 1), RECONNECT_MAX_S);
+}
+
 export function createSql(url: string, schema: string, options: SqlOptions = {}): Sql {
   const connection: Record<string, string> = {
     search_path: schema,
@@ -38,6 +53,7 @@ export function createSql(url: string, schema: string, options: SqlOptions = {})
   return postgres(url, {
     max: options.max ?? 4,
     connect_timeout: options.connectTimeoutSeconds ?? 10,
+    backoff: reconnectDelaySeconds,
     connection,
     onnotice: () => {},
     // snake_case columns arrive as camelCase properties (done once per result
