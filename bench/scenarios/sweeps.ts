@@ -256,6 +256,17 @@ async function runSweep(definition: SweepDefinition, context: ScenarioContext): 
   return { sweep: definition.name, property: definition.property, points: labels, entries: mergeEntries(previous, fresh, labels), lines };
 }
 
+/** The properties a sweep holds at the saturation load, in words (the swept one left out). */
+function heldFixed(sweep: string, p: PipelineParameters): string {
+  const held: [string, string][] = [
+    ['payload', `${p.payloadBytes} B payloads`],
+    ['tx-size', `${p.ordersPerTransaction} orders per transaction`],
+    ['hot-keys', 'new orders only'],
+    ['partitions', `${p.partitions} partitions`],
+  ];
+  return held.filter(([name]) => name !== sweep).map(([, words]) => words).join(', ');
+}
+
 /** The lowest offered rate above the sustained one that failed a step: how far the true limit may lie above it. */
 function lowestFailure(entry: SweepEntry): number | null {
   const failed = entry.steps.filter((s) => !s.passed && s.rate > entry.sustainedRate).map((s) => s.rate);
@@ -274,8 +285,7 @@ function report(context: ReportContext, folder: string): string[] {
     '',
     `Each relay's sustained rate at each point, by the saturation section's rule (steps of ${p.durationS} s measured after ${p.warmupS} s of warm-up; ` +
       'the highest offered rate that passed twice), with the end-to-end latency and the CPU of every process (PostgreSQL, Kafka, relay, ' +
-      'consumer, load) per million events from the run that confirmed it. Everything not swept is the saturation load: ' +
-      `${p.payloadBytes} B payloads, ${p.ordersPerTransaction} orders per transaction, new orders only, ${p.partitions} partitions. ` +
+      `consumer, load) per million events from the run that confirmed it. Everything not swept is the saturation load: ${heldFixed(extra.sweep, p)}. ` +
       `Measured at ${commits.join(', ')}.`,
     '',
     '| point | relay | sustained events/s | lowest rate that failed | e2e p50 (ms) | e2e p99 (ms) | CPU-s / 1M events, all processes | relay CPU-s / 1M | steps |',
