@@ -289,13 +289,14 @@ describe('benchmark harness', () => {
     const pool = loadPool(1);
     t.after(() => pool.destroy());
     const context = { config: resolveConfig(), infra, log, parameters: PARAMETERS, outDir: await scratchDir(), quiet: true, repeats: 1, option: () => 0, list: (_: string, fallback: string[]) => fallback } satisfies ScenarioContext;
-    const [alone, row, message, relayed] = [
+    const [alone, row, message, relayed, aloneAgain] = [
       await measureWrites(context, pool, { name: 'alone', store: 'none' }, 400, 1, 3),
       await measureWrites(context, pool, { name: 'row', store: 'table' }, 400, 1, 3),
       await measureWrites(context, pool, { name: 'message', store: 'message' }, 400, 1, 3),
       await measureWrites(context, pool, { name: 'message + relay', store: 'message', relay: 'cdc-message' }, 400, 1, 3),
+      await measureWrites(context, pool, { name: 'alone', store: 'none' }, 400, 1, 3),
     ];
-    for (const m of [alone, row, message, relayed]) {
+    for (const m of [alone, row, message, relayed, aloneAgain]) {
       assert.equal(m.failed, 0, `${m.way}: ${m.errors.join('; ')}`);
       // 3 s at 400/s: the window holds about 1,200 commits.
       assert.ok(m.ordersInWindow > 1_000 && m.ordersInWindow < 1_400, `${m.way}: ${m.ordersInWindow} orders in the window`);
@@ -305,8 +306,11 @@ describe('benchmark harness', () => {
       else assert.ok((m.cpuSecondsPerMillion.postgres ?? 0) > 0, `${m.way}: PostgreSQL CPU read`);
     }
     // The event is written beside the order: more WAL per order than the order alone, either way.
-    assert.ok(row.walBytesPerOrder > alone.walBytesPerOrder + 100, `row ${row.walBytesPerOrder} B vs alone ${alone.walBytesPerOrder} B`);
-    assert.ok(message.walBytesPerOrder > alone.walBytesPerOrder + 100, `message ${message.walBytesPerOrder} B vs alone ${alone.walBytesPerOrder} B`);
+    // WAL is the server's: other work on it in a window (autovacuum of earlier tests' tables, a checkpoint's
+    // full-page images) only adds to it, so the row alone is its lower reading of two runs (once 616 B against 270).
+    const aloneWal = Math.min(alone.walBytesPerOrder, aloneAgain.walBytesPerOrder);
+    assert.ok(row.walBytesPerOrder > aloneWal + 100, `row ${row.walBytesPerOrder} B vs alone ${aloneWal} B`);
+    assert.ok(message.walBytesPerOrder > aloneWal + 100, `message ${message.walBytesPerOrder} B vs alone ${aloneWal} B`);
     assert.equal(alone.cpuSecondsPerMillion.relay, null);
     assert.ok((relayed.cpuSecondsPerMillion.relay ?? 0) > 0, 'the relay\'s CPU is read while it runs beside the writes');
     // The section shows each figure's median, its range over the runs, and what it adds to the row alone.

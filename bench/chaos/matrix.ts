@@ -137,7 +137,6 @@ export interface RowResult {
 // few seconds here; 10 s after a fault's start holds its whole effect, and
 // the faults that carry latency come at least 5 s apart.
 const FAULT_LATENCY_SPAN_MS = 10_000;
-/** Faults whose latency cost is worth a figure (process kills and failpoints are measured by the drains instead). */
 // Rationale: a server fault's cost is measured on the events committed after
 // it. A restart here takes 1-3 s, so two restarts at fixed fractions of a
 // short window could follow each other with no commit in between (the reduced
@@ -145,6 +144,7 @@ const FAULT_LATENCY_SPAN_MS = 10_000;
 // the test's 25 per second) gives every such fault events to measure.
 const SERVER_FAULT_GAP_MS = 2_000;
 
+/** Faults whose latency cost is worth a figure (process kills and failpoints are measured by the drains instead). */
 const LATENCY_FAULTS = new Set<string>(['kill-kafka', 'kill-leader', 'kill-two-brokers', 'restart-postgres', 'failover-postgres', 'kill-consumer', 'add-consumer']);
 
 export interface RowOptions {

@@ -72,7 +72,7 @@ export function processTreeCpuSeconds(rootPid: number): number | undefined {
     }
     const after = readStat(rootPid);
     if (!after) return undefined;
-    if (after.reapedChildren === before.reapedChildren || attempt >= MAX_SCANS) return (after.own + after.reapedChildren + children) / clockTicks();
+    if (after.reapedChildren === before.reapedChildren || attempt + 1 >= MAX_SCANS) return (after.own + after.reapedChildren + children) / clockTicks();
   }
 }
 
