@@ -4,7 +4,7 @@
 import type { Config } from '../src/config.js';
 import type { Infra } from '../src/infra/index.js';
 import type { Logger } from '../src/log.js';
-import type { PipelineParameters } from './harness/pipeline.js';
+import type { PipelineContext, PipelineParameters } from './harness/pipeline.js';
 import type { RunSummary } from './harness/summary.js';
 import type { ReportContext } from './report/kit.js';
 
@@ -62,4 +62,9 @@ export interface Scenario {
    * empty when there is nothing current to show.
    */
   report?(context: ReportContext, folder: string): string[];
+}
+
+/** A pipeline run named `name` inside a scenario: its servers and logger, raw files under results/<scenario>/raw/<name>. */
+export function pipelineContext(context: ScenarioContext, name: string): PipelineContext {
+  return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet };
 }

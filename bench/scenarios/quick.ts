@@ -7,11 +7,11 @@
  */
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import type { DrainFigures } from '../harness/accounting.js';
-import { runPipeline, type PipelineContext } from '../harness/pipeline.js';
+import { runPipeline } from '../harness/pipeline.js';
 import { cpuPerMillionByProcess, runDrain } from '../harness/saturation.js';
 import { summarizeRun } from '../harness/summary.js';
 import { current, f, type ReportContext } from '../report/kit.js';
-import type { Scenario, ScenarioContext } from '../scenario.js';
+import { pipelineContext, type Scenario } from '../scenario.js';
 
 /** Every relay a user picks from (naive-skip-locked is the counter-example, left out). */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message', 'cdc-sharded'];
@@ -28,10 +28,6 @@ export interface QuickResult {
 }
 
 const LABEL = 'Quick look: one run per relay, short windows; not a published measurement (see results/ for those)';
-
-function pipelineContext(context: ScenarioContext, name: string): PipelineContext {
-  return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet };
-}
 
 function table(runs: ReturnType<typeof summarizeRun>[], drains: readonly QuickDrain[], rate: number, durationS: number, backlog: number): string[] {
   const sum = (cpu: Record<string, number | null>) => Object.values(cpu).reduce<number>((total, v) => total + (v ?? 0), 0);

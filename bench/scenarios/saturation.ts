@@ -6,18 +6,14 @@
  */
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import type { DrainFigures } from '../harness/accounting.js';
-import type { PipelineContext, PipelineParameters } from '../harness/pipeline.js';
+import type { PipelineParameters } from '../harness/pipeline.js';
 import { bars } from '../harness/charts.js';
 import { cpuPerMillionByProcess, MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE, runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
-import type { Scenario, ScenarioContext } from '../scenario.js';
+import { pipelineContext, type Scenario } from '../scenario.js';
 
 /** The relays searched, in order (a multi-process mode runs --replicas processes). */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message'];
-
-function pipelineContext(context: ScenarioContext, name: string): PipelineContext {
-  return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet };
-}
 
 export interface StrategySaturation {
   name: string;

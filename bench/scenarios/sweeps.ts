@@ -23,10 +23,10 @@ import { OutboxBenchError } from '../../src/errors.js';
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import { categoryLines } from '../harness/charts.js';
 import { gitCommit } from '../harness/environment.js';
-import type { PipelineContext, PipelineParameters } from '../harness/pipeline.js';
+import type { PipelineParameters } from '../harness/pipeline.js';
 import { searchSustained, type SearchOptions, type SearchStep } from '../harness/saturation.js';
 import { current, f, save, type ReportContext, type Summary } from '../report/kit.js';
-import type { Scenario, ScenarioContext } from '../scenario.js';
+import { pipelineContext, type Scenario, type ScenarioContext } from '../scenario.js';
 
 /** The relays swept: the saturation scenario's, in its order. */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message'];
@@ -48,7 +48,7 @@ export interface SweepDefinition {
   measureOrder?: readonly string[];
 }
 
-// Rationale: 10 hot orders is the issue's definition of a hot key set; an
+// Rationale: 10 hot orders is the hot key set the sweep asks about; an
 // order's first event places it, the other EVENTS_PER_ORDER - 1 amend it, so
 // 90% of events are amendments that can be aimed at the hot orders.
 const HOT_ORDERS = 10;
@@ -212,10 +212,6 @@ function guideRate(definition: SweepDefinition, relay: RelayMode, label: string,
     if (earlier) return earlier.sustainedRate;
   }
   return undefined;
-}
-
-function pipelineContext(context: ScenarioContext, name: string): PipelineContext {
-  return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet };
 }
 
 function slug(label: string): string {
