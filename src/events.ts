@@ -51,7 +51,46 @@ export function topicFor(prefix: string, aggregateType: string): string {
   return `${prefix}${aggregateType}`;
 }
 
-/** Epoch milliseconds with sub-millisecond precision, comparable across processes on one host. */
+/**
+ * The clock every process of a run reads: the host's monotonic clock (one
+ * clock for all its processes) plus one anchor, the epoch time of its zero.
+ * The first process takes the anchor from the wall clock and hands it to
+ * the processes it starts through the environment. Each process's own
+ * `performance.timeOrigin` would not do: it is that process's wall-clock
+ * reading at its start, so two processes started either side of a
+ * wall-clock step (NTP, a virtual machine resumed after a pause) disagree by
+ * the step, and a consumer started after a 35 s step once made every
+ * latency of a benchmark read 35 s.
+ */
+export const CLOCK_ANCHOR_ENV = 'OUTBOX_BENCH_CLOCK_ANCHOR_MS';
+
+const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+function inheritedAnchor(): number {
+  const given = Number(process.env[CLOCK_ANCHOR_ENV]);
+  if (Number.isFinite(given) && given > 0) return given;
+  const anchor = Date.now() - monotonicMs();
+  process.env[CLOCK_ANCHOR_ENV] = String(anchor);
+  return anchor;
+}
+
+let clockAnchorMs = inheritedAnchor();
+
+/** Epoch milliseconds with sub-millisecond precision, comparable across the processes of one run. */
 export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
+  return clockAnchorMs + monotonicMs();
+}
+
+/**
+ * Re-takes the anchor from the wall clock, for the processes started from
+ * now on (the benchmark harness, at the start of each run, while none of
+ * its processes runs): times compared with the servers' own wall-clock
+ * stamps (commit times, Kafka's append times) stay aligned across hours of
+ * runs. Returns how far the wall clock had moved from the old anchor, ms.
+ */
+export function reanchorClock(): number {
+  const before = nowMs();
+  clockAnchorMs = Date.now() - monotonicMs();
+  process.env[CLOCK_ANCHOR_ENV] = String(clockAnchorMs);
+  return nowMs() - before;
 }

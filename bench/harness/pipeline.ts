@@ -12,7 +12,7 @@ import { Piscina } from 'piscina';
 import type { Config } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
 import { OutboxBenchError } from '../../src/errors.js';
-import { nowMs } from '../../src/events.js';
+import { nowMs, reanchorClock } from '../../src/events.js';
 import type { Infra } from '../../src/infra/index.js';
 import { createHistogram, decodeHistogram, encodeHistogram, summarizeMs, type LatencySummaryMs } from '../../src/latency.js';
 import type { Logger } from '../../src/log.js';
@@ -300,6 +300,9 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     );
   }
   mkdirSync(context.rawDir, { recursive: true });
+  // No process of an earlier run is left: this run's all start on one anchor, aligned with the wall clock.
+  const stepMs = reanchorClock();
+  if (Math.abs(stepMs) > 1_000) log.warn({ stepMs: Math.round(stepMs) }, 'the wall clock moved against the monotonic clock since the last run; re-anchored');
   // The broker stamps each record with its append time, so the consumer can
   // tell the time an event spent reaching Kafka from the time it waited there.
   const run = await openRun({ infra, log, name: context.name, partitions: p.partitions, topicConfig: { 'message.timestamp.type': 'LogAppendTime' }, relay: context.peer ? undefined : relayOf(p) });
