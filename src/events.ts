@@ -89,8 +89,8 @@ export function nowMs(): number {
  * runs. Returns how far the wall clock had moved from the old anchor, ms.
  */
 export function reanchorClock(): number {
-  const before = nowMs();
+  const previous = clockAnchorMs;
   clockAnchorMs = Date.now() - monotonicMs();
   process.env[CLOCK_ANCHOR_ENV] = String(clockAnchorMs);
-  return nowMs() - before;
+  return clockAnchorMs - previous;
 }
