@@ -90,12 +90,18 @@ export function isOutboxBenchError(error: unknown, code?: ErrorCode): error is O
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   let text = error.message;
-  // Aggregate errors (kafkajs' KafkaJSAggregateError, AggregateError) hide the reasons in `errors`.
-  const nested = (error as { errors?: unknown }).errors;
-  if (Array.isArray(nested) && nested.length > 0) {
-    const reasons = [...new Set(nested.map((e) => (e instanceof Error ? e.message : String(e))))];
-    text += `: ${reasons.slice(0, 3).join('; ')}`;
-  }
+  // Aggregate errors (kafkajs' KafkaJSAggregateError, AggregateError,
+  // @platformatic/kafka's MultipleErrors) hide the reasons in `errors`, and
+  // @platformatic/kafka nests them twice (the send, then each response).
+  const reasons = new Set<string>();
+  const collect = (e: unknown, depth: number) => {
+    const nested = (e as { errors?: unknown } | undefined)?.errors;
+    // The innermost reasons first: they say what the broker refused.
+    if (depth < 3 && Array.isArray(nested)) for (const inner of nested) collect(inner, depth + 1);
+    if (depth > 0) reasons.add(e instanceof Error ? e.message : String(e));
+  };
+  collect(error, 0);
+  if (reasons.size > 0) text += `: ${[...reasons].slice(0, 3).join('; ')}`;
   // Client libraries (kafkajs) nest causes that repeat the same words; show
   // each distinct message of the chain once.
   for (let cause = error.cause; cause !== undefined; cause = cause instanceof Error ? cause.cause : undefined) {

@@ -9,6 +9,7 @@ import { PgoutputPlugin } from 'pg-logical-replication';
 import { Bench } from 'tinybench';
 import { createSql, dropSchema, migrate } from '../../src/db.js';
 import type { OutboxRow } from '../../src/events.js';
+import { surelyWithin } from '../../src/kafka/batch-limit.js';
 import { createHistogram } from '../../src/latency.js';
 import { orderPlacedEvent, placeOrders } from '../../src/orders/write-path.js';
 import { encodeOutboxFrame, decodeOutboxFrame } from '../../src/outbox-frame.js';
@@ -78,6 +79,9 @@ export const micro: Scenario = {
       decoder.decode(relationMessage(16_384, 'bench_micro', 'outbox'));
       const inserts = Array.from({ length: 1_000 }, () => insertMessage(16_384, { payload: event.payload, headers: '{"x-intended-at": "1795444655340.123"}' }));
       const frame = encodeOutboxFrame(event);
+      // A polling pass's worth of records at the saturation load's 256 B payloads.
+      const big = orderPlacedEvent({ orderId: randomUUID(), customerId: 'customer-42', amountCents: 4_200, currency: 'EUR' }, {}, 'x'.repeat(200));
+      const pass = Array.from({ length: 1_000 }, () => wire.fromEvent({ ...big, aggregateId: randomUUID() }));
       let next = 0;
       const histogram = createHistogram();
 
@@ -91,6 +95,9 @@ export const micro: Scenario = {
         })
         .add('claimed row -> Kafka record (topic, key, value, 2 headers)', () => {
           wire.fromEvent(row);
+        })
+        .add(`record-batch limit check of a pass (1,000 records of ${Buffer.byteLength(String(big.payload))} B)`, () => {
+          surelyWithin(pass);
         })
         .add('decode one pgoutput insert (pg-logical-replication, every column)', () => {
           plugin.parse(inserts[next++ % inserts.length]!);

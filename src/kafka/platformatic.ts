@@ -46,12 +46,20 @@ const positiveHash = (key: Buffer | string) => murmur2(typeof key === 'string' ?
 
 type RecordProducer = Producer<Buffer | string, Buffer | string, string, Buffer | string>;
 
-/** The protocol errors inside a failed send (`name CODE`), which the library's message leaves out. */
+/**
+ * The Kafka error names inside a failed send (MESSAGE_TOO_LARGE, ...), which
+ * the library's message leaves out: a send's errors hold one per response,
+ * and each of those one per refused partition.
+ */
 function protocolErrors(error: unknown): string {
-  const inner = (error as { errors?: unknown[] } | undefined)?.errors;
-  if (!Array.isArray(inner)) return '';
-  const names = [...new Set(inner.map((e) => String((e as { apiId?: unknown; code?: unknown }).apiId ?? (e as { code?: unknown }).code ?? e)))];
-  return names.length > 0 ? ` (${names.join(', ')})` : '';
+  const names = new Set<string>();
+  const collect = (e: unknown, depth: number) => {
+    const { apiId, code, errors } = (e ?? {}) as { apiId?: unknown; code?: unknown; errors?: unknown };
+    if (depth < 3 && Array.isArray(errors) && errors.length > 0) for (const inner of errors) collect(inner, depth + 1);
+    else if (depth > 0) names.add(String(apiId ?? code ?? e));
+  };
+  collect(error, 0);
+  return names.size > 0 ? ` (${[...names].join(', ')})` : '';
 }
 
 export class PlatformaticPublisher implements EventPublisher {

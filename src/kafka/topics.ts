@@ -18,6 +18,7 @@ export class TopicAdmin {
   readonly #kafka: Kafka;
   readonly #partitions: number;
   readonly #known = new Set<string>();
+  readonly #partitionCounts = new Map<string, number>();
   readonly #config: Record<string, string>;
   #admin: Admin | undefined;
 
@@ -43,6 +44,20 @@ export class TopicAdmin {
       await this.#waitForLeaders(topic);
     }
     this.#known.add(topic);
+  }
+
+  /** How many partitions the topic has (creating it if need be); read from the broker once per topic. */
+  async partitionCount(topic: string): Promise<number> {
+    const known = this.#partitionCounts.get(topic);
+    if (known !== undefined) return known;
+    await this.ensure(topic);
+    this.#admin ??= this.#kafka.admin();
+    await this.#admin.connect();
+    const { topics } = await this.#admin.fetchTopicMetadata({ topics: [topic] });
+    const count = topics[0]?.partitions.length ?? 0;
+    if (count === 0) throw new OutboxBenchError('NOT_READY', `topic ${topic} has no partitions in the broker's metadata`, { retriable: true });
+    this.#partitionCounts.set(topic, count);
+    return count;
   }
 
   /**
