@@ -119,7 +119,7 @@ function help(): string {
     'Flags:',
     ...flags,
     ...own,
-    `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc, write-cost: measure each relay (each way of writing) this many times; the median is reported with the spread (default ${DEFAULT_REPEATS})`,
+    `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc, write-cost, peers: measure each relay (each way of writing) this many times; the median is reported with the spread (default ${DEFAULT_REPEATS})`,
     `  --${'strategies'.padEnd(18)} saturation, drain, quick, sweep-*: comma-separated relay modes (${RELAY_MODES.join(', ')}); drain also takes mode:processes, as in cdc-sharded:4`,
     `  --${'points'.padEnd(18)} sweep-*: comma-separated points of the sweep to measure (default all); entries merge into its results folder`,
     `  --${'kafka-client'.padEnd(18)} the relays' Kafka client: ${KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.kafkaClient})`,
@@ -265,6 +265,10 @@ async function main(): Promise<number> {
           }
         }
         process.stdout.write(`${report.lines.join('\n')}\n  results: ${path.relative(process.cwd(), outDir) || outDir}\n\n`);
+        if (report.failed && report.failed.length > 0) {
+          failures += 1;
+          process.stderr.write(`bench: ${scenario.name}: written without ${report.failed.length} part(s) that failed:\n${report.failed.map((f) => `  ${f}`).join('\n')}\n`);
+        }
       } catch (error) {
         failures += 1;
         process.stderr.write(`bench: ${scenario.name} failed: ${describeError(error)}\n`);

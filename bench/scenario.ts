@@ -42,6 +42,11 @@ export interface ScenarioReport {
   extra?: object;
   /** Human-readable lines printed after the run. */
   lines: string[];
+  /**
+   * Parts that failed while the rest was measured and written (a peers
+   * sitting's relays): the command then exits non-zero, naming them.
+   */
+  failed?: string[];
 }
 
 export interface Scenario {

@@ -4,8 +4,10 @@
  *  - an order without an application time is lost, whatever the lane holds;
  *  - CPU is taken over the measured window and divided by the events applied
  *    inside it, never over the whole run;
- *  - a drain's clock starts when the relay process was spawned, and its rate
- *    comes from the 10%-90% part of the backlog;
+ *  - a drain's clock starts when the relay process was spawned (or resumed
+ *    after a prewarm), and its rate comes from the 10%-90% part of the
+ *    backlog, the prewarm's orders left out;
+ *  - a prewarm's orders are due at its own rate, the rest after them;
  *  - CDC lag in WAL bytes is converted to events with the WAL bytes written
  *    per event in the window, and its trend is a least-squares slope.
  */
@@ -13,7 +15,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { account, type AccountInput } from '../bench/harness/accounting.js';
 import type { ConsumerFinal } from '../bench/harness/consumer-process.js';
-import type { LoadResult } from '../bench/harness/load-worker.js';
+import { intendedTime, planLoad, type LoadResult } from '../bench/harness/load-worker.js';
 import { COMPONENTS, RunSampler, type Component } from '../bench/harness/sampler.js';
 import { createHistogram, encodeHistogram } from '../src/latency.js';
 
@@ -88,7 +90,7 @@ describe('run accounting', () => {
     // 300 ms after it (before the relay could say it was ready), then one every 10 ms.
     const applied = Array.from({ length: 100 }, (_, seq) => spawnedAt + 300 + seq * 10);
     const cpu: [number, number][] = [[START - 1_000, 0], [spawnedAt, 20], [spawnedAt + 2_000, 40]];
-    const result = account(input({ final: final([applied]), sampler: sampler(cpu), relaySpawnedAt: spawnedAt }));
+    const result = account(input({ final: final([applied]), sampler: sampler(cpu), drainFrom: spawnedAt }));
     assert.equal(result.lost, 0);
     assert.equal(result.window.kind, 'drain');
     assert.equal(result.window.from, applied[9], 'the window opens when 10% of the backlog was applied');
@@ -99,6 +101,42 @@ describe('run accounting', () => {
     // 10 CPU-s per second during the drain: 8 CPU-s over the window's 81 events.
     assert.equal(result.cost.relay.cpuSeconds, 8);
     assert.equal(result.cost.relay.cpuSecondsPerMillionEvents, Math.round((8 / 81) * 1e7) / 10);
+  });
+
+  it('leaves a prewarm out of a drain: its figures are the backlog intended from the window on', () => {
+    // 50 prewarm orders at 50/s (1 s), then a backlog of 100 at 1,000/s; the
+    // relay pauses at the backlog's start and resumes 2 s later.
+    const plan = { perWorkerRate: 1_000, ordersPerWorker: [150], prewarm: { perWorkerRate: 50, orders: 50, ordersPerTransaction: 1 } };
+    const backlogFrom = START + 1_000;
+    const resumedAt = backlogFrom + 2_000;
+    const due = (seq: number) => intendedTime({ startAt: START, ...plan }, seq);
+    const committed = Array.from({ length: 150 }, (_, seq) => due(seq) + 5);
+    // Prewarm orders applied as they came, the last few only after the resume.
+    const applied = committed.map((at, seq) => (seq < 45 ? at + 20 : seq < 50 ? resumedAt + 50 : resumedAt + 100 + (seq - 50) * 10));
+    const cpu: [number, number][] = [[START - 1_000, 0], [resumedAt, 20], [resumedAt + 2_000, 40]];
+    const result = account(input({ plan, measureFrom: backlogFrom, measureTo: backlogFrom + 100, loads: [load(0, committed)], final: final([applied]), sampler: sampler(cpu), drainFrom: resumedAt }));
+    assert.equal(result.lost, 0);
+    assert.equal(result.drain?.backlog, 100, 'the prewarm is not backlog');
+    assert.equal(result.drain?.timeToFirstEventS, 0.1, 'the first backlog event, not a prewarm straggler');
+    assert.equal(result.window.from, applied[50 + 9]);
+    assert.equal(result.window.to, applied[50 + 89]);
+    assert.equal(result.drain?.eventsPerSec, 101);
+  });
+
+  it('times a prewarm at its own rate and the orders after it at the run rate', () => {
+    const plan = planLoad({ rate: 1_000, workers: 2, warmupS: 1, durationS: 2, ordersPerTransaction: 10, prewarm: { rate: 100, seconds: 3 } });
+    assert.deepEqual(plan.prewarm, { perWorkerRate: 50, orders: 150, ordersPerTransaction: 10 });
+    assert.deepEqual(plan.ordersPerWorker, [150 + 1_500, 150 + 1_500]);
+    const t = { startAt: START, ...plan };
+    assert.equal(intendedTime(t, 0), START);
+    assert.equal(intendedTime(t, 149), START + 149 * 20);
+    assert.equal(intendedTime(t, 150), START + 3_000, 'the run proper starts when the prewarm ends');
+    assert.equal(intendedTime(t, 160), START + 3_000 + 10 * 2);
+    assert.equal(intendedTime({ startAt: START, perWorkerRate: 500 }, 10), START + 20, 'no prewarm: one rate throughout');
+    assert.equal(planLoad({ rate: 1_000, workers: 1, warmupS: 0, durationS: 1, ordersPerTransaction: 1, prewarm: { rate: 100, seconds: 0 } }).prewarm, undefined);
+    // A drain writes its backlog 1,000 orders a commit; its prewarm keeps its own size, rounded up to whole transactions.
+    const drain = planLoad({ rate: 50_000, workers: 1, warmupS: 0, durationS: 1, ordersPerTransaction: 1_000, prewarm: { rate: 55, seconds: 1, ordersPerTransaction: 10 } });
+    assert.deepEqual(drain.prewarm, { perWorkerRate: 55, orders: 60, ordersPerTransaction: 10 });
   });
 
   it('reports the least-squares slope of the lag, CDC lag in WAL bytes converted with the bytes written per event', () => {

@@ -4,8 +4,10 @@
  *    so a consumer that stops for a while shows up in the tail;
  *  - every committed order is accounted for, across several load workers,
  *    and one that never arrives is lost;
- *  - a drain's clock starts when the relay process is spawned, and its rate
+ *  - a drain's clock starts when the relay process is spawned (or, warmed
+ *    by a prewarm, continued after the backlog was written), and its rate
  *    and CPU come from the same 10%-90% part of the backlog;
+ *  - a relay's memory is every one of its processes';
  *  - a relay is ready only when all of its replicas are;
  *  - the HTTP phase's CPU window holds exactly the orders it is divided by.
  */
@@ -116,6 +118,34 @@ describe('benchmark harness', () => {
     // The steady window holds 80% of the backlog, and the rate is taken over it.
     const inWindow = (drain.eventsPerSec * (run.window.to - run.window.from)) / 1_000;
     assert.ok(Math.abs(inWindow - 0.8 * run.delivered) <= 0.05 * run.delivered, `${Math.round(inWindow)} events in the 10%-90% window`);
+  });
+
+  it('drains with a relay warmed by a prewarm and paused while the backlog is written, and counts every process of the relay', async (t) => {
+    const infra = await servers(t);
+    // Three SKIP LOCKED replicas under a supervisor: the pause must hold every one of them.
+    const replicas = 3;
+    const run = await runPipeline(await context(infra, 'harness_prewarm'), {
+      ...PARAMETERS,
+      relayMode: 'skip-locked',
+      replicas,
+      prewarm: { rate: 200, seconds: 3 },
+      rate: 1_000,
+      ordersPerTransaction: 10,
+      warmupS: 0,
+      durationS: 2,
+      relayAfterLoad: true,
+      drainTimeoutS: 10,
+    });
+    assert.equal(run.lost, 0);
+    assert.equal(run.sent, 600 + 2_000, 'the prewarm and the backlog were written');
+    assert.equal(run.delivered, run.sent);
+    const drain = run.drain!;
+    assert.equal(drain.backlog, 2_000, 'the prewarm is not part of the backlog');
+    // Had a replica kept running, backlog events would have been applied while
+    // it was written, before the drain's clock started.
+    assert.ok(drain.timeToFirstEventS > 0, `the first backlog event was applied ${drain.timeToFirstEventS} s after the relay continued`);
+    // A Node.js process holds 40 MiB or more: four of them are far above one.
+    assert.ok((run.cost.relay.memoryMiB ?? 0) >= 120, `the relay's ${replicas} replicas and supervisor together: ${run.cost.relay.memoryMiB} MiB`);
   });
 
   it('fails a run that delivers an event its load plan never wrote, instead of counting it', async (t) => {

@@ -1,12 +1,13 @@
 /**
  * CPU readings of a process tree whose children come and go (as
- * PostgreSQL's backends do): a reading never goes backwards.
+ * PostgreSQL's backends do): a reading never goes backwards. A tree's
+ * processes are found at every depth, and its memory is theirs summed.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { processTreeCpuSeconds } from '../bench/harness/process-stats.js';
+import { peakRssBytes, processTreeCpuSeconds, processTreePids, processTreeRssBytes } from '../bench/harness/process-stats.js';
 
 describe('process CPU', () => {
   it('counts a tree\'s children whether they are running or reaped, so its CPU never goes backwards', async (t) => {
@@ -26,5 +27,29 @@ describe('process CPU', () => {
     assert.deepEqual(drops, [], `${drops.length} of ${readings.length} readings lower than the one before, by ${drops.join(", ")} s`);
     // The children's CPU is in it: the tree burned most of a core for the 3 s.
     assert.ok(readings.at(-1)! - readings[0]! > 1, `${readings.at(-1)! - readings[0]!} CPU-s in 3 s`);
+  });
+
+  it('finds every process of a tree, grandchildren included, and sums their memory', async (t) => {
+    // A shell whose child shell starts a grandchild: three levels, as a relay supervisor's replicas would be two.
+    const root = spawn('bash', ['-c', 'bash -c "sleep 30 & wait" & sleep 30 & wait'], { stdio: 'ignore' });
+    t.after(() => {
+      for (const pid of processTreePids(root.pid!).reverse()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    });
+    let pids: number[] = [];
+    for (let i = 0; i < 50 && pids.length < 4; i++) {
+      await sleep(50);
+      pids = processTreePids(root.pid!);
+    }
+    assert.equal(pids[0], root.pid, 'the root comes first');
+    assert.equal(pids.length, 4, `root, its sleep and its child shell, and that shell's sleep: ${pids.join(', ')}`);
+    const total = processTreeRssBytes(root.pid!);
+    assert.ok(total !== undefined && total > peakRssBytes(root.pid!)!, `the tree's ${total} bytes hold more than the root's own`);
+    assert.deepEqual(processTreePids(2 ** 22 + 1), [], 'a process that does not exist has no tree');
   });
 });

@@ -46,11 +46,11 @@ export interface DrainFigures {
    * which the drain window no longer holds.
    */
   intakeCpuSecondsPerMillion: Record<Component, number | null>;
-  /** Relay process spawned -> first event applied, s. */
+  /** Drain start (relay spawned, or resumed) -> first event of the backlog applied, s. */
   timeToFirstEventS: number;
   /** Events per second between 10% and 90% of the backlog applied. */
   eventsPerSec: number;
-  /** Relay spawned -> last event applied, s. */
+  /** Drain start -> last event of the backlog applied, s. */
   seconds: number;
 }
 
@@ -107,8 +107,11 @@ export interface AccountInput {
   final: ConsumerFinal;
   sampler: RunSampler;
   memory: Record<Component, number | undefined>;
-  /** Drain runs: when the relay process was spawned (the drain's time origin). */
-  relaySpawnedAt?: number | undefined;
+  /**
+   * Drain runs: the drain's time origin (the relay spawned, or resumed after
+   * a prewarm). The backlog is the orders intended from `measureFrom` on.
+   */
+  drainFrom?: number | undefined;
   /** The grace after the window within which in-window orders count as delivered, ms. */
   graceMs: number;
 }
@@ -129,6 +132,9 @@ export function account(input: AccountInput): Accounting {
   let beforeAck = 0;
   let lastCommit = 0;
   const appliedTimes: number[] = [];
+  // A drain's figures are the backlog's alone: a prewarm's orders came before it.
+  const backlogApplied: number[] = [];
+  let backlogCommitted = 0;
   const commitToApplied = createHistogram();
   const deliveredPerSecond = new Map<number, number>();
   const committedPerSecond = new Map<number, number>();
@@ -147,9 +153,13 @@ export function account(input: AccountInput): Accounting {
       const appliedAt = lane?.[seq] ?? Number.NaN;
       const wasCommitted = !Number.isNaN(committedAt);
       const wasApplied = !Number.isNaN(appliedAt);
-      const intendedAt = intendedTime(startAt, plan.perWorkerRate, seq);
+      const intendedAt = intendedTime({ startAt, perWorkerRate: plan.perWorkerRate, prewarm: plan.prewarm }, seq);
       const inWindow = intendedAt >= measureFrom && intendedAt < measureTo;
       if (inWindow) intendedInWindow += 1;
+      // Without a prewarm every order is backlog (a drain's warm-up included: the relay drains it too).
+      const inBacklog = !plan.prewarm || intendedAt >= measureFrom;
+      if (wasCommitted && inBacklog) backlogCommitted += 1;
+      if (wasApplied && inBacklog) backlogApplied.push(appliedAt);
       if (wasCommitted) {
         lastCommit = Math.max(lastCommit, committedAt);
         bump(committedPerSecond, committedAt);
@@ -170,11 +180,13 @@ export function account(input: AccountInput): Accounting {
     }
   }
   appliedTimes.sort((a, b) => a - b);
+  backlogApplied.sort((a, b) => a - b);
 
-  const drain = input.relaySpawnedAt === undefined ? undefined : drainFigures(appliedTimes, input.relaySpawnedAt);
-  const intakeCpu = drain ? perMillion(sampler.cpuBetween(startAt, lastCommit), sent) : undefined;
-  const window: MeasuredWindow = drain ? drainWindow(appliedTimes) : { from: measureFrom, to: measureTo, kind: 'load' };
-  const inWindow = countBetween(appliedTimes, window.from, window.to);
+  const drain = input.drainFrom === undefined ? undefined : drainFigures(backlogApplied, input.drainFrom);
+  const intakeCpu = drain ? perMillion(sampler.cpuBetween(measureFrom, lastCommit), backlogCommitted) : undefined;
+  const window: MeasuredWindow = drain ? drainWindow(backlogApplied) : { from: measureFrom, to: measureTo, kind: 'load' };
+  // A drain's rate and cost are the backlog's: prewarm stragglers applied among it are not counted.
+  const inWindow = countBetween(drain ? backlogApplied : appliedTimes, window.from, window.to);
   const windowS = Math.max(0.001, (window.to - window.from) / 1_000);
 
   const write = createHistogram();
@@ -217,7 +229,7 @@ export function account(input: AccountInput): Accounting {
     timeline: timeline(sampler, startAt, deliveredPerSecond, committedPerSecond),
     histograms: { e2e: encodeHistogram(e2e), receipt: encodeHistogram(receipt), commitToApplied: encodeHistogram(commitToApplied), write: encodeHistogram(write) },
     drainS: round(Math.max(0, (appliedTimes.at(-1) ?? lastCommit) - lastCommit) / 1_000, 2),
-    ...(drain && intakeCpu ? { drain: { ...drain, backlog: sent, intakeCpuSecondsPerMillion: intakeCpu } } : {}),
+    ...(drain && intakeCpu ? { drain: { ...drain, backlog: backlogCommitted, intakeCpuSecondsPerMillion: intakeCpu } } : {}),
   };
 }
 

@@ -12,7 +12,7 @@ import { createHistogram, encodeHistogram, recordMs, summarizeMs } from '../../s
 import { createLogger } from '../../src/log.js';
 import { nowMs } from '../../src/events.js';
 import { parseLoadEventId } from './load-ids.js';
-import { intendedTime } from './load-worker.js';
+import { intendedTime, type Prewarm } from './load-worker.js';
 
 export interface ConsumerTask {
   databaseUrl: string;
@@ -26,6 +26,7 @@ export interface ConsumerTask {
   runTag: string;
   startAt: number;
   perWorkerRate: number;
+  prewarm?: Prewarm | undefined;
   /** Orders each load worker will attempt: the load plan's figure, sizing the receipt arrays. */
   ordersPerWorker: readonly number[];
   /**
@@ -149,7 +150,7 @@ async function run(task: ConsumerTask): Promise<void> {
         return;
       }
       lane[order.seq] = delivery.appliedAt;
-      firstSeen(delivery, intendedTime(task.startAt, task.perWorkerRate, order.seq));
+      firstSeen(delivery, intendedTime(task, order.seq));
     },
   });
   await consumer.start();

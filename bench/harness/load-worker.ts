@@ -3,7 +3,8 @@
  * new orders, and amendments of orders it placed earlier (several events per
  * aggregate, optionally skewed towards a few hot aggregates).
  *
- * Event `seq` of this worker is *intended* at startAt + seq / rate. A
+ * Event `seq` of this worker is *intended* at startAt + seq / rate (after a
+ * slower prewarm phase, if the plan has one: see intendedTime). A
  * transaction of N orders is sent when its last order is due; if every
  * connection is busy it waits, and that wait shows in the latency, because
  * latency is measured from the intended time, not from the send. A stalled
@@ -14,6 +15,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSql } from '../../src/db.js';
+import { OutboxBenchError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import { createHistogram, encodeHistogram, recordMs } from '../../src/latency.js';
 import { seededRandom } from '../../src/chaos/failpoints.js';
@@ -36,6 +38,8 @@ export interface LoadTask {
   rate: number;
   /** Epoch ms at which order 0 is intended; shared by all workers. */
   startAt: number;
+  /** A slower first phase of the timetable (see LoadPlan.prewarm). */
+  prewarm?: Prewarm | undefined;
   /** Orders this worker writes: the load plan's figure, the same one the consumer and the accounting use. */
   orders: number;
   /** Intended times in [measureFrom, measureTo) are measured; the rest is warm-up or tail. */
@@ -74,24 +78,68 @@ export interface LoadResult {
   errors: string[];
 }
 
+/** The first orders of each worker, at a rate of their own: a relay's warm-up before the run proper. */
+export interface Prewarm {
+  /** Orders per second per worker in this phase. */
+  perWorkerRate: number;
+  /** Orders of each worker in this phase (whole transactions). */
+  orders: number;
+  /** Its transactions' size (a drain's backlog is written in bigger ones than its prewarm). */
+  ordersPerTransaction: number;
+}
+
 /** What the harness works out once and hands to every worker, the consumer and the accounting. */
 export interface LoadPlan {
-  /** Orders per second per worker. */
+  /** Orders per second per worker (after the prewarm, if any). */
   perWorkerRate: number;
-  /** Orders each worker writes (whole transactions). */
+  /** Orders each worker writes (whole transactions), the prewarm's included. */
   ordersPerWorker: number[];
+  /**
+   * Orders written before the run's own warm-up and window, at a lower rate
+   * (peers: a JVM's class loading and JIT happen here, not in the window).
+   */
+  prewarm?: Prewarm;
 }
 
-export function planLoad(p: { rate: number; workers: number; warmupS: number; durationS: number; ordersPerTransaction: number }): LoadPlan {
+/** A prewarm phase: `rate` orders per second, all workers together, for at least `seconds`. */
+export interface PrewarmParameters {
+  rate: number;
+  seconds: number;
+  /** Default: the run's own. */
+  ordersPerTransaction?: number;
+}
+
+export function planLoad(p: { rate: number; workers: number; warmupS: number; durationS: number; ordersPerTransaction: number; prewarm?: PrewarmParameters | undefined }): LoadPlan {
   const perWorkerRate = p.rate / p.workers;
   const perTx = p.ordersPerTransaction;
-  const orders = Math.floor(((p.warmupS + p.durationS) * perWorkerRate) / perTx) * perTx;
-  return { perWorkerRate, ordersPerWorker: Array.from({ length: p.workers }, () => orders) };
+  const wholeTransactions = (orders: number) => Math.floor(orders / perTx) * perTx;
+  const orders = wholeTransactions((p.warmupS + p.durationS) * perWorkerRate);
+  if (!p.prewarm || p.prewarm.seconds <= 0) return { perWorkerRate, ordersPerWorker: Array.from({ length: p.workers }, () => orders) };
+  const warm = p.prewarm;
+  const warmTx = warm.ordersPerTransaction ?? perTx;
+  // Whole transactions, rounded up: the prewarm lasts at least what was asked.
+  const prewarm = { perWorkerRate: warm.rate / p.workers, orders: Math.ceil((warm.seconds * warm.rate) / p.workers / warmTx) * warmTx, ordersPerTransaction: warmTx };
+  if (!(prewarm.orders > 0)) throw new OutboxBenchError('USAGE', `a prewarm of ${warm.seconds} s at ${warm.rate} orders/s holds no transaction of ${warmTx}`);
+  return { perWorkerRate, ordersPerWorker: Array.from({ length: p.workers }, () => prewarm.orders + orders), prewarm };
 }
 
-/** When order `seq` of a worker offering `rate` per second is due (epoch ms). */
-export function intendedTime(startAt: number, rate: number, seq: number): number {
-  return startAt + (seq * 1_000) / rate;
+/** When each order of a worker is due: the prewarm's orders at its rate from `startAt`, the rest at `perWorkerRate` after them. */
+export interface Timetable {
+  startAt: number;
+  perWorkerRate: number;
+  prewarm?: Prewarm | undefined;
+}
+
+/** How long the prewarm phase of a timetable lasts, ms (0 without one). */
+export function prewarmMs(t: Pick<Timetable, 'prewarm'>): number {
+  return t.prewarm ? (t.prewarm.orders * 1_000) / t.prewarm.perWorkerRate : 0;
+}
+
+/** When order `seq` of a worker is due (epoch ms). */
+export function intendedTime(t: Timetable, seq: number): number {
+  const warm = t.prewarm;
+  if (!warm || seq < warm.orders) return t.startAt + (seq * 1_000) / (warm?.perWorkerRate ?? t.perWorkerRate);
+  return t.startAt + prewarmMs(t) + ((seq - warm.orders) * 1_000) / t.perWorkerRate;
 }
 
 function padding(bytes: number): string | undefined {
@@ -104,14 +152,18 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
   const sql = createSql(task.databaseUrl, task.schema, { max: task.connections, applicationName: `outbox-bench-load-${task.workerIndex}` });
   const perTx = task.ordersPerTransaction;
   const total = task.orders;
-  const due = (seq: number) => intendedTime(task.startAt, task.rate, seq);
+  const warm = task.prewarm;
+  /** The size of the transaction that starts at `firstSeq`. */
+  const sizeAt = (firstSeq: number) => (warm && firstSeq < warm.orders ? warm.ordersPerTransaction : perTx);
+  const due = (seq: number) => intendedTime({ startAt: task.startAt, perWorkerRate: task.rate, prewarm: task.prewarm }, seq);
   const commitAt = new Float64Array(total).fill(Number.NaN);
   const histogram = createHistogram();
   const errors = new Set<string>();
   const note = padding(task.payloadBytes);
   let committed = 0;
   let failed = 0;
-  const transactions = new Float64Array(2 * Math.ceil(total / perTx));
+  const transactionsPlanned = warm ? warm.orders / warm.ordersPerTransaction + Math.ceil((total - warm.orders) / perTx) : Math.ceil(total / perTx);
+  const transactions = new Float64Array(2 * transactionsPlanned);
   let transactionCount = 0;
 
   // Orders this worker placed and saw committed: what amendments may target
@@ -125,10 +177,10 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
     return recent.length === 0 ? undefined : recent[Math.floor(random() * recent.length)];
   };
 
-  const send = async (firstSeq: number): Promise<void> => {
+  const send = async (firstSeq: number, size: number): Promise<void> => {
     const place: PlaceOrderInput[] = [];
     const amend: AmendOrderInput[] = [];
-    for (let seq = firstSeq; seq < firstSeq + perTx; seq++) {
+    for (let seq = firstSeq; seq < firstSeq + size; seq++) {
       // The id says which order this is; the consumer derives its intended time from it.
       const eventId = loadEventId(task.runTag, task.workerIndex, seq);
       const target = seq % task.eventsPerAggregate === 0 ? undefined : pickAggregate();
@@ -158,29 +210,29 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
         else recent[nextSlot++ % task.keySpace] = event.orderId;
       }
       const at = nowMs();
-      const lastIntended = due(firstSeq + perTx - 1);
+      const lastIntended = due(firstSeq + size - 1);
       transactions[2 * transactionCount] = lastIntended;
       transactions[2 * transactionCount + 1] = at - lastIntended;
       transactionCount += 1;
-      for (let seq = firstSeq; seq < firstSeq + perTx; seq++) {
+      for (let seq = firstSeq; seq < firstSeq + size; seq++) {
         commitAt[seq] = at;
         const intendedAt = due(seq);
         if (intendedAt >= task.measureFrom && intendedAt < task.measureTo) recordMs(histogram, at - intendedAt);
       }
-      committed += perTx;
+      committed += size;
     } catch (error) {
-      failed += perTx;
+      failed += size;
       if (errors.size < 5) errors.add(String((error as Error).message ?? error));
     }
   };
 
   const inFlight = new Set<Promise<void>>();
-  for (let firstSeq = 0; firstSeq < total; firstSeq += perTx) {
-    const dueAt = due(firstSeq + perTx - 1);
+  for (let firstSeq = 0, size = sizeAt(0); firstSeq < total; firstSeq += size, size = sizeAt(firstSeq)) {
+    const dueAt = due(firstSeq + size - 1);
     const wait = dueAt - nowMs();
     if (wait > 1) await sleep(wait);
     while (inFlight.size >= task.connections) await Promise.race(inFlight);
-    const pending: Promise<void> = send(firstSeq).finally(() => inFlight.delete(pending));
+    const pending: Promise<void> = send(firstSeq, size).finally(() => inFlight.delete(pending));
     inFlight.add(pending);
   }
   await Promise.all(inFlight);

@@ -19,14 +19,14 @@ import type { Logger } from '../../src/log.js';
 import type { LagReading } from '../../src/relay/modes.js';
 import type { StageHistograms } from '../../src/relay/stages.js';
 import type { OutboxStore } from '../../src/orders/write-path.js';
-import { account, type Accounting } from './accounting.js';
+import { account, type Accounting, type MeasuredWindow } from './accounting.js';
 import type { ConsumerFinal } from './consumer-process.js';
 import { newRunTag } from './load-ids.js';
-import { planLoad, type LoadPlan, type LoadResult, type LoadTask } from './load-worker.js';
-import { startConsumerGroup, startRelayProcess, stopChild, type ConsumerGroup, type StartedRelay } from './processes.js';
+import { planLoad, prewarmMs, type LoadPlan, type LoadResult, type LoadTask, type PrewarmParameters } from './load-worker.js';
+import { signalTree, startConsumerGroup, startRelayProcess, stopChild, type ConsumerGroup, type StartedRelay } from './processes.js';
 import { Progress } from './progress.js';
 import { openRun, type RunRelay, type RunSetup } from './run-setup.js';
-import { cpuProbe, peakMemory, RunSampler } from './sampler.js';
+import { cpuProbe, peakMemory, relayMemoryProbe, RunSampler } from './sampler.js';
 
 export type { LagReading } from '../../src/relay/modes.js';
 export type { ProcessCost, TimelinePoint } from './accounting.js';
@@ -40,6 +40,12 @@ const START_DELAY_MS = 2_000;
 // Rationale: an order applied within 2 s after the window still counts as
 // delivered in it, unless the caller (the saturation search) sets its own grace.
 const DEFAULT_GRACE_MS = 2_000;
+// Rationale: a relay paused for a drain after a prewarm stops this long
+// before the backlog's first order is due (its transaction is sent later
+// still, when its last order is due), so that a timer fired a little late
+// still pauses it before any backlog event exists; the prewarm's last 50 ms
+// of events wait out the pause and are left out of the drain's figures.
+const PAUSE_LEAD_MS = 50;
 
 /**
  * A run's parameters: the relay's settings are the Config's own (same names,
@@ -77,9 +83,17 @@ export interface PipelineParameters
   seed: number;
   /**
    * Drain mode: write the whole load with no relay running, then start the
-   * relay and time how fast it clears the backlog.
+   * relay and time how fast it clears the backlog. With a prewarm, the relay
+   * runs through the prewarm, is paused (SIGSTOP, its whole process tree)
+   * while the backlog is written and continued afterwards: the drain is
+   * timed from that moment, by a relay already warm.
    */
   relayAfterLoad?: boolean;
+  /**
+   * A phase before the warm-up, at a rate of its own (peers: at least 60 s,
+   * so that class loading and JIT are over before anything is measured).
+   */
+  prewarm?: PrewarmParameters;
   /**
    * Pause the consumer (SIGSTOP, then SIGCONT) for this long in the middle of
    * the measured window, ms. The harness's own check: a stall must show in the
@@ -100,6 +114,8 @@ export interface PipelineResult extends Accounting {
   duplicates: number;
   errors: string[];
   durationOfRunS: number;
+  /** A peer's own readings (PeerRelay.observations). */
+  peer?: PeerObservations;
 }
 
 /** A relay other than ours (a peer): it sets itself up, starts, and reports its lag. */
@@ -110,7 +126,12 @@ export interface PeerRelay {
   start(sql: Sql, schema: string, topicPrefix: string): Promise<StartedRelay>;
   /** Its lag; called about ten times a second. */
   lag(sql: Sql): Promise<LagReading>;
+  /** What it reports of the run beyond the harness's figures, over the measured window; read once the run has drained. */
+  observations?(window: MeasuredWindow): PeerObservations;
 }
+
+/** A peer's own readings of a run (Debezium's queue over JMX, a library's warnings), for the report. */
+export type PeerObservations = Record<string, unknown>;
 
 export interface PipelineContext {
   infra: Infra;
@@ -152,6 +173,7 @@ export function runLoad(
           workerIndex,
           rate: l.plan.perWorkerRate,
           startAt: l.startAt,
+          prewarm: l.plan.prewarm,
           orders,
           measureFrom: l.measureFrom,
           measureTo: l.measureTo,
@@ -236,8 +258,10 @@ async function drainUntilApplied(consumer: ConsumerGroup, committed: number, p: 
   }
 }
 
-function phaseAt(now: number, startAt: number, measureFrom: number, measureTo: number): string {
+function phaseAt(now: number, at: { startAt: number; prewarmTo: number; measureFrom: number; measureTo: number }): string {
+  const { startAt, prewarmTo, measureFrom, measureTo } = at;
   if (now < startAt) return 'start';
+  if (now < prewarmTo) return 'prewarm';
   if (now < measureFrom) return 'warm-up';
   return now < measureTo ? 'measure' : 'drain';
 }
@@ -250,6 +274,8 @@ interface Running {
   sampler?: RunSampler;
   timers: NodeJS.Timeout[];
   resumeConsumer: () => void;
+  /** A relay paused for a drain: continued before it is stopped. */
+  pausedRelay?: ChildProcess | undefined;
   progress: Progress;
 }
 
@@ -258,6 +284,7 @@ async function stopRunning(running: Running): Promise<void> {
   running.progress.done();
   // A stopped process would never act on the SIGTERM that follows.
   running.resumeConsumer();
+  if (running.pausedRelay) signalTree(running.pausedRelay, 'SIGCONT');
   await running.sampler?.stop();
   await running.pool?.destroy();
   for (const child of running.children) await stopChild(child).catch(() => {});
@@ -268,9 +295,17 @@ async function stopRunning(running: Running): Promise<void> {
  * Samples CPU and lag for the whole run, at the window's exact edges too (so
  * its CPU is read, not interpolated), and prints a progress line a second.
  */
-function startSampling(running: Running, infra: Infra, relay: () => ChildProcess | undefined, consumer: ConsumerGroup, lag: () => Promise<LagReading>, at: { startAt: number; measureFrom: number; measureTo: number }): RunSampler {
+function startSampling(
+  running: Running,
+  infra: Infra,
+  relay: () => ChildProcess | undefined,
+  consumer: ConsumerGroup,
+  lag: () => Promise<LagReading>,
+  at: { startAt: number; prewarmTo: number; measureFrom: number; measureTo: number },
+): RunSampler {
   const sampler = new RunSampler({
     cpu: cpuProbe(infra, relay, consumer.children),
+    relayMemory: relayMemoryProbe(relay),
     lag,
     walBytes: async () => Number((await running.run.sql<{ lsn: string }[]>`SELECT (pg_current_wal_lsn() - '0/0')::text AS lsn`)[0]?.lsn ?? Number.NaN),
   });
@@ -283,7 +318,7 @@ function startSampling(running: Running, infra: Infra, relay: () => ChildProcess
       const latest = consumer.progress();
       const now = nowMs();
       const distinct = latest?.distinct ?? 0;
-      running.progress.update({ elapsedS: (now - at.startAt) / 1_000, phase: phaseAt(now, at.startAt, at.measureFrom, at.measureTo), ratePerSec: distinct - previousDistinct, lag: sampler.latestLag(), p99Ms: latest?.p99Ms ?? 0 });
+      running.progress.update({ elapsedS: (now - at.startAt) / 1_000, phase: phaseAt(now, at), ratePerSec: distinct - previousDistinct, lag: sampler.latestLag(), p99Ms: latest?.p99Ms ?? 0 });
       previousDistinct = distinct;
     }, 1_000),
   );
@@ -315,14 +350,18 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       const started = context.peer
         ? await context.peer.start(run.sql, run.schema, run.topicPrefix)
         : await startRelayProcess(context.rawDir, run.env({ stagesFile: stagesPrefix }), { describe: p.relayMode });
-      running.children.push(started.child);
+      running.children.push(started.child, ...(started.helpers ?? []));
       return started;
     };
-    let relay = p.relayAfterLoad ? undefined : await launchRelay();
+    const pausesRelay = p.relayAfterLoad === true && plan.prewarm !== undefined;
+    // The hook would run while the relay is stopped, perhaps holding row locks it needs.
+    if (pausesRelay && context.beforeRelay) throw new OutboxBenchError('USAGE', 'a drain after a prewarm pauses its relay and takes no beforeRelay hook');
+    let relay = p.relayAfterLoad && !pausesRelay ? undefined : await launchRelay();
     // A whole millisecond: intended times travel as text with 3 decimals, and
     // the window's edges must compare the same on both sides.
     const startAt = Math.ceil(nowMs()) + START_DELAY_MS;
-    const measureFrom = startAt + p.warmupS * 1_000;
+    const prewarmTo = startAt + prewarmMs(plan);
+    const measureFrom = prewarmTo + p.warmupS * 1_000;
     const measureTo = measureFrom + p.durationS * 1_000;
     const runTag = newRunTag();
     const consumer = await startConsumerGroup(context.rawDir, {
@@ -336,6 +375,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       runTag,
       startAt,
       perWorkerRate: plan.perWorkerRate,
+      prewarm: plan.prewarm,
       ordersPerWorker: plan.ordersPerWorker,
       commitIntervalMs: p.consumerCommitIntervalMs,
       ...(p.consumerKafkaClient ? { kafkaClient: p.consumerKafkaClient } : {}),
@@ -343,20 +383,40 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     running.children.push(...consumer.children);
     running.resumeConsumer = scheduleConsumerStall(consumer.children, measureFrom, p);
     const lag = context.peer ? () => context.peer!.lag(run.sql) : () => run.lag();
-    const sampler = startSampling(running, infra, () => relay?.child, consumer, lag, { startAt, measureFrom, measureTo });
+    const sampler = startSampling(running, infra, () => relay?.child, consumer, lag, { startAt, prewarmTo, measureFrom, measureTo });
+    let pausedAt = Number.NaN;
+    if (pausesRelay) {
+      const warmRelay = relay!.child;
+      running.timers.push(
+        setTimeout(() => {
+          signalTree(warmRelay, 'SIGSTOP');
+          running.pausedRelay = warmRelay;
+          pausedAt = nowMs();
+        }, Math.max(0, measureFrom - PAUSE_LEAD_MS - nowMs())),
+      );
+    }
 
     running.pool = loadPool(p.workers);
     const loads = await runLoad(running.pool, { databaseUrl: infra.databaseUrl, schema: run.schema, runTag, plan, startAt, measureFrom, measureTo, p });
     const committed = loads.reduce((sum, r) => sum + r.committed, 0);
+    let drainFrom: number | undefined;
     if (!relay) {
       await context.beforeRelay?.(run.sql, run.schema);
       relay = await launchRelay();
+      drainFrom = relay.spawnedAt;
+    } else if (pausesRelay) {
+      if (!running.pausedRelay || !(pausedAt < measureFrom)) {
+        throw new OutboxBenchError('CHECK_FAILED', `the relay was paused ${Math.round(pausedAt - measureFrom)} ms after the backlog began (or not at all): the drain would not be one`);
+      }
+      drainFrom = nowMs();
+      signalTree(running.pausedRelay, 'SIGCONT');
+      running.pausedRelay = undefined;
     }
     await drainUntilApplied(consumer, committed, p, log);
     for (const timer of running.timers) clearTimeout(timer);
     await sampler.stop();
     running.progress.done();
-    const memory = peakMemory(infra, relay.child, consumer.children);
+    const memory = peakMemory(infra, relay.child, consumer.children, sampler.peakRelayMemory);
     const final: ConsumerFinal = await consumer.finish();
     await stopChild(relay.child);
     for (const child of consumer.children) await stopChild(child);
@@ -369,7 +429,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       final,
       sampler,
       memory,
-      relaySpawnedAt: p.relayAfterLoad ? relay.spawnedAt : undefined,
+      drainFrom,
       graceMs: p.deliveryGraceMs ?? DEFAULT_GRACE_MS,
     });
     if (final.foreign > 0 || accounting.unexpected > 0) {
@@ -379,8 +439,10 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
           'the run cannot account for them, so its figures are not published',
       );
     }
+    const observations = context.peer?.observations?.(accounting.window);
     return {
       ...accounting,
+      ...(observations ? { peer: observations } : {}),
       stages: stageHistograms(stagesPrefix, final, loads),
       parameters: p,
       duplicates: final.duplicates,

@@ -86,6 +86,40 @@ export function peakRssBytes(pid: number): number | undefined {
   }
 }
 
+/** A process and all its descendants (replicas, shards), parents before children; empty if it is gone. */
+export function processTreePids(rootPid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const stat = readStat(pid);
+    if (!stat) continue;
+    const siblings = children.get(stat.ppid);
+    if (siblings) siblings.push(pid);
+    else children.set(stat.ppid, [pid]);
+  }
+  if (!readStat(rootPid)) return [];
+  const tree = [rootPid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
+/** Resident memory (VmRSS) of a process tree right now, bytes, summed over its processes. */
+export function processTreeRssBytes(rootPid: number): number | undefined {
+  const pids = processTreePids(rootPid);
+  if (pids.length === 0) return undefined;
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      total += match ? Number(match[1]) * 1_024 : 0;
+    } catch {
+      // Exited between the scan and the read: it holds no memory now.
+    }
+  }
+  return total;
+}
+
 /**
  * Proportional memory (PSS) of a process and its live children right now,
  * bytes. For PostgreSQL this is the honest figure: every backend maps the

@@ -13,6 +13,7 @@ import { nowMs } from '../../src/events.js';
 import { decodeHistogram, encodeHistogram } from '../../src/latency.js';
 import { waitForReady } from '../../src/readiness.js';
 import type { ConsumerTask, FromConsumer, ToConsumer } from './consumer-process.js';
+import { processTreePids } from './process-stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(here, '..', '..', 'src', 'cli.js');
@@ -25,6 +26,8 @@ const START_TIMEOUT_MS = 60_000;
 export interface StartedRelay {
   child: ChildProcess;
   spawnedAt: number;
+  /** Processes that watch it (a JMX reader): stopped with it, never counted as the relay. */
+  helpers?: ChildProcess[];
 }
 
 /**
@@ -203,6 +206,21 @@ export async function exitedWithin(child: ChildProcess, timeoutMs: number): Prom
   ]);
   clearTimeout(timer);
   return exited;
+}
+
+/**
+ * Stops (SIGSTOP) or continues (SIGCONT) a process and every process under
+ * it, parents first: a relay with replicas or shards pauses as a whole.
+ */
+export function signalTree(child: ChildProcess, signal: 'SIGSTOP' | 'SIGCONT'): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  for (const pid of processTreePids(child.pid)) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Exited since the scan.
+    }
+  }
 }
 
 export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nowMs } from '../../src/events.js';
 import type { Infra } from '../../src/infra/index.js';
-import { peakRssBytes, processCpuSeconds, processTreeCpuSeconds, processTreePssBytes } from './process-stats.js';
+import { peakRssBytes, processCpuSeconds, processTreeCpuSeconds, processTreePssBytes, processTreeRssBytes } from './process-stats.js';
 import { leastSquares } from './stats.js';
 
 export const COMPONENTS = ['postgres', 'kafka', 'relay', 'consumer', 'loadGenerator'] as const;
@@ -35,6 +35,8 @@ export interface LagSample extends LagReading {
 
 export interface SamplerProbes {
   cpu(): Record<Component, number | undefined>;
+  /** The relay's memory now, all its processes together (read with every CPU sample), bytes. */
+  relayMemory?(): number | undefined;
   lag(): Promise<LagReading>;
   walBytes(): Promise<number | null>;
 }
@@ -42,6 +44,10 @@ export interface SamplerProbes {
 // Rationale: /proc reads of the whole process table take ~1 ms; five a second
 // keep interpolation error under 0.1 s of CPU at any window edge.
 const CPU_INTERVAL_MS = 200;
+// Rationale: a relay's memory moves over seconds, and each reading scans the
+// process table; once a second (every fifth CPU sample) is enough, and the
+// root's own VmHWM catches a spike between two readings.
+const MEMORY_EVERY_CPU_SAMPLES = 5;
 // Rationale: the polling relay's lag is a 500 ms sawtooth; ten readings a
 // second give its least-squares trend over 20 s a standard error well under
 // the 0.5%-of-rate-per-second limit it is judged by.
@@ -50,6 +56,8 @@ const LAG_INTERVAL_MS = 100;
 export class RunSampler {
   readonly cpuSamples: CpuSample[] = [];
   readonly lagSamples: LagSample[] = [];
+  /** The highest relay memory reading so far, bytes. */
+  peakRelayMemory: number | undefined;
   readonly #probes: SamplerProbes;
   #stopped = false;
   #loops: Promise<void>[] = [];
@@ -84,6 +92,9 @@ export class RunSampler {
   /** Takes a CPU sample now (also called at the exact edges of a window). */
   sampleCpu(): void {
     this.cpuSamples.push({ at: nowMs(), seconds: this.#probes.cpu() });
+    if (this.cpuSamples.length % MEMORY_EVERY_CPU_SAMPLES !== 1) return;
+    const memory = this.#probes.relayMemory?.();
+    if (memory !== undefined) this.peakRelayMemory = Math.max(this.peakRelayMemory ?? 0, memory);
   }
 
   async stop(): Promise<void> {
@@ -180,13 +191,27 @@ function sumOver(children: readonly ChildProcess[], read: (pid: number) => numbe
   return children.length === 0 ? 0 : sumOverPids(children.map((child) => child.pid), read);
 }
 
-/** Peak memory of the run's processes: RSS (Node, Java; the relay's root process only) or PSS (PostgreSQL's whole tree). */
-export function peakMemory(infra: Infra, relay: ChildProcess | undefined, consumers: readonly ChildProcess[]): Record<Component, number | undefined> {
+/** The relay's memory probe: every process of its tree (replicas, shards), RSS summed. */
+export function relayMemoryProbe(relay: () => ChildProcess | undefined): () => number | undefined {
+  return () => {
+    const pid = relay()?.pid;
+    return pid === undefined ? undefined : processTreeRssBytes(pid);
+  };
+}
+
+/**
+ * Peak memory of the run's processes: RSS (Node, Java) or PSS (PostgreSQL's
+ * whole tree). The relay's is the highest sum over its processes the sampler
+ * read (`sampledRelayPeak`), or its root's own peak if that is higher (a
+ * spike between two readings).
+ */
+export function peakMemory(infra: Infra, relay: ChildProcess | undefined, consumers: readonly ChildProcess[], sampledRelayPeak?: number): Record<Component, number | undefined> {
   const pgPid = infra.postgres.pid();
+  const rootPeak = relay?.pid === undefined ? undefined : peakRssBytes(relay.pid);
   return {
     postgres: pgPid === undefined ? undefined : processTreePssBytes(pgPid),
     kafka: sumOverPids(kafkaPids(infra), peakRssBytes),
-    relay: relay?.pid === undefined ? undefined : peakRssBytes(relay.pid),
+    relay: rootPeak === undefined && sampledRelayPeak === undefined ? undefined : Math.max(rootPeak ?? 0, sampledRelayPeak ?? 0),
     consumer: sumOver(consumers, peakRssBytes),
     loadGenerator: process.resourceUsage().maxRSS * 1_024,
   };

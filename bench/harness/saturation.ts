@@ -18,6 +18,7 @@
  */
 import { OutboxBenchError } from '../../src/errors.js';
 import { describeResult } from './format.js';
+import type { PrewarmParameters } from './load-worker.js';
 import { runPipeline, type PipelineContext, type PipelineParameters, type PipelineResult } from './pipeline.js';
 
 /** Shortest measured window a step may have, s. */
@@ -40,8 +41,12 @@ export interface SearchOptions {
   /** Bisection steps after the first failure. */
   bisections: number;
   p99LimitMs: number;
+  /** A prewarm before each step at this rate (peers: a minute at half the step's rate, at most 1,000/s). */
+  prewarm?: (rate: number) => PrewarmParameters;
   /** Runs one step (default: runPipeline); tests pass their own. */
   run?: (context: PipelineContext, p: PipelineParameters) => Promise<PipelineResult>;
+  /** Sees each step's full result (a peer's own readings), after it was judged. */
+  onResult?: (step: SearchStep, result: PipelineResult) => void;
 }
 
 export interface SearchStep {
@@ -115,10 +120,11 @@ export async function searchSustained(
   const attempt = async (rate: number, kind: SearchStep['attempt']) => {
     const result = await (options.run ?? runPipeline)(
       { ...context, name: `${context.name}-${rate}${kind === 'confirm' ? '-confirm' : ''}` },
-      { ...base, rate, deliveryGraceMs: options.p99LimitMs },
+      { ...base, rate, deliveryGraceMs: options.p99LimitMs, ...(options.prewarm ? { prewarm: options.prewarm(rate) } : {}) },
     );
     const step = judge(rate, kind, result, options);
     steps.push(step);
+    options.onResult?.(step, result);
     onStep(step, describeResult(`${context.name} @ ${rate}/s${kind === 'confirm' ? ' (confirmation)' : ''}`, result));
     return step.passed;
   };
@@ -151,14 +157,17 @@ export async function searchSustained(
 /**
  * The drain of a pre-loaded backlog: the whole backlog is written first
  * (1,000 orders per transaction, as fast as intake goes) with no relay
- * running, then the relay is spawned; the result's `drain` holds the time to
+ * running (or, after a prewarm, with the warm relay paused), then the relay
+ * is spawned (continued); the result's `drain` holds the time to
  * its first event and the steady rate between 10% and 90% of the backlog.
  */
 export async function runDrain(context: PipelineContext, base: PipelineParameters, backlog: number, drainTimeoutS: number): Promise<PipelineResult> {
   // Rationale: offered faster than batched intake goes on this machine (~20-45K/s
   // measured); the rate only shapes how long writing the backlog takes.
   const durationS = Math.max(1, Math.ceil(backlog / 50_000));
-  return runPipeline(context, { ...base, rate: backlog / durationS, ordersPerTransaction: 1_000, warmupS: 0, durationS, relayAfterLoad: true, drainTimeoutS });
+  // A prewarm keeps the base's transactions: a warm relay has seen the load it is measured under, not 1,000-order bursts.
+  const prewarm = base.prewarm ? { ordersPerTransaction: base.ordersPerTransaction, ...base.prewarm } : undefined;
+  return runPipeline(context, { ...base, rate: backlog / durationS, ordersPerTransaction: 1_000, warmupS: 0, durationS, relayAfterLoad: true, drainTimeoutS, ...(prewarm ? { prewarm } : {}) });
 }
 
 /** A run's CPU seconds per million events, by process, as the drain figures publish them. */

@@ -14,6 +14,7 @@ import { nowMs } from '../../src/events.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { fetchJars } from '../../src/infra/maven.js';
 import type { Logger } from '../../src/log.js';
+import { jmxServerFlags } from './jmx.js';
 
 export const DEBEZIUM_VERSION = '3.4.3.Final';
 
@@ -22,38 +23,69 @@ export interface DebeziumSettings {
   /** Connector and worker overrides on top of the common ones. */
   connector: Record<string, string>;
   worker: Record<string, string>;
+  /** -Xms and -Xmx; the peers scenario looks for the smallest that sustains the profile's top rate. */
   heapMb: number;
   /** Why these values, for the report. */
   rationale: string;
 }
 
-/**
- * Debezium's own defaults, touched only where the run needs it (offsets
- * flushed every 60 s is Connect's default: the slot is confirmed that often).
+/*
+ * Sources for every value below: Debezium 3.4's PostgreSQL connector
+ * reference ("Advanced connector configuration properties",
+ * https://debezium.io/documentation/reference/3.4/connectors/postgresql.html),
+ * Kafka 4.1's producer and Connect worker configuration
+ * (https://kafka.apache.org/41/documentation.html#producerconfigs,
+ * #connectconfigs), and Debezium's ChangeEventQueue: poll() returns when
+ * max.batch.size records are queued or poll.interval.ms has passed, so below
+ * max.batch.size records per interval every batch waits the whole interval.
  */
+
+/** Debezium's and Connect's defaults, touched only where the run needs it. */
 export const DEBEZIUM_DEFAULT: DebeziumSettings = {
   name: 'debezium-default',
   connector: {},
   worker: {},
   heapMb: 1_024,
-  rationale: "Connect's and Debezium's defaults: poll.interval.ms 500, max.batch.size 2048, max.queue.size 8192, producer linger 0, offsets (and the slot's confirmed position) flushed every 60 s; 1 GiB heap.",
+  rationale:
+    "Connect's and Debezium's defaults: poll.interval.ms 500, max.batch.size 2048, max.queue.size 8192, producer linger.ms 5 (the 4.x client default), " +
+    "batch.size 16 KiB, one request in flight (Connect's own setting for source tasks), offsets and the slot's confirmed position flushed every 60 s.",
 };
 
-/** Larger batches and queue, a short poll interval, a producer that batches, frequent offset flushes. */
-export const DEBEZIUM_TUNED: DebeziumSettings = {
-  name: 'debezium-tuned',
+/** Fewer, fuller hand-offs and Kafka requests; latency is not its concern. */
+export const DEBEZIUM_THROUGHPUT: DebeziumSettings = {
+  name: 'debezium-throughput',
   connector: {
-    'poll.interval.ms': '10',
     'max.batch.size': '8192',
+    // Must exceed max.batch.size (the connector refuses it otherwise); four
+    // batches of room keep the WAL reader going while the producer catches up.
     'max.queue.size': '32768',
+    'poll.interval.ms': '50',
     'producer.override.linger.ms': '5',
-    'producer.override.batch.size': '524288',
+    'producer.override.batch.size': '131072',
+    'producer.override.enable.idempotence': 'true',
+    'producer.override.max.in.flight.requests.per.connection': '5',
   },
-  worker: { 'offset.flush.interval.ms': '1000' },
+  worker: { 'offset.flush.interval.ms': '10000' },
   heapMb: 1_024,
   rationale:
-    'poll.interval.ms 10 (the connector otherwise waits up to 500 ms for a batch to fill), max.batch.size 8192 and max.queue.size 32768 ' +
-    '(bigger hand-offs to the producer), producer linger.ms 5 and batch.size 512 KiB (fuller Kafka requests), offsets and the slot confirmed every second; 1 GiB heap.',
+    'max.batch.size 8192 and max.queue.size 32768 (4x the defaults: bigger hand-offs from the WAL reader to the producer, room for four batches), ' +
+    'poll.interval.ms 50 (a partial batch waits at most 50 ms instead of 500, without the poll loop spinning), producer linger.ms 5 and batch.size 128 KiB ' +
+    '(fuller Kafka requests), enable.idempotence with 5 requests in flight (idempotence keeps each partition in order with up to 5; Connect otherwise allows one), ' +
+    'offsets and the slot confirmed every 10 s instead of 60 s.',
+};
+
+/** An event out as soon as it is read. */
+export const DEBEZIUM_LATENCY: DebeziumSettings = {
+  name: 'debezium-latency',
+  connector: {
+    'poll.interval.ms': '20',
+    'producer.override.linger.ms': '0',
+  },
+  worker: {},
+  heapMb: 1_024,
+  rationale:
+    'poll.interval.ms 20 (a partial batch waits at most 20 ms; 10 ms kept two threads busy on this 2-core machine) and producer linger.ms 0 ' +
+    "(a request leaves as soon as the producer has a record); the rest Debezium's and Connect's defaults.",
 };
 
 export interface DebeziumOptions {
@@ -67,12 +99,19 @@ export interface DebeziumOptions {
   publication: string;
   workDir: string;
   settings: DebeziumSettings;
+  /** Opens this JMX port on the Connect JVM (for the streaming queue's readings). */
+  jmxPort?: number;
 }
 
 function properties(values: Record<string, string>): string {
   return `${Object.entries(values)
     .map(([key, value]) => `${key}=${value}`)
     .join('\n')}\n`;
+}
+
+/** The topic prefix Debezium runs with for a schema (it names its MBeans too). */
+export function debeziumTopicPrefix(schema: string): string {
+  return `dbz_${schema}`;
 }
 
 /** Creates the publication the way our CDC relay does (rows under the partitioned parent). */
@@ -103,7 +142,8 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
     // Connect's REST API is not used; port 0 keeps it from colliding with anything.
     listeners: 'http://127.0.0.1:0',
     'plugin.discovery': 'only_scan',
-    // Same delivery guarantees as our publisher: acks from all replicas, idempotent, one request in flight.
+    // Same delivery guarantees as our publishers: acks from all replicas, idempotent. One request in
+    // flight is what Connect sets for source tasks anyway; a profile may allow five (idempotence keeps order).
     'producer.acks': 'all',
     'producer.enable.idempotence': 'true',
     'producer.max.in.flight.requests.per.connection': '1',
@@ -120,7 +160,7 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
     'database.user': decodeURIComponent(url.username),
     'database.password': decodeURIComponent(url.password),
     'database.dbname': url.pathname.slice(1),
-    'topic.prefix': `dbz_${options.schema}`,
+    'topic.prefix': debeziumTopicPrefix(options.schema),
     'slot.name': options.slot,
     'publication.name': options.publication,
     // Our publication already exists, with publish_via_partition_root.
@@ -155,6 +195,7 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
       `-Xmx${options.settings.heapMb}m`,
       '-XX:+UseG1GC',
       '-Djava.awt.headless=true',
+      ...(options.jmxPort === undefined ? [] : jmxServerFlags(options.jmxPort)),
       `-Dlog4j2.configurationFile=${path.join(dir, 'log4j2.properties')}`,
       '-cp',
       `${libDir}/*`,

@@ -1,20 +1,29 @@
 /**
  * pg-transactional-outbox as a relay, in its polling and its logical
  * replication mode, on an equivalent outbox table of its own (created with the
- * library's DatabaseSetup), publishing to the same topics with the same
- * producer settings, keys and headers as our relays.
+ * library's DatabaseSetup), publishing to the same topics, keys and headers
+ * through the same Kafka client and producer guarantees as our relays. What
+ * it changes from the library's defaults is listed in PTP_POLLING_SETTINGS
+ * and above runRelay's listener calls; nothing of the library is patched.
  *
  *   node dist/bench/peers/ptp.js <json PtpRelayTask>     (the relay process)
  */
 
-import { DatabaseSetup, getDefaultLogger, initializePollingMessageListener, initializeReplicationMessageListener, type TransactionalMessage } from 'pg-transactional-outbox';
+import {
+  createReplicationSegmentMutexConcurrencyController,
+  DatabaseSetup,
+  getDefaultLogger,
+  initializePollingMessageListener,
+  initializeReplicationMessageListener,
+  type TransactionalMessage,
+} from 'pg-transactional-outbox';
+import type { KafkaClientName } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
-import { topicFor } from '../../src/events.js';
+import { topicFor, type WireEvent } from '../../src/events.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
 import { createLogger } from '../../src/log.js';
 import type { NewOrder } from '../../src/queries.js';
-import { KafkajsPublisher } from '../../src/kafka/kafkajs.js';
-import { TopicAdmin } from '../../src/kafka/topics.js';
+import { createPublisher, TopicAdmin } from '../../src/kafka/index.js';
 import { WireEncoder } from '../../src/relay/wire.js';
 import { orderPlacedEvent, validateOrder, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
 import { signalReady } from '../../src/readiness.js';
@@ -34,6 +43,8 @@ export interface PtpRelayTask {
   partitions: number;
   slot: string;
   publication: string;
+  /** The Kafka client our relays publish with in this run. */
+  kafkaClient: KafkaClientName;
 }
 
 /**
@@ -81,16 +92,72 @@ export async function placeOrdersIntoPtp(sql: Sql, inputs: readonly PlaceOrderIn
   return written;
 }
 
+/**
+ * What the relay changes from the library's defaults, exactly (the report
+ * prints it). Polling: 50 messages a poll instead of 5 and a 100 ms interval
+ * instead of 500. Replication: the segment-mutex controller instead of the
+ * global mutex; the segment is the aggregate id, so events of one aggregate
+ * are still handled one at a time and in order, which is our relays' rule.
+ * Both: the handler's sends are coalesced into Kafka requests (below).
+ * Everything else, retries and poisonous-message protection included, is
+ * the library's default.
+ */
+export const PTP_POLLING_SETTINGS = { nextMessagesBatchSize: 50, nextMessagesPollingIntervalInMs: 100 } as const;
+
+/**
+ * Sends the messages of concurrent handler calls together: the library calls
+ * its handler once per message, with many in flight (a polled batch, or every
+ * segment the controller lets through). A call joins the next request and
+ * resolves once Kafka acknowledged it. One request is in flight at a time;
+ * whatever arrives meanwhile goes out in the one after, so requests grow
+ * with the load instead of costing a round trip per message.
+ */
+export class CoalescingSender<T> {
+  #waiting: { item: T; resolve: () => void; reject: (error: unknown) => void }[] = [];
+  #sending = false;
+  readonly #send: (items: T[]) => Promise<void>;
+
+  constructor(send: (items: T[]) => Promise<void>) {
+    this.#send = send;
+  }
+
+  send(item: T): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ item, resolve, reject });
+      if (!this.#sending) {
+        this.#sending = true;
+        // Calls made in the same turn of the event loop join this request.
+        setImmediate(() => void this.#drain());
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#waiting.length > 0) {
+      const batch = this.#waiting;
+      this.#waiting = [];
+      try {
+        await this.#send(batch.map((w) => w.item));
+        for (const w of batch) w.resolve();
+      } catch (error) {
+        for (const w of batch) w.reject(error);
+      }
+    }
+    this.#sending = false;
+  }
+}
+
 async function runRelay(task: PtpRelayTask): Promise<void> {
   const log = createLogger('warn', 'ptp-relay');
   const url = new URL(task.databaseUrl);
-  const kafka = createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: `ptp-${task.mode}` });
-  const publisher = new KafkajsPublisher({ kafka, topics: new TopicAdmin(kafka, task.partitions) });
+  // The Kafka client our relays use, with the same producer guarantees, so
+  // that the client is not what the comparison measures.
+  const publisher = await createPublisher({ client: task.kafkaClient, brokers: task.kafkaBrokers, clientId: `ptp-${task.mode}`, log, topics: new TopicAdmin(createKafkaClient({ brokers: task.kafkaBrokers, log, clientId: `ptp-${task.mode}-admin` }), task.partitions) });
   const wire = new WireEncoder({ route: (type) => topicFor(task.topicPrefix, type), headers: 'minimal', forward: [] });
-  // The library hands its handler one message at a time; each is one publish.
+  const sender = new CoalescingSender<WireEvent>((events) => publisher.publish(events));
   const handler = {
-    handle: async (message: TransactionalMessage) => {
-      await publisher.publish([
+    handle: (message: TransactionalMessage) =>
+      sender.send(
         wire.fromEvent({
           eventId: message.id,
           aggregateType: message.aggregateType,
@@ -100,8 +167,7 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
           payload: JSON.stringify(message.payload),
           headers: (message.metadata ?? {}) as Record<string, string>,
         }),
-      ]);
-    },
+      ),
   };
   const dbListenerConfig = {
     host: url.hostname,
@@ -110,14 +176,16 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
     password: decodeURIComponent(url.password),
     database: url.pathname.slice(1),
   };
-  const base = { dbSchema: task.schema, dbTable: PTP_TABLE, enableMaxAttemptsProtection: false, enablePoisonousMessageProtection: false };
-  // The library's own pino logger, at warn: its errors land in the relay log.
+  const base = { dbSchema: task.schema, dbTable: PTP_TABLE };
+  // The library's own pino logger, at warn. It writes to stdout, which the
+  // harness keeps in a file of its own (ptp-library.log): its warnings (a
+  // message it skipped as MESSAGE_NOT_FOUND) are the evidence the report counts.
   const libraryLog = getDefaultLogger(`ptp-${task.mode}`);
   libraryLog.level = process.env.PTP_LOG_LEVEL ?? 'warn';
   const [shutdown] =
     task.mode === 'polling'
       ? initializePollingMessageListener(
-          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, nextMessagesFunctionName: PTP_POLLING_FUNCTION, nextMessagesFunctionSchema: task.schema } },
+          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, ...PTP_POLLING_SETTINGS, nextMessagesFunctionName: PTP_POLLING_FUNCTION, nextMessagesFunctionSchema: task.schema } },
           handler,
           libraryLog,
         )
@@ -125,12 +193,16 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
           { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, dbPublication: task.publication, dbReplicationSlot: task.slot } },
           handler,
           libraryLog,
+          { concurrencyStrategy: createReplicationSegmentMutexConcurrencyController() },
         );
   signalReady('relay');
   await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));
   await shutdown();
   await publisher.close();
 }
+
+/** The library's warnings that it skipped a message it could not find (0.5.7 acknowledges and drops it). */
+export const MESSAGE_NOT_FOUND = 'MESSAGE_NOT_FOUND';
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   runRelay(JSON.parse(process.argv[2] ?? '{}') as PtpRelayTask).then(

@@ -156,7 +156,7 @@ function summarize(
     histogram.add(decodeHistogram(result.commitLatency));
     result.commitAt.forEach((at, seq) => {
       if (at >= window.measureFrom && at < window.measureTo) ordersInWindow += 1;
-      const due = intendedTime(window.startAt, perWorkerRate, seq);
+      const due = intendedTime({ startAt: window.startAt, perWorkerRate }, seq);
       if (due < window.measureFrom || due >= window.measureTo) return;
       intended += 1;
       if (at <= window.measureTo + GRACE_MS) inTime += 1;

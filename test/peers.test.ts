@@ -1,0 +1,127 @@
+/**
+ * The peers comparison's own rules, each alone:
+ *  - pg-transactional-outbox's adapter sends concurrent handler calls in one
+ *    Kafka request, and each call settles with the request it went out in;
+ *  - Debezium's queue readings (Kafka's JmxTool output) become the queue's
+ *    figures over a window, and say which side limits the connector;
+ *  - prewarm and backlog sizes follow each relay's own maximum;
+ *  - --strategies picks relays by key or family, and refuses an unknown one;
+ *  - a relay's new results replace its old ones, the others' stay.
+ * The runs themselves (the relays, Debezium's JVM, the library) are measured
+ * by `npm run bench:peers` against the real servers.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
+import { CoalescingSender } from '../bench/peers/ptp.js';
+import { backlogFor, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+
+describe('pg-transactional-outbox adapter', () => {
+  it('sends calls made together in one request, calls made meanwhile in the next, and fails a request\'s calls with it', async () => {
+    const requests: number[][] = [];
+    let release: () => void = () => {};
+    let fail = false;
+    const sender = new CoalescingSender<number>(async (items) => {
+      requests.push(items);
+      await new Promise<void>((resolve) => (release = resolve));
+      if (fail) throw new Error('broker down');
+    });
+    const first = [1, 2, 3].map((n) => sender.send(n));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(requests, [[1, 2, 3]], 'three concurrent calls, one request');
+    // While it is in flight, two more arrive: they wait for it, then go together.
+    const second = [4, 5].map((n) => sender.send(n));
+    release();
+    await Promise.all(first);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(requests, [[1, 2, 3], [4, 5]]);
+    fail = true;
+    release();
+    const outcomes = await Promise.allSettled(second);
+    assert.deepEqual(outcomes.map((o) => o.status), ['rejected', 'rejected'], 'a failed request fails every call in it');
+    // And the sender goes on afterwards.
+    fail = false;
+    const third = sender.send(6);
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    await third;
+    assert.deepEqual(requests.at(-1), [6]);
+  });
+});
+
+describe('Debezium queue readings', () => {
+  const mbean = streamingMBean('dbz_run');
+  // JmxTool's default output: a quoted header ("time", then the keys sorted), then a line per reading.
+  const output = (rows: [at: number, remaining: number][]) =>
+    [
+      'Trying to connect to JMX url: service:jmx:rmi:///jndi/rmi://127.0.0.1:1/jmxrmi',
+      `"time","${mbean}:MilliSecondsBehindSource","${mbean}:QueueRemainingCapacity","${mbean}:QueueTotalCapacity","${mbean}:TotalNumberOfEventsSeen"`,
+      ...rows.map(([at, remaining]) => `${at},12,${remaining},8192,${at}`),
+    ].join('\n');
+
+  it('reads JmxTool\'s lines by attribute name', () => {
+    const readings = parseJmxToolOutput(output([[1_000, 8_000], [2_000, 100]]));
+    assert.deepEqual(readings, [
+      { at: 1_000, values: { MilliSecondsBehindSource: 12, QueueRemainingCapacity: 8_000, QueueTotalCapacity: 8_192, TotalNumberOfEventsSeen: 1_000 } },
+      { at: 2_000, values: { MilliSecondsBehindSource: 12, QueueRemainingCapacity: 100, QueueTotalCapacity: 8_192, TotalNumberOfEventsSeen: 2_000 } },
+    ]);
+    assert.deepEqual(parseJmxToolOutput('Could not connect to JMX url'), [], 'no header, no readings');
+  });
+
+  it('says the producing side limits a connector whose queue stays full, and the reading side one whose queue stays empty', () => {
+    const full = queueFigures(parseJmxToolOutput(output([[1_000, 10], [2_000, 0], [3_000, 500], [9_000, 8_192]])), 1_000, 3_000);
+    assert.equal(full.readings, 3, 'only the window\'s readings');
+    assert.equal(full.capacity, 8_192);
+    assert.deepEqual([full.remainingMin, full.remainingMedian, full.remainingMax], [0, 10, 500]);
+    assert.equal(full.fullShare, 1);
+    assert.match(full.verdict, /full: handing records to Kafka limits it/);
+    const empty = queueFigures(parseJmxToolOutput(output([[1_000, 8_192], [2_000, 8_100], [3_000, 8_000]])), 0, 5_000);
+    assert.equal(empty.emptyShare, 1);
+    assert.match(empty.verdict, /empty: reading the WAL/);
+    assert.equal(queueFigures([], 0, 1).verdict, 'not read');
+  });
+});
+
+describe('peers sizing and merging', () => {
+  it('prewarms at half the maximum up to 1,000/s for a minute, and drains two minutes of the maximum within 20,000-200,000', () => {
+    assert.deepEqual(prewarmFor(30_000), { rate: 1_000, seconds: 60 });
+    assert.deepEqual(prewarmFor(700), { rate: 350, seconds: 60 });
+    assert.equal(prewarmFor(0).seconds, 60, 'a relay that sustained nothing is still warmed');
+    assert.equal(backlogFor(100), 20_000);
+    assert.equal(backlogFor(1_000), 120_000);
+    assert.equal(backlogFor(30_000), 200_000);
+  });
+
+  it('selects relays by key or family, the optional Debezium defaults only by name, and names the choices for an unknown one', () => {
+    const keys = (named: string[]) => selectRelays(named).map((r) => r.key);
+    assert.deepEqual(keys(['ptp', 'cdc']), ['cdc', 'ptp-polling', 'ptp-replication'], 'cdc is one relay, not every name holding it');
+    assert.deepEqual(keys(['debezium']), ['debezium-throughput', 'debezium-latency']);
+    assert.deepEqual(keys(['debezium-default']), ['debezium-default']);
+    assert.ok(!keys([]).includes('debezium-default') && keys([]).includes('cdc-sharded'), 'every relay but the optional one by default');
+    assert.throws(() => selectRelays(['kafka-streams']), (error: Error & { code?: string }) => error.code === 'USAGE' && /polling, skip-locked/.test(error.message));
+  });
+
+  it('replaces a relay\'s results and keeps the others\', in the relays\' order', () => {
+    const result = (name: string, sustainedRate: number): PeerResult => ({
+      name,
+      settings: '',
+      kafkaClient: null,
+      sustainedRate,
+      sustainedSteps: [],
+      prewarm: { rate: 1, seconds: 60 },
+      drains: [],
+      points: [],
+      commit: 'c',
+      date: 'd',
+    });
+    const merged = mergePeers([result('debezium-throughput', 1), result('ours: cdc', 2)], [result('ours: polling', 3), result('debezium-throughput', 4)]);
+    assert.deepEqual(
+      merged.map((p) => [p.name, p.sustainedRate]),
+      [
+        ['ours: polling', 3],
+        ['ours: cdc', 2],
+        ['debezium-throughput', 4],
+      ],
+    );
+  });
+});
