@@ -150,20 +150,20 @@ export async function follow(
 ): Promise<DrainFigures> {
   const progress: Progress[] = [{ at: spawnedAt, done: 0 }];
   const readings: CpuReading[] = [{ at: nowMs(), ...cpu() }];
-  let lastChange = Date.now();
-  let lastPrinted = Date.now();
+  let lastChange = performance.now();
+  let lastPrinted = performance.now();
   for (;;) {
     await sleep(SAMPLE_MS);
     const at = nowMs();
     const count = await done().catch(() => progress.at(-1)!.done);
     readings.push({ at: nowMs(), ...cpu() });
-    if (count !== progress.at(-1)!.done) lastChange = Date.now();
+    if (count !== progress.at(-1)!.done) lastChange = performance.now();
     progress.push({ at, done: count });
-    if (label !== undefined && Date.now() - lastPrinted > 5_000) {
+    if (label !== undefined && performance.now() - lastPrinted > 5_000) {
       process.stderr.write(`  ${label}: ${count}/${events}\n`);
-      lastPrinted = Date.now();
+      lastPrinted = performance.now();
     }
-    if (count >= events || Date.now() - lastChange > STALL_S * 1_000) break;
+    if (count >= events || performance.now() - lastChange > STALL_S * 1_000) break;
   }
   return figures(events, spawnedAt, progress, readings, keys, mainKey);
 }

@@ -243,14 +243,14 @@ function scheduleConsumerStall(consumers: readonly ChildProcess[], measureFrom: 
 /** Waits until every committed order was applied, or nothing moved for drainTimeoutS. */
 async function drainUntilApplied(consumer: ConsumerGroup, committed: number, p: PipelineParameters, log: Logger): Promise<void> {
   let lastDistinct = -1;
-  let stalledSince = Date.now();
+  let stalledSince = performance.now();
   for (;;) {
     const distinct = consumer.progress()?.distinct ?? 0;
     if (distinct >= committed) return;
     if (distinct !== lastDistinct) {
       lastDistinct = distinct;
-      stalledSince = Date.now();
-    } else if (Date.now() - stalledSince > p.drainTimeoutS * 1_000) {
+      stalledSince = performance.now();
+    } else if (performance.now() - stalledSince > p.drainTimeoutS * 1_000) {
       log.warn({ distinct, committed }, 'drain timed out: some committed orders never arrived');
       return;
     }

@@ -102,14 +102,14 @@ export async function startConsumerProcess(rawDir: string, task: ConsumerTask, e
     return error && error.type === 'error' ? error.message : undefined;
   };
   const waitFor = async <T extends FromConsumer['type']>(type: T, what: string, timeoutMs: number): Promise<Extract<FromConsumer, { type: T }>> => {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       const found = messages.find((m): m is Extract<FromConsumer, { type: T }> => m.type === type);
       if (found) return found;
       const failed = failure();
       if (failed) throw new OutboxBenchError('CHECK_FAILED', `the consumer failed: ${failed}`);
       if (child.exitCode !== null || child.signalCode !== null) throw new OutboxBenchError('CHECK_FAILED', `the consumer exited before ${what}; see ${logFile}`);
-      if (Date.now() > deadline) throw new OutboxBenchError('NOT_READY', `the consumer did not ${what} within ${timeoutMs / 1_000} s; see ${logFile}`);
+      if (performance.now() > deadline) throw new OutboxBenchError('NOT_READY', `the consumer did not ${what} within ${timeoutMs / 1_000} s; see ${logFile}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };

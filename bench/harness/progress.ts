@@ -35,9 +35,9 @@ export class Progress {
     if (this.#tty) {
       process.stderr.write(`\r${line}\x1b[K`);
       this.#dirty = true;
-    } else if (Date.now() - this.#lastPrinted >= 5_000) {
+    } else if (performance.now() - this.#lastPrinted >= 5_000) {
       process.stderr.write(`${line}\n`);
-      this.#lastPrinted = Date.now();
+      this.#lastPrinted = performance.now();
     }
   }
 

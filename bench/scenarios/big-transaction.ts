@@ -81,17 +81,17 @@ async function runOnce(context: ScenarioContext, events: number, spillAfterEvent
     const committedAt = nowMs();
     let first: number | undefined;
     let done = 0;
-    let lastChange = Date.now();
-    let lastPrinted = Date.now();
-    while (done < events && Date.now() - lastChange < STALL_MS) {
+    let lastChange = performance.now();
+    let lastPrinted = performance.now();
+    while (done < events && performance.now() - lastChange < STALL_MS) {
       await sleep(SAMPLE_MS);
       const count = await endOffsets(admin, run.topic).catch(() => done);
-      if (count > done) lastChange = Date.now();
+      if (count > done) lastChange = performance.now();
       if (count > 0 && first === undefined) first = nowMs();
       done = count;
-      if (!context.quiet && Date.now() - lastPrinted > 5_000) {
+      if (!context.quiet && performance.now() - lastPrinted > 5_000) {
         process.stderr.write(`  ${name}: ${done}/${events} in Kafka\n`);
-        lastPrinted = Date.now();
+        lastPrinted = performance.now();
       }
     }
     const allAt = nowMs();

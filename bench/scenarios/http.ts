@@ -60,14 +60,14 @@ async function settledOutboxRows(sql: Sql): Promise<number> {
 /** Waits until the consumer applied `count` distinct orders; false after `timeoutS` without progress. */
 async function appliedAll(consumer: ConsumerProcess, count: number, timeoutS: number): Promise<boolean> {
   let last = -1;
-  let since = Date.now();
+  let since = performance.now();
   for (;;) {
     const distinct = consumer.progress()?.distinct ?? 0;
     if (distinct >= count) return true;
     if (distinct !== last) {
       last = distinct;
-      since = Date.now();
-    } else if (Date.now() - since > timeoutS * 1_000) {
+      since = performance.now();
+    } else if (performance.now() - since > timeoutS * 1_000) {
       return false;
     }
     await sleep(100);

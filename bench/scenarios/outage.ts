@@ -127,8 +127,8 @@ async function appendTimes(kafka: Kafka, topic: string, expected: number): Promi
         if (id && !times.has(id)) times.set(id, Number(message.timestamp));
       },
     });
-    const deadline = Date.now() + 120_000;
-    while (times.size < expected && Date.now() < deadline) await sleep(200);
+    const deadline = performance.now() + 120_000;
+    while (times.size < expected && performance.now() < deadline) await sleep(200);
     return times;
   } finally {
     await consumer.disconnect();
@@ -190,8 +190,8 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
     // Rationale: catching up takes a fraction of the outage here (the relay
     // publishes far faster than the writers commit); twice the outage, and at
     // least a minute, tells a stuck relay from a slow one.
-    const deadline = Date.now() + Math.max(60, 2 * outageS) * 1_000;
-    while (inKafka < committed && Date.now() < deadline) {
+    const deadline = performance.now() + Math.max(60, 2 * outageS) * 1_000;
+    while (inKafka < committed && performance.now() < deadline) {
       inKafka = await endOffsets(admin, run.topic).catch(() => inKafka);
       if (inKafka < committed) await sleep(200);
     }
