@@ -22,7 +22,7 @@ function formatLag(lag: LagReading): string {
 export class Progress {
   readonly #quiet: boolean;
   readonly #tty = process.stderr.isTTY === true;
-  #lastPrinted = 0;
+  #lastPrinted = Number.NEGATIVE_INFINITY;
   #dirty = false;
 
   constructor(quiet: boolean) {
