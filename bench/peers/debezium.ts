@@ -5,7 +5,7 @@
  * same consumer reads both. Jars from Maven Central like the broker's.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PROJECT_ROOT, type Config } from '../../src/config.js';
@@ -133,6 +133,8 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
   const url = new URL(options.databaseUrl);
   const dir = options.workDir;
   mkdirSync(dir, { recursive: true });
+  // Each run creates its slot afresh: offsets an earlier run stored here would point at WAL this slot never had.
+  rmSync(path.join(dir, 'offsets.dat'), { force: true });
   const worker = properties({
     'bootstrap.servers': options.kafkaBrokers.join(','),
     'key.converter': 'org.apache.kafka.connect.storage.StringConverter',

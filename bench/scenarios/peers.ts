@@ -96,9 +96,9 @@ const RELAYS: Relay[] = [
   },
 ];
 
-// Rationale: the issue of warm JVMs. A minute at a rate every relay keeps
-// up with covers class loading and C2 compilation of a JVM, and the first
-// reconnects and batch-size ramps of every relay; nothing before it is measured.
+// Rationale: a minute at a rate every relay keeps up with covers a JVM's
+// class loading and C2 compilation, and every relay's first connections and
+// batch-size ramps; nothing before it is measured.
 const PREWARM_S = 60;
 const PREWARM_MAX_RATE = 1_000;
 // Rationale: 1,000 events/s is a rate every relay here should take, and a
@@ -110,6 +110,8 @@ const COMMON_RATE = 1_000;
 const DRAIN_SECONDS_AT_MAX = 120;
 const MIN_BACKLOG = 20_000;
 const MAX_BACKLOG = 200_000;
+// Rationale: a drain that has moved nothing for two minutes has stopped (a
+// JVM's longest collection here is far shorter).
 const DRAIN_TIMEOUT_S = 120;
 // Rationale: 30 s steps hold 30 lag readings a second apart for the slope
 // test even at a peer's lowest rates, and keep a search near 15 minutes.
@@ -121,12 +123,14 @@ const GUIDED_START_SHARE = 0.7;
 const GUIDED_GROWTH = 1.4;
 const UNGUIDED_START = 1_000;
 const UNGUIDED_GROWTH = 2;
+// Rationale: powers of two up to the 1 GiB earlier runs gave it: the
+// smallest heap that holds the maximum is reported to within a factor of 2.
 const DEBEZIUM_HEAPS_MB = [256, 512, 1_024] as const;
 
 const slugOf = (name: string) => name.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '').toLowerCase();
 const round100 = (rate: number) => Math.max(100, Math.round(rate / 100) * 100);
 
-/** The prewarm before a run at `rate` of a relay whose maximum is `max` (a search step: its own rate). */
+/** The prewarm before a run of a relay whose maximum is `max` (before a search step: the step's own rate). */
 export function prewarmFor(max: number): PrewarmParameters {
   // Rationale: a relay with no measured maximum still gets a minute of load, at a rate any relay takes.
   const rate = max > 0 ? Math.min(PREWARM_MAX_RATE, Math.round(max / 2 / 10) * 10) : 50;
@@ -257,7 +261,7 @@ export interface PointRun {
   relayMemoryMiB: number | null;
   lost: number;
   duplicates: number;
-  /** The window's intended orders applied in time, and the lag's trend: did the relay keep up here. */
+  /** Share of the window's intended orders applied by its end plus 2 s: did the relay keep up at this rate. */
   deliveredShare: number;
   /** The run's e2e histogram (encoded), for the latency chart. */
   histogram: string;
@@ -533,8 +537,8 @@ function report(context: ReportContext, folder: string): string[] {
       `*Max*: the saturation search (${summary.parameters.durationS} s steps, confirmed twice). *Drain*: a backlog of max(${MIN_BACKLOG.toLocaleString('en-US')}, ${DRAIN_SECONDS_AT_MAX} s × max) ` +
       `events (at most ${MAX_BACKLOG.toLocaleString('en-US')}) written while the warm relay is paused, timed from its continuation, 10%–90% rate. ` +
       `Latency at a common ${extra.commonRate?.toLocaleString('en-US') ?? COMMON_RATE} events/s and at 50% and 80% of each relay's own maximum. ` +
-      `Medians of ${Math.max(...peers.map((p) => p.drains.length))} runs, their range in brackets. Memory: the highest sum over every process of the relay ` +
-      `(replicas, shards, the JVM). Measured at ${commits.join(', ')}.`,
+      `Medians of ${Math.max(...peers.map((p) => p.drains.length))} runs, their range in brackets. Memory: the highest sum of resident memory over every process of the relay ` +
+      `(replicas, shards, the JVM), read once a second. Measured at ${commits.join(', ')}.`,
     '',
     '| relay | max events/s | drain events/s | e2e p50 / p99 / p99.9 at 1,000/s (ms) | at 50% of max | at 80% of max | relay CPU-s / 1M at 1,000/s | total CPU-s / 1M | relay memory (MiB) | lost | duplicates |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -548,7 +552,7 @@ function report(context: ReportContext, folder: string): string[] {
       const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
       const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
       return (
-        `| ${p.name} | ${p.sustainedRate > 0 ? f(p.sustainedRate) : `below ${f(p.sustainedSteps.at(-1)?.rate ?? null)}`} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
+        `| ${p.name} | ${p.sustainedRate > 0 ? f(p.sustainedRate) : `below ${f(p.sustainedSteps.length > 0 ? Math.min(...p.sustainedSteps.map((s) => s.rate)) : null)}`} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
         `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${f(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${f(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
         `${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.relay))}${cpuNote} | ${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.total))}${cpuNote} | ${memory > 0 ? f(memory) : 'n/a'} | ` +
         `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
@@ -577,8 +581,9 @@ function report(context: ReportContext, folder: string): string[] {
     const count = evidence.reduce((sum, e) => sum + (e.messageNotFound ?? 0), 0);
     if (count === 0) continue;
     lines.push(
-      `**${p.name}: ${count} messages skipped as MESSAGE_NOT_FOUND** (the library's defect in ${extra.ptp}: a message announced by replication but not yet ` +
-        'visible to its SELECT is logged, acknowledged and dropped; later releases retry it). The first lines it logged:',
+      `**${p.name}: ${count} messages skipped as MESSAGE_NOT_FOUND**, the library's defect in ${extra.ptp}: a message it cannot find when it starts ` +
+        "handling it (replication can announce a row before the library's own SELECT sees it) is logged, acknowledged and never published; later releases " +
+        'retry it. The runs count such messages as lost. The first lines it logged:',
       '',
       '```',
       ...evidence.flatMap((e) => e.lines).slice(0, 3),
