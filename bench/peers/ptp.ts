@@ -176,7 +176,9 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
     password: decodeURIComponent(url.password),
     database: url.pathname.slice(1),
   };
-  const base = { dbSchema: task.schema, dbTable: PTP_TABLE };
+  // Its types require both protections to be spelled out: true is the
+  // library's own default for each (0.5.7 never reads the first).
+  const base = { dbSchema: task.schema, dbTable: PTP_TABLE, enableMaxAttemptsProtection: true, enablePoisonousMessageProtection: true };
   // The library's own pino logger, at warn. It writes to stdout, which the
   // harness keeps in a file of its own (ptp-library.log): its warnings (a
   // message it skipped as MESSAGE_NOT_FOUND) are the evidence the report counts.
