@@ -15,7 +15,7 @@ import { decodeHistogram, percentileDistribution } from '../src/latency.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
 import { assertCleanTree, captureEnvironment } from './harness/environment.js';
-import type { PipelineParameters } from './harness/pipeline.js';
+import { stopRunsInProgress, type PipelineParameters } from './harness/pipeline.js';
 import { RELAY_MODES } from '../src/relay/modes.js';
 import { SCENARIOS } from './registry.js';
 import { buildReport } from './report.js';
@@ -225,6 +225,8 @@ async function main(): Promise<number> {
     process.stderr.write('bench: starting PostgreSQL and Kafka (or using the configured ones)...\n');
     const infra = await acquireInfra({ config, log });
     shutdown.add('servers', () => infra.release());
+    // Newest first: a run's processes stop before the servers they use.
+    shutdown.add('benchmark runs', stopRunsInProgress);
     const probe = createSql(infra.databaseUrl, 'public', { max: 1 });
     const environment = await captureEnvironment(probe, config, infra);
     await probe.end({ timeout: 5 });

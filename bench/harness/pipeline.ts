@@ -277,9 +277,45 @@ interface Running {
   /** A relay paused for a drain: continued before it is stopped. */
   pausedRelay?: ChildProcess | undefined;
   progress: Progress;
+  /** Set once stopping began: the run's end and a signal may both stop it. */
+  stopping?: Promise<void>;
+  /** Resolves once runPipeline has returned or thrown (a process still starting was stopped then too). */
+  ended: Promise<void>;
 }
 
-async function stopRunning(running: Running): Promise<void> {
+/** The runs of this process that have not ended yet. */
+const inProgress = new Set<Running>();
+/** Set by stopRunsInProgress: the process is stopping, and starts no run. */
+let refusingRuns = false;
+
+/**
+ * Stops every run in progress: its relay (a peer's JVM and helpers too),
+ * consumers and load. bench/run.ts calls it on SIGINT/SIGTERM before it
+ * stops the servers: a peer still connected for logical replication keeps
+ * PostgreSQL's fast shutdown waiting, and a JVM would outlive the command.
+ */
+export async function stopRunsInProgress(): Promise<void> {
+  refusingRuns = true;
+  const runs = [...inProgress];
+  await Promise.all(runs.map((running) => stopRunning(running)));
+  // A process that was still starting is stopped when its start returns.
+  await Promise.all(runs.map((running) => running.ended));
+}
+
+/** Makes processes the run's to stop; a run already stopping stops them at once. */
+async function adopt(running: Running, children: readonly ChildProcess[]): Promise<void> {
+  running.children.push(...children);
+  if (!running.stopping) return;
+  for (const child of children) await stopChild(child).catch(() => {});
+  throw new OutboxBenchError('SHUTTING_DOWN', 'the run was stopped while its processes were starting');
+}
+
+function stopRunning(running: Running): Promise<void> {
+  running.stopping ??= stopRunningOnce(running);
+  return running.stopping;
+}
+
+async function stopRunningOnce(running: Running): Promise<void> {
   for (const timer of running.timers) clearTimeout(timer);
   running.progress.done();
   // A stopped process would never act on the SIGTERM that follows.
@@ -340,8 +376,19 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
   if (Math.abs(stepMs) > 1_000) log.warn({ stepMs: Math.round(stepMs) }, 'the wall clock moved against the monotonic clock since the last run; re-anchored');
   // The broker stamps each record with its append time, so the consumer can
   // tell the time an event spent reaching Kafka from the time it waited there.
+  if (refusingRuns) throw new OutboxBenchError('SHUTTING_DOWN', `run ${context.name} not started: the process is stopping`);
   const run = await openRun({ infra, log, name: context.name, partitions: p.partitions, topicConfig: { 'message.timestamp.type': 'LogAppendTime' }, relay: context.peer ? undefined : relayOf(p) });
-  const running: Running = { run, children: [], timers: [], resumeConsumer: () => {}, progress: new Progress(context.quiet) };
+  let markEnded = () => {};
+  const ended = new Promise<void>((resolve) => (markEnded = resolve));
+  const running: Running = { run, children: [], timers: [], resumeConsumer: () => {}, progress: new Progress(context.quiet), ended };
+  inProgress.add(running);
+  // Stopping began while the run was being set up.
+  if (refusingRuns) {
+    await stopRunning(running);
+    inProgress.delete(running);
+    markEnded();
+    throw new OutboxBenchError('SHUTTING_DOWN', `run ${context.name} stopped: the process is stopping`);
+  }
   try {
     await context.peer?.beforeLoad(run.sql, run.schema);
     const plan: LoadPlan = planLoad(p);
@@ -350,7 +397,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       const started = context.peer
         ? await context.peer.start(run.sql, run.schema, run.topicPrefix)
         : await startRelayProcess(context.rawDir, run.env({ stagesFile: stagesPrefix }), { describe: p.relayMode });
-      running.children.push(started.child, ...(started.helpers ?? []));
+      await adopt(running, [started.child, ...(started.helpers ?? [])]);
       return started;
     };
     const pausesRelay = p.relayAfterLoad === true && plan.prewarm !== undefined;
@@ -380,7 +427,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       commitIntervalMs: p.consumerCommitIntervalMs,
       ...(p.consumerKafkaClient ? { kafkaClient: p.consumerKafkaClient } : {}),
     }, p.consumers ?? 1);
-    running.children.push(...consumer.children);
+    await adopt(running, consumer.children);
     running.resumeConsumer = scheduleConsumerStall(consumer.children, measureFrom, p);
     const lag = context.peer ? () => context.peer!.lag(run.sql) : () => run.lag();
     const sampler = startSampling(running, infra, () => relay?.child, consumer, lag, { startAt, prewarmTo, measureFrom, measureTo });
@@ -451,5 +498,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     };
   } finally {
     await stopRunning(running);
+    inProgress.delete(running);
+    markEnded();
   }
 }

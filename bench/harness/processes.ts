@@ -114,7 +114,13 @@ export async function startConsumerProcess(rawDir: string, task: ConsumerTask, e
     }
   };
   child.send({ type: 'start', task } satisfies ToConsumer);
-  await waitFor('ready', 'join its group', START_TIMEOUT_MS);
+  try {
+    await waitFor('ready', 'join its group', START_TIMEOUT_MS);
+  } catch (error) {
+    // Nobody else holds the process yet: a failed start must not leave it running.
+    await stopChild(child).catch(() => {});
+    throw error;
+  }
   return {
     child,
     messages,
@@ -140,10 +146,15 @@ export interface ConsumerGroup {
 
 export async function startConsumerGroup(rawDir: string, task: ConsumerTask, count: number, execArgv: string[] = []): Promise<ConsumerGroup> {
   const members: ConsumerProcess[] = [];
-  for (let i = 0; i < count; i++) {
-    const dir = count === 1 ? rawDir : path.join(rawDir, `consumer-${i}`);
-    mkdirSync(dir, { recursive: true });
-    members.push(await startConsumerProcess(dir, task, execArgv));
+  try {
+    for (let i = 0; i < count; i++) {
+      const dir = count === 1 ? rawDir : path.join(rawDir, `consumer-${i}`);
+      mkdirSync(dir, { recursive: true });
+      members.push(await startConsumerProcess(dir, task, execArgv));
+    }
+  } catch (error) {
+    for (const m of members) await stopChild(m.child).catch(() => {});
+    throw error;
   }
   return {
     children: members.map((m) => m.child),

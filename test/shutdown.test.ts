@@ -1,0 +1,48 @@
+/**
+ * A benchmark told to stop (SIGINT, SIGTERM) stops its runs' processes
+ * before the servers: a peer still connected for logical replication would
+ * keep PostgreSQL's fast shutdown waiting, and a JVM would outlive the
+ * command. Its own file: once stopping, the process starts no more runs.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { runPipeline, stopRunsInProgress } from '../bench/harness/pipeline.js';
+import { resolveConfig } from '../src/config.js';
+import { acquireInfra } from '../src/infra/index.js';
+import { eventually, log, scratchDir, testParameters, uniqueName } from './helpers.js';
+
+/** This process's children, by pid and command line. */
+function children(): { pid: number; command: string }[] {
+  const out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' }).trim();
+  return out === '' ? [] : out.split('\n').map((line) => {
+    const [pid, ...command] = line.trim().split(/\s+/);
+    return { pid: Number(pid), command: command.join(' ') };
+  });
+}
+
+const isRunProcess = (c: { command: string }) => /cli\.js relay|consumer-process\.js/.test(c.command);
+
+describe('stopping a benchmark', () => {
+  it('stops the runs in progress, relay and consumers, and starts no run after', async (t) => {
+    const config = resolveConfig();
+    assert.ok(config.databaseUrl && config.kafkaBrokers, 'npm test provides the servers');
+    const infra = await acquireInfra({ config, log });
+    t.after(() => infra.release());
+    const context = async (name: string) => ({ infra, log, name: uniqueName(name), rawDir: await scratchDir(), quiet: true });
+
+    // A run far longer than the test: only the stop can end it this soon.
+    const run = runPipeline(await context('shutdown_run'), { ...testParameters(), rate: 200, warmupS: 0, durationS: 600 });
+    const settled = run.then(
+      () => 'resolved',
+      (error: Error & { code?: string }) => error.code ?? error.message,
+    );
+    await eventually('the relay and the consumer running', () => children().filter(isRunProcess).length >= 2, 60_000);
+
+    await stopRunsInProgress();
+    assert.deepEqual(children().filter(isRunProcess), [], 'no relay or consumer process left once the stop returned');
+    await settled;
+
+    await assert.rejects(runPipeline(await context('shutdown_after'), testParameters()), (error: Error & { code?: string }) => error.code === 'SHUTTING_DOWN');
+  });
+});
