@@ -9,7 +9,8 @@
  *    backlog, the prewarm's orders left out;
  *  - a prewarm's orders are due at its own rate, the rest after them;
  *  - CDC lag in WAL bytes is converted to events with the WAL bytes written
- *    per event in the window, and its trend is a least-squares slope.
+ *    per event in the window, and its trend is a least-squares slope; a peer
+ *    whose reading trails its publishing is judged by delivery's lag.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -146,5 +147,20 @@ describe('run accounting', () => {
     const result = account(input({ sampler: sampler([[START - 5_000, 0], [START + 5_000, 10]], lag) }));
     assert.equal(result.lag.walBytesPerEvent, 250);
     assert.equal(result.lag.slopeEventsPerSec, 10);
+  });
+
+  it("takes the lag slope from delivery for a peer whose own reading trails it by design, not from the reading's sawtooth", () => {
+    // 1,000 orders committed at 100/s and applied at 90/s: delivery falls
+    // behind by 10 events a second. The relay's reading climbs for 3 s and
+    // drops back to 0 (a position confirmed every 3 s).
+    const committed = Array.from({ length: 1_000 }, (_, seq) => START + seq * 10 + 5);
+    const applied = Array.from({ length: 1_000 }, (_, seq) => START + seq * (1_000 / 90) + 5);
+    const sawtooth = Array.from({ length: 100 }, (_, i) => ({ at: START + 1_000 + i * 100, events: ((i * 100) % 3_000) * 2, bytes: null, walBytes: null }));
+    const base = { plan: { perWorkerRate: 100, ordersPerWorker: [1_000] }, measureFrom: START + 1_000, measureTo: START + 9_000, loads: [load(0, committed)], final: final([applied]) };
+    const fromReading = account(input({ ...base, sampler: sampler([[START - 5_000, 0], [START + 15_000, 10]], sawtooth) }));
+    const fromDelivery = account(input({ ...base, sampler: sampler([[START - 5_000, 0], [START + 15_000, 10]], sawtooth), lagFromDelivery: true }));
+    assert.ok(Math.abs((fromReading.lag.slopeEventsPerSec ?? 0) - 10) > 50, `the sawtooth's slope: ${fromReading.lag.slopeEventsPerSec}`);
+    assert.equal(fromDelivery.lag.from, 'delivery');
+    assert.ok(Math.abs((fromDelivery.lag.slopeEventsPerSec ?? 0) - 10) < 0.5, `delivery's slope: ${fromDelivery.lag.slopeEventsPerSec}`);
   });
 });

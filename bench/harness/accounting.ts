@@ -63,8 +63,14 @@ export interface WindowDelivery {
 }
 
 export interface LagTrend {
-  /** Least-squares slope of the relay lag over the measured window, events per second (CDC: WAL bytes converted). */
+  /**
+   * Least-squares slope of the relay lag over the measured window, events
+   * per second (CDC: WAL bytes converted); for a relay whose own lag reading
+   * trails its publishing by design (`from: 'delivery'`), the slope of the
+   * committed orders not yet applied.
+   */
   slopeEventsPerSec: number | null;
+  from?: 'relay' | 'delivery';
   /** WAL bytes written per committed event in the window (CDC lag conversion). */
   walBytesPerEvent: number | null;
 }
@@ -114,6 +120,13 @@ export interface AccountInput {
   drainFrom?: number | undefined;
   /** The grace after the window within which in-window orders count as delivered, ms. */
   graceMs: number;
+  /**
+   * Take the lag slope from delivery (committed orders not yet applied)
+   * rather than the relay's reading: a peer that confirms its position only
+   * now and then (Debezium: when it flushes offsets) shows a sawtooth there
+   * whose slope over a window says nothing about keeping up.
+   */
+  lagFromDelivery?: boolean;
 }
 
 const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;
@@ -132,6 +145,7 @@ export function account(input: AccountInput): Accounting {
   let beforeAck = 0;
   let lastCommit = 0;
   const appliedTimes: number[] = [];
+  const committedTimes: number[] = [];
   // A drain's figures are the backlog's alone: a prewarm's orders came before it.
   const backlogApplied: number[] = [];
   let backlogCommitted = 0;
@@ -162,6 +176,7 @@ export function account(input: AccountInput): Accounting {
       if (wasApplied && inBacklog) backlogApplied.push(appliedAt);
       if (wasCommitted) {
         lastCommit = Math.max(lastCommit, committedAt);
+        committedTimes.push(committedAt);
         bump(committedPerSecond, committedAt);
         if (committedAt >= measureFrom && committedAt < measureTo) committedInWindow += 1;
       }
@@ -225,7 +240,9 @@ export function account(input: AccountInput): Accounting {
     deliveredBeforeCommitAck: beforeAck,
     writeMs: summarizeMs(write),
     cost,
-    lag: lagTrend(sampler, measureFrom, measureTo, committedInWindow),
+    lag: input.lagFromDelivery
+      ? deliveryLagTrend(committedTimes.sort((a, b) => a - b), appliedTimes, measureFrom, measureTo)
+      : lagTrend(sampler, measureFrom, measureTo, committedInWindow),
     timeline: timeline(sampler, startAt, deliveredPerSecond, committedPerSecond),
     histograms: { e2e: encodeHistogram(e2e), receipt: encodeHistogram(receipt), commitToApplied: encodeHistogram(commitToApplied), write: encodeHistogram(write) },
     drainS: round(Math.max(0, (appliedTimes.at(-1) ?? lastCommit) - lastCommit) / 1_000, 2),
@@ -275,6 +292,24 @@ function lagTrend(sampler: RunSampler, from: number, to: number, committedInWind
   });
   const slope = slopePerSecond(points);
   return { slopeEventsPerSec: slope === null ? null : round(slope, 1), walBytesPerEvent: walBytesPerEvent === null ? null : round(walBytesPerEvent, 1) };
+}
+
+// Rationale: five readings a second, as fine as the relay lag's sampling
+// (about ten a second) needs for a slope over a window of 20 s or more.
+const DELIVERY_LAG_STEP_MS = 200;
+
+/** The slope of (orders committed) - (orders applied) over the window, both lists sorted. */
+function deliveryLagTrend(committed: readonly number[], applied: readonly number[], from: number, to: number): LagTrend {
+  const points: { t: number; y: number }[] = [];
+  let c = 0;
+  let a = 0;
+  for (let t = from; t <= to; t += DELIVERY_LAG_STEP_MS) {
+    while (c < committed.length && committed[c]! <= t) c += 1;
+    while (a < applied.length && applied[a]! <= t) a += 1;
+    points.push({ t, y: c - a });
+  }
+  const slope = slopePerSecond(points);
+  return { slopeEventsPerSec: slope === null ? null : round(slope, 1), walBytesPerEvent: null, from: 'delivery' };
 }
 
 function timeline(sampler: RunSampler, startAt: number, delivered: Map<number, number>, committed: Map<number, number>): TimelinePoint[] {

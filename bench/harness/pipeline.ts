@@ -126,6 +126,8 @@ export interface PeerRelay {
   start(sql: Sql, schema: string, topicPrefix: string): Promise<StartedRelay>;
   /** Its lag; called about ten times a second. */
   lag(sql: Sql): Promise<LagReading>;
+  /** Its lag reading trails its publishing by design: the saturation rule takes the lag slope from delivery (AccountInput.lagFromDelivery). */
+  lagFromDelivery?: boolean;
   /** What it reports of the run beyond the harness's figures, over the measured window; read once the run has drained. */
   observations?(window: MeasuredWindow): PeerObservations;
 }
@@ -478,6 +480,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       memory,
       drainFrom,
       graceMs: p.deliveryGraceMs ?? DEFAULT_GRACE_MS,
+      lagFromDelivery: context.peer?.lagFromDelivery === true,
     });
     if (final.foreign > 0 || accounting.unexpected > 0) {
       throw new OutboxBenchError(
