@@ -376,22 +376,17 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
   // No process of an earlier run is left: this run's all start on one anchor, aligned with the wall clock.
   const stepMs = reanchorClock();
   if (Math.abs(stepMs) > 1_000) log.warn({ stepMs: Math.round(stepMs) }, 'the wall clock moved against the monotonic clock since the last run; re-anchored');
+  if (refusingRuns) throw new OutboxBenchError('SHUTTING_DOWN', `run ${context.name} not started: the process is stopping`);
   // The broker stamps each record with its append time, so the consumer can
   // tell the time an event spent reaching Kafka from the time it waited there.
-  if (refusingRuns) throw new OutboxBenchError('SHUTTING_DOWN', `run ${context.name} not started: the process is stopping`);
   const run = await openRun({ infra, log, name: context.name, partitions: p.partitions, topicConfig: { 'message.timestamp.type': 'LogAppendTime' }, relay: context.peer ? undefined : relayOf(p) });
   let markEnded = () => {};
   const ended = new Promise<void>((resolve) => (markEnded = resolve));
   const running: Running = { run, children: [], timers: [], resumeConsumer: () => {}, progress: new Progress(context.quiet), ended };
   inProgress.add(running);
-  // Stopping began while the run was being set up.
-  if (refusingRuns) {
-    await stopRunning(running);
-    inProgress.delete(running);
-    markEnded();
-    throw new OutboxBenchError('SHUTTING_DOWN', `run ${context.name} stopped: the process is stopping`);
-  }
   try {
+    // Stopping began while the run was being set up.
+    if (refusingRuns) throw new OutboxBenchError('SHUTTING_DOWN', `run ${context.name} stopped: the process is stopping`);
     await context.peer?.beforeLoad(run.sql, run.schema);
     const plan: LoadPlan = planLoad(p);
     const stagesPrefix = path.join(context.rawDir, 'stages');

@@ -29,7 +29,7 @@ const atMostBytes = (value: Buffer | string) => (typeof value === 'string' ? 3 *
  * exactly (a Buffer's length, a string's UTF-8 length counted without
  * encoding it), the short key and headers by their bound: a tight figure for
  * about 30 ns per event (`micro`: a pass of 1,000 records of 323 B), where
- * counting the key and headers exactly too was about four times slower.
+ * counting the key and headers exactly too was three to four times slower.
  */
 function recordBytes(event: WireEvent): number {
   const value = event.value;
