@@ -18,6 +18,7 @@ import { assertCleanTree, captureEnvironment } from './harness/environment.js';
 import { stopRunsInProgress, type PipelineParameters } from './harness/pipeline.js';
 import { RELAY_MODES } from '../src/relay/modes.js';
 import { SCENARIOS } from './registry.js';
+import { PEER_RELAY_KEYS } from './scenarios/peers.js';
 import { buildReport } from './report.js';
 import type { Scenario, ScenarioContext, ScenarioFlag } from './scenario.js';
 
@@ -120,7 +121,7 @@ function help(): string {
     ...flags,
     ...own,
     `  --${'repeats'.padEnd(18)} polling, skip-locked, cdc, write-cost, peers: measure each relay (each way of writing) this many times; the median is reported with the spread (default ${DEFAULT_REPEATS})`,
-    `  --${'strategies'.padEnd(18)} saturation, drain, quick, sweep-*: comma-separated relay modes (${RELAY_MODES.join(', ')}); drain also takes mode:processes, as in cdc-sharded:4`,
+    `  --${'strategies'.padEnd(18)} saturation, drain, quick, sweep-*: comma-separated relay modes (${RELAY_MODES.join(', ')}); drain also takes mode:processes, as in cdc-sharded:4; peers takes its relays (${PEER_RELAY_KEYS.join(', ')}) or the families ours, debezium, ptp`,
     `  --${'points'.padEnd(18)} sweep-*: comma-separated points of the sweep to measure (default all); entries merge into its results folder`,
     `  --${'kafka-client'.padEnd(18)} the relays' Kafka client: ${KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.kafkaClient})`,
     `  --${'consumer-kafka-client'.padEnd(18)} the consumer's Kafka client: ${CONSUMER_KAFKA_CLIENTS.join(', ')} (default: the configured one, ${DEFAULTS.consumerKafkaClient})`,

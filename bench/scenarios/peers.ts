@@ -96,6 +96,9 @@ const RELAYS: Relay[] = [
   },
 ];
 
+/** What --strategies names in this scenario. */
+export const PEER_RELAY_KEYS: readonly string[] = RELAYS.map((r) => r.key);
+
 // Rationale: a minute at a rate every relay keeps up with covers a JVM's
 // class loading and C2 compilation, and every relay's first connections and
 // batch-size ramps; nothing before it is measured.
