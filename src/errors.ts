@@ -87,20 +87,29 @@ export function isOutboxBenchError(error: unknown, code?: ErrorCode): error is O
 }
 
 /** The message of anything thrown, for logs and CLI output. */
+/**
+ * The errors an aggregate error holds in `errors` (kafkajs'
+ * KafkaJSAggregateError, AggregateError, @platformatic/kafka's
+ * MultipleErrors, which nests them twice: the send, then each response),
+ * the innermost first: they say what the broker refused. `leaf`: it holds
+ * none itself.
+ */
+export function nestedErrors(error: unknown): { error: unknown; leaf: boolean }[] {
+  const found: { error: unknown; leaf: boolean }[] = [];
+  const collect = (e: unknown, depth: number) => {
+    const nested = (e as { errors?: unknown } | undefined)?.errors;
+    const deeper = depth < 3 && Array.isArray(nested) && nested.length > 0;
+    if (deeper) for (const inner of nested) collect(inner, depth + 1);
+    if (depth > 0) found.push({ error: e, leaf: !deeper });
+  };
+  collect(error, 0);
+  return found;
+}
+
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   let text = error.message;
-  // Aggregate errors (kafkajs' KafkaJSAggregateError, AggregateError,
-  // @platformatic/kafka's MultipleErrors) hide the reasons in `errors`, and
-  // @platformatic/kafka nests them twice (the send, then each response).
-  const reasons = new Set<string>();
-  const collect = (e: unknown, depth: number) => {
-    const nested = (e as { errors?: unknown } | undefined)?.errors;
-    // The innermost reasons first: they say what the broker refused.
-    if (depth < 3 && Array.isArray(nested)) for (const inner of nested) collect(inner, depth + 1);
-    if (depth > 0) reasons.add(e instanceof Error ? e.message : String(e));
-  };
-  collect(error, 0);
+  const reasons = new Set(nestedErrors(error).map(({ error: e }) => (e instanceof Error ? e.message : String(e))));
   if (reasons.size > 0) text += `: ${[...reasons].slice(0, 3).join('; ')}`;
   // Client libraries (kafkajs) nest causes that repeat the same words; show
   // each distinct message of the chain once.

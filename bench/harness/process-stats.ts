@@ -40,6 +40,28 @@ function readStat(pid: number): Stat | undefined {
   return { ppid: num(4), own: num(14) + num(15), reapedChildren: num(16) + num(17) };
 }
 
+/** Every process now, with its stat; one that exits during the scan is left out. */
+function* liveProcesses(): Generator<{ pid: number; stat: Stat }> {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const stat = readStat(pid);
+    if (stat) yield { pid, stat };
+  }
+}
+
+const STATUS_FIELDS = { VmHWM: /VmHWM:\s+(\d+) kB/, VmRSS: /VmRSS:\s+(\d+) kB/ } as const;
+
+/** A `kB` field of /proc/<pid>/status (peak or current resident memory), bytes; undefined if the process is gone. */
+function statusBytes(pid: number, field: keyof typeof STATUS_FIELDS): number | undefined {
+  try {
+    const match = STATUS_FIELDS[field].exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1_024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU seconds used so far by one process (all its threads). */
 export function processCpuSeconds(pid: number): number | undefined {
   const stat = readStat(pid);
@@ -65,11 +87,7 @@ export function processTreeCpuSeconds(rootPid: number): number | undefined {
     const before = readStat(rootPid);
     if (!before) return undefined;
     let children = 0;
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      const stat = readStat(Number(entry));
-      if (stat && stat.ppid === rootPid) children += stat.own;
-    }
+    for (const { stat } of liveProcesses()) if (stat.ppid === rootPid) children += stat.own;
     const after = readStat(rootPid);
     if (!after) return undefined;
     if (after.reapedChildren === before.reapedChildren || attempt + 1 >= MAX_SCANS) return (after.own + after.reapedChildren + children) / clockTicks();
@@ -78,22 +96,13 @@ export function processTreeCpuSeconds(rootPid: number): number | undefined {
 
 /** Peak resident memory (VmHWM) of a process, bytes. */
 export function peakRssBytes(pid: number): number | undefined {
-  try {
-    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) * 1_024 : undefined;
-  } catch {
-    return undefined;
-  }
+  return statusBytes(pid, 'VmHWM');
 }
 
 /** A process and all its descendants (replicas, shards), parents before children; empty if it is gone. */
 export function processTreePids(rootPid: number): number[] {
   const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    const stat = readStat(pid);
-    if (!stat) continue;
+  for (const { pid, stat } of liveProcesses()) {
     const siblings = children.get(stat.ppid);
     if (siblings) siblings.push(pid);
     else children.set(stat.ppid, [pid]);
@@ -109,14 +118,8 @@ export function processTreeRssBytes(rootPid: number): number | undefined {
   const pids = processTreePids(rootPid);
   if (pids.length === 0) return undefined;
   let total = 0;
-  for (const pid of pids) {
-    try {
-      const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      total += match ? Number(match[1]) * 1_024 : 0;
-    } catch {
-      // Exited between the scan and the read: it holds no memory now.
-    }
-  }
+  // One that exited between the scan and the read holds no memory now.
+  for (const pid of pids) total += statusBytes(pid, 'VmRSS') ?? 0;
   return total;
 }
 
@@ -136,11 +139,7 @@ export function processTreePssBytes(rootPid: number): number | undefined {
   };
   let total = pss(rootPid);
   if (total === undefined) return undefined;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = readStat(Number(entry));
-    if (stat && stat.ppid === rootPid) total += pss(Number(entry)) ?? 0;
-  }
+  for (const { pid, stat } of liveProcesses()) if (stat.ppid === rootPid) total += pss(pid) ?? 0;
   return total;
 }
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { PROJECT_ROOT, type Config } from '../../src/config.js';
 import { fetchJars } from '../../src/infra/maven.js';
 import type { Logger } from '../../src/log.js';
+import { median } from '../harness/stats.js';
 
 /** Attributes of Debezium's streaming metrics MBean that the run reads. */
 export const QUEUE_ATTRIBUTES = ['QueueTotalCapacity', 'QueueRemainingCapacity', 'MilliSecondsBehindSource', 'TotalNumberOfEventsSeen'] as const;
@@ -99,8 +100,6 @@ export interface QueueFigures {
   verdict: string;
 }
 
-const median = (sorted: readonly number[]) => (sorted.length === 0 ? null : sorted[Math.floor((sorted.length - 1) / 2)]!);
-
 /** The queue's figures over a window of readings. */
 export function queueFigures(readings: readonly JmxReading[], from: number, to: number): QueueFigures {
   const inWindow = readings.filter((r) => r.at >= from && r.at <= to && r.values.QueueRemainingCapacity !== undefined);
@@ -120,11 +119,11 @@ export function queueFigures(readings: readonly JmxReading[], from: number, to: 
     readings: remaining.length,
     capacity,
     remainingMin: remaining[0] ?? null,
-    remainingMedian: median(remaining),
+    remainingMedian: median(remaining) ?? null,
     remainingMax: remaining.at(-1) ?? null,
     fullShare,
     emptyShare,
-    behindSourceMedianMs: median(behind),
+    behindSourceMedianMs: median(behind) ?? null,
     verdict,
   };
 }

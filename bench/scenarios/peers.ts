@@ -33,6 +33,7 @@ import { waitForReady } from '../../src/readiness.js';
 import { dropIdleSlots, slotLagBytes } from '../../src/relay/slot.js';
 import { gitCommit } from '../harness/environment.js';
 import { describeResult, medianWithRange } from '../harness/format.js';
+import { median } from '../harness/stats.js';
 import { bars, latencyByPercentile } from '../harness/charts.js';
 import type { PrewarmParameters } from '../harness/load-worker.js';
 import { stopChild } from '../harness/processes.js';
@@ -604,14 +605,10 @@ function report(context: ReportContext, folder: string): string[] {
   // Short names keep the legend on one line and the bar labels apart.
   const chartName = (name: string) => name.replace('ours: ', '').replace('debezium-', 'dbz ').replace('pg-transactional-outbox', 'ptp');
   const legend = `dbz = Debezium ${extra.debezium}, ptp = pg-transactional-outbox ${extra.ptp}, the rest are ours`;
-  const median = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    return sorted.length === 0 ? null : sorted[Math.floor((sorted.length - 1) / 2)]!;
-  };
   const throughput = bars(
     peers.map((p) => chartName(p.name)),
     [
-      { name: 'backlog drain (events/s, median)', values: peers.map((p) => median(p.drains.map((d) => d.eventsPerSec))) },
+      { name: 'backlog drain (events/s, median)', values: peers.map((p) => median(p.drains.map((d) => d.eventsPerSec)) ?? null) },
       { name: 'sustained maximum (events/s)', values: peers.map((p) => p.sustainedRate) },
     ],
     'Throughput: our relays and their peers, warm',

@@ -20,6 +20,7 @@
  * comes again, which at-least-once delivery allows and the inbox absorbs.
  */
 import { Producer, ProduceAcks } from '@platformatic/kafka';
+import { nestedErrors } from '../errors.js';
 import type { WireEvent } from '../events.js';
 import type { EventPublisher } from '../relay/publisher.js';
 import { publishFailed } from './kafkajs.js';
@@ -52,13 +53,14 @@ type RecordProducer = Producer<Buffer | string, Buffer | string, string, Buffer 
  * and each of those one per refused partition.
  */
 function protocolErrors(error: unknown): string {
-  const names = new Set<string>();
-  const collect = (e: unknown, depth: number) => {
-    const { apiId, code, errors } = (e ?? {}) as { apiId?: unknown; code?: unknown; errors?: unknown };
-    if (depth < 3 && Array.isArray(errors) && errors.length > 0) for (const inner of errors) collect(inner, depth + 1);
-    else if (depth > 0) names.add(String(apiId ?? code ?? e));
-  };
-  collect(error, 0);
+  const names = new Set(
+    nestedErrors(error)
+      .filter((e) => e.leaf)
+      .map(({ error: e }) => {
+        const { apiId, code } = (e ?? {}) as { apiId?: unknown; code?: unknown };
+        return String(apiId ?? code ?? e);
+      }),
+  );
   return names.size > 0 ? ` (${[...names].join(', ')})` : '';
 }
 

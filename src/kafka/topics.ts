@@ -32,13 +32,12 @@ export class TopicAdmin {
   /** Creates the topic unless it exists (an existing topic is left as it is). */
   async ensure(topic: string): Promise<void> {
     if (this.#known.has(topic)) return;
-    this.#admin ??= this.#kafka.admin();
-    await this.#admin.connect();
-    const existing = await this.#admin.listTopics();
+    const admin = await this.#connectedAdmin();
+    const existing = await admin.listTopics();
     if (!existing.includes(topic)) {
       // kafkajs reports "already exists" (another relay won the race) by
       // resolving false, not by throwing.
-      await this.#admin.createTopics({
+      await admin.createTopics({
         topics: [{ topic, numPartitions: this.#partitions, configEntries: Object.entries(this.#config).map(([name, value]) => ({ name, value })) }],
       });
       await this.#waitForLeaders(topic);
@@ -51,13 +50,18 @@ export class TopicAdmin {
     const known = this.#partitionCounts.get(topic);
     if (known !== undefined) return known;
     await this.ensure(topic);
-    this.#admin ??= this.#kafka.admin();
-    await this.#admin.connect();
-    const { topics } = await this.#admin.fetchTopicMetadata({ topics: [topic] });
+    const admin = await this.#connectedAdmin();
+    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
     const count = topics[0]?.partitions.length ?? 0;
     if (count === 0) throw new OutboxBenchError('NOT_READY', `topic ${topic} has no partitions in the broker's metadata`, { retriable: true });
     this.#partitionCounts.set(topic, count);
     return count;
+  }
+
+  async #connectedAdmin(): Promise<Admin> {
+    this.#admin ??= this.#kafka.admin();
+    await this.#admin.connect();
+    return this.#admin;
   }
 
   /**
