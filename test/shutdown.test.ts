@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { runPipeline, stopRunsInProgress } from '../bench/harness/pipeline.js';
 import { resolveConfig } from '../src/config.js';
+import type { Sql } from '../src/db.js';
 import { acquireInfra } from '../src/infra/index.js';
 import { eventually, log, scratchDir, testParameters, uniqueName } from './helpers.js';
 
@@ -37,10 +38,34 @@ describe('stopping a benchmark', () => {
       () => 'resolved',
       (error: Error & { code?: string }) => error.code ?? error.message,
     );
-    await eventually('the relay and the consumer running', () => children().filter(isRunProcess).length >= 2, 60_000);
+    // A second run stopped in its drain, which would otherwise wait for an
+    // order that never comes: deleted before its relay starts.
+    let drainSql: Sql | undefined;
+    const drain = runPipeline(
+      {
+        ...(await context('shutdown_drain')),
+        beforeRelay: async (sql) => {
+          await sql`DELETE FROM outbox WHERE id = (SELECT max(id) FROM outbox)`;
+          drainSql = sql;
+        },
+      },
+      { ...testParameters(), rate: 200, warmupS: 0, durationS: 2, relayAfterLoad: true, drainTimeoutS: 600 },
+    );
+    const drainSettled = drain.then(
+      () => 'resolved',
+      (error: Error & { code?: string }) => error.code ?? error.message,
+    );
+    // Every row left published: the draining run's relay is up and its run waits for the deleted order.
+    const drained = async () => {
+      if (!drainSql) return false;
+      const [row] = await drainSql<{ unsent: number }[]>`SELECT count(*)::int AS unsent FROM outbox WHERE published_at IS NULL`;
+      return row?.unsent === 0;
+    };
+    await eventually('the second run waiting in its drain', drained, 60_000);
 
     await stopRunsInProgress();
     assert.deepEqual(children().filter(isRunProcess), [], 'no relay or consumer process left once the stop returned');
+    assert.equal(await drainSettled, 'SHUTTING_DOWN', 'the draining run ends at the stop, not when its drain times out');
     await settled;
 
     await assert.rejects(runPipeline(await context('shutdown_after'), testParameters()), (error: Error & { code?: string }) => error.code === 'SHUTTING_DOWN');

@@ -242,11 +242,16 @@ function scheduleConsumerStall(consumers: readonly ChildProcess[], measureFrom: 
   return resume;
 }
 
-/** Waits until every committed order was applied, or nothing moved for drainTimeoutS. */
-async function drainUntilApplied(consumer: ConsumerGroup, committed: number, p: PipelineParameters, log: Logger): Promise<void> {
+/**
+ * Waits until every committed order was applied, or nothing moved for
+ * drainTimeoutS; a run being stopped ends the wait at once (its consumers
+ * are gone, so nothing would move again).
+ */
+async function drainUntilApplied(running: Running, consumer: ConsumerGroup, committed: number, p: PipelineParameters, log: Logger): Promise<void> {
   let lastDistinct = -1;
   let stalledSince = performance.now();
   for (;;) {
+    if (running.stopping) throw new OutboxBenchError('SHUTTING_DOWN', 'the run was stopped while it drained');
     const distinct = consumer.progress()?.distinct ?? 0;
     if (distinct >= committed) return;
     if (distinct !== lastDistinct) {
@@ -456,7 +461,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
       signalTree(running.pausedRelay, 'SIGCONT');
       running.pausedRelay = undefined;
     }
-    await drainUntilApplied(consumer, committed, p, log);
+    await drainUntilApplied(running, consumer, committed, p, log);
     for (const timer of running.timers) clearTimeout(timer);
     await sampler.stop();
     running.progress.done();

@@ -91,6 +91,15 @@ export interface ConsumerProcess {
   finish(): Promise<Extract<FromConsumer, { type: 'final' }>>;
 }
 
+/**
+ * Sends to a consumer that may have exited: a send on a closed channel would
+ * emit an 'error' event nobody listens to and kill this process. A failed
+ * send is left to the caller's wait, which reports the exit with its log.
+ */
+function sendToConsumer(child: ChildProcess, message: ToConsumer): void {
+  if (child.connected) child.send(message, () => {});
+}
+
 export async function startConsumerProcess(rawDir: string, task: ConsumerTask, execArgv: string[] = []): Promise<ConsumerProcess> {
   const logFile = path.join(rawDir, 'consumer.log');
   const child = fork(path.join(here, 'consumer-process.js'), [], { execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'advanced' });
@@ -113,7 +122,7 @@ export async function startConsumerProcess(rawDir: string, task: ConsumerTask, e
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };
-  child.send({ type: 'start', task } satisfies ToConsumer);
+  sendToConsumer(child, { type: 'start', task });
   try {
     await waitFor('ready', 'join its group', START_TIMEOUT_MS);
   } catch (error) {
@@ -125,9 +134,9 @@ export async function startConsumerProcess(rawDir: string, task: ConsumerTask, e
     child,
     messages,
     progress: () => messages.findLast((m): m is Extract<FromConsumer, { type: 'progress' }> => m.type === 'progress'),
-    setWindow: (measureFrom, measureTo) => child.send({ type: 'window', measureFrom, measureTo } satisfies ToConsumer),
+    setWindow: (measureFrom, measureTo) => sendToConsumer(child, { type: 'window', measureFrom, measureTo }),
     finish: async () => {
-      child.send({ type: 'finish' } satisfies ToConsumer);
+      sendToConsumer(child, { type: 'finish' });
       return waitFor('final', 'hand over its final report', 60_000);
     },
   };
