@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
 import { CoalescingSender } from '../bench/peers/ptp.js';
-import { backlogFor, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { backlogFor, mergePeers, prewarmFor, roundRate, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 
 describe('pg-transactional-outbox adapter', () => {
   it('sends calls made together in one request, calls made meanwhile in the next, and fails a request\'s calls with it', async () => {
@@ -90,6 +90,12 @@ describe('peers sizing and merging', () => {
     assert.equal(backlogFor(100), 20_000);
     assert.equal(backlogFor(1_000), 120_000);
     assert.equal(backlogFor(30_000), 200_000);
+  });
+
+  it('runs the points of a slow maximum below it: rates to the nearest 10 under 1,000/s, the nearest 100 above', () => {
+    assert.deepEqual([roundRate(50 * 0.5), roundRate(50 * 0.8)], [30, 40]);
+    assert.deepEqual([roundRate(3_500 * 0.5), roundRate(3_500 * 0.8)], [1_800, 2_800]);
+    assert.equal(roundRate(0), 10);
   });
 
   it('selects relays by key or family, the optional Debezium defaults only by name, and names the choices for an unknown one', () => {

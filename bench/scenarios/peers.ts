@@ -139,7 +139,14 @@ const UNGUIDED_GROWTH = 2;
 const DEBEZIUM_HEAPS_MB = [256, 512, 1_024] as const;
 
 const slugOf = (name: string) => name.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '').toLowerCase();
-const round100 = (rate: number) => Math.max(100, Math.round(rate / 100) * 100);
+/**
+ * A rate to run at: to the nearest 100 from 1,000/s, to the nearest 10 below
+ * it, so 50% and 80% of a slow peer's maximum stay below that maximum.
+ */
+export function roundRate(rate: number): number {
+  const step = rate >= 1_000 ? 100 : 10;
+  return Math.max(10, Math.round(rate / step) * step);
+}
 
 /** The prewarm before a run of a relay whose maximum is `max` (before a search step: the step's own rate). */
 export function prewarmFor(max: number): PrewarmParameters {
@@ -412,7 +419,7 @@ async function measureRelay(context: ScenarioContext, relay: Relay, guide: numbe
     contextFor(context, relay, `peer-${slug}-search`),
     base,
     {
-      startRate: guided ? round100(guide * GUIDED_START_SHARE) : (relay.searchStart ?? UNGUIDED_START),
+      startRate: guided ? roundRate(guide * GUIDED_START_SHARE) : (relay.searchStart ?? UNGUIDED_START),
       growth: guided ? GUIDED_GROWTH : UNGUIDED_GROWTH,
       maxRate: context.option('peer-max-rate'),
       bisections: 2,
@@ -460,8 +467,8 @@ async function measureRelay(context: ScenarioContext, relay: Relay, guide: numbe
   // 3. Repeated: the drain and the latency points.
   const points: PeerPoint[] = [
     max >= COMMON_RATE ? { label: 'common', rate: COMMON_RATE, runs: [] } : { label: 'common', rate: COMMON_RATE, runs: [], skipped: max > 0 ? `sustains ${max} events/s at most` : 'no rate was sustained' },
-    { label: 'half', rate: round100(max * 0.5), runs: [], ...(max > 0 ? {} : { skipped: 'no rate was sustained' }) },
-    { label: 'eighty', rate: round100(max * 0.8), runs: [], ...(max > 0 ? {} : { skipped: 'no rate was sustained' }) },
+    { label: 'half', rate: roundRate(max * 0.5), runs: [], ...(max > 0 ? {} : { skipped: 'no rate was sustained' }) },
+    { label: 'eighty', rate: roundRate(max * 0.8), runs: [], ...(max > 0 ? {} : { skipped: 'no rate was sustained' }) },
   ];
   const drains: DrainRun[] = [];
   const runs: RunSummary[] = [];
