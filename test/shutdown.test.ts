@@ -32,28 +32,31 @@ describe('stopping a benchmark', () => {
     t.after(() => infra.release());
     const context = async (name: string) => ({ infra, log, name: uniqueName(name), rawDir: await scratchDir(), quiet: true });
 
+    /** How a run ended: 'resolved', or its error's code. */
+    const outcome = (run: Promise<unknown>) =>
+      run.then(
+        () => 'resolved',
+        (error: Error & { code?: string }) => error.code ?? error.message,
+      );
+
     // A run far longer than the test: only the stop can end it this soon.
-    const run = runPipeline(await context('shutdown_run'), { ...testParameters(), rate: 200, warmupS: 0, durationS: 600 });
-    const settled = run.then(
-      () => 'resolved',
-      (error: Error & { code?: string }) => error.code ?? error.message,
-    );
+    const settled = outcome(runPipeline(await context('shutdown_run'), { ...testParameters(), rate: 200, warmupS: 0, durationS: 600 }));
+    await eventually('the relay and the consumer running', () => children().filter(isRunProcess).length >= 2, 60_000);
+
     // A second run stopped in its drain, which would otherwise wait for an
     // order that never comes: deleted before its relay starts.
     let drainSql: Sql | undefined;
-    const drain = runPipeline(
-      {
-        ...(await context('shutdown_drain')),
-        beforeRelay: async (sql) => {
-          await sql`DELETE FROM outbox WHERE id = (SELECT max(id) FROM outbox)`;
-          drainSql = sql;
+    const drainSettled = outcome(
+      runPipeline(
+        {
+          ...(await context('shutdown_drain')),
+          beforeRelay: async (sql) => {
+            await sql`DELETE FROM outbox WHERE id = (SELECT max(id) FROM outbox)`;
+            drainSql = sql;
+          },
         },
-      },
-      { ...testParameters(), rate: 200, warmupS: 0, durationS: 2, relayAfterLoad: true, drainTimeoutS: 600 },
-    );
-    const drainSettled = drain.then(
-      () => 'resolved',
-      (error: Error & { code?: string }) => error.code ?? error.message,
+        { ...testParameters(), rate: 200, warmupS: 0, durationS: 2, relayAfterLoad: true, drainTimeoutS: 600 },
+      ),
     );
     // Every row left published: the draining run's relay is up and its run waits for the deleted order.
     const drained = async () => {
