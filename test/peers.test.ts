@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
 import { CoalescingSender } from '../bench/peers/ptp.js';
-import { backlogFor, mergePeers, prewarmFor, roundRate, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { backlogFor, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { roundRate } from '../bench/harness/saturation.js';
 
 describe('pg-transactional-outbox adapter', () => {
   it('sends calls made together in one request, calls made meanwhile in the next, and fails a request\'s calls with it', async () => {
@@ -103,7 +104,11 @@ describe('peers sizing and merging', () => {
     assert.deepEqual(keys(['ptp', 'cdc']), ['cdc', 'ptp-polling', 'ptp-replication'], 'cdc is one relay, not every name holding it');
     assert.deepEqual(keys(['debezium']), ['debezium-throughput', 'debezium-latency']);
     assert.deepEqual(keys(['debezium-default']), ['debezium-default']);
-    assert.ok(!keys([]).includes('debezium-default') && keys([]).includes('cdc-sharded'), 'every relay but the optional one by default');
+    assert.ok(!keys([]).includes('debezium-default') && !keys([]).includes('ptp-polling-batch5') && keys([]).includes('cdc-sharded'), 'every relay but the optional ones by default');
+    const [batch5] = selectRelays(['ptp-polling-batch5']);
+    assert.equal(batch5?.ptpPolling?.nextMessagesBatchSize, 5);
+    assert.match(batch5?.settings ?? '', /nextMessagesBatchSize 5 \(default 5\), nextMessagesPollingIntervalInMs 100 \(default 500\)/);
+    assert.notEqual(batch5?.name, selectRelays(['ptp-polling'])[0]?.name, 'a variant\'s results do not replace the issue\'s setting\'s');
     assert.throws(() => selectRelays(['kafka-streams']), (error: Error & { code?: string }) => error.code === 'USAGE' && /polling, skip-locked/.test(error.message));
   });
 

@@ -85,6 +85,18 @@ describe('sustained-rate rule', () => {
     assert.equal(search.sustainedRate, 4_000);
   });
 
+  it('steps below 100/s only when allowed to, bisects to the nearest 10 there, and never bisects without a passing rate', async () => {
+    // A slow peer that keeps up to 40/s.
+    const run = async (_context: PipelineContext, p: PipelineParameters) => result(p.rate, { slope: p.rate <= 40 ? 0 : 1_000 });
+    const slow = { ...OPTIONS, startRate: 100, growth: 2, run };
+    const tried = async (options: SearchOptions) => {
+      const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 30 } as PipelineParameters, options, () => {});
+      return { sustained: search.sustainedRate, steps: search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`) };
+    };
+    assert.deepEqual(await tried({ ...slow, minRate: 20 }), { sustained: 40, steps: ['100:search:fail', '50:search:fail', '25:search:pass', '40:search:pass', '40:confirm:pass'] });
+    assert.deepEqual(await tried(slow), { sustained: 0, steps: ['100:search:fail'] });
+  });
+
   it('confirms the top rate and falls back to the next lower one when the confirmation fails', async () => {
     const tries = new Map<number, number>();
     const run = async (_context: PipelineContext, p: PipelineParameters) => {

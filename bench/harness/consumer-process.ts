@@ -56,7 +56,8 @@ export interface ConsumerProgress {
   received: number;
   distinct: number;
   duplicates: number;
-  p99Ms: number;
+  /** Null while no event of the measured window has arrived. */
+  p99Ms: number | null;
 }
 
 export interface ConsumerFinal {
@@ -156,7 +157,8 @@ async function run(task: ConsumerTask): Promise<void> {
   await consumer.start();
   await send({ type: 'ready' });
   const progress = setInterval(() => {
-    void send({ type: 'progress', at: nowMs(), received, distinct, duplicates, p99Ms: summarizeMs(endToEnd).p99 });
+    const p99Ms = endToEnd.totalCount > 0 ? summarizeMs(endToEnd).p99 : null;
+    void send({ type: 'progress', at: nowMs(), received, distinct, duplicates, p99Ms });
   }, task.progressIntervalMs ?? 1_000);
 
   await new Promise<void>((resolve) => {

@@ -361,7 +361,7 @@ function startSampling(
       const latest = consumer.progress();
       const now = nowMs();
       const distinct = latest?.distinct ?? 0;
-      running.progress.update({ elapsedS: (now - at.startAt) / 1_000, phase: phaseAt(now, at), ratePerSec: distinct - previousDistinct, lag: sampler.latestLag(), p99Ms: latest?.p99Ms ?? 0 });
+      running.progress.update({ elapsedS: (now - at.startAt) / 1_000, phase: phaseAt(now, at), ratePerSec: distinct - previousDistinct, lag: sampler.latestLag(), p99Ms: latest?.p99Ms ?? null });
       previousDistinct = distinct;
     }, 1_000),
   );

@@ -30,12 +30,24 @@ export const MAX_LAG_SLOPE_SHARE = 0.005;
 
 // Rationale: below 100 events/s a 20 s window holds too few events for the
 // share and slope tests to mean anything; a relay slower than that at a
-// point reports that no rate passed.
+// point reports that no rate passed. Longer steps may go lower (minRate).
 const MIN_SEARCH_RATE = 100;
+
+/**
+ * A rate to run at: to the nearest 100 from 1,000/s, to the nearest 10 below
+ * it, so that a slow relay's steps (and 50% and 80% of its maximum) stay
+ * distinct and below its limit.
+ */
+export function roundRate(rate: number): number {
+  const step = rate >= 1_000 ? 100 : 10;
+  return Math.max(10, Math.round(rate / step) * step);
+}
 
 export interface SearchOptions {
   startRate: number;
   maxRate: number;
+  /** The lowest rate a start above the limit steps down to (default 100/s, for 20 s steps). */
+  minRate?: number;
   /** Growth factor between steps before the first failure. */
   growth: number;
   /** Bisection steps after the first failure. */
@@ -139,12 +151,15 @@ export async function searchSustained(
   // A start above the limit steps down by the same factor until a step
   // passes, so the bisections start from a bracket one factor wide (halving
   // from the start would leave the limit anywhere in a factor of 2 or more).
-  for (let rate = Math.round(failedAt / options.growth); Number.isFinite(failedAt) && passedRates().length === 0 && rate >= MIN_SEARCH_RATE; rate = Math.round(rate / options.growth)) {
+  for (let rate = Math.round(failedAt / options.growth); Number.isFinite(failedAt) && passedRates().length === 0 && rate >= (options.minRate ?? MIN_SEARCH_RATE); rate = Math.round(rate / options.growth)) {
     if (!(await attempt(rate, 'search'))) failedAt = rate;
   }
+  // Bisections narrow a bracket: with no passing rate there is none, and a
+  // rate below minRate would be one its window cannot judge.
   for (let i = 0; i < options.bisections && Number.isFinite(failedAt); i++) {
-    const low = passedRates()[0] ?? 0;
-    const mid = Math.round((low + failedAt) / 2 / 100) * 100;
+    const low = passedRates()[0];
+    if (low === undefined) break;
+    const mid = roundRate((low + failedAt) / 2);
     if (mid <= low || mid >= failedAt) break;
     if (!(await attempt(mid, 'search'))) failedAt = mid;
   }

@@ -45,6 +45,8 @@ export interface PtpRelayTask {
   publication: string;
   /** The Kafka client our relays publish with in this run. */
   kafkaClient: KafkaClientName;
+  /** Polling mode: its batch and interval (default PTP_POLLING_SETTINGS). */
+  polling?: PtpPollingSettings;
 }
 
 /**
@@ -102,7 +104,13 @@ export async function placeOrdersIntoPtp(sql: Sql, inputs: readonly PlaceOrderIn
  * Everything else, retries and poisonous-message protection included, is
  * the library's default.
  */
-export const PTP_POLLING_SETTINGS = { nextMessagesBatchSize: 50, nextMessagesPollingIntervalInMs: 100 } as const;
+export const PTP_POLLING_SETTINGS: PtpPollingSettings = { nextMessagesBatchSize: 50, nextMessagesPollingIntervalInMs: 100 };
+
+/** The polling listener's two settings a run may change (the library's defaults: 5 and 500 ms). */
+export interface PtpPollingSettings {
+  nextMessagesBatchSize: number;
+  nextMessagesPollingIntervalInMs: number;
+}
 
 /**
  * Sends the messages of concurrent handler calls together: the library calls
@@ -187,7 +195,7 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
   const [shutdown] =
     task.mode === 'polling'
       ? initializePollingMessageListener(
-          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, ...PTP_POLLING_SETTINGS, nextMessagesFunctionName: PTP_POLLING_FUNCTION, nextMessagesFunctionSchema: task.schema } },
+          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, ...(task.polling ?? PTP_POLLING_SETTINGS), nextMessagesFunctionName: PTP_POLLING_FUNCTION, nextMessagesFunctionSchema: task.schema } },
           handler,
           libraryLog,
         )

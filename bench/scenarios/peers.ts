@@ -38,11 +38,11 @@ import { bars, latencyByPercentile } from '../harness/charts.js';
 import type { PrewarmParameters } from '../harness/load-worker.js';
 import { stopChild } from '../harness/processes.js';
 import { runPipeline, type LagReading, type PipelineContext, type PipelineParameters, type PipelineResult } from '../harness/pipeline.js';
-import { judge, runDrain, searchSustained, type SearchStep } from '../harness/saturation.js';
+import { judge, roundRate, runDrain, searchSustained, type SearchStep } from '../harness/saturation.js';
 import { summarizeRun, type RunSummary } from '../harness/summary.js';
 import { DEBEZIUM_DEFAULT, DEBEZIUM_LATENCY, DEBEZIUM_THROUGHPUT, DEBEZIUM_VERSION, debeziumTopicPrefix, preparePublication, startDebezium, waitForDebezium, type DebeziumSettings } from '../peers/debezium.js';
 import { freePort, jmxToolLibDir, queueFigures, startJmxSampler, streamingMBean, type JmxSampler, type QueueFigures } from '../peers/jmx.js';
-import { MESSAGE_NOT_FOUND, PTP_POLLING_SETTINGS, PTP_TABLE, setupPtp, type PtpMode, type PtpRelayTask } from '../peers/ptp.js';
+import { MESSAGE_NOT_FOUND, PTP_POLLING_SETTINGS, PTP_TABLE, setupPtp, type PtpMode, type PtpPollingSettings, type PtpRelayTask } from '../peers/ptp.js';
 import { f, save, type ReportContext, type Summary } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
@@ -60,10 +60,35 @@ export interface Relay {
   parameters: Partial<PipelineParameters>;
   debezium?: DebeziumSettings;
   ptp?: PtpMode;
+  /** Its polling listener's batch and interval. */
+  ptpPolling?: PtpPollingSettings;
   /** Left out unless named in --strategies. */
   optional?: boolean;
   /** Where its search starts when no earlier result guides it (default UNGUIDED_START). */
   searchStart?: number;
+}
+
+/** pg-transactional-outbox's polling listener with these settings. */
+function ptpPollingRelay(key: string, polling: PtpPollingSettings, optional = false): Relay {
+  const batch = polling.nextMessagesBatchSize === PTP_POLLING_SETTINGS.nextMessagesBatchSize ? '' : `, batch ${polling.nextMessagesBatchSize}`;
+  return {
+    name: `pg-transactional-outbox polling${batch}`,
+    key,
+    family: 'ptp',
+    settings:
+      `changed from the library's defaults: nextMessagesBatchSize ${polling.nextMessagesBatchSize} (default 5), nextMessagesPollingIntervalInMs ` +
+      `${polling.nextMessagesPollingIntervalInMs} (default 500), concurrent handler sends coalesced into one Kafka request (the handler's own choice); ` +
+      'unchanged: retries, poisonous-message protection, lock time; segment = aggregate id',
+    parameters: { store: 'ptp' },
+    ptp: 'polling',
+    ptpPolling: polling,
+    ...(optional ? { optional } : {}),
+    // Rationale: its polling function sorts every unprocessed row on each
+    // call, so a backlog slows it further: offered 1,000/s it fell to ~50/s
+    // and a failed step's drain took tens of minutes. Its earlier maximum, at
+    // the library's defaults, was ~100/s.
+    searchStart: 100,
+  };
 }
 
 const RELAYS: Relay[] = [
@@ -76,22 +101,12 @@ const RELAYS: Relay[] = [
   { name: DEBEZIUM_THROUGHPUT.name, key: DEBEZIUM_THROUGHPUT.name, family: 'debezium', settings: DEBEZIUM_THROUGHPUT.rationale, parameters: { store: 'table' }, debezium: DEBEZIUM_THROUGHPUT },
   { name: DEBEZIUM_LATENCY.name, key: DEBEZIUM_LATENCY.name, family: 'debezium', settings: DEBEZIUM_LATENCY.rationale, parameters: { store: 'table' }, debezium: DEBEZIUM_LATENCY },
   { name: DEBEZIUM_DEFAULT.name, key: DEBEZIUM_DEFAULT.name, family: 'debezium', settings: DEBEZIUM_DEFAULT.rationale, parameters: { store: 'table' }, debezium: DEBEZIUM_DEFAULT, optional: true },
-  {
-    name: 'pg-transactional-outbox polling',
-    key: 'ptp-polling',
-    family: 'ptp',
-    settings:
-      `changed from the library's defaults: nextMessagesBatchSize ${PTP_POLLING_SETTINGS.nextMessagesBatchSize} (default 5), nextMessagesPollingIntervalInMs ` +
-      `${PTP_POLLING_SETTINGS.nextMessagesPollingIntervalInMs} (default 500), concurrent handler sends coalesced into one Kafka request (the handler's own choice); ` +
-      'unchanged: retries, poisonous-message protection, lock time; segment = aggregate id',
-    parameters: { store: 'ptp' },
-    ptp: 'polling',
-    // Rationale: its polling function sorts every unprocessed row on each
-    // call, so a backlog slows it further: offered 1,000/s it fell to ~50/s
-    // and a failed step's drain took tens of minutes. Its earlier maximum, at
-    // the library's defaults, was ~100/s.
-    searchStart: 100,
-  },
+  ptpPollingRelay('ptp-polling', PTP_POLLING_SETTINGS),
+  // The issue's batch of 50 collides with the library's own concurrent poll
+  // (a handler's NOWAIT row lock against the poll's), so smaller batches are
+  // measured beside it, by name only, to find its best.
+  ptpPollingRelay('ptp-polling-batch10', { ...PTP_POLLING_SETTINGS, nextMessagesBatchSize: 10 }, true),
+  ptpPollingRelay('ptp-polling-batch5', { ...PTP_POLLING_SETTINGS, nextMessagesBatchSize: 5 }, true),
   {
     name: 'pg-transactional-outbox replication',
     key: 'ptp-replication',
@@ -127,6 +142,9 @@ const DRAIN_TIMEOUT_S = 120;
 // Rationale: 30 s steps hold 30 lag readings a second apart for the slope
 // test even at a peer's lowest rates, and keep a search near 15 minutes.
 const MIN_STEP_S = 30;
+// Rationale: a 30 s step at 20/s still holds 600 orders for the share test,
+// so a peer slower than 100/s gets its limit, not "no rate passed".
+const MIN_PEER_RATE = 20;
 // Rationale: a search guided by the relay's previous maximum starts at 70%
 // of it and grows x1.4 (a pass or two, a failure, two bisections, the
 // confirmation); an unguided one starts at 1,000/s and doubles.
@@ -139,15 +157,6 @@ const UNGUIDED_GROWTH = 2;
 const DEBEZIUM_HEAPS_MB = [256, 512, 1_024] as const;
 
 const slugOf = (name: string) => name.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '').toLowerCase();
-/**
- * A rate to run at: to the nearest 100 from 1,000/s, to the nearest 10 below
- * it, so 50% and 80% of a slow peer's maximum stay below that maximum.
- */
-export function roundRate(rate: number): number {
-  const step = rate >= 1_000 ? 100 : 10;
-  return Math.max(10, Math.round(rate / step) * step);
-}
-
 /** The prewarm before a run of a relay whose maximum is `max` (before a search step: the step's own rate). */
 export function prewarmFor(max: number): PrewarmParameters {
   // Rationale: a relay with no measured maximum still gets a minute of load, at a rate any relay takes.
@@ -240,6 +249,7 @@ function contextFor(context: ScenarioContext, relay: Relay, name: string, heapMb
             slot,
             publication,
             kafkaClient: context.parameters.kafkaClient ?? context.config.kafkaClient,
+            ...(relay.ptpPolling ? { polling: relay.ptpPolling } : {}),
           };
           const logFile = path.join(base.rawDir, 'ptp-relay.log');
           const spawnedAt = nowMs();
@@ -422,6 +432,7 @@ async function measureRelay(context: ScenarioContext, relay: Relay, guide: numbe
       startRate: guided ? roundRate(guide * GUIDED_START_SHARE) : (relay.searchStart ?? UNGUIDED_START),
       growth: guided ? GUIDED_GROWTH : UNGUIDED_GROWTH,
       maxRate: context.option('peer-max-rate'),
+      minRate: MIN_PEER_RATE,
       bisections: 2,
       p99LimitMs: 2_000,
       prewarm: (rate) => prewarmFor(rate),
