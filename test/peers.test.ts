@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
 import { CoalescingSender } from '../bench/peers/ptp.js';
-import { backlogFor, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { backlogFor, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 import { roundRate } from '../bench/harness/saturation.js';
 
 describe('pg-transactional-outbox adapter', () => {
@@ -110,6 +110,16 @@ describe('peers sizing and merging', () => {
     assert.match(batch5?.settings ?? '', /nextMessagesBatchSize 5 \(default 5\), nextMessagesPollingIntervalInMs 100 \(default 500\)/);
     assert.notEqual(batch5?.name, selectRelays(['ptp-polling'])[0]?.name, 'a variant\'s results do not replace the issue\'s setting\'s');
     assert.throws(() => selectRelays(['kafka-streams']), (error: Error & { code?: string }) => error.code === 'USAGE' && /polling, skip-locked/.test(error.message));
+  });
+
+  it('names the lowest rate above the maximum that failed, and whether it failed only on confirmation', () => {
+    const step = (rate: number, attempt: 'search' | 'confirm', passed: boolean) => ({ rate, attempt, passed, reasons: [], p99Ms: 0, deliveredShare: passed ? 1 : 0.5 });
+    // cdc-sharded's published search: 8,000 passed once, then failed its confirmation.
+    const sharded = [step(4_000, 'search', true), step(8_000, 'search', true), step(16_000, 'search', false), step(10_000, 'search', false), step(8_000, 'confirm', false), step(4_000, 'confirm', true)];
+    assert.equal(lowestFailed({ sustainedRate: 4_000, sustainedSteps: sharded }), '8,000 (passed once, failed its confirmation)');
+    assert.equal(lowestFailed({ sustainedRate: 7_000, sustainedSteps: [step(7_000, 'search', true), step(8_000, 'search', false), step(7_000, 'confirm', true)] }), '8,000');
+    assert.equal(lowestFailed({ sustainedRate: 0, sustainedSteps: [step(100, 'search', false), step(50, 'search', false)] }), '50');
+    assert.equal(lowestFailed({ sustainedRate: 20_000, sustainedSteps: [step(20_000, 'search', true), step(20_000, 'confirm', true)] }), 'none tried');
   });
 
   it('replaces a relay\'s results and keeps the others\', in the relays\' order', () => {

@@ -385,6 +385,17 @@ function previousResults(outDir: string): PeerResult[] {
   return extra?.version === 2 && Array.isArray(extra.peers) ? extra.peers : [];
 }
 
+/**
+ * The lowest rate above a relay's maximum that failed, as a search step or as
+ * a confirmation: its limit lies between the two, and a failed confirmation
+ * means the rate passed once and not twice.
+ */
+export function lowestFailed(p: Pick<PeerResult, 'sustainedRate' | 'sustainedSteps'>): string {
+  const [failed] = p.sustainedSteps.filter((s) => !s.passed && s.rate > p.sustainedRate).sort((a, b) => a.rate - b.rate);
+  if (!failed) return 'none tried';
+  return `${failed.rate.toLocaleString('en-US')}${failed.attempt === 'confirm' ? ' (passed once, failed its confirmation)' : ''}`;
+}
+
 /** The earlier results with this sitting's replacing those of the same relay, in the relays' order. */
 export function mergePeers(previous: readonly PeerResult[], fresh: readonly PeerResult[]): PeerResult[] {
   const byName = new Map(previous.map((p) => [p.name, p]));
@@ -574,8 +585,8 @@ function report(context: ReportContext, folder: string): string[] {
       `Medians of ${Math.max(...peers.map((p) => p.drains.length))} runs, their range in brackets. Memory: the highest sum of resident memory over every process of the relay ` +
       `(replicas, shards, the JVM), read once a second. Measured at ${commits.join(', ')}.`,
     '',
-    '| relay | max events/s | drain events/s | e2e p50 / p99 / p99.9 at 1,000/s (ms) | at 50% of max | at 80% of max | relay CPU-s / 1M at 1,000/s | total CPU-s / 1M | relay memory (MiB) | lost | duplicates |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| relay | max events/s | lowest rate that failed | drain events/s | e2e p50 / p99 / p99.9 at 1,000/s (ms) | at 50% of max | at 80% of max | relay CPU-s / 1M at 1,000/s | total CPU-s / 1M | relay memory (MiB) | lost | duplicates |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...peers.map((p) => {
       const common = point(p, 'common');
       const half = point(p, 'half');
@@ -586,7 +597,7 @@ function report(context: ReportContext, folder: string): string[] {
       const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
       const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
       return (
-        `| ${p.name} | ${p.sustainedRate > 0 ? f(p.sustainedRate) : `below ${f(p.sustainedSteps.length > 0 ? Math.min(...p.sustainedSteps.map((s) => s.rate)) : null)}`} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
+        `| ${p.name} | ${p.sustainedRate > 0 ? f(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? Math.min(...p.sustainedSteps.map((s) => s.rate)).toLocaleString('en-US') : 'n/a'}`} | ${lowestFailed(p)} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
         `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${f(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${f(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
         `${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.relay))}${cpuNote} | ${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.total))}${cpuNote} | ${memory > 0 ? f(memory) : 'n/a'} | ` +
         `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
