@@ -108,7 +108,7 @@ describe('peers sizing and merging', () => {
     const [batch5] = selectRelays(['ptp-polling-batch5']);
     assert.equal(batch5?.ptpPolling?.nextMessagesBatchSize, 5);
     assert.match(batch5?.settings ?? '', /nextMessagesBatchSize 5 \(default 5\), nextMessagesPollingIntervalInMs 100 \(default 500\)/);
-    assert.notEqual(batch5?.name, selectRelays(['ptp-polling'])[0]?.name, 'a variant\'s results do not replace the issue\'s setting\'s');
+    assert.notEqual(batch5?.name, selectRelays(['ptp-polling'])[0]?.name, 'a variant\'s results do not replace those of the batch of 50');
     assert.throws(() => selectRelays(['kafka-streams']), (error: Error & { code?: string }) => error.code === 'USAGE' && /polling, skip-locked/.test(error.message));
   });
 

@@ -102,7 +102,7 @@ const RELAYS: Relay[] = [
   { name: DEBEZIUM_LATENCY.name, key: DEBEZIUM_LATENCY.name, family: 'debezium', settings: DEBEZIUM_LATENCY.rationale, parameters: { store: 'table' }, debezium: DEBEZIUM_LATENCY },
   { name: DEBEZIUM_DEFAULT.name, key: DEBEZIUM_DEFAULT.name, family: 'debezium', settings: DEBEZIUM_DEFAULT.rationale, parameters: { store: 'table' }, debezium: DEBEZIUM_DEFAULT, optional: true },
   ptpPollingRelay('ptp-polling', PTP_POLLING_SETTINGS),
-  // The batch of 50 collides with the library's own concurrent poll
+  // The batch of 50 (ptp-polling's) collides with the library's own concurrent poll
   // (a handler's NOWAIT row lock against the poll's), so smaller batches are
   // measured beside it, by name only, to find its best.
   ptpPollingRelay('ptp-polling-batch10', { ...PTP_POLLING_SETTINGS, nextMessagesBatchSize: 10 }, true),
