@@ -148,9 +148,22 @@ export async function startConsumerProcess(rawDir: string, task: ConsumerTask, e
  */
 export interface ConsumerGroup {
   children: ChildProcess[];
-  progress(): { distinct: number; p99Ms: number } | undefined;
+  /** Distinct events applied by all members; the worst member's p99, null until one has measured an event. */
+  progress(): { distinct: number; p99Ms: number | null } | undefined;
   setWindow(measureFrom: number, measureTo: number): void;
   finish(): Promise<Extract<FromConsumer, { type: 'final' }>>;
+}
+
+/**
+ * The group's progress from its members' newest reports: distinct events
+ * summed, the worst p99 of those that have measured one. A member that has
+ * measured nothing has no p99; counting it as 0 would print "p99 so far 0.0 ms"
+ * through a warm-up that measures nothing.
+ */
+export function mergeProgress(reports: readonly (Pick<Extract<FromConsumer, { type: 'progress' }>, 'distinct' | 'p99Ms'> | undefined)[]): { distinct: number; p99Ms: number | null } | undefined {
+  if (reports.every((r) => r === undefined)) return undefined;
+  const measured = reports.flatMap((r) => (r?.p99Ms == null ? [] : [r.p99Ms]));
+  return { distinct: reports.reduce((sum, r) => sum + (r?.distinct ?? 0), 0), p99Ms: measured.length > 0 ? Math.max(...measured) : null };
 }
 
 export async function startConsumerGroup(rawDir: string, task: ConsumerTask, count: number, execArgv: string[] = []): Promise<ConsumerGroup> {
@@ -168,9 +181,7 @@ export async function startConsumerGroup(rawDir: string, task: ConsumerTask, cou
   return {
     children: members.map((m) => m.child),
     progress() {
-      const reports = members.map((m) => m.progress());
-      if (reports.every((r) => r === undefined)) return undefined;
-      return { distinct: reports.reduce((sum, r) => sum + (r?.distinct ?? 0), 0), p99Ms: Math.max(...reports.map((r) => r?.p99Ms ?? 0)) };
+      return mergeProgress(members.map((m) => m.progress()));
     },
     setWindow(measureFrom, measureTo) {
       for (const m of members) m.setWindow(measureFrom, measureTo);
