@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
 import { CoalescingSender } from '../bench/peers/ptp.js';
-import { backlogFor, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { backlogFor, chartedMaximum, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 import { roundRate } from '../bench/harness/saturation.js';
 
 describe('pg-transactional-outbox adapter', () => {
@@ -110,6 +110,11 @@ describe('peers sizing and merging', () => {
     assert.match(batch5?.settings ?? '', /nextMessagesBatchSize 5 \(default 5\), nextMessagesPollingIntervalInMs 100 \(default 500\)/);
     assert.notEqual(batch5?.name, selectRelays(['ptp-polling'])[0]?.name, 'a variant\'s results do not replace those of the batch of 50');
     assert.throws(() => selectRelays(['kafka-streams']), (error: Error & { code?: string }) => error.code === 'USAGE' && /polling, skip-locked/.test(error.message));
+  });
+
+  it('draws no maximum bar for a relay that passed no rate, and its maximum otherwise', () => {
+    assert.equal(chartedMaximum({ sustainedRate: 0 }), null);
+    assert.equal(chartedMaximum({ sustainedRate: 3_500 }), 3_500);
   });
 
   it('names the lowest rate above the maximum that failed, and whether it failed only on confirmation', () => {

@@ -386,6 +386,14 @@ function previousResults(outDir: string): PeerResult[] {
 }
 
 /**
+ * The sustained maximum's bar: none when no rate passed, rather than a bar of
+ * 0 the search never measured (the table says "below" the lowest rate tried).
+ */
+export function chartedMaximum(p: Pick<PeerResult, 'sustainedRate'>): number | null {
+  return p.sustainedRate > 0 ? p.sustainedRate : null;
+}
+
+/**
  * The lowest rate above a relay's maximum that failed, as a search step or as
  * a confirmation: its limit lies between the two, and a failed confirmation
  * means the rate passed once and not twice.
@@ -645,7 +653,7 @@ function report(context: ReportContext, folder: string): string[] {
     peers.map((p) => chartName(p.name)),
     [
       { name: 'backlog drain (events/s, median)', values: peers.map((p) => median(p.drains.map((d) => d.eventsPerSec)) ?? null) },
-      { name: 'sustained maximum (events/s)', values: peers.map((p) => p.sustainedRate) },
+      { name: 'sustained maximum (events/s)', values: peers.map(chartedMaximum) },
     ],
     'Throughput: our relays and their peers, warm',
     'events per second',
