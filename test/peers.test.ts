@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
 import { CoalescingSender } from '../bench/peers/ptp.js';
-import { backlogFor, chartedMaximum, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { backlogFor, chartedMaximum, lowestFailed, mergePeers, prewarmFor, selectRelays, wholeRate, type PeerResult } from '../bench/scenarios/peers.js';
 import { roundRate } from '../bench/harness/saturation.js';
 
 describe('pg-transactional-outbox adapter', () => {
@@ -115,6 +115,12 @@ describe('peers sizing and merging', () => {
   it('draws no maximum bar for a relay that passed no rate, and its maximum otherwise', () => {
     assert.equal(chartedMaximum({ sustainedRate: 0 }), null);
     assert.equal(chartedMaximum({ sustainedRate: 3_500 }), 3_500);
+  });
+
+  it('prints offered rates whole, a slow peer\'s as much as a fast one\'s', () => {
+    assert.equal(wholeRate(90), '90');
+    assert.equal(wholeRate(8_000), '8,000');
+    assert.equal(wholeRate(undefined), 'n/a');
   });
 
   it('names the lowest rate above the maximum that failed, and whether it failed only on confirmation', () => {

@@ -549,6 +549,8 @@ function judgeAt(rate: number, r: PipelineResult) {
 // --- report -----------------------------------------------------------------
 
 const mr = (values: readonly (number | null | undefined)[]) => medianWithRange(values, (n) => f(n));
+/** An offered rate: always whole (f would print a slow peer's 90 as "90.0"). */
+export const wholeRate = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : Math.round(v).toLocaleString('en-US'));
 
 function pointCell(point: PeerPoint | undefined): string {
   if (!point) return 'n/a';
@@ -605,8 +607,8 @@ function report(context: ReportContext, folder: string): string[] {
       const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
       const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
       return (
-        `| ${p.name} | ${p.sustainedRate > 0 ? f(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? Math.min(...p.sustainedSteps.map((s) => s.rate)).toLocaleString('en-US') : 'n/a'}`} | ${lowestFailed(p)} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
-        `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${f(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${f(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
+        `| ${p.name} | ${p.sustainedRate > 0 ? wholeRate(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? wholeRate(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
+        `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${wholeRate(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${wholeRate(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
         `${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.relay))}${cpuNote} | ${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.total))}${cpuNote} | ${memory > 0 ? f(memory) : 'n/a'} | ` +
         `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
       );
