@@ -16,6 +16,8 @@ import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers
 import { CoalescingSender } from '../bench/peers/ptp.js';
 import { backlogFor, chartedMaximum, lowestFailed, mergePeers, prewarmFor, selectRelays, wholeRate, type PeerResult } from '../bench/scenarios/peers.js';
 import { roundRate } from '../bench/harness/saturation.js';
+import { runIdentifiers } from '../bench/harness/run-setup.js';
+import { quoteIdentifier } from '../src/identifiers.js';
 
 describe('pg-transactional-outbox adapter', () => {
   it('sends calls made together in one request, calls made meanwhile in the next, and fails a request\'s calls with it', async () => {
@@ -155,5 +157,22 @@ describe('peers sizing and merging', () => {
         ['debezium-throughput', 4],
       ],
     );
+  });
+});
+
+describe('run identifiers', () => {
+  it('keeps a long peer step\'s schema within PostgreSQL\'s 63 characters, apart from its confirmation\'s, and short names as they are', () => {
+    const step = runIdentifiers('bench', 'peer-pg-transactional-outbox replication-search-160');
+    const confirmation = runIdentifiers('bench', 'peer-pg-transactional-outbox replication-search-160-confirm');
+    for (const ids of [step, confirmation]) {
+      assert.ok(ids.schema.length <= 63, ids.schema);
+      assert.ok(ids.base.length <= 50, ids.base);
+      assert.doesNotThrow(() => quoteIdentifier(ids.schema));
+      assert.doesNotThrow(() => quoteIdentifier(`${ids.base}_slot`));
+    }
+    assert.notEqual(step.schema, confirmation.schema);
+    assert.notEqual(step.base, confirmation.base);
+    assert.deepEqual(runIdentifiers('bench', 'peer-pg-transactional-outbox replication-search-160-confirm'), confirmation);
+    assert.deepEqual(runIdentifiers('bench', 'cdc-1000'), { schema: 'bench_cdc_1000', base: 'bench_cdc_1000' });
   });
 });

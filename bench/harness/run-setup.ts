@@ -5,6 +5,7 @@
  * client, and for our relays what the mode needs before the first event is
  * written (slots and publications, bucket rows), under names of the run's own.
  */
+import { createHash } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
 import { DEFAULTS, settingsEnv, withoutSettings, type Config } from '../../src/config.js';
 import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
@@ -60,16 +61,35 @@ export interface RunSetup {
 // Rationale: a slot or publication name is at most 63 bytes; 50 leave room
 // for `_slot` and a shard suffix.
 const NAME_BASE_MAX = 50;
+// PostgreSQL's identifier limit (NAMEDATALEN - 1): a longer schema name is
+// silently truncated by CREATE and refused by our own quoting when dropped.
+const IDENTIFIER_MAX = 63;
+
+/**
+ * `name` if it fits in `max` characters, else its head and a hash of the
+ * whole: two long names that share a head (a step and its confirmation) stay
+ * apart, and the same name always maps to the same identifier.
+ */
+export function fitIdentifier(name: string, max: number): string {
+  if (name.length <= max) return name;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
+  return `${name.slice(0, max - hash.length - 1)}_${hash}`;
+}
+
+/** The schema (and, shortened, the slot and publication base) of a run named `name`. */
+export function runIdentifiers(kind: string, name: string): { schema: string; base: string } {
+  const full = `${kind}_${name.toLowerCase().replace(/[^a-z0-9]+/g, '_')}`;
+  return { schema: fitIdentifier(full, IDENTIFIER_MAX), base: fitIdentifier(full, NAME_BASE_MAX) };
+}
 
 export async function openRun(options: RunSetupOptions): Promise<RunSetup> {
   const { infra, log } = options;
   const kind = options.kind ?? 'bench';
-  const schema = `${kind}_${options.name.toLowerCase().replace(/[^a-z0-9]+/g, '_')}`;
+  const { schema, base } = runIdentifiers(kind, options.name);
   const runId = Date.now().toString(36);
   // Kafka topic names allow [a-zA-Z0-9._-] only.
   const topicPrefix = `${kind}.${options.name.replace(/[^a-zA-Z0-9._-]/g, '-')}.${runId}.`;
   const topic = topicFor(topicPrefix, ORDER_AGGREGATE);
-  const base = schema.slice(0, NAME_BASE_MAX);
   const relay = options.relay && {
     mode: await loadRelayMode(options.relay.relayMode),
     settings: {
