@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
 import { CoalescingSender } from '../bench/peers/ptp.js';
-import { backlogFor, chartedMaximum, lowestFailed, mergePeers, prewarmFor, selectRelays, wholeRate, type PeerResult } from '../bench/scenarios/peers.js';
+import { backlogFor, chartedMaximum, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { whole } from '../bench/report/kit.js';
 import { roundRate } from '../bench/harness/saturation.js';
 import { runIdentifiers } from '../bench/harness/run-setup.js';
 import { quoteIdentifier } from '../src/identifiers.js';
@@ -120,9 +121,9 @@ describe('peers sizing and merging', () => {
   });
 
   it('prints offered rates whole, a slow peer\'s as much as a fast one\'s', () => {
-    assert.equal(wholeRate(90), '90');
-    assert.equal(wholeRate(8_000), '8,000');
-    assert.equal(wholeRate(undefined), 'n/a');
+    assert.equal(whole(90), '90');
+    assert.equal(whole(8_000), '8,000');
+    assert.equal(whole(undefined), 'n/a');
   });
 
   it('names the lowest rate above the maximum that failed, and whether it failed only on confirmation', () => {

@@ -3,7 +3,7 @@
  * (results/chaos) and the soak (results/chaos-soak), both written by
  * bench/chaos.ts.
  */
-import { anySummary, legacyNote, type ReportContext, type Summary } from '../report/kit.js';
+import { anySummary, legacyNote, whole as ms, type ReportContext, type Summary } from '../report/kit.js';
 import type { RowResult } from './matrix.js';
 
 /** `kind hit/injected, ...`; legacy results recorded a bare count of injected faults. */
@@ -40,8 +40,6 @@ export function chaosReport(context: ReportContext): string[] {
     ...faultLatencyTable(rows),
   ];
 }
-
-const ms = (value: number | null | undefined) => (value === null || value === undefined ? 'n/a' : Math.round(value).toLocaleString('en-US'));
 
 /** Per row and fault kind: what the server and group faults did to commit-to-receipt latency. */
 export function faultLatencyTable(rows: readonly RowResult[]): string[] {

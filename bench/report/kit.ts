@@ -42,6 +42,8 @@ export function loadSummaries(dir: string): Map<string, Summary> {
 
 /** A number for a table: n/a when missing, whole with separators from 100 on. */
 export const f = (v: number | null | undefined, digits = 1) => (v === null || v === undefined ? 'n/a' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(digits));
+/** A figure always printed whole, with thousands separators: offered rates, and milliseconds where a fraction would be noise. */
+export const whole = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : Math.round(v).toLocaleString('en-US'));
 
 /**
  * Writes a chart as SVG, PNG and its ECharts option (JSON, for the

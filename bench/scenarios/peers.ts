@@ -43,7 +43,7 @@ import { summarizeRun, type RunSummary } from '../harness/summary.js';
 import { DEBEZIUM_DEFAULT, DEBEZIUM_LATENCY, DEBEZIUM_THROUGHPUT, DEBEZIUM_VERSION, debeziumTopicPrefix, preparePublication, startDebezium, waitForDebezium, type DebeziumSettings } from '../peers/debezium.js';
 import { freePort, jmxToolLibDir, queueFigures, startJmxSampler, streamingMBean, type JmxSampler, type QueueFigures } from '../peers/jmx.js';
 import { MESSAGE_NOT_FOUND, PTP_POLLING_SETTINGS, PTP_TABLE, setupPtp, type PtpMode, type PtpPollingSettings, type PtpRelayTask } from '../peers/ptp.js';
-import { f, save, type ReportContext, type Summary } from '../report/kit.js';
+import { f, save, whole, type ReportContext, type Summary } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
 const PTP_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'ptp.js');
@@ -401,7 +401,7 @@ export function chartedMaximum(p: Pick<PeerResult, 'sustainedRate'>): number | n
 export function lowestFailed(p: Pick<PeerResult, 'sustainedRate' | 'sustainedSteps'>): string {
   const [failed] = p.sustainedSteps.filter((s) => !s.passed && s.rate > p.sustainedRate).sort((a, b) => a.rate - b.rate);
   if (!failed) return 'none tried';
-  return `${failed.rate.toLocaleString('en-US')}${failed.attempt === 'confirm' ? ' (passed once, failed its confirmation)' : ''}`;
+  return `${whole(failed.rate)}${failed.attempt === 'confirm' ? ' (passed once, failed its confirmation)' : ''}`;
 }
 
 /** The earlier results with this sitting's replacing those of the same relay, in the relays' order. */
@@ -549,8 +549,6 @@ function judgeAt(rate: number, r: PipelineResult) {
 // --- report -----------------------------------------------------------------
 
 const mr = (values: readonly (number | null | undefined)[]) => medianWithRange(values, (n) => f(n));
-/** An offered rate: always whole (f would print a slow peer's 90 as "90.0"). */
-export const wholeRate = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : Math.round(v).toLocaleString('en-US'));
 
 function pointCell(point: PeerPoint | undefined): string {
   if (!point) return 'n/a';
@@ -607,8 +605,8 @@ function report(context: ReportContext, folder: string): string[] {
       const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
       const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
       return (
-        `| ${p.name} | ${p.sustainedRate > 0 ? wholeRate(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? wholeRate(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
-        `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${wholeRate(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${wholeRate(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
+        `| ${p.name} | ${p.sustainedRate > 0 ? whole(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? whole(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
+        `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${whole(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${whole(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
         `${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.relay))}${cpuNote} | ${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.total))}${cpuNote} | ${memory > 0 ? f(memory) : 'n/a'} | ` +
         `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
       );
