@@ -36,11 +36,16 @@ export class TopicAdmin {
     const existing = await admin.listTopics();
     if (!existing.includes(topic)) {
       // kafkajs reports "already exists" (another relay won the race) by
-      // resolving false, not by throwing.
+      // resolving false, not by throwing. Its own wait for leaders is off: it
+      // retries only LEADER_NOT_AVAILABLE, and on a cluster of several brokers
+      // the broker it asks often answers "does not host this topic-partition"
+      // for a moment after the create (9 of 40 creates on a 3-broker KRaft
+      // cluster here), which it throws. The wait below retries both.
       await admin.createTopics({
+        waitForLeaders: false,
         topics: [{ topic, numPartitions: this.#partitions, configEntries: Object.entries(this.#config).map(([name, value]) => ({ name, value })) }],
       });
-      await this.#waitForLeaders(topic);
+      await this.#ledPartitions(topic);
     }
     this.#known.add(topic);
   }
@@ -50,10 +55,7 @@ export class TopicAdmin {
     const known = this.#partitionCounts.get(topic);
     if (known !== undefined) return known;
     await this.ensure(topic);
-    const admin = await this.#connectedAdmin();
-    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-    const count = topics[0]?.partitions.length ?? 0;
-    if (count === 0) throw new OutboxBenchError('NOT_READY', `topic ${topic} has no partitions in the broker's metadata`, { retriable: true });
+    const count = await this.#ledPartitions(topic);
     this.#partitionCounts.set(topic, count);
     return count;
   }
@@ -67,15 +69,18 @@ export class TopicAdmin {
   /**
    * Right after a create the broker can answer metadata requests before it
    * hosts the new partitions ("does not host this topic-partition"); the
-   * first produce would fail. Wait until every partition has a leader.
+   * first produce would fail. On a cluster each metadata request may go to
+   * another broker, and one that has caught up does not mean all have: every
+   * read of the topic's partitions waits until they all have a leader.
    */
-  async #waitForLeaders(topic: string): Promise<void> {
+  async #ledPartitions(topic: string): Promise<number> {
+    const admin = await this.#connectedAdmin();
     let last: unknown;
     for (let attempt = 1; attempt <= TOPIC_LEADER_ATTEMPTS; attempt++) {
       try {
-        const { topics } = await this.#admin!.fetchTopicMetadata({ topics: [topic] });
+        const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
         const partitions = topics[0]?.partitions ?? [];
-        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return;
+        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return partitions.length;
         last = undefined;
       } catch (error) {
         const retriable = (error as { retriable?: boolean }).retriable === true || TRANSIENT_TOPIC_ERROR.test(describeError(error));
@@ -86,7 +91,7 @@ export class TopicAdmin {
     }
     throw new OutboxBenchError(
       'NOT_READY',
-      `topic ${topic} was created but not every partition has a leader after ${(TOPIC_LEADER_ATTEMPTS * TOPIC_LEADER_POLL_MS) / 1_000} s` + (last ? `: ${describeError(last)}` : ''),
+      `topic ${topic} has partitions without a leader after ${(TOPIC_LEADER_ATTEMPTS * TOPIC_LEADER_POLL_MS) / 1_000} s` + (last ? `: ${describeError(last)}` : ''),
       { retriable: true, ...(last ? { cause: last } : {}) },
     );
   }
