@@ -75,7 +75,8 @@ async function freeClusterBase(from: number): Promise<number> {
 export async function startChaosServers(workDir: string, log: Logger, options: { kafkaNodes?: number; standby?: boolean; portBase?: number } = {}): Promise<ChaosServers> {
   const kafkaNodes = options.kafkaNodes ?? 1;
   const standby = options.standby ?? false;
-  const base = options.portBase ?? resolveConfig().chaosPortBase;
+  const { chaosPortBase, kafkaJit } = resolveConfig();
+  const base = options.portBase ?? chaosPortBase;
   // Each kind of servers in a port range and a folder of its own: several kinds run side by side.
   const kind = kafkaNodes > 1 ? 'cluster' : standby ? 'failover' : undefined;
   const [pgPort, controllerPort, standbyPort, proxyPort] = await freePorts(4, base + (kafkaNodes > 1 ? 2_000 : standby ? 0 : 1_000));
@@ -83,7 +84,7 @@ export async function startChaosServers(workDir: string, log: Logger, options: {
   const dataDir = kind ? path.join(workDir, kind) : workDir;
   const config = resolveConfig({
     env: {},
-    overrides: { pgPort: pgPort!, kafkaPort, kafkaControllerPort: controllerPort!, kafkaNodes, dataDir, topicPartitions: 3, kafkaHeapMb: 512 },
+    overrides: { pgPort: pgPort!, kafkaPort, kafkaControllerPort: controllerPort!, kafkaNodes, dataDir, topicPartitions: 3, kafkaHeapMb: 512, kafkaJit },
   });
   const failover = standby ? await PostgresFailover.start(config, path.join(dataDir, 'pg'), { primary: pgPort!, standby: standbyPort!, proxy: proxyPort! }, log) : undefined;
   const postgres = failover?.primary ?? new LocalPostgres({ config, log });
@@ -127,6 +128,8 @@ export interface RowResult {
   lostDiagnosis?: { unpublished: number; marked: number; missing: number };
   /** How long the faults ran, s. */
   faultWindowS: number;
+  /** Processes started after the faults ended that were killed all the same (none: the drain runs fault-free). */
+  killedAfterFaults: number;
   /** Events committed per second from the writer's first commit to its last (the load the row ran at). */
   committedPerSec: number;
   /** Commit-to-receipt latency before the first fault and in the 10 s after each server or group fault. */
@@ -203,6 +206,8 @@ interface Row {
   consumers: string[];
   /** Starts a consumer of the row's group; `restart` false for the ones a fault adds and removes. */
   startConsumer(name: string, restart: boolean): Promise<void>;
+  /** Set when the fault window ends: processes started after it get no failpoint. */
+  faultsOverAt: number | undefined;
 }
 
 // Rationale: small batches and a short poll make many passes a second at
@@ -235,6 +240,7 @@ async function setUpRow(spec: RowSpec, options: RowOptions): Promise<Row> {
     consumers: [],
     // Set by startComponents, once the row's environment is known.
     startConsumer: async () => {},
+    faultsOverAt: undefined,
   };
 }
 
@@ -247,8 +253,11 @@ async function startComponents(row: Row): Promise<void> {
   delete baseEnv.CRASH_AT;
   // `{seed}` becomes the row's seed plus the process's start ordinal: a process that crashed at its
   // first draw would otherwise draw the same crash at every restart, and a restart must go on where
-  // a crash left off. The same seed replays the same schedule, start by start.
-  const withCrash = (crashAt: string | undefined) => (crashAt ? (start: number) => ({ ...baseEnv, CRASH_AT: crashAt.replace('{seed}', String(options.seed + start)) }) : baseEnv);
+  // a crash left off. The same seed replays the same schedule, start by start. Like every other
+  // fault, failpoints end with the fault window: a process restarted in the drain starts without
+  // one, or a relay crashing every 5th batch would drain its backlog at a few events a second.
+  const withCrash = (crashAt: string | undefined) =>
+    crashAt ? (start: number) => (row.faultsOverAt !== undefined ? baseEnv : { ...baseEnv, CRASH_AT: crashAt.replace('{seed}', String(options.seed + start)) }) : baseEnv;
 
   // Every consumer of the group appends to the one history, in the order each received.
   const consumerTask: ConsumerTask = { databaseUrl, kafkaBrokers, schema: run.schema, topic: run.topic, groupId: `chaos-${spec.name}-${run.runId}`, historyFile: row.consumerHistory };
@@ -323,6 +332,13 @@ function committedRate(writes: readonly WriteRecord[], committed: number): numbe
     last = Math.max(last, write.at);
   }
   return last > first ? Math.round(committed / ((last - first) / 1_000)) : 0;
+}
+
+/** Processes started after the fault window that died by SIGKILL: every fault had stopped, so each would be a failpoint left armed. */
+function killedAfterFaults(row: Row): number {
+  const { events } = row.supervisor;
+  const lateStarts = new Set(events.filter((e) => e.event === 'started' && e.at >= row.faultsOverAt!).map((e) => e.pid));
+  return events.filter((e) => e.event === 'exited' && e.signal === 'SIGKILL' && lateStarts.has(e.pid)).length;
 }
 
 /** Failpoint crashes so far: SIGKILLs of supervised processes the matrix did not send (a failpoint ends its process with one). */
@@ -468,6 +484,7 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
     await startComponents(row);
     const faultsFrom = Date.now();
     const faultLog = await injectFaults(row);
+    row.faultsOverAt = Date.now();
     const faultWindowS = Math.round((Date.now() - faultsFrom) / 100) / 10;
     const faultsWithLatency = faultLog.filter((f) => LATENCY_FAULTS.has(f.kind) && f.hit);
     await supervisor.stop('writer');
@@ -511,6 +528,7 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
       faultLog,
       ...(lostDiagnosis ? { lostDiagnosis } : {}),
       faultWindowS,
+      killedAfterFaults: killedAfterFaults(row),
       committedPerSec: committedRate(readJsonLines<WriteRecord>(row.writerHistory), report.committed),
       latency: latencyAroundFaults(readJsonLines<WriteRecord>(row.writerHistory), readJsonLines<DeliveryRecord>(row.consumerHistory), faultsWithLatency, faultsFrom, FAULT_LATENCY_SPAN_MS),
     };
