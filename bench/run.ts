@@ -201,6 +201,13 @@ async function main(): Promise<number> {
   let repeats = DEFAULT_REPEATS;
   try {
     if (typeof values.repeats === 'string') repeats = parseWholeFlag('repeats', values.repeats, 1, 20);
+    const { kafkaJit, kafkaBrokers } = resolveConfig();
+    if (kafkaJit !== 'full' && kafkaBrokers === undefined) {
+      throw new OutboxBenchError(
+        'USAGE',
+        `the local broker's JIT is ${kafkaJit} (OUTBOX_BENCH_KAFKA_JIT or --kafka-jit): that is for tests, a slower broker than Kafka ships; benchmarks measure it with kafkaJit=full (unset it)`,
+      );
+    }
     assertCleanTree(values['allow-dirty'] === true);
     for (const scenario of scenarios) resolved.set(scenario, parameters(scenario, parsed.values));
     for (const [flag, spec] of scenarioFlags()) {

@@ -49,6 +49,9 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 /** `pretty`: one readable line per entry; `json`: raw pino lines for log shippers (and benchmark logs). */
 export const LOG_FORMATS = ['pretty', 'json'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
+/** How the local broker's JVM compiles: `full` (both JIT tiers, as Kafka ships) or `quick-start` (the client compiler only). */
+export const KAFKA_JIT_MODES = ['full', 'quick-start'] as const;
+export type KafkaJitMode = (typeof KAFKA_JIT_MODES)[number];
 
 export interface Config {
   /** Use this PostgreSQL server and start none (env DATABASE_URL). */
@@ -65,6 +68,12 @@ export interface Config {
   readonly kafkaVersion: string;
   /** Heap of the local Kafka broker, in MiB. */
   readonly kafkaHeapMb: number;
+  /**
+   * `quick-start` starts the local broker's JVM with the client compiler only:
+   * about half the CPU to start, a slower broker once up. For tests, which
+   * start brokers dozens of times; benchmarks refuse it.
+   */
+  readonly kafkaJit: KafkaJitMode;
   /** Lowest port of the crash matrix's own servers (bench/chaos). */
   readonly chaosPortBase: number;
   /** Brokers of the local Kafka: 1, or a cluster with a dedicated controller (replication factor 3 from 3 brokers on). */
@@ -161,6 +170,7 @@ export const DEFAULTS: Config = Object.freeze({
   // Rationale: a single-node broker in benchmarks peaks well below 512 MiB of
   // heap; 1 GiB leaves headroom for page-cache-friendly batches on 24 GiB hosts.
   kafkaHeapMb: 1024,
+  kafkaJit: 'full',
   // The crash matrix's servers use the 3,600 ports from here (a standby pair,
   // the single servers, the 3-broker cluster, 1,000 apart, and the cluster's
   // brokers), clear of the defaults above; each port is checked free before
@@ -245,6 +255,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'kafkaVersion', flag: 'kafka-version', env: 'OUTBOX_BENCH_KAFKA_VERSION', kind: 'string', description: 'Apache Kafka version fetched from Maven Central' },
   { key: 'kafkaNodes', flag: 'kafka-nodes', env: 'OUTBOX_BENCH_KAFKA_NODES', kind: 'int', min: 1, max: 5, description: 'brokers of the local Kafka (3: a cluster with a dedicated controller, replication factor 3, min.insync.replicas 2)' },
   { key: 'kafkaHeapMb', flag: 'kafka-heap-mb', env: 'OUTBOX_BENCH_KAFKA_HEAP_MB', kind: 'int', min: 128, max: 65_536, description: 'heap of the local Kafka broker, MiB' },
+  { key: 'kafkaJit', flag: 'kafka-jit', env: 'OUTBOX_BENCH_KAFKA_JIT', kind: 'enum', values: KAFKA_JIT_MODES, description: 'JIT of the local Kafka broker: full, or quick-start (client compiler only: half the CPU to start, a slower broker; tests use it, benchmarks refuse it)' },
   { key: 'chaosPortBase', flag: 'chaos-port-base', env: 'OUTBOX_BENCH_CHAOS_PORT_BASE', kind: 'port', description: 'lowest of the 3,600 ports the crash matrix\'s own servers use (two sittings side by side: bases 4,000 apart)' },
   { key: 'dataDir', flag: 'data-dir', env: 'OUTBOX_BENCH_DATA_DIR', kind: 'string', description: 'folder for local server data and logs' },
   { key: 'cacheDir', flag: 'cache-dir', env: 'OUTBOX_BENCH_CACHE_DIR', kind: 'string', description: 'folder for the fetched Kafka jars' },

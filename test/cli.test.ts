@@ -4,7 +4,7 @@
  * port) when the command ends, whether it ends well, fails or is interrupted.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -111,6 +111,15 @@ describe('CLI', () => {
     const badAction = await run(['infra', 'sideways']);
     assert.equal(badAction.code, 2);
     assert.match(badAction.stderr, /infra needs one of up, down, status, fetch-kafka/);
+  });
+
+  it('refuses to benchmark a broker whose JVM runs without its optimising compiler, before it starts anything', () => {
+    const { KAFKA_BROKERS: _brokers, ...env } = process.env;
+    const bench = path.join(path.dirname(CLI), '..', 'bench', 'run.js');
+    const refused = spawnSync(process.execPath, [bench, 'polling'], { env: { ...env, OUTBOX_BENCH_KAFKA_JIT: 'quick-start' }, encoding: 'utf8' });
+    assert.equal(refused.status, 2, refused.stderr);
+    assert.match(refused.stderr, /the local broker's JIT is quick-start .*benchmarks measure it with kafkaJit=full/);
+    assert.doesNotMatch(refused.stderr, /starting PostgreSQL and Kafka/);
   });
 
   it('stops the PostgreSQL it started on Ctrl-C: no process, no port left', async () => {

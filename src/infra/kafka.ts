@@ -252,6 +252,10 @@ export class LocalKafka implements KafkaServer {
         // the end-to-end latency tail honest rather than GC-dominated.
         '-XX:MaxGCPauseMillis=20',
         '-Djava.awt.headless=true',
+        // Rationale: the client compiler alone halves the CPU of a start (10 against 19
+        // CPU-s to a ready broker here) and stops the JIT competing with the rest of
+        // a test for the 2 cores; the broker it gives is slower, so only tests use it.
+        ...(this.#config.kafkaJit === 'quick-start' ? ['-XX:TieredStopAtLevel=1'] : []),
         ...jvmLogging,
         '-cp',
         classpath,
