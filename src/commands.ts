@@ -287,7 +287,7 @@ const consume: Command = {
     // The topic may not exist before the first relay publishes to it.
     await runtime.ensureTopic(topic);
     const consumer = new IdempotentConsumer({
-      source: consumersFor(context.config.consumerKafkaClient, { brokers: runtime.infra.kafkaBrokers, clientId: 'outbox-bench-consumer', log: context.log }),
+      source: await consumersFor(context.config.consumerKafkaClient, { brokers: runtime.infra.kafkaBrokers, clientId: 'outbox-bench-consumer', log: context.log }),
       sql: runtime.sql({ max: 4, applicationName: 'outbox-bench-consumer' }),
       groupId: context.config.consumerGroup,
       topics: [topic],

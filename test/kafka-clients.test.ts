@@ -53,7 +53,7 @@ describe('Kafka clients', () => {
       }
       for (const [key, seen] of versions) assert.deepEqual(seen, [1, 2, 3, 4, 5], `versions of ${key} in order`);
 
-      const { consumer } = await startTestConsumer(env, { source: consumersFor(consumerClient, { brokers: env.config.kafkaBrokers!, clientId: `test-${client}-consumer`, log }) });
+      const { consumer } = await startTestConsumer(env, { source: await consumersFor(consumerClient, { brokers: env.config.kafkaBrokers!, clientId: `test-${client}-consumer`, log }) });
       await eventually('every event applied', () => consumer.stats.applied === events.length, 60_000);
       const [ledger] = await env.sql<{ n: number; amounts: string }[]>`SELECT count(*)::int AS n, sum(amount_cents)::text AS amounts FROM order_ledger`;
       assert.equal(ledger?.n, events.length);

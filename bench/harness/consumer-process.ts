@@ -124,7 +124,7 @@ async function run(task: ConsumerTask): Promise<void> {
   };
 
   const consumer = new IdempotentConsumer({
-    source: consumersFor(task.kafkaClient ?? resolveConfig().consumerKafkaClient, { brokers: task.kafkaBrokers, clientId: 'outbox-bench-consumer', log }),
+    source: await consumersFor(task.kafkaClient ?? resolveConfig().consumerKafkaClient, { brokers: task.kafkaBrokers, clientId: 'outbox-bench-consumer', log }),
     sql,
     groupId: task.groupId,
     topics: [task.topic],

@@ -4,7 +4,6 @@
  * @platformatic/kafka's consumer is a stream of messages; an adapter here
  * cuts what the stream holds into per-partition batches of the same shape.
  */
-import { Consumer as PlatformaticConsumer } from '@platformatic/kafka';
 import type { EachBatchPayload, Kafka } from 'kafkajs';
 import type { ConsumerKafkaClientName } from '../config.js';
 import { createKafkaClient } from '../kafka-client.js';
@@ -70,7 +69,11 @@ export function kafkajsConsumers(kafka: Kafka, options: { sessionTimeoutMs?: num
  * it signals `readable` is grouped by partition and each group handed over
  * as a batch (in offset order).
  */
-export function platformaticConsumers(brokers: readonly string[], clientId: string, log: Logger): ConsumerSource {
+export async function platformaticConsumers(brokers: readonly string[], clientId: string, log: Logger): Promise<ConsumerSource> {
+  // Loaded when chosen: importing it costs every process about 0.6 s of CPU
+  // at start, and most processes (a consumer on kafkajs, a writer, the CLI's
+  // help) never use it.
+  const { Consumer: PlatformaticConsumer } = await import('@platformatic/kafka');
   return (groupId) => {
     const consumer = new PlatformaticConsumer({ clientId, bootstrapBrokers: [...brokers], groupId, autocommit: false, maxBytesPerPartition: MAX_BYTES_PER_PARTITION });
     let topics: readonly string[] = [];
@@ -159,7 +162,7 @@ function batchPayload(messages: readonly PlatformaticMessage[], isRunning: () =>
 }
 
 /** The consumers of `--consumer-kafka-client`. */
-export function consumersFor(client: ConsumerKafkaClientName, options: { brokers: readonly string[]; clientId: string; log: Logger }): ConsumerSource {
+export async function consumersFor(client: ConsumerKafkaClientName, options: { brokers: readonly string[]; clientId: string; log: Logger }): Promise<ConsumerSource> {
   if (client === 'platformatic') return platformaticConsumers(options.brokers, options.clientId, options.log);
   return kafkajsConsumers(createKafkaClient({ brokers: options.brokers, log: options.log, clientId: options.clientId }));
 }
