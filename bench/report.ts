@@ -71,15 +71,34 @@ function environmentSection(summaries: Map<string, Summary>): string[] {
     `| PostgreSQL | ${env.postgres} |`,
     `| PostgreSQL settings | ${Object.entries(env.postgresSettings).map(([name, value]) => `${name} = ${value}`).join(', ')} |`,
     `| fsync latency of the data directory's disk | ${fsync} |`,
+    `| CPU speed probe | ${env.cpuProbe ? `${env.cpuProbe.nsPerOp} ns per operation, lower is faster (${env.cpuProbe.what}; slowest trial +${env.cpuProbe.spreadPercent}%)` : 'not recorded'} |`,
     `| Kafka | ${env.kafka} |`,
     `| Java | ${env.java} |`,
     `| git commit | ${env.gitCommit}${env.gitDirty ? ` (with uncommitted changes: ${env.gitChanges.join(', ')})` : ' (clean tree)'} |`,
     `| dependencies | ${Object.entries(env.dependencies).map(([name, version]) => `${name} ${version}`).join(', ')} |`,
     '',
     `Everything runs on this one machine at once: PostgreSQL, the Kafka broker, the relay, the consumer and the load generator ` +
-      `compete for the same ${env.cores} cores, so absolute rates are this machine's; CPU seconds per million events are what transfers to other machines.`,
+      `compete for the same ${env.cores} cores, so absolute rates are this machine's. CPU seconds per million events transfer to other machines ` +
+      `in proportion to their speed, and hosts of the same CPU model have differed up to threefold here: the probe reads the host of each result.`,
+    '',
+    'Where each folder was measured (a probe reads "not recorded" for results older than it):',
+    '',
+    '| results | measured | commit | CPU probe (ns per operation) |',
+    '|---|---|---|---:|',
+    ...[...summaries].map(([folder, summary]) => {
+      const commits = provenance(summary);
+      return `| ${folder} | ${summary.date.slice(0, 10)} | ${commits} | ${summary.environment.cpuProbe?.nsPerOp ?? 'not recorded'} |`;
+    }),
     '',
   ];
+}
+
+/** The commits a folder's figures come from: one, or (peers and sweeps, merged over sittings) each entry's. */
+function provenance(summary: Summary): string {
+  const entries = (summary.extra as { peers?: { commit?: string }[]; entries?: { commit?: string }[] } | undefined) ?? {};
+  const merged = [...(entries.peers ?? []), ...(entries.entries ?? [])].map((e) => e.commit?.slice(0, 7)).filter((c): c is string => Boolean(c));
+  const commits = merged.length > 0 ? [...new Set(merged)] : [summary.environment.gitCommit.slice(0, 7)];
+  return commits.join(', ');
 }
 
 function reproduceSection(summaries: Map<string, Summary>): string[] {

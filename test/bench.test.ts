@@ -40,7 +40,7 @@ const PARAMETERS: PipelineParameters = testParameters();
 const STALL_MS = 2_500;
 
 /** The environment a summary written by a test carries (the report reads only its shape). */
-const TEST_ENVIRONMENT = { postgresSettings: {}, gitCommit: 'test', gitDirty: false, gitChanges: [], date: new Date().toISOString(), cpuModel: 'x', cores: 2, memoryGiB: 1, os: 'x', node: 'x', postgres: 'x', fsync: { notMeasured: 'test' }, kafka: 'x', java: 'x', dependencies: {} };
+const TEST_ENVIRONMENT = { postgresSettings: {}, gitCommit: 'test', gitDirty: false, gitChanges: [], date: new Date().toISOString(), cpuModel: 'x', cores: 2, memoryGiB: 1, os: 'x', node: 'x', postgres: 'x', fsync: { notMeasured: 'test' }, cpuProbe: { nsPerOp: 777, spreadPercent: 4, trials: 9, what: 'the test probe' }, kafka: 'x', java: 'x', dependencies: {} };
 
 async function servers(t: TestContext): Promise<Infra> {
   const config = resolveConfig();
@@ -313,6 +313,9 @@ describe('benchmark harness', () => {
     writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify({ scenario: 'quick', title: report.title, date: new Date().toISOString(), command: 'test', parameters: { ...PARAMETERS, rate: 500, durationS: 3 }, runs: report.runs, extra, environment: TEST_ENVIRONMENT }));
     const readme = buildReport(root);
     assert.match(readme, /## Quick look\n\n> \*\*Quick look: one run per relay/);
+    // The host's probe, and where each folder's figures come from.
+    assert.match(readme, /\| CPU speed probe \| 777 ns per operation, lower is faster \(the test probe; slowest trial \+4%\) \|/);
+    assert.match(readme, new RegExp(`\\| quick \\| ${new Date().toISOString().slice(0, 10)} \\| test \\| 777 \\|`));
     assert.equal(quick.standalone, true);
   });
 

@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import type { Environment } from '../bench/harness/environment.js';
 import { compareResults, judge, loadResults } from '../bench/report/compare.js';
 import { PROJECT_ROOT } from '../src/config.js';
 
@@ -43,7 +44,7 @@ interface Repeats {
 }
 
 /** A results folder with one steady-load scenario of one relay, measured `repeats.eventsPerSec.length` times. */
-function resultsFolder(repeats: Repeats, env: Partial<typeof environment> = {}): string {
+function resultsFolder(repeats: Repeats, env: Partial<Environment> = {}): string {
   const root = mkdtempSync(path.join(tmpdir(), 'outbox-bench-compare-'));
   dirs.push(root);
   mkdirSync(path.join(root, 'cdc'));
@@ -110,6 +111,18 @@ describe('compare', () => {
     const forced = compare(a, b, '--allow-different-environments');
     assert.equal(forced.status, 0, forced.stderr);
     assert.match(forced.stdout, /Environments differ[^\n]*\n- cores: A 2; B 8/);
+  });
+
+  it('refuses runs from hosts whose CPU probes differ beyond their noise, and only those', () => {
+    const probe = (nsPerOp: number) => ({ cpuProbe: { nsPerOp, spreadPercent: 3, trials: 9, what: 'test' } });
+    const same = { eventsPerSec: [2_000], p99: [10], cpu: [275] };
+    const a = resultsFolder(same, probe(1_000));
+    // The same model and kernel: only the probe tells the slower host apart.
+    const refused = compare(a, resultsFolder(same, probe(2_100)));
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /cpuProbe: A 1000 ns per operation; B 2100 ns per operation/);
+    assert.equal(compare(a, resultsFolder(same, probe(1_060))).status, 0, 'within 10%: the same host');
+    assert.equal(compare(a, resultsFolder(same)).status, 0, 'an older result without a probe is not refused for it');
   });
 
   it('says what is wrong with its arguments', () => {

@@ -25,6 +25,8 @@ describe('environment of a result', () => {
     }
     assert.equal(environment.postgresSettings.wal_level, 'logical');
     assert.ok(environment.cores >= 1 && environment.memoryGiB > 0 && environment.cpuModel.length > 0);
+    const probe = environment.cpuProbe!;
+    assert.ok(probe.nsPerOp > 0 && probe.spreadPercent >= 0 && probe.trials === 9, JSON.stringify(probe));
     assert.match(environment.kafka, infra.kafka.external ? /external/ : /Apache Kafka \d+\.\d+/);
     if (infra.postgres.external) {
       assert.ok('notMeasured' in environment.fsync);

@@ -1,7 +1,7 @@
 /**
  * What a result was measured on, read from the machine and the servers and
  * recorded with every result: hardware, OS, runtimes, server versions and
- * settings, the disk's fsync latency, dependency versions, the git commit
+ * settings, the disk's fsync latency, a CPU speed probe, dependency versions, the git commit
  * and whether the tree was clean.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -13,6 +13,7 @@ import { PROJECT_ROOT, type Config } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import type { Infra } from '../../src/infra/index.js';
+import { partitionOf } from '../../src/kafka/murmur2.js';
 import { createHistogram, recordMs, summarizeMs } from '../../src/latency.js';
 
 export interface Environment {
@@ -27,6 +28,13 @@ export interface Environment {
   postgresSettings: Record<string, string>;
   /** Latency of an 8 KiB write + fdatasync on the PostgreSQL data directory's disk, or why it was not measured. */
   fsync: { p50Ms: number; p99Ms: number; maxMs: number; samples: number; path: string } | { notMeasured: string };
+  /**
+   * How fast this host ran a fixed piece of single-threaded JavaScript when
+   * the result was taken (absent in results older than the probe). Machines
+   * of one model here have run the same code at up to three times another's
+   * speed, so CPU-s per event and rates compare only beside this.
+   */
+  cpuProbe?: CpuProbe;
   kafka: string;
   java: string;
   gitCommit: string;
@@ -43,6 +51,57 @@ const POSTGRES_SETTINGS = ['fsync', 'synchronous_commit', 'wal_level', 'shared_b
 // PostgreSQL can use at all, and give a stable p50 and a readable p99.
 const FSYNC_SAMPLES = 200;
 const FSYNC_BLOCK = Buffer.alloc(8_192, 0x5a);
+
+export interface CpuProbe {
+  /** The fastest trial's time per operation, ns: the least disturbed reading. */
+  nsPerOp: number;
+  /** The slowest trial against the fastest, %: how busy the machine was meanwhile. */
+  spreadPercent: number;
+  trials: number;
+  what: string;
+}
+
+// Rationale: 20,000 operations take 30-80 ms on the 2-core hosts here, and
+// the fastest of 9 trials is steady to a few percent on a quiet machine while
+// the probe adds under a second to a run.
+const CPU_PROBE_OPS = 20_000;
+const CPU_PROBE_TRIALS = 9;
+const CPU_PROBE_EVENT = {
+  eventId: '9f594fae-362f-4f13-abc8-0e28cabe7201',
+  aggregateType: 'order',
+  aggregateId: '81d08363-4055-4407-a94a-6c84288c3253',
+  eventType: 'OrderPlaced',
+  payload: { orderId: '81d08363-4055-4407-a94a-6c84288c3253', customerId: 'customer-0-2355', amountCents: 2455, currency: 'EUR', note: 'x'.repeat(86) },
+};
+
+/**
+ * A fixed piece of the work every event costs the relay and the consumer, in
+ * one thread: a JSON round trip of a typical event and the partition of its
+ * key. Not a benchmark of anything: a yardstick of the host a result was
+ * taken on, recorded beside it.
+ */
+export function measureCpu(): CpuProbe {
+  const times: number[] = [];
+  let sink = 0;
+  for (let trial = 0; trial < CPU_PROBE_TRIALS; trial++) {
+    const started = performance.now();
+    for (let i = 0; i < CPU_PROBE_OPS; i++) {
+      const event = JSON.parse(JSON.stringify(CPU_PROBE_EVENT)) as typeof CPU_PROBE_EVENT;
+      sink += partitionOf(event.aggregateId, 6) + event.payload.amountCents;
+    }
+    times.push(performance.now() - started);
+  }
+  // Keeps the loop's result alive, so no engine can drop the work.
+  if (sink === -1) throw new Error('unreachable');
+  const fastest = Math.min(...times);
+  const slowest = Math.max(...times);
+  return {
+    nsPerOp: Math.round((fastest * 1e6) / CPU_PROBE_OPS),
+    spreadPercent: Math.round((slowest / fastest - 1) * 100),
+    trials: CPU_PROBE_TRIALS,
+    what: `fastest of ${CPU_PROBE_TRIALS} trials of ${CPU_PROBE_OPS.toLocaleString('en-US')} JSON round trips of an event and the murmur2 partition of its key, one thread`,
+  };
+}
 
 const TRACKED_DEPENDENCIES = [
   'postgres',
@@ -109,7 +168,7 @@ function kafkaVersion(config: Config, infra: Pick<Infra, 'kafka' | 'kafkaBrokers
   const libs = path.join(config.cacheDir, `kafka-${config.kafkaVersion}`, 'libs');
   const jar = existsSync(libs) ? readdirSync(libs).find((name) => /^kafka_[\d.]+-[\d.]+\.jar$/.test(name)) : undefined;
   const version = jar ? /-([\d.]+)\.jar$/.exec(jar)?.[1] : undefined;
-  return `Apache Kafka ${version ?? `${config.kafkaVersion} (jar not found)`} (KRaft, single node, local)`;
+  return `Apache Kafka ${version ?? `${config.kafkaVersion} (jar not found)`} (KRaft, single node, local${config.kafkaJit === 'full' ? '' : `, JIT ${config.kafkaJit}`})`;
 }
 
 function dependencyVersions(): Record<string, string> {
@@ -178,6 +237,7 @@ export async function captureEnvironment(sql: Sql, config: Config, infra: Pick<I
     postgres: row?.version ?? 'unknown',
     postgresSettings: settings,
     fsync: dataDir && !infra.postgres.external ? measureFsync(dataDir) : { notMeasured: 'the server is not local (DATABASE_URL): its disk is not reachable from here' },
+    cpuProbe: measureCpu(),
     kafka: kafkaVersion(config, infra),
     java: javaVersion(),
     gitCommit: gitCommit(),

@@ -166,12 +166,21 @@ function environmentFields(env: Environment): Record<string, string> {
   return fields;
 }
 
+// Rationale: the probe's fastest trial repeats within a few percent on one
+// quiet host; hosts of one CPU model here have differed by 1.6 to 3 times.
+const CPU_PROBE_TOLERANCE = 0.1;
+
 export function environmentDifferences(a: Environment, b: Environment): EnvironmentDifference[] {
   const fa = environmentFields(a);
   const fb = environmentFields(b);
-  return [...new Set([...Object.keys(fa), ...Object.keys(fb)])]
+  const differences = [...new Set([...Object.keys(fa), ...Object.keys(fb)])]
     .filter((field) => fa[field] !== fb[field])
     .map((field) => ({ field, a: fa[field] ?? '(not recorded)', b: fb[field] ?? '(not recorded)' }));
+  const [pa, pb] = [a.cpuProbe?.nsPerOp, b.cpuProbe?.nsPerOp];
+  if (pa !== undefined && pb !== undefined && Math.abs(pa - pb) > CPU_PROBE_TOLERANCE * Math.min(pa, pb)) {
+    differences.push({ field: 'cpuProbe', a: `${pa} ns per operation`, b: `${pb} ns per operation` });
+  }
+  return differences;
 }
 
 /** A results folder (scenario folders with a summary.json each) or one scenario's folder. */
