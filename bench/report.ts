@@ -86,19 +86,28 @@ function environmentSection(summaries: Map<string, Summary>): string[] {
     '| results | measured | commit | CPU probe (ns per operation) |',
     '|---|---|---|---:|',
     ...[...summaries].map(([folder, summary]) => {
-      const commits = provenance(summary);
-      return `| ${folder} | ${summary.date.slice(0, 10)} | ${commits} | ${summary.environment.cpuProbe?.nsPerOp ?? 'not recorded'} |`;
+      const { dates, commits } = provenance(summary);
+      return `| ${folder} | ${dates} | ${commits} | ${summary.environment.cpuProbe?.nsPerOp ?? 'not recorded'} |`;
     }),
     '',
   ];
 }
 
-/** The commits a folder's figures come from: one, or (peers and sweeps, merged over sittings) each entry's. */
-function provenance(summary: Summary): string {
-  const entries = (summary.extra as { peers?: { commit?: string }[]; entries?: { commit?: string }[] } | undefined) ?? {};
-  const merged = [...(entries.peers ?? []), ...(entries.entries ?? [])].map((e) => e.commit?.slice(0, 7)).filter((c): c is string => Boolean(c));
-  const commits = merged.length > 0 ? [...new Set(merged)] : [summary.environment.gitCommit.slice(0, 7)];
-  return commits.join(', ');
+/** The days and commits a folder's figures come from: one run's, or (peers and sweeps, merged over sittings) each entry's. */
+function provenance(summary: Summary): { dates: string; commits: string } {
+  const extra = (summary.extra as { peers?: MergedEntry[]; entries?: MergedEntry[] } | undefined) ?? {};
+  const merged = [...(extra.peers ?? []), ...(extra.entries ?? [])];
+  const days = [...new Set(merged.map((e) => e.date?.slice(0, 10)).filter((d): d is string => Boolean(d)))].sort();
+  const commits = [...new Set(merged.map((e) => e.commit?.slice(0, 7)).filter((c): c is string => Boolean(c)))];
+  return {
+    dates: days.length === 0 ? summary.date.slice(0, 10) : days.length === 1 ? days[0]! : `${days[0]} to ${days[days.length - 1]}`,
+    commits: (commits.length > 0 ? commits : [summary.environment.gitCommit.slice(0, 7)]).join(', '),
+  };
+}
+
+interface MergedEntry {
+  commit?: string;
+  date?: string;
 }
 
 function reproduceSection(summaries: Map<string, Summary>): string[] {

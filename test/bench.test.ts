@@ -399,7 +399,7 @@ describe('benchmark harness', () => {
     const scenario = SWEEPS.find((s) => s.name === 'sweep-partitions')!;
     const parameters = { ...PARAMETERS, ...scenario.defaults, warmupS: 1, durationS: 20 } as PipelineParameters;
     // An earlier sitting measured the 24-partition point.
-    const earlier: SweepEntry = { point: '24', relay: 'cdc-message', sustainedRate: 1_234, atSustained: null, steps: [], commit: 'earlier', date: new Date().toISOString() };
+    const earlier: SweepEntry = { point: '24', relay: 'cdc-message', sustainedRate: 1_234, atSustained: null, steps: [], commit: 'earlier', date: '2026-11-30T12:00:00.000Z' };
     const summary = (extra: object) => ({ scenario: scenario.name, title: 'test', date: new Date().toISOString(), command: 'test', parameters, runs: [], extra, environment: TEST_ENVIRONMENT });
     writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary({ sweep: 'partitions', property: 'x', points: ['1', '6', '24'], entries: [earlier] })));
     // 500 events/s is far below what cdc-message sustains: one step passes, and its confirmation.
@@ -429,6 +429,9 @@ describe('benchmark harness', () => {
     assert.match(readme, /\| 1 \| cdc-message \| 500 \|/);
     assert.match(readme, /Not measured yet: cdc-message at 6\./);
     assert.match(readme, /charts\/sweep-partitions\.png/);
+    // A merged folder names every sitting's day and commit, not only the last one's.
+    const today = new Date().toISOString().slice(0, 10);
+    assert.ok(readme.includes(`| sweep-partitions | 2026-11-30 to ${today} | ${fresh.commit.slice(0, 7)}, earlier | 777 |`), readme.split('\n').filter((l) => l.startsWith('| sweep-')).join('\n'));
     await assert.rejects(
       scenario.run({ config: resolveConfig(), infra, log, parameters, outDir, quiet: true, repeats: 1, option: (name) => options[name]!, list: (name, fallback) => (name === 'points' ? ['7'] : fallback) }),
       (error: Error & { code?: string }) => error.code === 'USAGE' && /unknown point\(s\) 7; its points are 1, 6, 24/.test(error.message),
