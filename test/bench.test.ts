@@ -77,8 +77,14 @@ describe('benchmark harness', () => {
       // Rates and CPU come from the measured window only.
       assert.equal(run.window.kind, 'load');
       assert.equal(run.window.to - run.window.from, PARAMETERS.durationS * 1_000);
-      assert.ok(Math.abs(run.eventsPerSec - PARAMETERS.rate) <= PARAMETERS.rate * 0.2, `${run.eventsPerSec} events/s applied in the window`);
     }
+    assert.ok(Math.abs(healthy.eventsPerSec - PARAMETERS.rate) <= PARAMETERS.rate * 0.2, `healthy: ${healthy.eventsPerSec} events/s applied in the window`);
+    // The stall sits mid-window: what was due during it is applied after it,
+    // inside the window only if the consumer catches up before the window
+    // ends (on a busy machine it did not: 144 of 200/s). At least what was
+    // due outside the stall counts; never more than was offered.
+    const outsideStall = (PARAMETERS.rate * (PARAMETERS.durationS * 1_000 - STALL_MS)) / (PARAMETERS.durationS * 1_000);
+    assert.ok(stalled.eventsPerSec >= outsideStall * 0.8 && stalled.eventsPerSec <= PARAMETERS.rate * 1.2, `stalled: ${stalled.eventsPerSec} events/s applied in the window`);
     // One boundary for both runs, half the stall: the contrast is the claim,
     // and a healthy run on a busy 2-core machine has reached 1.1 s.
     assert.ok(healthy.e2eMs.p99 < STALL_MS / 2, `the healthy run's p99 is ${healthy.e2eMs.p99} ms`);
