@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
 import { CoalescingSender } from '../bench/peers/ptp.js';
-import { backlogFor, chartedMaximum, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { backlogFor, chartedMaximum, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 import { whole } from '../bench/report/kit.js';
 import { roundRate } from '../bench/harness/saturation.js';
 import { runIdentifiers } from '../bench/harness/run-setup.js';
@@ -134,6 +134,17 @@ describe('peers sizing and merging', () => {
     assert.equal(lowestFailed({ sustainedRate: 7_000, sustainedSteps: [step(7_000, 'search', true), step(8_000, 'search', false), step(7_000, 'confirm', true)] }), '8,000');
     assert.equal(lowestFailed({ sustainedRate: 0, sustainedSteps: [step(100, 'search', false), step(50, 'search', false)] }), '50');
     assert.equal(lowestFailed({ sustainedRate: 20_000, sustainedSteps: [step(20_000, 'search', true), step(20_000, 'confirm', true)] }), 'none tried');
+  });
+
+  it('says when the relays\' sittings ran on hosts of different speeds, or were not probed at all', () => {
+    const probe = (nsPerOp: number) => ({ nsPerOp, spreadPercent: 3, trials: 9, what: 'test' });
+    const same = hostNote([{ name: 'a', cpuProbe: probe(3_000) }, { name: 'b', cpuProbe: probe(3_250) }]);
+    assert.match(same, /^Every probed relay ran on a host of one speed \(CPU probe 3,000-3,250 ns per operation\)\.$/);
+    const apart = hostNote([{ name: 'a', cpuProbe: probe(1_500) }, { name: 'b', cpuProbe: probe(3_100) }]);
+    assert.match(apart, /Hosts of different speeds.*1,500 to 3,100 ns per operation.*a 1,500, b 3,100.*do not compare one to one/);
+    const older = hostNote([{ name: 'a', cpuProbe: probe(3_000) }, { name: 'old' }]);
+    assert.match(older, /one speed.*not recorded for old \(measured before the CPU probe existed\)/);
+    assert.doesNotMatch(older, /not recorded for a\b/);
   });
 
   it('replaces a relay\'s results and keeps the others\', in the relays\' order', () => {

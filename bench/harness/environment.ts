@@ -74,6 +74,15 @@ const CPU_PROBE_EVENT = {
   payload: { orderId: '81d08363-4055-4407-a94a-6c84288c3253', customerId: 'customer-0-2355', amountCents: 2455, currency: 'EUR', note: 'x'.repeat(86) },
 };
 
+// Rationale: the probe's fastest trial repeats within a few percent on one
+// quiet host; hosts of one CPU model here have differed by 1.6 to 3 times.
+export const CPU_PROBE_TOLERANCE = 0.1;
+
+/** Whether two probes read hosts of different speeds: apart by more than the probe's own noise. */
+export function probesDiffer(a: number, b: number): boolean {
+  return Math.abs(a - b) > CPU_PROBE_TOLERANCE * Math.min(a, b);
+}
+
 /**
  * A fixed piece of the work every event costs the relay and the consumer, in
  * one thread: a JSON round trip of a typical event and the partition of its

@@ -11,7 +11,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Environment } from '../harness/environment.js';
+import { probesDiffer, type Environment } from '../harness/environment.js';
 import { loadSummaries, type Summary } from './kit.js';
 
 // Rationale: repeats of one configuration on this 2-core machine differ by
@@ -166,10 +166,6 @@ function environmentFields(env: Environment): Record<string, string> {
   return fields;
 }
 
-// Rationale: the probe's fastest trial repeats within a few percent on one
-// quiet host; hosts of one CPU model here have differed by 1.6 to 3 times.
-const CPU_PROBE_TOLERANCE = 0.1;
-
 export function environmentDifferences(a: Environment, b: Environment): EnvironmentDifference[] {
   const fa = environmentFields(a);
   const fb = environmentFields(b);
@@ -177,7 +173,7 @@ export function environmentDifferences(a: Environment, b: Environment): Environm
     .filter((field) => fa[field] !== fb[field])
     .map((field) => ({ field, a: fa[field] ?? '(not recorded)', b: fb[field] ?? '(not recorded)' }));
   const [pa, pb] = [a.cpuProbe?.nsPerOp, b.cpuProbe?.nsPerOp];
-  if (pa !== undefined && pb !== undefined && Math.abs(pa - pb) > CPU_PROBE_TOLERANCE * Math.min(pa, pb)) {
+  if (pa !== undefined && pb !== undefined && probesDiffer(pa, pb)) {
     differences.push({ field: 'cpuProbe', a: `${pa} ns per operation`, b: `${pb} ns per operation` });
   }
   return differences;

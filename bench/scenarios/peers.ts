@@ -31,7 +31,7 @@ import { nowMs } from '../../src/events.js';
 import { createHistogram, decodeHistogram, type LatencySummaryMs } from '../../src/latency.js';
 import { waitForReady } from '../../src/readiness.js';
 import { dropIdleSlots, slotLagBytes } from '../../src/relay/slot.js';
-import { gitCommit } from '../harness/environment.js';
+import { gitCommit, measureCpu, probesDiffer, type CpuProbe } from '../harness/environment.js';
 import { describeResult, medianWithRange } from '../harness/format.js';
 import { median } from '../harness/stats.js';
 import { bars, latencyByPercentile } from '../harness/charts.js';
@@ -337,6 +337,12 @@ export interface PeerResult {
   points: PeerPoint[];
   commit: string;
   date: string;
+  /**
+   * The host's speed, read just before this relay's runs (absent for relays
+   * measured before the probe existed): relays merged from several sittings
+   * compare one to one only if their hosts ran at one speed.
+   */
+  cpuProbe?: CpuProbe;
 }
 
 /** What the peers scenario writes into its summary's `extra`. */
@@ -434,6 +440,8 @@ const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function measureRelay(context: ScenarioContext, relay: Relay, guide: number | undefined, stdoutLines: string[]): Promise<{ result: PeerResult; runs: RunSummary[] }> {
   const slug = slugOf(relay.name);
+  // Read while the machine is idle, between relays.
+  const cpuProbe = measureCpu();
   const base: PipelineParameters = { ...context.parameters, ...relay.parameters };
   const run = async (name: string, p: PipelineParameters, heapMb?: number) => {
     await dropPeerSlots(context);
@@ -536,6 +544,7 @@ async function measureRelay(context: ScenarioContext, relay: Relay, guide: numbe
       points,
       commit: gitCommit(),
       date: new Date().toISOString(),
+      cpuProbe,
     },
     runs,
   };
@@ -560,6 +569,34 @@ function queueCell(observations: Record<string, unknown> | undefined): string {
   const queue = observations?.queue as QueueFigures | null | undefined;
   if (!queue || queue.readings === 0) return 'not read';
   return `${f(queue.remainingMedian)} of ${f(queue.capacity)} free (${f(queue.remainingMin)}–${f(queue.remainingMax)}); ${queue.verdict}`;
+}
+
+/**
+ * What the peers table can claim about its hosts: relays run one sitting at a
+ * time, and hosts of one model here have differed up to threefold, so rows
+ * from hosts of different speeds are not a like-for-like comparison.
+ */
+export function hostNote(peers: readonly Pick<PeerResult, 'name' | 'cpuProbe'>[]): string {
+  const probed = peers.filter((p): p is typeof p & { cpuProbe: CpuProbe } => p.cpuProbe !== undefined);
+  const unprobed = peers.filter((p) => p.cpuProbe === undefined).map((p) => p.name);
+  const parts: string[] = [];
+  if (probed.length > 0) {
+    const ns = probed.map((p) => p.cpuProbe.nsPerOp);
+    const [fastest, slowest] = [Math.min(...ns), Math.max(...ns)];
+    parts.push(
+      probesDiffer(fastest, slowest)
+        ? `**Hosts of different speeds**: the CPU probe read ${whole(fastest)} to ${whole(slowest)} ns per operation across these relays' sittings ` +
+            `(${probed.map((p) => `${p.name} ${whole(p.cpuProbe.nsPerOp)}`).join(', ')}); their rates and CPU per event do not compare one to one.`
+        : `Every probed relay ran on a host of one speed (CPU probe ${whole(fastest)}-${whole(slowest)} ns per operation).`,
+    );
+  }
+  if (unprobed.length > 0) {
+    parts.push(
+      `The host's speed was not recorded for ${unprobed.join(', ')} (measured before the CPU probe existed): ` +
+        'their sittings may have run on hosts of different speeds, which these figures cannot show.',
+    );
+  }
+  return parts.join(' ');
 }
 
 function report(context: ReportContext, folder: string): string[] {
@@ -611,6 +648,8 @@ function report(context: ReportContext, folder: string): string[] {
         `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
       );
     }),
+    '',
+    hostNote(peers),
     '',
   ];
   const debezium = peers.filter((p) => p.heapChecks);
