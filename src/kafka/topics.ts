@@ -9,9 +9,10 @@ import { OutboxBenchError, describeError } from '../errors.js';
 
 // Rationale: a single KRaft broker hosts a new topic's partitions within a
 // second or so; 10 s of 100 ms polls covers a loaded machine, and a broker
-// that needs longer is reported instead of waited on.
+// that needs longer is reported instead of waited on. A deadline, not a count
+// of polls: each metadata request may itself retry inside kafkajs.
 const TOPIC_LEADER_POLL_MS = 100;
-const TOPIC_LEADER_ATTEMPTS = 100;
+const TOPIC_LEADER_WAIT_MS = 10_000;
 const TRANSIENT_TOPIC_ERROR = /does not host this topic-partition|no leader|leader not available|not available/i;
 
 export class TopicAdmin {
@@ -45,7 +46,7 @@ export class TopicAdmin {
         waitForLeaders: false,
         topics: [{ topic, numPartitions: this.#partitions, configEntries: Object.entries(this.#config).map(([name, value]) => ({ name, value })) }],
       });
-      await this.#ledPartitions(topic);
+      await this.#partitionsOf(topic, { leaders: true });
     }
     this.#known.add(topic);
   }
@@ -55,7 +56,10 @@ export class TopicAdmin {
     const known = this.#partitionCounts.get(topic);
     if (known !== undefined) return known;
     await this.ensure(topic);
-    const count = await this.#ledPartitions(topic);
+    // The count needs no leaders (a relay restarted while one is being
+    // elected must not wait on it), but the broker asked may not host a topic
+    // created a moment ago by another client: that is retried.
+    const count = await this.#partitionsOf(topic, { leaders: false });
     this.#partitionCounts.set(topic, count);
     return count;
   }
@@ -71,16 +75,18 @@ export class TopicAdmin {
    * hosts the new partitions ("does not host this topic-partition"); the
    * first produce would fail. On a cluster each metadata request may go to
    * another broker, and one that has caught up does not mean all have: every
-   * read of the topic's partitions waits until they all have a leader.
+   * read of the topic's partitions retries until the broker asked has them
+   * (and, after a create, until every partition has a leader).
    */
-  async #ledPartitions(topic: string): Promise<number> {
+  async #partitionsOf(topic: string, { leaders }: { leaders: boolean }): Promise<number> {
     const admin = await this.#connectedAdmin();
+    const started = Date.now();
     let last: unknown;
-    for (let attempt = 1; attempt <= TOPIC_LEADER_ATTEMPTS; attempt++) {
+    while (Date.now() - started < TOPIC_LEADER_WAIT_MS) {
       try {
         const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
         const partitions = topics[0]?.partitions ?? [];
-        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return partitions.length;
+        if (partitions.length > 0 && (!leaders || partitions.every((p) => p.leader >= 0))) return partitions.length;
         last = undefined;
       } catch (error) {
         const retriable = (error as { retriable?: boolean }).retriable === true || TRANSIENT_TOPIC_ERROR.test(describeError(error));
@@ -91,7 +97,7 @@ export class TopicAdmin {
     }
     throw new OutboxBenchError(
       'NOT_READY',
-      `topic ${topic} has partitions without a leader after ${(TOPIC_LEADER_ATTEMPTS * TOPIC_LEADER_POLL_MS) / 1_000} s` + (last ? `: ${describeError(last)}` : ''),
+      `topic ${topic} ${leaders ? 'has partitions without a leader' : 'has no partitions in the metadata'} after ${((Date.now() - started) / 1_000).toFixed(1)} s` + (last ? `: ${describeError(last)}` : ''),
       { retriable: true, ...(last ? { cause: last } : {}) },
     );
   }
