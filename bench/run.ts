@@ -14,7 +14,7 @@ import { acquireInfra } from '../src/infra/index.js';
 import { decodeHistogram, percentileDistribution } from '../src/latency.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
-import { assertCleanTree, captureEnvironment } from './harness/environment.js';
+import { assertCleanTree, captureEnvironment, measureCpu, runningKafkaJit } from './harness/environment.js';
 import { stopRunsInProgress, type PipelineParameters } from './harness/pipeline.js';
 import { RELAY_MODES } from '../src/relay/modes.js';
 import { SCENARIOS } from './registry.js';
@@ -205,7 +205,7 @@ async function main(): Promise<number> {
     if (kafkaJit !== 'full' && kafkaBrokers === undefined) {
       throw new OutboxBenchError(
         'USAGE',
-        `the local broker's JIT is ${kafkaJit} (OUTBOX_BENCH_KAFKA_JIT or --kafka-jit): that is for tests, a slower broker than Kafka ships; benchmarks measure it with kafkaJit=full (unset it)`,
+        `the local broker's JIT is ${kafkaJit} (OUTBOX_BENCH_KAFKA_JIT): that is for tests, a slower broker than Kafka ships; benchmarks measure it with kafkaJit=full (unset it)`,
       );
     }
     assertCleanTree(values['allow-dirty'] === true);
@@ -230,13 +230,18 @@ async function main(): Promise<number> {
   const quiet = process.env.CI === 'true';
   const outRoot = path.resolve(parsed.values.out ?? path.join(PROJECT_ROOT, 'results'));
   try {
+    // Read before the servers start: a broker's JVM compiles for a while after its start.
+    const cpuProbe = measureCpu();
     process.stderr.write('bench: starting PostgreSQL and Kafka (or using the configured ones)...\n');
     const infra = await acquireInfra({ config, log });
     shutdown.add('servers', () => infra.release());
+    if (runningKafkaJit(infra) === 'quick-start') {
+      throw new OutboxBenchError('USAGE', 'the local broker left running (infra up) runs with the quick-start JIT, for tests: stop it (npm run infra:down) and benchmark a broker with its full JIT');
+    }
     // Newest first: a run's processes stop before the servers they use.
     shutdown.add('benchmark runs', stopRunsInProgress);
     const probe = createSql(infra.databaseUrl, 'public', { max: 1 });
-    const environment = await captureEnvironment(probe, config, infra);
+    const environment = await captureEnvironment(probe, config, infra, cpuProbe);
     await probe.end({ timeout: 5 });
     let failures = 0;
     for (const scenario of scenarios) {

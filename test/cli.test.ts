@@ -120,6 +120,9 @@ describe('CLI', () => {
     assert.equal(refused.status, 2, refused.stderr);
     assert.match(refused.stderr, /the local broker's JIT is quick-start .*benchmarks measure it with kafkaJit=full/);
     assert.doesNotMatch(refused.stderr, /starting PostgreSQL and Kafka/);
+    const chaos = spawnSync(process.execPath, [path.join(path.dirname(bench), 'chaos.js'), '--rows', 'outbox+cdc'], { env: { ...env, OUTBOX_BENCH_KAFKA_JIT: 'quick-start' }, encoding: 'utf8' });
+    assert.equal(chaos.status, 2, chaos.stderr);
+    assert.match(chaos.stderr, /the local brokers' JIT is quick-start .*the matrix publishes with the full JIT/);
   });
 
   it('stops the PostgreSQL it started on Ctrl-C: no process, no port left', async () => {

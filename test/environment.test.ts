@@ -3,16 +3,29 @@
  * the servers, and publishing refuses a tree that cannot be tied to a commit.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { assertCleanTree, captureEnvironment, gitChanges } from '../bench/harness/environment.js';
+import { assertCleanTree, captureEnvironment, gitChanges, runningKafkaJit } from '../bench/harness/environment.js';
 import { resolveConfig } from '../src/config.js';
 import { acquireInfra } from '../src/infra/index.js';
 import { log, scratchDir, testEnv } from './helpers.js';
 
 describe('environment of a result', () => {
+  it('reads how a running broker\'s JVM compiles from its command line, not from this run\'s settings', async (t) => {
+    // A stand-in process carrying the flag on its command line, as a broker left up by `infra up` would.
+    const quick = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30_000)', '--', '-XX:TieredStopAtLevel=1'], { stdio: 'ignore' });
+    t.after(() => quick.kill('SIGKILL'));
+    await once(quick, 'spawn');
+    const local = (pid: number | undefined) => ({ kafka: { external: false, brokers: [], pid: () => pid, start: async () => {}, stop: async () => {} } });
+    assert.equal(runningKafkaJit(local(quick.pid)), 'quick-start');
+    assert.equal(runningKafkaJit(local(process.pid)), 'full');
+    assert.equal(runningKafkaJit(local(undefined)), undefined, 'no process to read');
+    assert.equal(runningKafkaJit({ kafka: { ...local(process.pid).kafka, external: true } }), undefined, 'an external cluster');
+  });
+
   it('reads Java, the PostgreSQL settings, the disk, Kafka and the machine', async (t) => {
     const env = await testEnv(t);
     const infra = await acquireInfra({ config: resolveConfig(), log });

@@ -9,7 +9,7 @@ import { closeSync, existsSync, fdatasyncSync, openSync, readdirSync, readFileSy
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { PROJECT_ROOT, type Config } from '../../src/config.js';
+import { PROJECT_ROOT, type Config, type KafkaJitMode } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import type { Infra } from '../../src/infra/index.js';
@@ -92,13 +92,15 @@ export function probesDiffer(a: number, b: number): boolean {
 export function measureCpu(): CpuProbe {
   const times: number[] = [];
   let sink = 0;
-  for (let trial = 0; trial < CPU_PROBE_TRIALS; trial++) {
+  // One trial more, untimed, first: V8 optimises the loop during it, so the
+  // spread reads the machine's business, not the warm-up.
+  for (let trial = -1; trial < CPU_PROBE_TRIALS; trial++) {
     const started = performance.now();
     for (let i = 0; i < CPU_PROBE_OPS; i++) {
       const event = JSON.parse(JSON.stringify(CPU_PROBE_EVENT)) as typeof CPU_PROBE_EVENT;
       sink += partitionOf(event.aggregateId, 6) + event.payload.amountCents;
     }
-    times.push(performance.now() - started);
+    if (trial >= 0) times.push(performance.now() - started);
   }
   // Keeps the loop's result alive, so no engine can drop the work.
   if (sink === -1) throw new Error('unreachable');
@@ -171,13 +173,34 @@ export function measureFsync(dir: string): Environment['fsync'] {
   return { p50Ms: s.p50, p99Ms: s.p99, maxMs: s.max, samples: s.count, path: dir };
 }
 
+/**
+ * How the local broker's JVM that is running compiles, read from its command
+ * line: a broker left up by `infra up` may have been started with other
+ * settings than this run's. Undefined when it cannot be read (an external
+ * cluster, no /proc).
+ */
+export function runningKafkaJit(infra: Pick<Infra, 'kafka'>): KafkaJitMode | undefined {
+  if (infra.kafka.external) return undefined;
+  const pids = infra.kafka.pids?.() ?? [infra.kafka.pid()].filter((pid): pid is number => pid !== undefined);
+  const commandLines = pids.map((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      return undefined;
+    }
+  });
+  if (commandLines.length === 0 || commandLines.some((args) => args === undefined)) return undefined;
+  return commandLines.some((args) => args!.includes('-XX:TieredStopAtLevel=1')) ? 'quick-start' : 'full';
+}
+
 /** The Kafka version of the broker the run used: the local jars', or unknown for an external cluster. */
 function kafkaVersion(config: Config, infra: Pick<Infra, 'kafka' | 'kafkaBrokers'>): string {
   if (infra.kafka.external) return `external cluster at ${infra.kafkaBrokers.join(',')} (version not read)`;
   const libs = path.join(config.cacheDir, `kafka-${config.kafkaVersion}`, 'libs');
   const jar = existsSync(libs) ? readdirSync(libs).find((name) => /^kafka_[\d.]+-[\d.]+\.jar$/.test(name)) : undefined;
   const version = jar ? /-([\d.]+)\.jar$/.exec(jar)?.[1] : undefined;
-  return `Apache Kafka ${version ?? `${config.kafkaVersion} (jar not found)`} (KRaft, single node, local${config.kafkaJit === 'full' ? '' : `, JIT ${config.kafkaJit}`})`;
+  const jit = runningKafkaJit(infra) ?? config.kafkaJit;
+  return `Apache Kafka ${version ?? `${config.kafkaVersion} (jar not found)`} (KRaft, single node, local${jit === 'full' ? '' : `, JIT ${jit}`})`;
 }
 
 function dependencyVersions(): Record<string, string> {
@@ -227,7 +250,8 @@ export function assertCleanTree(allowDirty: boolean, cwd = PROJECT_ROOT): void {
   );
 }
 
-export async function captureEnvironment(sql: Sql, config: Config, infra: Pick<Infra, 'postgres' | 'kafka' | 'kafkaBrokers'>): Promise<Environment> {
+/** `cpuProbe`: one read before the servers started, while nothing else competed for the cores; read here if not given. */
+export async function captureEnvironment(sql: Sql, config: Config, infra: Pick<Infra, 'postgres' | 'kafka' | 'kafkaBrokers'>, cpuProbe?: CpuProbe): Promise<Environment> {
   const [row] = await sql<{ version: string }[]>`SELECT current_setting('server_version') AS version`;
   const settings: Record<string, string> = {};
   for (const name of POSTGRES_SETTINGS) {
@@ -246,7 +270,7 @@ export async function captureEnvironment(sql: Sql, config: Config, infra: Pick<I
     postgres: row?.version ?? 'unknown',
     postgresSettings: settings,
     fsync: dataDir && !infra.postgres.external ? measureFsync(dataDir) : { notMeasured: 'the server is not local (DATABASE_URL): its disk is not reachable from here' },
-    cpuProbe: measureCpu(),
+    cpuProbe: cpuProbe ?? measureCpu(),
     kafka: kafkaVersion(config, infra),
     java: javaVersion(),
     gitCommit: gitCommit(),
