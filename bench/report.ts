@@ -86,15 +86,15 @@ function environmentSection(summaries: Map<string, Summary>): string[] {
     '| results | measured | commit | CPU probe (ns per operation) |',
     '|---|---|---|---:|',
     ...[...summaries].map(([folder, summary]) => {
-      const { dates, commits } = provenance(summary);
-      return `| ${folder} | ${dates} | ${commits} | ${summary.environment.cpuProbe?.nsPerOp ?? 'not recorded'} |`;
+      const { dates, commits, probes } = provenance(summary);
+      return `| ${folder} | ${dates} | ${commits} | ${probes} |`;
     }),
     '',
   ];
 }
 
 /** The days and commits a folder's figures come from: one run's, or (peers and sweeps, merged over sittings) each entry's. */
-function provenance(summary: Summary): { dates: string; commits: string } {
+function provenance(summary: Summary): { dates: string; commits: string; probes: string } {
   const extra = (summary.extra as { peers?: MergedEntry[]; entries?: MergedEntry[] } | undefined) ?? {};
   const merged = [...(extra.peers ?? []), ...(extra.entries ?? [])];
   const days = [...new Set(merged.map((e) => e.date?.slice(0, 10)).filter((d): d is string => Boolean(d)))].sort();
@@ -102,12 +102,22 @@ function provenance(summary: Summary): { dates: string; commits: string } {
   return {
     dates: days.length === 0 ? summary.date.slice(0, 10) : days.length === 1 ? days[0]! : `${days[0]} to ${days[days.length - 1]}`,
     commits: (commits.length > 0 ? commits : [summary.environment.gitCommit.slice(0, 7)]).join(', '),
+    probes: merged.length === 0 ? (summary.environment.cpuProbe?.nsPerOp.toString() ?? 'not recorded') : mergedProbes(merged),
   };
+}
+
+/** A merged folder's sittings each read their own host: their probes' range, or which went unread. */
+function mergedProbes(merged: readonly MergedEntry[]): string {
+  const ns = merged.map((e) => e.cpuProbe?.nsPerOp).filter((n): n is number => n !== undefined);
+  if (ns.length === 0) return 'not recorded';
+  const range = Math.min(...ns) === Math.max(...ns) ? `${ns[0]}` : `${Math.min(...ns)}-${Math.max(...ns)}`;
+  return ns.length === merged.length ? range : `${range} (not recorded for ${merged.length - ns.length} of ${merged.length})`;
 }
 
 interface MergedEntry {
   commit?: string;
   date?: string;
+  cpuProbe?: { nsPerOp: number };
 }
 
 function reproduceSection(summaries: Map<string, Summary>): string[] {
