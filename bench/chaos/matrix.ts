@@ -128,7 +128,7 @@ export interface RowResult {
   lostDiagnosis?: { unpublished: number; marked: number; missing: number };
   /** How long the faults ran, s. */
   faultWindowS: number;
-  /** Processes started after the faults ended that were killed all the same (none: the drain runs fault-free). */
+  /** SIGKILL exits of processes started after the faults ended: they start without a failpoint, so none should die so (a process started inside the window keeps its own). */
   killedAfterFaults: number;
   /** Events committed per second from the writer's first commit to its last (the load the row ran at). */
   committedPerSec: number;
