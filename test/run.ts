@@ -6,8 +6,7 @@
  *   node dist/test/run.js [file-filter ...]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveConfig } from '../src/config.js';
@@ -47,37 +46,10 @@ async function main(): Promise<number> {
     shutdown.add('servers', () => infra.release());
     if (!infra.postgres.external) await dropLeftoverSlots(infra.databaseUrl);
     const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(',') };
-    const alone = files.filter((file) => ALONE.includes(path.basename(file)));
-    const own = files.filter((file) => OWN_SERVERS.includes(path.basename(file)));
-    const shared = files.filter((file) => !own.includes(file) && !alone.includes(file));
-    const lanes: { child: ChildProcess; exit: Promise<number> }[] = [];
-    // The lanes' after() hooks still use the servers: they stop before the servers do.
-    shutdown.add('test files', async () => {
-      await Promise.all(lanes.map((lane) => stopLane(lane)));
-    });
-    let aloneCode = 0;
-    if (alone.length > 0) {
-      const lane = runLane(alone, env);
-      lanes.push(lane);
-      aloneCode = await lane.exit;
-      if (shutdown.started) return aloneCode || 1;
-    }
-    // The lane of its own writes to a file, shown whole once it ends, so the
-    // two lanes' reports never interleave.
-    const ownReport = own.length > 0 && shared.length > 0 ? path.join(mkdtempSync(path.join(os.tmpdir(), 'outbox-bench-tests-')), 'report.txt') : undefined;
-    if (ownReport) process.stderr.write(`test lanes: ${own.map((f) => path.basename(f)).join(', ')} beside the other files (${alone.map((f) => path.basename(f)).join(', ')} ran first, alone); its report follows theirs\n`);
-    if (ownReport) {
-      // A shutdown step, so an interrupted run (Ctrl-C, a CI timeout) still shows what the lane said.
-      shutdown.add('lane report', () => {
-        process.stdout.write(`\n${readFileSync(ownReport, 'utf8')}`);
-        rmSync(path.dirname(ownReport), { recursive: true, force: true });
-      });
-    }
-    const others = [...shared, ...own];
-    const rest = ownReport ? [runLane(shared, env), runLane(own, env, ownReport)] : others.length > 0 ? [runLane(others, env)] : [];
-    lanes.push(...rest);
-    const codes = [aloneCode, ...(await Promise.all(rest.map((lane) => lane.exit)))];
-    return codes.find((c) => c !== 0) ?? 0;
+    const lane = runLane(files, env);
+    // The files' after() hooks still use the servers: they stop before the servers do.
+    shutdown.add('test files', () => stopLane(lane));
+    return await lane.exit;
   } catch (error) {
     process.stderr.write(`test servers could not be started: ${describeError(error)}\n`);
     return 1;
@@ -85,18 +57,6 @@ async function main(): Promise<number> {
     await shutdown.run();
   }
 }
-
-// Rationale: test files run one at a time within a lane. Each is mostly
-// waiting on the servers, but on 2 cores parallel files make timing-sensitive
-// waits flaky. The crash-injection matrix is the exception worth a lane of its
-// own: it starts, kills and restarts servers of its own (no other file uses
-// them), it is over a third of the suite's time, spent mostly waiting, and
-// its rows assert what was lost or doubled, not how fast.
-const OWN_SERVERS: readonly string[] = ['chaos.test.js'];
-// The benchmark harness's tests check that a run's window holds what its
-// rate offered (a writer at 400/s commits ~1,200 in 3 s): beside the matrix's
-// server starts they were starved (932), so they run first, on their own.
-const ALONE: readonly string[] = ['bench.test.js'];
 
 // Rationale: a test file's after() hooks stop the processes and drop the
 // schemas it made; 30 s covers a loaded machine, after which it is killed.
@@ -110,10 +70,14 @@ async function stopLane(lane: { child: ChildProcess; exit: Promise<number> }): P
   clearTimeout(timer);
 }
 
-function runLane(files: string[], env: NodeJS.ProcessEnv, reportFile?: string): { child: ChildProcess; exit: Promise<number> } {
-  const out = reportFile === undefined ? 'inherit' : openSync(reportFile, 'w');
-  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { env, stdio: ['inherit', out, out] });
-  if (typeof out === 'number') closeSync(out);
+// Rationale: test files run one at a time. Each is mostly waiting on the
+// servers, but on 2 cores parallel files make timing-sensitive checks flaky:
+// with the crash matrix in a lane of its own beside the other files the suite
+// took 10.5 instead of 15 minutes, and each of three fresh-clone runs failed
+// one other check (a writer starved below its rate, a SKIP LOCKED replica
+// that never got a batch, a stalled consumer's catch-up).
+function runLane(files: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number> } {
+  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { env, stdio: 'inherit' });
   const exit = new Promise<number>((resolve) => child.once('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0))));
   return { child, exit };
 }
