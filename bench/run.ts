@@ -14,7 +14,7 @@ import { acquireInfra } from '../src/infra/index.js';
 import { decodeHistogram, percentileDistribution } from '../src/latency.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
-import { assertCleanTree, captureEnvironment, measureCpu, runningKafkaJit } from './harness/environment.js';
+import { assertCleanTree, assertFullKafkaJit, captureEnvironment, measureCpu, runningKafkaJit } from './harness/environment.js';
 import { stopRunsInProgress, type PipelineParameters } from './harness/pipeline.js';
 import { RELAY_MODES } from '../src/relay/modes.js';
 import { SCENARIOS } from './registry.js';
@@ -201,13 +201,7 @@ async function main(): Promise<number> {
   let repeats = DEFAULT_REPEATS;
   try {
     if (typeof values.repeats === 'string') repeats = parseWholeFlag('repeats', values.repeats, 1, 20);
-    const { kafkaJit, kafkaBrokers } = resolveConfig();
-    if (kafkaJit !== 'full' && kafkaBrokers === undefined) {
-      throw new OutboxBenchError(
-        'USAGE',
-        `the local broker's JIT is ${kafkaJit} (OUTBOX_BENCH_KAFKA_JIT): that is for tests, a slower broker than Kafka ships; benchmarks measure it with kafkaJit=full (unset it)`,
-      );
-    }
+    assertFullKafkaJit(resolveConfig());
     assertCleanTree(values['allow-dirty'] === true);
     for (const scenario of scenarios) resolved.set(scenario, parameters(scenario, parsed.values));
     for (const [flag, spec] of scenarioFlags()) {

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stopChild } from '../bench/harness/processes.js';
 import { resolveConfig } from '../src/config.js';
 import { createSql } from '../src/db.js';
 import { describeError } from '../src/errors.js';
@@ -46,10 +47,10 @@ async function main(): Promise<number> {
     shutdown.add('servers', () => infra.release());
     if (!infra.postgres.external) await dropLeftoverSlots(infra.databaseUrl);
     const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(',') };
-    const lane = runLane(files, env);
+    const tests = runTestFiles(files, env);
     // The files' after() hooks still use the servers: they stop before the servers do.
-    shutdown.add('test files', () => stopLane(lane));
-    return await lane.exit;
+    shutdown.add('test files', () => stopChild(tests.child));
+    return await tests.exit;
   } catch (error) {
     process.stderr.write(`test servers could not be started: ${describeError(error)}\n`);
     return 1;
@@ -58,25 +59,13 @@ async function main(): Promise<number> {
   }
 }
 
-// Rationale: a test file's after() hooks stop the processes and drop the
-// schemas it made; 30 s covers a loaded machine, after which it is killed.
-const LANE_STOP_GRACE_MS = 30_000;
-
-async function stopLane(lane: { child: ChildProcess; exit: Promise<number> }): Promise<void> {
-  if (lane.child.exitCode !== null || lane.child.signalCode !== null) return;
-  lane.child.kill('SIGTERM');
-  const timer = setTimeout(() => lane.child.kill('SIGKILL'), LANE_STOP_GRACE_MS);
-  await lane.exit;
-  clearTimeout(timer);
-}
-
 // Rationale: test files run one at a time. Each is mostly waiting on the
 // servers, but on 2 cores parallel files make timing-sensitive checks flaky:
-// with the crash matrix in a lane of its own beside the other files the suite
+// with the crash matrix running beside the other files the suite
 // took 10.5 instead of 15 minutes, and each of three fresh-clone runs failed
 // one other check (a writer starved below its rate, a SKIP LOCKED replica
 // that never got a batch, a stalled consumer's catch-up).
-function runLane(files: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number> } {
+function runTestFiles(files: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number> } {
   const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { env, stdio: 'inherit' });
   const exit = new Promise<number>((resolve) => child.once('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0))));
   return { child, exit };

@@ -76,7 +76,7 @@ const CPU_PROBE_EVENT = {
 
 // Rationale: the probe's fastest trial repeats within a few percent on one
 // quiet host; hosts of one CPU model here have differed by 1.6 to 3 times.
-export const CPU_PROBE_TOLERANCE = 0.1;
+const CPU_PROBE_TOLERANCE = 0.1;
 
 /** Whether two probes read hosts of different speeds: apart by more than the probe's own noise. */
 export function probesDiffer(a: number, b: number): boolean {
@@ -247,6 +247,19 @@ export function assertCleanTree(allowDirty: boolean, cwd = PROJECT_ROOT): void {
     'USAGE',
     `the working tree has uncommitted changes outside results/ (${changes.slice(0, 5).join(', ')}${changes.length > 5 ? ', ...' : ''}); ` +
       'published figures must come from a commit. Commit or stash them, or pass --allow-dirty (the report then says so at the top).',
+  );
+}
+
+/**
+ * Published figures come from a broker as Kafka ships it: the quick-start JIT
+ * (for tests) starts cheaper and runs slower. Checked before anything starts;
+ * an external cluster is the user's to set up.
+ */
+export function assertFullKafkaJit(config: Pick<Config, 'kafkaJit' | 'kafkaBrokers'>): void {
+  if (config.kafkaJit === 'full' || config.kafkaBrokers !== undefined) return;
+  throw new OutboxBenchError(
+    'USAGE',
+    `the local broker's JIT is ${config.kafkaJit} (OUTBOX_BENCH_KAFKA_JIT): that is for tests, a slower broker than Kafka ships; published figures need kafkaJit=full (unset it)`,
   );
 }
 
