@@ -349,7 +349,8 @@ function failpointKills(row: Row, log: readonly FaultRecord[]): number {
 
 /**
  * Runs the seeded fault schedule over the fault window (in a soak, until the
- * row's faults hit `targetHits` times); returns what was injected and what hit.
+ * row's faults hit `targetHits` times and each kind hit at least once);
+ * returns what was injected and what hit.
  */
 async function injectFaults(row: Row): Promise<FaultRecord[]> {
   const { spec, options } = row;
@@ -407,7 +408,11 @@ async function injectFaults(row: Row): Promise<FaultRecord[]> {
   schedule.sort((a, b) => a.at - b.at);
   const log: FaultRecord[] = [];
   const hits = () => log.filter((f) => f.hit).length + failpointKills(row, log);
-  const reached = () => soak && hits() >= options.targetHits!;
+  // A soak stops early only once every kind of the row has hit too: the row is
+  // judged on each kind having hit a process at work, and a kind drawn rarely
+  // (a walsender between two relay kills) could otherwise miss every chance.
+  const everyKindHit = () => spec.faults.every((kind) => log.some((f) => f.kind === kind && f.hit));
+  const reached = () => soak && hits() >= options.targetHits! && everyKindHit();
   let serverFaultEnded = Number.NEGATIVE_INFINITY;
   for (const fault of schedule) {
     // A second server fault waits for some service after the first, whose recovery is measured from it.
