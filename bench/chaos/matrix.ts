@@ -347,6 +347,25 @@ function failpointKills(row: Row, log: readonly FaultRecord[]): number {
   return Math.max(0, kills - log.filter((f) => f.kind === 'kill-relay' || f.kind === 'kill-consumer').length);
 }
 
+/** What was injected and what hit, by kind, failpoint crashes so far included. */
+function tallyFaults(row: Row, log: readonly FaultRecord[]): RowResult['faults'] {
+  const faults: RowResult['faults'] = {};
+  for (const fault of log) {
+    const count = (faults[fault.kind] ??= { scheduled: 0, hit: 0 });
+    count.scheduled += 1;
+    if (fault.hit) count.hit += 1;
+  }
+  // A failpoint fires only inside the work it interrupts: each one is a hit.
+  const failpoints = failpointKills(row, log);
+  if (failpoints > 0) faults.failpoint = { scheduled: failpoints, hit: failpoints };
+  return faults;
+}
+
+const totalHits = (faults: RowResult['faults']) => Object.values(faults).reduce((sum, f) => sum + f.hit, 0);
+
+/** The row's fault kinds that never hit a process at work: the soak waits for them, the verdict fails on them. */
+const kindsNotHit = (spec: RowSpec, faults: RowResult['faults']) => spec.faults.filter((kind) => !faults[kind]?.hit);
+
 /**
  * Runs the seeded fault schedule over the fault window (in a soak, until the
  * row's faults hit `targetHits` times and each kind hit at least once);
@@ -407,12 +426,14 @@ async function injectFaults(row: Row): Promise<FaultRecord[]> {
   }
   schedule.sort((a, b) => a.at - b.at);
   const log: FaultRecord[] = [];
-  const hits = () => log.filter((f) => f.hit).length + failpointKills(row, log);
   // A soak stops early only once every kind of the row has hit too: the row is
   // judged on each kind having hit a process at work, and a kind drawn rarely
   // (a walsender between two relay kills) could otherwise miss every chance.
-  const everyKindHit = () => spec.faults.every((kind) => log.some((f) => f.kind === kind && f.hit));
-  const reached = () => soak && hits() >= options.targetHits! && everyKindHit();
+  const reached = () => {
+    if (!soak) return false;
+    const faults = tallyFaults(row, log);
+    return totalHits(faults) >= options.targetHits! && kindsNotHit(spec, faults).length === 0;
+  };
   let serverFaultEnded = Number.NEGATIVE_INFINITY;
   for (const fault of schedule) {
     // A second server fault waits for some service after the first, whose recovery is measured from it.
@@ -467,10 +488,7 @@ async function drainRow(row: Row): Promise<CheckReport> {
 function judgeRow(spec: RowSpec, report: CheckReport, faults: RowResult['faults'], claims: ClaimReport | undefined): string[] {
   const failures: string[] = [];
   if (report.committed === 0) failures.push('nothing was committed');
-  for (const kind of spec.faults) {
-    const count = faults[kind];
-    if (!count || count.hit === 0) failures.push(`no ${kind} fault hit a process doing work (${count?.scheduled ?? 0} injected)`);
-  }
+  for (const kind of kindsNotHit(spec, faults)) failures.push(`no ${kind} fault hit a process doing work (${faults[kind]?.scheduled ?? 0} injected)`);
   if (spec.expect.lost === 'some' && report.lost === 0) failures.push('expected the naive dual write to lose events, it lost none');
   if (spec.expect.lost === 'none' && report.lost > 0) failures.push(`${report.lost} committed events were lost`);
   if (spec.expect.lost === 'none' && report.notApplied > 0) failures.push(`${report.notApplied} committed events were never applied`);
@@ -496,18 +514,10 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
     for (const name of row.relays) if (supervisor.isPaused(name)) supervisor.signal(name, 'SIGCONT');
     const report = await drainRow(row);
 
-    const failpoints = failpointKills(row, faultLog);
-    const faults: RowResult['faults'] = {};
-    for (const fault of faultLog) {
-      const count = (faults[fault.kind] ??= { scheduled: 0, hit: 0 });
-      count.scheduled += 1;
-      if (fault.hit) count.hit += 1;
-    }
-    // A failpoint fires only inside the work it interrupts: each one is a hit.
-    if (failpoints > 0) faults.failpoint = { scheduled: failpoints, hit: failpoints };
+    const faults = tallyFaults(row, faultLog);
     const claims = row.evidenceDir ? checkClaims(readEvidence(row.evidenceDir)) : undefined;
     const failures = judgeRow(spec, report, faults, claims);
-    const hit = Object.values(faults).reduce((sum, f) => sum + f.hit, 0);
+    const hit = totalHits(faults);
     if (options.targetHits !== undefined && hit < options.targetHits) {
       failures.push(`only ${hit} faults hit a process at work in ${faultWindowS} s; the soak asks for ${options.targetHits}`);
     }
