@@ -35,6 +35,18 @@ function start(args: string[], env: NodeJS.ProcessEnv = process.env): { child: C
 
 const run = (args: string[], env?: NodeJS.ProcessEnv) => start(args, env).exited;
 
+// Rationale: a command stops its servers in seconds; a minute is that many
+// times over on a loaded machine, and a hung stop then fails the test (exit
+// code null) instead of hanging the run.
+const STOP_GRACE_MS = 60_000;
+
+/** Sends `signal` to a running command, and SIGKILL if it has not exited STOP_GRACE_MS later. */
+function signalCommand(command: ReturnType<typeof start>, signal: NodeJS.Signals): Promise<Run> {
+  command.child.kill(signal);
+  const timer = setTimeout(() => command.child.kill('SIGKILL'), STOP_GRACE_MS);
+  return command.exited.finally(() => clearTimeout(timer));
+}
+
 /** Waits for a line on a running command's stdout; on timeout, fails with its stderr. */
 async function waitForOutput(command: ReturnType<typeof start>, pattern: RegExp, timeoutMs: number): Promise<void> {
   try {
@@ -133,8 +145,7 @@ describe('CLI', () => {
     assert.ok(pgPid && isProcessAlive(pgPid), 'PostgreSQL runs while the command does');
     const response = await fetch(`http://127.0.0.1:${ports.http}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
     assert.equal(response.status, 400);
-    serve.child.kill('SIGINT');
-    const result = await serve.exited;
+    const result = await signalCommand(serve, 'SIGINT');
     assert.equal(result.code, 130);
     await assertNothingLeft(dataDir, [ports.pg, ports.http], [pgPid]);
   });
@@ -156,8 +167,7 @@ describe('CLI', () => {
     await waitForOutput(consume, /consuming/, 120_000);
     const kafkaPid = Number(readFileSync(path.join(dataDir, 'kafka', 'broker.pid'), 'utf8'));
     const pgPid = postmasterPid(dataDir);
-    consume.child.kill('SIGTERM');
-    assert.equal((await consume.exited).code, 143);
+    assert.equal((await signalCommand(consume, 'SIGTERM')).code, 143);
     await assertNothingLeft(dataDir, [ports.pg, ports.kafka, ports.controller], [kafkaPid, pgPid]);
 
     const up = await run(['infra', 'up'], env);

@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { stopChild } from '../bench/harness/processes.js';
 import type { KafkaMessage } from 'kafkajs';
 import { OrderingChecker } from '../src/chaos/ordering.js';
 import { HEADERS, type WireEvent } from '../src/events.js';
@@ -116,19 +116,14 @@ describe('SKIP LOCKED replicas', () => {
       if (entry?.msg === 'relay started' && typeof entry.replica === 'string') polling.add(entry.replica);
       else if (!entry || (typeof entry.level === 'number' && entry.level >= WARN_LEVEL)) process.stderr.write(`${line}\n`);
     });
-    env.defer(async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await once(child, 'exit');
-      }
-    });
+    env.defer(() => stopChild(child));
     // Write only once all three replicas poll: a backlog written before they
     // start could be drained by the first one up before the last one starts.
     await eventually('three replicas polling', () => polling.size === 3);
     const events = await hotAggregates(env, 40, 10);
     await eventually('every row published', async () => (await env.sql`SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1`).length === 0, 60_000);
-    child.kill('SIGTERM');
-    await once(child, 'exit');
+    // Gracefully, so each replica writes the rest of its evidence.
+    await stopChild(child);
 
     const report = checkClaims(readEvidence(evidence));
     assert.equal(report.replicas.length, 3, 'three replica processes took part');
@@ -232,6 +227,9 @@ describe('SKIP LOCKED leases', () => {
     const events = await hotAggregates(env, 20, 2);
     await prepareBuckets(env.sql, BUCKETS);
     const evidenceDir = await scratchDir();
+    // Created before any replica claims: a first publish that created it would
+    // spend part of the lease inside the claiming transaction.
+    await env.ensureTopic();
     // Replica 0's first publish takes 2.5 leases: PostgreSQL ends its idle transaction meanwhile.
     let slow = true;
     const inner = env.publisher();
@@ -271,6 +269,9 @@ describe('SKIP LOCKED leases', () => {
     const events = await hotAggregates(env, 20, 2);
     await prepareBuckets(env.sql, BUCKETS);
     const evidenceDir = await scratchDir();
+    // Created before any replica claims: a first publish that created it would
+    // spend part of the lease inside the claiming transaction.
+    await env.ensureTopic();
     // Replica 0's first pass runs a statement for two leases after claiming: its session is active, not idle.
     let busy = true;
     const inner = bucketedStrategy({ buckets: BUCKETS, replicas: 2, replicaIndex: 0 });

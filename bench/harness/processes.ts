@@ -254,11 +254,28 @@ export function signalTree(child: ChildProcess, signal: 'SIGSTOP' | 'SIGCONT'): 
   }
 }
 
+// Rationale: a relay's graceful stop finishes its pass and flushes Kafka in a
+// few seconds; 30 s is that on a loaded 2-core machine many times over.
+const STOP_GRACE_MS = 30_000;
+
+/**
+ * Sends `signal`, then SIGKILLs the child and every process under it (a
+ * supervisor's replicas would outlive it otherwise) if it has not exited
+ * after STOP_GRACE_MS: a hung child never hangs its caller.
+ */
 export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const timer = setTimeout(() => {
+    for (const pid of child.pid === undefined ? [] : processTreePids(child.pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Exited since the scan.
+      }
+    }
+  }, STOP_GRACE_MS);
   await exited;
   clearTimeout(timer);
 }
