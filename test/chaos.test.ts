@@ -4,21 +4,19 @@
  * every outbox row must lose none and apply none twice.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MATRIX, runRow, startChaosServers, type ChaosServers } from '../bench/chaos/matrix.js';
-import { DEFAULTS } from '../src/config.js';
+import { resolveConfig } from '../src/config.js';
 import { createKafkaClient } from '../src/kafka-client.js';
 import { TopicAdmin } from '../src/kafka/topics.js';
-import { log, uniqueName } from './helpers.js';
+import { log, scratchDir, startRetryingBind, uniqueName } from './helpers.js';
 
 // Rationale: a fixed seed keeps CI failures replayable (`npm run chaos -- --seed 1234`).
 const SEED = 1234;
-// Ports of its own, 4,000 below `npm run chaos`'s: the tests never take a port
-// a chaos sitting on the same machine has a killed server about to reopen.
-const PORT_BASE = DEFAULTS.chaosPortBase - 4_000;
+// The run's chaos ports (test/ports.ts): below the ephemeral range, and apart
+// from `npm run chaos`'s, whose killed servers may be about to reopen theirs.
+const PORT_BASE = resolveConfig().chaosPortBase;
 
 describe('crash-injection matrix (reduced)', () => {
   let servers: ChaosServers;
@@ -27,9 +25,9 @@ describe('crash-injection matrix (reduced)', () => {
   let workDir: string;
   before(async () => {
     // One PostgreSQL and one Kafka for all rows, killed and restarted by some of them.
-    workDir = await mkdtemp(path.join(os.tmpdir(), 'outbox-bench-chaos-'));
-    await chmod(workDir, 0o755);
-    servers = await startChaosServers(workDir, log, { portBase: PORT_BASE });
+    // The servers' data and logs: kept if a test of the file fails (helpers.ts).
+    workDir = await scratchDir('outbox-bench-chaos-');
+    servers = await startRetryingBind(() => startChaosServers(workDir, log, { portBase: PORT_BASE }));
     // The single servers take the second thousand ports of the base.
     const pgPort = Number(new URL(servers.databaseUrl).port);
     assert.ok(pgPort >= PORT_BASE + 1_000 && pgPort < PORT_BASE + 1_500, `PostgreSQL on ${pgPort}, from the base ${PORT_BASE}`);
@@ -38,12 +36,11 @@ describe('crash-injection matrix (reduced)', () => {
     await cluster?.stop();
     await pair?.stop();
     await servers?.stop();
-    await rm(workDir, { recursive: true, force: true });
   });
   /** The rows that kill brokers run on a 3-broker cluster, the failover row on a primary with a standby: each started for the first row that needs it. */
   const serversFor = async (spec: (typeof MATRIX)[number]) => {
-    if (spec.kafka === 'cluster') return (cluster ??= await startChaosServers(workDir, log, { kafkaNodes: 3, portBase: PORT_BASE }));
-    if (spec.postgres === 'failover') return (pair ??= await startChaosServers(workDir, log, { standby: true, portBase: PORT_BASE }));
+    if (spec.kafka === 'cluster') return (cluster ??= await startRetryingBind(() => startChaosServers(workDir, log, { kafkaNodes: 3, portBase: PORT_BASE })));
+    if (spec.postgres === 'failover') return (pair ??= await startRetryingBind(() => startChaosServers(workDir, log, { standby: true, portBase: PORT_BASE })));
     return servers;
   };
   it('creates topics on the 3-broker cluster and waits until every partition has a leader, though the broker asked first may not host them yet', async () => {
@@ -70,11 +67,12 @@ describe('crash-injection matrix (reduced)', () => {
     // Rationale: the rows' 25 transactions/s, so the backlog the crashes leave
     // drains in seconds once the faults (failpoints included) stop.
     // Six hits, not the hundred of `npm run chaos -- --soak 100`: what is
-    // tested is that it injects until they hit, then stops.
-    const result = await runRow(spec, { servers, workDir: path.join(workDir, 'soak'), seed: SEED, faultWindowS: 60, targetHits: 6, drainTimeoutS: 45, transactionsPerSecond: 25, log });
+    // tested is that it injects until they hit, then stops. The window is a
+    // backstop only, far beyond what six hits take on a slow host.
+    const result = await runRow(spec, { servers, workDir: path.join(await scratchDir(), 'soak'), seed: SEED, faultWindowS: 300, targetHits: 6, drainTimeoutS: 45, transactionsPerSecond: 25, log });
     const hits = Object.values(result.faults).reduce((sum, f) => sum + f.hit, 0);
     assert.ok(hits >= 6, `${hits} faults hit`);
-    assert.ok(result.faultWindowS < 60, `it stopped once they had (${result.faultWindowS} s)`);
+    assert.equal(result.stoppedOnHits, true, `it stopped once they had, not at the end of the window (${result.faultWindowS} s)`);
     // Its relay crashes at a failpoint every 5th batch: a restart in the drain must not.
     assert.ok(result.starts.relay! > 1, `the relay was restarted (${result.starts.relay} starts)`);
     assert.equal(result.killedAfterFaults, 0, 'a process started after the faults was killed');
@@ -86,7 +84,7 @@ describe('crash-injection matrix (reduced)', () => {
 
   for (const spec of MATRIX) {
     it(`${spec.name}: ${spec.description}`, async () => {
-      const result = await runRow(spec, { servers: await serversFor(spec), workDir: path.join(workDir, 'rows'), seed: SEED, faultWindowS: 8, drainTimeoutS: 45, transactionsPerSecond: 25, log });
+      const result = await runRow(spec, { servers: await serversFor(spec), workDir: path.join(await scratchDir(), 'rows'), seed: SEED, faultWindowS: 8, drainTimeoutS: 45, transactionsPerSecond: 25, log });
       assert.ok(result.report.committed > 0, 'the writer committed events');
       if (spec.expect.lost === 'some') {
         assert.ok(result.report.lost > 0, `the naive dual write lost events (it lost ${result.report.lost} of ${result.report.committed})`);

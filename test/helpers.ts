@@ -4,12 +4,14 @@
  * test/run.js started once for the whole run.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { chmodSync, cpSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TestContext } from 'node:test';
+import { afterEach, beforeEach, type TestContext } from 'node:test';
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import type { PipelineParameters } from '../bench/harness/pipeline.js';
-import { resolveConfig, type Config } from '../src/config.js';
+import { PROJECT_ROOT, resolveConfig, type Config } from '../src/config.js';
 import { createSql, dropSchema, migrate, type Sql } from '../src/db.js';
 import { topicFor } from '../src/events.js';
 import { createKafkaClient } from '../src/kafka-client.js';
@@ -22,8 +24,104 @@ import { CdcRelay, type CdcRelayOptions } from '../src/relay/cdc.js';
 import type { EventPublisher } from '../src/relay/publisher.js';
 import { WireEncoder } from '../src/relay/wire.js';
 import { dropIdleSlots } from '../src/relay/slot.js';
+import { slicePort } from './ports.js';
+
+export { startRetryingBind } from './ports.js';
 
 export const log: Logger = createLogger((process.env.OUTBOX_BENCH_TEST_LOG_LEVEL as 'warn' | undefined) ?? 'warn', 'test');
+
+/*
+ * Failure artifacts. While a test runs, its scratch folders (servers' data and
+ * logs, relay logs, chaos histories) are in the system's temporary folder,
+ * where PostgreSQL, run as `postgres` under root, can reach them. When the
+ * file's process exits, a failed test's folders move to
+ * <artifacts>/<file>/<nn>-<test>/ and the rest are removed; a failed test's
+ * schema is not dropped. The failure names the folder. test/run.js names
+ * <artifacts> per run (OUTBOX_TEST_ARTIFACTS).
+ */
+const ARTIFACTS_ROOT = process.env.OUTBOX_TEST_ARTIFACTS ?? path.join(PROJECT_ROOT, '.test-artifacts', 'adhoc');
+const TEST_FILE = path.basename(process.argv[1] ?? 'unknown').replace(/\.test\.js$/, '');
+
+interface Evidence {
+  /** Where it is kept if its test fails. */
+  folder: string;
+  dirs: string[];
+  schema?: string;
+  failed: boolean;
+}
+
+/** What the file's before/after hooks made: kept if any test of the file failed. */
+const fileEvidence: Evidence = { folder: path.join(ARTIFACTS_ROOT, TEST_FILE, 'file-hooks'), dirs: [], failed: false };
+const testEvidence: Evidence[] = [];
+// Tests in a file run one at a time (node:test's default), so the test between
+// beforeEach and afterEach owns whatever is made meanwhile. A hook's context is
+// a new object for each hook, so the test is tracked by order, not by identity.
+let current: Evidence | undefined;
+
+type Outcome = { passed: boolean; error?: unknown };
+const outcome = (t: TestContext) => t as TestContext & Outcome;
+
+beforeEach((t) => {
+  const slug = t.name.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80);
+  current = { folder: path.join(ARTIFACTS_ROOT, TEST_FILE, `${String(testEvidence.length + 1).padStart(2, '0')}-${slug}`), dirs: [], failed: false };
+  testEvidence.push(current);
+});
+
+afterEach((context) => {
+  // Each hooks only tests, never suites.
+  const t = context as TestContext;
+  const evidence = current;
+  current = undefined;
+  if (!evidence || outcome(t).passed) return;
+  evidence.failed = fileEvidence.failed = true;
+  mkdirSync(evidence.folder, { recursive: true });
+  writeFileSync(path.join(evidence.folder, 'failure.txt'), `${t.name}\n\n${describeFailure(outcome(t).error)}\n`);
+  if (evidence.schema) writeFileSync(path.join(evidence.folder, 'schema.txt'), `${evidence.schema}\n`);
+  const note =
+    `artifacts kept in ${evidence.folder}` +
+    (evidence.schema ? `; schema ${evidence.schema} kept` : '') +
+    (fileEvidence.dirs.length > 0 ? `; the file's own servers and folders in ${fileEvidence.folder}` : '');
+  t.diagnostic(note);
+  // The reporter prints the error's stack, whose first line is its message.
+  const error = outcome(t).error;
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+  if (cause instanceof Error) {
+    cause.message += ` [${note}]`;
+    if (cause.stack) cause.stack = cause.stack.replace(/^.*$/m, (line) => `${line} [${note}]`);
+  }
+});
+
+function describeFailure(error: unknown): string {
+  const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+  return cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
+}
+
+/** Moves a folder, across file systems too (sockets, which cannot be copied, stay behind). */
+function moveFolder(from: string, to: string): void {
+  mkdirSync(path.dirname(to), { recursive: true });
+  try {
+    renameSync(from, to);
+  } catch {
+    cpSync(from, to, { recursive: true, verbatimSymlinks: true, filter: (source) => !lstatSync(source).isSocket() });
+    rmSync(from, { recursive: true, force: true, maxRetries: 3 });
+  }
+}
+
+// On exit, not in an after hook: hooks run in the order they were added, so a
+// server started in a scratch folder later would still be writing into it
+// (PostgreSQL's pg_wal) when it went.
+process.once('exit', () => {
+  for (const evidence of [...testEvidence, fileEvidence]) {
+    for (const dir of evidence.dirs) {
+      try {
+        if (evidence.failed) moveFolder(dir, path.join(evidence.folder, path.basename(dir)));
+        else rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      } catch (error) {
+        process.stderr.write(`test artifacts: could not ${evidence.failed ? 'keep' : 'remove'} ${dir}: ${String(error)}\n`);
+      }
+    }
+  }
+});
 
 function requireServers(): { databaseUrl: string; kafkaBrokers: string } {
   const databaseUrl = process.env.DATABASE_URL;
@@ -92,10 +190,12 @@ export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): 
       }
     }
     const admin = createSql(config.databaseUrl!, config.schema, { max: 1 });
+    // A failed test's slots go too: an idle slot would pin WAL for the rest of the run.
     await dropIdleSlots(admin, { prefix: id }).catch(() => {});
-    await dropSchema(admin, config.schema).catch(() => {});
+    if (outcome(t).passed) await dropSchema(admin, config.schema).catch(() => {});
     await admin.end({ timeout: 5 });
   });
+  if (current) current.schema = config.schema;
   return {
     config,
     sql,
@@ -121,7 +221,8 @@ export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): 
 
 /** Polls until `probe` returns a truthy value; fails with `what` after the timeout. */
 export async function eventually<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  // Monotonic: a wall-clock step (35 s has been seen on these machines) must not end or stretch the wait.
+  const deadline = performance.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
@@ -130,7 +231,7 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
     await sleep(100);
   }
 }
@@ -189,38 +290,24 @@ export async function topicExists(kafka: Kafka, topic: string): Promise<boolean>
   }
 }
 
-/** A port nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
+/** A port nothing listens on right now, from this test file's slice (test/ports.ts). */
+export function freePort(): Promise<number> {
+  return slicePort();
 }
 
 /**
- * A scratch data folder, removed when the test file's process exits. World-traversable, because
- * PostgreSQL runs as the `postgres` user when the tests run as root.
+ * A scratch folder of the running test (of the file, from a before/after hook):
+ * kept if that test fails, removed when the file's process exits otherwise.
+ * World-traversable, because PostgreSQL runs as the `postgres` user when the
+ * tests run as root.
  */
 export async function scratchDir(prefix = 'outbox-bench-test-'): Promise<string> {
-  const fs = await import('node:fs/promises');
-  const os = await import('node:os');
-  const path = await import('node:path');
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
-  await fs.chmod(dir, 0o755);
-  // Removed when the test file's process exits, not in an after hook: hooks
-  // run in the order they were added, so a server started in this directory
-  // later would still be writing into it (PostgreSQL's pg_wal) when it went.
-  if (scratchDirs.size === 0) process.once('exit', () => scratchDirs.forEach((d) => rmSync(d, { recursive: true, force: true, maxRetries: 3 })));
-  scratchDirs.add(dir);
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  (current ?? fileEvidence).dirs.push(dir);
   return dir;
 }
 
-const scratchDirs = new Set<string>();
 
 /** The idempotent consumer on the test's topic and group (kafkajs unless told), stopped after the test; every delivery lands in `deliveries`. */
 export async function startTestConsumer(env: TestEnv, options: { source?: ConsumerSource; deliveries?: Delivery[] } = {}) {

@@ -11,7 +11,7 @@ import { resolveConfig } from '../src/config.js';
 import { OutboxBenchError } from '../src/errors.js';
 import { checkPostgres, ExternalPostgres, LocalKafka, LocalPostgres, ensureKafkaJars, acquireInfra } from '../src/infra/index.js';
 import { runCommand } from '../src/infra/processes.js';
-import { freePort, log, scratchDir } from './helpers.js';
+import { freePort, log, scratchDir, startRetryingBind } from './helpers.js';
 
 function hasCode(code: string, message: RegExp) {
   return (error: unknown) => {
@@ -84,7 +84,7 @@ describe('local servers', () => {
   it('refuses a server without wal_level=logical when logical decoding is needed, with the fix', async (t) => {
     const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
     const server = new LocalPostgres({ config, log, settings: { wal_level: 'replica' } });
-    await server.start();
+    await startRetryingBind(() => server.start());
     t.after(() => server.stop('immediate'));
     const external = new ExternalPostgres(server.url);
     await assert.rejects(checkPostgres(external, true), hasCode('WAL_LEVEL_NOT_LOGICAL', /wal_level=replica.*ALTER SYSTEM SET wal_level = 'logical'.*restart/));
@@ -106,12 +106,12 @@ describe('local servers', () => {
   it('starts, stops with a crash (immediate) and restarts a PostgreSQL of its own', async (t) => {
     const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
     const server = new LocalPostgres({ config, log });
-    await server.start();
+    await startRetryingBind(() => server.start());
     t.after(() => server.stop('fast'));
     assert.ok(server.pid());
     await server.stop('immediate');
     assert.equal(server.pid(), undefined);
-    await server.start();
+    await startRetryingBind(() => server.start());
     await checkPostgres(server, true);
   });
 });

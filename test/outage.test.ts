@@ -12,7 +12,7 @@ import type { ScenarioContext } from '../bench/scenario.js';
 import type { PipelineParameters } from '../bench/harness/pipeline.js';
 import { resolveConfig } from '../src/config.js';
 import { acquireInfra, LocalKafka } from '../src/infra/index.js';
-import { freePort, log, scratchDir, testParameters } from './helpers.js';
+import { freePort, log, scratchDir, startRetryingBind, testParameters } from './helpers.js';
 
 const PARAMETERS: PipelineParameters = testParameters({ relayMode: 'cdc', rate: 500, warmupS: 0, durationS: 10, ordersPerTransaction: 10, seed: 5 });
 
@@ -23,7 +23,7 @@ describe('Kafka outage under load', () => {
     // A broker of its own: this test kills it.
     const config = resolveConfig({ env: {}, overrides: { kafkaPort: await freePort(), kafkaControllerPort: await freePort(), dataDir: await scratchDir(), kafkaHeapMb: 256 } });
     const broker = new LocalKafka({ config, log });
-    await broker.start();
+    await startRetryingBind(() => broker.start());
     t.after(() => broker.stop('kill'));
     const context = {
       config,

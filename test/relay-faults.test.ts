@@ -4,10 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { stopChild } from '../bench/harness/processes.js';
 import { resolveConfig } from '../src/config.js';
 import { createSql, migrate } from '../src/db.js';
 import { HEADERS } from '../src/events.js';
@@ -18,7 +18,7 @@ import { TopicAdmin } from '../src/kafka/topics.js';
 import { placeOrders } from '../src/orders/write-path.js';
 import { CdcRelay } from '../src/relay/cdc.js';
 import { createPollingRelay } from '../src/relay/polling.js';
-import { eventually, freePort, headerOf, log, readTopic, scratchDir, testEnv } from './helpers.js';
+import { eventually, freePort, headerOf, log, readTopic, scratchDir, startRetryingBind, testEnv } from './helpers.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
 const orders = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ customerId: `${prefix}-${i}`, amountCents: i, currency: 'EUR' }));
@@ -28,7 +28,7 @@ describe('relays under faults', () => {
     const env = await testEnv(t);
     const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), dataDir: await scratchDir() } });
     const server = new LocalPostgres({ config, log });
-    await server.start();
+    await startRetryingBind(() => server.start());
     t.after(() => server.stop('immediate'));
     for (const schema of ['polled', 'streamed']) {
       const setup = createSql(server.url, schema, { max: 1 });
@@ -60,7 +60,7 @@ describe('relays under faults', () => {
     await eventually('the first events published', () => polling.published === 50 && cdc.published === 50);
     await server.stop('immediate');
     await new Promise((resolve) => setTimeout(resolve, 2_000)); // both relays fail and back off meanwhile
-    await server.start();
+    await startRetryingBind(() => server.start());
     await placeOrders(polledSql, orders(50, 'p-after'));
     await placeOrders(streamedSql, orders(50, 's-after'));
     const messages = await readTopic(env.kafka, env.topic(), 200, 60_000);
@@ -72,7 +72,7 @@ describe('relays under faults', () => {
     const env = await testEnv(t);
     const config = resolveConfig({ env: {}, overrides: { kafkaPort: await freePort(), kafkaControllerPort: await freePort(), dataDir: await scratchDir(), topicPartitions: 3 } });
     const broker = new LocalKafka({ config, log });
-    await broker.start();
+    await startRetryingBind(() => broker.start());
     env.defer(() => broker.stop('kill'));
     const kafka = createKafkaClient({ brokers: broker.brokers, log, clientId: 'polling-outage', retries: 1 });
     const publisher = new KafkajsPublisher({ kafka, topics: new TopicAdmin(kafka, 3), timeoutMs: 2_000 });
@@ -87,7 +87,7 @@ describe('relays under faults', () => {
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const [unpublished] = await env.sql`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL`;
     assert.equal(unpublished?.n, 100, 'nothing is marked while Kafka is down');
-    await broker.start();
+    await startRetryingBind(() => broker.start());
     await eventually('the backlog published after Kafka came back', async () => (await env.sql`SELECT 1 FROM outbox WHERE published_at IS NULL`).length === 0, 60_000);
     const messages = await readTopic(kafka, env.topic(), 150);
     assert.equal(new Set(messages.map((m) => headerOf(m, HEADERS.eventId))).size, 150);
@@ -100,12 +100,7 @@ describe('relays under faults', () => {
       env: { ...process.env, OUTBOX_BENCH_SCHEMA: env.config.schema, OUTBOX_BENCH_TOPIC_PREFIX: env.config.topicPrefix, OUTBOX_BENCH_LOG_LEVEL: 'warn' },
       stdio: 'ignore',
     });
-    env.defer(async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await once(child, 'exit');
-      }
-    });
+    env.defer(() => stopChild(child));
     await placeOrders(env.sql, orders(30, 'm'));
     const text = await eventually(
       'metrics showing 30 published events',
@@ -136,12 +131,7 @@ describe('relays under faults', () => {
       stdio: 'ignore',
     });
     env.defer(() => env.sql.unsafe(`DROP PUBLICATION IF EXISTS ${env.config.publicationName}`).catch(() => {}));
-    env.defer(async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await once(child, 'exit');
-      }
-    });
+    env.defer(() => stopChild(child));
     await eventually('the relay\'s slot', async () => (await env.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${env.config.slotName} AND active`).length > 0);
     await placeOrders(env.sql, orders(30, 'wal'), 'message');
     const text = await eventually(

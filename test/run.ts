@@ -6,17 +6,18 @@
  *   node dist/test/run.js [file-filter ...]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stopChild } from '../bench/harness/processes.js';
-import { resolveConfig } from '../src/config.js';
+import { PROJECT_ROOT, resolveConfig } from '../src/config.js';
 import { createSql } from '../src/db.js';
 import { describeError } from '../src/errors.js';
 import { acquireInfra } from '../src/infra/index.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
 import { dropIdleSlots } from '../src/relay/slot.js';
+import { DEFAULT_PORT_BASE, PORT_SLICE_ENV, runPorts, startRetryingBind } from './ports.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -37,20 +38,42 @@ async function main(): Promise<number> {
   // halves the CPU of each start. Behaviour is the same broker's; benchmarks
   // refuse this setting. Set OUTBOX_BENCH_KAFKA_JIT=full to test with the full JIT.
   process.env.OUTBOX_BENCH_KAFKA_JIT ??= 'quick-start';
+  // Test servers listen below the ephemeral range (test/ports.ts); ports set
+  // explicitly still win. Users' defaults (`infra up`, benchmarks) are not touched.
+  const ports = runPorts(Number(process.env.OUTBOX_TEST_PORT_BASE ?? DEFAULT_PORT_BASE));
+  process.env.OUTBOX_BENCH_PG_PORT ??= String(ports.postgres);
+  process.env.OUTBOX_BENCH_KAFKA_PORT ??= String(ports.kafka);
+  process.env.OUTBOX_BENCH_KAFKA_CONTROLLER_PORT ??= String(ports.kafkaController);
+  process.env.OUTBOX_BENCH_CHAOS_PORT_BASE ??= String(ports.chaosBase);
+  // One folder per run, so a failure's evidence is never mixed with an earlier run's.
+  process.env.OUTBOX_TEST_ARTIFACTS ??= path.join(PROJECT_ROOT, '.test-artifacts', new Date().toISOString().replace(/[:.]/g, '-'));
+  const artifacts = process.env.OUTBOX_TEST_ARTIFACTS;
   const config = resolveConfig();
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
   const shutdown = new ShutdownStack(log);
   installSignalHandlers(shutdown, log);
   try {
     process.stderr.write('test servers: starting PostgreSQL and Kafka (or using the configured ones)...\n');
-    const infra = await acquireInfra({ config, log });
+    const infra = await startRetryingBind(() => acquireInfra({ config, log }));
     shutdown.add('servers', () => infra.release());
     if (!infra.postgres.external) await dropLeftoverSlots(infra.databaseUrl);
     const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(',') };
-    const tests = runTestFiles(files, env);
-    // The files' after() hooks still use the servers: they stop before the servers do.
-    shutdown.add('test files', () => stopChild(tests.child));
-    return await tests.exit;
+    const failed: string[] = [];
+    for (const [index, file] of files.entries()) {
+      const [from, to] = ports.slice(index);
+      const tests = runTestFile(file, { ...env, [PORT_SLICE_ENV]: `${from}-${to}` });
+      // The file's after() hooks still use the servers: it stops before the servers do.
+      const unregister = shutdown.add('test file', () => stopChild(tests.child));
+      if ((await tests.exit) !== 0) failed.push(path.basename(file));
+      unregister();
+      if (shutdown.started) break;
+    }
+    if (failed.length === 0) {
+      removeIfEmpty(artifacts);
+      return 0;
+    }
+    process.stderr.write(`\nfailed: ${failed.join(', ')}\ntest artifacts: ${artifacts}\n`);
+    return 1;
   } catch (error) {
     process.stderr.write(`test servers could not be started: ${describeError(error)}\n`);
     return 1;
@@ -64,11 +87,31 @@ async function main(): Promise<number> {
 // with the crash matrix running beside the other files the suite
 // took 10.5 instead of 15 minutes, and each of three fresh-clone runs failed
 // one other check (a writer starved below its rate, a SKIP LOCKED replica
-// that never got a batch, a stalled consumer's catch-up).
-function runTestFiles(files: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number> } {
-  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { env, stdio: 'inherit' });
+// that never got a batch, a stalled consumer's catch-up). One `node --test`
+// per file, so that each gets its own port slice through its environment.
+//
+// Rationale for the timeout: a hang fails its file instead of spending CI's
+// 90 minutes. Node 20 applies --test-timeout to each file as a whole under
+// --test (later versions to each test). The slowest files took 277 s (the
+// crash matrix) and 223 s (the benchmark harness) on 2026-12-06's 2-core
+// host, the slowest test 50 s; 15 minutes is three times the slowest file.
+const TEST_TIMEOUT_MS = 15 * 60_000;
+
+function runTestFile(file: string, env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number> } {
+  const child = spawn(process.execPath, ['--test', `--test-timeout=${TEST_TIMEOUT_MS}`, '--test-reporter=spec', file], { env, stdio: 'inherit' });
   const exit = new Promise<number>((resolve) => child.once('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0))));
   return { child, exit };
+}
+
+/** A run's artifacts folder, and the `.test-artifacts` above it, when nothing was kept. */
+function removeIfEmpty(folder: string): void {
+  for (const dir of [folder, path.dirname(folder)]) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return;
+    }
+  }
 }
 
 /**

@@ -21,7 +21,7 @@ import { acquireInfra, LocalKafka, LocalPostgres } from '../src/infra/index.js';
 import { Metrics } from '../src/metrics.js';
 import { createOrderService } from '../src/orders/http.js';
 import { prepareSlot } from '../src/relay/slot.js';
-import { freePort, log, scratchDir, testEnv, uniqueName, testParameters } from './helpers.js';
+import { freePort, log, scratchDir, startRetryingBind, testEnv, uniqueName, testParameters } from './helpers.js';
 
 /** The local addresses the kernel lists as listening on `port` (IPv4 and IPv6). */
 function listeningAddresses(port: number): string[] {
@@ -66,11 +66,11 @@ describe('security basics', () => {
     const dataDir = await scratchDir();
     const config = resolveConfig({ env: {}, overrides: { pgPort: await freePort(), kafkaPort: await freePort(), kafkaControllerPort: await freePort(), dataDir, kafkaHeapMb: 256 } });
     const postgres = new LocalPostgres({ config, log });
-    await postgres.start();
+    await startRetryingBind(() => postgres.start());
     t.after(() => postgres.stop('fast'));
     assertLoopbackOnly(config.pgPort, 'the local PostgreSQL');
     const kafka = new LocalKafka({ config, log });
-    await kafka.start();
+    await startRetryingBind(() => kafka.start());
     t.after(() => kafka.stop('graceful'));
     assertLoopbackOnly(config.kafkaPort, 'the local Kafka broker');
     assertLoopbackOnly(config.kafkaControllerPort, 'the local Kafka controller');

@@ -128,6 +128,8 @@ export interface RowResult {
   lostDiagnosis?: { unpublished: number; marked: number; missing: number };
   /** How long the faults ran, s. */
   faultWindowS: number;
+  /** A soak's faults stopped because they had hit as asked, before the window ran out. */
+  stoppedOnHits: boolean;
   /** SIGKILL exits of processes started after the faults ended: they start without a failpoint, so none should die so (a process started inside the window keeps its own). */
   killedAfterFaults: number;
   /** Events committed per second from the writer's first commit to its last (the load the row ran at). */
@@ -371,7 +373,7 @@ const kindsNotHit = (spec: RowSpec, faults: RowResult['faults']) => spec.faults.
  * row's faults hit `targetHits` times and each kind hit at least once);
  * returns what was injected and what hit.
  */
-async function injectFaults(row: Row): Promise<FaultRecord[]> {
+async function injectFaults(row: Row): Promise<{ log: FaultRecord[]; stoppedOnHits: boolean }> {
   const { spec, options } = row;
   const random = seededRandom(options.seed);
   const targets: FaultTargets = {
@@ -441,17 +443,20 @@ async function injectFaults(row: Row): Promise<FaultRecord[]> {
     if (fault.server && due >= started + windowMs) continue;
     // A row whose only faults are failpoints reaches its hits between scheduled faults.
     while (Date.now() < due) {
-      if (reached()) return log;
+      if (reached()) return { log, stoppedOnHits: true };
       await sleep(Math.min(500, Math.max(0, due - Date.now())));
     }
-    if (reached()) return log;
+    if (reached()) return { log, stoppedOnHits: true };
     const at = Date.now() - started;
     const record = await fault.run();
     if (fault.server) serverFaultEnded = Date.now();
     if (record) log.push({ at, ...record });
   }
-  while (Date.now() < started + windowMs && !reached()) await sleep(Math.min(500, Math.max(0, started + windowMs - Date.now())));
-  return log;
+  while (Date.now() < started + windowMs) {
+    if (reached()) return { log, stoppedOnHits: true };
+    await sleep(Math.min(500, Math.max(0, started + windowMs - Date.now())));
+  }
+  return { log, stoppedOnHits: false };
 }
 
 /** Drains until every committed event is applied, or nothing moves for the timeout. */
@@ -506,7 +511,7 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
   try {
     await startComponents(row);
     const faultsFrom = Date.now();
-    const faultLog = await injectFaults(row);
+    const { log: faultLog, stoppedOnHits } = await injectFaults(row);
     row.faultsOverAt = Date.now();
     const faultWindowS = Math.round((Date.now() - faultsFrom) / 100) / 10;
     const faultsWithLatency = faultLog.filter((f) => LATENCY_FAULTS.has(f.kind) && f.hit);
@@ -543,6 +548,7 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
       faultLog,
       ...(lostDiagnosis ? { lostDiagnosis } : {}),
       faultWindowS,
+      stoppedOnHits,
       killedAfterFaults: killedAfterFaults(row),
       committedPerSec: committedRate(readJsonLines<WriteRecord>(row.writerHistory), report.committed),
       latency: latencyAroundFaults(readJsonLines<WriteRecord>(row.writerHistory), readJsonLines<DeliveryRecord>(row.consumerHistory), faultsWithLatency, faultsFrom, FAULT_LATENCY_SPAN_MS),
