@@ -86,7 +86,7 @@ function postmasterPid(dataDir: string): number | undefined {
 
 async function assertNothingLeft(dataDir: string, ports: number[], pids: (number | undefined)[]): Promise<void> {
   // A process that was told to stop gets a moment to finish exiting.
-  for (const pid of pids) if (pid !== undefined) await eventually(`process ${pid} to exit`, () => !isProcessAlive(pid), 5_000);
+  for (const pid of pids) if (pid !== undefined) await eventually(`process ${pid} to exit`, () => !isProcessAlive(pid));
   for (const port of ports) assert.equal(await isPortFree(port), true, `port ${port} is still taken`);
   assert.equal(postmasterPid(dataDir), undefined, 'postmaster.pid was left behind');
 }
