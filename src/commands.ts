@@ -238,7 +238,12 @@ const relay: Command = {
   options: {
     evidence: { type: 'string', description: 'record each pass (replica, session, claimed buckets and event ids, server-side claim/release times) in this folder, one JSON Lines file per replica' },
     'replica-index': { type: 'string', description: '(internal) run as process N of the mode\'s --replicas (a replica, a shard)' },
-    'recreate-slot': { type: 'boolean', description: 'cdc: create the slot again after it was lost or dropped (read the error first: events may need re-publishing)' },
+    'recreate-slot': { type: 'boolean', description: 'cdc-message: create the slot again after it was lost or dropped (read the error first: events may need reconciling)' },
+    'recover-slot': {
+      type: 'string',
+      description:
+        'cdc, cdc-sharded: recover this lost or dropped slot, then run: mark what its published horizon proves Kafka has, create a new slot, re-publish every other unpublished row it will not read, start CDC on it',
+    },
     cleanup: { type: 'string', description: 'remove delivered history beside the relay: drop-partition, batched-delete or none (default none; partitions are kept created ahead either way)' },
     'cleanup-interval-ms': { type: 'string', description: `time between cleanup and partition rounds (default ${CLEANUP_INTERVAL_MS})` },
   },
@@ -254,6 +259,7 @@ const relay: Command = {
       evidenceFile: stringValue(context, 'evidence'),
       processIndex: replicaIndexRaw === undefined ? undefined : intValue(context, 'replica-index', 0, 0, 1_000),
       recreateSlot: context.values['recreate-slot'] === true,
+      recoverSlot: stringValue(context, 'recover-slot'),
     });
     context.shutdown.add('relay', () => handle.stop());
     // Beside every relay: partitions kept created ahead (inserts must never

@@ -67,6 +67,26 @@ export function createSql(url: string, schema: string, options: SqlOptions = {})
   });
 }
 
+/**
+ * A one-connection client in replication mode on the same server as `sql`,
+ * for replication commands (CREATE_REPLICATION_SLOT ... SNAPSHOT 'export'),
+ * which the SQL function interface cannot do. postgres.js builds its own
+ * logical-replication client the same way, from the pool's parsed options.
+ */
+export function replicationSql(sql: Sql): Sql {
+  const options = sql.options as unknown as postgres.Options<Record<string, postgres.PostgresType>> & { connection?: Record<string, string> };
+  return postgres({
+    ...options,
+    max: 1,
+    // Replication commands answer with snake_case columns read as they are.
+    transform: { column: {}, value: {}, row: {} },
+    fetch_types: false,
+    idle_timeout: undefined,
+    max_lifetime: null,
+    connection: { ...options.connection, replication: 'database' },
+  } as postgres.Options<Record<string, postgres.PostgresType>>);
+}
+
 export interface Migration {
   version: number;
   name: string;

@@ -29,6 +29,8 @@ export const ErrorCodes = [
   'SLOT_MISSING',
   /** The replication slot was invalidated (wal_status = 'lost'). */
   'SLOT_LOST',
+  /** A recovery of the replication slot (`relay --recover-slot`) was started and has not finished. */
+  'SLOT_RECOVERING',
   /** Kafka did not acknowledge a publish. */
   'PUBLISH_FAILED',
   /** A request body or function argument failed validation. */
@@ -74,7 +76,7 @@ export class OutboxBenchError extends Error {
 export const EXIT = Object.freeze({ OK: 0, FAILED: 1, USAGE: 2, FATAL: 3 });
 
 /** Errors that no restart can fix: the slot is gone or lost, the server cannot do logical decoding. */
-const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['SLOT_LOST', 'SLOT_MISSING', 'WAL_LEVEL_NOT_LOGICAL']);
+const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['SLOT_LOST', 'SLOT_MISSING', 'SLOT_RECOVERING', 'WAL_LEVEL_NOT_LOGICAL']);
 
 /** The exit code for a command that ended with `error`. */
 export function exitCodeFor(error: unknown): number {

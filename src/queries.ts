@@ -145,6 +145,38 @@ export async function selectOldestUnpublished(db: Db, limit: number, lock: 'none
 }
 
 /**
+ * A lost slot's recovery: the oldest unpublished rows whose transaction is
+ * visible in `snapshot` (the new slot's exported one: everything it will not
+ * decode), within the lost slot's row filter. A NULL txid (a row written
+ * before sql/006) counts as visible: such rows are old, and re-publishing
+ * one costs a duplicate, never a loss.
+ */
+export async function selectUnpublishedVisibleIn(db: Db, snapshot: string, rowFilter: string | undefined, limit: number): Promise<OutboxRow[]> {
+  return db.unsafe<OutboxRow[]>(
+    `SELECT ${OUTBOX_COLUMNS} FROM outbox
+     WHERE published_at IS NULL AND (txid IS NULL OR pg_visible_in_snapshot(txid, $1::pg_snapshot))${rowFilter ? ` AND (${rowFilter})` : ''}
+     ORDER BY id LIMIT $2`,
+    [snapshot, limit],
+  );
+}
+
+/**
+ * A lost slot's recovery: marks published the unpublished rows its published
+ * horizon proves Kafka has (their transaction visible in `horizon` and not in
+ * `floor`, the snapshot the slot started at), within its row filter. Returns
+ * how many it marked.
+ */
+export async function markProvenPublished(db: Db, proof: { horizon: string; floor: string; rowFilter: string | undefined }): Promise<number> {
+  const result = await db.unsafe(
+    `UPDATE outbox SET published_at = now()
+     WHERE published_at IS NULL AND txid IS NOT NULL
+       AND pg_visible_in_snapshot(txid, $1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $2::pg_snapshot)${proof.rowFilter ? ` AND (${proof.rowFilter})` : ''}`,
+    [proof.horizon, proof.floor],
+  );
+  return result.count;
+}
+
+/**
  * Locks up to `limit` free buckets among those holding the oldest unpublished
  * rows (the oldest `sample` of them), oldest work first. Buckets another
  * replica holds are skipped, never waited for. Choosing by the age of their

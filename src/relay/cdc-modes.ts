@@ -11,7 +11,9 @@ import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import { CdcRelay } from './cdc.js';
 import { relayApplicationName, relayClientId, type EventStore, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type StartRelayOptions } from './modes.js';
+import { OutboxBenchError } from '../errors.js';
 import { dropIdleSlots, dropPublications, prepareSlot, slotsBehind } from './slot.js';
+import { recoverSlot, type SlotRecoveryReport } from './slot-recovery.js';
 
 /** One CDC relay process: its slot, its publication (with a row filter when the outbox is shared out). */
 export interface CdcProcess {
@@ -76,10 +78,36 @@ export async function releaseCdc(sql: Sql, processes: readonly CdcProcess[]): Pr
  * with the checks of a relay's own start: a slot this schema's relay had and
  * lost is refused here too, never recreated.
  */
-export async function provisionCdc(sql: Sql, schema: string, processes: readonly CdcProcess[], log: Logger, options: { recreateSlot?: boolean } = {}): Promise<void> {
+export async function provisionCdc(
+  sql: Sql,
+  settings: Pick<RelaySettings, 'schema' | 'relayMode'>,
+  processes: readonly CdcProcess[],
+  log: Logger,
+  options: { recreateSlot?: boolean } = {},
+): Promise<void> {
   for (const p of processes) {
-    await prepareSlot({ sql, schema, slotName: p.slotName, publicationName: p.publicationName, rowFilter: p.rowFilter, store: p.store, recreateSlot: options.recreateSlot ?? false }, log);
+    const { slotName, publicationName, rowFilter, store } = p;
+    await prepareSlot({ sql, schema: settings.schema, relayMode: settings.relayMode, slotName, publicationName, rowFilter, store, recreateSlot: options.recreateSlot ?? false }, log);
   }
+}
+
+/** Recovers the lost slot `slotName`, one of `processes` (slot-recovery.ts), publishing on this process's Kafka client. */
+export async function recoverCdc(runtime: Runtime, processes: readonly CdcProcess[], slotName: string): Promise<SlotRecoveryReport> {
+  const target = processes.find((p) => p.slotName === slotName);
+  if (!target) {
+    throw new OutboxBenchError('USAGE', `--recover-slot ${slotName}: ${runtime.config.relayMode} reads ${processes.map((p) => p.slotName).join(', ')} with these settings`);
+  }
+  const { config, log } = runtime;
+  return recoverSlot({
+    sql: runtime.sql({ max: 2, applicationName: `outbox-bench-recover-${slotName}` }),
+    schema: config.schema,
+    relayMode: config.relayMode,
+    ...target,
+    publisher: await runtime.publisher(`outbox-bench-recover-${slotName}`),
+    wire: runtime.wire(),
+    batchSize: config.batchSize,
+    log,
+  });
 }
 
 /** A CDC mode on one slot, publishing table-less events too; `store` is what its writers use. */
@@ -87,10 +115,11 @@ function singleSlotMode(store: EventStore): RelayModeBehaviour {
   const processOf = (settings: RelaySettings): CdcProcess => ({ slotName: settings.slotName, publicationName: settings.publicationName, publishLogicalMessages: true, store });
   return Object.freeze({
     start: (runtime: Runtime, options: StartRelayOptions) => startCdcRelay(runtime, options, processOf(runtime.config)),
-    provision: (sql: Sql, settings: RelaySettings, log, options) => provisionCdc(sql, settings.schema, [processOf(settings)], log, options),
+    provision: (sql: Sql, settings: RelaySettings, log, options) => provisionCdc(sql, settings, [processOf(settings)], log, options),
     release: (sql: Sql, settings: RelaySettings) => releaseCdc(sql, [processOf(settings)]),
     lag: (sql: Sql, settings: RelaySettings) => slotsLag(sql, [settings.slotName]),
     slots: (settings: RelaySettings) => [settings.slotName],
+    recover: (runtime: Runtime, slotName: string) => recoverCdc(runtime, [processOf(runtime.config)], slotName),
   } satisfies RelayModeBehaviour);
 }
 

@@ -27,7 +27,7 @@
 import { OutboxBenchError } from '../errors.js';
 import type { Sql } from '../db.js';
 import type { Logger } from '../log.js';
-import { provisionCdc, releaseCdc, slotsLag, startCdcRelay, type CdcProcess } from './cdc-modes.js';
+import { provisionCdc, recoverCdc, releaseCdc, slotsLag, startCdcRelay, type CdcProcess } from './cdc-modes.js';
 import type { RelayModeBehaviour, RelaySettings } from './modes.js';
 
 /**
@@ -56,8 +56,9 @@ export const cdcShardedMode: RelayModeBehaviour = Object.freeze<RelayModeBehavio
     }
     return startCdcRelay(runtime, options, shardOf(runtime.config, options.index));
   },
-  provision: (sql: Sql, settings: RelaySettings, log: Logger, options) => provisionCdc(sql, settings.schema, shards(settings), log, options),
+  provision: (sql: Sql, settings: RelaySettings, log: Logger, options) => provisionCdc(sql, settings, shards(settings), log, options),
   release: (sql: Sql, settings: RelaySettings) => releaseCdc(sql, shards(settings)),
   lag: (sql: Sql, settings: RelaySettings) => slotsLag(sql, shards(settings).map((s) => s.slotName)),
   slots: (settings: RelaySettings) => shards(settings).map((s) => s.slotName),
+  recover: (runtime, slotName) => recoverCdc(runtime, shards(runtime.config), slotName),
 });

@@ -46,7 +46,14 @@ import { prepareSlot, slotConfirmedLsn } from './slot.js';
 import type { StageRecorder } from './stages.js';
 import type { WireEncoder } from './wire.js';
 
-/** Prefix of the relay's own non-transactional heartbeat messages. */
+/**
+ * Prefix of the relay's own non-transactional heartbeat messages. Each is
+ * also a fence: the snapshot taken by the statement that emits it shows only
+ * transactions whose commit records lie before the message, so once the
+ * relay confirms the message's LSN every transaction visible in that snapshot
+ * has reached Kafka, and the snapshot becomes the slot's published horizon
+ * (sql/006, slot-recovery.ts).
+ */
 export const HEARTBEAT_PREFIX = 'outbox-bench-heartbeat';
 
 export interface CdcRelayOptions {
@@ -113,7 +120,13 @@ const DEFAULT_HEARTBEAT_MS = 5_000;
 const DEFAULT_STATUS_MS = 10_000;
 
 /** Slot problems no retry can fix; the relay stops and says what to do. */
-const FATAL_SLOT_ERRORS = new Set(['SLOT_LOST', 'SLOT_MISSING', 'WAL_LEVEL_NOT_LOGICAL', 'CONFIG_INVALID']);
+const FATAL_SLOT_ERRORS = new Set(['SLOT_LOST', 'SLOT_MISSING', 'SLOT_RECOVERING', 'WAL_LEVEL_NOT_LOGICAL', 'CONFIG_INVALID']);
+
+// Rationale: a fence every heartbeat (5 s) waits here until the relay has
+// confirmed past it. While Kafka is away none is confirmed; 64 cover five
+// minutes, and the newest are the ones left out, so a relay that lags for
+// longer still promotes its oldest fences as it catches up.
+const MAX_PENDING_FENCES = 64;
 
 /** The walsender's connection, reached to pause reading (backpressure). */
 interface StreamHolder {
@@ -139,6 +152,13 @@ export class CdcRelay {
   /** What the server has been told is durably handled. */
   #confirmed: Lsn = ZERO_LSN;
   #lastRecorded = 0;
+  #recordedLsn: Lsn = ZERO_LSN;
+  /** The slot incarnation this relay records its progress on (undefined: a slot this schema did not create). */
+  #createdLsn: string | undefined;
+  /** PostgreSQL 17+ flushes a non-transactional message on request, so a fence is confirmable without waiting for other WAL. */
+  #flushFences = false;
+  /** Fences emitted and not yet confirmed past, oldest first. */
+  readonly #fences: { lsn: Lsn; snapshot: string }[] = [];
   // Per connection:
   #service: LogicalReplicationService | undefined;
   #generation = 0;
@@ -185,7 +205,10 @@ export class CdcRelay {
    * and reconnects, on its own); `done` settles when the relay ends.
    */
   async start(): Promise<void> {
-    await prepareSlot(this.#options, this.#log);
+    const prepared = await prepareSlot({ ...this.#options, relayMode: this.#options.label }, this.#log);
+    this.#createdLsn = prepared.createdLsn;
+    const [server] = await this.#options.sql<{ version: number }[]>`SELECT current_setting('server_version_num')::int AS version`;
+    this.#flushFences = (server?.version ?? 0) >= 170_000;
     this.#loop = this.#run();
   }
 
@@ -230,7 +253,7 @@ export class CdcRelay {
           // The slot may have been invalidated or dropped while we were connected:
           // that is fatal. The server being unreachable is not: keep retrying.
           try {
-            await prepareSlot({ ...this.#options, recreateSlot: false }, this.#log);
+            await prepareSlot({ ...this.#options, relayMode: this.#options.label, recreateSlot: false }, this.#log);
           } catch (slotError) {
             if (slotError instanceof OutboxBenchError && FATAL_SLOT_ERRORS.has(slotError.code)) throw slotError;
           }
@@ -498,16 +521,40 @@ export class CdcRelay {
     // acknowledge(x) reports x + 1 as written/flushed/applied; we mean exactly
     // #confirmed (a commit's end LSN already points past its record).
     void service.acknowledge(formatLsn(this.#confirmed - 1n)).catch(() => {});
-    if (Date.now() - this.#lastRecorded > 10_000) {
+    this.#promoteFences();
+    // Written only when the position moved: confirmed_at says when it last did.
+    if (this.#confirmed !== this.#recordedLsn && Date.now() - this.#lastRecorded > 10_000 && this.#createdLsn !== undefined) {
       this.#lastRecorded = Date.now();
-      void this.#options.sql`UPDATE relay_cdc_slots SET confirmed_lsn = ${formatLsn(this.#confirmed)}::pg_lsn, confirmed_at = now() WHERE slot_name = ${this.#options.slotName}`.catch(() => {});
+      this.#recordedLsn = this.#confirmed;
+      const lsn = formatLsn(this.#confirmed);
+      void this.#options.sql`
+        UPDATE relay_cdc_slots SET confirmed_lsn = ${lsn}::pg_lsn, confirmed_at = now()
+        WHERE slot_name = ${this.#options.slotName} AND created_lsn = ${this.#createdLsn}::pg_lsn AND (confirmed_lsn IS NULL OR confirmed_lsn < ${lsn}::pg_lsn)`.catch(() => {});
     }
+  }
+
+  /** Stores the newest fence the confirmed position has passed as the slot's published horizon. */
+  #promoteFences(): void {
+    let passed: { lsn: Lsn; snapshot: string } | undefined;
+    while (this.#fences.length > 0 && this.#fences[0]!.lsn <= this.#confirmed) passed = this.#fences.shift();
+    if (!passed || this.#createdLsn === undefined) return;
+    const lsn = formatLsn(passed.lsn);
+    void this.#options.sql`
+      UPDATE relay_cdc_slots SET horizon_snapshot = ${passed.snapshot}::pg_snapshot, horizon_lsn = ${lsn}::pg_lsn, horizon_at = now()
+      WHERE slot_name = ${this.#options.slotName} AND created_lsn = ${this.#createdLsn}::pg_lsn AND NOT recovering
+        AND (horizon_lsn IS NULL OR horizon_lsn < ${lsn}::pg_lsn)`.catch((error: unknown) => this.#log.debug({ err: describeError(error) }, 'recording the published horizon failed'));
   }
 
   async #heartbeat(): Promise<void> {
     if (this.#stopped) return;
     try {
-      await this.#options.sql`SELECT pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, '')`;
+      // One statement: its snapshot is taken before the message is written.
+      const sql = this.#options.sql;
+      const [fence] = this.#flushFences
+        ? await sql<{ snapshot: string; lsn: string }[]>`SELECT pg_current_snapshot()::text AS snapshot, pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, '', true)::text AS lsn`
+        : await sql<{ snapshot: string; lsn: string }[]>`SELECT pg_current_snapshot()::text AS snapshot, pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, '')::text AS lsn`;
+      if (fence && this.#fences.length < MAX_PENDING_FENCES) this.#fences.push({ lsn: parseLsn(fence.lsn), snapshot: fence.snapshot });
+      this.#promoteFences();
     } catch (error) {
       this.#log.debug({ err: describeError(error) }, 'heartbeat failed');
     }

@@ -5,6 +5,7 @@
  * processes gets a supervisor (unless this is one of its processes), the
  * lag gauge is fed, and per-stage latencies are written when it stops.
  */
+import { OutboxBenchError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import { startLagMonitor } from './lag.js';
@@ -22,12 +23,20 @@ export interface RunRelayOptions {
   processIndex?: number | undefined;
   /** CDC: create the slot although this schema's relay had one (after a loss was dealt with). */
   recreateSlot?: boolean | undefined;
+  /** CDC: recover this lost slot (slot-recovery.ts) before the relay starts. */
+  recoverSlot?: string | undefined;
 }
 
 export async function startRelay(runtime: Runtime, options: RunRelayOptions = {}): Promise<RelayHandle> {
   const { config, log } = runtime;
   const mode = await loadRelayMode(config.relayMode);
   const supervised = options.processIndex === undefined && relayProcesses(config) > 1;
+  if (options.recoverSlot !== undefined) {
+    if (!mode.recover) throw new OutboxBenchError('USAGE', `--recover-slot is for the CDC modes; ${config.relayMode} reads no replication slot`);
+    if (options.processIndex !== undefined) throw new OutboxBenchError('USAGE', '--recover-slot runs in the relay command itself, not in one of its processes');
+    const report = await mode.recover(runtime, options.recoverSlot);
+    log.info({ ...report }, `recovered slot ${report.slotName}: ${report.marked} rows proven delivered and marked, ${report.republished} re-published; CDC resumes at ${report.startLsn}`);
+  }
   // Lag is read for the metrics endpoint only, once per relay (not per
   // process): on a big backlog the count of unpublished rows is itself real
   // work for PostgreSQL.

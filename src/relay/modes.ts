@@ -18,6 +18,7 @@ import { OutboxBenchError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
+import type { SlotRecoveryReport } from './slot-recovery.js';
 import type { StageRecorder } from './stages.js';
 
 /** Where a mode's writers put events: outbox rows, or logical messages in the WAL. */
@@ -109,6 +110,11 @@ export interface RelayModeBehaviour {
   lag(sql: Sql, settings: RelaySettings): Promise<LagReading>;
   /** The replication slots the mode reads, by process index (none for table relays). */
   slots(settings: RelaySettings): string[];
+  /**
+   * CDC modes: recovers the lost slot `slotName` of this mode (`--recover-slot`,
+   * slot-recovery.ts) before the relay starts; undefined for modes without slots.
+   */
+  recover?(runtime: Runtime, slotName: string): Promise<SlotRecoveryReport>;
 }
 
 export interface RelayModeInfo {

@@ -4,7 +4,7 @@
  * refused (never silently recreated) when lost or gone, because a new slot
  * starts at the end of the WAL and skips events.
  */
-import type { Sql } from '../db.js';
+import { replicationSql, type Sql } from '../db.js';
 import { OutboxBenchError } from '../errors.js';
 import { quoteIdentifier } from '../identifiers.js';
 import type { Logger } from '../log.js';
@@ -29,9 +29,13 @@ export interface SlotOptions {
    * published again from the table; logical messages cannot (default table).
    */
   store?: 'table' | 'message' | undefined;
+  /** The relay mode, for the recovery command an error prints (default cdc). */
+  relayMode?: string | undefined;
 }
 
-interface SlotRow {
+export interface SlotRow {
+  active: boolean;
+  activePid: number | null;
   walStatus: string | null;
   plugin: string | null;
   database: string | null;
@@ -39,12 +43,56 @@ interface SlotRow {
   invalidationReason: string | null;
 }
 
+/** What this schema's relay recorded about a slot (sql/004, sql/006). */
+export interface SlotRecord {
+  createdAt: Date;
+  createdLsn: string;
+  confirmedLsn: string | null;
+  confirmedAt: Date | null;
+  /** The snapshot the slot's incarnation started at; null for a slot created before it was recorded. */
+  floorSnapshot: string | null;
+  /** The last published horizon of this incarnation (null: none recorded yet). */
+  horizonSnapshot: string | null;
+  horizonLsn: string | null;
+  horizonAt: Date | null;
+  recovering: boolean;
+  republishSnapshot: string | null;
+}
+
+/** The record of `slotName`, if this schema's relay ever created it. */
+export async function slotRecord(sql: Sql, slotName: string): Promise<SlotRecord | undefined> {
+  const [record] = await sql<SlotRecord[]>`
+    SELECT created_at, created_lsn::text, confirmed_lsn::text, confirmed_at, floor_snapshot::text, horizon_snapshot::text,
+           horizon_lsn::text, horizon_at, recovering, republish_snapshot::text
+    FROM relay_cdc_slots WHERE slot_name = ${slotName}`;
+  return record;
+}
+
+/** The slot as PostgreSQL has it (undefined: it does not exist). */
+export async function serverSlot(sql: Sql, slotName: string): Promise<SlotRow | undefined> {
+  const columns = await sql<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pg_catalog' AND table_name = 'pg_replication_slots'`;
+  const hasReason = columns.some((c) => c.name === 'invalidation_reason');
+  const [slot] = await sql.unsafe<SlotRow[]>(
+    `SELECT active, active_pid, wal_status, plugin, database, confirmed_flush_lsn::text, ${hasReason ? 'invalidation_reason' : 'NULL::text AS invalidation_reason'}
+     FROM pg_replication_slots WHERE slot_name = $1`,
+    [slotName],
+  );
+  return slot;
+}
+
+/** What prepareSlot found or made: the incarnation the relay runs on. */
+export interface PreparedSlot {
+  /** The slot's consistent point when it was created: names its incarnation in relay_cdc_slots (undefined: a slot this schema did not create). */
+  createdLsn: string | undefined;
+}
+
 /**
  * Creates the publication and the slot on first start; refuses to run on a
- * server without wal_level=logical, on a lost slot, or when a slot this relay
- * had is gone. Each error says what happened and how to fix it.
+ * server without wal_level=logical, on a lost slot, when a slot this relay
+ * had is gone, or while a recovery of it is unfinished. Each error says what
+ * happened and how to fix it.
  */
-export async function prepareSlot(options: SlotOptions, log: Logger): Promise<void> {
+export async function prepareSlot(options: SlotOptions, log: Logger): Promise<PreparedSlot> {
   const { sql, slotName, publicationName, schema } = options;
   const [settings] = await sql<{ walLevel: string; database: string }[]>`SELECT current_setting('wal_level') AS wal_level, current_database() AS database`;
   if (settings?.walLevel !== 'logical') {
@@ -57,28 +105,26 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<vo
 
   await ensurePublication(sql, { schema, publicationName, rowFilter: options.rowFilter }, log);
 
-  const columns = await sql<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = 'pg_catalog' AND table_name = 'pg_replication_slots'`;
-  const hasReason = columns.some((c) => c.name === 'invalidation_reason');
-  const [slot] = await sql.unsafe<SlotRow[]>(
-    `SELECT wal_status, plugin, database, confirmed_flush_lsn::text, ${hasReason ? 'invalidation_reason' : 'NULL::text AS invalidation_reason'}
-     FROM pg_replication_slots WHERE slot_name = $1`,
-    [slotName],
-  );
-  const [known] = await sql<{ confirmedLsn: string | null; confirmedAt: Date | null; createdAt: Date }[]>`
-    SELECT confirmed_lsn::text, confirmed_at, created_at FROM relay_cdc_slots WHERE slot_name = ${slotName}`;
-  // From when events may not have reached Kafka: the last confirmation the relay recorded, or the slot's creation.
-  const since = known ? (known.confirmedAt ?? known.createdAt).toISOString() : undefined;
-  const recovery = recoveryOf(options.store ?? 'table', schema, since);
+  const slot = await serverSlot(sql, slotName);
+  const known = await slotRecord(sql, slotName);
+  const recovery = () => lostSlotAdvice(options, known);
+  if (known?.recovering) {
+    throw new OutboxBenchError(
+      'SLOT_RECOVERING',
+      `a recovery of replication slot "${slotName}" is unfinished: rows committed before its new start may not be re-published yet, so no relay may start on it. ` +
+        `Fix: run ${recoverCommand(options)} again; it resumes where it stopped.`,
+      { details: { slotName } },
+    );
+  }
   if (slot) {
     if (slot.walStatus === 'lost') {
       throw new OutboxBenchError(
         'SLOT_LOST',
         `replication slot "${slotName}" was invalidated (wal_status = 'lost'${slot.invalidationReason ? `, reason: ${slot.invalidationReason}` : ''}): ` +
           'PostgreSQL removed WAL the slot still needed, usually because it fell more than max_slot_wal_keep_size behind. ' +
-          `Events committed after ${since ? `${since} (confirmed position ${known?.confirmedLsn ?? 'none recorded'})` : 'its last confirmed position'} ` +
-          'can no longer be read from the WAL, so the relay will not start on it and will not recreate it by itself. ' +
-          `Fix: SELECT pg_drop_replication_slot('${slotName}'); start the relay with --recreate-slot; then ${recovery}`,
-        { details: { slotName, confirmedLsn: known?.confirmedLsn } },
+          'Events committed since can no longer be read from the WAL, so the relay will not start on it and will not recreate it by itself. ' +
+          recovery(),
+        { details: { slotName, confirmedLsn: known?.confirmedLsn, horizonLsn: known?.horizonLsn } },
       );
     }
     if (slot.plugin !== 'pgoutput') {
@@ -87,52 +133,95 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<vo
     if (slot.database !== settings.database) {
       throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" belongs to database ${slot.database}, not ${settings.database}; choose another --slot name`);
     }
-    return;
+    // A slot made by hand has no record: nothing about it is written, and a
+    // recovery from its loss proves nothing and re-publishes every unpublished row.
+    return { createdLsn: known?.createdLsn };
   }
   if (known && !options.recreateSlot) {
     throw new OutboxBenchError(
       'SLOT_MISSING',
       `replication slot "${slotName}" that this relay created on ${known.createdAt.toISOString()} no longer exists. ` +
-        'A new slot would start at the end of the WAL and skip every event committed since ' +
-        `${known.confirmedAt ? `${known.confirmedAt.toISOString()} (confirmed position ${known.confirmedLsn})` : 'the slot was last confirmed'}. ` +
-        `Fix: find out who dropped it; start the relay with --recreate-slot; then ${recovery}`,
+        'A new slot would start at the end of the WAL and skip every event its predecessor had not delivered. Find out who dropped it. ' +
+        recovery(),
       { details: { slotName } },
     );
   }
-  // A failover slot (PostgreSQL 17+): a standby with sync_replication_slots
-  // keeps a copy, so the relay goes on from a promoted standby where it left
-  // off. Without such a standby the flag changes nothing.
-  const [server] = await sql<{ failover: boolean }[]>`SELECT current_setting('server_version_num')::int >= 170000 AS failover`;
-  const [created] = server!.failover
-    ? await sql<{ lsn: string }[]>`SELECT lsn::text FROM pg_create_logical_replication_slot(${slotName}, 'pgoutput', false, false, true)`
-    : await sql<{ lsn: string }[]>`SELECT lsn::text FROM pg_create_logical_replication_slot(${slotName}, 'pgoutput')`;
+  const created = await createSlot(sql, slotName);
   await sql`
-    INSERT INTO relay_cdc_slots (slot_name, created_lsn) VALUES (${slotName}, ${created!.lsn}::pg_lsn)
-    ON CONFLICT (slot_name) DO UPDATE SET created_at = now(), created_lsn = excluded.created_lsn, confirmed_lsn = NULL, confirmed_at = NULL`;
-  log.info({ slot: slotName, lsn: created?.lsn }, 'created the replication slot');
+    INSERT INTO relay_cdc_slots (slot_name, created_lsn, floor_snapshot) VALUES (${slotName}, ${created.consistentPoint}::pg_lsn, ${created.snapshot}::pg_snapshot)
+    ON CONFLICT (slot_name) DO UPDATE SET created_at = now(), created_lsn = excluded.created_lsn, floor_snapshot = excluded.floor_snapshot,
+      confirmed_lsn = NULL, confirmed_at = NULL, horizon_snapshot = NULL, horizon_lsn = NULL, horizon_at = NULL, recovering = false, republish_snapshot = NULL`;
+  log.info({ slot: slotName, lsn: created.consistentPoint }, 'created the replication slot');
+  return { createdLsn: created.consistentPoint };
+}
+
+/** A new slot's start: its consistent point, and the snapshot it exported (what it will never decode). */
+export interface CreatedSlot {
+  consistentPoint: string;
+  /** pg_snapshot text: exactly the transactions committed before the consistent point are visible in it. */
+  snapshot: string;
+}
+
+/**
+ * Creates a pgoutput slot over the replication protocol with an exported
+ * snapshot, and reads that snapshot as a pg_snapshot: the line between what
+ * the slot will decode and what it never will, which a recovery needs
+ * exactly (pg_create_logical_replication_slot exports none). A failover slot
+ * on PostgreSQL 17+: a standby with sync_replication_slots keeps a copy, so
+ * the relay goes on from a promoted standby where it left off.
+ */
+export async function createSlot(sql: Sql, slotName: string): Promise<CreatedSlot> {
+  const [server] = await sql<{ version: number }[]>`SELECT current_setting('server_version_num')::int AS version`;
+  const version = server!.version;
+  const options = version >= 170_000 ? "(SNAPSHOT 'export', FAILOVER true)" : version >= 150_000 ? "(SNAPSHOT 'export')" : 'EXPORT_SNAPSHOT';
+  const replication = replicationSql(sql);
+  try {
+    // The exported snapshot lives while this connection stays idle: import it before anything else runs on it.
+    const [slot] = await replication.unsafe<{ consistent_point: string; snapshot_name: string }[]>(
+      `CREATE_REPLICATION_SLOT ${quoteIdentifier(slotName)} LOGICAL pgoutput ${options}`,
+    );
+    if (!slot || !/^[0-9A-F-]+$/i.test(slot.snapshot_name)) throw new OutboxBenchError('DATABASE', `CREATE_REPLICATION_SLOT ${slotName} returned no snapshot`);
+    const snapshot = await sql.begin('isolation level repeatable read', async (tx) => {
+      await tx.unsafe(`SET TRANSACTION SNAPSHOT '${slot.snapshot_name}'`);
+      const [row] = await tx<{ snapshot: string }[]>`SELECT pg_current_snapshot()::text AS snapshot`;
+      return row!.snapshot;
+    });
+    return { consistentPoint: slot.consistent_point, snapshot };
+  } finally {
+    await replication.end({ timeout: 5 });
+  }
+}
+
+/** The command that carries out a recovery, with the flags that name the slot's relay. */
+function recoverCommand(options: SlotOptions): string {
+  return `\`outbox-bench relay --mode ${options.relayMode ?? 'cdc'} --schema ${options.schema} --recover-slot ${options.slotName}\` (with the relay's other flags)`;
 }
 
 /** What to do about the events a lost or dropped slot may never have delivered. */
-function recoveryOf(store: 'table' | 'message', schema: string, since: string | undefined): string {
-  const from = since ?? 'the slot was created';
-  if (store === 'table' && since === undefined) {
+export function lostSlotAdvice(options: SlotOptions, known: SlotRecord | undefined): string {
+  const horizon = known?.horizonSnapshot
+    ? `snapshot ${known.horizonSnapshot}: every transaction visible in it had reached Kafka when the relay confirmed ${known.horizonLsn} on ${known.horizonAt?.toISOString()}`
+    : undefined;
+  if ((options.store ?? 'table') === 'message') {
     return (
-      `re-publish every unpublished outbox row with \`outbox-bench relay --mode polling --schema ${schema}\` until it is idle: no confirmation ` +
-      'of this slot is recorded, so none can be ruled out (duplicates are harmless: the consumer dedupes by event id).'
+      'Its events cannot be re-published: a logical message lives only in the WAL, which PostgreSQL has removed, and no table holds it. ' +
+      (horizon ? `Its last published horizon is ${horizon}; reconcile from your business tables every write not visible in that snapshot. ` : 'No published horizon of it is recorded; reconcile from your business tables every write since the slot was created. ') +
+      `Then: SELECT pg_drop_replication_slot('${options.slotName}'); and start the relay with --recreate-slot.`
     );
   }
-  if (store === 'message') {
-    return (
-      `reconcile the table-less events committed since ${from} from your business tables: they cannot be re-published, because a ` +
-      'logical message lives only in the WAL, which PostgreSQL has removed, and no table holds it.'
-    );
-  }
+  const proven = !horizon
+    ? 'none, because no published horizon of this slot is recorded'
+    : !known?.floorSnapshot
+      ? 'none, because the snapshot the slot started at is not recorded'
+      : `those whose txid is visible in its last published horizon, ${horizon}, and not in the snapshot the slot started at, ${known.floorSnapshot}`;
   return (
-    `re-publish the outbox rows committed since ${from}: the CDC relays never mark rows, so first mark the older ones ` +
-    `(UPDATE ${schema}.outbox SET published_at = now() WHERE published_at IS NULL AND created_at < '${from}'), then run ` +
-    `\`outbox-bench relay --mode polling --schema ${schema}\` until it is idle (duplicates are harmless: the consumer dedupes by event id).`
+    `Fix: stop every relay on this slot and run ${recoverCommand(options)}. It (1) marks published the outbox rows the slot's published horizon proves Kafka has: ${proven}; ` +
+    '(2) drops the lost slot and creates a new one, recording its start and the snapshot it exports; (3) re-publishes with the polling relay every other unpublished row ' +
+    `visible in that snapshot${options.rowFilter ? ` and matching ${options.rowFilter}` : ''}; (4) only then starts the CDC relay at the new slot's start. ` +
+    'Duplicates are possible and harmless (the consumer dedupes by event id); nothing is marked that Kafka may lack.'
   );
 }
+
 
 /**
  * Creates the publication of the outbox, or checks the one there: rows arrive
@@ -140,7 +229,7 @@ function recoveryOf(store: 'table' | 'message', schema: string, since: string | 
  * be missed), and a row filter must be the one asked for, because a filter
  * that changed under a running slot would silently move rows between slots.
  */
-async function ensurePublication(sql: Sql, options: { schema: string; publicationName: string; rowFilter: string | undefined }, log: Logger): Promise<void> {
+export async function ensurePublication(sql: Sql, options: { schema: string; publicationName: string; rowFilter: string | undefined }, log: Logger): Promise<void> {
   const { schema, publicationName, rowFilter } = options;
   const table = `${quoteIdentifier(schema)}.outbox`;
   const quotedPublication = quoteIdentifier(publicationName);
