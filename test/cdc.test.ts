@@ -11,6 +11,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { stopChild } from '../bench/harness/processes.js';
 import { OrderingChecker } from '../src/chaos/ordering.js';
 import { resolveConfig } from '../src/config.js';
 import { createSql, migrate } from '../src/db.js';
@@ -192,7 +193,7 @@ describe('CDC relay', () => {
     await placeOrders(env.sql, orders(5, 'first'));
     await eventually('a publish held at the gate', () => gate.waiting() === 1);
     await env.sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${env.config.slotName} AND active_pid IS NOT NULL`;
-    await eventually('the relay to reconnect', async () => (await slot(env))?.active === true, 10_000);
+    await eventually('the relay to reconnect', async () => (await slot(env))?.active === true);
     await placeOrders(env.sql, orders(5, 'second'));
     await eventually('the new connection to buffer both transactions', () => relay.bufferedEvents === 10);
     gate.release();
@@ -284,12 +285,7 @@ describe('CDC relay', () => {
     const startChild = () => {
       child = spawn(process.execPath, [CLI, 'relay', '--mode', 'cdc', '--batch-size', '50'], { env: childEnv, stdio: 'ignore' });
     };
-    env.defer(async () => {
-      if (child && child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await once(child, 'exit');
-      }
-    });
+    env.defer(() => child && stopChild(child));
     startChild();
     let written = 0;
     let writing = true;
@@ -348,7 +344,7 @@ describe('CDC slot safety', () => {
       assert.ok(error instanceof OutboxBenchError);
       assert.equal(error.code, 'SLOT_LOST');
       assert.match(error.message, /replication slot "lost_slot" was invalidated \(wal_status = 'lost'/);
-      assert.match(error.message, /pg_drop_replication_slot\('lost_slot'\).*--recreate-slot/);
+      assert.match(error.message, /relay --mode cdc --schema slots --recover-slot lost_slot/);
       return true;
     });
     const [still] = await sql`SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lost_slot'`;
@@ -358,7 +354,7 @@ describe('CDC slot safety', () => {
     await assert.rejects(prepareSlot(options, log), (error: unknown) => {
       assert.ok(error instanceof OutboxBenchError);
       assert.equal(error.code, 'SLOT_MISSING');
-      assert.match(error.message, /replication slot "lost_slot" that this relay created .* no longer exists.*--recreate-slot/);
+      assert.match(error.message, /replication slot "lost_slot" that this relay created .* no longer exists.*--recover-slot lost_slot/);
       return true;
     });
     assert.equal((await sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'lost_slot'`).length, 0, 'not recreated silently');
@@ -414,12 +410,13 @@ describe('CDC slot safety', () => {
     assert.ok(tableEnd instanceof OutboxBenchError, String(tableEnd));
     assert.equal(tableEnd.code, 'SLOT_LOST');
     assert.match(tableEnd.message, /"lost_table_slot" was invalidated/);
-    assert.match(tableEnd.message, /re-publish the outbox rows committed since/);
-    assert.match(tableEnd.message, /relay --mode polling --schema streaming/);
+    assert.match(tableEnd.message, /marks published the outbox rows the slot's published horizon proves Kafka has: none, because no published horizon/);
+    assert.match(tableEnd.message, /relay --mode cdc --schema streaming --recover-slot lost_table_slot/);
     assert.ok(messageEnd instanceof OutboxBenchError, String(messageEnd));
     assert.equal(messageEnd.code, 'SLOT_LOST');
     assert.match(messageEnd.message, /"lost_message_slot" was invalidated/);
-    assert.match(messageEnd.message, /cannot be re-published, because a logical message lives only in the WAL/);
+    assert.match(messageEnd.message, /cannot be re-published: a logical message lives only in the WAL/);
+    assert.match(messageEnd.message, /reconcile from your business tables every write/);
     for (const store of ['table', 'message']) {
       const [row] = await sql`SELECT wal_status FROM pg_replication_slots WHERE slot_name = ${`lost_${store}_slot`}`;
       assert.equal(row?.walStatus, 'lost', 'left for the operator, not recreated');
