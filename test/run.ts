@@ -6,7 +6,7 @@
  *   node dist/test/run.js [file-filter ...]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, rmdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stopChild } from '../bench/harness/processes.js';
@@ -59,15 +59,24 @@ async function main(): Promise<number> {
     if (!infra.postgres.external) await dropLeftoverSlots(infra.databaseUrl);
     const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(',') };
     const failed: string[] = [];
+    const totals = { passed: 0, failed: 0 };
     for (const [index, file] of files.entries()) {
       const [from, to] = ports.slice(index);
-      const tests = runTestFile(file, { ...env, [PORT_SLICE_ENV]: `${from}-${to}` });
+      const counts = path.join(artifacts, `${path.basename(file)}.tap`);
+      const tests = runTestFile(file, counts, { ...env, [PORT_SLICE_ENV]: `${from}-${to}` });
       // The file's after() hooks still use the servers: it stops before the servers do.
       const unregister = shutdown.add('test file', () => stopChild(tests.child));
-      if ((await tests.exit) !== 0) failed.push(path.basename(file));
+      const exit = await tests.exit;
+      const tally = tallyOf(counts);
+      totals.passed += tally.passed;
+      // A file that failed without a failing test (a crash, the timeout) counts as one failure.
+      totals.failed += exit !== 0 ? Math.max(1, tally.failed) : tally.failed;
+      if (exit !== 0) failed.push(path.basename(file));
       unregister();
       if (shutdown.started) break;
     }
+    // One closing line for the whole run: each file's runner prints only its own totals.
+    process.stdout.write(`\n${totals.passed} passed, ${totals.failed} failed\n`);
     if (failed.length === 0) {
       removeIfEmpty(artifacts);
       return 0;
@@ -97,10 +106,26 @@ async function main(): Promise<number> {
 // host, the slowest test 50 s; 15 minutes is three times the slowest file.
 const TEST_TIMEOUT_MS = 15 * 60_000;
 
-function runTestFile(file: string, env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number> } {
-  const child = spawn(process.execPath, ['--test', `--test-timeout=${TEST_TIMEOUT_MS}`, '--test-reporter=spec', file], { env, stdio: 'inherit' });
+/** Runs one file: the spec report to the terminal, a TAP copy to `counts` for the run's totals. */
+function runTestFile(file: string, counts: string, env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number> } {
+  mkdirSync(path.dirname(counts), { recursive: true });
+  const reporters = ['--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${counts}`];
+  const child = spawn(process.execPath, ['--test', `--test-timeout=${TEST_TIMEOUT_MS}`, ...reporters, file], { env, stdio: 'inherit' });
   const exit = new Promise<number>((resolve) => child.once('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0))));
   return { child, exit };
+}
+
+/** Passed and failed tests of one file, from its TAP summary (then deleted); zeros if it has none. */
+function tallyOf(tapFile: string): { passed: number; failed: number } {
+  let tap = '';
+  try {
+    tap = readFileSync(tapFile, 'utf8');
+    rmSync(tapFile, { force: true });
+  } catch {
+    return { passed: 0, failed: 0 };
+  }
+  const count = (name: string) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+  return { passed: count('pass'), failed: count('fail') };
 }
 
 /** A run's artifacts folder, and the `.test-artifacts` above it, when nothing was kept. */
