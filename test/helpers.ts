@@ -238,10 +238,17 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
 
 /**
  * Reads a topic from the beginning until `count` distinct events (by event id
- * header) arrived, or the timeout; returns every message read, duplicates
- * included, in the order each partition delivered them.
+ * header) arrived (or `count` messages, with countMessages), or the timeout;
+ * returns every message read, duplicates included, in the order each
+ * partition delivered them.
  */
-export async function readTopic(kafka: Kafka, topic: string, count: number, timeoutMs = 30_000): Promise<(KafkaMessage & { partition: number })[]> {
+export async function readTopic(
+  kafka: Kafka,
+  topic: string,
+  count: number,
+  timeoutMs = 30_000,
+  options: { /** Count messages, duplicates included (to read a topic to its end), instead of distinct events. */ countMessages?: boolean } = {},
+): Promise<(KafkaMessage & { partition: number })[]> {
   await eventually(`topic ${topic} to exist`, () => topicExists(kafka, topic), timeoutMs);
   const consumer = kafka.consumer({ groupId: uniqueName('reader'), maxWaitTimeInMs: 500 });
   const messages: (KafkaMessage & { partition: number })[] = [];
@@ -255,7 +262,8 @@ export async function readTopic(kafka: Kafka, topic: string, count: number, time
         ids.add(headerOf(message, 'id'));
       },
     });
-    await eventually(`${count} distinct events on ${topic}`, () => ids.size >= count, timeoutMs);
+    if (options.countMessages) await eventually(`${count} messages on ${topic}`, () => messages.length >= count, timeoutMs);
+    else await eventually(`${count} distinct events on ${topic}`, () => ids.size >= count, timeoutMs);
     return messages;
   } finally {
     await consumer.disconnect();

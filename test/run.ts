@@ -6,7 +6,7 @@
  *   node dist/test/run.js [file-filter ...]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stopChild } from '../bench/harness/processes.js';
@@ -62,12 +62,11 @@ async function main(): Promise<number> {
     const totals = { passed: 0, failed: 0 };
     for (const [index, file] of files.entries()) {
       const [from, to] = ports.slice(index);
-      const counts = path.join(artifacts, `${path.basename(file)}.tap`);
-      const tests = runTestFile(file, counts, { ...env, [PORT_SLICE_ENV]: `${from}-${to}` });
+      const tests = runTestFile(file, { ...env, [PORT_SLICE_ENV]: `${from}-${to}` });
       // The file's after() hooks still use the servers: it stops before the servers do.
       const unregister = shutdown.add('test file', () => stopChild(tests.child));
       const exit = await tests.exit;
-      const tally = tallyOf(counts);
+      const tally = tallyOf(tests.report());
       totals.passed += tally.passed;
       // A file that failed without a failing test (a crash, the timeout) counts as one failure.
       totals.failed += exit !== 0 ? Math.max(1, tally.failed) : tally.failed;
@@ -106,25 +105,25 @@ async function main(): Promise<number> {
 // host, the slowest test 50 s; 15 minutes is three times the slowest file.
 const TEST_TIMEOUT_MS = 15 * 60_000;
 
-/** Runs one file: the spec report to the terminal, a TAP copy to `counts` for the run's totals. */
-function runTestFile(file: string, counts: string, env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number> } {
-  mkdirSync(path.dirname(counts), { recursive: true });
-  const reporters = ['--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${counts}`];
-  const child = spawn(process.execPath, ['--test', `--test-timeout=${TEST_TIMEOUT_MS}`, ...reporters, file], { env, stdio: 'inherit' });
-  const exit = new Promise<number>((resolve) => child.once('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0))));
-  return { child, exit };
+// Rationale: the spec reporter's totals are its last few lines; 8 KiB of the
+// report's tail holds them with room for a long failure summary before them.
+const REPORT_TAIL_BYTES = 8_192;
+
+/** Runs one file, its spec report passed through to the terminal; `report()` is the report's tail. */
+function runTestFile(file: string, env: NodeJS.ProcessEnv): { child: ChildProcess; exit: Promise<number>; report(): string } {
+  const child = spawn(process.execPath, ['--test', `--test-timeout=${TEST_TIMEOUT_MS}`, '--test-reporter=spec', file], { env, stdio: ['inherit', 'pipe', 'inherit'] });
+  let tail = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    process.stdout.write(chunk);
+    tail = (tail + chunk).slice(-REPORT_TAIL_BYTES);
+  });
+  const exit = new Promise<number>((resolve) => child.once('close', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0))));
+  return { child, exit, report: () => tail };
 }
 
-/** Passed and failed tests of one file, from its TAP summary (then deleted); zeros if it has none. */
-function tallyOf(tapFile: string): { passed: number; failed: number } {
-  let tap = '';
-  try {
-    tap = readFileSync(tapFile, 'utf8');
-    rmSync(tapFile, { force: true });
-  } catch {
-    return { passed: 0, failed: 0 };
-  }
-  const count = (name: string) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+/** Passed and failed tests of one file, from the totals its spec report ends with (zeros if it has none). */
+function tallyOf(report: string): { passed: number; failed: number } {
+  const count = (name: string) => Number(new RegExp(`^ℹ ${name} (\\d+)$`, 'm').exec(report)?.[1] ?? 0);
   return { passed: count('pass'), failed: count('fail') };
 }
 
