@@ -154,6 +154,31 @@ export interface TestEnv {
   defer(cleanup: () => Promise<unknown> | unknown): void;
 }
 
+const deferred = new WeakMap<TestContext, (() => unknown)[]>();
+
+/**
+ * Runs `cleanup` after the test, before everything deferred earlier: what
+ * uses a server stops before the server does (node:test runs after hooks in
+ * the order they were added). A failing step is logged; the others still run.
+ */
+export function defer(t: TestContext, cleanup: () => unknown): void {
+  let steps = deferred.get(t);
+  if (!steps) {
+    const stack: (() => unknown)[] = [];
+    deferred.set(t, (steps = stack));
+    t.after(async () => {
+      for (const step of stack.reverse()) {
+        try {
+          await step();
+        } catch (error) {
+          log.warn({ err: String(error) }, 'test cleanup step failed');
+        }
+      }
+    });
+  }
+  steps.push(cleanup);
+}
+
 /** A migrated schema, names of its own, and cleanup after the test. */
 export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): Promise<TestEnv> {
   const servers = requireServers();
@@ -170,31 +195,24 @@ export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): 
       ...overrides,
     },
   });
-  const cleanups: (() => Promise<unknown> | unknown)[] = [];
-  const pool = (options?: Parameters<typeof createSql>[2]) => {
-    const sql = createSql(config.databaseUrl!, config.schema, options);
-    cleanups.push(() => sql.end({ timeout: 5 }));
-    return sql;
-  };
-  const sql = pool({ max: 4 });
-  await migrate(sql, { schema: config.schema, partitionWidth: config.partitionWidth, partitionsAhead: config.partitionsAhead });
-  const kafka = createKafkaClient({ brokers: config.kafkaBrokers!, log, clientId: id });
-  const topics = new TopicAdmin(kafka, config.topicPartitions);
-  cleanups.push(() => topics.close());
-  t.after(async () => {
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch (error) {
-        log.warn({ err: String(error) }, 'test cleanup step failed');
-      }
-    }
+  // Deferred first, so it runs last: the schema goes once nothing uses it.
+  defer(t, async () => {
     const admin = createSql(config.databaseUrl!, config.schema, { max: 1 });
     // A failed test's slots go too: an idle slot would pin WAL for the rest of the run.
     await dropIdleSlots(admin, { prefix: id }).catch(() => {});
     if (outcome(t).passed) await dropSchema(admin, config.schema).catch(() => {});
     await admin.end({ timeout: 5 });
   });
+  const pool = (options?: Parameters<typeof createSql>[2]) => {
+    const sql = createSql(config.databaseUrl!, config.schema, options);
+    defer(t, () => sql.end({ timeout: 5 }));
+    return sql;
+  };
+  const sql = pool({ max: 4 });
+  await migrate(sql, { schema: config.schema, partitionWidth: config.partitionWidth, partitionsAhead: config.partitionsAhead });
+  const kafka = createKafkaClient({ brokers: config.kafkaBrokers!, log, clientId: id });
+  const topics = new TopicAdmin(kafka, config.topicPartitions);
+  defer(t, () => topics.close());
   if (current) current.schema = config.schema;
   return {
     config,
@@ -203,7 +221,7 @@ export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): 
     pool,
     publisher() {
       const publisher = new KafkajsPublisher({ kafka, topics });
-      cleanups.push(() => publisher.close());
+      defer(t, () => publisher.close());
       return publisher;
     },
     wire: new WireEncoder({ route: (type) => topicFor(config.topicPrefix, type), headers: config.kafkaHeaders, forward: config.forwardHeaders }),
@@ -214,7 +232,7 @@ export async function testEnv(t: TestContext, overrides: Partial<Config> = {}): 
       return topicFor(config.topicPrefix, aggregateType);
     },
     defer(cleanup) {
-      cleanups.push(cleanup);
+      defer(t, cleanup);
     },
   };
 }

@@ -30,7 +30,7 @@ import { recoverSlot } from '../src/relay/slot-recovery.js';
 import { WireEncoder } from '../src/relay/wire.js';
 import { parseLsn } from '../src/relay/lsn.js';
 import { startRetryingBind } from './ports.js';
-import { eventually, freePort, headerOf, log, readTopic, scratchDir, topicMessageCount, uniqueName } from './helpers.js';
+import { defer, eventually, freePort, headerOf, log, readTopic, scratchDir, topicMessageCount, uniqueName } from './helpers.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
 
@@ -39,31 +39,6 @@ const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src',
 const HEARTBEAT_MS = 200;
 
 const orders = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ customerId: `${prefix}-${i}`, amountCents: i, currency: 'EUR' }));
-
-const cleanups = new WeakMap<TestContext, (() => unknown)[]>();
-
-/**
- * Runs `cleanup` after the test, before anything deferred earlier: relays
- * and the CLI stop before the servers they use (node:test runs after hooks
- * in the order they were added).
- */
-function defer(t: TestContext, cleanup: () => unknown): void {
-  let stack = cleanups.get(t);
-  if (!stack) {
-    const steps: (() => unknown)[] = [];
-    cleanups.set(t, (stack = steps));
-    t.after(async () => {
-      for (const step of steps.reverse()) {
-        try {
-          await step();
-        } catch (error) {
-          log.warn({ err: String(error) }, 'test cleanup step failed');
-        }
-      }
-    });
-  }
-  stack.push(cleanup);
-}
 
 /** A PostgreSQL of the test's own that invalidates a slot once it falls `keep` behind (a WAL segment is 16MB). */
 async function startPostgres(t: TestContext, schema: string, keep = '1MB'): Promise<{ server: LocalPostgres; sql: Sql }> {
