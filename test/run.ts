@@ -60,7 +60,9 @@ async function main(): Promise<number> {
     const env = { ...process.env, DATABASE_URL: infra.databaseUrl, KAFKA_BROKERS: infra.kafkaBrokers.join(',') };
     const failed: string[] = [];
     const totals = { passed: 0, failed: 0 };
+    const times: string[] = [];
     for (const [index, file] of files.entries()) {
+      const started = performance.now();
       const [from, to] = ports.slice(index);
       const tests = runTestFile(file, { ...env, [PORT_SLICE_ENV]: `${from}-${to}` });
       // The file's after() hooks still use the servers: it stops before the servers do.
@@ -71,11 +73,12 @@ async function main(): Promise<number> {
       // A file that failed without a failing test (a crash, the timeout) counts as one failure.
       totals.failed += exit !== 0 ? Math.max(1, tally.failed) : tally.failed;
       if (exit !== 0) failed.push(path.basename(file));
+      times.push(`${path.basename(file, '.test.js')} ${((performance.now() - started) / 1_000).toFixed(1)} s${exit !== 0 ? ' (failed)' : ''}`);
       unregister();
       if (shutdown.started) break;
     }
-    // One closing line for the whole run: each file's runner prints only its own totals.
-    process.stdout.write(`\n${totals.passed} passed, ${totals.failed} failed\n`);
+    // Each file's time, then one closing line for the whole run: each file's runner prints only its own totals.
+    process.stdout.write(`\nfile times: ${times.join(', ')}\n${totals.passed} passed, ${totals.failed} failed\n`);
     if (failed.length === 0) {
       removeIfEmpty(artifacts);
       return 0;
