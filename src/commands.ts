@@ -249,6 +249,10 @@ const relay: Command = {
   },
   async run(context) {
     armFromEnv();
+    const recoverSlot = stringValue(context, 'recover-slot');
+    if (recoverSlot !== undefined && relayModeInfo(context.config.relayMode).deliveryProof !== 'replication-slots') {
+      throw new OutboxBenchError('USAGE', `--recover-slot is for the CDC modes; ${context.config.relayMode} reads no replication slot`);
+    }
     const runtime = await open(context, { postgres: true, kafka: true });
     // Process metrics (event loop lag, GC, heap) only where someone scrapes them.
     const metrics = new Metrics({ defaultMetrics: context.config.metricsPort !== undefined });
@@ -259,7 +263,7 @@ const relay: Command = {
       evidenceFile: stringValue(context, 'evidence'),
       processIndex: replicaIndexRaw === undefined ? undefined : intValue(context, 'replica-index', 0, 0, 1_000),
       recreateSlot: context.values['recreate-slot'] === true,
-      recoverSlot: stringValue(context, 'recover-slot'),
+      recoverSlot,
     });
     context.shutdown.add('relay', () => handle.stop());
     // Beside every relay: partitions kept created ahead (inserts must never

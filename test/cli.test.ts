@@ -120,6 +120,9 @@ describe('CLI', () => {
     const badEnv = await run(['migrate'], { ...process.env, OUTBOX_BENCH_PG_PORT: 'x' });
     assert.equal(badEnv.code, 2);
     assert.match(badEnv.stderr, /environment variable OUTBOX_BENCH_PG_PORT: "x" is not an integer/);
+    const noSlot = await run(['relay', '--mode', 'polling', '--recover-slot', 'some_slot']);
+    assert.equal(noSlot.code, 2);
+    assert.match(noSlot.stderr, /--recover-slot is for the CDC modes; polling reads no replication slot/);
     const badAction = await run(['infra', 'sideways']);
     assert.equal(badAction.code, 2);
     assert.match(badAction.stderr, /infra needs one of up, down, status, fetch-kafka/);
