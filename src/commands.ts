@@ -238,7 +238,7 @@ const relay: Command = {
   options: {
     evidence: { type: 'string', description: 'record each pass (replica, session, claimed buckets and event ids, server-side claim/release times) in this folder, one JSON Lines file per replica' },
     'replica-index': { type: 'string', description: '(internal) run as process N of the mode\'s --replicas (a replica, a shard)' },
-    'recreate-slot': { type: 'boolean', description: 'cdc-message: create the slot again after it was lost or dropped (read the error first: events may need reconciling)' },
+    'recreate-slot': { type: 'boolean', description: 'cdc-message: create the slot again after it was lost or dropped (read the error first: events may need reconciling; the table store uses --recover-slot)' },
     'recover-slot': {
       type: 'string',
       description:

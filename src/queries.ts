@@ -149,14 +149,18 @@ export async function selectOldestUnpublished(db: Db, limit: number, lock: 'none
  * visible in `snapshot` (the new slot's exported one: everything it will not
  * decode), within the lost slot's row filter. A NULL txid (a row written
  * before sql/006) counts as visible: such rows are old, and re-publishing
- * one costs a duplicate, never a loss.
+ * one costs a duplicate, never a loss. Paged by id (`afterId`): the CDC
+ * relays never mark rows, so the unpublished-rows index holds all of a
+ * sharded outbox, and restarting each page from the lowest id would read the
+ * other shards' rows again and again. The rows visible in a snapshot are a
+ * fixed set, so a page boundary can never skip one.
  */
-export async function selectUnpublishedVisibleIn(db: Db, snapshot: string, rowFilter: string | undefined, limit: number): Promise<OutboxRow[]> {
+export async function selectUnpublishedVisibleIn(db: Db, snapshot: string, rowFilter: string | undefined, afterId: number, limit: number): Promise<OutboxRow[]> {
   return db.unsafe<OutboxRow[]>(
     `SELECT ${OUTBOX_COLUMNS} FROM outbox
-     WHERE published_at IS NULL AND (txid IS NULL OR pg_visible_in_snapshot(txid, $1::pg_snapshot))${rowFilter ? ` AND (${rowFilter})` : ''}
-     ORDER BY id LIMIT $2`,
-    [snapshot, limit],
+     WHERE published_at IS NULL AND id > $2 AND (txid IS NULL OR pg_visible_in_snapshot(txid, $1::pg_snapshot))${rowFilter ? ` AND (${rowFilter})` : ''}
+     ORDER BY id LIMIT $3`,
+    [snapshot, afterId, limit],
   );
 }
 

@@ -95,21 +95,22 @@ describe('sharded CDC relay', () => {
     assert.deepEqual(checker.violations, []);
   });
 
-  it('stops for good, with the fix, when a shard\'s slot is gone, and starts again with --recreate-slot', async (t) => {
+  it('stops for good, with the fix, when a shard\'s slot is gone, and starts again with --recover-slot', async (t) => {
     const env = await testEnv(t);
     await env.ensureTopic();
     const mode = await loadRelayMode('cdc-sharded');
     await mode.provision(env.sql, shardedSettings(env, 2), log);
     env.defer(() => mode.release(env.sql, shardedSettings(env, 2)));
     // Shard 1's slot dropped behind the relay's back: a new one would skip what was committed meanwhile.
-    await env.sql`SELECT pg_drop_replication_slot(${shardOf(shardedSettings(env, 2), 1).slotName})`;
+    const gone = shardOf(shardedSettings(env, 2), 1).slotName;
+    await env.sql`SELECT pg_drop_replication_slot(${gone})`;
     const dir = await scratchDir();
     const environment = { ...process.env, ...settingsEnv({ ...relayEnv(env), replicas: 2 }) };
     await assert.rejects(startRelayProcess(dir, environment, { describe: 'cdc-sharded' }), /exited during start-up/);
     const relayLog = readFileSync(path.join(dir, 'relay.log'), 'utf8');
     assert.match(relayLog, /no longer exists/);
-    assert.match(relayLog, /--recreate-slot/);
-    const restarted = await startRelayProcess(dir, environment, { describe: 'cdc-sharded', args: ['--recreate-slot'] });
+    assert.match(relayLog, new RegExp(`--recover-slot ${gone}`));
+    const restarted = await startRelayProcess(dir, environment, { describe: 'cdc-sharded', args: ['--recover-slot', gone] });
     env.defer(() => stopChild(restarted.child));
     await placeOrders(env.sql, orders(20, 'recreated'));
     await readTopic(env.kafka, env.topic(), 20);

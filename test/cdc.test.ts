@@ -358,8 +358,14 @@ describe('CDC slot safety', () => {
       return true;
     });
     assert.equal((await sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'lost_slot'`).length, 0, 'not recreated silently');
-    await prepareSlot({ ...options, recreateSlot: true }, log);
-    assert.equal((await sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'lost_slot'`).length, 1, 'recreated when asked to');
+    await assert.rejects(prepareSlot({ ...options, recreateSlot: true }, log), (error: unknown) => {
+      assert.ok(error instanceof OutboxBenchError);
+      assert.equal(error.code, 'USAGE');
+      assert.match(error.message, /--recreate-slot would start .* skip the outbox rows .* --recover-slot lost_slot/);
+      return true;
+    });
+    await prepareSlot({ ...options, store: 'message', recreateSlot: true }, log);
+    assert.equal((await sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'lost_slot'`).length, 1, 'the message store recreated it when asked to');
     await sql`SELECT pg_drop_replication_slot('lost_slot')`;
   });
 

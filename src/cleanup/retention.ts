@@ -75,8 +75,9 @@ async function horizonFor(sql: Sql, cutoff: Date): Promise<Horizon | string> {
 async function slotsPast(sql: Sql, lsn: string, waitMs: number): Promise<string | undefined> {
   const deadline = Date.now() + waitMs;
   for (;;) {
+    // A slot being recovered proves nothing yet: rows before its new start may still wait to be re-published.
     const slots = await sql<{ slotName: string; confirmed: string | null; walStatus: string | null }[]>`
-      SELECT k.slot_name, s.confirmed_flush_lsn::text AS confirmed, s.wal_status
+      SELECT k.slot_name, CASE WHEN NOT k.recovering THEN s.confirmed_flush_lsn::text END AS confirmed, s.wal_status
       FROM relay_cdc_slots k LEFT JOIN pg_replication_slots s ON s.slot_name = k.slot_name`;
     if (slots.length === 0) return 'no replication slot of this schema proves delivery (has the CDC relay run?)';
     const behind = slots.filter((s) => s.confirmed === null || s.walStatus === 'lost' || parseLsn(s.confirmed) < parseLsn(lsn));

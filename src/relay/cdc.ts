@@ -42,7 +42,7 @@ import { MemoryEvents, SpillFile } from './spill.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
 import { PgoutputDecoder, type PgoutputMessage } from './pgoutput.js';
 import type { EventPublisher } from './publisher.js';
-import { prepareSlot, slotConfirmedLsn } from './slot.js';
+import { prepareSlot, slotConfirmedLsn, slotRecord } from './slot.js';
 import type { StageRecorder } from './stages.js';
 import type { WireEncoder } from './wire.js';
 
@@ -256,6 +256,7 @@ export class CdcRelay {
             this.#log.warn({ failpoint: error.failpoint }, 'CDC relay crashed at a failpoint');
             return;
           }
+          if (error instanceof OutboxBenchError && FATAL_SLOT_ERRORS.has(error.code)) throw error;
           // The slot may have been invalidated or dropped while we were connected:
           // that is fatal. The server being unreachable is not: keep retrying.
           try {
@@ -304,6 +305,7 @@ export class CdcRelay {
     // with nothing confirmed yet (Kafka down since start, say) the relay would
     // stay silent and the walsender would time the connection out. The slot's
     // own confirmed position is always safe to repeat.
+    await this.#checkIncarnation();
     const slotConfirmed = await slotConfirmedLsn(this.#options.sql, this.#options.slotName);
     if (slotConfirmed > this.#confirmed) this.#confirmed = slotConfirmed;
     const service = new LogicalReplicationService(
@@ -340,6 +342,26 @@ export class CdcRelay {
       this.#streaming = false;
       await service.stop().catch(() => {});
       if (this.#crashed) throw this.#crashed;
+    }
+  }
+
+  /**
+   * Every (re)connection reads the slot this relay started on, or none: never
+   * a recovery's new slot while rows before its start are still being
+   * re-published (that would break per-aggregate order), and never a slot
+   * recreated meanwhile (its horizons would be credited to the wrong floor).
+   */
+  async #checkIncarnation(): Promise<void> {
+    const { slotName } = this.#options;
+    const record = await slotRecord(this.#options.sql, slotName);
+    if (record?.recovering) {
+      throw new OutboxBenchError('SLOT_RECOVERING', `a recovery of replication slot "${slotName}" began while this relay was disconnected: let it finish (relay --recover-slot ${slotName}), then start the relay again`);
+    }
+    if (this.#createdLsn !== undefined && record && record.createdLsn !== this.#createdLsn) {
+      throw new OutboxBenchError(
+        'SLOT_MISSING',
+        `replication slot "${slotName}" was recreated while this relay was disconnected (it started on the slot created at ${this.#createdLsn}, the slot now was created at ${record.createdLsn}): start the relay again`,
+      );
     }
   }
 

@@ -89,6 +89,10 @@ async function recoverLocked(options: SlotRecoveryOptions, log: Logger): Promise
   if (slot?.active) {
     throw new OutboxBenchError('USAGE', `replication slot "${slotName}" is being read (walsender pid ${slot.activePid}): stop its relay before recovering it`);
   }
+  const [here] = await sql<{ database: string }[]>`SELECT current_database() AS database`;
+  if (slot && (slot.database !== here?.database || slot.plugin !== 'pgoutput')) {
+    throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" is a ${slot.plugin} slot of database ${slot.database}, not this relay's: choose the slot this relay reads`);
+  }
   const resumed = record?.recovering === true;
   if (slot && slot.walStatus !== 'lost' && !resumed) {
     throw new OutboxBenchError('USAGE', `replication slot "${slotName}" is not lost (wal_status = '${slot.walStatus}'): there is nothing to recover; start the relay as usual`);
@@ -123,11 +127,14 @@ async function recoverLocked(options: SlotRecoveryOptions, log: Logger): Promise
     log.info({ slot: slotName, lsn: startLsn, snapshot: republishFrom }, 'recovery: created the new slot');
   }
 
+  // Moved past a page only once its pass committed: a failed pass is claimed again.
+  let afterId = 0;
   const relay = new TableRelay({
     sql,
     publisher: options.publisher,
     wire: options.wire,
-    strategy: republishing(republishFrom, options.rowFilter),
+    strategy: republishing(republishFrom, options.rowFilter, () => afterId),
+    onPass: (rows) => (afterId = rows.reduce((last, row) => Math.max(last, row.id), afterId)),
     log,
     batchSize: options.batchSize,
     intervalMs: 0,
@@ -151,12 +158,12 @@ async function flagRecovery(tx: TransactionSql, slotName: string): Promise<void>
     ON CONFLICT (slot_name) DO UPDATE SET recovering = true, floor_snapshot = NULL, horizon_snapshot = NULL, horizon_lsn = NULL, horizon_at = NULL, republish_snapshot = NULL`;
 }
 
-/** The polling relay's claim, narrowed to what the new slot will not decode. */
-function republishing(snapshot: string, rowFilter: string | undefined): ClaimStrategy {
+/** The polling relay's claim, narrowed to what the new slot will not decode, from the id after the last published page. */
+function republishing(snapshot: string, rowFilter: string | undefined, afterId: () => number): ClaimStrategy {
   return Object.freeze({
     name: 'recover-slot',
     async claim(tx: TransactionSql, limit: number) {
-      return { rows: await selectUnpublishedVisibleIn(tx, snapshot, rowFilter, limit) };
+      return { rows: await selectUnpublishedVisibleIn(tx, snapshot, rowFilter, afterId(), limit) };
     },
   });
 }

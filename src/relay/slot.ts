@@ -137,6 +137,13 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<Pr
     // recovery from its loss proves nothing and re-publishes every unpublished row.
     return { createdLsn: known?.createdLsn };
   }
+  if (known && options.recreateSlot && (options.store ?? 'table') === 'table') {
+    throw new OutboxBenchError(
+      'USAGE',
+      `--recreate-slot would start replication slot "${slotName}" at the end of the WAL and skip the outbox rows its predecessor had not delivered; ` +
+        `run ${recoverCommand(options)} instead: it re-publishes them first.`,
+    );
+  }
   if (known && !options.recreateSlot) {
     throw new OutboxBenchError(
       'SLOT_MISSING',
@@ -145,6 +152,11 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<Pr
         recovery(),
       { details: { slotName } },
     );
+  }
+  // A crash between creating the slot and recording it must not leave the old
+  // incarnation's floor and horizon to be credited with the new slot's work.
+  if (known) {
+    await sql`UPDATE relay_cdc_slots SET created_lsn = '0/0', floor_snapshot = NULL, horizon_snapshot = NULL, horizon_lsn = NULL, horizon_at = NULL WHERE slot_name = ${slotName}`;
   }
   const created = await createSlot(sql, slotName);
   await sql`
