@@ -28,7 +28,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { markProvenPublished, selectUnpublishedVisibleIn } from '../queries.js';
 import type { EventPublisher } from './publisher.js';
-import { createSlot, ensurePublication, lostSlotAdvice, serverSlot, slotRecord, type SlotOptions } from './slot.js';
+import { assertRelaySlot, createSlot, ensurePublication, lostSlotAdvice, serverSlot, slotRecord, type SlotOptions } from './slot.js';
 import { TableRelay, type ClaimStrategy } from './table-relay.js';
 import type { WireEncoder } from './wire.js';
 
@@ -90,9 +90,8 @@ async function recoverLocked(options: SlotRecoveryOptions, log: Logger): Promise
     throw new OutboxBenchError('USAGE', `replication slot "${slotName}" is being read (walsender pid ${slot.activePid}): stop its relay before recovering it`);
   }
   const [here] = await sql<{ database: string }[]>`SELECT current_database() AS database`;
-  if (slot && (slot.database !== here?.database || slot.plugin !== 'pgoutput')) {
-    throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" is a ${slot.plugin} slot of database ${slot.database}, not this relay's: choose the slot this relay reads`);
-  }
+  // Never drop a slot that is not this relay's kind to read.
+  if (slot) assertRelaySlot(slotName, slot, here!.database);
   const resumed = record?.recovering === true;
   if (slot && slot.walStatus !== 'lost' && !resumed) {
     throw new OutboxBenchError('USAGE', `replication slot "${slotName}" is not lost (wal_status = '${slot.walStatus}'): there is nothing to recover; start the relay as usual`);

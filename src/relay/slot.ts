@@ -80,6 +80,16 @@ export async function serverSlot(sql: Sql, slotName: string): Promise<SlotRow | 
   return slot;
 }
 
+/** Refuses a slot no relay of this database can read: another plugin's, or another database's (slot names are cluster-wide). */
+export function assertRelaySlot(slotName: string, slot: SlotRow, database: string): void {
+  if (slot.plugin !== 'pgoutput') {
+    throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" uses the ${slot.plugin} plugin, not pgoutput; choose another --slot name`);
+  }
+  if (slot.database !== database) {
+    throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" belongs to database ${slot.database}, not ${database}; choose another --slot name`);
+  }
+}
+
 /** What prepareSlot found or made: the incarnation the relay runs on. */
 export interface PreparedSlot {
   /** The slot's consistent point when it was created: names its incarnation in relay_cdc_slots (undefined: a slot this schema did not create). */
@@ -127,12 +137,7 @@ export async function prepareSlot(options: SlotOptions, log: Logger): Promise<Pr
         { details: { slotName, confirmedLsn: known?.confirmedLsn, horizonLsn: known?.horizonLsn } },
       );
     }
-    if (slot.plugin !== 'pgoutput') {
-      throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" uses the ${slot.plugin} plugin, not pgoutput; choose another --slot name`);
-    }
-    if (slot.database !== settings.database) {
-      throw new OutboxBenchError('CONFIG_INVALID', `replication slot "${slotName}" belongs to database ${slot.database}, not ${settings.database}; choose another --slot name`);
-    }
+    assertRelaySlot(slotName, slot, settings.database);
     // A slot made by hand has no record: nothing about it is written, and a
     // recovery from its loss proves nothing and re-publishes every unpublished row.
     return { createdLsn: known?.createdLsn };
