@@ -5,6 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeOptions, OPTION_SPECS, resolveConfig, type Config, type ConfigFlags } from './config.js';
+import { checkRelaySettings } from './relay/modes.js';
 import { describeError, exitCodeFor, OutboxBenchError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { ShutdownStack, installSignalHandlers } from './lifecycle.js';
@@ -89,6 +90,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let config: Config;
   try {
     config = resolveConfig({ flags });
+    checkRelaySettings(config);
   } catch (error) {
     process.stderr.write(`${PROGRAM} ${command.name}: ${describeError(error)}\n`);
     return 2;

@@ -12,12 +12,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OutboxBenchError } from './errors.js';
 import { PLAIN_IDENTIFIER } from './identifiers.js';
-import { isRelayMode, RELAY_MODES, relayModeInfo, type RelayMode } from './relay/modes.js';
-
-export type { RelayMode } from './relay/modes.js';
 
 /** The repository root (dist/src/config.js -> ../..), so `.data/` does not depend on the cwd. */
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * The relay modes by name, in the order --help lists them. What each one is
+ * and does is the registry's (relay/modes.ts, checked by the compiler to
+ * cover every name here); config only knows the names, so it imports nothing
+ * above it.
+ */
+export const RELAY_MODES = ['polling', 'skip-locked', 'naive-skip-locked', 'cdc', 'cdc-message', 'cdc-sharded'] as const;
+export type RelayMode = (typeof RELAY_MODES)[number];
 
 /**
  * Kafka clients a relay or consumer can run on. `kafkajs` and `kafkajs-imul`
@@ -152,8 +158,8 @@ interface OptionSpec {
   readonly description: string;
   readonly min?: number;
   readonly max?: number;
-  /** The accepted values of an `enum`: a list, or a function (the relay registry's names are read when needed). */
-  readonly values?: readonly string[] | (() => readonly string[]);
+  /** The accepted values of an `enum`. */
+  readonly values?: readonly string[];
 }
 
 /*
@@ -266,7 +272,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'inboxRetention', flag: 'inbox-retention', env: 'OUTBOX_BENCH_INBOX_RETENTION', kind: 'interval', description: 'forget processed event ids after this long (docs/outbox.md: choosing it)' },
   { key: 'topicPrefix', flag: 'topic-prefix', env: 'OUTBOX_BENCH_TOPIC_PREFIX', kind: 'topic-prefix', description: 'topic = prefix + aggregate type' },
   { key: 'topicPartitions', flag: 'partitions', env: 'OUTBOX_BENCH_PARTITIONS', kind: 'int', min: 1, max: 1_000, description: 'partitions per topic' },
-  { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: () => RELAY_MODES, description: 'relay strategy' },
+  { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: RELAY_MODES, description: 'relay strategy' },
   { key: 'pollIntervalMs', flag: 'interval-ms', env: 'OUTBOX_BENCH_POLL_INTERVAL_MS', kind: 'int', min: 1, max: 3_600_000, description: 'poll interval when idle, ms' },
   { key: 'batchSize', flag: 'batch-size', env: 'OUTBOX_BENCH_BATCH_SIZE', kind: 'int', min: 1, max: 100_000, description: 'rows claimed per relay pass' },
   { key: 'publishers', flag: 'publishers', env: 'OUTBOX_BENCH_PUBLISHERS', kind: 'int', min: 1, max: 64, description: 'Kafka producers per relay, in parallel (per-aggregate order kept)' },
@@ -372,7 +378,7 @@ function coerce(spec: OptionSpec, raw: string, source: string): unknown {
       return `${Number(match[1])} ${match[2]}`;
     }
     case 'enum': {
-      const values = valuesOf(spec);
+      const values = spec.values ?? [];
       if (!values.includes(value)) throw invalid(source, `"${raw}" is not one of ${values.join(', ')}`);
       return value;
     }
@@ -394,10 +400,6 @@ function coerce(spec: OptionSpec, raw: string, source: string): unknown {
   }
 }
 
-function valuesOf(spec: OptionSpec): readonly string[] {
-  return typeof spec.values === 'function' ? spec.values() : (spec.values ?? []);
-}
-
 function checkCrossField(config: Config): void {
   if (/second/.test(config.partitionWidth)) {
     throw invalid('flag --partition-width', `${config.partitionWidth} is too narrow; a partition is at least "1 minute" wide`);
@@ -409,9 +411,7 @@ function checkCrossField(config: Config): void {
     }
   }
   // Overrides are not coerced; a mode that is not in the registry fails here, not at start.
-  if (!isRelayMode(config.relayMode)) throw invalid('flag --mode', `"${config.relayMode}" is not one of ${RELAY_MODES.join(', ')}`);
-  const misfit = relayModeInfo(config.relayMode).check?.(config);
-  if (misfit) throw new OutboxBenchError('CONFIG_INVALID', misfit);
+  if (!(RELAY_MODES as readonly string[]).includes(config.relayMode)) throw invalid('flag --mode', `"${config.relayMode}" is not one of ${RELAY_MODES.join(', ')}`);
 }
 
 /**
@@ -447,7 +447,7 @@ export function describeOptions(keys: readonly (keyof Config)[]): string {
       const spec = specOf(key);
       const def = DEFAULTS[key];
       const shown = def === undefined || (Array.isArray(def) && def.length === 0) ? '' : ` (default ${Array.isArray(def) ? def.join(',') : String(def)})`;
-      const values = spec.values ? ` [${valuesOf(spec).join('|')}]` : '';
+      const values = spec.values ? ` [${spec.values.join('|')}]` : '';
       return `  --${spec.flag.padEnd(22)} ${spec.description}${values}${shown}; env ${spec.env}`;
     })
     .join('\n');

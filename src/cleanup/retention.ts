@@ -21,8 +21,8 @@ import type { Logger } from '../log.js';
 import { parseLsn } from '../relay/lsn.js';
 
 /** How delivery is proven: rows marked published, or replication slots past them. */
-export type { DeliveryProof } from '../relay/modes.js';
-import type { DeliveryProof } from '../relay/modes.js';
+export type { DeliveryProof } from '../relay/contract.js';
+import type { DeliveryProof } from '../relay/contract.js';
 
 export interface RetentionOptions {
   sql: Sql;

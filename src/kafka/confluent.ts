@@ -27,7 +27,7 @@ import type { WireEvent } from '../events.js';
 import type { Logger } from '../log.js';
 import type { EventPublisher } from '../relay/publisher.js';
 import { publishFailed } from './kafkajs.js';
-import type { PublisherOptions } from './index.js';
+import type { PublisherOptions } from './publisher-options.js';
 
 /** Where the install step builds the binding (its own package, so its native build is isolated). */
 export const CONFLUENT_CLIENT_DIR = path.join(PROJECT_ROOT, 'kafka', 'confluent-client');

@@ -161,8 +161,19 @@ function batchPayload(messages: readonly PlatformaticMessage[], isRunning: () =>
   } as unknown as EachBatchPayload;
 }
 
+interface ConsumerSourceOptions {
+  brokers: readonly string[];
+  clientId: string;
+  log: Logger;
+}
+
+/** Every consumer Kafka client by name (config.ts CONSUMER_KAFKA_CLIENTS); the compiler checks none is missing. */
+const CONSUMER_SOURCES = {
+  kafkajs: async (o) => kafkajsConsumers(createKafkaClient({ brokers: o.brokers, log: o.log, clientId: o.clientId })),
+  platformatic: async (o) => platformaticConsumers(o.brokers, o.clientId, o.log),
+} satisfies Record<ConsumerKafkaClientName, (options: ConsumerSourceOptions) => Promise<ConsumerSource>>;
+
 /** The consumers of `--consumer-kafka-client`. */
-export async function consumersFor(client: ConsumerKafkaClientName, options: { brokers: readonly string[]; clientId: string; log: Logger }): Promise<ConsumerSource> {
-  if (client === 'platformatic') return platformaticConsumers(options.brokers, options.clientId, options.log);
-  return kafkajsConsumers(createKafkaClient({ brokers: options.brokers, log: options.log, clientId: options.clientId }));
+export async function consumersFor(client: ConsumerKafkaClientName, options: ConsumerSourceOptions): Promise<ConsumerSource> {
+  return CONSUMER_SOURCES[client](options);
 }

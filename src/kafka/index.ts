@@ -7,49 +7,53 @@
  */
 import type { KafkaClientName } from '../config.js';
 import { createKafkaClient } from '../kafka-client.js';
-import type { Logger } from '../log.js';
 import type { EventPublisher } from '../relay/publisher.js';
 import { PartitionBoundedPublisher } from './batch-limit.js';
 import { KafkajsPublisher } from './kafkajs.js';
+import type { PublisherOptions } from './publisher-options.js';
 import type { TopicAdmin } from './topics.js';
+
+export type { PublisherOptions } from './publisher-options.js';
 
 export { TopicAdmin } from './topics.js';
 export { partitionOf } from './murmur2.js';
 
-export interface PublisherOptions {
-  client: KafkaClientName;
-  brokers: readonly string[];
-  clientId: string;
-  log: Logger;
-  topics: TopicAdmin;
-  /** Per-request timeout, ms (default 30 000). */
-  timeoutMs?: number;
-  /** kafkajs connection retries (tests of outages lower it). */
-  retries?: number;
+type PublisherFactory = (options: PublisherOptions) => Promise<EventPublisher>;
+
+// kafkajs and @platformatic/kafka put a whole publish into one request, so a
+// big one is split to stay within the broker's record-batch limit; librdkafka
+// batches by batch.size and message.max.bytes itself.
+function partitionBounded(publisher: EventPublisher, topics: TopicAdmin): EventPublisher {
+  return new PartitionBoundedPublisher(publisher, (topic) => topics.partitionCount(topic));
 }
 
-export async function createPublisher(o: PublisherOptions): Promise<EventPublisher> {
-  // kafkajs and @platformatic/kafka put a whole publish into one request, so
-  // a big one is split to stay within the broker's record-batch limit.
-  const bounded = (publisher: EventPublisher) => new PartitionBoundedPublisher(publisher, (topic) => o.topics.partitionCount(topic));
-  switch (o.client) {
-    case 'kafkajs':
-    case 'kafkajs-imul':
-      return bounded(new KafkajsPublisher({
+function kafkajs(partitioner: 'java' | 'imul'): PublisherFactory {
+  return async (o) =>
+    partitionBounded(
+      new KafkajsPublisher({
         kafka: createKafkaClient({ brokers: o.brokers, log: o.log, clientId: o.clientId, ...(o.retries !== undefined ? { retries: o.retries } : {}) }),
         topics: o.topics,
-        partitioner: o.client === 'kafkajs-imul' ? 'imul' : 'java',
+        partitioner,
         ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
-      }));
-    case 'confluent':
-    case 'confluent-kafkajs': {
-      // librdkafka batches by batch.size and message.max.bytes itself.
-      const { createConfluentPublisher } = await import('./confluent.js');
-      return createConfluentPublisher({ ...o, api: o.client === 'confluent' ? 'native' : 'kafkajs' });
-    }
-    case 'platformatic': {
-      const { PlatformaticPublisher } = await import('./platformatic.js');
-      return bounded(new PlatformaticPublisher(o));
-    }
-  }
+      }),
+      o.topics,
+    );
+}
+
+function confluent(api: 'native' | 'kafkajs'): PublisherFactory {
+  // Loaded on use: the native binding exists only where it was built.
+  return async (o) => (await import('./confluent.js')).createConfluentPublisher({ ...o, api });
+}
+
+/** Every relay Kafka client by name (config.ts KAFKA_CLIENTS); the compiler checks none is missing. */
+const PUBLISHERS = {
+  kafkajs: kafkajs('java'),
+  'kafkajs-imul': kafkajs('imul'),
+  confluent: confluent('native'),
+  'confluent-kafkajs': confluent('kafkajs'),
+  platformatic: async (o) => partitionBounded(new (await import('./platformatic.js')).PlatformaticPublisher(o), o.topics),
+} satisfies Record<KafkaClientName, PublisherFactory>;
+
+export async function createPublisher(options: PublisherOptions): Promise<EventPublisher> {
+  return PUBLISHERS[options.client](options);
 }

@@ -25,7 +25,7 @@ import type { WireEvent } from '../events.js';
 import type { EventPublisher } from '../relay/publisher.js';
 import { publishFailed } from './kafkajs.js';
 import { murmur2 } from './murmur2.js';
-import type { PublisherOptions } from './index.js';
+import type { PublisherOptions } from './publisher-options.js';
 
 // Rationale: as the kafkajs producer here: five retries (~5 s) cover a leader
 // move; longer outages surface as a failed publish, which the relay retries.

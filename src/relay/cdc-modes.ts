@@ -10,10 +10,10 @@ import type { Sql } from '../db.js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import { CdcRelay } from './cdc.js';
-import { relayApplicationName, relayClientId, type EventStore, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type StartRelayOptions } from './modes.js';
+import { relayApplicationName, relayClientId, type EventStore, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type SlotRecoveryReport, type StartRelayOptions } from './contract.js';
 import { OutboxBenchError } from '../errors.js';
 import { dropIdleSlots, dropPublications, prepareSlot, slotsBehind } from './slot.js';
-import { recoverSlot, type SlotRecoveryReport } from './slot-recovery.js';
+import { recoverSlot } from './slot-recovery.js';
 
 /** One CDC relay process: its slot, its publication (with a row filter when the outbox is shared out). */
 export interface CdcProcess {

@@ -28,7 +28,7 @@ import { OutboxBenchError } from '../errors.js';
 import type { Sql } from '../db.js';
 import type { Logger } from '../log.js';
 import { provisionCdc, recoverCdc, releaseCdc, slotsLag, startCdcRelay, type CdcProcess } from './cdc-modes.js';
-import type { RelayModeBehaviour, RelaySettings } from './modes.js';
+import type { RelayModeBehaviour, RelaySettings } from './contract.js';
 
 /**
  * The slot, publication and row filter of shard `index` of `settings.replicas`.

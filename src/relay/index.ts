@@ -9,11 +9,12 @@ import { OutboxBenchError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import { startLagMonitor } from './lag.js';
-import { loadRelayMode, relayProcesses, type RelayHandle } from './modes.js';
+import type { RelayHandle } from './contract.js';
+import { checkRelaySettings, loadRelayMode, relayProcesses } from './modes.js';
 import { ReplicaSupervisor } from './replicas.js';
 import { stageRecorderFor } from './stages.js';
 
-export type { RelayHandle } from './modes.js';
+export type { RelayHandle } from './contract.js';
 
 export interface RunRelayOptions {
   metrics?: Metrics | undefined;
@@ -29,6 +30,7 @@ export interface RunRelayOptions {
 
 export async function startRelay(runtime: Runtime, options: RunRelayOptions = {}): Promise<RelayHandle> {
   const { config, log } = runtime;
+  checkRelaySettings(config);
   const mode = await loadRelayMode(config.relayMode);
   const supervised = options.processIndex === undefined && relayProcesses(config) > 1;
   if (options.recoverSlot !== undefined) {

@@ -7,7 +7,7 @@ import type { Sql } from '../db.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { LagReading } from './modes.js';
+import type { LagReading } from './contract.js';
 
 // Rationale: once a second matches Prometheus scrape resolution; the count
 // reads only the partial index of unpublished rows, so it stays cheap.

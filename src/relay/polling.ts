@@ -10,7 +10,7 @@
  */
 import type { TransactionSql } from '../db.js';
 import { selectOldestUnpublished, tryPollerLock } from '../queries.js';
-import type { RelayModeBehaviour } from './modes.js';
+import type { RelayModeBehaviour } from './contract.js';
 import { startTableRelay, tableMode, TableRelay, type ClaimStrategy, type TableRelayOptions } from './table-relay.js';
 
 export const pollingStrategy: ClaimStrategy = Object.freeze({

@@ -23,7 +23,7 @@ import type { TransactionSql } from '../db.js';
 import { OutboxBenchError } from '../errors.js';
 import { claimBuckets, seedBuckets, selectOldestUnpublished, selectUnpublishedInBuckets } from '../queries.js';
 import type { Sql } from '../db.js';
-import type { RelayModeBehaviour } from './modes.js';
+import type { RelayModeBehaviour } from './contract.js';
 import { startTableRelay, tableMode, type ClaimStrategy } from './table-relay.js';
 
 export interface BucketedOptions {

@@ -27,6 +27,7 @@ import { OutboxBenchError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { markProvenPublished, selectUnpublishedVisibleIn } from '../queries.js';
+import type { SlotRecoveryReport } from './contract.js';
 import type { EventPublisher } from './publisher.js';
 import { assertRelaySlot, createSlot, ensurePublication, lostSlotAdvice, serverSlot, slotRecord, type SlotOptions } from './slot.js';
 import { TableRelay, type ClaimStrategy } from './table-relay.js';
@@ -50,19 +51,6 @@ export interface SlotRecoveryOptions {
   metrics?: Metrics | undefined;
 }
 
-export interface SlotRecoveryReport {
-  slotName: string;
-  /** Rows marked published because the lost incarnation's horizon proves Kafka has them. */
-  marked: number;
-  /** Rows the polling pass loop published again. */
-  republished: number;
-  /** The horizon the marking used (null: none recorded, nothing was marked). */
-  horizon: { snapshot: string; lsn: string | null; at: Date | null } | null;
-  /** Where the new slot starts: the CDC relay resumes there. */
-  startLsn: string | null;
-  /** Whether this run finished a recovery an earlier one had started. */
-  resumed: boolean;
-}
 
 /** Carries out the recovery of `options.slotName`; see the file's header for the steps. */
 export async function recoverSlot(options: SlotRecoveryOptions): Promise<SlotRecoveryReport> {

@@ -20,7 +20,7 @@ import type { Metrics } from '../metrics.js';
 import { markPublished, outboxBacklog } from '../queries.js';
 import type { Runtime } from '../runtime.js';
 import { evidencePath, serverClock, type PassEvidence } from './evidence.js';
-import { relayApplicationName, relayClientId, type LagReading, type RelayHandle, type RelayModeBehaviour, type StartRelayOptions } from './modes.js';
+import { relayApplicationName, relayClientId, type LagReading, type RelayHandle, type RelayModeBehaviour, type StartRelayOptions } from './contract.js';
 import type { EventPublisher } from './publisher.js';
 import type { StageRecorder } from './stages.js';
 import type { WireEncoder } from './wire.js';
