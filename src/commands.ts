@@ -2,22 +2,19 @@
  * The commands of the CLI. Each declares the settings it accepts as flags
  * (validated by resolveConfig) and its own flags, and gets a shutdown stack
  * on which everything it opens is closed again.
- *
- * Why one file of about 420 lines: it is the CLI's table of commands, each a
- * short declaration plus a `run` of a few lines that calls into the modules
- * doing the work; split up, `--help` and the commands it describes would
- * drift apart.
+ * It is the CLI's table of commands, each a short declaration plus a `run`
+ * of a few lines that calls into the modules doing the work, kept in one file
+ * so that `--help` and the commands it describes cannot drift apart; what
+ * they share is in command-kit.ts.
  */
 import { armFromEnv } from './chaos/failpoints.js';
-import { parseWholeFlag, type Config } from './config.js';
+import { intValue, open, SCHEMA_KEYS, serveMetrics, SERVER_KEYS, storeValue, stringValue, TOPIC_KEYS, type Command, type CommandContext } from './command-kit.js';
 import { IdempotentConsumer } from './consumer/consumer.js';
 import { OutboxBenchError } from './errors.js';
 import { ensureKafkaJars, localInfraStatus, redactUrl, stopLocalInfra } from './infra/index.js';
-import type { ShutdownStack } from './lifecycle.js';
-import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { createOrderService } from './orders/http.js';
-import { ORDER_AGGREGATE, placeOrders, type OutboxStore } from './orders/write-path.js';
+import { ORDER_AGGREGATE, placeOrders } from './orders/write-path.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildConfluentClient, describeBuildFailure } from './infra/kafka-client-build.js';
@@ -28,83 +25,13 @@ import { checkClaims, readEvidence } from './relay/evidence.js';
 import { startRelay } from './relay/index.js';
 import { RELAY_MODES, relayModeInfo } from './relay/modes.js';
 import { CleanupLoop, deleteDeliveredBatched, dropDeliveredPartitions, sweepInbox, type CleanupStrategy } from './cleanup/retention.js';
-import { openRuntime, type Runtime } from './runtime.js';
+import type { Runtime } from './runtime.js';
 
-export interface CommandContext {
-  config: Config;
-  log: Logger;
-  shutdown: ShutdownStack;
-  /** Resolves when SIGINT/SIGTERM arrives. */
-  signal: Promise<NodeJS.Signals>;
-  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
-  positionals: string[];
-}
-
-export interface CommandOption {
-  type: 'string' | 'boolean';
-  description: string;
-  multiple?: boolean;
-}
-
-export interface Command {
-  name: string;
-  summary: string;
-  usage: string;
-  description: string;
-  configKeys: (keyof Config)[];
-  options?: Record<string, CommandOption>;
-  run(context: CommandContext): Promise<number | void>;
-}
+export type { Command, CommandContext, CommandOption } from './command-kit.js';
 
 // Rationale: once a minute keeps minute-wide benchmark partitions in check;
 // daily partitions would need it hourly at most, and a round costs a few queries.
 const CLEANUP_INTERVAL_MS = 60_000;
-
-const SERVER_KEYS: (keyof Config)[] = [
-  'databaseUrl',
-  'pgPort',
-  'kafkaBrokers',
-  'kafkaPort',
-  'kafkaControllerPort',
-  'kafkaVersion',
-  'kafkaHeapMb',
-  'kafkaNodes',
-  'dataDir',
-  'cacheDir',
-  'logLevel',
-  'logFormat',
-];
-const SCHEMA_KEYS: (keyof Config)[] = ['schema', 'partitionWidth', 'partitionsAhead'];
-const TOPIC_KEYS: (keyof Config)[] = ['topicPrefix', 'topicPartitions'];
-
-function stringValue(context: CommandContext, name: string): string | undefined {
-  const value = context.values[name];
-  return typeof value === 'string' ? value : undefined;
-}
-
-function intValue(context: CommandContext, name: string, fallback: number, min: number, max: number): number {
-  const raw = stringValue(context, name);
-  return raw === undefined ? fallback : parseWholeFlag(name, raw, min, max);
-}
-
-function storeValue(context: CommandContext): OutboxStore {
-  const raw = stringValue(context, 'store') ?? 'table';
-  if (raw !== 'table' && raw !== 'message') throw new OutboxBenchError('USAGE', `flag --store: "${raw}" is not one of table, message`);
-  return raw;
-}
-
-async function open(context: CommandContext, need: { postgres?: boolean; kafka?: boolean }, detached = false): Promise<Runtime> {
-  const runtime = await openRuntime({ config: context.config, log: context.log, shutdown: context.shutdown, need, detached });
-  if (need.postgres ?? true) await runtime.migrate();
-  return runtime;
-}
-
-async function serveMetrics(context: CommandContext, metrics: Metrics): Promise<void> {
-  if (context.config.metricsPort === undefined) return;
-  const server = await metrics.serve(context.config.metricsPort);
-  context.shutdown.add('metrics server', server.close);
-  context.log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving Prometheus metrics');
-}
 
 const infra: Command = {
   name: 'infra',

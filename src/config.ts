@@ -4,9 +4,9 @@
  * message that names the option the user has to fix, so the rest of the code
  * can trust a `Config` blindly.
  *
- * Why one file of about 400 lines: the option table (each option's flag, env
- * variable, range and the rationale of its default) is the point of it, and
- * it reads best whole.
+ * @length-exception file: the option table (each option's flag, env variable,
+ * range and the rationale of its default) is the point of this file, and it
+ * reads best whole, beside the resolver that applies it.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

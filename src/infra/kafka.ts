@@ -229,39 +229,12 @@ export class LocalKafka implements KafkaServer {
     const classpath = `${jars.libDir}/*`;
     const jvmLogging = [`-Dlog4j2.configurationFile=${log4jFile}`, `-Dkafka.logs.dir=${path.dirname(this.logFile)}`];
 
-    if (!existsSync(path.join(dataDir, 'meta.properties'))) {
-      const clusterId = this.#clusterId ?? newClusterId();
-      this.#log.info({ dataDir }, 'formatting Kafka storage (first run only)');
-      // `--cluster-id=<id>` in one argument: a base64url id may start with '-',
-      // which the tool's argument parser would take for an option.
-      const format = await runCommand('java', [...jvmLogging, '-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', propertiesFile]);
-      if (format.code !== 0) {
-        throw new OutboxBenchError('KAFKA_START_FAILED', `formatting the Kafka storage failed (exit ${format.code}):\n${lastLines(format.stdout + format.stderr)}`);
-      }
-    }
+    await this.#formatStorage(dataDir, [...jvmLogging, '-cp', classpath], propertiesFile);
 
-    const heap = `${this.#heapMb}m`;
     const out = openSync(path.join(path.dirname(this.logFile), 'stdout.log'), 'a');
     const child = spawn(
       'java',
-      [
-        `-Xms${heap}`,
-        `-Xmx${heap}`,
-        '-XX:+UseG1GC',
-        // Rationale: Kafka's own default (kafka-run-class.sh); short pauses keep
-        // the end-to-end latency tail honest rather than GC-dominated.
-        '-XX:MaxGCPauseMillis=20',
-        '-Djava.awt.headless=true',
-        // Rationale: the client compiler alone halves the CPU of a start (10 against 19
-        // CPU-s to a ready broker here) and stops the JIT competing with the rest of
-        // a test for the 2 cores; the broker it gives is slower, so only tests use it.
-        ...(this.#config.kafkaJit === 'quick-start' ? ['-XX:TieredStopAtLevel=1'] : []),
-        ...jvmLogging,
-        '-cp',
-        classpath,
-        'kafka.Kafka',
-        propertiesFile,
-      ],
+      this.#jvmArguments([...jvmLogging, '-cp', classpath, 'kafka.Kafka', propertiesFile]),
       // Own process group: a terminal Ctrl-C reaches us, and we stop the broker
       // in order (after the relays that still publish to it).
       { detached: true, stdio: ['ignore', out, out] },
@@ -295,6 +268,38 @@ export class LocalKafka implements KafkaServer {
       throw new OutboxBenchError('KAFKA_START_FAILED', `the Kafka node did not come up: ${(error as Error).message}\n${lastLines(serverLog)}`, { cause: error });
     }
     this.#log.info({ port: this.node.port ?? this.node.controllerPort, serverPid: pid }, 'Kafka is ready');
+  }
+
+  /** Formats the node's storage on its first start (KRaft needs a cluster id written before the broker runs). */
+  async #formatStorage(dataDir: string, java: string[], propertiesFile: string): Promise<void> {
+    if (existsSync(path.join(dataDir, 'meta.properties'))) return;
+    const clusterId = this.#clusterId ?? newClusterId();
+    this.#log.info({ dataDir }, 'formatting Kafka storage (first run only)');
+    // `--cluster-id=<id>` in one argument: a base64url id may start with '-',
+    // which the tool's argument parser would take for an option.
+    const format = await runCommand('java', [...java, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', propertiesFile]);
+    if (format.code !== 0) {
+      throw new OutboxBenchError('KAFKA_START_FAILED', `formatting the Kafka storage failed (exit ${format.code}):\n${lastLines(format.stdout + format.stderr)}`);
+    }
+  }
+
+  /** The broker JVM's arguments, followed by `main` (logging, classpath, main class and its arguments). */
+  #jvmArguments(main: string[]): string[] {
+    const heap = `${this.#heapMb}m`;
+    return [
+      `-Xms${heap}`,
+      `-Xmx${heap}`,
+      '-XX:+UseG1GC',
+      // Rationale: Kafka's own default (kafka-run-class.sh); short pauses keep
+      // the end-to-end latency tail honest rather than GC-dominated.
+      '-XX:MaxGCPauseMillis=20',
+      '-Djava.awt.headless=true',
+      // Rationale: the client compiler alone halves the CPU of a start (10 against 19
+      // CPU-s to a ready broker here) and stops the JIT competing with the rest of
+      // a test for the 2 cores; the broker it gives is slower, so only tests use it.
+      ...(this.#config.kafkaJit === 'quick-start' ? ['-XX:TieredStopAtLevel=1'] : []),
+      ...main,
+    ];
   }
 
   async stop(mode: 'graceful' | 'kill' = 'graceful'): Promise<void> {

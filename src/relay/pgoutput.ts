@@ -19,6 +19,7 @@
  * Message layouts: PostgreSQL documentation, "Logical Replication Message
  * Formats" (protocol version 1).
  */
+import { PgoutputPlugin } from 'pg-logical-replication';
 
 /** The outbox columns the relay needs, as raw bytes. */
 export interface OutboxColumns {
@@ -156,4 +157,24 @@ function message(buffer: Buffer): PgoutputMessage {
 function cstring(buffer: Buffer, at: number): [string, number] {
   const end = buffer.indexOf(0, at);
   return [buffer.toString('utf8', at, end), end + 1];
+}
+
+/**
+ * pg-logical-replication's pgoutput plugin with our decoder: the library
+ * starts replication with the plugin's options and hands every WAL message
+ * to parse(); the relay receives what the decoder returns.
+ */
+export class OutboxPlugin extends PgoutputPlugin {
+  readonly #decoder: PgoutputDecoder;
+
+  constructor(decoder: PgoutputDecoder, options: ConstructorParameters<typeof PgoutputPlugin>[0]) {
+    super(options);
+    this.#decoder = decoder;
+  }
+
+  // The library types parse() as returning its own message shape; the relay's
+  // 'data' listener receives this decoder's instead.
+  override parse(buffer: Buffer): ReturnType<PgoutputPlugin['parse']> {
+    return this.#decoder.decode(buffer) as unknown as ReturnType<PgoutputPlugin['parse']>;
+  }
 }
