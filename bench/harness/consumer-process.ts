@@ -97,32 +97,68 @@ function send(message: FromConsumer): Promise<void> {
   });
 }
 
+/** What the consumer counts and times of the deliveries it sees. */
+class DeliveryTally {
+  readonly appliedAt: Float64Array[];
+  readonly endToEnd = createHistogram();
+  readonly receipt = createHistogram();
+  readonly kafkaToConsumer = createHistogram();
+  readonly receiptToApplied = createHistogram();
+  readonly ids = new Set<string>();
+  distinct = 0;
+  foreign = 0;
+  received = 0;
+  duplicates = 0;
+  measureFrom: number;
+  measureTo: number;
+  readonly #task: ConsumerTask;
+  readonly #latency: boolean;
+
+  constructor(task: ConsumerTask) {
+    this.#task = task;
+    this.#latency = task.latency ?? true;
+    this.appliedAt = task.ordersPerWorker.map((n) => new Float64Array(n).fill(Number.NaN));
+    ({ measureFrom: this.measureFrom, measureTo: this.measureTo } = task);
+  }
+
+  onDelivery(delivery: Delivery): void {
+    this.received += 1;
+    if (!delivery.applied) this.duplicates += 1;
+    // Only the delivery that applied an event counts: with several
+    // consumers in the group, each event is applied by exactly one of them.
+    if (!delivery.applied) return;
+    if (this.#task.countById) {
+      if (this.ids.has(delivery.eventId)) return;
+      this.ids.add(delivery.eventId);
+      this.#firstSeen(delivery, delivery.intendedAt);
+      return;
+    }
+    const order = parseLoadEventId(this.#task.runTag, delivery.eventId);
+    const lane = order ? this.appliedAt[order.worker] : undefined;
+    if (!order || !lane || order.seq >= lane.length) {
+      // Not an order of this run's plan: the harness cannot account for it,
+      // and the run fails rather than quietly counting it somewhere.
+      this.foreign += 1;
+      return;
+    }
+    lane[order.seq] = delivery.appliedAt;
+    this.#firstSeen(delivery, intendedTime(this.#task, order.seq));
+  }
+
+  #firstSeen(delivery: Delivery, intendedAt: number | undefined): void {
+    this.distinct += 1;
+    if (!this.#latency || intendedAt === undefined || intendedAt < this.measureFrom || intendedAt >= this.measureTo) return;
+    recordMs(this.endToEnd, delivery.appliedAt - intendedAt);
+    recordMs(this.receipt, delivery.receivedAt - intendedAt);
+    recordMs(this.kafkaToConsumer, Math.max(0, delivery.receivedAt - delivery.recordAt));
+    recordMs(this.receiptToApplied, delivery.appliedAt - delivery.receivedAt);
+  }
+}
+
 async function run(task: ConsumerTask): Promise<void> {
   const log = createLogger('warn', 'bench-consumer');
   const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'outbox-bench-consumer' });
-  const appliedAt = task.ordersPerWorker.map((n) => new Float64Array(n).fill(Number.NaN));
-  const endToEnd = createHistogram();
-  const receipt = createHistogram();
-  const kafkaToConsumer = createHistogram();
-  const receiptToApplied = createHistogram();
-  let distinct = 0;
-  let foreign = 0;
-  const ids = new Set<string>();
-  let received = 0;
-  let duplicates = 0;
-  let { measureFrom, measureTo } = task;
-  const latency = task.latency ?? true;
-  const inWindow = (intended: number | undefined): intended is number => latency && intended !== undefined && intended >= measureFrom && intended < measureTo;
-  const firstSeen = (delivery: Delivery, intendedAt: number | undefined) => {
-    distinct += 1;
-    if (inWindow(intendedAt)) {
-      recordMs(endToEnd, delivery.appliedAt - intendedAt);
-      recordMs(receipt, delivery.receivedAt - intendedAt);
-      recordMs(kafkaToConsumer, Math.max(0, delivery.receivedAt - delivery.recordAt));
-      recordMs(receiptToApplied, delivery.appliedAt - delivery.receivedAt);
-    }
-  };
-
+  const tally = new DeliveryTally(task);
   const consumer = new IdempotentConsumer({
     source: await consumersFor(task.kafkaClient ?? resolveConfig().consumerKafkaClient, { brokers: task.kafkaBrokers, clientId: 'outbox-bench-consumer', log }),
     sql,
@@ -130,40 +166,18 @@ async function run(task: ConsumerTask): Promise<void> {
     topics: [task.topic],
     commitIntervalMs: task.commitIntervalMs,
     log,
-    onDelivery: (delivery: Delivery) => {
-      received += 1;
-      if (!delivery.applied) duplicates += 1;
-      // Only the delivery that applied an event counts: with several
-      // consumers in the group, each event is applied by exactly one of them.
-      if (!delivery.applied) return;
-      if (task.countById) {
-        if (ids.has(delivery.eventId)) return;
-        ids.add(delivery.eventId);
-        firstSeen(delivery, delivery.intendedAt);
-        return;
-      }
-      const order = parseLoadEventId(task.runTag, delivery.eventId);
-      const lane = order ? appliedAt[order.worker] : undefined;
-      if (!order || !lane || order.seq >= lane.length) {
-        // Not an order of this run's plan: the harness cannot account for it,
-        // and the run fails rather than quietly counting it somewhere.
-        foreign += 1;
-        return;
-      }
-      lane[order.seq] = delivery.appliedAt;
-      firstSeen(delivery, intendedTime(task, order.seq));
-    },
+    onDelivery: (delivery: Delivery) => tally.onDelivery(delivery),
   });
   await consumer.start();
   await send({ type: 'ready' });
   const progress = setInterval(() => {
-    const p99Ms = endToEnd.totalCount > 0 ? summarizeMs(endToEnd).p99 : null;
-    void send({ type: 'progress', at: nowMs(), received, distinct, duplicates, p99Ms });
+    const p99Ms = tally.endToEnd.totalCount > 0 ? summarizeMs(tally.endToEnd).p99 : null;
+    void send({ type: 'progress', at: nowMs(), received: tally.received, distinct: tally.distinct, duplicates: tally.duplicates, p99Ms });
   }, task.progressIntervalMs ?? 1_000);
 
   await new Promise<void>((resolve) => {
     process.on('message', (message: ToConsumer) => {
-      if (message.type === 'window') ({ measureFrom, measureTo } = message);
+      if (message.type === 'window') ({ measureFrom: tally.measureFrom, measureTo: tally.measureTo } = message);
       if (message.type === 'finish') resolve();
     });
   });
@@ -172,17 +186,17 @@ async function run(task: ConsumerTask): Promise<void> {
   await sql.end({ timeout: 5 });
   await send({
     type: 'final',
-    received,
+    received: tally.received,
     applied: consumer.stats.applied,
     duplicates: consumer.stats.duplicates,
     rejected: consumer.stats.rejected,
-    foreign,
-    distinctIds: ids.size,
-    appliedAt,
-    endToEnd: encodeHistogram(endToEnd),
-    receipt: encodeHistogram(receipt),
-    kafkaToConsumer: encodeHistogram(kafkaToConsumer),
-    receiptToApplied: encodeHistogram(receiptToApplied),
+    foreign: tally.foreign,
+    distinctIds: tally.ids.size,
+    appliedAt: tally.appliedAt,
+    endToEnd: encodeHistogram(tally.endToEnd),
+    receipt: encodeHistogram(tally.receipt),
+    kafkaToConsumer: encodeHistogram(tally.kafkaToConsumer),
+    receiptToApplied: encodeHistogram(tally.receiptToApplied),
   });
 }
 

@@ -19,10 +19,14 @@ function strategyRuns(context: ReportContext): RunSummary[] {
 
 export function relaysSideBySide(context: ReportContext): string[] {
   const runs = strategyRuns(context);
-  const { charts } = context;
   if (runs.length === 0) return [];
+  return [...mainTable(runs), ...spreadTable(runs), ...stagesTable(runs), ...chartSections(context, runs)];
+}
+
+/** The common workload, and every relay's figures from its median run. */
+function mainTable(runs: RunSummary[]): string[] {
   const p = runs[0]!.parameters;
-  const lines = [
+  return [
     `## The relays side by side`,
     '',
     `Same workload for every relay: ${p.rate.toLocaleString('en-US')} events/s offered open-loop by ${p.workers} worker thread(s), ` +
@@ -42,45 +46,58 @@ export function relaysSideBySide(context: ReportContext): string[] {
     ),
     '',
   ];
+}
+
+/** The spread over a relay's repeated runs. */
+function spreadTable(runs: RunSummary[]): string[] {
   const repeated = runs.filter((r) => r.spread && r.spread.runs > 1);
-  if (repeated.length > 0) {
-    const range = (values: readonly (number | null)[]) => {
-      const known = values.filter((v): v is number => v !== null);
-      return known.length === 0 ? 'n/a' : `${f(Math.min(...known))} – ${f(Math.max(...known))}`;
-    };
-    lines.push(
-      `Each relay was measured ${[...new Set(repeated.map((r) => r.spread!.runs))].join('/')} times in a row; the table above shows the run with the median p99 ` +
-        '(the better of the two middle runs for an even count), and the spread across all runs is:',
-      '',
-      '| relay | runs | applied events/s (min – max) | e2e p50 (ms) | e2e p99 (ms) | e2e p99.9 (ms) | CPU s per 1M events | lost in each run |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|',
-      ...repeated.map(
-        (r) =>
-          `| ${r.name} | ${r.spread!.runs} | ${range(r.spread!.eventsPerSec)} | ${range(r.spread!.e2eP50Ms)} | ${range(r.spread!.e2eP99Ms)} | ` +
-          `${range(r.spread!.e2eP999Ms)} | ${range(r.spread!.cpuSecondsPerMillion)} | ${(r.spread!.lostPerRun ?? []).join(' / ')} |`,
-      ),
-      '',
-    );
-  }
+  if (repeated.length === 0) return [];
+  const range = (values: readonly (number | null)[]) => {
+    const known = values.filter((v): v is number => v !== null);
+    return known.length === 0 ? 'n/a' : `${f(Math.min(...known))} – ${f(Math.max(...known))}`;
+  };
+  return [
+    `Each relay was measured ${[...new Set(repeated.map((r) => r.spread!.runs))].join('/')} times in a row; the table above shows the run with the median p99 ` +
+      '(the better of the two middle runs for an even count), and the spread across all runs is:',
+    '',
+    '| relay | runs | applied events/s (min – max) | e2e p50 (ms) | e2e p99 (ms) | e2e p99.9 (ms) | CPU s per 1M events | lost in each run |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...repeated.map(
+      (r) =>
+        `| ${r.name} | ${r.spread!.runs} | ${range(r.spread!.eventsPerSec)} | ${range(r.spread!.e2eP50Ms)} | ${range(r.spread!.e2eP99Ms)} | ` +
+        `${range(r.spread!.e2eP999Ms)} | ${range(r.spread!.cpuSecondsPerMillion)} | ${(r.spread!.lostPerRun ?? []).join(' / ')} |`,
+    ),
+    '',
+  ];
+}
+
+/** Where the time goes, stage by stage, as the relays recorded it. */
+function stagesTable(runs: RunSummary[]): string[] {
   const budgeted = runs.filter((r) => r.stages);
-  if (budgeted.length > 0) {
-    const cell = (s: { ms: { count: number; p50: number; p99: number } }) => (s.ms.count === 0 ? 'n/a' : `${f(s.ms.p50)} / ${f(s.ms.p99)}`);
-    lines.push(
-      'Where the time goes (p50 / p99, ms): the writers\' intended send → commit; commit → the relay has the event and the relay → ' +
-        'Kafka\'s acknowledgement, as the relay recorded them (every event of the run; the table relays count from the row\'s insert, ' +
-        'the CDC relay from the commit timestamp in the WAL); Kafka → consumer receipt, from the broker\'s append time (the topic is ' +
-        'set to LogAppendTime); receipt → applied, the inbox transaction.',
-      '',
-      '| relay | write | commit → relay | relay → Kafka ack | Kafka → consumer | receipt → applied | end to end |',
-      '|---|---:|---:|---:|---:|---:|---:|',
-      ...budgeted.map(
-        (r) =>
-          `| ${r.name} | ${cell(r.stages.write)} | ${cell(r.stages.commitToRelay)} | ${cell(r.stages.relayToAck)} | ${cell(r.stages.kafkaToConsumer)} | ${cell(r.stages.receiptToApplied)} | ` +
-          `${f(r.e2eMs.p50)} / ${f(r.e2eMs.p99)} |`,
-      ),
-      '',
-    );
-  }
+  if (budgeted.length === 0) return [];
+  const cell = (s: { ms: { count: number; p50: number; p99: number } }) => (s.ms.count === 0 ? 'n/a' : `${f(s.ms.p50)} / ${f(s.ms.p99)}`);
+  return [
+    'Where the time goes (p50 / p99, ms): the writers\' intended send → commit; commit → the relay has the event and the relay → ' +
+      'Kafka\'s acknowledgement, as the relay recorded them (every event of the run; the table relays count from the row\'s insert, ' +
+      'the CDC relay from the commit timestamp in the WAL); Kafka → consumer receipt, from the broker\'s append time (the topic is ' +
+      'set to LogAppendTime); receipt → applied, the inbox transaction.',
+    '',
+    '| relay | write | commit → relay | relay → Kafka ack | Kafka → consumer | receipt → applied | end to end |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...budgeted.map(
+      (r) =>
+        `| ${r.name} | ${cell(r.stages.write)} | ${cell(r.stages.commitToRelay)} | ${cell(r.stages.relayToAck)} | ${cell(r.stages.kafkaToConsumer)} | ${cell(r.stages.receiptToApplied)} | ` +
+        `${f(r.e2eMs.p50)} / ${f(r.e2eMs.p99)} |`,
+    ),
+    '',
+  ];
+}
+
+/** The latency, CPU and timeline charts of the relays' runs. */
+function chartSections(context: ReportContext, runs: RunSummary[]): string[] {
+  const { charts } = context;
+  const p = runs[0]!.parameters;
+  const lines: string[] = [];
   const latency = latencyByPercentile(
     runs.map((r) => ({ name: r.name, histogram: decodeHistogram(r.histograms.e2e) })),
     'End-to-end latency by percentile (intended send → applied)',
@@ -115,4 +132,3 @@ export function relaysSideBySide(context: ReportContext): string[] {
   }
   return lines;
 }
-

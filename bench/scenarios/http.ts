@@ -30,9 +30,9 @@ import { openLoop } from '../harness/open-loop-http.js';
 import { relayOf } from '../harness/pipeline.js';
 import { processCpuSeconds, processTreeCpuSeconds } from '../harness/process-stats.js';
 import { startConsumerProcess, startRelayProcess, startServiceProcess, stopChild, type ConsumerProcess } from '../harness/processes.js';
-import { openRun } from '../harness/run-setup.js';
+import { openRun, type RunSetup } from '../harness/run-setup.js';
 import { current, f, type ReportContext } from '../report/kit.js';
-import type { Scenario } from '../scenario.js';
+import type { Scenario, ScenarioContext, ScenarioReport } from '../scenario.js';
 
 async function outboxRows(sql: Sql): Promise<number> {
   const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
@@ -85,7 +85,7 @@ interface ModeResult {
   search: SearchStep[];
 }
 
-type Latency = Record<'p50' | 'p90' | 'p99' | 'p999' | 'max', number>;
+type Latency = Record<'p50' | 'p90' | 'p99' | 'p999' | 'max', number> & { count?: number };
 
 /** What the HTTP scenario writes into its summary's `extra`. */
 interface HttpExtra {
@@ -163,6 +163,188 @@ function report(context: ReportContext, folder: string): string[] {
   ];
 }
 
+/** What every phase of a run shares: its servers, the relay and consumer running throughout, and the order bodies. */
+interface HttpSession {
+  context: ScenarioContext;
+  run: RunSetup;
+  rawDir: string;
+  consumer: ConsumerProcess;
+  relay: ChildProcess;
+  /** Processes to stop when the run ends, in start order. */
+  children: ChildProcess[];
+  connections: number;
+  p99LimitMs: number;
+  nextBody: () => string;
+  /** Waits until every order written so far was applied; resolves with their count. */
+  caughtUp(): Promise<number>;
+}
+
+async function runHttp(context: ScenarioContext): Promise<ScenarioReport> {
+  const { infra, log } = context;
+  const p = context.parameters;
+  const rawDir = path.join(context.outDir, 'raw');
+  mkdirSync(rawDir, { recursive: true });
+  const run = await openRun({ infra, log, name: 'http', partitions: p.partitions, relay: relayOf(p) });
+  const children: ChildProcess[] = [];
+  try {
+    // The scheduled time travels in the event's stored headers; the relay forwards it.
+    const relay = (await startRelayProcess(rawDir, run.env({ forwardHeaders: [HEADERS.intendedAt] }), { describe: p.relayMode })).child;
+    children.push(relay);
+    // The consumer runs from the start; it records latency only once the fixed-rate window is set.
+    const consumer = await startConsumerProcess(rawDir, {
+      databaseUrl: infra.databaseUrl,
+      kafkaBrokers: [...infra.kafkaBrokers],
+      schema: run.schema,
+      topic: run.topic,
+      groupId: `bench-http-${run.runId}`,
+      measureFrom: Number.POSITIVE_INFINITY,
+      measureTo: Number.POSITIVE_INFINITY,
+      runTag: '',
+      startAt: 0,
+      perWorkerRate: 1,
+      ordersPerWorker: [],
+      countById: true,
+    });
+    children.push(consumer.child);
+    let sequence = 0;
+    const session: HttpSession = {
+      context,
+      run,
+      rawDir,
+      consumer,
+      relay,
+      children,
+      connections: context.option('http-connections'),
+      p99LimitMs: context.option('http-p99-ms'),
+      nextBody: () => body(sequence++),
+      caughtUp: async () => {
+        const written = await settledOutboxRows(run.sql);
+        if (!(await appliedAll(consumer, written, p.drainTimeoutS))) {
+          throw new OutboxBenchError('CHECK_FAILED', `${written} orders were written, and the consumer stopped short of applying them all`);
+        }
+        return written;
+      },
+    };
+    const { modes, groupService } = await measureServiceModes(session);
+    const fixedRate = await measureFixedRate(session, groupService, await session.caughtUp(), modes[0]?.closedLoop.requestsPerSec ?? 100);
+    const extra: HttpExtra = { relay: p.relayMode, p99LimitMs: session.p99LimitMs, modes, fixedRate };
+    const lines = summaryLines(extra, p.durationS);
+    return { title: lines[0]!, runs: [], extra, lines };
+  } finally {
+    for (const child of children.reverse()) await stopChild(child).catch(() => {});
+    await run.close();
+  }
+}
+
+/** Each service mode: closed-loop maximum, then the rate search on the timetable. The group-commit service is left running for the fixed rate. */
+async function measureServiceModes(session: HttpSession): Promise<{ modes: ModeResult[]; groupService: { child: ChildProcess; url: string } }> {
+  const { context, connections, nextBody } = session;
+  const p = context.parameters;
+  const modes: ModeResult[] = [];
+  let groupService: { child: ChildProcess; url: string } | undefined;
+  const serviceModes = context.option('http-compare') === 1 ? [context.option('group-commit'), 0] : [context.option('group-commit')];
+  for (const groupCommitMax of serviceModes) {
+    const port = await freeHttpPort();
+    const service = await startServiceProcess(session.rawDir, session.run.env({ httpPort: port, groupCommitMax }));
+    session.children.push(service);
+    const url = `http://127.0.0.1:${port}`;
+    await closedLoop(url, p.partitions, Math.min(3, p.warmupS), nextBody);
+    await session.caughtUp();
+    const closed = await closedLoop(url, connections, Math.max(5, Math.round(p.durationS / 2)), nextBody);
+    const maxRate = Math.round(closed.requests.average);
+    const label = groupCommitMax > 0 ? 'group commit' : 'one transaction per order';
+    process.stderr.write(`  ${label}: closed loop ${maxRate} requests/s, p99 ${closed.latency.p99} ms\n`);
+    const search =
+      context.option('http-search') === 1
+        ? await searchRate(url, maxRate, connections, session.p99LimitMs, nextBody, session.caughtUp, (line) => process.stderr.write(`  ${label}: ${line}\n`))
+        : [];
+    modes.push({
+      mode: label,
+      groupCommitMax,
+      closedLoop: { connections, requestsPerSec: maxRate, latencyMs: httpLatency(closed), non2xx: closed.non2xx, errors: closed.errors },
+      ratePassingP99: Math.max(0, ...search.filter((s) => s.passed).map((s) => s.rate)),
+      search,
+    });
+    if (groupCommitMax > 0) groupService = { child: service, url };
+    else await stopChild(service);
+  }
+  return { modes, groupService: groupService! };
+}
+
+/** The fixed rate, group commit: request -> applied, and the CPU of exactly these orders. */
+async function measureFixedRate(session: HttpSession, groupService: { child: ChildProcess; url: string }, earlierOrders: number, closedLoopRate: number): Promise<HttpExtra['fixedRate']> {
+  const { context, consumer, relay } = session;
+  const { infra } = context;
+  const p = context.parameters;
+  const rate = context.option('http-rate') || Math.max(50, Math.round(closedLoopRate / 2));
+  // A whole millisecond: the header carries the schedule to 3 decimals, so
+  // the first request's time must not round to just before the window.
+  const startAt = Math.ceil(nowMs()) + 1_000;
+  const endAt = startAt + p.durationS * 1_000;
+  consumer.setWindow(startAt, endAt);
+  const service = groupService.child;
+  const cpu = () => ({
+    service: service.pid ? processCpuSeconds(service.pid) ?? null : null,
+    postgres: infra.postgres.pid() ? processTreeCpuSeconds(infra.postgres.pid()!) ?? null : null,
+    kafka: infra.kafka.pid() ? processCpuSeconds(infra.kafka.pid()!) ?? null : null,
+    relay: relay.pid ? processTreeCpuSeconds(relay.pid) ?? null : null,
+    consumer: consumer.child.pid ? processCpuSeconds(consumer.child.pid) ?? null : null,
+  });
+  await sleep(Math.max(0, startAt - nowMs()));
+  const cpuBefore = cpu();
+  const appliedAtWindowStart = consumer.progress()?.distinct ?? 0;
+  const fixed = await openLoop({ url: `${groupService.url}/orders`, rate, durationS: p.durationS, connections: session.connections, startAt, body: session.nextBody });
+  const totalOrders = await outboxRows(session.run.sql);
+  const fixedOrders = totalOrders - earlierOrders;
+  const drained = await appliedAll(consumer, totalOrders, p.drainTimeoutS);
+  const cpuAfter = cpu();
+  const cpuWindowS = Math.round((nowMs() - startAt) / 100) / 10;
+  const final = await consumer.finish();
+  const perMillion = Object.fromEntries(
+    COMPONENTS.map((key) => {
+      const a = cpuAfter[key];
+      const b = cpuBefore[key];
+      return [key, a === null || b === null || fixedOrders === 0 || !drained ? null : Math.round(((a - b) / fixedOrders) * 1e6 * 10) / 10];
+    }),
+  );
+  return {
+    mode: 'group commit',
+    requestsPerSec: rate,
+    achievedPerSec: fixed.achievedPerSec,
+    scheduler: 'open loop (the harness): every request due at its scheduled time; latency from that time',
+    latencyMs: fixed.latencyMs,
+    non2xx: fixed.non2xx,
+    errors: fixed.errors,
+    ordersWritten: fixedOrders,
+    ordersWrittenTotal: totalOrders,
+    requestToAppliedMs: summarizeMs(decodeHistogram(final.endToEnd)),
+    requestToReceiptMs: summarizeMs(decodeHistogram(final.receipt)),
+    deliveredDistinct: final.distinctIds,
+    duplicates: final.duplicates,
+    lost: Math.max(0, totalOrders - final.distinctIds),
+    cpuWindowS,
+    appliedAtWindowStart,
+    cpuSecondsPerMillionOrders: perMillion,
+  };
+}
+
+function summaryLines(extra: HttpExtra, durationS: number): string[] {
+  const { modes, fixedRate: fixed, p99LimitMs } = extra;
+  const applied = fixed.requestToAppliedMs;
+  return [
+    `http: POST /orders, relay ${extra.relay} and consumer running throughout`,
+    ...modes.map(
+      (m) =>
+        `  ${m.mode.padEnd(26)} closed loop ${m.closedLoop.requestsPerSec} requests/s (p99 ${m.closedLoop.latencyMs.p99} ms); ` +
+        `open loop with p99 <= ${p99LimitMs} ms from the schedule: ${m.ratePassingP99 > 0 ? `${m.ratePassingP99} requests/s` : 'no rate tried passed'}`,
+    ),
+    `  fixed rate ${fixed.requestsPerSec}/s for ${durationS} s (group commit, open loop): response p50 ${fixed.latencyMs.p50} p99 ${fixed.latencyMs.p99} max ${fixed.latencyMs.max} ms, non-2xx ${fixed.non2xx}, errors ${fixed.errors}`,
+    `  request -> applied: p50 ${applied.p50} p90 ${applied.p90} p99 ${applied.p99} p99.9 ${applied.p999} max ${applied.max} ms (n=${applied.count})`,
+    `  CPU s per million orders of the fixed-rate phase: ${Object.entries(fixed.cpuSecondsPerMillionOrders).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ')}`,
+    `  orders written ${fixed.ordersWrittenTotal}, applied ${fixed.deliveredDistinct}, duplicates ${fixed.duplicates}, lost ${fixed.lost} -> ${fixed.lost === 0 ? 'nothing lost' : 'LOST'}`,
+  ];
+}
+
 export const http: Scenario = {
   name: 'http',
   description: 'POST /orders with the CDC relay and the consumer running: group commit vs a transaction per order, then request -> applied',
@@ -175,152 +357,6 @@ export const http: Scenario = {
     'http-compare': { description: '1: also run the service with a transaction per order; 0: group commit only', defaultValue: 1, min: 0, max: 1 },
     'http-search': { description: '1: search the highest rate within the p99 limit; 0: skip it', defaultValue: 1, min: 0, max: 1 },
   },
-  async run(context) {
-    const { infra, log } = context;
-    const p = context.parameters;
-    const rawDir = path.join(context.outDir, 'raw');
-    mkdirSync(rawDir, { recursive: true });
-    const run = await openRun({ infra, log, name: 'http', partitions: p.partitions, relay: relayOf(p) });
-    const { sql, schema, topic, runId } = run;
-    const children: ChildProcess[] = [];
-    const connections = context.option('http-connections');
-    const p99LimitMs = context.option('http-p99-ms');
-    try {
-      // The scheduled time travels in the event's stored headers; the relay forwards it.
-      const relay = (await startRelayProcess(rawDir, run.env({ forwardHeaders: [HEADERS.intendedAt] }), { describe: p.relayMode })).child;
-      children.push(relay);
-      // The consumer runs from the start; it records latency only once the fixed-rate window is set.
-      const consumer = await startConsumerProcess(rawDir, {
-        databaseUrl: infra.databaseUrl,
-        kafkaBrokers: [...infra.kafkaBrokers],
-        schema,
-        topic,
-        groupId: `bench-http-${runId}`,
-        measureFrom: Number.POSITIVE_INFINITY,
-        measureTo: Number.POSITIVE_INFINITY,
-        runTag: '',
-        startAt: 0,
-        perWorkerRate: 1,
-        ordersPerWorker: [],
-        countById: true,
-      });
-      children.push(consumer.child);
-      let sequence = 0;
-      const nextBody = () => body(sequence++);
-      /** Waits until every order written so far was applied; resolves with their count. */
-      const caughtUp = async (): Promise<number> => {
-        const written = await settledOutboxRows(sql);
-        if (!(await appliedAll(consumer, written, p.drainTimeoutS))) {
-          throw new OutboxBenchError('CHECK_FAILED', `${written} orders were written, and the consumer stopped short of applying them all`);
-        }
-        return written;
-      };
-
-      // Each service mode: closed-loop maximum, then the rate search on the timetable.
-      const modes: ModeResult[] = [];
-      let groupService: { child: ChildProcess; url: string } | undefined;
-      const serviceModes = context.option('http-compare') === 1 ? [context.option('group-commit'), 0] : [context.option('group-commit')];
-      for (const groupCommitMax of serviceModes) {
-        const port = await freeHttpPort();
-        const service = await startServiceProcess(rawDir, run.env({ httpPort: port, groupCommitMax }));
-        children.push(service);
-        const url = `http://127.0.0.1:${port}`;
-        await closedLoop(url, p.partitions, Math.min(3, p.warmupS), nextBody);
-        await caughtUp();
-        const closed = await closedLoop(url, connections, Math.max(5, Math.round(p.durationS / 2)), nextBody);
-        const maxRate = Math.round(closed.requests.average);
-        const label = groupCommitMax > 0 ? 'group commit' : 'one transaction per order';
-        process.stderr.write(`  ${label}: closed loop ${maxRate} requests/s, p99 ${closed.latency.p99} ms\n`);
-        const search =
-          context.option('http-search') === 1 ? await searchRate(url, maxRate, connections, p99LimitMs, nextBody, caughtUp, (line) => process.stderr.write(`  ${label}: ${line}\n`)) : [];
-        modes.push({
-          mode: label,
-          groupCommitMax,
-          closedLoop: { connections, requestsPerSec: maxRate, latencyMs: httpLatency(closed), non2xx: closed.non2xx, errors: closed.errors },
-          ratePassingP99: Math.max(0, ...search.filter((s) => s.passed).map((s) => s.rate)),
-          search,
-        });
-        if (groupCommitMax > 0) groupService = { child: service, url };
-        else await stopChild(service);
-      }
-      const earlierOrders = await caughtUp();
-
-      // The fixed rate, group commit: request -> applied, and the CPU of exactly these orders.
-      const rate = context.option('http-rate') || Math.max(50, Math.round((modes[0]?.closedLoop.requestsPerSec ?? 100) / 2));
-      // A whole millisecond: the header carries the schedule to 3 decimals, so
-      // the first request's time must not round to just before the window.
-      const startAt = Math.ceil(nowMs()) + 1_000;
-      const endAt = startAt + p.durationS * 1_000;
-      consumer.setWindow(startAt, endAt);
-      const service = groupService!.child;
-      const cpu = () => ({
-        service: service.pid ? processCpuSeconds(service.pid) ?? null : null,
-        postgres: infra.postgres.pid() ? processTreeCpuSeconds(infra.postgres.pid()!) ?? null : null,
-        kafka: infra.kafka.pid() ? processCpuSeconds(infra.kafka.pid()!) ?? null : null,
-        relay: relay.pid ? processTreeCpuSeconds(relay.pid) ?? null : null,
-        consumer: consumer.child.pid ? processCpuSeconds(consumer.child.pid) ?? null : null,
-      });
-      await sleep(Math.max(0, startAt - nowMs()));
-      const cpuBefore = cpu();
-      const appliedAtWindowStart = consumer.progress()?.distinct ?? 0;
-      const fixed = await openLoop({ url: `${groupService!.url}/orders`, rate, durationS: p.durationS, connections, startAt, body: nextBody });
-      const totalOrders = await outboxRows(sql);
-      const fixedOrders = totalOrders - earlierOrders;
-      const drained = await appliedAll(consumer, totalOrders, p.drainTimeoutS);
-      const cpuAfter = cpu();
-      const cpuWindowS = Math.round((nowMs() - startAt) / 100) / 10;
-      const final = await consumer.finish();
-      const requestToApplied = summarizeMs(decodeHistogram(final.endToEnd));
-      const requestToReceipt = summarizeMs(decodeHistogram(final.receipt));
-      const lost = Math.max(0, totalOrders - final.distinctIds);
-      const perMillion = Object.fromEntries(
-        COMPONENTS.map((key) => {
-          const a = cpuAfter[key];
-          const b = cpuBefore[key];
-          return [key, a === null || b === null || fixedOrders === 0 || !drained ? null : Math.round(((a - b) / fixedOrders) * 1e6 * 10) / 10];
-        }),
-      );
-      const extra: HttpExtra = {
-        relay: p.relayMode,
-        p99LimitMs,
-        modes,
-        fixedRate: {
-          mode: 'group commit',
-          requestsPerSec: rate,
-          achievedPerSec: fixed.achievedPerSec,
-          scheduler: 'open loop (the harness): every request due at its scheduled time; latency from that time',
-          latencyMs: fixed.latencyMs,
-          non2xx: fixed.non2xx,
-          errors: fixed.errors,
-          ordersWritten: fixedOrders,
-          ordersWrittenTotal: totalOrders,
-          requestToAppliedMs: requestToApplied,
-          requestToReceiptMs: requestToReceipt,
-          deliveredDistinct: final.distinctIds,
-          duplicates: final.duplicates,
-          lost,
-          cpuWindowS,
-          appliedAtWindowStart,
-          cpuSecondsPerMillionOrders: perMillion,
-        },
-      };
-      const lines = [
-        `http: POST /orders, relay ${p.relayMode} and consumer running throughout`,
-        ...modes.map(
-          (m) =>
-            `  ${m.mode.padEnd(26)} closed loop ${m.closedLoop.requestsPerSec} requests/s (p99 ${m.closedLoop.latencyMs.p99} ms); ` +
-            `open loop with p99 <= ${p99LimitMs} ms from the schedule: ${m.ratePassingP99 > 0 ? `${m.ratePassingP99} requests/s` : 'no rate tried passed'}`,
-        ),
-        `  fixed rate ${rate}/s for ${p.durationS} s (group commit, open loop): response p50 ${fixed.latencyMs.p50} p99 ${fixed.latencyMs.p99} max ${fixed.latencyMs.max} ms, non-2xx ${fixed.non2xx}, errors ${fixed.errors}`,
-        `  request -> applied: p50 ${requestToApplied.p50} p90 ${requestToApplied.p90} p99 ${requestToApplied.p99} p99.9 ${requestToApplied.p999} max ${requestToApplied.max} ms (n=${requestToApplied.count})`,
-        `  CPU s per million orders of the fixed-rate phase: ${Object.entries(perMillion).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ')}`,
-        `  orders written ${totalOrders}, applied ${final.distinctIds}, duplicates ${final.duplicates}, lost ${lost} -> ${lost === 0 ? 'nothing lost' : 'LOST'}`,
-      ];
-      return { title: lines[0]!, runs: [], extra, lines };
-    } finally {
-      for (const child of children.reverse()) await stopChild(child).catch(() => {});
-      await run.close();
-    }
-  },
+  run: runHttp,
   report,
 };

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { PgoutputPlugin } from 'pg-logical-replication';
 import { Bench } from 'tinybench';
-import { createSql, dropSchema, migrate } from '../../src/db.js';
+import { createSql, dropSchema, migrate, type Sql } from '../../src/db.js';
 import type { OutboxRow } from '../../src/events.js';
 import { surelyWithin } from '../../src/kafka/batch-limit.js';
 import { createHistogram } from '../../src/latency.js';
@@ -49,6 +49,69 @@ function report(context: ReportContext, folder: string): string[] {
   ];
 }
 
+/** The tasks: the per-event work of the relays and the consumer, and the claim queries against a backlog of `backlog` rows. */
+function hotPathBench(sql: Sql, backlog: number, timeMs: number): Bench {
+  const event = orderPlacedEvent({ orderId: randomUUID(), customerId: 'customer-42', amountCents: 4_200, currency: 'EUR' }, { 'x-intended-at': '1795444655340.123' }, 'x'.repeat(90));
+  const row: OutboxRow = { ...event, id: 1, createdAt: new Date(), headers: event.headers ?? {} };
+  const wire = new WireEncoder({ route: (type) => `outbox.event.${type}`, headers: 'minimal', forward: [] });
+  const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: ['p'] });
+  const decoder = new PgoutputDecoder('bench_micro');
+  plugin.parse(relationMessage(16_384, 'bench_micro', 'outbox'));
+  decoder.decode(relationMessage(16_384, 'bench_micro', 'outbox'));
+  const inserts = Array.from({ length: 1_000 }, () => insertMessage(16_384, { payload: event.payload, headers: '{"x-intended-at": "1795444655340.123"}' }));
+  const frame = encodeOutboxFrame(event);
+  // A polling pass's worth of records at the saturation load's 256 B payloads.
+  const big = orderPlacedEvent({ orderId: randomUUID(), customerId: 'customer-42', amountCents: 4_200, currency: 'EUR' }, {}, 'x'.repeat(200));
+  const pass = Array.from({ length: 1_000 }, () => wire.fromEvent({ ...big, aggregateId: randomUUID() }));
+  let next = 0;
+  const histogram = createHistogram();
+
+  const bench = new Bench({ time: timeMs, warmupTime: 500 });
+  bench
+    .add('encode an event as its logical-message frame', () => {
+      encodeOutboxFrame(event);
+    })
+    .add('decode a logical-message frame (views, no copy)', () => {
+      decodeOutboxFrame(frame);
+    })
+    .add('claimed row -> Kafka record (topic, key, value, 2 headers)', () => {
+      wire.fromEvent(row);
+    })
+    .add(`record-batch limit check of a pass (1,000 records of ${Buffer.byteLength(String(big.payload))} B)`, () => {
+      surelyWithin(pass);
+    })
+    .add('decode one pgoutput insert (pg-logical-replication, every column)', () => {
+      plugin.parse(inserts[next++ % inserts.length]!);
+    })
+    .add('decode one pgoutput insert + Kafka record (the relay\'s decoder)', () => {
+      const decoded = decoder.decode(inserts[next++ % inserts.length]!);
+      if (decoded.tag === 'insert') wire.fromColumns(decoded.row);
+    })
+    .add('record one latency in an HDR histogram', () => {
+      histogram.recordValue(1 + (next++ % 100_000));
+    })
+    .add(`claim 1000 oldest unpublished of ${backlog} (FOR UPDATE SKIP LOCKED)`, async () => {
+      await sql.begin((tx) => selectOldestUnpublished(tx, 1_000, 'skip-locked'));
+    })
+    .add(`claim 22 of 64 buckets + their 1000 oldest rows of ${backlog}`, async () => {
+      await sql.begin(async (tx) => selectUnpublishedInBuckets(tx, await claimBuckets(tx, 22, 64, 2_000), 64, 1_000));
+    });
+  return bench;
+}
+
+function taskSummary(task: Bench['tasks'][number]): TaskSummary {
+  const result = task.result;
+  if (result.state !== 'completed') return { name: task.name, state: result.state };
+  return {
+    name: task.name,
+    state: 'completed',
+    opsPerSec: Math.round(result.throughput.mean),
+    latencyUs: { mean: round(result.latency.mean * 1_000), p50: round(result.latency.p50 * 1_000), p99: round(result.latency.p99 * 1_000) },
+    relativeMarginOfErrorPercent: round(result.latency.rme),
+    samples: result.latency.samples?.length ?? 0,
+  };
+}
+
 export const micro: Scenario = {
   name: 'micro',
   description: 'micro-benchmarks (tinybench): event framing, pgoutput decoding, Kafka records, claim queries, histogram recording',
@@ -70,65 +133,10 @@ export const micro: Scenario = {
       await sql`VACUUM ANALYZE outbox`;
       await seedBuckets(sql, 64);
 
-      const event = orderPlacedEvent({ orderId: randomUUID(), customerId: 'customer-42', amountCents: 4_200, currency: 'EUR' }, { 'x-intended-at': '1795444655340.123' }, 'x'.repeat(90));
-      const row: OutboxRow = { ...event, id: 1, createdAt: new Date(), headers: event.headers ?? {} };
-      const wire = new WireEncoder({ route: (type) => `outbox.event.${type}`, headers: 'minimal', forward: [] });
-      const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: ['p'] });
-      const decoder = new PgoutputDecoder('bench_micro');
-      plugin.parse(relationMessage(16_384, 'bench_micro', 'outbox'));
-      decoder.decode(relationMessage(16_384, 'bench_micro', 'outbox'));
-      const inserts = Array.from({ length: 1_000 }, () => insertMessage(16_384, { payload: event.payload, headers: '{"x-intended-at": "1795444655340.123"}' }));
-      const frame = encodeOutboxFrame(event);
-      // A polling pass's worth of records at the saturation load's 256 B payloads.
-      const big = orderPlacedEvent({ orderId: randomUUID(), customerId: 'customer-42', amountCents: 4_200, currency: 'EUR' }, {}, 'x'.repeat(200));
-      const pass = Array.from({ length: 1_000 }, () => wire.fromEvent({ ...big, aggregateId: randomUUID() }));
-      let next = 0;
-      const histogram = createHistogram();
-
-      const bench = new Bench({ time: context.option('micro-time-ms'), warmupTime: 500 });
-      bench
-        .add('encode an event as its logical-message frame', () => {
-          encodeOutboxFrame(event);
-        })
-        .add('decode a logical-message frame (views, no copy)', () => {
-          decodeOutboxFrame(frame);
-        })
-        .add('claimed row -> Kafka record (topic, key, value, 2 headers)', () => {
-          wire.fromEvent(row);
-        })
-        .add(`record-batch limit check of a pass (1,000 records of ${Buffer.byteLength(String(big.payload))} B)`, () => {
-          surelyWithin(pass);
-        })
-        .add('decode one pgoutput insert (pg-logical-replication, every column)', () => {
-          plugin.parse(inserts[next++ % inserts.length]!);
-        })
-        .add('decode one pgoutput insert + Kafka record (the relay\'s decoder)', () => {
-          const decoded = decoder.decode(inserts[next++ % inserts.length]!);
-          if (decoded.tag === 'insert') wire.fromColumns(decoded.row);
-        })
-        .add('record one latency in an HDR histogram', () => {
-          histogram.recordValue(1 + (next++ % 100_000));
-        })
-        .add(`claim 1000 oldest unpublished of ${backlog} (FOR UPDATE SKIP LOCKED)`, async () => {
-          await sql.begin((tx) => selectOldestUnpublished(tx, 1_000, 'skip-locked'));
-        })
-        .add(`claim 22 of 64 buckets + their 1000 oldest rows of ${backlog}`, async () => {
-          await sql.begin(async (tx) => selectUnpublishedInBuckets(tx, await claimBuckets(tx, 22, 64, 2_000), 64, 1_000));
-        });
+      const bench = hotPathBench(sql, backlog, context.option('micro-time-ms'));
       await bench.run();
 
-      const tasks = bench.tasks.map((task): TaskSummary => {
-        const result = task.result;
-        if (result.state !== 'completed') return { name: task.name, state: result.state };
-        return {
-          name: task.name,
-          state: 'completed',
-          opsPerSec: Math.round(result.throughput.mean),
-          latencyUs: { mean: round(result.latency.mean * 1_000), p50: round(result.latency.p50 * 1_000), p99: round(result.latency.p99 * 1_000) },
-          relativeMarginOfErrorPercent: round(result.latency.rme),
-          samples: result.latency.samples?.length ?? 0,
-        };
-      });
+      const tasks = bench.tasks.map(taskSummary);
       const lines = tasks.map((t) =>
         'latencyUs' in t
           ? `  ${t.name.padEnd(62)} ${String(t.opsPerSec).padStart(10)} ops/s   mean ${t.latencyUs.mean} µs  p99 ${t.latencyUs.p99} µs  ±${t.relativeMarginOfErrorPercent}%`
