@@ -21,7 +21,7 @@ import { buildConfluentClient, describeBuildFailure } from './infra/kafka-client
 import { CONFLUENT_CLIENT_DIR } from './kafka/confluent.js';
 import { consumersFor } from './kafka/consumers.js';
 import { signalReady } from './readiness.js';
-import { checkClaims, readEvidence } from './relay/evidence.js';
+import { checkClaims, readEvidence } from './relay/table/evidence.js';
 import { startRelay } from './relay/index.js';
 import { RELAY_MODES, relayModeInfo } from './relay/modes.js';
 import { CleanupLoop, deleteDeliveredBatched, dropDeliveredPartitions, sweepInbox, type CleanupStrategy } from './cleanup/retention.js';

@@ -28,13 +28,13 @@ export { ShardedPublisher, type EventPublisher, type TopicRouter } from './relay
 export { createPublisher, TopicAdmin, partitionOf, type PublisherOptions } from './kafka/index.js';
 export { KafkajsPublisher } from './kafka/kafkajs.js';
 export { WireEncoder, type WireOptions } from './relay/wire.js';
-export { TableRelay, type ClaimStrategy, type TableRelayOptions } from './relay/table-relay.js';
-export { createPollingRelay, pollingStrategy } from './relay/polling.js';
-export { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from './relay/skip-locked.js';
-export { CdcRelay, type CdcRelayOptions } from './relay/cdc.js';
-export { prepareSlot, slotLagBytes } from './relay/slot.js';
+export { TableRelay, type ClaimStrategy, type TableRelayOptions } from './relay/table/relay.js';
+export { createPollingRelay, pollingStrategy } from './relay/table/polling.js';
+export { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from './relay/table/skip-locked.js';
+export { CdcRelay, type CdcRelayOptions } from './relay/cdc/relay.js';
+export { prepareSlot, slotLagBytes } from './relay/cdc/slot.js';
 export { RELAY_MODES, relayModeInfo, loadRelayMode, type RelayModeInfo, type RelayModeBehaviour } from './relay/modes.js';
-export { checkClaims, readEvidence, type ClaimReport } from './relay/evidence.js';
+export { checkClaims, readEvidence, type ClaimReport } from './relay/table/evidence.js';
 
 // Consumer
 export { IdempotentConsumer, type Delivery, type IdempotentConsumerOptions } from './consumer/consumer.js';

@@ -14,7 +14,7 @@
  * decodeOutboxFrame still reads those, so a slot holding old events drains.
  */
 import type { OutboxEventInput } from './events.js';
-import type { OutboxColumns } from './relay/pgoutput.js';
+import type { OutboxColumns } from './relay/cdc/pgoutput.js';
 
 const FORMAT_V1 = 1;
 const JSON_OPEN = 0x7b; // '{'

@@ -17,7 +17,7 @@ import { settingsEnv, type Config } from '../src/config.js';
 import { OutboxBenchError } from '../src/errors.js';
 import { HEADERS } from '../src/events.js';
 import { amendOrders, placeOrders } from '../src/orders/write-path.js';
-import { shardOf } from '../src/relay/cdc-sharded.js';
+import { shardOf } from '../src/relay/cdc/sharded.js';
 import { loadRelayMode } from '../src/relay/modes.js';
 import { eventually, headerOf, log, readTopic, scratchDir, testEnv, topicMessageCount, type TestEnv } from './helpers.js';
 

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkClaims, type PassEvidence } from '../src/relay/evidence.js';
+import { checkClaims, type PassEvidence } from '../src/relay/table/evidence.js';
 
 const claim = (replica: string, pass: number, claimedAt: number, buckets: number[], extra: Partial<Extract<PassEvidence, { type: 'claim' }>> = {}): PassEvidence => ({
   type: 'claim',

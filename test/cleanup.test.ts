@@ -11,7 +11,7 @@ import { kafkajsConsumers } from '../src/kafka/consumers.js';
 import { IdempotentConsumer } from '../src/consumer/consumer.js';
 import { deleteDeliveredBatched, dropDeliveredPartitions, sweepInbox } from '../src/cleanup/retention.js';
 import { ensurePartitions, type Sql } from '../src/db.js';
-import { shardOf } from '../src/relay/cdc-sharded.js';
+import { shardOf } from '../src/relay/cdc/sharded.js';
 import { loadRelayMode } from '../src/relay/modes.js';
 import { cdcRelayFor, eventually, log, testEnv, type TestEnv } from './helpers.js';
 

@@ -20,10 +20,10 @@ import { KafkajsPublisher } from '../src/kafka/kafkajs.js';
 import { TopicAdmin } from '../src/kafka/topics.js';
 import { IdempotentConsumer, type Delivery } from '../src/consumer/consumer.js';
 import { kafkajsConsumers, type ConsumerSource } from '../src/kafka/consumers.js';
-import { CdcRelay, type CdcRelayOptions } from '../src/relay/cdc.js';
+import { CdcRelay, type CdcRelayOptions } from '../src/relay/cdc/relay.js';
 import type { EventPublisher } from '../src/relay/publisher.js';
 import { WireEncoder } from '../src/relay/wire.js';
-import { dropIdleSlots } from '../src/relay/slot.js';
+import { dropIdleSlots } from '../src/relay/cdc/slot.js';
 import { slicePort } from './ports.js';
 
 export { startRetryingBind } from './ports.js';

@@ -10,7 +10,7 @@ import type { HeaderSet } from '../src/config.js';
 import { HEADERS, topicFor } from '../src/events.js';
 import { createOrderService } from '../src/orders/http.js';
 import { placeOrders } from '../src/orders/write-path.js';
-import { createPollingRelay } from '../src/relay/polling.js';
+import { createPollingRelay } from '../src/relay/table/polling.js';
 import { WireEncoder } from '../src/relay/wire.js';
 import { eventually, headerOf, log, readTopic, startTestConsumer, testEnv, topicMessageCount, type TestEnv } from './helpers.js';
 

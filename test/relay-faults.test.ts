@@ -16,8 +16,8 @@ import { createKafkaClient } from '../src/kafka-client.js';
 import { KafkajsPublisher } from '../src/kafka/kafkajs.js';
 import { TopicAdmin } from '../src/kafka/topics.js';
 import { placeOrders } from '../src/orders/write-path.js';
-import { CdcRelay } from '../src/relay/cdc.js';
-import { createPollingRelay } from '../src/relay/polling.js';
+import { CdcRelay } from '../src/relay/cdc/relay.js';
+import { createPollingRelay } from '../src/relay/table/polling.js';
 import { eventually, freePort, headerOf, log, readTopic, scratchDir, startRetryingBind, testEnv } from './helpers.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');

@@ -16,7 +16,7 @@ import { describeError } from '../src/errors.js';
 import { acquireInfra } from '../src/infra/index.js';
 import { ShutdownStack, installSignalHandlers } from '../src/lifecycle.js';
 import { createLogger } from '../src/log.js';
-import { dropIdleSlots } from '../src/relay/slot.js';
+import { dropIdleSlots } from '../src/relay/cdc/slot.js';
 import { DEFAULT_PORT_BASE, PORT_SLICE_ENV, runPorts, startRetryingBind } from './ports.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

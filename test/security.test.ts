@@ -20,7 +20,7 @@ import { quoteIdentifier } from '../src/identifiers.js';
 import { acquireInfra, LocalKafka, LocalPostgres } from '../src/infra/index.js';
 import { Metrics } from '../src/metrics.js';
 import { createOrderService } from '../src/orders/http.js';
-import { prepareSlot } from '../src/relay/slot.js';
+import { prepareSlot } from '../src/relay/cdc/slot.js';
 import { freePort, log, scratchDir, startRetryingBind, testEnv, uniqueName, testParameters } from './helpers.js';
 
 /** The local addresses the kernel lists as listening on `port` (IPv4 and IPv6). */

@@ -16,11 +16,11 @@ import { OrderingChecker } from '../src/chaos/ordering.js';
 import { HEADERS, type WireEvent } from '../src/events.js';
 import { amendOrders, placeOrders, writeOutboxEvents } from '../src/orders/write-path.js';
 import { bumpOrderVersions } from '../src/queries.js';
-import { checkClaims, readEvidence } from '../src/relay/evidence.js';
-import { createPollingRelay } from '../src/relay/polling.js';
+import { checkClaims, readEvidence } from '../src/relay/table/evidence.js';
+import { createPollingRelay } from '../src/relay/table/polling.js';
 import type { EventPublisher } from '../src/relay/publisher.js';
-import { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from '../src/relay/skip-locked.js';
-import { TableRelay, type ClaimStrategy } from '../src/relay/table-relay.js';
+import { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from '../src/relay/table/skip-locked.js';
+import { TableRelay, type ClaimStrategy } from '../src/relay/table/relay.js';
 import { eventually, headerOf, log, readTopic, scratchDir, testEnv, topicMessageCount, type TestEnv } from './helpers.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');

@@ -23,12 +23,12 @@ import { createKafkaClient } from '../src/kafka-client.js';
 import { KafkajsPublisher } from '../src/kafka/kafkajs.js';
 import { TopicAdmin } from '../src/kafka/topics.js';
 import { amendOrders, placeOrders } from '../src/orders/write-path.js';
-import { CdcRelay, CONFIRMED_RECORD_INTERVAL_MS } from '../src/relay/cdc.js';
-import { shardOf } from '../src/relay/cdc-sharded.js';
+import { CdcRelay, CONFIRMED_RECORD_INTERVAL_MS } from '../src/relay/cdc/relay.js';
+import { shardOf } from '../src/relay/cdc/sharded.js';
 import type { EventPublisher } from '../src/relay/publisher.js';
-import { recoverSlot } from '../src/relay/slot-recovery.js';
+import { recoverSlot } from '../src/relay/cdc/slot-recovery.js';
 import { WireEncoder } from '../src/relay/wire.js';
-import { parseLsn } from '../src/relay/lsn.js';
+import { parseLsn } from '../src/relay/cdc/lsn.js';
 import { startRetryingBind } from './ports.js';
 import { defer, eventually, freePort, headerOf, log, readTopic, scratchDir, topicMessageCount, uniqueName } from './helpers.js';
 

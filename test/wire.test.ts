@@ -11,7 +11,7 @@ import { beginMessage, commitMessage, insertMessage, logicalMessage, relationMes
 import { amountOf } from '../src/consumer/consumer.js';
 import { partitionOf } from '../src/kafka/murmur2.js';
 import { decodeOutboxFrame, encodeOutboxFrame } from '../src/outbox-frame.js';
-import { PgoutputDecoder } from '../src/relay/pgoutput.js';
+import { PgoutputDecoder } from '../src/relay/cdc/pgoutput.js';
 import { WireEncoder } from '../src/relay/wire.js';
 
 const text = (b: Buffer | string | undefined) => (b === undefined ? undefined : b.toString());

@@ -31,7 +31,7 @@ import { LocalKafkaCluster } from '../../src/infra/kafka-cluster.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
 import { silentLogger } from '../../src/log.js';
 import type { LocalPostgres } from '../../src/infra/postgres.js';
-import { appendSessionEnd } from '../../src/relay/evidence.js';
+import { appendSessionEnd } from '../../src/relay/table/evidence.js';
 import { relayApplicationName, type RelayModeBehaviour, type RelayModeInfo, type RelaySettings } from '../../src/relay/modes.js';
 import type { PostgresFailover } from './failover.js';
 import type { Supervisor } from './supervisor.js';

@@ -17,7 +17,7 @@ import { LocalPostgres } from '../../src/infra/postgres.js';
 import { PostgresFailover } from './failover.js';
 import { isPortFree } from '../../src/infra/processes.js';
 import type { Logger } from '../../src/log.js';
-import { checkClaims, readEvidence, recordSessionEnd, type ClaimReport } from '../../src/relay/evidence.js';
+import { checkClaims, readEvidence, recordSessionEnd, type ClaimReport } from '../../src/relay/table/evidence.js';
 import { relayModeInfo } from '../../src/relay/modes.js';
 import { openRun, type RunSetup } from '../harness/run-setup.js';
 import type { ConsumerTask, WriterTask } from './child.js';

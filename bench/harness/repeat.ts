@@ -3,7 +3,7 @@
  * sample of a noisy quantity, so the published figure is the median run and
  * the spread across all runs is published beside it.
  */
-import { describeResult } from './format.js';
+import { describeResult } from '../report/format.js';
 import type { PipelineResult } from './pipeline.js';
 import { summarizeRun, type RunSpread, type RunSummary } from './summary.js';
 

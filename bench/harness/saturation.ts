@@ -17,7 +17,7 @@
  * that confirmation fails, the next lower passing rate is confirmed instead.
  */
 import { OutboxBenchError } from '../../src/errors.js';
-import { describeResult } from './format.js';
+import { describeResult } from '../report/format.js';
 import type { PrewarmParameters } from './load-worker.js';
 import { runPipeline, type PipelineContext, type PipelineParameters, type PipelineResult } from './pipeline.js';
 

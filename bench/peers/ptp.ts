@@ -27,7 +27,7 @@ import { createPublisher, TopicAdmin } from '../../src/kafka/index.js';
 import { WireEncoder } from '../../src/relay/wire.js';
 import { orderPlacedEvent, validateOrder, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
 import { signalReady } from '../../src/readiness.js';
-import { dropIdleSlots } from '../../src/relay/slot.js';
+import { dropIdleSlots } from '../../src/relay/cdc/slot.js';
 
 export const PTP_TABLE = 'ptp_outbox';
 export const PTP_POLLING_FUNCTION = 'ptp_next_outbox_messages';

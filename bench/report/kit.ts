@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Environment } from '../harness/environment.js';
 import type { RunSummary } from '../harness/summary.js';
-import type { Chart } from '../harness/charts.js';
+import type { Chart } from './charts.js';
 
 /** A summary.json; `extra` is the scenario's own result type. */
 export interface Summary<Extra = unknown> {

@@ -5,7 +5,7 @@
  */
 import { decodeHistogram } from '../../src/latency.js';
 import { relayModeInfo } from '../../src/relay/modes.js';
-import { bars, latencyByPercentile, throughputAndLag } from '../harness/charts.js';
+import { bars, latencyByPercentile, throughputAndLag } from './charts.js';
 import type { RunSummary } from '../harness/summary.js';
 import { current, f, save, type ReportContext } from './kit.js';
 

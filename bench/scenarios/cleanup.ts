@@ -20,7 +20,7 @@ import { planLoad } from '../harness/load-worker.js';
 import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
 import { startRelayProcess, stopChild } from '../harness/processes.js';
 import { openRun } from '../harness/run-setup.js';
-import { lines as lineChart } from '../harness/charts.js';
+import { lines as lineChart } from '../report/charts.js';
 import { anySummary, f, legacyNote, save, type ReportContext } from '../report/kit.js';
 import type { Scenario } from '../scenario.js';
 

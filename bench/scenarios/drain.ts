@@ -26,7 +26,7 @@ import { nowMs } from '../../src/events.js';
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import { endOffsets, follow, kafkaCpu, MIN_WINDOW_READINGS, pgCpu, relayCpu, SAMPLE_MS, type DrainFigures } from '../harness/drain-figures.js';
 import { processCpuSeconds, threadCpuSeconds } from '../harness/process-stats.js';
-import { medianWithRange } from '../harness/format.js';
+import { medianWithRange } from '../report/format.js';
 import { leastSquares, median } from '../harness/stats.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';

@@ -14,7 +14,7 @@ import { createHistogram } from '../../src/latency.js';
 import { orderPlacedEvent, placeOrders } from '../../src/orders/write-path.js';
 import { encodeOutboxFrame, decodeOutboxFrame } from '../../src/outbox-frame.js';
 import { claimBuckets, seedBuckets, selectOldestUnpublished, selectUnpublishedInBuckets } from '../../src/queries.js';
-import { PgoutputDecoder } from '../../src/relay/pgoutput.js';
+import { PgoutputDecoder } from '../../src/relay/cdc/pgoutput.js';
 import { WireEncoder } from '../../src/relay/wire.js';
 import { insertMessage, relationMessage } from '../harness/pgoutput-fixtures.js';
 import { anySummary, f, type ReportContext } from '../report/kit.js';

@@ -7,7 +7,7 @@
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import type { DrainFigures } from '../harness/accounting.js';
 import type { PipelineParameters } from '../harness/pipeline.js';
-import { bars } from '../harness/charts.js';
+import { bars } from '../report/charts.js';
 import { cpuPerMillionByProcess, MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE, runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
 import { pipelineContext, type Scenario } from '../scenario.js';

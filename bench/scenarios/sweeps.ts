@@ -21,7 +21,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { OutboxBenchError } from '../../src/errors.js';
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
-import { categoryLines } from '../harness/charts.js';
+import { categoryLines } from '../report/charts.js';
 import { gitCommit } from '../harness/environment.js';
 import type { PipelineParameters } from '../harness/pipeline.js';
 import { searchSustained, type SearchOptions, type SearchStep } from '../harness/saturation.js';

@@ -18,7 +18,7 @@ import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
 import { processCpuSeconds } from '../harness/process-stats.js';
 import { startRelayProcess, stopChild, type StartedRelay } from '../harness/processes.js';
 import { openRun } from '../harness/run-setup.js';
-import { bars } from '../harness/charts.js';
+import { bars } from '../report/charts.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 

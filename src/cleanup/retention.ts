@@ -18,7 +18,7 @@ import { ensurePartitions } from '../db.js';
 import { describeError } from '../errors.js';
 import { quoteIdentifier } from '../identifiers.js';
 import type { Logger } from '../log.js';
-import { parseLsn } from '../relay/lsn.js';
+import { parseLsn } from '../relay/cdc/lsn.js';
 
 /** How delivery is proven: rows marked published, or replication slots past them. */
 export type { DeliveryProof } from '../relay/contract.js';

@@ -41,7 +41,7 @@ const modes = {
     processes: 'one',
     processNoun: 'relay',
     claimEvidence: true,
-    load: async () => (await import('./polling.js')).pollingMode,
+    load: async () => (await import('./table/polling.js')).pollingMode,
   },
   'skip-locked': {
     name: 'skip-locked',
@@ -55,7 +55,7 @@ const modes = {
     claimEvidence: true,
     check: (config) =>
       config.buckets < config.replicas ? `flag --buckets: ${config.buckets} buckets cannot keep ${config.replicas} replicas busy; use at least --replicas` : undefined,
-    load: async () => (await import('./skip-locked.js')).skipLockedMode,
+    load: async () => (await import('./table/skip-locked.js')).skipLockedMode,
   },
   'naive-skip-locked': {
     name: 'naive-skip-locked',
@@ -67,7 +67,7 @@ const modes = {
     processes: 'replicas',
     processNoun: 'replica',
     claimEvidence: true,
-    load: async () => (await import('./skip-locked.js')).naiveSkipLockedMode,
+    load: async () => (await import('./table/skip-locked.js')).naiveSkipLockedMode,
   },
   cdc: {
     name: 'cdc',
@@ -79,7 +79,7 @@ const modes = {
     processes: 'one',
     processNoun: 'relay',
     claimEvidence: false,
-    load: async () => (await import('./cdc-modes.js')).cdcMode,
+    load: async () => (await import('./cdc/modes.js')).cdcMode,
   },
   'cdc-message': {
     name: 'cdc-message',
@@ -91,7 +91,7 @@ const modes = {
     processes: 'one',
     processNoun: 'relay',
     claimEvidence: false,
-    load: async () => (await import('./cdc-modes.js')).cdcMessageMode,
+    load: async () => (await import('./cdc/modes.js')).cdcMessageMode,
   },
   'cdc-sharded': {
     name: 'cdc-sharded',
@@ -108,7 +108,7 @@ const modes = {
       `${config.slotName}_${config.replicas - 1}`.length > 63 || `${config.publicationName}_${config.replicas - 1}`.length > 63
         ? 'flag --slot / --publication: with --replicas shards the names gain a _<index> suffix; keep them under 61 characters'
         : undefined,
-    load: async () => (await import('./cdc-sharded.js')).cdcShardedMode,
+    load: async () => (await import('./cdc/sharded.js')).cdcShardedMode,
   },
 } as const satisfies Record<RelayMode, RelayModeInfo>;
 

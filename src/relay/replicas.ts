@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import type { Sql } from '../db.js';
 import { describeError, EXIT, OutboxBenchError } from '../errors.js';
 import { isReadyMessage } from '../readiness.js';
-import { recordSessionEnd } from './evidence.js';
+import { recordSessionEnd } from './table/evidence.js';
 import { relayModeInfo, relayProcesses, RELAY_PROCESS_SETTINGS } from './modes.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli.js');

@@ -13,7 +13,7 @@
  */
 import type { HeaderSet } from '../config.js';
 import { HEADERS, type OutboxEventInput, type WireEvent } from '../events.js';
-import type { OutboxColumns } from './pgoutput.js';
+import type { OutboxColumns } from './cdc/pgoutput.js';
 import type { TopicRouter } from './publisher.js';
 
 export interface WireOptions {

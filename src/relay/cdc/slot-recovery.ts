@@ -22,16 +22,16 @@
  * Only one publisher runs at a time for the slot's aggregates, so
  * per-aggregate order holds. A recovery may duplicate, never lose.
  */
-import type { Sql, TransactionSql } from '../db.js';
-import { OutboxBenchError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import { markProvenPublished, selectUnpublishedVisibleIn } from '../queries.js';
-import type { SlotRecoveryReport } from './contract.js';
-import type { EventPublisher } from './publisher.js';
+import type { Sql, TransactionSql } from '../../db.js';
+import { OutboxBenchError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import { markProvenPublished, selectUnpublishedVisibleIn } from '../../queries.js';
+import type { SlotRecoveryReport } from '../contract.js';
+import type { EventPublisher } from '../publisher.js';
 import { assertRelaySlot, createSlot, ensurePublication, lostSlotAdvice, serverSlot, slotRecord, type SlotOptions } from './slot.js';
-import { TableRelay, type ClaimStrategy } from './table-relay.js';
-import type { WireEncoder } from './wire.js';
+import { TableRelay, type ClaimStrategy } from '../table/relay.js';
+import type { WireEncoder } from '../wire.js';
 
 export interface SlotRecoveryOptions {
   sql: Sql;

@@ -5,7 +5,7 @@
  * head whose every event is acknowledged. A transaction confirmed out of
  * order would let a replay skip an earlier one that Kafka never got.
  */
-import type { WireEvent } from '../events.js';
+import type { WireEvent } from '../../events.js';
 import type { Lsn } from './lsn.js';
 import type { EventLog } from './spill.js';
 

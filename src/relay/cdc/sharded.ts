@@ -24,11 +24,11 @@
  *    walsender decodes the whole WAL, so PostgreSQL's decoding CPU grows
  *    with N (docs/capacity.md has the measured cost per slot).
  */
-import { OutboxBenchError } from '../errors.js';
-import type { Sql } from '../db.js';
-import type { Logger } from '../log.js';
-import { provisionCdc, recoverCdc, releaseCdc, slotsLag, startCdcRelay, type CdcProcess } from './cdc-modes.js';
-import type { RelayModeBehaviour, RelaySettings } from './contract.js';
+import { OutboxBenchError } from '../../errors.js';
+import type { Sql } from '../../db.js';
+import type { Logger } from '../../log.js';
+import { provisionCdc, recoverCdc, releaseCdc, slotsLag, startCdcRelay, type CdcProcess } from './modes.js';
+import type { RelayModeBehaviour, RelaySettings } from '../contract.js';
 
 /**
  * The slot, publication and row filter of shard `index` of `settings.replicas`.

@@ -8,10 +8,10 @@
  * keeps two accidentally started pollers from publishing every event twice,
  * without writing a row lock into every claimed tuple.
  */
-import type { TransactionSql } from '../db.js';
-import { selectOldestUnpublished, tryPollerLock } from '../queries.js';
-import type { RelayModeBehaviour } from './contract.js';
-import { startTableRelay, tableMode, TableRelay, type ClaimStrategy, type TableRelayOptions } from './table-relay.js';
+import type { TransactionSql } from '../../db.js';
+import { selectOldestUnpublished, tryPollerLock } from '../../queries.js';
+import type { RelayModeBehaviour } from '../contract.js';
+import { startTableRelay, tableMode, TableRelay, type ClaimStrategy, type TableRelayOptions } from './relay.js';
 
 export const pollingStrategy: ClaimStrategy = Object.freeze({
   name: 'polling',

@@ -20,7 +20,7 @@
 import { appendFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Sql, TransactionSql } from '../db.js';
+import type { Sql, TransactionSql } from '../../db.js';
 
 /** One line of an evidence file. */
 export type PassEvidence =

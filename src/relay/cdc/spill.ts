@@ -16,7 +16,7 @@ import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { WireEvent } from '../events.js';
+import type { WireEvent } from '../../events.js';
 
 /** A transaction's events, in memory or on disk, read by position in publish order. */
 export interface EventLog {

@@ -10,20 +10,20 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { backoffMs } from '../backoff.js';
-import { failpoint, FailpointCrash } from '../chaos/failpoints.js';
-import type { Sql, TransactionSql } from '../db.js';
-import { describeError } from '../errors.js';
-import type { OutboxRow } from '../events.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import { markPublished, outboxBacklog } from '../queries.js';
-import type { Runtime } from '../runtime.js';
+import { backoffMs } from '../../backoff.js';
+import { failpoint, FailpointCrash } from '../../chaos/failpoints.js';
+import type { Sql, TransactionSql } from '../../db.js';
+import { describeError } from '../../errors.js';
+import type { OutboxRow } from '../../events.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import { markPublished, outboxBacklog } from '../../queries.js';
+import type { Runtime } from '../../runtime.js';
 import { evidencePath, serverClock, type PassEvidence } from './evidence.js';
-import { relayApplicationName, relayClientId, type LagReading, type RelayHandle, type RelayModeBehaviour, type StartRelayOptions } from './contract.js';
-import type { EventPublisher } from './publisher.js';
-import type { StageRecorder } from './stages.js';
-import type { WireEncoder } from './wire.js';
+import { relayApplicationName, relayClientId, type LagReading, type RelayHandle, type RelayModeBehaviour, type StartRelayOptions } from '../contract.js';
+import type { EventPublisher } from '../publisher.js';
+import type { StageRecorder } from '../stages.js';
+import type { WireEncoder } from '../wire.js';
 
 export interface Claim {
   rows: OutboxRow[];

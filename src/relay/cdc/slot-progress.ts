@@ -3,9 +3,9 @@
  * the slot incarnation it started on: the confirmed position, for people and
  * for a recovery's message, and the published horizon, from fences.
  */
-import type { Sql } from '../db.js';
-import { describeError, OutboxBenchError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Sql } from '../../db.js';
+import { describeError, OutboxBenchError } from '../../errors.js';
+import type { Logger } from '../../log.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
 import { slotRecord } from './slot.js';
 

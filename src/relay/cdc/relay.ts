@@ -29,12 +29,12 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LogicalReplicationService } from 'pg-logical-replication';
-import { backoffMs, RETRY_BACKOFF } from '../backoff.js';
-import { failpoint, FailpointCrash } from '../chaos/failpoints.js';
-import { describeError, OutboxBenchError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { nowMs } from '../events.js';
-import { withDefaults, type CdcRelayOptions, type ResolvedCdcRelayOptions } from './cdc-options.js';
+import { backoffMs, RETRY_BACKOFF } from '../../backoff.js';
+import { failpoint, FailpointCrash } from '../../chaos/failpoints.js';
+import { describeError, OutboxBenchError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { nowMs } from '../../events.js';
+import { withDefaults, type CdcRelayOptions, type ResolvedCdcRelayOptions } from './options.js';
 import { CommitQueue, type QueuedTransaction } from './commit-queue.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
 import { OutboxPlugin, PgoutputDecoder, type PgoutputMessage } from './pgoutput.js';
@@ -42,7 +42,7 @@ import { prepareSlot, slotConfirmedLsn } from './slot.js';
 import { SlotProgress } from './slot-progress.js';
 import { TransactionReader } from './transaction-reader.js';
 
-export type { CdcRelayOptions } from './cdc-options.js';
+export type { CdcRelayOptions } from './options.js';
 export { CONFIRMED_RECORD_INTERVAL_MS, HEARTBEAT_PREFIX } from './slot-progress.js';
 
 /** Slot problems no retry can fix; the relay stops and says what to do. */

@@ -6,12 +6,12 @@
  * slots, and cleaning them up.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Sql } from '../db.js';
-import type { Logger } from '../log.js';
-import type { Runtime } from '../runtime.js';
-import { CdcRelay } from './cdc.js';
-import { relayApplicationName, relayClientId, type EventStore, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type SlotRecoveryReport, type StartRelayOptions } from './contract.js';
-import { OutboxBenchError } from '../errors.js';
+import type { Sql } from '../../db.js';
+import type { Logger } from '../../log.js';
+import type { Runtime } from '../../runtime.js';
+import { CdcRelay } from './relay.js';
+import { relayApplicationName, relayClientId, type EventStore, type LagReading, type RelayHandle, type RelayModeBehaviour, type RelaySettings, type SlotRecoveryReport, type StartRelayOptions } from '../contract.js';
+import { OutboxBenchError } from '../../errors.js';
 import { dropIdleSlots, dropPublications, prepareSlot, slotsBehind } from './slot.js';
 import { recoverSlot } from './slot-recovery.js';
 

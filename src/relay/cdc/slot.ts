@@ -4,10 +4,10 @@
  * refused (never silently recreated) when lost or gone, because a new slot
  * starts at the end of the WAL and skips events.
  */
-import { replicationSql, type Sql } from '../db.js';
-import { OutboxBenchError } from '../errors.js';
-import { quoteIdentifier } from '../identifiers.js';
-import type { Logger } from '../log.js';
+import { replicationSql, type Sql } from '../../db.js';
+import { OutboxBenchError } from '../../errors.js';
+import { quoteIdentifier } from '../../identifiers.js';
+import type { Logger } from '../../log.js';
 import { parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
 
 export interface SlotOptions {

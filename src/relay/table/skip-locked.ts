@@ -19,12 +19,12 @@
  * while replica A still holds version 1: it reorders. It exists as the
  * negative control that the ordering checker must catch.
  */
-import type { TransactionSql } from '../db.js';
-import { OutboxBenchError } from '../errors.js';
-import { claimBuckets, seedBuckets, selectOldestUnpublished, selectUnpublishedInBuckets } from '../queries.js';
-import type { Sql } from '../db.js';
-import type { RelayModeBehaviour } from './contract.js';
-import { startTableRelay, tableMode, type ClaimStrategy } from './table-relay.js';
+import type { TransactionSql } from '../../db.js';
+import { OutboxBenchError } from '../../errors.js';
+import { claimBuckets, seedBuckets, selectOldestUnpublished, selectUnpublishedInBuckets } from '../../queries.js';
+import type { Sql } from '../../db.js';
+import type { RelayModeBehaviour } from '../contract.js';
+import { startTableRelay, tableMode, type ClaimStrategy } from './relay.js';
 
 export interface BucketedOptions {
   /** Buckets in total; the same on every replica. */

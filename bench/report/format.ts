@@ -3,8 +3,8 @@
  */
 import type { LatencySummaryMs } from '../../src/latency.js';
 import { relayLabel as relayModeLabel } from '../../src/relay/modes.js';
-import type { PipelineResult } from './pipeline.js';
-import { median } from './stats.js';
+import type { PipelineResult } from '../harness/pipeline.js';
+import { median } from '../harness/stats.js';
 
 export function latencyLine(label: string, s: LatencySummaryMs): string {
   const f = (v: number) => v.toFixed(v < 10 ? 2 : 1);

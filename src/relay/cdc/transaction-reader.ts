@@ -9,16 +9,16 @@
  * One reader per connection, like the decoder: a reconnect reads the open
  * transaction again from its BEGIN.
  */
-import { nowMs, type WireEvent } from '../events.js';
-import type { Logger } from '../log.js';
-import { decodeOutboxFrame } from '../outbox-frame.js';
-import { OUTBOX_MESSAGE_PREFIX } from '../queries.js';
+import { nowMs, type WireEvent } from '../../events.js';
+import type { Logger } from '../../log.js';
+import { decodeOutboxFrame } from '../../outbox-frame.js';
+import { OUTBOX_MESSAGE_PREFIX } from '../../queries.js';
 import type { QueuedTransaction } from './commit-queue.js';
 import { parseLsn } from './lsn.js';
 import type { PgoutputMessage } from './pgoutput.js';
 import { HEARTBEAT_PREFIX } from './slot-progress.js';
 import { MemoryEvents, SpillFile } from './spill.js';
-import type { WireEncoder } from './wire.js';
+import type { WireEncoder } from '../wire.js';
 
 export interface TransactionReaderOptions {
   wire: WireEncoder;

@@ -1,12 +1,12 @@
 /**
  * What a CDC relay is built from, and the defaults of what it may leave out.
  */
-import type { Sql } from '../db.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import type { EventPublisher } from './publisher.js';
-import type { StageRecorder } from './stages.js';
-import type { WireEncoder } from './wire.js';
+import type { Sql } from '../../db.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import type { EventPublisher } from '../publisher.js';
+import type { StageRecorder } from '../stages.js';
+import type { WireEncoder } from '../wire.js';
 
 export interface CdcRelayOptions {
   /** Connection URL; the replication connection is opened with it. */
