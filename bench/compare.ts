@@ -6,14 +6,18 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { describeError } from '../src/errors.js';
-import { compareResults, formatComparison, loadResults, VERDICT_RULE } from './report/compare.js';
+import { compareResults, formatComparison, loadSide, VERDICT_RULE } from './report/compare.js';
 
-const HELP = `Usage: npm run bench:compare -- <results-a> <results-b> [options]
+const HELP = `Usage: npm run bench:compare -- <results-a>[,<results-a>...] <results-b>[,<results-b>...] [options]
 
 Compares two results folders (each a results/ folder, or one scenario's folder
 with a summary.json): per scenario and relay, the change in throughput,
 latency p50/p99/p99.9 and CPU-s per million events from A to B, each side's
 median, range and number of runs, and a verdict per figure.
+
+A side may be several folders, comma-separated: the runs of one build in a
+sitting that alternated the two builds (A, B, A, B, ...); their samples are
+pooled, each run one sample.
 
 Verdict rule: ${VERDICT_RULE}.
 
@@ -53,17 +57,18 @@ function main(): number {
     return 2;
   }
   const [dirA, dirB] = positionals as [string, string];
-  for (const dir of [dirA, dirB]) {
+  const [dirsA, dirsB] = [dirA, dirB].map((side) => side.split(',').filter(Boolean)) as [string[], string[]];
+  for (const dir of [...dirsA, ...dirsB]) {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       process.stderr.write(`compare: ${dir} is not a folder\n`);
       return 2;
     }
   }
-  let a: ReturnType<typeof loadResults>;
-  let b: ReturnType<typeof loadResults>;
+  let a: ReturnType<typeof loadSide>;
+  let b: ReturnType<typeof loadSide>;
   try {
-    a = loadResults(dirA);
-    b = loadResults(dirB);
+    a = loadSide(dirsA);
+    b = loadSide(dirsB);
   } catch (error) {
     process.stderr.write(`compare: cannot read the summaries: ${describeError(error)}\n`);
     return 2;

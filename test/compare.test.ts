@@ -100,6 +100,20 @@ describe('compare', () => {
     assert.match(table.stdout, /Verdict rule: /);
   });
 
+  it('pools the runs of alternated sittings: each folder of a side is one sample', () => {
+    const run = (eventsPerSec: number, p99: number, cpu: number) => resultsFolder({ eventsPerSec: [eventsPerSec], p99: [p99], cpu: [cpu] });
+    const a = [run(2_000, 10, 275), run(2_020, 10.4, 280), run(1_990, 9.9, 270)];
+    const b = [run(2_010, 10.1, 300), run(1_995, 10, 305), run(2_005, 10.2, 310)];
+    const result = compare(a.join(','), b.join(','), '--json');
+    assert.equal(result.status, 0, result.stderr);
+    const comparison = JSON.parse(result.stdout) as ReturnType<typeof compareResults>;
+    const figure = (name: string) => comparison.figures.find((f) => f.subject === 'cdc' && f.figure === name);
+    assert.deepEqual(figure('events/s')?.a, [2_000, 2_020, 1_990], 'every run of A is a sample');
+    assert.equal(figure('events/s')?.verdict, 'within noise');
+    assert.equal(figure('CPU-s per million')?.verdict, 'worse', '+10% beyond both sides\' spread');
+    assert.match(compare(a.join(','), `${b[0]},${path.join(b[1]!, 'missing')}`).stderr, /missing is not a folder/);
+  });
+
   it('refuses runs from different environments and names the fields that differ', () => {
     const a = resultsFolder({ eventsPerSec: [2_000], p99: [10], cpu: [275] });
     const b = resultsFolder({ eventsPerSec: [2_000], p99: [10], cpu: [275] }, { cores: 8, postgresSettings: { fsync: 'off', synchronous_commit: 'on' } });

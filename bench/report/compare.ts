@@ -189,22 +189,41 @@ export function loadResults(dir: string): Map<string, Summary> {
   return loadSummaries(dir);
 }
 
-export function compareResults(a: Map<string, Summary>, b: Map<string, Summary>): Comparison {
+/**
+ * The figures of one side: a summary's, or the pooled samples of several
+ * summaries of one scenario (the same build measured in several sittings'
+ * runs, alternated with the other side's).
+ */
+function pooledFigures(summaries: readonly Summary[]): Figure[] {
+  const pooled = new Map<string, Figure>();
+  for (const figure of summaries.flatMap(figuresOf)) {
+    const key = `${figure.subject}\u0000${figure.figure}`;
+    const seen = pooled.get(key);
+    pooled.set(key, seen ? { ...seen, samples: [...seen.samples, ...figure.samples] } : figure);
+  }
+  return [...pooled.values()];
+}
+
+type Side = Map<string, Summary | readonly Summary[]>;
+const summariesOf = (entry: Summary | readonly Summary[] | undefined): readonly Summary[] => (entry === undefined ? [] : Array.isArray(entry) ? entry : [entry as Summary]);
+
+export function compareResults(a: Side, b: Side): Comparison {
   const figures: FigureComparison[] = [];
   const notCompared: Comparison['notCompared'] = [];
   const environment = new Map<string, EnvironmentDifference>();
   const folders = [...new Set([...a.keys(), ...b.keys()])].sort();
   for (const folder of folders) {
-    const sa = a.get(folder);
-    const sb = b.get(folder);
-    if (!sa || !sb) {
-      notCompared.push({ scenario: folder, reason: `only in ${sa ? 'A' : 'B'}` });
+    const sa = summariesOf(a.get(folder));
+    const sb = summariesOf(b.get(folder));
+    if (sa.length === 0 || sb.length === 0) {
+      notCompared.push({ scenario: folder, reason: `only in ${sa.length > 0 ? 'A' : 'B'}` });
       continue;
     }
-    for (const difference of environmentDifferences(sa.environment, sb.environment)) environment.set(difference.field, difference);
-    const fb = new Map(figuresOf(sb).map((f) => [`${f.subject}\u0000${f.figure}`, f]));
+    // Every run against the first of A: the sittings of both sides must share one machine.
+    for (const other of [...sa.slice(1), ...sb]) for (const difference of environmentDifferences(sa[0]!.environment, other.environment)) environment.set(difference.field, difference);
+    const fb = new Map(pooledFigures(sb).map((f) => [`${f.subject}\u0000${f.figure}`, f]));
     let matched = 0;
-    for (const fa of figuresOf(sa)) {
+    for (const fa of pooledFigures(sa)) {
       const other = fb.get(`${fa.subject}\u0000${fa.figure}`);
       if (!other || fa.samples.length === 0 || other.samples.length === 0) continue;
       matched += 1;
@@ -212,9 +231,17 @@ export function compareResults(a: Map<string, Summary>, b: Map<string, Summary>)
     }
     if (matched === 0) notCompared.push({ scenario: folder, reason: 'no figure in both that this command reads (throughput, latency, CPU per event)' });
   }
-  const commits = (m: Map<string, Summary>) => [...new Set([...m.values()].map((s) => s.environment.gitCommit.slice(0, 10)))];
-  const dirty = (m: Map<string, Summary>) => [...m].filter(([, s]) => s.environment.gitDirty).map(([folder]) => folder);
+  const all = (m: Side) => [...m].flatMap(([folder, entry]) => summariesOf(entry).map((summary) => [folder, summary] as const));
+  const commits = (m: Side) => [...new Set(all(m).map(([, s]) => s.environment.gitCommit.slice(0, 10)))];
+  const dirty = (m: Side) => [...new Set(all(m).filter(([, s]) => s.environment.gitDirty).map(([folder]) => folder))];
   return { figures, notCompared, environment: [...environment.values()], commits: { a: commits(a), b: commits(b) }, dirty: { a: dirty(a), b: dirty(b) } };
+}
+
+/** Several folders' summaries as one side: a scenario's runs from each, pooled. */
+export function loadSide(dirs: readonly string[]): Map<string, Summary[]> {
+  const side = new Map<string, Summary[]>();
+  for (const dir of dirs) for (const [folder, summary] of loadResults(dir)) side.set(folder, [...(side.get(folder) ?? []), summary]);
+  return side;
 }
 
 const fmt = (v: number) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : v >= 10 ? v.toFixed(1) : v.toFixed(2));
