@@ -1,44 +1,43 @@
 /**
- * The public API of outbox-bench as a library: the pieces a service reuses to
- * run a transactional outbox of its own. Everything else is internal.
+ * The public API of outbox-bench as a library (`import ... from 'outbox-bench'`):
+ * what a service needs to run a transactional outbox of its own. It writes
+ * events in its own transactions, starts the relay its Config names, and
+ * consumes with the inbox. The modes' classes, the benchmark baselines (dual
+ * write, naive SKIP LOCKED) and the harness's checks (claim evidence, the
+ * ordering checker) stay internal, so the harness can change them freely.
+ * test/public-api.test.ts uses this file through the package's name.
  */
 
-// Configuration and errors
-export { resolveConfig, DEFAULTS, type Config, type RelayMode, type KafkaClientName, type HeaderSet } from './config.js';
-export { OutboxBenchError, isOutboxBenchError, type ErrorCode } from './errors.js';
+// Configuration, errors, logging and shutdown
+export { resolveConfig, DEFAULTS, type Config, type ResolveConfigInput, type RelayMode, type KafkaClientName, type ConsumerKafkaClientName, type HeaderSet } from './config.js';
+export { OutboxBenchError, isOutboxBenchError, describeError, type ErrorCode } from './errors.js';
+export { createLogger, type Logger } from './log.js';
+export { ShutdownStack, installSignalHandlers } from './lifecycle.js';
+export { openRuntime, type Runtime, type OpenRuntimeOptions } from './runtime.js';
 
 // Schema and the write path
-export { createSql, migrate, ensurePartitions, type Sql, type TransactionSql } from './db.js';
-export { HEADERS, topicFor, type OutboxEventInput, type OutboxRow, type WireEvent } from './events.js';
+export { createSql, migrate, ensurePartitions, type Sql, type SqlOptions, type TransactionSql, type MigrateOptions } from './db.js';
+export { HEADERS, topicFor, type OutboxEventInput, type WireEvent } from './events.js';
 export {
   writeOutboxEvents,
   placeOrder,
   placeOrders,
   amendOrders,
-  placeOrdersDualWrite,
   type OutboxStore,
   type PlaceOrderInput,
+  type AmendOrderInput,
   type WrittenEvent,
 } from './orders/write-path.js';
-export { createOrderService } from './orders/http.js';
-export { GroupCommitter } from './orders/group-commit.js';
 
-// Relays
-export { ShardedPublisher, type EventPublisher, type TopicRouter } from './relay/publisher.js';
-export { createPublisher, TopicAdmin, partitionOf, type PublisherOptions } from './kafka/index.js';
-export { KafkajsPublisher } from './kafka/kafkajs.js';
+// The relay and the publisher it sends with
+export { startRelay, type RunRelayOptions, type RelayHandle } from './relay/index.js';
+export { createPublisher, TopicAdmin, type PublisherOptions } from './kafka/index.js';
+export type { EventPublisher } from './relay/publisher.js';
 export { WireEncoder, type WireOptions } from './relay/wire.js';
-export { TableRelay, type ClaimStrategy, type TableRelayOptions } from './relay/table/relay.js';
-export { createPollingRelay, pollingStrategy } from './relay/table/polling.js';
-export { bucketedStrategy, naiveSkipLockedStrategy, prepareBuckets } from './relay/table/skip-locked.js';
-export { CdcRelay, type CdcRelayOptions } from './relay/cdc/relay.js';
-export { prepareSlot, slotLagBytes } from './relay/cdc/slot.js';
-export { RELAY_MODES, relayModeInfo, loadRelayMode, type RelayModeInfo, type RelayModeBehaviour } from './relay/modes.js';
-export { checkClaims, readEvidence, type ClaimReport } from './relay/table/evidence.js';
 
-// Consumer
-export { IdempotentConsumer, type Delivery, type IdempotentConsumerOptions } from './consumer/consumer.js';
+// The consumer
+export { IdempotentConsumer, type Delivery, type ConsumerStats, type IdempotentConsumerOptions } from './consumer/consumer.js';
+export { consumersFor, kafkajsConsumers, type ConsumerSource } from './kafka/consumers.js';
 
-// Checks and observability
-export { OrderingChecker, type OrderingViolation } from './chaos/ordering.js';
+// Metrics
 export { Metrics, METRIC_NAMES } from './metrics.js';
