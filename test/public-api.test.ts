@@ -27,7 +27,7 @@ import {
 } from 'outbox-bench';
 import * as api from 'outbox-bench';
 import { dropSchema } from '../src/db.js';
-import { dropIdleSlots } from '../src/relay/slot.js';
+import { dropIdleSlots } from '../src/relay/cdc/slot.js';
 import { defer, eventually, uniqueName } from './helpers.js';
 
 const log = createLogger('warn', 'public-api');
