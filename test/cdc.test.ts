@@ -433,6 +433,8 @@ describe('CDC slot safety', () => {
     const env = await testEnv(t);
     const relay = cdcRelay(env);
     await relay.start();
+    // start() resolves while the stream opens; the slot is in use once the walsender holds it.
+    await eventually('the relay to hold its slot', async () => (await slot(env))?.active === true);
     const base = env.config.slotName;
     const names = [`${base}_a1`, `${base}_a2`, `${base}xa3`, `${base}_b1`];
     for (const name of names) await env.sql`SELECT pg_create_logical_replication_slot(${name}, 'pgoutput')`;
