@@ -28,13 +28,16 @@ function recordedCommands(): string[] {
   return [...commands];
 }
 
-/** The runner's arguments of a recorded command: `npm run chaos -- ...` is `chaos ...`. */
+/** The runner's arguments of a recorded command: `npm run chaos -- ...` and `node dist/bench/chaos.js ...` are `chaos ...`. */
 function argvOf(command: string): string[] {
   const words = command.split(/\s+/).filter(Boolean);
   if (words.slice(0, 3).join(' ') === 'npm run chaos') return ['chaos', ...words.slice(words[3] === '--' ? 4 : 3)];
+  if (words.slice(0, 2).join(' ') === 'node dist/bench/chaos.js') return ['chaos', ...words.slice(2)];
   assert.deepEqual(words.slice(0, 2), ['node', 'dist/bench/run.js'], command);
   return words.slice(2);
 }
+
+const namesAScenario = (command: Command) => command.shared.length + command.groups.length > 0;
 
 function sharedValue(command: Command, scenario: string, flag: string): unknown {
   const found = command.shared.find((s) => s.scenario.name === scenario);
@@ -46,10 +49,14 @@ describe('recorded commands and the runner vocabulary', () => {
   it('parses every command recorded in results/, without running it', () => {
     const commands = recordedCommands();
     assert.ok(commands.length >= 10, `${commands.length} recorded commands`);
-    for (const command of commands) {
-      const parsed = parseCommand(argvOf(command));
-      assert.ok(parsed.shared.length + parsed.groups.length > 0, `${command} names a scenario`);
-    }
+    for (const command of commands) assert.ok(namesAScenario(parseCommand(argvOf(command))), `${command} names a scenario`);
+  });
+
+  it('parses every npm script that runs the runner or the chaos entry', () => {
+    const { scripts } = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const entries = Object.entries(scripts).filter(([, line]) => /^node dist\/bench\/(run|chaos)\.js/.test(line));
+    assert.ok(entries.some(([name]) => name === 'chaos'), 'npm run chaos is one of them');
+    for (const [name, line] of entries) assert.ok(namesAScenario(parseCommand(argvOf(line))), `npm run ${name}`);
   });
 
   it('keeps the meaning of the old names: --tps counted transactions of 5 events, --window-s is the duration', () => {

@@ -34,7 +34,7 @@ interface Sitting {
 }
 
 /** Reads a flag by its name or a former one (code not yet moved to the new name still reads). */
-export function flagReader(flags: ResolvedFlags, owner: string) {
+function flagReader(flags: ResolvedFlags, owner: string) {
   const current = (name: string): string => {
     if (name in flags.specs) return name;
     const renamed = Object.entries(flags.specs).find(([, spec]) => (spec.formerly ?? []).some((f) => (typeof f === 'string' ? f : f.name) === name));
