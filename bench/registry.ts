@@ -1,9 +1,11 @@
 /**
- * Every scenario, in the order `all` runs them and results/README.md shows them.
+ * Every scenario, in the order `all` runs them and results/README.md shows
+ * them; then the crash matrix's rows, which run on servers of their own.
  */
-import type { Scenario } from './scenario.js';
+import type { AnyScenario, Scenario } from './scenario.js';
 import { bigTransaction } from './scenarios/big-transaction.js';
 import { cdc } from './scenarios/cdc.js';
+import { CHAOS_ROWS } from './scenarios/chaos.js';
 import { cleanup } from './scenarios/cleanup.js';
 import { drain } from './scenarios/drain.js';
 import { fastestPath } from './scenarios/fastest-path.js';
@@ -18,3 +20,6 @@ import { writeCost } from './scenarios/write-cost.js';
 import { polling, skipLocked } from './scenarios/table-relays.js';
 
 export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, writeCost, saturation, fastestPath, drain, http, micro, cleanup, peers, bigTransaction, outage, quick, ...SWEEPS]);
+
+/** What the runner can run by name. */
+export const RUNNER_SCENARIOS: readonly AnyScenario[] = Object.freeze([...SCENARIOS, ...CHAOS_ROWS]);

@@ -1,11 +1,14 @@
 /**
- * The one shape every benchmark scenario has, and what it is given.
+ * The one shape every benchmark scenario has, and what it is given. Most
+ * run on servers the runner starts once for the sitting; the crash matrix's
+ * rows kill theirs, so they say they need servers of their own.
  */
 import type { Config } from '../src/config.js';
 import type { Infra } from '../src/infra/index.js';
 import type { Logger } from '../src/log.js';
 import type { PipelineContext, PipelineParameters } from './harness/pipeline.js';
 import type { RunSummary } from './harness/summary.js';
+import type { FlagSpec, FlagSpecs } from './flags.js';
 import type { ReportContext } from './report/kit.js';
 
 export interface ScenarioContext {
@@ -19,18 +22,19 @@ export interface ScenarioContext {
   quiet: boolean;
   /** How many times a scenario that supports it measures each configuration (`--repeats`). */
   repeats: number;
-  /** A numeric flag this scenario declared (its value or default). */
+  /** A number flag this scenario declared (its value or default); a yes/no flag reads 1 or 0 (see `yes`). */
   option(name: string): number;
-  /** A comma-separated list flag, or the fallback. */
+  /** A list flag, or the fallback when it was not given. */
   list(name: string, fallback: string[]): string[];
 }
 
-export interface ScenarioFlag {
-  description: string;
-  defaultValue: number;
-  min: number;
-  max: number;
+/** A yes/no flag the scenario declared. */
+export function yes(context: Pick<ScenarioContext, 'option'>, name: string): boolean {
+  return context.option(name) === 1;
 }
+
+/** A flag a scenario reads: a number, a list, yes/no or a name (bench/flags.ts). */
+export type ScenarioFlag = FlagSpec;
 
 /** What a scenario reports; written to results/<scenario>/summary.json. */
 export interface ScenarioReport {
@@ -54,8 +58,10 @@ export interface Scenario {
   description: string;
   /** Defaults that finish the scenario in about a minute on 2 cores. */
   defaults: Partial<PipelineParameters>;
-  /** Numeric flags of its own, beyond the pipeline parameters. */
-  flags?: Record<string, ScenarioFlag>;
+  /** Runs on the sitting's shared servers (the default). */
+  servers?: 'shared';
+  /** Flags of its own, beyond the pipeline parameters. */
+  flags?: FlagSpecs;
   /** Left out of `all` (runs for a long time); run it by name. */
   standalone?: boolean;
   setup?(context: ScenarioContext): Promise<void>;
@@ -73,3 +79,53 @@ export interface Scenario {
 export function pipelineContext(context: ScenarioContext, name: string): PipelineContext {
   return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet };
 }
+
+/** What a scenario on servers of its own is given: no servers, and where results go. */
+export interface OwnServersContext {
+  config: Config;
+  log: Logger;
+  /** The results folder (results/); the group picks its own folder inside. */
+  outRoot: string;
+  option(name: string): number;
+  list(name: string, fallback: string[]): string[];
+  /** Whether the flag was given (a soak changes other flags' defaults). */
+  given(name: string): boolean;
+  /** Runs at the end of the sitting, also on Ctrl-C, newest first. */
+  atExit(name: string, stop: () => Promise<void>): void;
+}
+
+/**
+ * Scenarios on servers of their own that are published together: the crash
+ * matrix's rows share servers of each kind within a sitting and one summary.
+ */
+export interface ScenarioGroup {
+  name: string;
+  description: string;
+  /** Every member reads these. */
+  flags: FlagSpecs;
+  /** The members the group's name alone selects, given the flags (a soak takes only the rows it can repeat). */
+  members(context: Pick<OwnServersContext, 'given'>): readonly OwnServersScenario[];
+  /** Refuses a selection the flags make impossible, before anything starts. */
+  check?(members: readonly OwnServersScenario[], context: Pick<OwnServersContext, 'given'>): void;
+  open(context: OwnServersContext): Promise<GroupSitting>;
+}
+
+/** One sitting of a group: its members run one by one, then one summary. */
+export interface GroupSitting {
+  run(member: OwnServersScenario): Promise<void>;
+  /** Writes the group's summary; the members that failed. */
+  publish(): Promise<string[]>;
+}
+
+export interface OwnServersScenario {
+  name: string;
+  description: string;
+  /** It starts, kills and stops servers of its own; the runner starts none for it. */
+  servers: 'own';
+  group: ScenarioGroup;
+  /** Left out of `all`. */
+  standalone: true;
+}
+
+/** Every entry of the runner's registry. */
+export type AnyScenario = Scenario | OwnServersScenario;

@@ -222,7 +222,7 @@ describe('benchmark harness', () => {
     const infra = await servers(t);
     const outDir = path.join(await scratchDir(), 'drain-origin');
     mkdirSync(outDir, { recursive: true });
-    const options: Record<string, number> = { 'drain-events': 20_000, profile: 0 };
+    const options: Record<string, number> = { backlog: 20_000, profile: 0 };
     const report = await drain.run({
       config: resolveConfig(),
       infra,
@@ -233,7 +233,7 @@ describe('benchmark harness', () => {
       repeats: 1,
       option: (name) => options[name]!,
       // The polling relay starts its first pass before it says it is ready.
-      list: (name, fallback) => (name === 'strategies' ? ['polling'] : name === 'consumer-clients' ? [] : fallback),
+      list: (name, fallback) => (name === 'mode' ? ['polling'] : name === 'consumer-clients' ? [] : fallback),
     });
     const [run] = (report.extra as { runs: DrainRun[] }).runs;
     assert.equal(run?.relay.missing, 0);
@@ -248,7 +248,7 @@ describe('benchmark harness', () => {
     const outDir = path.join(await scratchDir(), 'drain');
     mkdirSync(outDir, { recursive: true });
     // Enough that the relay's 10%-90% window (about 80,000 events/s here) holds ten 50 ms readings.
-    const options: Record<string, number> = { 'drain-events': 150_000, profile: 1 };
+    const options: Record<string, number> = { backlog: 150_000, profile: 1 };
     const report = await drain.run({
       config: resolveConfig(),
       infra,
@@ -258,7 +258,7 @@ describe('benchmark harness', () => {
       quiet: true,
       repeats: 1,
       option: (name) => options[name]!,
-      list: (name, fallback) => (name === 'strategies' ? ['cdc-message'] : name === 'consumer-clients' ? ['kafkajs', 'platformatic'] : fallback),
+      list: (name, fallback) => (name === 'mode' ? ['cdc-message'] : name === 'consumer-clients' ? ['kafkajs', 'platformatic'] : fallback),
     });
     const extra = report.extra as { runs: DrainRun[]; profiled: DrainRun[]; failed: unknown[] };
     assert.deepEqual(extra.failed, []);
@@ -291,7 +291,7 @@ describe('benchmark harness', () => {
     const root = await scratchDir();
     const outDir = path.join(root, 'quick');
     mkdirSync(outDir, { recursive: true });
-    const options: Record<string, number> = { 'quick-backlog': 5_000 };
+    const options: Record<string, number> = { backlog: 5_000 };
     const report = await quick.run({
       config: resolveConfig(),
       infra,
@@ -301,7 +301,7 @@ describe('benchmark harness', () => {
       quiet: true,
       repeats: 1,
       option: (name) => options[name]!,
-      list: (name, fallback) => (name === 'strategies' ? ['polling', 'cdc-message'] : fallback),
+      list: (name, fallback) => (name === 'mode' ? ['polling', 'cdc-message'] : fallback),
     });
     const extra = report.extra as QuickResult;
     assert.deepEqual(report.runs.map((r) => [r.name, r.lost]), [['polling', 0], ['cdc-message', 0]]);
@@ -406,7 +406,7 @@ describe('benchmark harness', () => {
     const summary = (extra: object) => ({ scenario: scenario.name, title: 'test', date: new Date().toISOString(), command: 'test', parameters, runs: [], extra, environment: TEST_ENVIRONMENT });
     writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary({ sweep: 'partitions', property: 'x', points: ['1', '6', '24'], entries: [earlier] })));
     // 500 events/s is far below what cdc-message sustains: one step passes, and its confirmation.
-    const options: Record<string, number> = { 'sweep-start-rate': 500, 'sweep-max-rate': 500, 'sweep-p99-limit-ms': 2_000 };
+    const options: Record<string, number> = { 'start-rate': 500, 'max-rate': 500, 'p99-limit-ms': 2_000 };
     const report = await scenario.run({
       config: resolveConfig(),
       infra,
@@ -416,7 +416,7 @@ describe('benchmark harness', () => {
       quiet: true,
       repeats: 1,
       option: (name) => options[name]!,
-      list: (name, fallback) => (name === 'strategies' ? ['cdc-message'] : name === 'points' ? ['1'] : fallback),
+      list: (name, fallback) => (name === 'mode' ? ['cdc-message'] : name === 'points' ? ['1'] : fallback),
     });
     const extra = report.extra as SweepResult;
     assert.deepEqual(extra.entries.map((e) => [e.point, e.relay, e.sustainedRate]), [['1', 'cdc-message', 500], ['24', 'cdc-message', 1_234]]);
@@ -446,7 +446,7 @@ describe('benchmark harness', () => {
     const infra = await servers(t);
     const outDir = path.join(await scratchDir(), 'http');
     mkdirSync(outDir, { recursive: true });
-    const options: Record<string, number> = { 'http-connections': 8, 'http-rate': 100, 'http-p99-ms': 50, 'group-commit': 500, 'http-compare': 0, 'http-search': 0 };
+    const options: Record<string, number> = { 'http-connections': 8, 'http-rate': 100, 'p99-limit-ms': 50, 'group-commit': 500, 'http-compare': 0, 'http-search': 0 };
     const scenarioContext: ScenarioContext = {
       config: resolveConfig(),
       infra,

@@ -1,40 +1,16 @@
 /**
- * The faults of the crash-injection matrix, each aimed at a process doing
- * work and each reporting whether it *hit*: a fault that lands on an idle
- * relay proves nothing, so a row passes only when its faults hit.
+ * The faults of the crash-injection matrix, one entry per kind: how it is
+ * injected, when, and what it needs. A row (rows.ts) lists kinds; a new
+ * fault is one kind here, its entry, and a row that lists it.
  *
- *  - kill-relay: SIGKILL while the relay is inside a pass (table relays: its
- *    session has a transaction open) or has WAL it has not confirmed (CDC).
- *  - pause-relay: SIGSTOP of a SKIP LOCKED replica while it holds buckets,
- *    longer than its lease; a hit is a replica the lease fenced (PostgreSQL
- *    terminated its session while it was stopped).
- *  - terminate-walsender: a CDC relay's walsender terminated while streaming.
- *  - kill-kafka, restart-postgres: the server killed and started again.
- *  - kill-leader (a cluster): the broker leading a partition of the row's
- *    topic killed and started again; a hit is a leader found and killed.
- *  - kill-consumer: SIGKILL of one consumer of a group of several (the
- *    supervisor starts it again): two rebalances; a hit is a consumer that
- *    was running in a group with others.
- *  - add-consumer: one more consumer joins the group and leaves it again
- *    after a few seconds: two rebalances.
- *  - kill-two-brokers (a cluster): two of three brokers killed at once, so
- *    acks=all writes cannot be satisfied (min.insync.replicas 2) until one is
- *    back; they return one at a time.
- *  - failover-postgres (a primary with a standby): the primary killed in
- *    immediate mode, the standby promoted, clients sent to it; a hit is a
- *    failover while a CDC relay streamed from a slot the standby had synced.
+ * Each fault is aimed at a process doing work and reports whether it *hit*:
+ * a fault that lands on an idle relay proves nothing, so a row passes only
+ * when its faults hit.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Sql } from '../../src/db.js';
-import type { LocalKafka } from '../../src/infra/kafka.js';
-import { LocalKafkaCluster } from '../../src/infra/kafka-cluster.js';
-import { createKafkaClient } from '../../src/kafka-client.js';
-import { silentLogger } from '../../src/log.js';
-import type { LocalPostgres } from '../../src/infra/postgres.js';
-import { appendSessionEnd } from '../../src/relay/table/evidence.js';
-import { relayApplicationName, type RelayModeBehaviour, type RelayModeInfo, type RelaySettings } from '../../src/relay/modes.js';
-import type { PostgresFailover } from './failover.js';
-import type { Supervisor } from './supervisor.js';
+import { addConsumer, failoverPostgres, killConsumer, killKafka, killLeader, killRelay, killTwoBrokers, pauseRelay, restartPostgres, terminateWalsender, type FaultTargets, type Shot } from './injectors.js';
+import type { RowSpec } from './rows.js';
+
+export type { FaultTargets } from './injectors.js';
 
 export type FaultKind =
   | 'kill-relay'
@@ -57,227 +33,145 @@ export interface FaultRecord {
   hit: boolean;
 }
 
-export interface FaultTargets {
-  /** The row's own pool (on its schema). */
-  sql: Sql;
-  supervisor: Supervisor;
-  postgres: LocalPostgres;
-  /** The primary-and-standby pair, on rows that fail over. */
-  failover: PostgresFailover | undefined;
-  kafka: LocalKafka | LocalKafkaCluster;
-  /** The row's topic (the leader-kill fault looks up its partition leaders). */
-  topic: string;
-  /** Supervisor names of the relay processes, by replica index. */
-  relays: readonly string[];
-  /** Supervisor names of the consumer processes of the group. */
-  consumers: readonly string[];
-  /** Starts one more consumer in the group under `name` (not restarted when it exits). */
-  startConsumer(name: string): Promise<void>;
-  /** The row's relay: its mode and the row's settings (slot names, process count). */
-  relay: { mode: RelayModeInfo & RelayModeBehaviour; settings: RelaySettings } | undefined;
-  /** Where the relays write claim evidence, if they do. */
-  evidenceDir: string | undefined;
-  random: () => number;
-}
-
-// Rationale: a relay at the matrix's load is inside a pass a good part of
-// each 100 ms cycle; polling every 10 ms for up to 2 s finds one.
-const AIM_POLL_MS = 10;
-const AIM_ATTEMPTS = 200;
-// Rationale: up to 1.5 s (15 x 100 ms) covers a relay restart here; a longer
-// wait would push the rest of the schedule back.
-const WALSENDER_WAIT_ATTEMPTS = 15;
-
-/** A relay at work right now: its index and, for table relays, its session and the server's clock. */
-interface Busy {
-  index: number;
-  session?: { backendPid: number; seenAt: number };
-}
-
-async function working(t: FaultTargets): Promise<Busy[]> {
-  if (!t.relay) return [];
-  const slots = t.relay.mode.slots(t.relay.settings);
-  if (slots.length > 0) {
-    // A CDC process is at work while its slot is read and behind the WAL.
-    const rows = await t.sql<{ slot: string }[]>`
-      SELECT slot_name AS slot FROM pg_replication_slots
-      WHERE slot_name = ANY(${slots}) AND active_pid IS NOT NULL AND pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) > 0`;
-    return rows.map((row) => ({ index: slots.indexOf(row.slot) }));
-  }
-  const mode = t.relay.settings.relayMode;
-  const names = t.relays.map((_, index) => relayApplicationName(mode, index));
-  const rows = await t.sql<{ name: string; pid: number; at: number }[]>`
-    SELECT application_name AS name, pid, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS at FROM pg_stat_activity
-    WHERE application_name = ANY(${names}) AND xact_start IS NOT NULL AND state <> 'idle'`;
-  return rows.map((row) => ({ index: names.indexOf(row.name), session: { backendPid: row.pid, seenAt: row.at } })).filter((busy) => busy.index >= 0);
-}
-
-async function aim<T>(find: () => Promise<T | undefined>): Promise<T | undefined> {
-  for (let attempt = 0; attempt < AIM_ATTEMPTS; attempt++) {
-    const found = await find().catch(() => undefined);
-    if (found !== undefined) return found;
-    await sleep(AIM_POLL_MS);
-  }
-  return undefined;
-}
-
-export async function killRelay(t: FaultTargets): Promise<Omit<FaultRecord, 'at'> | undefined> {
-  const busy = await aim(async () => {
-    const candidates = await working(t);
-    return candidates.length > 0 ? candidates[Math.floor(t.random() * candidates.length)] : undefined;
-  });
-  const index = busy?.index ?? Math.floor(t.random() * t.relays.length);
-  const target = t.relays[index]!;
-  if (!t.supervisor.signal(target, 'SIGKILL')) return undefined;
-  // Its session was seen alive, mid-transaction, just before the kill: its
-  // claims held at least until then.
-  if (t.evidenceDir && busy?.session && t.relay) {
-    appendSessionEnd(t.evidenceDir, { replica: `${t.relay.settings.relayMode}-${index}`, backendPid: busy.session.backendPid, lastSeenAt: busy.session.seenAt });
-  }
-  return { kind: 'kill-relay', target, hit: busy !== undefined };
-}
-
-/** Backends of SKIP LOCKED replicas holding bucket locks right now: [replica index, backend pid]. */
-async function bucketHolders(t: FaultTargets): Promise<[number, number][]> {
-  if (!t.relay) return [];
-  const mode = t.relay.settings.relayMode;
-  const names = t.relays.map((_, index) => relayApplicationName(mode, index));
-  const rows = await t.sql<{ name: string; pid: number }[]>`
-    SELECT a.application_name AS name, a.pid FROM pg_stat_activity a
-    WHERE a.application_name = ANY(${names}) AND a.xact_start IS NOT NULL
-      AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = 'relay_buckets'::regclass)`;
-  return rows.map((row): [number, number] => [names.indexOf(row.name), row.pid]).filter(([index]) => index >= 0);
-}
-
-async function alive(sql: Sql, pid: number): Promise<boolean> {
-  const rows = await sql`SELECT 1 FROM pg_stat_activity WHERE pid = ${pid}`;
-  return rows.length > 0;
-}
-
 /**
- * Freezes a replica that holds buckets for `pauseMs` (longer than its lease).
- * If it let go of them in the instant before the signal, it is resumed at
- * once and another holder is sought.
+ * When a kind fires inside the fault window. Intervals are drawn from the
+ * row's seed before the window opens, so a seed replays the same schedule.
  */
-export async function pauseRelay(t: FaultTargets, pauseMs: number): Promise<Omit<FaultRecord, 'at'> | undefined> {
-  const frozen = await aim(async () => {
-    const holders = await bucketHolders(t);
-    if (holders.length === 0) return undefined;
-    const [index, pid] = holders[Math.floor(t.random() * holders.length)]!;
-    const target = t.relays[index]!;
-    if (!t.supervisor.signal(target, 'SIGSTOP')) return undefined;
-    // A COMMIT already on the wire completes without the client: check that
-    // the frozen replica still holds its buckets.
-    await sleep(50);
-    if ((await bucketHolders(t)).some(([, holder]) => holder === pid)) return { target, pid };
-    t.supervisor.signal(target, 'SIGCONT');
-    return undefined;
-  });
-  if (!frozen) return { kind: 'pause-relay', target: 'no replica held buckets', hit: false };
-  await sleep(pauseMs);
-  const fenced = !(await alive(t.sql, frozen.pid).catch(() => true));
-  t.supervisor.signal(frozen.target, 'SIGCONT');
-  return { kind: 'pause-relay', target: frozen.target, hit: fenced };
+export type Cadence =
+  /** Again and again, each a random time in [min, max] ms after the last. */
+  | { every: (row: RowSpec) => readonly [number, number] }
+  /**
+   * A server fault: at these fractions of the window (each after some service
+   * since the previous one), or in a soak again and again as `soakEvery`.
+   */
+  | { server: readonly number[]; soakEvery: readonly [number, number] }
+  /** Once, at this fraction of the window (a failover leaves no standby for a second). */
+  | { once: number };
+
+/** The servers a row needs for a kind: `single` is one PostgreSQL and one broker. */
+export type FaultServers = 'single' | 'cluster' | 'failover';
+
+export interface FaultSpec {
+  /** What it does to the row, and what counts as a hit. */
+  description: string;
+  /** The servers the row must run on. */
+  servers: FaultServers;
+  /** A process the row must run for it; a row without relay processes is not given relay faults. */
+  process?: 'relay' | 'consumer-group';
+  cadence: Cadence;
+  /** Injects it once; undefined when there was nothing to record (the target had just exited). */
+  inject(targets: FaultTargets, row: RowSpec): Promise<Shot | undefined>;
+  /** Its cost in commit-to-receipt latency is measured (process kills are measured by the drains instead). */
+  latency: boolean;
+  /** It ends a supervised process with SIGKILL: those kills are not counted as failpoint crashes. */
+  killsProcess: boolean;
+  /*
+   * The proof that it acted beyond its own report (the server's or the
+   * process's own record of the fault): left for a later issue to fill.
+   */
+  proof?: (targets: FaultTargets, shot: Shot) => Promise<boolean>;
 }
 
-export async function terminateWalsender(t: FaultTargets): Promise<Omit<FaultRecord, 'at'> | undefined> {
-  // The relay of these rows is killed every few seconds, so its walsender
-  // is often gone at the scheduled moment: wait briefly for the next one.
-  const slots = t.relay ? t.relay.mode.slots(t.relay.settings) : [];
-  const slot = (slots.length > 1 ? slots[Math.floor(t.random() * slots.length)] : slots[0]) ?? 'no slot';
-  for (let attempt = 0; attempt < WALSENDER_WAIT_ATTEMPTS; attempt++) {
-    const rows = await t.sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`.catch(() => []);
-    if (rows.length > 0) return { kind: 'terminate-walsender', target: slot, hit: true };
-    await sleep(100);
-  }
-  return { kind: 'terminate-walsender', target: slot, hit: false };
+// Rationale: a server kill is followed by seconds of recovery (restart,
+// reconnects, a leader election); 10-15 s apart lets each one hit a pipeline
+// at work again, where two per row suffice outside a soak.
+const SOAK_SERVER_FAULT_MS = [10_000, 15_000] as const;
+
+/** A paused replica stays stopped past its lease, so PostgreSQL fences it. */
+const pauseMs = (row: RowSpec) => (row.relay?.leaseMs ?? 30_000) + 2_000;
+
+export const FAULTS = {
+  'kill-relay': {
+    description: 'SIGKILL while the relay is inside a pass (table relays: its session has a transaction open) or has WAL it has not confirmed (CDC)',
+    servers: 'single',
+    process: 'relay',
+    cadence: { every: () => [1_500, 3_000] },
+    inject: (t) => killRelay(t),
+    latency: false,
+    killsProcess: true,
+  },
+  'pause-relay': {
+    description: 'SIGSTOP of a SKIP LOCKED replica while it holds buckets, longer than its lease; a hit is a replica the lease fenced (PostgreSQL terminated its session while it was stopped)',
+    servers: 'single',
+    process: 'relay',
+    cadence: { every: (row) => [pauseMs(row) + 500, pauseMs(row) + 2_000] },
+    inject: (t, row) => pauseRelay(t, pauseMs(row)),
+    latency: false,
+    killsProcess: false,
+  },
+  'terminate-walsender': {
+    description: "a CDC relay's walsender terminated while streaming",
+    servers: 'single',
+    cadence: { every: () => [2_000, 4_000] },
+    inject: (t) => terminateWalsender(t),
+    latency: false,
+    killsProcess: false,
+  },
+  // Rationale: a killed leader is replaced within a few seconds, and the
+  // producer's retries and the consumer's rejoin take a few more.
+  'kill-leader': {
+    description: "the broker leading a partition of the row's topic killed and started again; a hit is a leader found and killed",
+    servers: 'cluster',
+    cadence: { every: () => [6_000, 10_000] },
+    inject: (t) => killLeader(t, 3_000),
+    latency: true,
+    killsProcess: false,
+  },
+  // Rationale: a rebalance settles in a second or two here; 2-4 s apart
+  // keeps the group rebalancing while it works.
+  'kill-consumer': {
+    description: 'SIGKILL of one consumer of a group of several (the supervisor starts it again): two rebalances; a hit is a consumer that was running in a group with others',
+    servers: 'single',
+    process: 'consumer-group',
+    cadence: { every: () => [2_000, 4_000] },
+    inject: (t) => killConsumer(t),
+    latency: true,
+    killsProcess: true,
+  },
+  'add-consumer': {
+    description: 'one more consumer joins the group and leaves it again after a few seconds: two rebalances',
+    servers: 'single',
+    process: 'consumer-group',
+    cadence: { every: () => [5_000, 8_000] },
+    inject: (t) => addConsumer(t, 3_000),
+    latency: true,
+    killsProcess: false,
+  },
+  'failover-postgres': {
+    description: 'the primary killed in immediate mode, the standby promoted, clients sent to it; a hit is a failover while a CDC relay streamed from a slot the standby had synced',
+    servers: 'failover',
+    cadence: { once: 0.4 },
+    inject: (t) => failoverPostgres(t),
+    latency: true,
+    killsProcess: false,
+  },
+  'kill-kafka': {
+    description: 'the broker killed (kill -9) and started again',
+    servers: 'single',
+    cadence: { server: [0.3, 0.65], soakEvery: SOAK_SERVER_FAULT_MS },
+    inject: (t) => killKafka(t, 2_000),
+    latency: true,
+    killsProcess: false,
+  },
+  // Two brokers down take two waits to come back, hence the longer interval.
+  'kill-two-brokers': {
+    description: 'two of three brokers killed at once, so acks=all writes cannot be satisfied (min.insync.replicas 2) until one is back; they return one at a time',
+    servers: 'cluster',
+    cadence: { server: [0.2], soakEvery: [SOAK_SERVER_FAULT_MS[0] + 8_000, SOAK_SERVER_FAULT_MS[1] + 8_000] },
+    inject: (t) => killTwoBrokers(t, 4_000),
+    latency: true,
+    killsProcess: false,
+  },
+  'restart-postgres': {
+    description: 'PostgreSQL stopped in immediate mode (a crash) and started again',
+    servers: 'single',
+    cadence: { server: [0.3, 0.65], soakEvery: SOAK_SERVER_FAULT_MS },
+    inject: (t) => restartPostgres(t, 1_000),
+    latency: true,
+    killsProcess: false,
+  },
+} satisfies Record<FaultKind, FaultSpec>;
+
+export function faultSpec(kind: FaultKind): FaultSpec {
+  return FAULTS[kind];
 }
-
-export async function killKafka(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {
-  const wasRunning = t.kafka.pid() !== undefined;
-  await t.kafka.stop('kill');
-  await sleep(downMs);
-  await t.kafka.start();
-  return { kind: 'kill-kafka', target: 'broker', hit: wasRunning };
-}
-
-export async function restartPostgres(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {
-  const wasRunning = t.postgres.pid() !== undefined;
-  await t.postgres.stop('immediate');
-  await sleep(downMs);
-  await t.postgres.start();
-  return { kind: 'restart-postgres', target: 'postgres', hit: wasRunning };
-}
-
-export async function failoverPostgres(t: FaultTargets): Promise<Omit<FaultRecord, 'at'>> {
-  if (!t.failover) throw new Error('this fault needs the row to run on a primary with a standby (RowSpec.postgres)');
-  // The row waited for the standby to sync these before its faults began.
-  const slots = t.relay ? t.relay.mode.slots(t.relay.settings) : [];
-  const streaming = await t.sql<{ slot: string }[]>`SELECT slot_name AS slot FROM pg_replication_slots WHERE slot_name = ANY(${slots}) AND active_pid IS NOT NULL`;
-  const promotion = await t.failover.promote();
-  const synced = slots.every((slot) => promotion.syncedSlots.some((s) => s.slot === slot));
-  return { kind: 'failover-postgres', target: `standby (down ${promotion.downMs} ms; synced ${promotion.syncedSlots.map((s) => `${s.slot} at ${s.confirmedLsn}`).join(', ')})`, hit: synced && streaming.length > 0 };
-}
-
-/** The broker leading a partition of `topic` (node id), or undefined while none does. */
-async function leaderOf(t: FaultTargets): Promise<number | undefined> {
-  const kafka = createKafkaClient({ brokers: [...t.kafka.brokers], log: silentLogger, clientId: 'chaos-leader', quiet: true, retries: 0 });
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    const { topics } = await admin.fetchTopicMetadata({ topics: [t.topic] });
-    const leaders = (topics[0]?.partitions ?? []).map((p) => p.leader).filter((leader) => leader >= 0);
-    return leaders.length === 0 ? undefined : leaders[Math.floor(t.random() * leaders.length)];
-  } finally {
-    await admin.disconnect().catch(() => {});
-  }
-}
-
-function clusterOf(t: FaultTargets): LocalKafkaCluster {
-  if (!(t.kafka instanceof LocalKafkaCluster)) throw new Error('this fault needs the row to run on a Kafka cluster (RowSpec.kafka)');
-  return t.kafka;
-}
-
-export async function killLeader(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {
-  const cluster = clusterOf(t);
-  const leader = await leaderOf(t).catch(() => undefined);
-  if (leader === undefined) return { kind: 'kill-leader', target: 'no leader found', hit: false };
-  const broker = cluster.broker(leader);
-  await broker.stop('kill');
-  await sleep(downMs);
-  await broker.start();
-  return { kind: 'kill-leader', target: `broker ${leader}`, hit: true };
-}
-
-export async function killTwoBrokers(t: FaultTargets, downMs: number): Promise<Omit<FaultRecord, 'at'>> {
-  const cluster = clusterOf(t);
-  const ids = cluster.nodes.map((node) => node.node.id);
-  const kept = ids[Math.floor(t.random() * ids.length)]!;
-  const killed = ids.filter((id) => id !== kept).slice(0, 2);
-  const running = killed.filter((id) => cluster.broker(id).pid() !== undefined);
-  await Promise.all(killed.map((id) => cluster.broker(id).stop('kill')));
-  // One back after a while (writes resume with two in sync), the other later.
-  await sleep(downMs);
-  await cluster.broker(killed[0]!).start();
-  await sleep(downMs);
-  await cluster.broker(killed[1]!).start();
-  return { kind: 'kill-two-brokers', target: `brokers ${killed.join(' and ')}`, hit: running.length === 2 };
-}
-
-export async function killConsumer(t: FaultTargets): Promise<Omit<FaultRecord, 'at'>> {
-  const target = t.consumers[Math.floor(t.random() * t.consumers.length)]!;
-  const others = t.consumers.length > 1;
-  const killed = t.supervisor.signal(target, 'SIGKILL');
-  return { kind: 'kill-consumer', target, hit: killed && others };
-}
-
-let extraConsumers = 0;
-
-export async function addConsumer(t: FaultTargets, stayMs: number): Promise<Omit<FaultRecord, 'at'>> {
-  const name = `consumer-extra-${++extraConsumers}`;
-  await t.startConsumer(name);
-  await sleep(stayMs);
-  await t.supervisor.stop(name);
-  return { kind: 'add-consumer', target: name, hit: true };
-}
-

@@ -1,7 +1,7 @@
 /**
  * The crash matrix's sections of results/README.md: the short matrix
- * (results/chaos) and the soak (results/chaos-soak), both written by
- * bench/chaos.ts.
+ * (results/chaos) and the soak (results/chaos-soak), both written by the
+ * runner's chaos group (bench/scenarios/chaos.ts).
  */
 import { anySummary, legacyNote, whole as ms, type ReportContext, type Summary } from '../report/kit.js';
 import type { RowResult } from './matrix.js';

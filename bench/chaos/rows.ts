@@ -6,16 +6,16 @@
  */
 import type { RelayMode } from '../../src/config.js';
 import type { WriterTask } from './child.js';
-import type { FaultKind } from './faults.js';
+import { FAULTS, type FaultKind } from './faults.js';
 
 export interface RowSpec {
   name: string;
   description: string;
   writer: { store: WriterTask['store']; amendShare: number; hotKeys: number; crashAt?: string };
   relay?: { mode: RelayMode; replicas: number; crashAt?: string; leaseMs?: number };
-  /** `cluster`: the row runs on three brokers with a dedicated controller (replication factor 3, min.insync.replicas 2). */
+  /** `cluster`: the row runs on three brokers with a dedicated controller (replication factor 3, min.insync.replicas 2). Set from its faults' needs. */
   kafka?: 'cluster';
-  /** `failover`: PostgreSQL is a primary with a physical standby and failover slots, behind a proxy clients follow. */
+  /** `failover`: PostgreSQL is a primary with a physical standby and failover slots, behind a proxy clients follow. Set from its faults' needs. */
   postgres?: 'failover';
   /** Consumer processes in the group (default 1). */
   consumers?: number;
@@ -24,8 +24,15 @@ export interface RowSpec {
   expect: { lost: 'some' | 'none'; duplicates?: 'some'; reorderings?: 'none' };
 }
 
+/** A row on the servers its faults need (faults.ts), so a row never names them itself. */
+function onItsServers(row: Omit<RowSpec, 'kafka' | 'postgres'>): RowSpec {
+  const needs = new Set(row.faults.map((kind) => FAULTS[kind].servers));
+  if (needs.has('cluster') && needs.has('failover')) throw new Error(`row ${row.name}: its faults need both a Kafka cluster and a PostgreSQL standby; no servers have both`);
+  return { ...row, ...(needs.has('cluster') ? { kafka: 'cluster' } : {}), ...(needs.has('failover') ? { postgres: 'failover' } : {}) };
+}
+
 /** The matrix, in order. `{seed}` in a CRASH_AT is replaced by the row's seed. */
-export const MATRIX: readonly RowSpec[] = Object.freeze([
+export const MATRIX: readonly RowSpec[] = Object.freeze(([
   {
     name: 'naive-dual-write',
     description: 'commit, then publish; the writer crashes between the two (order.after-commit-before-publish, p=0.05)',
@@ -86,7 +93,6 @@ export const MATRIX: readonly RowSpec[] = Object.freeze([
     description: '3 brokers, replication factor 3: the leader of a partition of the topic killed (kill -9) and restarted, again and again, CDC relay',
     writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
     relay: { mode: 'cdc', replicas: 1 },
-    kafka: 'cluster',
     faults: ['kill-leader'],
     expect: { lost: 'none', reorderings: 'none' },
   },
@@ -95,7 +101,6 @@ export const MATRIX: readonly RowSpec[] = Object.freeze([
     description: '3 brokers, min.insync.replicas 2: two killed at once (writes to Kafka must block, not succeed on one copy), then brought back one at a time, CDC relay',
     writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
     relay: { mode: 'cdc', replicas: 1 },
-    kafka: 'cluster',
     faults: ['kill-two-brokers'],
     expect: { lost: 'none', reorderings: 'none' },
   },
@@ -104,7 +109,6 @@ export const MATRIX: readonly RowSpec[] = Object.freeze([
     description: 'a primary and a streaming standby (synchronous commit, failover slots): the primary killed under load, the standby promoted; the CDC relay goes on from the slot the standby synced',
     writer: { store: 'table', amendShare: 0.3, hotKeys: 20 },
     relay: { mode: 'cdc', replicas: 1 },
-    postgres: 'failover',
     faults: ['failover-postgres'],
     expect: { lost: 'none', reorderings: 'none' },
   },
@@ -142,5 +146,4 @@ export const MATRIX: readonly RowSpec[] = Object.freeze([
     faults: ['pause-relay'],
     expect: { lost: 'none', reorderings: 'none' },
   },
-]);
-
+] satisfies Omit<RowSpec, 'kafka' | 'postgres'>[]).map(onItsServers));

@@ -35,7 +35,8 @@ import { exitedWithin, spawnRelayProcess, startConsumerProcess, stopChild } from
 import { profileTable, summarizeProfileDir, type ProfileSummary } from '../harness/profile.js';
 import { openRun } from '../harness/run-setup.js';
 import { current, f, groupBy, type ReportContext } from '../report/kit.js';
-import type { Scenario, ScenarioContext } from '../scenario.js';
+import { yes, type Scenario, type ScenarioContext } from '../scenario.js';
+import { modeFlag, oneOf, parsedBy } from '../scenario-flags.js';
 
 /** A relay drained: a mode, with its process count for the modes that run several (`skip-locked:3`). */
 interface Strategy {
@@ -55,10 +56,10 @@ export function parseStrategy(name: string): Strategy {
   const [mode = '', count] = name.split(':');
   const info = relayModeInfo(mode);
   if (count !== undefined && info.processes !== 'replicas') {
-    throw new OutboxBenchError('USAGE', `--strategies: "${name}": only a mode that runs several processes takes a count, as in skip-locked:3`);
+    throw new OutboxBenchError('USAGE', `--mode: "${name}": only a mode that runs several processes takes a count, as in skip-locked:3`);
   }
   const { max = 1 } = specOf('replicas');
-  return { name, relayMode: mode as RelayMode, replicas: count === undefined ? 1 : parseWholeFlag(`strategies ${name}`, count, 1, max) };
+  return { name, relayMode: mode as RelayMode, replicas: count === undefined ? 1 : parseWholeFlag(`mode ${name}`, count, 1, max) };
 }
 
 export interface ConsumerDrain {
@@ -96,7 +97,7 @@ async function drainOnce(
 ): Promise<DrainRun> {
   const { infra, log } = context;
   const p = context.parameters;
-  const events = context.option('drain-events');
+  const events = context.option('backlog');
   const name = `drain-${strategy.name}-${client}-${profile ? 'profiled' : attempt + 1}`;
   const rawDir = path.join(context.outDir, 'raw', name);
   mkdirSync(rawDir, { recursive: true });
@@ -334,23 +335,16 @@ export const drain: Scenario = {
   description: 'relay-only drain of a pre-written backlog per relay and Kafka client, then a consumer-only drain of the topic',
   defaults: { partitions: 6, batchSize: 1_000, workers: 1, connectionsPerWorker: 8 },
   flags: {
-    'drain-events': { description: 'events in each backlog', defaultValue: 1_000_000, min: 10_000, max: 20_000_000 },
-    profile: { description: '1: one more drain per relay and client under node --cpu-prof, for profiles only (not in the figures)', defaultValue: 0, min: 0, max: 1 },
+    backlog: { description: 'events in each backlog', defaultValue: 1_000_000, min: 10_000, max: 20_000_000, formerly: ['drain-events'] },
+    profile: { kind: 'yes-no', description: 'one more drain per relay and client under node --cpu-prof, for profiles only (not in the figures)', defaultValue: false },
+    mode: modeFlag('relay modes to drain; a mode that runs several processes takes a count, as in cdc-sharded:4', DEFAULT_STRATEGIES.join(','), parsedBy(parseStrategy)),
+    clients: { kind: 'list', description: 'relay Kafka clients to compare', defaultText: 'the --kafka-client', check: oneOf(KAFKA_CLIENTS) },
+    'consumer-clients': { kind: 'list', description: "consumer Kafka clients to compare (on the first relay client's topics)", defaultText: 'the --consumer-kafka-client', check: oneOf(CONSUMER_KAFKA_CLIENTS) },
   },
   async run(context) {
-    const strategies = context.list('strategies', DEFAULT_STRATEGIES).map(parseStrategy);
+    const strategies = context.list('mode', DEFAULT_STRATEGIES).map(parseStrategy);
     const clients = context.list('clients', [context.parameters.kafkaClient ?? context.config.kafkaClient]);
     const consumerClients = context.list('consumer-clients', [context.parameters.consumerKafkaClient ?? context.config.consumerKafkaClient]);
-    const unknown = [
-      ...clients.filter((c) => !(KAFKA_CLIENTS as readonly string[]).includes(c)),
-      ...consumerClients.filter((c) => !(CONSUMER_KAFKA_CLIENTS as readonly string[]).includes(c)),
-    ];
-    if (unknown.length > 0) {
-      throw new OutboxBenchError(
-        'USAGE',
-        `drain: unknown ${unknown.join(', ')}; clients ${KAFKA_CLIENTS.join(', ')}; consumer clients ${CONSUMER_KAFKA_CLIENTS.join(', ')}`,
-      );
-    }
     const runs: DrainRun[] = [];
     const profiled: DrainRun[] = [];
     const failed: FailedDrainRun[] = [];
@@ -370,7 +364,7 @@ export const drain: Scenario = {
           }
         }
         runs.push(...repeated);
-        if (context.option('profile') === 1) {
+        if (yes(context, 'profile')) {
           try {
             profiled.push(await drainOnce(context, strategy, client, consumersHere, context.repeats, true));
           } catch (error) {
@@ -392,7 +386,7 @@ export const drain: Scenario = {
       }
     }
     if (failed.length > 0 && runs.length === 0) throw new OutboxBenchError('CHECK_FAILED', `every drain failed: ${failed.map((f) => f.error).join('; ')}`);
-    const extra: DrainResult = { events: context.option('drain-events'), sampleMs: SAMPLE_MS, minWindowReadings: MIN_WINDOW_READINGS, runs, profiled, failed };
+    const extra: DrainResult = { events: context.option('backlog'), sampleMs: SAMPLE_MS, minWindowReadings: MIN_WINDOW_READINGS, runs, profiled, failed };
     return { title: 'Relay-only and consumer-only drains', runs: [], extra, lines };
   },
   report,

@@ -114,10 +114,10 @@ export const fastestPath: Scenario = {
   description: 'batched intake + CDC: each optimisation against the baseline, same backlog, same run',
   defaults: { relayMode: 'cdc', store: 'table', drainTimeoutS: 60 },
   flags: {
-    'path-backlog': { description: 'events pre-loaded for each variant', defaultValue: 200_000, min: 1_000, max: 10_000_000 },
+    backlog: { description: 'events pre-loaded for each variant', defaultValue: 200_000, min: 1_000, max: 10_000_000, formerly: ['path-backlog'] },
   },
   async run(context) {
-    const backlog = context.option('path-backlog');
+    const backlog = context.option('backlog');
     const runs = [];
     const lines = ['fastest path: batched intake (1000 orders per transaction) + CDC relay, backlog drained by relay and consumer'];
     for (const variant of VARIANTS) {

@@ -32,7 +32,8 @@ import { processCpuSeconds, processTreeCpuSeconds } from '../harness/process-sta
 import { startConsumerProcess, startRelayProcess, startServiceProcess, stopChild, type ConsumerProcess } from '../harness/processes.js';
 import { openRun, type RunSetup } from '../harness/run-setup.js';
 import { current, f, type ReportContext } from '../report/kit.js';
-import type { Scenario, ScenarioContext, ScenarioReport } from '../scenario.js';
+import { yes, type Scenario, type ScenarioContext, type ScenarioReport } from '../scenario.js';
+import { p99LimitFlag } from '../scenario-flags.js';
 
 async function outboxRows(sql: Sql): Promise<number> {
   const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
@@ -215,7 +216,7 @@ async function runHttp(context: ScenarioContext): Promise<ScenarioReport> {
       relay,
       children,
       connections: context.option('http-connections'),
-      p99LimitMs: context.option('http-p99-ms'),
+      p99LimitMs: context.option('p99-limit-ms'),
       nextBody: () => body(sequence++),
       caughtUp: async () => {
         const written = await settledOutboxRows(run.sql);
@@ -242,7 +243,7 @@ async function measureServiceModes(session: HttpSession): Promise<{ modes: ModeR
   const p = context.parameters;
   const modes: ModeResult[] = [];
   let groupService: { child: ChildProcess; url: string } | undefined;
-  const serviceModes = context.option('http-compare') === 1 ? [context.option('group-commit'), 0] : [context.option('group-commit')];
+  const serviceModes = yes(context, 'http-compare') ? [context.option('group-commit'), 0] : [context.option('group-commit')];
   for (const groupCommitMax of serviceModes) {
     const port = await freeHttpPort();
     const service = await startServiceProcess(session.rawDir, session.run.env({ httpPort: port, groupCommitMax }));
@@ -255,7 +256,7 @@ async function measureServiceModes(session: HttpSession): Promise<{ modes: ModeR
     const label = groupCommitMax > 0 ? 'group commit' : 'one transaction per order';
     process.stderr.write(`  ${label}: closed loop ${maxRate} requests/s, p99 ${closed.latency.p99} ms\n`);
     const search =
-      context.option('http-search') === 1
+      yes(context, 'http-search')
         ? await searchRate(url, maxRate, connections, session.p99LimitMs, nextBody, session.caughtUp, (line) => process.stderr.write(`  ${label}: ${line}\n`))
         : [];
     modes.push({
@@ -352,10 +353,10 @@ export const http: Scenario = {
   flags: {
     'http-connections': { description: 'HTTP connections (closed loop, and at most this many in flight on the timetable)', defaultValue: 32, min: 1, max: 10_000 },
     'http-rate': { description: 'requests/s of the fixed-rate phase (0 = half of the group-commit closed-loop maximum)', defaultValue: 0, min: 0, max: 1_000_000 },
-    'http-p99-ms': { description: 'the response p99 the rate search must keep', defaultValue: 50, min: 1, max: 60_000 },
+    'p99-limit-ms': p99LimitFlag('the response', 50, 60_000, 'http-p99-ms'),
     'group-commit': { description: 'most orders per statement in the group-commit service', defaultValue: 500, min: 1, max: 10_000 },
-    'http-compare': { description: '1: also run the service with a transaction per order; 0: group commit only', defaultValue: 1, min: 0, max: 1 },
-    'http-search': { description: '1: search the highest rate within the p99 limit; 0: skip it', defaultValue: 1, min: 0, max: 1 },
+    'http-compare': { kind: 'yes-no', description: 'also run the service with a transaction per order (no: group commit only)', defaultValue: true },
+    'http-search': { kind: 'yes-no', description: 'search the highest rate within the p99 limit', defaultValue: true },
   },
   run: runHttp,
   report,

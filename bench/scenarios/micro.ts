@@ -118,7 +118,7 @@ export const micro: Scenario = {
   defaults: {},
   flags: {
     'micro-time-ms': { description: 'measuring time per task', defaultValue: 2_000, min: 100, max: 600_000 },
-    'micro-backlog': { description: 'unpublished rows the claim queries run against', defaultValue: 200_000, min: 1_000, max: 10_000_000 },
+    backlog: { description: 'unpublished rows the claim queries run against', defaultValue: 200_000, min: 1_000, max: 10_000_000, formerly: ['micro-backlog'] },
   },
   async run(context) {
     const schema = 'bench_micro';
@@ -126,7 +126,7 @@ export const micro: Scenario = {
     try {
       await dropSchema(sql, schema);
       await migrate(sql, { schema, partitionWidth: '1 day', partitionsAhead: 1 });
-      const backlog = context.option('micro-backlog');
+      const backlog = context.option('backlog');
       for (let placed = 0; placed < backlog; placed += 5_000) {
         await placeOrders(sql, Array.from({ length: Math.min(5_000, backlog - placed) }, (_, i) => ({ customerId: `c-${placed + i}`, amountCents: i, currency: 'EUR' })));
       }

@@ -725,7 +725,8 @@ export const peers: Scenario = {
   // even at a peer's lowest rates, and keep a search near 15 minutes.
   defaults: { ordersPerTransaction: 10, warmupS: 5, durationS: MIN_STEP_S, drainTimeoutS: 30 },
   flags: {
-    'peer-max-rate': { description: 'peers: highest rate the sustained search tries', defaultValue: 100_000, min: 100, max: 1_000_000 },
+    'max-rate': { description: 'highest rate the sustained search tries, events/s', defaultValue: 100_000, min: 100, max: 1_000_000, formerly: ['peer-max-rate'] },
+    mode: { kind: 'list', description: 'relays to measure: ours, the peers, or the families ours, debezium, ptp; they merge into results/peers/', defaultText: 'the default set', formerly: ['strategies'] },
   },
   async run(context) {
     if (context.parameters.durationS < MIN_STEP_S) {

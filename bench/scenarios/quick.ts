@@ -12,6 +12,7 @@ import { cpuPerMillionByProcess, runDrain } from '../harness/saturation.js';
 import { summarizeRun } from '../harness/summary.js';
 import { current, f, type ReportContext } from '../report/kit.js';
 import { pipelineContext, type Scenario } from '../scenario.js';
+import { modeFlag, relayMode } from '../scenario-flags.js';
 
 /** Every relay a user picks from (naive-skip-locked is the counter-example, left out). */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message', 'cdc-sharded'];
@@ -62,13 +63,14 @@ export const quick: Scenario = {
   flags: {
     // Rationale: 20,000 events drain in well under a second to a few seconds
     // here (46,582 to 167,823 events/s), enough readings for the 10%-90% rate.
-    'quick-backlog': { description: 'events pre-loaded for each relay\'s drain', defaultValue: 20_000, min: 1_000, max: 1_000_000 },
+    backlog: { description: "events pre-loaded for each relay's drain", defaultValue: 20_000, min: 1_000, max: 1_000_000, formerly: ['quick-backlog'] },
+    mode: modeFlag('relay modes to measure', 'all', relayMode),
   },
   standalone: true,
   async run(context) {
-    const strategies = context.list('strategies', [...MODES]);
+    const strategies = context.list('mode', [...MODES]);
     for (const name of strategies) relayModeInfo(name);
-    const backlog = context.option('quick-backlog');
+    const backlog = context.option('backlog');
     const runs: ReturnType<typeof summarizeRun>[] = [];
     const drains: QuickDrain[] = [];
     for (const mode of strategies as RelayMode[]) {

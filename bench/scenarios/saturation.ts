@@ -11,6 +11,7 @@ import { bars } from '../report/charts.js';
 import { cpuPerMillionByProcess, MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE, runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
 import { pipelineContext, type Scenario } from '../scenario.js';
+import { modeFlag, p99LimitFlag, relayMode, searchRateFlags } from '../scenario-flags.js';
 
 /** The relays searched, in order (a multi-process mode runs --replicas processes). */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message'];
@@ -85,13 +86,13 @@ export const saturation: Scenario = {
   description: 'sustained throughput (step up, then bisect) and backlog drain rate of every strategy',
   defaults: { ordersPerTransaction: 100, warmupS: 5, durationS: 20, drainTimeoutS: 20 },
   flags: {
-    'p99-limit-ms': { description: 'a step fails when end-to-end p99 exceeds this', defaultValue: 2_000, min: 1, max: 600_000 },
-    'start-rate': { description: 'first rate of the search, events/s', defaultValue: 2_000, min: 100, max: 1_000_000 },
-    'max-rate': { description: 'highest rate tried, events/s', defaultValue: 100_000, min: 100, max: 1_000_000 },
+    mode: modeFlag('relay modes to measure', 'all', relayMode),
+    'p99-limit-ms': p99LimitFlag('the end-to-end', 2_000, 600_000),
+    ...searchRateFlags('events/s', { start: 2_000, max: 100_000 }),
     backlog: { description: 'events pre-loaded for the drain measurement', defaultValue: 100_000, min: 1_000, max: 10_000_000 },
   },
   async run(context) {
-    const strategies = context.list('strategies', [...MODES]);
+    const strategies = context.list('mode', [...MODES]);
     // Unknown names fail here, with the list of modes.
     for (const name of strategies) relayModeInfo(name);
     const results: StrategySaturation[] = [];

@@ -27,6 +27,7 @@ import type { PipelineParameters } from '../harness/pipeline.js';
 import { searchSustained, type SearchOptions, type SearchStep } from '../harness/saturation.js';
 import { current, f, save, type ReportContext, type Summary } from '../report/kit.js';
 import { pipelineContext, type Scenario, type ScenarioContext } from '../scenario.js';
+import { modeFlag, p99LimitFlag, relayMode, searchRateFlags } from '../scenario-flags.js';
 
 /** The relays swept: the saturation scenario's, in its order. */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message'];
@@ -186,8 +187,8 @@ const FIRST_GROWTH = 1.6;
 const MIN_START_RATE = 200;
 
 function searchOptions(context: ScenarioContext, guide: number | undefined): SearchOptions {
-  const base = { maxRate: context.option('sweep-max-rate'), bisections: 2, p99LimitMs: context.option('sweep-p99-limit-ms') };
-  if (guide === undefined || guide <= 0) return { ...base, startRate: context.option('sweep-start-rate'), growth: FIRST_GROWTH };
+  const base = { maxRate: context.option('max-rate'), bisections: 2, p99LimitMs: context.option('p99-limit-ms') };
+  if (guide === undefined || guide <= 0) return { ...base, startRate: context.option('start-rate'), growth: FIRST_GROWTH };
   return { ...base, startRate: Math.max(MIN_START_RATE, Math.round((guide * GUIDED_START_SHARE) / 100) * 100), growth: GUIDED_GROWTH };
 }
 
@@ -223,7 +224,7 @@ async function runSweep(definition: SweepDefinition, context: ScenarioContext): 
   const wanted = context.list('points', labels);
   const unknown = wanted.filter((label) => !labels.includes(label));
   if (unknown.length > 0) throw new OutboxBenchError('USAGE', `sweep-${definition.name}: unknown point(s) ${unknown.join(', ')}; its points are ${labels.join(', ')}`);
-  const relays = context.list('strategies', [...MODES]);
+  const relays = context.list('mode', [...MODES]);
   for (const relay of relays) relayModeInfo(relay);
   const order = (definition.measureOrder ?? labels).filter((label) => wanted.includes(label));
   const previous = previousEntries(context.outDir, definition.name);
@@ -318,9 +319,10 @@ function sweepScenario(definition: SweepDefinition): Scenario {
     // The saturation scenario's load, so the sweeps' common point matches its section.
     defaults: { ordersPerTransaction: 100, warmupS: 5, durationS: 20, drainTimeoutS: 20 },
     flags: {
-      'sweep-start-rate': { description: 'first rate of the first point\'s search, events/s', defaultValue: 2_000, min: 100, max: 1_000_000 },
-      'sweep-max-rate': { description: 'highest rate a sweep tries, events/s', defaultValue: 100_000, min: 100, max: 1_000_000 },
-      'sweep-p99-limit-ms': { description: 'a sweep step fails when end-to-end p99 exceeds this', defaultValue: 2_000, min: 1, max: 600_000 },
+      ...searchRateFlags('events/s (the start: of the first point)', { start: 2_000, max: 100_000 }, 'sweep'),
+      'p99-limit-ms': p99LimitFlag('the end-to-end', 2_000, 600_000, 'sweep-p99-limit-ms'),
+      mode: modeFlag('relay modes to measure', 'all', relayMode),
+      points: { kind: 'list', description: 'points of the sweep to measure; entries merge into its results folder', defaultText: 'all' },
     },
     standalone: true,
     async run(context) {

@@ -21,6 +21,7 @@ import { openRun } from '../harness/run-setup.js';
 import { bars } from '../report/charts.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
+import { p99LimitFlag, searchRateFlags } from '../scenario-flags.js';
 
 /** One way of writing an order, and the relay reading it (if any). */
 interface WriteWay {
@@ -275,9 +276,8 @@ export const writeCost: Scenario = {
   // service has it; 2,000/s is the rate of the relay scenarios.
   defaults: { rate: 2_000, warmupS: 5, durationS: 20, ordersPerTransaction: 1, eventsPerAggregate: 1 },
   flags: {
-    'write-p99-limit-ms': { description: 'a step of the highest-rate search fails when the commit p99 exceeds this', defaultValue: 100, min: 1, max: 60_000 },
-    'write-start-rate': { description: 'first rate of the highest-rate search, orders/s', defaultValue: 2_000, min: 100, max: 1_000_000 },
-    'write-max-rate': { description: 'highest rate the search tries, orders/s', defaultValue: 100_000, min: 100, max: 1_000_000 },
+    'p99-limit-ms': p99LimitFlag('the commit', 100, 60_000, 'write-p99-limit-ms'),
+    ...searchRateFlags('orders/s', { start: 2_000, max: 100_000 }, 'write'),
     // Rationale: 10 s per search step holds 20,000+ orders from the first step on.
     'write-step-s': { description: 'measured seconds per step of the search', defaultValue: 10, min: 1, max: 600 },
   },
@@ -293,11 +293,11 @@ export const writeCost: Scenario = {
           ways[i]!.runs.push(await measureWrites(context, pool, way, p.rate, p.warmupS, p.durationS));
         }
       }
-      const p99LimitMs = context.option('write-p99-limit-ms');
+      const p99LimitMs = context.option('p99-limit-ms');
       const maxRates: MaxRate[] = [];
       for (const way of WAYS.filter((w) => !w.relay)) {
         process.stderr.write(`write-cost: the highest rate of ${way.name}\n`);
-        maxRates.push(await searchMaxRate(context, pool, way, { startRate: context.option('write-start-rate'), maxRate: context.option('write-max-rate'), p99LimitMs, stepS: context.option('write-step-s') }));
+        maxRates.push(await searchMaxRate(context, pool, way, { startRate: context.option('start-rate'), maxRate: context.option('max-rate'), p99LimitMs, stepS: context.option('write-step-s') }));
       }
       const lines = ways.map((w) => {
         const m = (pick: (x: WriteMeasurement) => number | null) => spreadOf(w.runs, pick)?.median ?? 'n/a';
