@@ -12,8 +12,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
-import { CoalescingSender } from '../bench/peers/ptp.js';
+import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/drivers/jmx.js';
+import { CoalescingSender } from '../bench/drivers/ptp-relay.js';
 import { backlogFor, chartedMaximum, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 import { whole } from '../bench/report/kit.js';
 import { roundRate } from '../bench/harness/saturation.js';

@@ -20,7 +20,7 @@ import { nowMs } from '../../src/events.js';
 import { createHistogram, encodeHistogram, recordMs } from '../../src/latency.js';
 import { seededRandom } from '../../src/chaos/failpoints.js';
 import { placeOrdersWithoutEvents, writeOrderEvents, type AmendOrderInput, type OutboxStore, type PlaceOrderInput } from '../../src/orders/write-path.js';
-import { placeOrdersIntoPtp } from '../peers/ptp.js';
+import { placeOrdersIntoPtp } from '../drivers/ptp-relay.js';
 import { loadEventId } from './load-ids.js';
 
 export interface LoadTask {

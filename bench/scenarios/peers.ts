@@ -40,13 +40,13 @@ import { stopChild } from '../harness/processes.js';
 import { runPipeline, type LagReading, type PipelineContext, type PipelineParameters, type PipelineResult } from '../harness/pipeline.js';
 import { judge, roundRate, runDrain, searchSustained, type SearchStep } from '../harness/saturation.js';
 import { summarizeRun, type RunSummary } from '../harness/summary.js';
-import { DEBEZIUM_DEFAULT, DEBEZIUM_LATENCY, DEBEZIUM_THROUGHPUT, DEBEZIUM_VERSION, debeziumTopicPrefix, preparePublication, startDebezium, waitForDebezium, type DebeziumSettings } from '../peers/debezium.js';
-import { freePort, jmxToolLibDir, queueFigures, startJmxSampler, streamingMBean, type JmxSampler, type QueueFigures } from '../peers/jmx.js';
-import { MESSAGE_NOT_FOUND, PTP_POLLING_SETTINGS, PTP_TABLE, setupPtp, type PtpMode, type PtpPollingSettings, type PtpRelayTask } from '../peers/ptp.js';
+import { DEBEZIUM_DEFAULT, DEBEZIUM_LATENCY, DEBEZIUM_THROUGHPUT, DEBEZIUM_VERSION, debeziumTopicPrefix, preparePublication, startDebezium, waitForDebezium, type DebeziumSettings } from '../drivers/debezium.js';
+import { freePort, jmxToolLibDir, queueFigures, startJmxSampler, streamingMBean, type JmxSampler, type QueueFigures } from '../drivers/jmx.js';
+import { MESSAGE_NOT_FOUND, PTP_POLLING_SETTINGS, PTP_TABLE, setupPtp, type PtpMode, type PtpPollingSettings, type PtpRelayTask } from '../drivers/ptp-relay.js';
 import { f, save, whole, type ReportContext, type Summary } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
-const PTP_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'ptp.js');
+const PTP_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'drivers', 'ptp-relay.js');
 const PTP_VERSION = '0.5.7';
 
 export interface Relay {

@@ -6,7 +6,7 @@
  * it changes from the library's defaults is listed in PTP_POLLING_SETTINGS
  * and above runRelay's listener calls; nothing of the library is patched.
  *
- *   node dist/bench/peers/ptp.js <json PtpRelayTask>     (the relay process)
+ *   node dist/bench/drivers/ptp-relay.js <json PtpRelayTask>     (the relay process)
  */
 
 import {
