@@ -19,8 +19,9 @@ import { OutboxBenchError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import { createHistogram, encodeHistogram, recordMs } from '../../src/latency.js';
 import { seededRandom } from '../../src/chaos/failpoints.js';
-import { placeOrdersWithoutEvents, writeOrderEvents, type AmendOrderInput, type OutboxStore, type PlaceOrderInput } from '../../src/orders/write-path.js';
-import { placeOrdersIntoPtp } from '../drivers/ptp-relay.js';
+import type { Sql } from '../../src/db.js';
+import { placeOrdersWithoutEvents, writeOrderEvents, type AmendOrderInput, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
+import type { LoadStore, OwnWritePath } from '../drivers/write-path.js';
 import { loadEventId } from './load-ids.js';
 
 export interface LoadTask {
@@ -29,10 +30,13 @@ export interface LoadTask {
   runTag: string;
   schema: string;
   /**
-   * `ptp`: pg-transactional-outbox's table, for the peers benchmark (new orders
-   * only); `none`: the business row alone, no event (what an outbox costs).
+   * Our outbox's table or logical messages; a relay's own table (new orders
+   * only, through `writePath`); `none`: the business row alone, no event
+   * (what an outbox costs).
    */
-  store: OutboxStore | 'ptp' | 'none';
+  store: LoadStore | 'none';
+  /** The module (URL) of the write path of a relay with a table of its own: the worker imports it, knowing no relay by name. */
+  writePath?: string;
   workerIndex: number;
   /** Orders per second offered by this worker. */
   rate: number;
@@ -96,7 +100,7 @@ export interface LoadPlan {
   ordersPerWorker: number[];
   /**
    * Orders written before the run's own warm-up and window, at a lower rate
-   * (peers: a JVM's class loading and JIT happen here, not in the window).
+   * (a JVM's class loading and JIT happen here, not in the window).
    */
   prewarm?: Prewarm;
 }
@@ -148,7 +152,22 @@ function padding(bytes: number): string | undefined {
   return extra > 0 ? 'x'.repeat(extra) : undefined;
 }
 
+/** One transaction's writes, by the task's store. */
+type WriteTransaction = (sql: Sql, place: PlaceOrderInput[], amend: AmendOrderInput[]) => Promise<WrittenEvent[]>;
+
+async function writerFor(task: LoadTask): Promise<WriteTransaction> {
+  if (task.writePath !== undefined) {
+    const own = (await import(task.writePath)) as OwnWritePath;
+    return (sql, place) => own.placeOrders(sql, place);
+  }
+  const { store } = task;
+  if (store === 'none') return (sql, place) => placeOrdersWithoutEvents(sql, place);
+  if (store === 'table' || store === 'message') return (sql, place, amend) => writeOrderEvents(sql, { place, amend }, store);
+  throw new OutboxBenchError('USAGE', `the load has no write path for the ${store} store: its relay's driver names the module`);
+}
+
 export default async function runLoad(task: LoadTask): Promise<LoadResult> {
+  const write = await writerFor(task);
   const sql = createSql(task.databaseUrl, task.schema, { max: task.connections, applicationName: `outbox-bench-load-${task.workerIndex}` });
   const perTx = task.ordersPerTransaction;
   const total = task.orders;
@@ -197,12 +216,7 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
       }
     }
     try {
-      const written =
-        task.store === 'ptp'
-          ? await placeOrdersIntoPtp(sql, [...place])
-          : task.store === 'none'
-            ? await placeOrdersWithoutEvents(sql, place)
-            : await writeOrderEvents(sql, { place, amend }, task.store);
+      const written = await write(sql, place, amend);
       for (const event of written) {
         if (event.aggregateVersion !== 1) continue;
         if (hot.length < task.hotKeys) hot.push(event.orderId);
