@@ -41,14 +41,15 @@ export interface DriverRun {
   stagesPrefix: string;
   /** The environment of one of our relay processes in this run: servers, schema, topic and the mode's settings. */
   env(extra?: Partial<Config>): NodeJS.ProcessEnv;
-  /** The lag of the relay mode the run provisioned (driverSettings), as that mode reads it. */
+  /** The lag of the relay mode the run provisioned (see provisioning), as that mode reads it. */
   modeLag(): Promise<LagReading>;
 }
 
 /**
  * A started relay. `child` is the root of its process tree: the tree's CPU
- * and memory are the relay's, and a drain pauses and continues the whole
- * tree. `helpers` (a JMX reader) are stopped with it and never counted.
+ * and memory are the relay's, a drain pauses and continues the whole tree,
+ * and the run stops it (SIGTERM, then SIGKILL to the tree if it lingers).
+ * `helpers` (a JMX reader) are stopped with it and never counted.
  */
 export interface RunningRelay extends StartedRelay {
   /**
