@@ -4,14 +4,13 @@
  * it; then, repeated, the drain of a backlog and latency at the common rate
  * and at 50% and 80% of its maximum. Every run is prewarmed inside the run.
  */
-import path from 'node:path';
 import { gitCommit, measureCpu } from '../../harness/environment.js';
 import { describeResult, medianWithRange } from '../../harness/format.js';
 import { runPipeline, type PipelineContext, type PipelineParameters, type PipelineResult } from '../../harness/pipeline.js';
 import { judge, roundRate, runDrain, searchSustained, type SearchResult } from '../../harness/saturation.js';
 import { summarizeRun, type RunSummary } from '../../harness/summary.js';
 import { dropRelaySlots } from '../../drivers/slots.js';
-import type { ScenarioContext } from '../../scenario.js';
+import { pipelineContext, type ScenarioContext } from '../../scenario.js';
 import type { Relay } from './relays.js';
 import { drainRun, pointRun, type DrainRun, type PeerPoint, type PeerResult } from './results.js';
 import { backlogFor, COMMON_RATE, prewarmFor } from './sizing.js';
@@ -50,7 +49,7 @@ interface Sitting {
 function contextFor(s: Sitting, name: string, heapMb?: number): PipelineContext {
   const { context, relay } = s;
   const driver = heapMb === undefined || !relay.driver.heap ? relay.driver : relay.driver.heap.resized(heapMb);
-  return { infra: context.infra, log: context.log, name, rawDir: path.join(context.outDir, 'raw', name), quiet: context.quiet, config: context.config, driver };
+  return pipelineContext(context, name, driver);
 }
 
 /** Every run starts with no slot of an earlier one left behind (a stopped run's would hold WAL). */
