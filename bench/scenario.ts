@@ -10,6 +10,7 @@ import type { PipelineContext, PipelineParameters } from './harness/pipeline.js'
 import type { RunSummary } from './harness/summary.js';
 import type { FlagSpec, FlagSpecs } from './flags.js';
 import type { ReportContext } from './report/kit.js';
+import { DRIVERS, type RelayDriver } from './drivers/index.js';
 
 export interface ScenarioContext {
   config: Config;
@@ -75,9 +76,13 @@ export interface Scenario {
   report?(context: ReportContext, folder: string): string[];
 }
 
-/** A pipeline run named `name` inside a scenario: its servers and logger, raw files under results/<scenario>/raw/<name>. */
-export function pipelineContext(context: ScenarioContext, name: string): PipelineContext {
-  return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet };
+/**
+ * A pipeline run named `name` inside a scenario: its servers and logger, raw
+ * files under results/<scenario>/raw/<name>, and the relay it measures (our
+ * relay, in the parameters' mode, unless given).
+ */
+export function pipelineContext(context: ScenarioContext, name: string, driver: RelayDriver = DRIVERS.ours): PipelineContext {
+  return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet, config: context.config, driver };
 }
 
 /** What a scenario on servers of its own is given: no servers, and where results go. */

@@ -12,8 +12,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/peers/jmx.js';
-import { CoalescingSender } from '../bench/peers/ptp.js';
+import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/drivers/jmx.js';
+import { DRIVERS } from '../bench/drivers/index.js';
+import { CoalescingSender } from '../bench/drivers/ptp-relay.js';
 import { backlogFor, chartedMaximum, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 import { whole } from '../bench/report/kit.js';
 import { roundRate } from '../bench/harness/saturation.js';
@@ -109,7 +110,7 @@ describe('peers sizing and merging', () => {
     assert.deepEqual(keys(['debezium-default']), ['debezium-default']);
     assert.ok(!keys([]).includes('debezium-default') && !keys([]).includes('ptp-polling-batch5') && keys([]).includes('cdc-sharded'), 'every relay but the optional ones by default');
     const [batch5] = selectRelays(['ptp-polling-batch5']);
-    assert.equal(batch5?.ptpPolling?.nextMessagesBatchSize, 5);
+    assert.equal(batch5?.driver, DRIVERS['ptp-polling-batch5'], 'the variant runs with its own driver');
     assert.match(batch5?.settings ?? '', /nextMessagesBatchSize 5 \(default 5\), nextMessagesPollingIntervalInMs 100 \(default 500\)/);
     assert.notEqual(batch5?.name, selectRelays(['ptp-polling'])[0]?.name, 'a variant\'s results do not replace those of the batch of 50');
     assert.throws(() => selectRelays(['kafka-streams']), (error: Error & { code?: string }) => error.code === 'USAGE' && /polling, skip-locked/.test(error.message));

@@ -122,8 +122,8 @@ export interface AccountInput {
   graceMs: number;
   /**
    * Take the lag slope from delivery (committed orders not yet applied)
-   * rather than the relay's reading: a peer that confirms its position only
-   * now and then (Debezium: when it flushes offsets) shows a sawtooth there
+   * rather than the relay's reading: a relay that confirms its position only
+   * now and then (a connector that flushes its offsets) shows a sawtooth there
    * whose slope over a window says nothing about keeping up.
    */
   lagFromDelivery?: boolean;

@@ -19,8 +19,9 @@ import { OutboxBenchError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import { createHistogram, encodeHistogram, recordMs } from '../../src/latency.js';
 import { seededRandom } from '../../src/chaos/failpoints.js';
-import { placeOrdersWithoutEvents, writeOrderEvents, type AmendOrderInput, type OutboxStore, type PlaceOrderInput } from '../../src/orders/write-path.js';
-import { placeOrdersIntoPtp } from '../peers/ptp.js';
+import type { Sql } from '../../src/db.js';
+import { placeOrdersWithoutEvents, writeOrderEvents, type AmendOrderInput, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
+import type { LoadStore, OwnWritePath } from '../drivers/write-path.js';
 import { loadEventId } from './load-ids.js';
 
 export interface LoadTask {
@@ -29,10 +30,13 @@ export interface LoadTask {
   runTag: string;
   schema: string;
   /**
-   * `ptp`: pg-transactional-outbox's table, for the peers benchmark (new orders
-   * only); `none`: the business row alone, no event (what an outbox costs).
+   * Our outbox's table or logical messages; a relay's own table (new orders
+   * only, through `writePath`); `none`: the business row alone, no event
+   * (what an outbox costs).
    */
-  store: OutboxStore | 'ptp' | 'none';
+  store: LoadStore | 'none';
+  /** The module (URL) of the write path of a relay with a table of its own: the worker imports it, knowing no relay by name. */
+  writePath?: string;
   workerIndex: number;
   /** Orders per second offered by this worker. */
   rate: number;
@@ -96,7 +100,7 @@ export interface LoadPlan {
   ordersPerWorker: number[];
   /**
    * Orders written before the run's own warm-up and window, at a lower rate
-   * (peers: a JVM's class loading and JIT happen here, not in the window).
+   * (a JVM's class loading and JIT happen here, not in the window).
    */
   prewarm?: Prewarm;
 }
@@ -148,7 +152,80 @@ function padding(bytes: number): string | undefined {
   return extra > 0 ? 'x'.repeat(extra) : undefined;
 }
 
+/** One transaction's writes, by the task's store. */
+type WriteTransaction = (sql: Sql, place: PlaceOrderInput[], amend: AmendOrderInput[]) => Promise<WrittenEvent[]>;
+
+async function writerFor(task: LoadTask): Promise<WriteTransaction> {
+  if (task.writePath !== undefined) {
+    const own = (await import(task.writePath)) as OwnWritePath;
+    return (sql, place) => own.placeOrders(sql, place);
+  }
+  const { store } = task;
+  if (store === 'none') return (sql, place) => placeOrdersWithoutEvents(sql, place);
+  if (store === 'table' || store === 'message') return (sql, place, amend) => writeOrderEvents(sql, { place, amend }, store);
+  throw new OutboxBenchError('USAGE', `the load has no write path for the ${store} store: its relay's driver names the module`);
+}
+
+/**
+ * Orders this worker placed and saw committed: what amendments may target
+ * (amending an order whose transaction is still in flight would fail), the
+ * first `hotKeys` of them hot.
+ */
+class AmendTargets {
+  readonly #recent: string[] = [];
+  readonly #hot: string[] = [];
+  #nextSlot = 0;
+  readonly #random: () => number;
+  readonly #task: Pick<LoadTask, 'hotKeyShare' | 'hotKeys' | 'keySpace'>;
+
+  constructor(task: Pick<LoadTask, 'seed' | 'workerIndex' | 'hotKeyShare' | 'hotKeys' | 'keySpace'>) {
+    this.#task = task;
+    this.#random = seededRandom(task.seed + task.workerIndex);
+  }
+
+  pick(): string | undefined {
+    const hot = this.#hot;
+    const recent = this.#recent;
+    if (hot.length > 0 && this.#random() < this.#task.hotKeyShare) return hot[Math.floor(this.#random() * hot.length)];
+    return recent.length === 0 ? undefined : recent[Math.floor(this.#random() * recent.length)];
+  }
+
+  committed(written: readonly WrittenEvent[]): void {
+    const { hotKeys, keySpace } = this.#task;
+    for (const event of written) {
+      if (event.aggregateVersion !== 1) continue;
+      if (this.#hot.length < hotKeys) this.#hot.push(event.orderId);
+      if (this.#recent.length < keySpace) this.#recent.push(event.orderId);
+      else this.#recent[this.#nextSlot++ % keySpace] = event.orderId;
+    }
+  }
+}
+
+/** Orders `firstSeq` .. `firstSeq + size - 1` of a worker: new orders, and amendments of orders it placed. */
+function transactionOf(task: LoadTask, firstSeq: number, size: number, targets: AmendTargets, note: string | undefined): { place: PlaceOrderInput[]; amend: AmendOrderInput[] } {
+  const place: PlaceOrderInput[] = [];
+  const amend: AmendOrderInput[] = [];
+  for (let seq = firstSeq; seq < firstSeq + size; seq++) {
+    // The id says which order this is; the consumer derives its intended time from it.
+    const eventId = loadEventId(task.runTag, task.workerIndex, seq);
+    const target = seq % task.eventsPerAggregate === 0 ? undefined : targets.pick();
+    if (target) {
+      amend.push({ orderId: target, deltaCents: 1 + (seq % 50), eventId });
+    } else {
+      place.push({
+        customerId: `customer-${task.workerIndex}-${seq % 10_000}`,
+        amountCents: 100 + (seq % 9_900),
+        currency: 'EUR',
+        ...(note ? { note } : {}),
+        eventId,
+      });
+    }
+  }
+  return { place, amend };
+}
+
 export default async function runLoad(task: LoadTask): Promise<LoadResult> {
+  const write = await writerFor(task);
   const sql = createSql(task.databaseUrl, task.schema, { max: task.connections, applicationName: `outbox-bench-load-${task.workerIndex}` });
   const perTx = task.ordersPerTransaction;
   const total = task.orders;
@@ -166,49 +243,12 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
   const transactions = new Float64Array(2 * transactionsPlanned);
   let transactionCount = 0;
 
-  // Orders this worker placed and saw committed: what amendments may target
-  // (amending an order whose transaction is still in flight would fail).
-  const recent: string[] = [];
-  const hot: string[] = [];
-  let nextSlot = 0;
-  const random = seededRandom(task.seed + task.workerIndex);
-  const pickAggregate = (): string | undefined => {
-    if (hot.length > 0 && random() < task.hotKeyShare) return hot[Math.floor(random() * hot.length)];
-    return recent.length === 0 ? undefined : recent[Math.floor(random() * recent.length)];
-  };
+  const targets = new AmendTargets(task);
 
   const send = async (firstSeq: number, size: number): Promise<void> => {
-    const place: PlaceOrderInput[] = [];
-    const amend: AmendOrderInput[] = [];
-    for (let seq = firstSeq; seq < firstSeq + size; seq++) {
-      // The id says which order this is; the consumer derives its intended time from it.
-      const eventId = loadEventId(task.runTag, task.workerIndex, seq);
-      const target = seq % task.eventsPerAggregate === 0 ? undefined : pickAggregate();
-      if (target) {
-        amend.push({ orderId: target, deltaCents: 1 + (seq % 50), eventId });
-      } else {
-        place.push({
-          customerId: `customer-${task.workerIndex}-${seq % 10_000}`,
-          amountCents: 100 + (seq % 9_900),
-          currency: 'EUR',
-          ...(note ? { note } : {}),
-          eventId,
-        });
-      }
-    }
+    const { place, amend } = transactionOf(task, firstSeq, size, targets, note);
     try {
-      const written =
-        task.store === 'ptp'
-          ? await placeOrdersIntoPtp(sql, [...place])
-          : task.store === 'none'
-            ? await placeOrdersWithoutEvents(sql, place)
-            : await writeOrderEvents(sql, { place, amend }, task.store);
-      for (const event of written) {
-        if (event.aggregateVersion !== 1) continue;
-        if (hot.length < task.hotKeys) hot.push(event.orderId);
-        if (recent.length < task.keySpace) recent.push(event.orderId);
-        else recent[nextSlot++ % task.keySpace] = event.orderId;
-      }
+      targets.committed(await write(sql, place, amend));
       const at = nowMs();
       const lastIntended = due(firstSeq + size - 1);
       transactions[2 * transactionCount] = lastIntended;

@@ -1,6 +1,6 @@
 /**
  * The processes of a benchmark run besides the harness itself: the relay
- * (our CLI, or a peer) and the consumer, each in its own process so that its
+ * (our CLI, or another relay's driver) and the consumer, each in its own process so that its
  * CPU time is its own. Readiness comes over the IPC channel.
  */
 import { fork, type ChildProcess } from 'node:child_process';

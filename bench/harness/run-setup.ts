@@ -23,6 +23,11 @@ import { silentLogger } from '../../src/log.js';
 export type RunRelay = Pick<Config, 'relayMode' | 'replicas' | 'batchSize' | 'pollIntervalMs' | 'publishers'> &
   Partial<Pick<Config, 'buckets' | 'leaseMs' | 'kafkaClient'>>;
 
+/** The settings of our relay in a run with these parameters. */
+export function relayOf(p: RunRelay): RunRelay {
+  return { relayMode: p.relayMode, replicas: p.replicas, batchSize: p.batchSize, pollIntervalMs: p.pollIntervalMs, publishers: p.publishers, kafkaClient: p.kafkaClient };
+}
+
 export interface RunSetupOptions {
   /** The servers (the crash matrix brings its own). */
   infra: Pick<Infra, 'databaseUrl' | 'kafkaBrokers'>;
@@ -34,7 +39,7 @@ export interface RunSetupOptions {
   partitions: number;
   /** Topic settings (the benchmarks stamp records with the broker's append time). */
   topicConfig?: Record<string, string>;
-  /** Our relay, whose mode provisions the run; undefined for a peer's relay. */
+  /** Our relay, whose mode provisions the run; undefined for a relay that provisions itself. */
   relay?: RunRelay | undefined;
   /** Outbox partitions (default a day wide, two ahead: a run never crosses one). */
   partitionWidth?: string;
@@ -49,7 +54,7 @@ export interface RunSetup {
   /** A pool on the run's schema. */
   readonly sql: Sql;
   readonly kafka: Kafka;
-  /** Our relay's mode, with the run's settings; undefined for a peer's relay. */
+  /** Our relay's mode, with the run's settings; undefined for a relay that provisions itself. */
   readonly relay: { mode: RelayModeInfo & RelayModeBehaviour; settings: RelaySettings & RunRelay } | undefined;
   /** The environment of a process of the run (a relay, the service): servers, schema, topic, and the relay's settings. */
   env(extra?: Partial<Config>): NodeJS.ProcessEnv;

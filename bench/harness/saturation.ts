@@ -53,11 +53,11 @@ export interface SearchOptions {
   /** Bisection steps after the first failure. */
   bisections: number;
   p99LimitMs: number;
-  /** A prewarm before each step at this rate (peers: a minute at half the step's rate, at most 1,000/s). */
+  /** A prewarm before each step at this rate (a JVM's relay: a minute at half the step's rate, at most 1,000/s). */
   prewarm?: (rate: number) => PrewarmParameters;
   /** Runs one step (default: runPipeline); tests pass their own. */
   run?: (context: PipelineContext, p: PipelineParameters) => Promise<PipelineResult>;
-  /** Sees each step's full result (a peer's own readings), after it was judged. */
+  /** Sees each step's full result (the relay's own evidence), after it was judged. */
   onResult?: (step: SearchStep, result: PipelineResult) => void;
 }
 

@@ -19,10 +19,10 @@ function stage(s: LatencySummaryMs): string {
 function storeLabel(store: PipelineResult['parameters']['store']): string {
   if (store === 'table') return 'outbox table';
   if (store === 'message') return 'WAL (logical messages)';
-  return "pg-transactional-outbox's own table";
+  return `relay's own table (${store})`;
 }
 
-/** `relayLabel` names a relay that is not one of ours (a peer). */
+/** `relayLabel` names a relay that is not one of our relay modes (its driver's label). */
 export function describeResult(name: string, r: PipelineResult, relayLabel?: string): string[] {
   const p = r.parameters;
   const cost = Object.entries(r.cost)

@@ -6,6 +6,7 @@ import { relayModeInfo } from '../../src/relay/modes.js';
 import { runPipeline } from '../harness/pipeline.js';
 import { repeatRun, type RepeatedRun } from '../harness/repeat.js';
 import type { Scenario } from '../scenario.js';
+import { DRIVERS } from '../drivers/index.js';
 
 /** The modes compared, each with the store its writers use. */
 const MODES = ['cdc', 'cdc-message'] as const;
@@ -20,7 +21,7 @@ export const cdc: Scenario = {
       results.push(
         await repeatRun(mode, context.repeats, (attempt) =>
           runPipeline(
-            { infra: context.infra, log: context.log, name: mode, rawDir: `${context.outDir}/raw/${mode}/run-${attempt + 1}`, quiet: context.quiet },
+            { infra: context.infra, log: context.log, name: mode, rawDir: `${context.outDir}/raw/${mode}/run-${attempt + 1}`, quiet: context.quiet, driver: DRIVERS.ours },
             { ...context.parameters, relayMode: mode, store: relayModeInfo(mode).store },
           ),
         ),

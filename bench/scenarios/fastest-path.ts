@@ -9,6 +9,7 @@ import { COMPONENTS, type Component } from '../harness/sampler.js';
 import { summarizeRun, type RunSummary } from '../harness/summary.js';
 import { current, f, type ReportContext } from '../report/kit.js';
 import type { Scenario } from '../scenario.js';
+import { DRIVERS } from '../drivers/index.js';
 
 interface Variant {
   name: string;
@@ -129,6 +130,7 @@ export const fastestPath: Scenario = {
           name: `fastest-${variant.name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase()}`,
           rawDir: `${context.outDir}/raw/${variant.name.replace(/[^a-z0-9]+/gi, '-')}`,
           quiet: context.quiet,
+          driver: DRIVERS.ours,
         },
         { ...context.parameters, ...variant.parameters, rate: backlog / durationS, warmupS: 0, durationS, relayAfterLoad: true },
       );

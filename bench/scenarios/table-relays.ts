@@ -5,6 +5,7 @@
 import { runPipeline, type PipelineParameters } from '../harness/pipeline.js';
 import { repeatRun } from '../harness/repeat.js';
 import type { Scenario } from '../scenario.js';
+import { DRIVERS } from '../drivers/index.js';
 
 function tableRelayScenario(name: string, description: string, defaults: Partial<PipelineParameters>): Scenario {
   return {
@@ -20,6 +21,7 @@ function tableRelayScenario(name: string, description: string, defaults: Partial
             name,
             rawDir: `${context.outDir}/raw/run-${attempt + 1}`,
             quiet: context.quiet,
+            driver: DRIVERS.ours,
           },
           context.parameters,
         ),

@@ -6,7 +6,7 @@
  * it changes from the library's defaults is listed in PTP_POLLING_SETTINGS
  * and above runRelay's listener calls; nothing of the library is patched.
  *
- *   node dist/bench/peers/ptp.js <json PtpRelayTask>     (the relay process)
+ *   node dist/bench/drivers/ptp-relay.js <json PtpRelayTask>     (the relay process)
  */
 
 import {
@@ -22,14 +22,12 @@ import type { Sql } from '../../src/db.js';
 import { topicFor, type WireEvent } from '../../src/events.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
 import { createLogger } from '../../src/log.js';
-import type { NewOrder } from '../../src/queries.js';
 import { createPublisher, TopicAdmin } from '../../src/kafka/index.js';
 import { WireEncoder } from '../../src/relay/wire.js';
-import { orderPlacedEvent, validateOrder, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
 import { signalReady } from '../../src/readiness.js';
 import { dropIdleSlots } from '../../src/relay/cdc/slot.js';
+import { PTP_TABLE } from './ptp-write.js';
 
-export const PTP_TABLE = 'ptp_outbox';
 export const PTP_POLLING_FUNCTION = 'ptp_next_outbox_messages';
 
 export type PtpMode = 'polling' | 'replication';
@@ -66,32 +64,6 @@ export async function setupPtp(sql: Sql, schema: string, mode: PtpMode, slot: st
     await sql.unsafe(`CREATE PUBLICATION ${publication} FOR TABLE ${schema}.${PTP_TABLE} WITH (publish = 'insert')`);
     await sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
   }
-}
-
-/**
- * The load generator's write path for this peer: orders and their messages
- * in the library's table, one statement (one transaction), as its
- * initializeMessageStorage would insert them. The segment is the aggregate
- * id, which is how the library keeps per-aggregate order.
- */
-export async function placeOrdersIntoPtp(sql: Sql, inputs: readonly PlaceOrderInput[], beforeCommit?: (events: readonly WrittenEvent[]) => void): Promise<WrittenEvent[]> {
-  const orders: NewOrder[] = inputs.map(validateOrder);
-  const events = orders.map((order, i) => orderPlacedEvent(order, inputs[i]!.headers, inputs[i]!.note, inputs[i]!.eventId));
-  const written = events.map((e) => ({ orderId: e.aggregateId, eventId: e.eventId, aggregateVersion: 1 }));
-  beforeCommit?.(written);
-  await sql`
-    WITH placed AS (
-      INSERT INTO orders (order_id, customer_id, amount_cents, currency)
-      SELECT * FROM unnest(${orders.map((o) => o.orderId)}::uuid[], ${orders.map((o) => o.customerId)}::text[],
-                           ${orders.map((o) => o.amountCents)}::bigint[], ${orders.map((o) => o.currency)}::text[])
-    )
-    INSERT INTO ${sql(PTP_TABLE)} (id, aggregate_type, aggregate_id, message_type, segment, payload, metadata)
-    SELECT m.id, 'order', m.aggregate_id, 'OrderPlaced', m.aggregate_id, m.payload::jsonb, m.metadata::jsonb
-    FROM unnest(${events.map((e) => e.eventId)}::uuid[], ${events.map((e) => e.aggregateId)}::text[],
-                ${events.map((e) => e.payload)}::text[], ${events.map((e) => JSON.stringify(e.headers ?? {}))}::text[])
-         WITH ORDINALITY AS m(id, aggregate_id, payload, metadata, ord)
-    ORDER BY m.ord`;
-  return written;
 }
 
 /**

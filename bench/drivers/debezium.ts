@@ -14,7 +14,11 @@ import { nowMs } from '../../src/events.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { fetchJars } from '../../src/infra/maven.js';
 import type { Logger } from '../../src/log.js';
-import { jmxServerFlags } from './jmx.js';
+import { dropIdleSlots, slotLagBytes } from '../../src/relay/cdc/slot.js';
+import { stopChild } from '../harness/processes.js';
+import { freePort, jmxServerFlags, jmxToolLibDir, queueFigures, startJmxSampler, streamingMBean, type JmxSampler } from './jmx.js';
+import { replicationNames } from './slots.js';
+import type { DriverRun, RelayDriver, RunningRelay } from './types.js';
 
 export const DEBEZIUM_VERSION = '3.4.3.Final';
 
@@ -120,22 +124,9 @@ export async function preparePublication(sql: Sql, schema: string, publication: 
   await sql.unsafe(`CREATE PUBLICATION ${publication} FOR TABLE ${schema}.outbox WITH (publish = 'insert', publish_via_partition_root = true)`);
 }
 
-/** Spawns Kafka Connect with Debezium; `spawnedAt` is the drain's time origin, as for our relays. */
-export async function startDebezium(options: DebeziumOptions): Promise<{ child: ChildProcess; spawnedAt: number }> {
-  const libDir = await fetchJars({
-    pom: path.join(PROJECT_ROOT, 'kafka', 'debezium', 'pom.xml'),
-    properties: { 'kafka.version': options.config.kafkaVersion, 'debezium.version': DEBEZIUM_VERSION },
-    home: path.join(options.config.cacheDir, `connect-${options.config.kafkaVersion}-debezium-${DEBEZIUM_VERSION}`),
-    what: `Kafka Connect ${options.config.kafkaVersion} and Debezium ${DEBEZIUM_VERSION}`,
-    alternative: 'leave Debezium out with --strategies',
-    log: options.log,
-  });
-  const url = new URL(options.databaseUrl);
-  const dir = options.workDir;
-  mkdirSync(dir, { recursive: true });
-  // Each run creates its slot afresh: offsets an earlier run stored here would point at WAL this slot never had.
-  rmSync(path.join(dir, 'offsets.dat'), { force: true });
-  const worker = properties({
+/** Connect's worker settings: our delivery guarantees, offsets kept in `dir`, then the profile's. */
+function workerProperties(options: DebeziumOptions, dir: string): string {
+  return properties({
     'bootstrap.servers': options.kafkaBrokers.join(','),
     'key.converter': 'org.apache.kafka.connect.storage.StringConverter',
     'value.converter': 'org.apache.kafka.connect.storage.StringConverter',
@@ -152,7 +143,12 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
     'connector.client.config.override.policy': 'All',
     ...options.settings.worker,
   });
-  const connector = properties({
+}
+
+/** The connector's settings: our outbox table through the run's slot and publication, routed as our relays route. */
+function connectorProperties(options: DebeziumOptions): string {
+  const url = new URL(options.databaseUrl);
+  return properties({
     name: `outbox-${options.settings.name}`,
     'connector.class': 'io.debezium.connector.postgresql.PostgresConnector',
     'tasks.max': '1',
@@ -182,6 +178,24 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
     'transforms.outbox.table.fields.additional.placement': 'aggregate_version:header:aggregateVersion',
     ...options.settings.connector,
   });
+}
+
+/** Spawns Kafka Connect with Debezium; `spawnedAt` is the drain's time origin, as for our relays. */
+export async function startDebezium(options: DebeziumOptions): Promise<{ child: ChildProcess; spawnedAt: number }> {
+  const libDir = await fetchJars({
+    pom: path.join(PROJECT_ROOT, 'kafka', 'debezium', 'pom.xml'),
+    properties: { 'kafka.version': options.config.kafkaVersion, 'debezium.version': DEBEZIUM_VERSION },
+    home: path.join(options.config.cacheDir, `connect-${options.config.kafkaVersion}-debezium-${DEBEZIUM_VERSION}`),
+    what: `Kafka Connect ${options.config.kafkaVersion} and Debezium ${DEBEZIUM_VERSION}`,
+    alternative: 'leave Debezium out with --strategies',
+    log: options.log,
+  });
+  const dir = options.workDir;
+  mkdirSync(dir, { recursive: true });
+  // Each run creates its slot afresh: offsets an earlier run stored here would point at WAL this slot never had.
+  rmSync(path.join(dir, 'offsets.dat'), { force: true });
+  const worker = workerProperties(options, dir);
+  const connector = connectorProperties(options);
   writeFileSync(path.join(dir, 'worker.properties'), worker);
   writeFileSync(path.join(dir, 'connector.properties'), connector);
   writeFileSync(
@@ -222,4 +236,63 @@ export async function waitForDebezium(sql: Sql, slot: string, child: ChildProces
     await sleep(250);
   }
   throw new OutboxBenchError('NOT_READY', `Debezium did not start streaming within 120 s; see ${logFile}`);
+}
+
+/**
+ * Debezium with one of the profiles above as a driver: Connect reads our
+ * outbox table through a slot of its own, created before any load so that a
+ * drain's backlog is in its WAL; its streaming queue, read over JMX, is its
+ * evidence.
+ */
+export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapMb): RelayDriver {
+  const settings = { ...profile, heapMb };
+  const { slot, publication } = replicationNames(profile.name);
+  const start = async (run: DriverRun): Promise<RunningRelay> => {
+    const workDir = path.join(run.rawDir, 'connect');
+    // Fetched before Connect starts, so a failed fetch leaves nothing running.
+    const jmxTool = await jmxToolLibDir(run.config, run.log);
+    const jmxPort = await freePort();
+    const started = await startDebezium({
+      config: run.config,
+      log: run.log,
+      databaseUrl: run.infra.databaseUrl,
+      kafkaBrokers: run.infra.kafkaBrokers,
+      schema: run.schema,
+      topicPrefix: run.topicPrefix,
+      slot,
+      publication,
+      workDir,
+      settings,
+      jmxPort,
+    });
+    let jmx: JmxSampler;
+    try {
+      await waitForDebezium(run.sql, slot, started.child, path.join(workDir, 'connect.log'));
+      jmx = startJmxSampler({ libDir: jmxTool, port: jmxPort, mbean: streamingMBean(debeziumTopicPrefix(run.schema)), file: path.join(workDir, 'jmx.csv') });
+    } catch (error) {
+      // Not yet the run's to stop: this start never returned it.
+      await stopChild(started.child).catch(() => {});
+      throw error;
+    }
+    return { ...started, helpers: [jmx.child], evidence: (window) => ({ heapMb: settings.heapMb, queue: queueFigures(jmx.readings(), window.from, window.to) }) };
+  };
+  return {
+    label: profile.name,
+    settings: profile.rationale,
+    backlog: { kind: 'store', store: 'table' },
+    usesOurKafkaClient: false,
+    windowEvidence: true,
+    // Connect confirms the slot only when it flushes offsets (every 10 s in
+    // the throughput profile, 60 s by default): the slot's lag is a sawtooth.
+    lagFromDelivery: true,
+    heap: { mb: heapMb, resized: (mb) => debeziumDriver(profile, mb) },
+    provisioning: () => undefined,
+    prepare: async (run) => {
+      await dropIdleSlots(run.sql, { name: slot });
+      await preparePublication(run.sql, run.schema, publication);
+      await run.sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
+    },
+    start,
+    lag: async (run) => ({ events: null, bytes: await slotLagBytes(run.sql, slot) }),
+  };
 }

@@ -1,0 +1,105 @@
+/**
+ * What every relay the benchmarks measure implements, ours and the others
+ * alike, so that a run (bench/harness/pipeline.ts) and every scenario treat
+ * them one way: the run sets up its schema and topic, hands the driver the
+ * run, and measures whatever process tree the driver started.
+ */
+import type { Config } from '../../src/config.js';
+import type { Sql } from '../../src/db.js';
+import type { Infra } from '../../src/infra/index.js';
+import type { Logger } from '../../src/log.js';
+import type { OutboxStore } from '../../src/orders/write-path.js';
+import type { LagReading } from '../../src/relay/modes.js';
+import type { MeasuredWindow } from '../harness/accounting.js';
+import type { StartedRelay } from '../harness/processes.js';
+import type { RunRelay } from '../harness/run-setup.js';
+import type { LoadStore, OwnStore } from './write-path.js';
+
+export type { LoadStore, OwnStore, OwnWritePath } from './write-path.js';
+
+/** The settings of a run that a driver reads (a subset of the pipeline's parameters, which carry them). */
+export interface DriverParameters extends Pick<Config, 'relayMode' | 'batchSize' | 'pollIntervalMs' | 'replicas' | 'publishers'>, Partial<Pick<Config, 'kafkaClient'>> {
+  store: LoadStore;
+  partitions: number;
+}
+
+/** One run, as a driver sees it: its servers, schema, topic and files. */
+export interface DriverRun {
+  infra: Pick<Infra, 'databaseUrl' | 'kafkaBrokers'>;
+  log: Logger;
+  /** A pool on the run's schema. */
+  sql: Sql;
+  schema: string;
+  /** Every topic of the run starts with it (the order topic is `<prefix>order`). */
+  topicPrefix: string;
+  /** Where the relay's own logs and files go. */
+  rawDir: string;
+  /** The configuration (where downloaded jars are kept, the Kafka version, the default Kafka client). */
+  config: Config;
+  parameters: DriverParameters;
+  /** Where a relay that records its stage timings writes them (files `<prefix>.*.json`, see src/relay/stages.ts). */
+  stagesPrefix: string;
+  /** The environment of one of our relay processes in this run: servers, schema, topic and the mode's settings. */
+  env(extra?: Partial<Config>): NodeJS.ProcessEnv;
+  /** The lag of the relay mode the run provisioned (see provisioning), as that mode reads it. */
+  modeLag(): Promise<LagReading>;
+}
+
+/**
+ * A started relay. `child` is the root of its process tree: the tree's CPU
+ * and memory are the relay's, a drain pauses and continues the whole tree,
+ * and the run stops it (SIGTERM, then SIGKILL to the tree if it lingers).
+ * `helpers` (a JMX reader) are stopped with it and never counted.
+ */
+export interface RunningRelay extends StartedRelay {
+  /**
+   * What the relay itself says about the run (its queue, its warnings),
+   * over the measured window; read once the run has drained. Published as
+   * the run's `peer` readings.
+   */
+  evidence?(window: MeasuredWindow): Evidence;
+}
+
+/** A relay's own readings of a run, for the report. */
+export type Evidence = Record<string, unknown>;
+
+/**
+ * How a backlog is handed to a relay: our outbox as the run's `store` says
+ * (our relay modes read table rows or logical messages); our outbox table
+ * only (a connector that reads the table); or a write path of its own, a
+ * module whose `placeOrders` export the load workers import by URL (so the
+ * load generator knows no relay by name).
+ */
+export type Backlog = { kind: 'run-store' } | { kind: 'store'; store: OutboxStore } | { kind: 'own'; store: OwnStore; module: string };
+
+export interface RelayDriver {
+  /** Its name in the report ("debezium-throughput"), or undefined for our relay, named by its mode. */
+  readonly label: string | undefined;
+  /** How it was configured, and exactly what differs from its defaults, for the report. */
+  readonly settings: string;
+  readonly backlog: Backlog;
+  /** Publishes with our Kafka client (the run's `kafkaClient`), so the report names the client. */
+  readonly usesOurKafkaClient: boolean;
+  /**
+   * Its own evidence is readings over the measured window (kept at its
+   * maximum too), rather than what it logged over the whole run.
+   */
+  readonly windowEvidence: boolean;
+  /**
+   * Its lag reading trails its publishing by design (a position confirmed
+   * now and then): the saturation rule takes the lag slope from delivery.
+   */
+  readonly lagFromDelivery: boolean;
+  /** Where a rate search starts when no earlier result guides it, if not the scenario's own start. */
+  readonly searchStart?: number;
+  /** A heap of its own (a JVM's), which a scenario may try smaller: its size, and the same relay with another. */
+  readonly heap?: { readonly mb: number; resized(mb: number): RelayDriver };
+  /** The settings of our relay mode for the run's setup to provision (slots, publication, buckets); undefined: it provisions itself. */
+  provisioning(p: DriverParameters): RunRelay | undefined;
+  /** Runs on the fresh schema before any load (slots or tables of its own: a drain's backlog must reach them). */
+  prepare(run: DriverRun): Promise<void>;
+  /** Starts its process tree; resolves once it is ready to publish, or stops what it started and throws. */
+  start(run: DriverRun): Promise<RunningRelay>;
+  /** Its lag now; called about ten times a second. */
+  lag(run: DriverRun): Promise<LagReading>;
+}

@@ -1,0 +1,74 @@
+/**
+ * The relays the peers comparison measures, in the report's order: our
+ * relay modes (one driver, each with its parameters) and every peer's
+ * driver, with the names --strategies knows them by.
+ */
+import { OutboxBenchError } from '../../../src/errors.js';
+import { DRIVERS, type DriverName, type RelayDriver } from '../../drivers/index.js';
+import type { PipelineParameters } from '../../harness/pipeline.js';
+
+export interface Relay {
+  name: string;
+  /** What --strategies calls it. */
+  key: string;
+  /** A family --strategies can name at once: ours, debezium, ptp. */
+  family: 'ours' | 'debezium' | 'ptp';
+  driver: RelayDriver;
+  /** How it was configured, and exactly what differs from its defaults, for the report. */
+  settings: string;
+  parameters: Partial<PipelineParameters>;
+  /** Left out unless named in --strategies. */
+  optional?: boolean;
+}
+
+/** One of our relay modes, with the settings it runs with. */
+function ours(mode: PipelineParameters['relayMode'], settings: string, parameters: Partial<PipelineParameters> = {}): Relay {
+  return { name: `ours: ${mode}`, key: mode, family: 'ours', driver: DRIVERS.ours, settings, parameters: { relayMode: mode, store: 'table', ...parameters } };
+}
+
+/** A peer's driver, named as the registry names it; its backlog decides where the load writes. */
+function peer(family: Exclude<Relay['family'], 'ours'>, key: Exclude<DriverName, 'ours'>, optional = false): Relay {
+  const driver = DRIVERS[key];
+  const store = driver.backlog.kind === 'run-store' ? 'table' : driver.backlog.store;
+  return { name: driver.label ?? key, key, family, driver, settings: driver.settings, parameters: { store }, ...(optional ? { optional } : {}) };
+}
+
+const RELAYS: Relay[] = [
+  ours('polling', 'polling relay, 500 ms interval when idle, 1,000 rows per pass'),
+  ours('skip-locked', '3 SKIP LOCKED replicas owning aggregate buckets', { replicas: 3 }),
+  ours('cdc', 'CDC relay (pgoutput), outbox table'),
+  ours('cdc-message', 'CDC relay, table-less pg_logical_emit_message events', { store: 'message' }),
+  // Rationale: one shard per core of this machine.
+  ours('cdc-sharded', 'CDC relay in 2 shards (one slot each, aggregates split by hash)', { replicas: 2 }),
+  peer('debezium', 'debezium-throughput'),
+  peer('debezium', 'debezium-latency'),
+  peer('debezium', 'debezium-default', true),
+  peer('ptp', 'ptp-polling'),
+  peer('ptp', 'ptp-polling-batch10', true),
+  peer('ptp', 'ptp-polling-batch5', true),
+  peer('ptp', 'ptp-replication'),
+];
+
+/** What --strategies names in this scenario. */
+export const PEER_RELAY_KEYS: readonly string[] = RELAYS.map((r) => r.key);
+
+/** Where a relay comes in the report (an unknown name, one measured by an older build, last). */
+export function relayRank(name: string): number {
+  const i = RELAYS.findIndex((r) => r.name === name);
+  return i < 0 ? RELAYS.length : i;
+}
+
+/**
+ * The relays a sitting measures: those named in --strategies by key (or a
+ * family: ours, debezium, ptp; a family leaves out its optional members),
+ * else every one not marked optional.
+ */
+export function selectRelays(named: readonly string[]): Relay[] {
+  if (named.length === 0) return RELAYS.filter((r) => !r.optional);
+  const matches = (r: Relay, n: string) => r.key === n || r.name === n || (r.family === n && !r.optional);
+  const unknown = named.filter((n) => !RELAYS.some((r) => matches(r, n)));
+  if (unknown.length > 0) {
+    throw new OutboxBenchError('USAGE', `peers: --strategies ${unknown.join(', ')} names no relay; the relays are ${RELAYS.map((r) => r.key).join(', ')}, or the families ours, debezium, ptp`);
+  }
+  return RELAYS.filter((r) => named.some((n) => matches(r, n)));
+}

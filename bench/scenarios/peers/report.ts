@@ -1,0 +1,208 @@
+/**
+ * The peers comparison's section of results/README.md, from its summary:
+ * the table of every relay, a relay's heap and queue readings, a relay's
+ * logged defects, and the charts.
+ */
+import { createHistogram, decodeHistogram } from '../../../src/latency.js';
+import type { QueueFigures } from '../../drivers/jmx.js';
+import { bars, latencyByPercentile } from '../../report/charts.js';
+import { probesDiffer, type CpuProbe } from '../../harness/environment.js';
+import { medianWithRange } from '../../report/format.js';
+import { median } from '../../harness/stats.js';
+import { f, save, whole, type ReportContext, type Summary } from '../../report/kit.js';
+import { chartedMaximum, lowestFailed, type PeerPoint, type PeerResult, type PeersResult } from './results.js';
+import { COMMON_RATE, DRAIN_SECONDS_AT_MAX, MAX_BACKLOG, MIN_BACKLOG, PREWARM_MAX_RATE, PREWARM_S } from './sizing.js';
+
+const TITLE = '## Peers side by side: Debezium and pg-transactional-outbox';
+
+const mr = (values: readonly (number | null | undefined)[]) => medianWithRange(values, (n) => f(n));
+
+function pointCell(point: PeerPoint | undefined): string {
+  if (!point) return 'n/a';
+  if (point.skipped) return `not run: ${point.skipped}`;
+  return `${mr(point.runs.map((r) => r.e2eMs.p50))} / ${mr(point.runs.map((r) => r.e2eMs.p99))} / ${mr(point.runs.map((r) => r.e2eMs.p999))}`;
+}
+
+function queueCell(observations: Record<string, unknown> | undefined): string {
+  const queue = observations?.queue as QueueFigures | null | undefined;
+  if (!queue || queue.readings === 0) return 'not read';
+  return `${f(queue.remainingMedian)} of ${f(queue.capacity)} free (${f(queue.remainingMin)}–${f(queue.remainingMax)}); ${queue.verdict}`;
+}
+
+/**
+ * What the peers table can claim about its hosts: relays run one sitting at a
+ * time, and hosts of one model here have differed up to threefold, so rows
+ * from hosts of different speeds are not a like-for-like comparison.
+ */
+export function hostNote(peers: readonly Pick<PeerResult, 'name' | 'cpuProbe'>[]): string {
+  const probed = peers.filter((p): p is typeof p & { cpuProbe: CpuProbe } => p.cpuProbe !== undefined);
+  const unprobed = peers.filter((p) => p.cpuProbe === undefined).map((p) => p.name);
+  const parts: string[] = [];
+  if (probed.length > 0) {
+    const ns = probed.map((p) => p.cpuProbe.nsPerOp);
+    const [fastest, slowest] = [Math.min(...ns), Math.max(...ns)];
+    parts.push(
+      probesDiffer(fastest, slowest)
+        ? `**Hosts of different speeds**: the CPU probe read ${whole(fastest)} to ${whole(slowest)} ns per operation across these relays' sittings ` +
+            `(${probed.map((p) => `${p.name} ${whole(p.cpuProbe.nsPerOp)}`).join(', ')}); their rates and CPU per event do not compare one to one.`
+        : `Every probed relay ran on a host of one speed (CPU probe ${whole(fastest)}-${whole(slowest)} ns per operation).`,
+    );
+  }
+  if (unprobed.length > 0) {
+    parts.push(
+      `The host's speed was not recorded for ${unprobed.join(', ')} (measured before the CPU probe existed): ` +
+        'their sittings may have run on hosts of different speeds, which these figures cannot show.',
+    );
+  }
+  return parts.join(' ');
+}
+
+const point = (p: PeerResult, label: PeerPoint['label']) => p.points.find((x) => x.label === label);
+
+/** How the comparison was measured, in one paragraph. */
+function intro(summary: Summary<Partial<PeersResult>>, extra: Partial<PeersResult>, peers: readonly PeerResult[]): string {
+  const commits = [...new Set(peers.map((p) => p.commit.slice(0, 7)))];
+  return (
+    `Same machine, same load generator (${summary.parameters.ordersPerTransaction} new orders per transaction), the same idempotent consumer, clock and CPU accounting. ` +
+      `Debezium ${extra.debezium} (Kafka Connect standalone, Outbox Event Router) reads our outbox table; pg-transactional-outbox ${extra.ptp} ` +
+      'gets an equivalent table of its own, created with its DatabaseSetup. Every run starts with a prewarm of ' +
+      `${PREWARM_S} s at min(${PREWARM_MAX_RATE}, half the relay's maximum) events/s, inside the run, so class loading and JIT are over before anything is measured. ` +
+      `*Max*: the saturation search (${summary.parameters.durationS} s steps, confirmed twice; Debezium's lag is judged by the orders committed and not yet applied, ` +
+      'since Connect confirms its slot only when it flushes offsets). ' +
+      `*Drain*: a backlog of max(${MIN_BACKLOG.toLocaleString('en-US')}, ${DRAIN_SECONDS_AT_MAX} s × max) ` +
+      `events (at most ${MAX_BACKLOG.toLocaleString('en-US')}) written while the warm relay is paused, timed from its continuation, 10%–90% rate. ` +
+      `Latency at a common ${extra.commonRate?.toLocaleString('en-US') ?? COMMON_RATE} events/s and at 50% and 80% of each relay's own maximum. ` +
+      `Medians of ${Math.max(...peers.map((p) => p.drains.length))} runs, their range in brackets. Memory: the highest sum of resident memory over every process of the relay ` +
+      `(replicas, shards, the JVM), read once a second. Measured at ${commits.join(', ')}.`
+  );
+}
+
+/** A relay's row of the table. */
+function tableRow(p: PeerResult): string {
+  const common = point(p, 'common');
+  const half = point(p, 'half');
+  const eighty = point(p, 'eighty');
+  const allRuns = p.points.flatMap((x) => x.runs);
+  const memory = Math.max(...allRuns.map((r) => r.relayMemoryMiB ?? 0), ...p.drains.map((d) => d.relayMemoryMiB ?? 0));
+  const lost = allRuns.reduce((sum, r) => sum + r.lost, 0) + p.drains.reduce((sum, d) => sum + d.lost, 0);
+  const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
+  const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
+  return (
+    `| ${p.name} | ${p.sustainedRate > 0 ? whole(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? whole(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
+    `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${whole(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${whole(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
+    `${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.relay))}${cpuNote} | ${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.total))}${cpuNote} | ${memory > 0 ? f(memory) : 'n/a'} | ` +
+    `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
+  );
+}
+
+/** The readings of relays with a heap of their own (Debezium's streaming queue over JMX), and the heaps they were tried with. */
+function heapSection(peers: readonly PeerResult[]): string[] {
+  const lines: string[] = [];
+  const debezium = peers.filter((p) => p.heapChecks);
+  if (debezium.length > 0) {
+    lines.push(
+      "Debezium's streaming queue (between the WAL reader and Connect's producer loop), read over JMX with Kafka's JmxTool once a second, and the smallest heap that sustained its maximum:",
+      '',
+      '| profile | heap (MiB) | heaps tried at the max | queue at the max | queue at 80% of max |',
+      '|---|---:|---|---|---|',
+      ...debezium.map((p) => {
+        const eighty = point(p, 'eighty')?.runs[0]?.peer;
+        const tried = (p.heapChecks ?? []).map((h) => `${h.heapMb}: ${h.passed ? 'sustained' : h.reasons.join('; ')}`).join('<br>');
+        return `| ${p.name} | ${f(p.heapMb)} | ${tried} | ${queueCell(p.atMax)} | ${queueCell(eighty)} |`;
+      }),
+      '',
+    );
+  }
+  return lines;
+}
+
+/** What a relay logged as skipped (pg-transactional-outbox's MESSAGE_NOT_FOUND), where it did. */
+function notFoundSection(peers: readonly PeerResult[], extra: Partial<PeersResult>): string[] {
+  const lines: string[] = [];
+  const ptp = peers.filter((p) => p.name.startsWith('pg-transactional-outbox'));
+  for (const p of ptp) {
+    const evidence = [...p.drains.map((d) => d.peer), ...p.points.flatMap((x) => x.runs.map((r) => r.peer))].filter(Boolean) as { messageNotFound: number; lines: string[] }[];
+    const count = evidence.reduce((sum, e) => sum + (e.messageNotFound ?? 0), 0);
+    if (count === 0) continue;
+    lines.push(
+      `**${p.name}: ${count} messages skipped as MESSAGE_NOT_FOUND**, the library's defect in ${extra.ptp}: a message it cannot find when it starts ` +
+        "handling it (replication can announce a row before the library's own SELECT sees it) is logged, acknowledged and never published; later releases " +
+        'retry it. The runs count such messages as lost. The first lines it logged:',
+      '',
+      '```',
+      ...evidence.flatMap((e) => e.lines).slice(0, 3),
+      '```',
+      '',
+    );
+  }
+  return lines;
+}
+
+function charts(context: ReportContext, peers: readonly PeerResult[], extra: Partial<PeersResult>): string[] {
+  const lines: string[] = [];
+  // Short names keep the legend on one line and the bar labels apart.
+  const chartName = (name: string) => name.replace('ours: ', '').replace('debezium-', 'dbz ').replace('pg-transactional-outbox', 'ptp');
+  const legend = `dbz = Debezium ${extra.debezium}, ptp = pg-transactional-outbox ${extra.ptp}, the rest are ours`;
+  const throughput = bars(
+    peers.map((p) => chartName(p.name)),
+    [
+      { name: 'backlog drain (events/s, median)', values: peers.map((p) => median(p.drains.map((d) => d.eventsPerSec)) ?? null) },
+      { name: 'sustained maximum (events/s)', values: peers.map(chartedMaximum) },
+    ],
+    'Throughput: our relays and their peers, warm',
+    'events per second',
+    `same machine, same consumer; ${legend}`,
+  );
+  lines.push(`![Peers throughput](${save(context.charts, 'peers-throughput', throughput)})`, '');
+  const withCommon = peers.filter((p) => (point(p, 'common')?.runs.length ?? 0) > 0);
+  if (withCommon.length > 0) {
+    const latency = latencyByPercentile(
+      withCommon.map((p) => {
+        const merged = createHistogram();
+        for (const r of point(p, 'common')!.runs) merged.add(decodeHistogram(r.histogram));
+        return { name: chartName(p.name), histogram: merged };
+      }),
+      'End-to-end latency by percentile at 1,000 events/s, warm',
+      `every repeat's events together; ${legend}`,
+    );
+    lines.push(`![Peers latency](${save(context.charts, 'peers-latency', latency)})`, '');
+  }
+  return lines;
+}
+
+export function peersReport(context: ReportContext, folder: string): string[] {
+  const summary = context.summaries.get(folder) as Summary<Partial<PeersResult>> | undefined;
+  const extra = summary?.extra;
+  if (!summary || !extra) return [];
+  if (extra.version !== 2 || !extra.peers) {
+    return [
+      TITLE,
+      '',
+      `> The published comparison (${summary.date.slice(0, 10)}) was measured cold (a fresh JVM inside short windows) and once; it is not shown. ` +
+        'Run `npm run bench:peers` (or one relay at a time with `--strategies`) to measure it warm and repeated.',
+      '',
+    ];
+  }
+  const peers = extra.peers;
+  return [
+    TITLE,
+    '',
+    intro(summary, extra, peers),
+    '',
+    '| relay | max events/s | lowest rate that failed | drain events/s | e2e p50 / p99 / p99.9 at 1,000/s (ms) | at 50% of max | at 80% of max | relay CPU-s / 1M at 1,000/s | total CPU-s / 1M | relay memory (MiB) | lost | duplicates |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...peers.map(tableRow),
+    '',
+    hostNote(peers),
+    '',
+    ...heapSection(peers),
+    ...notFoundSection(peers, extra),
+    '<details><summary>How each relay was configured</summary>',
+    '',
+    ...peers.map((p) => `- **${p.name}**: ${p.settings}${p.kafkaClient ? ` (Kafka client: ${p.kafkaClient})` : ''}`),
+    '',
+    '</details>',
+    '',
+    ...charts(context, peers, extra),
+  ];
+}

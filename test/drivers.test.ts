@@ -1,0 +1,68 @@
+/**
+ * Every relay is a driver that runPipeline runs the same way:
+ *  - the registry's peers hand their backlog to the run as the peers
+ *    scenario's parameters say (our outbox table, or a table of their own);
+ *  - pg-transactional-outbox, in both modes, runs end to end through
+ *    runPipeline: the load workers write into its table through the module
+ *    its driver names, nothing is lost but what the library itself logged
+ *    as skipped, and its evidence comes back;
+ *  - a run whose store the driver does not read is refused before anything
+ *    starts.
+ * Debezium's driver needs Kafka Connect's jars from Maven Central: it is
+ * measured by `npm run bench:peers`, not here.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DRIVERS } from '../bench/drivers/index.js';
+import { dropRelaySlots } from '../bench/drivers/slots.js';
+import { runPipeline, type PipelineContext } from '../bench/harness/pipeline.js';
+import { selectRelays } from '../bench/scenarios/peers.js';
+import { resolveConfig } from '../src/config.js';
+import { acquireInfra, type Infra } from '../src/infra/index.js';
+import { log, scratchDir, testParameters, uniqueName } from './helpers.js';
+
+async function context(infra: Infra, name: string, driver: PipelineContext['driver']): Promise<PipelineContext> {
+  return { infra, log, name: uniqueName(name), rawDir: await scratchDir(), quiet: true, config: resolveConfig(), driver };
+}
+
+describe('relay drivers', () => {
+  // One acquisition for the file: the servers are the test run's, shared by every test here.
+  let infra: Infra;
+  before(async () => {
+    infra = await acquireInfra({ config: resolveConfig(), log });
+  });
+  after(() => infra.release());
+
+  it('gives every relay of the peers scenario the store its driver reads', () => {
+    for (const relay of selectRelays(['ours', 'debezium', 'ptp', 'debezium-default', 'ptp-polling-batch5', 'ptp-polling-batch10'])) {
+      const { backlog } = relay.driver;
+      if (backlog.kind !== 'run-store') assert.equal(relay.parameters.store, backlog.store, relay.key);
+    }
+    assert.equal(DRIVERS['ptp-replication'].backlog.kind, 'own');
+    assert.deepEqual(DRIVERS['debezium-latency'].backlog, { kind: 'store', store: 'table' });
+  });
+
+  it('refuses a run whose store the driver does not read, before anything starts', async () => {
+    await assert.rejects(
+      runPipeline(await context(infra, 'driver_store', DRIVERS['ptp-polling']), testParameters({ store: 'table' })),
+      (error: Error & { code?: string }) => error.code === 'USAGE' && /reads its events from the ptp store only/.test(error.message),
+    );
+  });
+
+  for (const name of ['ptp-polling', 'ptp-replication'] as const) {
+    it(`runs ${name} end to end through its own write path, losing only what the library skipped, with its evidence`, async (t) => {
+      // Its slot outlives the run (the scenario drops such slots between runs): dropped here, or it would hold WAL.
+      t.after(() => dropRelaySlots(infra.databaseUrl));
+      // A message the library skipped never arrives: the drain gives up on it after 8 s without progress.
+      const run = await runPipeline(await context(infra, `driver_${name}`, DRIVERS[name]), testParameters({ store: 'ptp', rate: 100, warmupS: 1, durationS: 3, drainTimeoutS: 8 }));
+      assert.ok(run.sent > 0);
+      const notFound = (run.evidence as { messageNotFound?: unknown } | undefined)?.messageNotFound;
+      assert.equal(typeof notFound, 'number', 'the library log was read');
+      // The library's own defect (0.5.7): a message it skipped as MESSAGE_NOT_FOUND is lost, and only such a message.
+      assert.ok(run.lost <= (notFound as number), `${run.lost} of ${run.sent} lost, ${String(notFound)} skipped by the library`);
+      assert.equal(run.unexpected, 0);
+      assert.equal(run.parameters.store, 'ptp');
+      assert.equal(run.stages.commitToRelay.ms.count, 0, 'the library records no stage timings of ours');
+    });
+  }
+});
