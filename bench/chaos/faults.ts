@@ -8,21 +8,10 @@
  * when its faults hit.
  */
 import { addConsumer, failoverPostgres, killConsumer, killKafka, killLeader, killRelay, killTwoBrokers, pauseRelay, restartPostgres, terminateWalsender, type FaultTargets, type Shot } from './injectors.js';
-import type { RowSpec } from './rows.js';
+import type { FaultKind, RowSpec } from './row-spec.js';
 
+export type { FaultKind } from './row-spec.js';
 export type { FaultTargets } from './injectors.js';
-
-export type FaultKind =
-  | 'kill-relay'
-  | 'pause-relay'
-  | 'kill-kafka'
-  | 'kill-leader'
-  | 'kill-two-brokers'
-  | 'restart-postgres'
-  | 'failover-postgres'
-  | 'terminate-walsender'
-  | 'kill-consumer'
-  | 'add-consumer';
 
 export interface FaultRecord {
   /** ms since the fault window opened. */

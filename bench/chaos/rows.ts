@@ -4,25 +4,10 @@
  * must lose events; every outbox row must lose none, apply none twice and
  * (where the relay promises it) keep every aggregate in order.
  */
-import type { RelayMode } from '../../src/config.js';
-import type { WriterTask } from './child.js';
-import { FAULTS, type FaultKind } from './faults.js';
+import { FAULTS } from './faults.js';
+import type { RowSpec } from './row-spec.js';
 
-export interface RowSpec {
-  name: string;
-  description: string;
-  writer: { store: WriterTask['store']; amendShare: number; hotKeys: number; crashAt?: string };
-  relay?: { mode: RelayMode; replicas: number; crashAt?: string; leaseMs?: number };
-  /** `cluster`: the row runs on three brokers with a dedicated controller (replication factor 3, min.insync.replicas 2). Set from its faults' needs. */
-  kafka?: 'cluster';
-  /** `failover`: PostgreSQL is a primary with a physical standby and failover slots, behind a proxy clients follow. Set from its faults' needs. */
-  postgres?: 'failover';
-  /** Consumer processes in the group (default 1). */
-  consumers?: number;
-  consumerCrashAt?: string;
-  faults: FaultKind[];
-  expect: { lost: 'some' | 'none'; duplicates?: 'some'; reorderings?: 'none' };
-}
+export type { FaultKind, RowSpec } from './row-spec.js';
 
 /** A row on the servers its faults need (faults.ts), so a row never names them itself. */
 function onItsServers(row: Omit<RowSpec, 'kafka' | 'postgres'>): RowSpec {
