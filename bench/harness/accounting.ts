@@ -6,7 +6,7 @@
  * the measured window of a load run, the 10%-90% part of a drain.
  */
 import { nowMs } from '../../src/events.js';
-import { createHistogram, decodeHistogram, encodeHistogram, recordMs, summarizeMs, type LatencySummaryMs } from '../../src/latency.js';
+import { createHistogram, decodeHistogram, encodeHistogram, recordMs, summarizeMs, type Histogram, type LatencySummaryMs } from '../../src/latency.js';
 import type { ConsumerFinal } from './consumer-process.js';
 import { intendedTime, type LoadPlan, type LoadResult } from './load-worker.js';
 import { COMPONENTS, slopePerSecond, type Component, type RunSampler } from './sampler.js';
@@ -131,35 +131,59 @@ export interface AccountInput {
 
 const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;
 
-export function account(input: AccountInput): Accounting {
-  const { plan, startAt, measureFrom, measureTo, final, sampler } = input;
+/** Every planned order of a run: committed or not, applied or not, inside the measured window or not. */
+interface OrderTally {
+  sent: number;
+  failedWrites: number;
+  delivered: number;
+  lost: number;
+  unexpected: number;
+  committedInWindow: number;
+  intendedInWindow: number;
+  deliveredByDeadline: number;
+  /** Applied before the writer had its commit acknowledged. */
+  beforeAck: number;
+  lastCommit: number;
+  appliedTimes: number[];
+  committedTimes: number[];
+  /** A drain's figures are the backlog's alone: a prewarm's orders came before it. */
+  backlogApplied: number[];
+  backlogCommitted: number;
+  commitToApplied: Histogram;
+  deliveredPerSecond: Map<number, number>;
+  committedPerSecond: Map<number, number>;
+}
+
+function tallyOrders(input: AccountInput): OrderTally {
+  const { plan, startAt, measureFrom, measureTo, final } = input;
   const deadline = measureTo + input.graceMs;
-  let sent = 0;
-  let failedWrites = 0;
-  let delivered = 0;
-  let lost = 0;
-  let unexpected = 0;
-  let committedInWindow = 0;
-  let intendedInWindow = 0;
-  let deliveredByDeadline = 0;
-  let beforeAck = 0;
-  let lastCommit = 0;
-  const appliedTimes: number[] = [];
-  const committedTimes: number[] = [];
-  // A drain's figures are the backlog's alone: a prewarm's orders came before it.
-  const backlogApplied: number[] = [];
-  let backlogCommitted = 0;
-  const commitToApplied = createHistogram();
-  const deliveredPerSecond = new Map<number, number>();
-  const committedPerSecond = new Map<number, number>();
+  const t: OrderTally = {
+    sent: 0,
+    failedWrites: 0,
+    delivered: 0,
+    lost: 0,
+    unexpected: 0,
+    committedInWindow: 0,
+    intendedInWindow: 0,
+    deliveredByDeadline: 0,
+    beforeAck: 0,
+    lastCommit: 0,
+    appliedTimes: [],
+    committedTimes: [],
+    backlogApplied: [],
+    backlogCommitted: 0,
+    commitToApplied: createHistogram(),
+    deliveredPerSecond: new Map(),
+    committedPerSecond: new Map(),
+  };
   const bump = (map: Map<number, number>, at: number) => {
     const second = Math.floor((at - startAt) / 1_000);
     map.set(second, (map.get(second) ?? 0) + 1);
   };
   for (const load of input.loads) {
     const lane = final.appliedAt[load.workerIndex];
-    sent += load.committed;
-    failedWrites += load.failed;
+    t.sent += load.committed;
+    t.failedWrites += load.failed;
     for (let seq = 0; seq < plan.ordersPerWorker[load.workerIndex]!; seq++) {
       const committedAt = load.commitAt[seq] ?? Number.NaN;
       // A lane shorter than the plan would be a harness defect; either way an
@@ -169,33 +193,58 @@ export function account(input: AccountInput): Accounting {
       const wasApplied = !Number.isNaN(appliedAt);
       const intendedAt = intendedTime({ startAt, perWorkerRate: plan.perWorkerRate, prewarm: plan.prewarm }, seq);
       const inWindow = intendedAt >= measureFrom && intendedAt < measureTo;
-      if (inWindow) intendedInWindow += 1;
+      if (inWindow) t.intendedInWindow += 1;
       // Without a prewarm every order is backlog (a drain's warm-up included: the relay drains it too).
       const inBacklog = !plan.prewarm || intendedAt >= measureFrom;
-      if (wasCommitted && inBacklog) backlogCommitted += 1;
-      if (wasApplied && inBacklog) backlogApplied.push(appliedAt);
+      if (wasCommitted && inBacklog) t.backlogCommitted += 1;
+      if (wasApplied && inBacklog) t.backlogApplied.push(appliedAt);
       if (wasCommitted) {
-        lastCommit = Math.max(lastCommit, committedAt);
-        committedTimes.push(committedAt);
-        bump(committedPerSecond, committedAt);
-        if (committedAt >= measureFrom && committedAt < measureTo) committedInWindow += 1;
+        t.lastCommit = Math.max(t.lastCommit, committedAt);
+        t.committedTimes.push(committedAt);
+        bump(t.committedPerSecond, committedAt);
+        if (committedAt >= measureFrom && committedAt < measureTo) t.committedInWindow += 1;
       }
       if (wasApplied) {
-        delivered += 1;
-        appliedTimes.push(appliedAt);
-        bump(deliveredPerSecond, appliedAt);
-        if (inWindow && appliedAt <= deadline) deliveredByDeadline += 1;
+        t.delivered += 1;
+        t.appliedTimes.push(appliedAt);
+        bump(t.deliveredPerSecond, appliedAt);
+        if (inWindow && appliedAt <= deadline) t.deliveredByDeadline += 1;
       }
-      if (wasCommitted && !wasApplied) lost += 1;
-      if (!wasCommitted && wasApplied) unexpected += 1;
+      if (wasCommitted && !wasApplied) t.lost += 1;
+      if (!wasCommitted && wasApplied) t.unexpected += 1;
       if (wasCommitted && wasApplied && inWindow) {
-        if (appliedAt < committedAt) beforeAck += 1;
-        recordMs(commitToApplied, Math.max(0, appliedAt - committedAt));
+        if (appliedAt < committedAt) t.beforeAck += 1;
+        recordMs(t.commitToApplied, Math.max(0, appliedAt - committedAt));
       }
     }
   }
-  appliedTimes.sort((a, b) => a - b);
-  backlogApplied.sort((a, b) => a - b);
+  t.appliedTimes.sort((a, b) => a - b);
+  t.backlogApplied.sort((a, b) => a - b);
+  return t;
+}
+
+/** Each process's CPU over the window, per million events applied in it, and its memory. */
+function processCosts(cpu: Record<Component, number | null>, memory: AccountInput['memory'], inWindow: number): Record<Component, ProcessCost> {
+  return Object.fromEntries(
+    COMPONENTS.map((component): [Component, ProcessCost] => {
+      const seconds = cpu[component];
+      const bytes = memory[component];
+      return [
+        component,
+        {
+          cpuSeconds: seconds === null ? null : round(seconds, 2),
+          cpuSecondsPerMillionEvents: seconds === null || inWindow === 0 ? null : round((seconds / inWindow) * 1e6, 1),
+          memoryMiB: bytes === undefined ? null : Math.round(bytes / 1024 ** 2),
+        },
+      ];
+    }),
+  ) as Record<Component, ProcessCost>;
+}
+
+export function account(input: AccountInput): Accounting {
+  const { startAt, measureFrom, measureTo, final, sampler } = input;
+  const tally = tallyOrders(input);
+  const { sent, failedWrites, delivered, lost, unexpected, committedInWindow, intendedInWindow, deliveredByDeadline, beforeAck, lastCommit, appliedTimes, committedTimes, backlogApplied, backlogCommitted, commitToApplied } = tally;
 
   const drain = input.drainFrom === undefined ? undefined : drainFigures(backlogApplied, input.drainFrom);
   const intakeCpu = drain ? perMillion(sampler.cpuBetween(measureFrom, lastCommit), backlogCommitted) : undefined;
@@ -209,20 +258,7 @@ export function account(input: AccountInput): Accounting {
   const e2e = decodeHistogram(final.endToEnd);
   const receipt = decodeHistogram(final.receipt);
   const cpu = sampler.cpuBetween(window.from, window.to);
-  const cost = Object.fromEntries(
-    COMPONENTS.map((component): [Component, ProcessCost] => {
-      const seconds = cpu[component];
-      const memory = input.memory[component];
-      return [
-        component,
-        {
-          cpuSeconds: seconds === null ? null : round(seconds, 2),
-          cpuSecondsPerMillionEvents: seconds === null || inWindow === 0 ? null : round((seconds / inWindow) * 1e6, 1),
-          memoryMiB: memory === undefined ? null : Math.round(memory / 1024 ** 2),
-        },
-      ];
-    }),
-  ) as Record<Component, ProcessCost>;
+  const cost = processCosts(cpu, input.memory, inWindow);
 
   return {
     sent,
@@ -243,7 +279,7 @@ export function account(input: AccountInput): Accounting {
     lag: input.lagFromDelivery
       ? deliveryLagTrend(committedTimes.sort((a, b) => a - b), appliedTimes, measureFrom, measureTo)
       : lagTrend(sampler, measureFrom, measureTo, committedInWindow),
-    timeline: timeline(sampler, startAt, deliveredPerSecond, committedPerSecond),
+    timeline: timeline(sampler, startAt, tally.deliveredPerSecond, tally.committedPerSecond),
     histograms: { e2e: encodeHistogram(e2e), receipt: encodeHistogram(receipt), commitToApplied: encodeHistogram(commitToApplied), write: encodeHistogram(write) },
     drainS: round(Math.max(0, (appliedTimes.at(-1) ?? lastCommit) - lastCommit) / 1_000, 2),
     ...(drain && intakeCpu ? { drain: { ...drain, backlog: backlogCommitted, intakeCpuSecondsPerMillion: intakeCpu } } : {}),

@@ -22,7 +22,7 @@ import { startRelayProcess, stopChild } from '../harness/processes.js';
 import { openRun } from '../harness/run-setup.js';
 import { lines as lineChart } from '../report/charts.js';
 import { anySummary, f, legacyNote, save, type ReportContext } from '../report/kit.js';
-import type { Scenario } from '../scenario.js';
+import type { Scenario, ScenarioContext } from '../scenario.js';
 
 const STRATEGIES = ['none', 'batched-delete', 'drop-partition'] as const;
 type Strategy = (typeof STRATEGIES)[number];
@@ -143,6 +143,78 @@ function report(context: ReportContext, folder: string): string[] {
   return lines;
 }
 
+type TimedCleanupSample = CleanupSample & { at: number };
+
+/** Samples the unsent-row poll and the table while the writers run. */
+async function samplePolls(
+  context: ScenarioContext,
+  sql: Sql,
+  strategy: string,
+  window: { startAt: number; durationMs: number; batchSize: number; done: () => boolean },
+): Promise<TimedCleanupSample[]> {
+  const samples: TimedCleanupSample[] = [];
+  // Rationale: every 10 s gives ~100 points over a 10M-row run; each
+  // sample runs the poll query 10 times for a stable p99 of the interval.
+  const SAMPLE_MS = 10_000;
+  let last = nowMs();
+  while (!window.done()) {
+    const poll: Histogram = createHistogram();
+    const until = Math.min(last + SAMPLE_MS, window.startAt + window.durationMs + 1_000);
+    while (nowMs() < until && !window.done()) {
+      const started = nowMs();
+      await sql.begin((tx) => selectOldestUnpublished(tx, window.batchSize, 'none'));
+      recordMs(poll, nowMs() - started);
+      await sleep(Math.max(0, (until - last) / 10 - (nowMs() - started)));
+    }
+    const tables = await sampleTables(sql);
+    const pollMs = summarizeMs(poll);
+    last = nowMs();
+    samples.push({ ...tables, t: Math.round((last - window.startAt) / 1_000), at: last, pollMs: { p50: pollMs.p50, p99: pollMs.p99, max: pollMs.max }, writeP99Ms: null });
+    if (!context.quiet) {
+      process.stderr.write(
+        `  ${strategy.padEnd(15)} ${String(samples.at(-1)!.t).padStart(5)} s  ${(tables.rowsWritten / 1e6).toFixed(2)}M rows written  ${tables.liveRows} live  ${tables.deadRows} dead  ` +
+          `${(tables.tableMiB + tables.indexMiB).toFixed(1)} MiB  poll p99 ${pollMs.p99} ms  unpublished ${tables.unpublished}\n`,
+      );
+    }
+  }
+  return samples;
+}
+
+/** One strategy's figures: each sample's write p99, and the first and last tenth of the run. */
+function strategyRun(strategy: Strategy, samples: TimedCleanupSample[], loadResults: Awaited<ReturnType<typeof runLoad>>): StrategyRun {
+  // Attribute each transaction's write latency to the sample interval it was intended in.
+  const writeBySample = samples.map(() => createHistogram());
+  for (const result of loadResults) {
+    for (let i = 0; i < result.transactions.length; i += 2) {
+      const intended = result.transactions[i]!;
+      const index = samples.findIndex((s) => s.at >= intended);
+      recordMs(writeBySample[index === -1 ? samples.length - 1 : index]!, result.transactions[i + 1]!);
+    }
+  }
+  samples.forEach((s, i) => (s.writeP99Ms = writeBySample[i]!.totalCount > 0 ? summarizeMs(writeBySample[i]!).p99 : null));
+  const rowsWritten = samples.at(-1)?.rowsWritten ?? 0;
+  // The first and the last tenth of the samples (at least one each).
+  const tenth = Math.max(1, Math.floor(samples.length / 10));
+  const summarize = (part: CleanupSample[]) => {
+    const median = (values: number[]) => (values.length === 0 ? 0 : [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!);
+    return {
+      pollP50Ms: median(part.map((s) => s.pollMs.p50)),
+      pollP99Ms: median(part.map((s) => s.pollMs.p99)),
+      writeP99Ms: median(part.flatMap((s) => (s.writeP99Ms === null ? [] : [s.writeP99Ms]))),
+    };
+  };
+  const run: StrategyRun = {
+    strategy,
+    rowsWritten,
+    samples: samples.map(({ at: _at, ...rest }) => rest),
+    start: summarize(samples.slice(0, tenth)),
+    end: summarize(samples.slice(-tenth)),
+    finalTableMiB: Math.round(((samples.at(-1)?.tableMiB ?? 0) + (samples.at(-1)?.indexMiB ?? 0)) * 10) / 10,
+    maxDeadRows: Math.max(0, ...samples.map((s) => s.deadRows)),
+  };
+  return run;
+}
+
 export const cleanup: Scenario = {
   name: 'cleanup',
   description: 'outbox grown to 10M rows under no cleanup, batched DELETE and DROP PARTITION: poll and write latency over time',
@@ -178,62 +250,9 @@ export const cleanup: Scenario = {
         let done = false;
         // Settles the flag either way; a failed load is rethrown where it is awaited below.
         loads.then(() => (done = true), () => (done = true));
-        const samples: (CleanupSample & { at: number })[] = [];
-        // Rationale: every 10 s gives ~100 points over a 10M-row run; each
-        // sample runs the poll query 10 times for a stable p99 of the interval.
-        const SAMPLE_MS = 10_000;
-        let last = nowMs();
-        while (!done) {
-          const poll: Histogram = createHistogram();
-          const until = Math.min(last + SAMPLE_MS, startAt + durationMs + 1_000);
-          while (nowMs() < until && !done) {
-            const started = nowMs();
-            await sql.begin((tx) => selectOldestUnpublished(tx, p.batchSize, 'none'));
-            recordMs(poll, nowMs() - started);
-            await sleep(Math.max(0, (until - last) / 10 - (nowMs() - started)));
-          }
-          const tables = await sampleTables(sql);
-          const pollMs = summarizeMs(poll);
-          last = nowMs();
-          samples.push({ ...tables, t: Math.round((last - startAt) / 1_000), at: last, pollMs: { p50: pollMs.p50, p99: pollMs.p99, max: pollMs.max }, writeP99Ms: null });
-          if (!context.quiet) {
-            process.stderr.write(
-              `  ${strategy.padEnd(15)} ${String(samples.at(-1)!.t).padStart(5)} s  ${(tables.rowsWritten / 1e6).toFixed(2)}M rows written  ${tables.liveRows} live  ${tables.deadRows} dead  ` +
-                `${(tables.tableMiB + tables.indexMiB).toFixed(1)} MiB  poll p99 ${pollMs.p99} ms  unpublished ${tables.unpublished}\n`,
-            );
-          }
-        }
-        const loadResults = await loads;
-        // Attribute each transaction's write latency to the sample interval it was intended in.
-        const writeBySample = samples.map(() => createHistogram());
-        for (const result of loadResults) {
-          for (let i = 0; i < result.transactions.length; i += 2) {
-            const intended = result.transactions[i]!;
-            const index = samples.findIndex((s) => s.at >= intended);
-            recordMs(writeBySample[index === -1 ? samples.length - 1 : index]!, result.transactions[i + 1]!);
-          }
-        }
-        samples.forEach((s, i) => (s.writeP99Ms = writeBySample[i]!.totalCount > 0 ? summarizeMs(writeBySample[i]!).p99 : null));
-        const rowsWritten = samples.at(-1)?.rowsWritten ?? 0;
-        // The first and the last tenth of the samples (at least one each).
-        const tenth = Math.max(1, Math.floor(samples.length / 10));
-        const summarize = (part: CleanupSample[]) => {
-          const median = (values: number[]) => (values.length === 0 ? 0 : [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!);
-          return {
-            pollP50Ms: median(part.map((s) => s.pollMs.p50)),
-            pollP99Ms: median(part.map((s) => s.pollMs.p99)),
-            writeP99Ms: median(part.flatMap((s) => (s.writeP99Ms === null ? [] : [s.writeP99Ms]))),
-          };
-        };
-        const run: StrategyRun = {
-          strategy,
-          rowsWritten,
-          samples: samples.map(({ at: _at, ...rest }) => rest),
-          start: summarize(samples.slice(0, tenth)),
-          end: summarize(samples.slice(-tenth)),
-          finalTableMiB: Math.round(((samples.at(-1)?.tableMiB ?? 0) + (samples.at(-1)?.indexMiB ?? 0)) * 10) / 10,
-          maxDeadRows: Math.max(0, ...samples.map((s) => s.deadRows)),
-        };
+        const samples = await samplePolls(context, sql, strategy, { startAt, durationMs, batchSize: p.batchSize, done: () => done });
+        const run = strategyRun(strategy, samples, await loads);
+        const { rowsWritten } = run;
         results.push(run);
         lines.push(
           `  ${strategy.padEnd(15)} ${(rowsWritten / 1e6).toFixed(1)}M rows: poll p99 ${run.start.pollP99Ms} -> ${run.end.pollP99Ms} ms, ` +

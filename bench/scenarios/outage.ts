@@ -135,6 +135,74 @@ async function appendTimes(kafka: Kafka, topic: string, expected: number): Promi
   }
 }
 
+type TimedSample = OutageSample & { at: number };
+
+/** Reads the slot, the relay's memory and (each second) the outbox's size until stopped. */
+function startSampler(sql: Sql, slotName: string, relayPid: number | undefined, startAt: number) {
+  const samples: TimedSample[] = [];
+  const outbox: { at: number; rows: number }[] = [];
+  let sampling = true;
+  const loop = (async () => {
+    let lastOutbox = 0;
+    while (sampling) {
+      const at = nowMs();
+      const [slot] = await sql<{ confirmed: string | null; retained: number | null }[]>`
+        SELECT confirmed_flush_lsn::text AS confirmed, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS retained FROM pg_replication_slots WHERE slot_name = ${slotName}`.catch(() => []);
+      samples.push({ at, t: Math.round(at - startAt) / 1_000, confirmedLsn: slot?.confirmed ?? null, retainedWalBytes: slot?.retained ?? null, relayRssBytes: rssBytes(relayPid) });
+      if (at - lastOutbox >= 1_000) {
+        lastOutbox = at;
+        const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`.catch(() => []);
+        if (row) outbox.push({ at, rows: row.n });
+      }
+      await sleep(Math.max(0, SAMPLE_MS - (nowMs() - at)));
+    }
+  })();
+  return {
+    samples,
+    outbox,
+    stop: async () => {
+      sampling = false;
+      await loop;
+    },
+  };
+}
+
+/** When Kafka held every committed event, or undefined if it did not in time. */
+async function caughtUp(admin: Admin, topic: string, committed: number, outageS: number): Promise<number | undefined> {
+  let inKafka = 0;
+  // Rationale: catching up takes a fraction of the outage here (the relay
+  // publishes far faster than the writers commit); twice the outage, and at
+  // least a minute, tells a stuck relay from a slow one.
+  const deadline = performance.now() + Math.max(60, 2 * outageS) * 1_000;
+  while (inKafka < committed && performance.now() < deadline) {
+    inKafka = await endOffsets(admin, topic).catch(() => inKafka);
+    if (inKafka < committed) await sleep(200);
+  }
+  return inKafka >= committed ? nowMs() : undefined;
+}
+
+/**
+ * The independent check: every transaction that ends at or before a sampled
+ * confirmed position must have been in Kafka by the time of the sample.
+ */
+function confirmationsAheadOfKafka(commits: Awaited<ReturnType<typeof commitsOf>>, appended: Map<string, number>, samples: readonly TimedSample[]): { confirmedSamples: number; ahead: number } {
+  // Per transaction, in commit order: when its last event was in Kafka; then the latest of those up to each.
+  const ordered = commits
+    .map((c) => ({ endLsn: c.endLsn, at: c.eventIds.reduce((latest, id) => Math.max(latest, appended.get(id) ?? Number.POSITIVE_INFINITY), Number.NEGATIVE_INFINITY) }))
+    .sort((a, b) => (a.endLsn < b.endLsn ? -1 : a.endLsn > b.endLsn ? 1 : 0));
+  const allInBy: number[] = [];
+  for (const [i, c] of ordered.entries()) allInBy.push(Math.max(c.at, allInBy[i - 1] ?? Number.NEGATIVE_INFINITY));
+  let ahead = 0;
+  let confirmedSamples = 0;
+  for (const sample of samples) {
+    if (!sample.confirmedLsn) continue;
+    confirmedSamples += 1;
+    const last = lastAtOrBefore(ordered, parseLsn(sample.confirmedLsn));
+    if (last >= 0 && allInBy[last]! > sample.at) ahead += 1;
+  }
+  return { confirmedSamples, ahead };
+}
+
 export async function runOutage(context: ScenarioContext, outageS: number, rate: number, steadyS = STEADY_S): Promise<OutageRun> {
   const { infra, log } = context;
   if (infra.kafka.external) throw new OutboxBenchError('USAGE', 'the outage scenario stops the Kafka broker: it needs the local one (unset KAFKA_BROKERS)');
@@ -154,24 +222,8 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
     const plan = planLoad(p);
     const startAt = Math.ceil(nowMs()) + 1_000;
     const load = runLoad(pool, { databaseUrl: infra.databaseUrl, schema: run.schema, runTag: newRunTag(), plan, startAt, measureFrom: startAt, measureTo: startAt + p.durationS * 1_000, p });
-    const samples: (OutageSample & { at: number })[] = [];
-    const outbox: { at: number; rows: number }[] = [];
-    let sampling = true;
-    const sampler = (async () => {
-      let lastOutbox = 0;
-      while (sampling) {
-        const at = nowMs();
-        const [slot] = await run.sql<{ confirmed: string | null; retained: number | null }[]>`
-          SELECT confirmed_flush_lsn::text AS confirmed, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS retained FROM pg_replication_slots WHERE slot_name = ${settings.slotName}`.catch(() => []);
-        samples.push({ at, t: Math.round(at - startAt) / 1_000, confirmedLsn: slot?.confirmed ?? null, retainedWalBytes: slot?.retained ?? null, relayRssBytes: rssBytes(relayPid) });
-        if (at - lastOutbox >= 1_000) {
-          lastOutbox = at;
-          const [row] = await run.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`.catch(() => []);
-          if (row) outbox.push({ at, rows: row.n });
-        }
-        await sleep(Math.max(0, SAMPLE_MS - (nowMs() - at)));
-      }
-    })();
+    const sampler = startSampler(run.sql, settings.slotName, relayPid, startAt);
+    const { samples, outbox } = sampler;
     await sleep(Math.max(0, startAt + steadyS * 1_000 - nowMs()));
     const stoppedAt = nowMs();
     process.stderr.write(`  outage: Kafka stopped for ${outageS} s\n`);
@@ -186,38 +238,14 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
     const loads = await load;
     const committed = loads.reduce((sum, r) => sum + r.committed, 0);
     await admin.connect();
-    let inKafka = 0;
-    // Rationale: catching up takes a fraction of the outage here (the relay
-    // publishes far faster than the writers commit); twice the outage, and at
-    // least a minute, tells a stuck relay from a slow one.
-    const deadline = performance.now() + Math.max(60, 2 * outageS) * 1_000;
-    while (inKafka < committed && performance.now() < deadline) {
-      inKafka = await endOffsets(admin, run.topic).catch(() => inKafka);
-      if (inKafka < committed) await sleep(200);
-    }
-    const caughtUpAt = inKafka >= committed ? nowMs() : undefined;
+    const caughtUpAt = await caughtUp(admin, run.topic, committed, outageS);
     await sleep(2_000);
-    sampling = false;
-    await sampler;
+    await sampler.stop();
 
     // The independent check, now that everything is in.
     const commits = await commitsOf(run.sql, run.schema, shadow, settings.publicationName);
     const appended = await appendTimes(run.kafka, run.topic, committed);
-    // Per transaction, in commit order: when its last event was in Kafka; then the latest of those up to each.
-    const ordered = commits
-      .map((c) => ({ endLsn: c.endLsn, at: c.eventIds.reduce((latest, id) => Math.max(latest, appended.get(id) ?? Number.POSITIVE_INFINITY), Number.NEGATIVE_INFINITY) }))
-      .sort((a, b) => (a.endLsn < b.endLsn ? -1 : a.endLsn > b.endLsn ? 1 : 0));
-    const allInBy: number[] = [];
-    for (const [i, c] of ordered.entries()) allInBy.push(Math.max(c.at, allInBy[i - 1] ?? Number.NEGATIVE_INFINITY));
-    let ahead = 0;
-    let confirmedSamples = 0;
-    for (const sample of samples) {
-      if (!sample.confirmedLsn) continue;
-      confirmedSamples += 1;
-      // Every transaction that ends at or before the confirmed position must have been in Kafka by then.
-      const last = lastAtOrBefore(ordered, parseLsn(sample.confirmedLsn));
-      if (last >= 0 && allInBy[last]! > sample.at) ahead += 1;
-    }
+    const { confirmedSamples, ahead } = confirmationsAheadOfKafka(commits, appended, samples);
     const at = (when: number) => samples.reduce((best, s) => (Math.abs(s.at - when) < Math.abs(best.at - when) ? s : best), samples[0]!);
     const rowsAt = (when: number) => outbox.reduce((best, o) => (Math.abs(o.at - when) < Math.abs(best.at - when) ? o : best), outbox[0] ?? { at: when, rows: 0 });
     const during = samples.filter((s) => s.at >= stoppedAt && s.at <= (caughtUpAt ?? nowMs()));

@@ -1,0 +1,239 @@
+/**
+ * One drain of the drain scenario (drain.ts): a backlog written while no
+ * relay runs, the relay alone on it, then the consumer alone on the filled
+ * topic, once per consumer client.
+ */
+import type { ChildProcess } from 'node:child_process';
+import type { Admin } from 'kafkajs';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { parseWholeFlag, specOf, type ConsumerKafkaClientName, type KafkaClientName } from '../../../src/config.js';
+import { OutboxBenchError } from '../../../src/errors.js';
+import { nowMs } from '../../../src/events.js';
+import type { OutboxStore } from '../../../src/orders/write-path.js';
+import { relayModeInfo, type RelayMode } from '../../../src/relay/modes.js';
+import { endOffsets, follow, kafkaCpu, pgCpu, relayCpu, SAMPLE_MS, type DrainFigures } from '../../harness/drain-figures.js';
+import { processCpuSeconds, threadCpuSeconds } from '../../harness/process-stats.js';
+import { newRunTag } from '../../harness/load-ids.js';
+import { planLoad } from '../../harness/load-worker.js';
+import { loadPool, relayOf, runLoad } from '../../harness/pipeline.js';
+import { exitedWithin, spawnRelayProcess, startConsumerProcess, stopChild } from '../../harness/processes.js';
+import { summarizeProfileDir, type ProfileSummary } from '../../harness/profile.js';
+import { openRun, type RunSetup } from '../../harness/run-setup.js';
+import type { ScenarioContext } from '../../scenario.js';
+
+/** A relay drained: a mode, with its process count for the modes that run several (`skip-locked:3`). */
+export interface Strategy {
+  name: string;
+  relayMode: RelayMode;
+  replicas: number;
+}
+
+/**
+ * The default strategies: every relay, and the sharded CDC relay on 1, 2
+ * and 4 slots (what each extra slot costs PostgreSQL is part of the result).
+ */
+export const DEFAULT_STRATEGIES = ['cdc', 'cdc-message', 'polling', 'skip-locked:3', 'cdc-sharded:1', 'cdc-sharded:2', 'cdc-sharded:4'];
+
+/** `mode` or `mode:processes`; a USAGE error names the modes for anything else. */
+export function parseStrategy(name: string): Strategy {
+  const [mode = '', count] = name.split(':');
+  const info = relayModeInfo(mode);
+  if (count !== undefined && info.processes !== 'replicas') {
+    throw new OutboxBenchError('USAGE', `--mode: "${name}": only a mode that runs several processes takes a count, as in skip-locked:3`);
+  }
+  const { max = 1 } = specOf('replicas');
+  return { name, relayMode: mode as RelayMode, replicas: count === undefined ? 1 : parseWholeFlag(`mode ${name}`, count, 1, max) };
+}
+
+export interface ConsumerDrain {
+  client: ConsumerKafkaClientName;
+  figures: DrainFigures;
+  /** Only in the extra, profiled run. */
+  profile?: ProfileSummary | undefined;
+}
+
+export interface DrainRun {
+  strategy: string;
+  kafkaClient: KafkaClientName;
+  relay: DrainFigures;
+  /** Consumer-only drains of this run's topic, one per consumer client (on the first relay client's runs). */
+  consumers: ConsumerDrain[];
+  /** Only in the extra, profiled run; its figures are not among the measured ones. */
+  relayProfile?: ProfileSummary | undefined;
+}
+
+/** A run that could not finish, recorded with why (the others still run). */
+export interface FailedDrainRun {
+  strategy: string;
+  kafkaClient: KafkaClientName;
+  attempt: number;
+  error: string;
+}
+
+/** One drain's run: its servers and schema, its backlog's plan, and the processes to stop at its end. */
+interface DrainSession {
+  context: ScenarioContext;
+  name: string;
+  rawDir: string;
+  run: RunSetup;
+  admin: Admin;
+  events: number;
+  profile: boolean;
+  children: ChildProcess[];
+}
+
+export async function drainOnce(
+  context: ScenarioContext,
+  strategy: Strategy,
+  client: KafkaClientName,
+  consumerClients: readonly ConsumerKafkaClientName[],
+  attempt: number,
+  profile: boolean,
+): Promise<DrainRun> {
+  const { infra, log } = context;
+  const p = context.parameters;
+  const name = `drain-${strategy.name}-${client}-${profile ? 'profiled' : attempt + 1}`;
+  const rawDir = path.join(context.outDir, 'raw', name);
+  mkdirSync(rawDir, { recursive: true });
+  const relay = { ...relayOf(p), relayMode: strategy.relayMode, replicas: strategy.replicas, kafkaClient: client };
+  // The slots exist before the first write, so the backlog is in their WAL.
+  const run = await openRun({ infra, log, name, partitions: p.partitions, relay });
+  const session: DrainSession = { context, name, rawDir, run, admin: run.kafka.admin(), events: context.option('backlog'), profile, children: [] };
+  try {
+    await session.admin.connect();
+    const backlog = await writeBacklog(session, relayModeInfo(strategy.relayMode).store);
+    const relayProfileDir = path.join(rawDir, 'profile-relay');
+    const relayFigures = await drainRelay(session, strategy, relayProfileDir);
+    const consumers: ConsumerDrain[] = [];
+    for (const consumerClient of consumerClients) consumers.push(await drainConsumer(session, backlog, consumerClient));
+    return {
+      strategy: strategy.name,
+      kafkaClient: client,
+      relay: relayFigures,
+      consumers,
+      ...(profile ? { relayProfile: summarizeProfileDir(relayProfileDir) } : {}),
+    };
+  } finally {
+    for (const child of session.children) await stopChild(child).catch(() => {});
+    await session.admin.disconnect().catch(() => {});
+    await run.close();
+  }
+}
+
+/** The backlog of one drain as written: its plan and timetable, for the consumer's accounting. */
+interface WrittenBacklog {
+  runTag: string;
+  plan: ReturnType<typeof planLoad>;
+  startAt: number;
+  writeS: number;
+}
+
+/** 1. The backlog, with no relay running. */
+async function writeBacklog(session: DrainSession, store: OutboxStore): Promise<WrittenBacklog> {
+  const { context, events, name } = session;
+  const p = context.parameters;
+  const runTag = newRunTag();
+  const writeS = Math.max(1, Math.ceil(events / 50_000));
+  const load = { ...p, store, rate: events / writeS, warmupS: 0, durationS: writeS, ordersPerTransaction: 1_000 };
+  const plan = planLoad(load);
+  const written = plan.ordersPerWorker.reduce((a, b) => a + b, 0);
+  if (!context.quiet) process.stderr.write(`  ${name}: writing ${written} events...\n`);
+  const pool = loadPool(load.workers);
+  const startAt = Math.ceil(nowMs()) + 500;
+  const loads = await runLoad(pool, { databaseUrl: context.infra.databaseUrl, schema: session.run.schema, runTag, plan, startAt, measureFrom: startAt, measureTo: startAt + writeS * 1_000, p: load }).finally(() =>
+    pool.destroy(),
+  );
+  const failed = loads.reduce((sum, r) => sum + r.failed, 0);
+  if (failed > 0) throw new OutboxBenchError('CHECK_FAILED', `${failed} backlog writes failed: ${loads.flatMap((r) => r.errors).join('; ')}`);
+  return { runTag, plan, startAt, writeS };
+}
+
+/**
+ * 2. The relay alone, followed from its spawn on: a relay may publish before
+ * it reports ready, and its first event is part of the figures.
+ */
+async function drainRelay(session: DrainSession, strategy: Strategy, profileDir: string): Promise<DrainFigures> {
+  const { context, run, name } = session;
+  const { infra } = context;
+  const started = spawnRelayProcess(session.rawDir, run.env(), {
+    describe: strategy.name,
+    execArgv: session.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  });
+  session.children.push(started.child);
+  // A relay that cannot start ends the drain with its error rather than a stalled follow.
+  const startFailure = started.ready.then(() => new Promise<never>(() => {}));
+  const following = follow(
+    session.events,
+    started.spawnedAt,
+    () => endOffsets(session.admin, run.topic),
+    () => {
+      const r = relayCpu(started.child.pid);
+      return { relay: r.total, relayMain: r.main, postgres: pgCpu(infra), kafka: kafkaCpu(infra), consumer: 0, consumerMain: 0 };
+    },
+    ['relay', 'postgres', 'kafka'],
+    'relayMain',
+    context.quiet ? undefined : `${name} relay`,
+  );
+  const figures = await Promise.race([startFailure, following]);
+  await stopChild(started.child);
+  return figures;
+}
+
+/**
+ * 3. The consumer alone, on the filled topic: once per consumer client,
+ * each from an empty inbox (or the next would find only duplicates).
+ */
+async function drainConsumer(session: DrainSession, backlog: WrittenBacklog, consumerClient: ConsumerKafkaClientName): Promise<ConsumerDrain> {
+  const { context, run, name } = session;
+  const { infra } = context;
+  const { plan, startAt, writeS } = backlog;
+  await run.sql`TRUNCATE inbox, order_ledger`;
+  const profileDir = path.join(session.rawDir, `profile-consumer-${consumerClient}`);
+  const consumerSpawnedAt = nowMs();
+  const consumer = await startConsumerProcess(
+    session.rawDir,
+    {
+      databaseUrl: infra.databaseUrl,
+      kafkaBrokers: [...infra.kafkaBrokers],
+      schema: run.schema,
+      topic: run.topic,
+      groupId: `${name}-consumer-${consumerClient}`,
+      measureFrom: startAt,
+      measureTo: startAt + writeS * 1_000,
+      runTag: backlog.runTag,
+      startAt,
+      perWorkerRate: plan.perWorkerRate,
+      ordersPerWorker: plan.ordersPerWorker,
+      progressIntervalMs: SAMPLE_MS,
+      kafkaClient: consumerClient,
+      latency: false,
+    },
+    session.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  );
+  session.children.push(consumer.child);
+  const consumerPid = consumer.child.pid;
+  const figures = await follow(
+    session.events,
+    consumerSpawnedAt,
+    async () => consumer.progress()?.distinct ?? 0,
+    () => ({
+      relay: 0,
+      relayMain: 0,
+      postgres: pgCpu(infra),
+      kafka: kafkaCpu(infra),
+      consumer: consumerPid === undefined ? Number.NaN : processCpuSeconds(consumerPid) ?? Number.NaN,
+      consumerMain: consumerPid === undefined ? Number.NaN : threadCpuSeconds(consumerPid)?.main ?? Number.NaN,
+    }),
+    ['consumer', 'postgres', 'kafka'],
+    'consumerMain',
+    context.quiet ? undefined : `${name} consumer (${consumerClient})`,
+  );
+  const final = await consumer.finish();
+  if (final.foreign > 0) throw new OutboxBenchError('CHECK_FAILED', `${final.foreign} deliveries were not events of this backlog`);
+  // After its final report the consumer exits by itself, writing its
+  // profile on the way out; a signal in that moment would cut the file.
+  await exitedWithin(consumer.child, 15_000);
+  await stopChild(consumer.child);
+  return { client: consumerClient, figures, ...(session.profile ? { profile: summarizeProfileDir(profileDir) } : {}) };
+}
