@@ -13,7 +13,7 @@
  * Consumer-only drain: the filled topic is then applied by the consumer
  * (inbox + ledger) from the beginning, timed the same way.
  *
- * `--profile 1` adds one more drain per relay and client, run under
+ * `--profile` adds one more drain per relay and client, run under
  * `node --cpu-prof`: its profiles' top frames by self time go into the
  * summary, and its figures into none (the profiler costs CPU of its own).
  */

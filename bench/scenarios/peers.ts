@@ -19,7 +19,7 @@
  * drain's relay is paused while the backlog is written and timed from its
  * continuation. A relay's results replace its earlier ones in the folder's
  * summary, so the comparison can be measured one relay at a time
- * (`--strategies`); each keeps the commit and date it was measured at.
+ * (`--mode`); each keeps the commit and date it was measured at.
  */
 import { OutboxBenchError } from '../../src/errors.js';
 import { DEBEZIUM_VERSION } from '../drivers/debezium.js';

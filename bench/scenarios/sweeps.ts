@@ -15,7 +15,7 @@
  * and e2e p50/p99 and CPU-s per million events from the run that confirmed
  * that rate. Entries merge into the folder's summary by (point, relay), so
  * a sweep can be finished over several sittings (`--points`,
- * `--strategies`); each entry keeps the commit and date it was measured at.
+ * `--mode`); each entry keeps the commit and date it was measured at.
  */
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
