@@ -6,6 +6,7 @@
  * Old spellings stay accepted as aliases: published summaries record the
  * commands they ran with, and each must still replay.
  */
+import { parseWholeFlag } from '../src/config.js';
 import { OutboxBenchError } from '../src/errors.js';
 
 /** A former spelling whose value means something else under the new name (chaos's `--tps` counted transactions of 5 events). */
@@ -100,17 +101,8 @@ export function flagValue(flag: string, raw: string | true, spec: FlagSpec): Fla
       return value;
     }
     default:
-      return wholeNumber(flag, raw, spec.min, spec.max);
+      return parseWholeFlag(flag, raw, spec.min, spec.max);
   }
-}
-
-/** A whole-number flag, or a USAGE error that names the flag and its range. */
-export function wholeNumber(flag: string, raw: string, min: number, max: number): number {
-  const value = raw.trim();
-  if (!/^\d+$/.test(value)) throw usage(`flag --${flag}: "${raw}" is not a whole number`);
-  const n = Number(value);
-  if (n < min || n > max) throw usage(`flag --${flag}: ${n} is out of range [${min}, ${max}]`);
-  return n;
 }
 
 /** What a command line holds, flags under their current names. */

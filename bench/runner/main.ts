@@ -33,13 +33,11 @@ interface Sitting {
   outRoot: string;
 }
 
-/** Reads a flag by its name or a former one (code not yet moved to the new name still reads). */
+/** Reads the flags a scenario declared, by their current names (the parser has already mapped former ones). */
 function flagReader(flags: ResolvedFlags, owner: string) {
   const current = (name: string): string => {
-    if (name in flags.specs) return name;
-    const renamed = Object.entries(flags.specs).find(([, spec]) => (spec.formerly ?? []).some((f) => (typeof f === 'string' ? f : f.name) === name));
-    if (!renamed) throw new Error(`${owner} reads --${name}, which it does not declare`);
-    return renamed[0];
+    if (!(name in flags.specs)) throw new Error(`${owner} reads --${name}, which it does not declare`);
+    return name;
   };
   const value = (name: string): FlagValue | undefined => flags.values.get(current(name));
   return {
