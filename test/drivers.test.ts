@@ -7,19 +7,28 @@
  *    its driver names, nothing is lost but what the library itself logged
  *    as skipped, and its evidence comes back;
  *  - a run whose store the driver does not read is refused before anything
- *    starts.
+ *    starts;
+ *  - a scenario's own start (its settings and flags, a spawn-time hook) reaches
+ *    our relay's process, and every other relay refuses our settings before
+ *    it starts anything.
  * Debezium's driver needs Kafka Connect's jars from Maven Central: it is
  * measured by `npm run bench:peers`, not here.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DRIVERS } from '../bench/drivers/index.js';
+import type { DriverRun } from '../bench/drivers/types.js';
 import { dropRelaySlots } from '../bench/drivers/slots.js';
+import { driverRunOf, stopRelay } from '../bench/harness/driver-run.js';
 import { runPipeline, type PipelineContext } from '../bench/harness/pipeline.js';
+import type { StartedRelay } from '../bench/harness/processes.js';
+import { openRun } from '../bench/harness/run-setup.js';
 import { selectRelays } from '../bench/scenarios/peers.js';
 import { resolveConfig } from '../src/config.js';
 import { acquireInfra, type Infra } from '../src/infra/index.js';
-import { log, scratchDir, testParameters, uniqueName } from './helpers.js';
+import { eventually, log, scratchDir, testParameters, uniqueName } from './helpers.js';
 
 async function context(infra: Infra, name: string, driver: PipelineContext['driver']): Promise<PipelineContext> {
   return { infra, log, name: uniqueName(name), rawDir: await scratchDir(), quiet: true, config: resolveConfig(), driver };
@@ -47,6 +56,45 @@ describe('relay drivers', () => {
       runPipeline(await context(infra, 'driver_store', DRIVERS['ptp-polling']), testParameters({ store: 'table' })),
       (error: Error & { code?: string }) => error.code === 'USAGE' && /reads its events from the ptp store only/.test(error.message),
     );
+  });
+
+  it("starts our relay with a scenario's settings and flags, telling the scenario at its spawn, before it is ready", async (t) => {
+    const p = testParameters({ relayMode: 'polling' });
+    const driver = DRIVERS.ours;
+    const run = await openRun({ infra, log, name: uniqueName('driver_start'), partitions: p.partitions, relay: driver.provisioning(p) });
+    t.after(() => run.close());
+    const rawDir = await scratchDir();
+    let spawned: StartedRelay | undefined;
+    let readyWhenSpawned: boolean | undefined;
+    let ready = false;
+    const starting = driver
+      .start(driverRunOf({ infra, log, rawDir }, run, p), {
+        settings: { logLevel: 'debug' },
+        args: ['--cleanup', 'batched-delete', '--cleanup-interval-ms', '200'],
+        onSpawned: (relay) => {
+          spawned = relay;
+          readyWhenSpawned = ready;
+        },
+      })
+      .then((relay) => ((ready = true), relay));
+    const relay = await starting;
+    t.after(() => stopRelay(relay));
+    assert.equal(readyWhenSpawned, false, 'told at the spawn, before the relay was ready');
+    assert.equal(spawned?.child.pid, relay.child.pid);
+    assert.equal(spawned?.spawnedAt, relay.spawnedAt);
+    // The flag starts a cleanup loop beside the relay; the setting lets its quiet rounds (debug) reach the log.
+    await eventually('a cleanup round in the relay log', () => readFileSync(path.join(rawDir, 'relay.log'), 'utf8').includes('cleanup round'), 20_000);
+  });
+
+  it('has every relay but ours refuse our settings and flags before starting anything', async () => {
+    // Refused before the run is read: a run of nothing but a folder is enough.
+    const run = { rawDir: await scratchDir() } as DriverRun;
+    for (const [name, driver] of Object.entries(DRIVERS)) {
+      if (name === 'ours') continue;
+      for (const options of [{ settings: { spillAfterEvents: 10 } }, { args: ['--cleanup', 'drop-partition'] }]) {
+        await assert.rejects(driver.start(run, options), (error: Error & { code?: string }) => error.code === 'USAGE' && /is not our relay and takes none of our relay's settings|is not our relay and takes none of our relay command's flags/.test(error.message), `${name} ${JSON.stringify(options)}`);
+      }
+    }
   });
 
   for (const name of ['ptp-polling', 'ptp-replication'] as const) {

@@ -18,7 +18,8 @@ import { dropIdleSlots, slotLagBytes } from '../../src/relay/cdc/slot.js';
 import { stopChild } from '../harness/processes.js';
 import { freePort, jmxServerFlags, jmxToolLibDir, queueFigures, startJmxSampler, streamingMBean, type JmxSampler } from './jmx.js';
 import { replicationNames } from './slots.js';
-import type { DriverRun, RelayDriver, RunningRelay } from './types.js';
+import { refuseOurSettings } from './start-options.js';
+import type { DriverRun, RelayDriver, RunningRelay, StartOptions } from './types.js';
 
 export const DEBEZIUM_VERSION = '3.4.3.Final';
 
@@ -247,7 +248,8 @@ export async function waitForDebezium(sql: Sql, slot: string, child: ChildProces
 export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapMb): RelayDriver {
   const settings = { ...profile, heapMb };
   const { slot, publication } = replicationNames(profile.name);
-  const start = async (run: DriverRun): Promise<RunningRelay> => {
+  const start = async (run: DriverRun, options?: StartOptions): Promise<RunningRelay> => {
+    refuseOurSettings(profile.name, options, { node: false });
     const workDir = path.join(run.rawDir, 'connect');
     // Fetched before Connect starts, so a failed fetch leaves nothing running.
     const jmxTool = await jmxToolLibDir(run.config, run.log);
@@ -265,6 +267,7 @@ export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapM
       settings,
       jmxPort,
     });
+    options?.onSpawned?.(started);
     let jmx: JmxSampler;
     try {
       await waitForDebezium(run.sql, slot, started.child, path.join(workDir, 'connect.log'));

@@ -4,9 +4,21 @@
  * setup provisions what the mode needs (slots, publication, bucket rows)
  * before the first event is written, and the mode reads its own lag.
  */
-import { startRelayProcess } from '../harness/processes.js';
+import { spawnRelayProcess } from '../harness/processes.js';
 import { relayOf } from '../harness/run-setup.js';
-import type { RelayDriver } from './types.js';
+import type { DriverRun, RelayDriver, RunningRelay, StartOptions } from './types.js';
+
+async function start(run: DriverRun, options: StartOptions = {}): Promise<RunningRelay> {
+  const stages = run.stagesPrefix === undefined ? {} : { stagesFile: run.stagesPrefix };
+  const { ready, ...spawned } = spawnRelayProcess(run.rawDir, run.env({ ...stages, ...options.settings }), {
+    describe: run.parameters.relayMode,
+    ...(options.args ? { args: options.args } : {}),
+    ...(options.execArgv ? { execArgv: options.execArgv } : {}),
+  });
+  options.onSpawned?.(spawned);
+  await ready;
+  return spawned;
+}
 
 export const OURS: RelayDriver = {
   // Named by its mode and processes (relayLabel), which differ run by run.
@@ -18,6 +30,6 @@ export const OURS: RelayDriver = {
   lagFromDelivery: false,
   provisioning: (p) => relayOf(p),
   prepare: async () => {},
-  start: (run) => startRelayProcess(run.rawDir, run.env({ stagesFile: run.stagesPrefix }), { describe: run.parameters.relayMode }),
+  start,
   lag: (run) => run.modeLag(),
 };

@@ -17,7 +17,8 @@ import { stopChild } from '../harness/processes.js';
 import { MESSAGE_NOT_FOUND, PTP_POLLING_SETTINGS, setupPtp, type PtpMode, type PtpPollingSettings, type PtpRelayTask } from './ptp-relay.js';
 import { PTP_TABLE } from './ptp-write.js';
 import { replicationNames } from './slots.js';
-import type { DriverRun, RelayDriver } from './types.js';
+import { refuseOurSettings } from './start-options.js';
+import type { DriverRun, RelayDriver, StartOptions } from './types.js';
 
 export const PTP_VERSION = '0.5.7';
 
@@ -72,7 +73,8 @@ export function ptpDriver(variant: PtpVariant): RelayDriver {
   const label = labelOf(variant);
   const { slot, publication } = replicationNames(label);
   const mode: PtpMode = variant.mode;
-  const start = async (run: DriverRun) => {
+  const start = async (run: DriverRun, options?: StartOptions) => {
+    refuseOurSettings(label, options, { node: true });
     mkdirSync(run.rawDir, { recursive: true });
     const task: PtpRelayTask = {
       mode,
@@ -90,9 +92,10 @@ export function ptpDriver(variant: PtpVariant): RelayDriver {
     const libraryLog = path.join(run.rawDir, 'ptp-library.log');
     const spawnedAt = nowMs();
     // The library logs with pino to stdout: its own file, read for the report.
-    const child = fork(RELAY_SCRIPT, [JSON.stringify(task)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = fork(RELAY_SCRIPT, [JSON.stringify(task)], { execArgv: options?.execArgv ?? [], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     child.stdout!.pipe(createWriteStream(libraryLog));
     child.stderr!.pipe(createWriteStream(logFile));
+    options?.onSpawned?.({ child, spawnedAt });
     try {
       await waitForReady(child, { timeoutMs: START_TIMEOUT_MS, describe: `the pg-transactional-outbox relay (log: ${logFile})` });
     } catch (error) {

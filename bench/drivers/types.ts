@@ -37,8 +37,11 @@ export interface DriverRun {
   /** The configuration (where downloaded jars are kept, the Kafka version, the default Kafka client). */
   config: Config;
   parameters: DriverParameters;
-  /** Where a relay that records its stage timings writes them (files `<prefix>.*.json`, see src/relay/stages.ts). */
-  stagesPrefix: string;
+  /**
+   * Where a relay that records its stage timings writes them (files
+   * `<prefix>.*.json`, see src/relay/stages.ts); unset when the run reads none.
+   */
+  stagesPrefix?: string;
   /** The environment of one of our relay processes in this run: servers, schema, topic and the mode's settings. */
   env(extra?: Partial<Config>): NodeJS.ProcessEnv;
   /** The lag of the relay mode the run provisioned (see provisioning), as that mode reads it. */
@@ -58,6 +61,22 @@ export interface RunningRelay extends StartedRelay {
    * the run's `peer` readings.
    */
   evidence?(window: MeasuredWindow): Evidence;
+}
+
+/**
+ * What a scenario may ask of a relay's start beyond the run. Settings and
+ * flags are our relay's (a spill threshold, a cleanup loop): a relay that has
+ * none refuses them rather than run without them.
+ */
+export interface StartOptions {
+  /** Our relay's settings beyond the run's. */
+  settings?: Partial<Config>;
+  /** Our relay command's flags beyond its settings (`--cleanup drop-partition`). */
+  args?: string[];
+  /** Node's flags for the relay's processes (a CPU profile); a relay that is not Node refuses them. */
+  execArgv?: string[];
+  /** Told the moment the root process is spawned, before it is ready: a drain is timed from there. */
+  onSpawned?(relay: StartedRelay): void;
 }
 
 /** A relay's own readings of a run, for the report. */
@@ -99,7 +118,7 @@ export interface RelayDriver {
   /** Runs on the fresh schema before any load (slots or tables of its own: a drain's backlog must reach them). */
   prepare(run: DriverRun): Promise<void>;
   /** Starts its process tree; resolves once it is ready to publish, or stops what it started and throws. */
-  start(run: DriverRun): Promise<RunningRelay>;
+  start(run: DriverRun, options?: StartOptions): Promise<RunningRelay>;
   /** Its lag now; called about ten times a second. */
   lag(run: DriverRun): Promise<LagReading>;
 }

@@ -5,16 +5,16 @@
  * drains, and every committed order is accounted for: applied or lost.
  */
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { resolveConfig, type Config } from '../../src/config.js';
+import type { Config } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { nowMs, reanchorClock } from '../../src/events.js';
 import type { Infra } from '../../src/infra/index.js';
 import type { Logger } from '../../src/log.js';
 import { OURS } from '../drivers/ours.js';
-import type { DriverRun, Evidence, RelayDriver, RunningRelay } from '../drivers/types.js';
+import type { Evidence, RelayDriver, RunningRelay } from '../drivers/types.js';
 import { account, type Accounting } from './accounting.js';
+import { driverRunOf } from './driver-run.js';
 import type { ConsumerFinal } from './consumer-process.js';
 import { loadPool, runLoad } from './load.js';
 import { newRunTag } from './load-ids.js';
@@ -77,26 +77,6 @@ function writePathOf(driver: RelayDriver, p: PipelineParameters): string | undef
   return backlog.kind === 'own' ? backlog.module : undefined;
 }
 
-/** What the driver is given of the run. */
-function driverRunOf(context: PipelineContext, run: RunSetup, p: PipelineParameters): DriverRun {
-  return {
-    infra: context.infra,
-    log: context.log,
-    sql: run.sql,
-    schema: run.schema,
-    topicPrefix: run.topicPrefix,
-    rawDir: context.rawDir,
-    // Read only by a driver that needs it: our relay's runs take theirs from the run's environment.
-    get config() {
-      return context.config ?? resolveConfig();
-    },
-    parameters: p,
-    stagesPrefix: path.join(context.rawDir, 'stages'),
-    env: (extra) => run.env(extra),
-    modeLag: () => run.lag(),
-  };
-}
-
 function startConsumers(context: PipelineContext, run: RunSetup, p: PipelineParameters, plan: LoadPlan, at: Timetable, runTag: string): Promise<ConsumerGroup> {
   return startConsumerGroup(context.rawDir, {
     databaseUrl: context.infra.databaseUrl,
@@ -149,7 +129,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
 async function measure(context: PipelineContext, driver: RelayDriver, running: Running, p: PipelineParameters, writePath: string | undefined): Promise<PipelineResult> {
   const { infra, log } = context;
   const { run } = running;
-  const driverRun = driverRunOf(context, run, p);
+  const driverRun = driverRunOf({ ...context, recordStages: true }, run, p);
   await driver.prepare(driverRun);
   const plan: LoadPlan = planLoad(p);
   const launchRelay = async (): Promise<RunningRelay> => {
@@ -181,7 +161,7 @@ async function measure(context: PipelineContext, driver: RelayDriver, running: R
     drainFrom = pause.resume();
   }
   await drainUntilApplied(running, consumer, committed, p, log);
-  return finish({ context, driver, running, p, plan, at, loads, consumer, sampler, relay, drainFrom, stagesPrefix: driverRun.stagesPrefix });
+  return finish({ context, driver, running, p, plan, at, loads, consumer, sampler, relay, drainFrom, stagesPrefix: driverRun.stagesPrefix! });
 }
 
 /** Stops the run's processes once it drained, and accounts for every committed order. */

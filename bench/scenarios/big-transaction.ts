@@ -15,9 +15,10 @@ import { DEFAULTS } from '../../src/config.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { nowMs } from '../../src/events.js';
 import { endOffsets } from '../harness/drain-figures.js';
-import { relayOf } from '../harness/pipeline.js';
+import { DRIVERS } from '../drivers/index.js';
+import type { RunningRelay } from '../drivers/types.js';
+import { driverRunOf, stopRelay } from '../harness/driver-run.js';
 import { childPids, peakRssBytes } from '../harness/process-stats.js';
-import { startRelayProcess, stopChild } from '../harness/processes.js';
 import { openRun } from '../harness/run-setup.js';
 import { anySummary, f, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
@@ -64,12 +65,14 @@ async function runOnce(context: ScenarioContext, events: number, spillAfterEvent
   const { infra, log } = context;
   const p = { ...context.parameters, relayMode: 'cdc' as const };
   const name = `big-transaction-${spillAfterEvents}`;
-  const run = await openRun({ infra, log, name, partitions: p.partitions, relay: relayOf(p) });
+  // Our relay: the spill threshold measured is its setting.
+  const driver = DRIVERS.ours;
+  const run = await openRun({ infra, log, name, partitions: p.partitions, relay: driver.provisioning(p) });
   const admin: Admin = run.kafka.admin();
-  let relay: Awaited<ReturnType<typeof startRelayProcess>> | undefined;
+  let relay: RunningRelay | undefined;
   try {
     await admin.connect();
-    relay = await startRelayProcess(`${context.outDir}/raw/${name}`, run.env({ spillAfterEvents }), { describe: 'cdc' });
+    relay = await driver.start(driverRunOf({ infra, log, rawDir: `${context.outDir}/raw/${name}` }, run, p), { settings: { spillAfterEvents } });
     const before = treePeakRss(relay.child.pid);
     const started = nowMs();
     // One statement, one transaction, written on the server: the load generator would need the million rows in its own heap.
@@ -109,7 +112,7 @@ async function runOnce(context: ScenarioContext, events: number, spillAfterEvent
       missing: Math.max(0, events - done),
     };
   } finally {
-    if (relay) await stopChild(relay.child).catch(() => {});
+    if (relay) await stopRelay(relay).catch(() => {});
     await admin.disconnect().catch(() => {});
     await run.close();
   }

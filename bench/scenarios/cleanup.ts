@@ -6,7 +6,6 @@
  * poll's latency, the write path's p99, table and index size, dead tuples,
  * autovacuum runs.
  */
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,8 +16,10 @@ import { createHistogram, recordMs, summarizeMs, type Histogram } from '../../sr
 import { selectOldestUnpublished } from '../../src/queries.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';
-import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
-import { startRelayProcess, stopChild } from '../harness/processes.js';
+import { DRIVERS } from '../drivers/index.js';
+import type { RunningRelay } from '../drivers/types.js';
+import { driverRunOf, stopRelay } from '../harness/driver-run.js';
+import { loadPool, runLoad } from '../harness/pipeline.js';
 import { openRun } from '../harness/run-setup.js';
 import { lines as lineChart } from '../report/charts.js';
 import { anySummary, f, legacyNote, save, type ReportContext } from '../report/kit.js';
@@ -234,13 +235,17 @@ export const cleanup: Scenario = {
       const rawDir = path.join(context.outDir, 'raw', strategy);
       mkdirSync(rawDir, { recursive: true });
       const p = { ...context.parameters, rate, warmupS: 0, durationS: rows / rate, eventsPerAggregate: 1, keySpace: 1, hotKeyShare: 0, hotKeys: 1 };
-      const setup = await openRun({ infra, log, name: 'cleanup', partitions: p.partitions, relay: relayOf(p), partitionWidth: WIDTH, partitionsAhead: 3 });
+      // Our relay, with its cleanup loop beside it: the strategy measured is its flag.
+      const driver = DRIVERS.ours;
+      const setup = await openRun({ infra, log, name: 'cleanup', partitions: p.partitions, relay: driver.provisioning(p), partitionWidth: WIDTH, partitionsAhead: 3 });
       const { sql, schema } = setup;
-      let relay: ChildProcess | undefined;
+      let relay: RunningRelay | undefined;
       let pool: Piscina | undefined;
       try {
-        const env = setup.env({ retention: RETENTION, logLevel: 'info' });
-        relay = (await startRelayProcess(rawDir, env, { describe: p.relayMode, args: ['--cleanup', strategy, '--cleanup-interval-ms', '15000'] })).child;
+        relay = await driver.start(driverRunOf({ infra, log, rawDir }, setup, p), {
+          settings: { retention: RETENTION, logLevel: 'info' },
+          args: ['--cleanup', strategy, '--cleanup-interval-ms', '15000'],
+        });
 
         const durationMs = p.durationS * 1_000;
         const plan = planLoad(p);
@@ -260,7 +265,7 @@ export const cleanup: Scenario = {
         );
       } finally {
         await pool?.destroy().catch(() => {});
-        if (relay) await stopChild(relay).catch(() => {});
+        if (relay) await stopRelay(relay).catch(() => {});
         await setup.close();
       }
     }

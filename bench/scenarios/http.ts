@@ -27,9 +27,10 @@ import { HEADERS, nowMs } from '../../src/events.js';
 import { decodeHistogram, summarizeMs } from '../../src/latency.js';
 import { body, closedLoop, freeHttpPort, httpLatency, searchRate, type SearchStep } from '../harness/http-load.js';
 import { openLoop } from '../harness/open-loop-http.js';
-import { relayOf } from '../harness/pipeline.js';
+import { DRIVERS } from '../drivers/index.js';
+import { driverRunOf } from '../harness/driver-run.js';
 import { processCpuSeconds, processTreeCpuSeconds } from '../harness/process-stats.js';
-import { startConsumerProcess, startRelayProcess, startServiceProcess, stopChild, type ConsumerProcess } from '../harness/processes.js';
+import { startConsumerProcess, startServiceProcess, stopChild, type ConsumerProcess } from '../harness/processes.js';
 import { openRun, type RunSetup } from '../harness/run-setup.js';
 import { current, f, type ReportContext } from '../report/kit.js';
 import { yes, type Scenario, type ScenarioContext, type ScenarioReport } from '../scenario.js';
@@ -185,12 +186,15 @@ async function runHttp(context: ScenarioContext): Promise<ScenarioReport> {
   const p = context.parameters;
   const rawDir = path.join(context.outDir, 'raw');
   mkdirSync(rawDir, { recursive: true });
-  const run = await openRun({ infra, log, name: 'http', partitions: p.partitions, relay: relayOf(p) });
+  // Our relay: it forwards the scheduled time the service stored in the event's headers.
+  const driver = DRIVERS.ours;
+  const run = await openRun({ infra, log, name: 'http', partitions: p.partitions, relay: driver.provisioning(p) });
   const children: ChildProcess[] = [];
   try {
     // The scheduled time travels in the event's stored headers; the relay forwards it.
-    const relay = (await startRelayProcess(rawDir, run.env({ forwardHeaders: [HEADERS.intendedAt] }), { describe: p.relayMode })).child;
-    children.push(relay);
+    const started = await driver.start(driverRunOf({ infra, log, rawDir }, run, p), { settings: { forwardHeaders: [HEADERS.intendedAt] } });
+    const relay = started.child;
+    children.push(relay, ...(started.helpers ?? []));
     // The consumer runs from the start; it records latency only once the fixed-rate window is set.
     const consumer = await startConsumerProcess(rawDir, {
       databaseUrl: infra.databaseUrl,

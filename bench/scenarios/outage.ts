@@ -25,9 +25,11 @@ import type { Sql } from '../../src/db.js';
 import { endOffsets } from '../harness/drain-figures.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';
-import { loadPool, relayOf, runLoad, type PipelineParameters } from '../harness/pipeline.js';
+import { DRIVERS } from '../drivers/index.js';
+import type { RunningRelay } from '../drivers/types.js';
+import { driverRunOf, stopRelay } from '../harness/driver-run.js';
+import { loadPool, runLoad, type PipelineParameters } from '../harness/pipeline.js';
 import { childPids } from '../harness/process-stats.js';
-import { startRelayProcess, stopChild } from '../harness/processes.js';
 import { openRun } from '../harness/run-setup.js';
 import { anySummary, f, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
@@ -207,17 +209,19 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
   const { infra, log } = context;
   if (infra.kafka.external) throw new OutboxBenchError('USAGE', 'the outage scenario stops the Kafka broker: it needs the local one (unset KAFKA_BROKERS)');
   const p: PipelineParameters = { ...context.parameters, relayMode: 'cdc', store: 'table', rate, warmupS: 0, durationS: 2 * steadyS + outageS, ordersPerTransaction: 10 };
-  const run = await openRun({ infra, log, name: `outage-${outageS}`, partitions: p.partitions, topicConfig: { 'message.timestamp.type': 'LogAppendTime' }, relay: relayOf(p) });
+  // Our CDC relay: what it confirms to its slot while Kafka is down is what this run checks.
+  const driver = DRIVERS.ours;
+  const run = await openRun({ infra, log, name: `outage-${outageS}`, partitions: p.partitions, topicConfig: { 'message.timestamp.type': 'LogAppendTime' }, relay: driver.provisioning(p) });
   const settings = run.relay!.settings;
   const shadow = `${settings.slotName}_shadow`;
   const admin: Admin = run.kafka.admin();
   const pool = loadPool(p.workers);
-  let relay: Awaited<ReturnType<typeof startRelayProcess>> | undefined;
+  let relay: RunningRelay | undefined;
   try {
     // A run killed before its clean-up leaves its shadow slot behind.
     await run.sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${shadow} AND NOT active`;
     await run.sql`SELECT pg_create_logical_replication_slot(${shadow}, 'pgoutput')`;
-    relay = await startRelayProcess(`${context.outDir}/raw/outage-${outageS}`, run.env(), { describe: 'cdc' });
+    relay = await driver.start(driverRunOf({ infra, log, rawDir: `${context.outDir}/raw/outage-${outageS}` }, run, p));
     const relayPid = relay.child.pid;
     const plan = planLoad(p);
     const startAt = Math.ceil(nowMs()) + 1_000;
@@ -274,7 +278,7 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
     };
   } finally {
     await pool.destroy().catch(() => {});
-    if (relay) await stopChild(relay.child).catch(() => {});
+    if (relay) await stopRelay(relay).catch(() => {});
     await admin.disconnect().catch(() => {});
     await run.sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${shadow} AND NOT active`.catch(() => {});
     await run.close();

@@ -14,9 +14,11 @@ import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import { kafkaCpu, pgCpu, relayCpu } from '../harness/drain-figures.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { intendedTime, planLoad, type LoadResult, type LoadTask } from '../harness/load-worker.js';
-import { loadPool, relayOf, runLoad } from '../harness/pipeline.js';
+import { DRIVERS } from '../drivers/index.js';
+import type { RunningRelay } from '../drivers/types.js';
+import { driverRunOf, stopRelay } from '../harness/driver-run.js';
+import { loadPool, runLoad } from '../harness/pipeline.js';
 import { processCpuSeconds } from '../harness/process-stats.js';
-import { startRelayProcess, stopChild, type StartedRelay } from '../harness/processes.js';
 import { openRun } from '../harness/run-setup.js';
 import { bars } from '../report/charts.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
@@ -111,10 +113,13 @@ export async function measureWrites(context: ScenarioContext, pool: Piscina, way
   const { infra, log } = context;
   const p = { ...context.parameters, rate, warmupS, durationS, ordersPerTransaction: 1, eventsPerAggregate: 1 };
   const name = `write-cost-${way.store}-${way.relay ?? 'none'}`;
-  const run = await openRun({ infra, log, name, partitions: p.partitions, relay: way.relay ? relayOf({ ...p, relayMode: way.relay }) : undefined });
-  let relay: StartedRelay | undefined;
+  // Our relay in the way's mode, or none: the write path's cost with and without a reader.
+  const relayed = way.relay ? { ...p, relayMode: way.relay } : undefined;
+  const driver = DRIVERS.ours;
+  const run = await openRun({ infra, log, name, partitions: p.partitions, relay: relayed ? driver.provisioning(relayed) : undefined });
+  let relay: RunningRelay | undefined;
   try {
-    if (way.relay) relay = await startRelayProcess(`${context.outDir}/raw/${name}`, run.env(), { describe: way.relay });
+    if (relayed) relay = await driver.start(driverRunOf({ infra, log, rawDir: `${context.outDir}/raw/${name}` }, run, relayed));
     const plan = planLoad(p);
     const startAt = nowMs() + 1_000;
     const measureFrom = startAt + warmupS * 1_000;
@@ -134,7 +139,7 @@ export async function measureWrites(context: ScenarioContext, pool: Piscina, way
     const [wal] = await run.sql<{ bytes: string }[]>`SELECT pg_wal_lsn_diff(${to.walLsn}::pg_lsn, ${from.walLsn}::pg_lsn)::text AS bytes`;
     return summarize(way, rate, results, plan.perWorkerRate, { startAt, measureFrom, measureTo }, from, to, Number(wal!.bytes));
   } finally {
-    if (relay) await stopChild(relay.child).catch(() => {});
+    if (relay) await stopRelay(relay).catch(() => {});
     await run.close();
   }
 }

@@ -16,8 +16,11 @@ import { endOffsets, follow, kafkaCpu, pgCpu, relayCpu, SAMPLE_MS, type DrainFig
 import { processCpuSeconds, threadCpuSeconds } from '../../harness/process-stats.js';
 import { newRunTag } from '../../harness/load-ids.js';
 import { planLoad } from '../../harness/load-worker.js';
-import { loadPool, relayOf, runLoad } from '../../harness/pipeline.js';
-import { exitedWithin, spawnRelayProcess, startConsumerProcess, stopChild } from '../../harness/processes.js';
+import { DRIVERS } from '../../drivers/index.js';
+import type { DriverRun } from '../../drivers/types.js';
+import { driverRunOf } from '../../harness/driver-run.js';
+import { loadPool, runLoad } from '../../harness/pipeline.js';
+import { exitedWithin, startConsumerProcess, stopChild, type StartedRelay } from '../../harness/processes.js';
 import { summarizeProfileDir, type ProfileSummary } from '../../harness/profile.js';
 import { openRun, type RunSetup } from '../../harness/run-setup.js';
 import type { ScenarioContext } from '../../scenario.js';
@@ -77,6 +80,8 @@ interface DrainSession {
   name: string;
   rawDir: string;
   run: RunSetup;
+  /** Our relay's view of the run, in the drain's mode. */
+  driverRun: DriverRun;
   admin: Admin;
   events: number;
   profile: boolean;
@@ -96,15 +101,16 @@ export async function drainOnce(
   const name = `drain-${strategy.name}-${client}-${profile ? 'profiled' : attempt + 1}`;
   const rawDir = path.join(context.outDir, 'raw', name);
   mkdirSync(rawDir, { recursive: true });
-  const relay = { ...relayOf(p), relayMode: strategy.relayMode, replicas: strategy.replicas, kafkaClient: client };
+  const relayed = { ...p, relayMode: strategy.relayMode, replicas: strategy.replicas, kafkaClient: client };
   // The slots exist before the first write, so the backlog is in their WAL.
-  const run = await openRun({ infra, log, name, partitions: p.partitions, relay });
-  const session: DrainSession = { context, name, rawDir, run, admin: run.kafka.admin(), events: context.option('backlog'), profile, children: [] };
+  const run = await openRun({ infra, log, name, partitions: p.partitions, relay: DRIVERS.ours.provisioning(relayed) });
+  const driverRun = driverRunOf({ infra, log, rawDir }, run, relayed);
+  const session: DrainSession = { context, name, rawDir, run, driverRun, admin: run.kafka.admin(), events: context.option('backlog'), profile, children: [] };
   try {
     await session.admin.connect();
     const backlog = await writeBacklog(session, relayModeInfo(strategy.relayMode).store);
     const relayProfileDir = path.join(rawDir, 'profile-relay');
-    const relayFigures = await drainRelay(session, strategy, relayProfileDir);
+    const relayFigures = await drainRelay(session, relayProfileDir);
     const consumers: ConsumerDrain[] = [];
     for (const consumerClient of consumerClients) consumers.push(await drainConsumer(session, backlog, consumerClient));
     return {
@@ -153,16 +159,16 @@ async function writeBacklog(session: DrainSession, store: OutboxStore): Promise<
  * 2. The relay alone, followed from its spawn on: a relay may publish before
  * it reports ready, and its first event is part of the figures.
  */
-async function drainRelay(session: DrainSession, strategy: Strategy, profileDir: string): Promise<DrainFigures> {
+async function drainRelay(session: DrainSession, profileDir: string): Promise<DrainFigures> {
   const { context, run, name } = session;
   const { infra } = context;
-  const started = spawnRelayProcess(session.rawDir, run.env(), {
-    describe: strategy.name,
-    execArgv: session.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
-  });
-  session.children.push(started.child);
+  let onSpawned: (relay: StartedRelay) => void = () => {};
+  const spawned = new Promise<StartedRelay>((resolve) => (onSpawned = resolve));
+  const starting = DRIVERS.ours.start(session.driverRun, { execArgv: session.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [], onSpawned });
   // A relay that cannot start ends the drain with its error rather than a stalled follow.
-  const startFailure = started.ready.then(() => new Promise<never>(() => {}));
+  const startFailure = starting.then(() => new Promise<never>(() => {}));
+  const started = await Promise.race([spawned, startFailure]);
+  session.children.push(started.child, ...(started.helpers ?? []));
   const following = follow(
     session.events,
     started.spawnedAt,
