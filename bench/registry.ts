@@ -1,6 +1,7 @@
 /**
- * Every scenario, in the order `all` runs them and results/README.md shows
- * them; then the crash matrix's rows, which run on servers of their own.
+ * Every scenario, by name, in the order `all` runs them and results/README.md
+ * shows them; then the crash matrix's rows, which run on servers of their own.
+ * A new scenario is its file, its name here and one line in the record.
  */
 import type { AnyScenario, Scenario } from './scenario.js';
 import { bigTransaction } from './scenarios/big-transaction.js';
@@ -15,11 +16,55 @@ import { outage } from './scenarios/outage.js';
 import { peers } from './scenarios/peers.js';
 import { saturation } from './scenarios/saturation.js';
 import { quick } from './scenarios/quick.js';
-import { SWEEPS } from './scenarios/sweeps.js';
+import { sweep } from './scenarios/sweeps.js';
 import { writeCost } from './scenarios/write-cost.js';
 import { polling, skipLocked } from './scenarios/table-relays.js';
 
-export const SCENARIOS: readonly Scenario[] = Object.freeze([polling, skipLocked, cdc, writeCost, saturation, fastestPath, drain, http, micro, cleanup, peers, bigTransaction, outage, quick, ...SWEEPS]);
+export const SCENARIO_NAMES = [
+  'polling',
+  'skip-locked',
+  'cdc',
+  'write-cost',
+  'saturation',
+  'fastest-path',
+  'drain',
+  'http',
+  'micro',
+  'cleanup',
+  'peers',
+  'big-transaction',
+  'outage',
+  'quick',
+  'sweep-payload',
+  'sweep-tx-size',
+  'sweep-hot-keys',
+  'sweep-partitions',
+] as const;
+export type ScenarioName = (typeof SCENARIO_NAMES)[number];
+
+export const SCENARIO_REGISTRY = {
+  polling,
+  'skip-locked': skipLocked,
+  cdc,
+  'write-cost': writeCost,
+  saturation,
+  'fastest-path': fastestPath,
+  drain,
+  http,
+  micro,
+  cleanup,
+  peers,
+  'big-transaction': bigTransaction,
+  outage,
+  quick,
+  'sweep-payload': sweep('payload'),
+  'sweep-tx-size': sweep('tx-size'),
+  'sweep-hot-keys': sweep('hot-keys'),
+  'sweep-partitions': sweep('partitions'),
+} as const satisfies Record<ScenarioName, Scenario>;
+
+/** The scenarios in their order. */
+export const SCENARIOS: readonly Scenario[] = Object.freeze(SCENARIO_NAMES.map((name) => SCENARIO_REGISTRY[name]));
 
 /** What the runner can run by name. */
 export const RUNNER_SCENARIOS: readonly AnyScenario[] = Object.freeze([...SCENARIOS, ...CHAOS_ROWS]);

@@ -22,7 +22,7 @@ import { drain, type DrainRun } from '../bench/scenarios/drain.js';
 import { http } from '../bench/scenarios/http.js';
 import { quick, type QuickResult } from '../bench/scenarios/quick.js';
 import { measureWrites } from '../bench/scenarios/write-cost.js';
-import { hotKeyParameters, mergeEntries, SWEEPS, type SweepEntry, type SweepResult } from '../bench/scenarios/sweeps.js';
+import { hotKeyParameters, mergeEntries, sweep, type SweepEntry, type SweepResult } from '../bench/scenarios/sweeps.js';
 import { planLoad } from '../bench/harness/load-worker.js';
 import { newRunTag } from '../bench/harness/load-ids.js';
 import { nowMs } from '../src/events.js';
@@ -399,7 +399,7 @@ describe('benchmark harness', () => {
     const root = await scratchDir();
     const outDir = path.join(root, 'sweep-partitions');
     mkdirSync(outDir, { recursive: true });
-    const scenario = SWEEPS.find((s) => s.name === 'sweep-partitions')!;
+    const scenario = sweep('partitions');
     const parameters = { ...PARAMETERS, ...scenario.defaults, warmupS: 1, durationS: 20 } as PipelineParameters;
     // An earlier sitting measured the 24-partition point.
     const earlier: SweepEntry = { point: '24', relay: 'cdc-message', sustainedRate: 1_234, atSustained: null, steps: [], commit: 'earlier', date: '2026-11-30T12:00:00.000Z' };

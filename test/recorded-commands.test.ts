@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../src/config.js';
-import { RUNNER_SCENARIOS } from '../bench/registry.js';
+import { RUNNER_SCENARIOS, SCENARIO_NAMES, SCENARIO_REGISTRY, SCENARIOS } from '../bench/registry.js';
 import { flagsOf, parseCommand, type Command } from '../bench/runner/command.js';
 import { help } from '../bench/runner/help.js';
 import type { Scenario } from '../bench/scenario.js';
@@ -95,6 +95,15 @@ describe('recorded commands and the runner vocabulary', () => {
     assert.throws(() => parseCommand(['http', '--http-compare=maybe']), /flag --http-compare: "maybe" is not yes or no/);
     assert.throws(() => parseCommand(['chaos', '--rate', '2']), /flag --rate: 2 is out of range/);
     assert.throws(() => parseCommand(['nonesuch']), /unknown scenario nonesuch/);
+  });
+
+  it('keys every scenario by its own name, in the order all runs them', () => {
+    for (const [key, scenario] of Object.entries(SCENARIO_REGISTRY)) assert.equal(scenario.name, key);
+    assert.deepEqual(
+      SCENARIOS.map((s) => s.name),
+      [...SCENARIO_NAMES],
+    );
+    assert.equal(new Set(RUNNER_SCENARIOS.map((s) => s.name)).size, RUNNER_SCENARIOS.length, 'no two scenarios share a name');
   });
 
   it('writes --help from the specs: every flag of every scenario, group and the runner', () => {
