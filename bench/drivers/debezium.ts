@@ -188,7 +188,7 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
     properties: { 'kafka.version': options.config.kafkaVersion, 'debezium.version': DEBEZIUM_VERSION },
     home: path.join(options.config.cacheDir, `connect-${options.config.kafkaVersion}-debezium-${DEBEZIUM_VERSION}`),
     what: `Kafka Connect ${options.config.kafkaVersion} and Debezium ${DEBEZIUM_VERSION}`,
-    alternative: 'leave Debezium out with --strategies',
+    alternative: 'leave Debezium out with --mode',
     log: options.log,
   });
   const dir = options.workDir;

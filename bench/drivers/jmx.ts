@@ -141,7 +141,7 @@ export function jmxToolLibDir(config: Config, log: Logger): Promise<string> {
     properties: { 'kafka.version': config.kafkaVersion },
     home: path.join(config.cacheDir, `kafka-tools-${config.kafkaVersion}`),
     what: `Kafka's JmxTool ${config.kafkaVersion}`,
-    alternative: 'leave Debezium out with --strategies',
+    alternative: 'leave Debezium out with --mode',
     log,
   });
 }

@@ -1,7 +1,7 @@
 /**
  * The relays the peers comparison measures, in the report's order: our
  * relay modes (one driver, each with its parameters) and every peer's
- * driver, with the names --strategies knows them by.
+ * driver, with the names --mode knows them by.
  */
 import { OutboxBenchError } from '../../../src/errors.js';
 import { DRIVERS, type DriverName, type RelayDriver } from '../../drivers/index.js';
@@ -9,15 +9,15 @@ import type { PipelineParameters } from '../../harness/pipeline.js';
 
 export interface Relay {
   name: string;
-  /** What --strategies calls it. */
+  /** What --mode calls it. */
   key: string;
-  /** A family --strategies can name at once: ours, debezium, ptp. */
+  /** A family --mode can name at once: ours, debezium, ptp. */
   family: 'ours' | 'debezium' | 'ptp';
   driver: RelayDriver;
   /** How it was configured, and exactly what differs from its defaults, for the report. */
   settings: string;
   parameters: Partial<PipelineParameters>;
-  /** Left out unless named in --strategies. */
+  /** Left out unless named in --mode. */
   optional?: boolean;
 }
 
@@ -49,7 +49,7 @@ const RELAYS: Relay[] = [
   peer('ptp', 'ptp-replication'),
 ];
 
-/** What --strategies names in this scenario. */
+/** What --mode names in this scenario. */
 export const PEER_RELAY_KEYS: readonly string[] = RELAYS.map((r) => r.key);
 
 /** Where a relay comes in the report (an unknown name, one measured by an older build, last). */
@@ -59,7 +59,7 @@ export function relayRank(name: string): number {
 }
 
 /**
- * The relays a sitting measures: those named in --strategies by key (or a
+ * The relays a sitting measures: those named in --mode by key (or a
  * family: ours, debezium, ptp; a family leaves out its optional members),
  * else every one not marked optional.
  */
@@ -68,7 +68,7 @@ export function selectRelays(named: readonly string[]): Relay[] {
   const matches = (r: Relay, n: string) => r.key === n || r.name === n || (r.family === n && !r.optional);
   const unknown = named.filter((n) => !RELAYS.some((r) => matches(r, n)));
   if (unknown.length > 0) {
-    throw new OutboxBenchError('USAGE', `peers: --strategies ${unknown.join(', ')} names no relay; the relays are ${RELAYS.map((r) => r.key).join(', ')}, or the families ours, debezium, ptp`);
+    throw new OutboxBenchError('USAGE', `peers: --mode ${unknown.join(', ')} names no relay; the relays are ${RELAYS.map((r) => r.key).join(', ')}, or the families ours, debezium, ptp`);
   }
   return RELAYS.filter((r) => named.some((n) => matches(r, n)));
 }

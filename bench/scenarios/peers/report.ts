@@ -179,7 +179,7 @@ export function peersReport(context: ReportContext, folder: string): string[] {
       TITLE,
       '',
       `> The published comparison (${summary.date.slice(0, 10)}) was measured cold (a fresh JVM inside short windows) and once; it is not shown. ` +
-        'Run `npm run bench:peers` (or one relay at a time with `--strategies`) to measure it warm and repeated.',
+        'Run `npm run bench:peers` (or one relay at a time with `--mode`) to measure it warm and repeated.',
       '',
     ];
   }
