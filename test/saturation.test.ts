@@ -1,14 +1,15 @@
 /**
  * The sustained-rate rule: a step passes on what was offered and how the lag
  * moved, never on a delivered count, and the reported rate is one that
- * passed twice. Judged on synthetic run results, so each rule is tested alone.
+ * passed twice, with the lowest failure within the search's resolution above
+ * it. Judged on synthetic run results, so each rule is tested alone.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PipelineContext, PipelineParameters, PipelineResult } from '../bench/harness/pipeline.js';
 import { judge, searchSustained, type SearchOptions } from '../bench/harness/saturation.js';
 
-const OPTIONS: SearchOptions = { startRate: 2_000, maxRate: 100_000, growth: 1.6, bisections: 2, p99LimitMs: 2_000 };
+const OPTIONS: SearchOptions = { startRate: 2_000, maxRate: 100_000, growth: 1.6, p99LimitMs: 2_000 };
 
 /** A run at `rate` that kept up unless told otherwise. */
 function result(rate: number, overrides: { delivered?: number; slope?: number | null; lost?: number; p99?: number; appliedPerSec?: number } = {}): PipelineResult {
@@ -42,6 +43,16 @@ function result(rate: number, overrides: { delivered?: number; slope?: number | 
   };
 }
 
+/** A relay that keeps up to `always` on every try, and up to `onFirstTry` on a rate's first try only. */
+function keepsUp(always: number, onFirstTry: number): NonNullable<SearchOptions['run']> {
+  const tries = new Map<number, number>();
+  return async (_context, p) => {
+    const attempt = (tries.get(p.rate) ?? 0) + 1;
+    tries.set(p.rate, attempt);
+    return result(p.rate, { slope: p.rate <= always || (p.rate <= onFirstTry && attempt === 1) ? 0 : 1_000 });
+  };
+}
+
 describe('sustained-rate rule', () => {
   it('fails a step whose lag grows, even when it applied more per second than was offered', () => {
     // The published case: 11,068 applied per second at 10,600 offered, a late warm-up backlog arriving.
@@ -59,30 +70,57 @@ describe('sustained-rate rule', () => {
     assert.equal(judge(5_000, 'search', result(5_000, { delivered: 0.98, slope: 25 }), OPTIONS).passed, true);
   });
 
-  it('reports the offered rate of the highest step that passed twice, bisecting first', async () => {
-    // Keeps up to 3,200 always, up to 4,100 only on a rate's first try.
-    const tries = new Map<number, number>();
-    const run = async (_context: PipelineContext, p: PipelineParameters) => {
-      const attempt = (tries.get(p.rate) ?? 0) + 1;
-      tries.set(p.rate, attempt);
-      const keepsUp = p.rate <= 3_200 || (p.rate <= 4_100 && attempt === 1);
-      return result(p.rate, { slope: keepsUp ? 0 : 1_000 });
-    };
-    const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, run }, () => {});
-    const tried = search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`);
-    assert.deepEqual(tried, ['2000:search:pass', '3200:search:pass', '5120:search:fail', '4200:search:fail', '3700:search:pass', '3700:confirm:fail', '3200:confirm:pass']);
-    assert.equal(search.sustainedRate, 3_200);
-  });
-
-  it('steps down by its growth factor when the first step fails, then bisects that one-factor bracket', async () => {
-    // Keeps up to 4,000: a search started at 12,700 (a sweep's guided start) must not halve its way to 3,175.
+  it('brackets the limit: bisects until the lowest failure is within 5% of the highest pass, then confirms', async () => {
+    // Keeps up to 4,000: a search started at 12,700 (a sweep's guided start) steps down by its factor, then bisects.
     const run = async (_context: PipelineContext, p: PipelineParameters) => result(p.rate, { slope: p.rate <= 4_000 ? 0 : 1_000 });
     const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, startRate: 12_700, run }, () => {});
     assert.deepEqual(
       search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`),
-      ['12700:search:fail', '7938:search:fail', '4961:search:fail', '3101:search:pass', '4000:search:pass', '4500:search:fail', '4000:confirm:pass'],
+      ['12700:search:fail', '7938:search:fail', '4961:search:fail', '3101:search:pass', '4000:search:pass', '4500:search:fail', '4300:search:fail', '4200:search:fail', '4000:confirm:pass'],
     );
-    assert.equal(search.sustainedRate, 4_000);
+    assert.deepEqual([search.sustainedRate, search.lowestFailedRate, search.bracketWidth, search.resolution], [4_000, 4_200, 0.05, 0.05]);
+  });
+
+  it('takes a failed confirmation as the top of the bracket and bisects on below it, never dropping past an untried rate', async () => {
+    // Keeps up to 3,000 always, up to 3,200 only on a rate's first try: the old search fell back from 3,200 to 2,000.
+    const run = keepsUp(3_000, 3_200);
+    const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, run }, () => {});
+    assert.deepEqual(search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`), [
+      '2000:search:pass',
+      '3200:search:pass',
+      '5120:search:fail',
+      '4200:search:fail',
+      '3700:search:fail',
+      '3500:search:fail',
+      '3400:search:fail',
+      '3300:search:fail',
+      '3200:confirm:fail',
+      '2600:search:pass',
+      '2900:search:pass',
+      '3100:search:pass',
+      '3100:confirm:fail',
+      '3000:search:pass',
+      '3000:confirm:pass',
+    ]);
+    assert.deepEqual([search.sustainedRate, search.lowestFailedRate, search.bracketWidth], [3_000, 3_100, 0.033]);
+  });
+
+  it('stops bisecting at its step limit, confirms downward, and says how wide its bracket stayed', async () => {
+    // Keeps up to 3,200 always, up to 4,100 only on a rate's first try; six steps allowed.
+    const run = keepsUp(3_200, 4_100);
+    const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, maxSteps: 6, run }, () => {});
+    assert.deepEqual(
+      search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`),
+      ['2000:search:pass', '3200:search:pass', '5120:search:fail', '4200:search:fail', '3700:search:pass', '4000:search:pass', '4000:confirm:fail', '3700:confirm:fail', '3200:confirm:pass'],
+    );
+    assert.deepEqual([search.sustainedRate, search.lowestFailedRate, search.bracketWidth], [3_200, 3_700, 0.156]);
+  });
+
+  it('publishes no bracket when nothing failed up to the maximum', async () => {
+    const run = async (_context: PipelineContext, p: PipelineParameters) => result(p.rate);
+    const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, maxRate: 10_000, run }, () => {});
+    assert.deepEqual(search.steps.map((s) => `${s.rate}:${s.attempt}`), ['2000:search', '3200:search', '5120:search', '8192:search', '8192:confirm']);
+    assert.deepEqual([search.sustainedRate, search.lowestFailedRate, search.bracketWidth], [8_192, null, null]);
   });
 
   it('steps below 100/s only when allowed to, bisects to the nearest 10 there, and never bisects without a passing rate', async () => {
@@ -95,22 +133,6 @@ describe('sustained-rate rule', () => {
     };
     assert.deepEqual(await tried({ ...slow, minRate: 20 }), { sustained: 40, steps: ['100:search:fail', '50:search:fail', '25:search:pass', '40:search:pass', '40:confirm:pass'] });
     assert.deepEqual(await tried(slow), { sustained: 0, steps: ['100:search:fail'] });
-  });
-
-  it('confirms the top rate and falls back to the next lower one when the confirmation fails', async () => {
-    const tries = new Map<number, number>();
-    const run = async (_context: PipelineContext, p: PipelineParameters) => {
-      const attempt = (tries.get(p.rate) ?? 0) + 1;
-      tries.set(p.rate, attempt);
-      const keepsUp = p.rate <= 2_000 || (p.rate <= 3_200 && attempt === 1);
-      return result(p.rate, { slope: keepsUp ? 0 : 1_000 });
-    };
-    const search = await searchSustained({ name: 'fake' } as PipelineContext, { durationS: 20 } as PipelineParameters, { ...OPTIONS, bisections: 0, run }, () => {});
-    assert.deepEqual(
-      search.steps.map((s) => `${s.rate}:${s.attempt}:${s.passed ? 'pass' : 'fail'}`),
-      ['2000:search:pass', '3200:search:pass', '5120:search:fail', '3200:confirm:fail', '2000:confirm:pass'],
-    );
-    assert.equal(search.sustainedRate, 2_000);
   });
 
   it('refuses steps shorter than 20 s', async () => {

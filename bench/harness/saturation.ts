@@ -12,9 +12,13 @@
  *  - nothing was lost;
  *  - the end-to-end p99 stayed under the limit.
  * Rates grow geometrically until a step fails (a first step that fails steps
- * down by the same factor until one passes), then bisect between the last
- * pass and the first failure. The highest passing rate is run once more; if
- * that confirmation fails, the next lower passing rate is confirmed instead.
+ * down by the same factor until one passes). The search then brackets the
+ * limit: [the highest rate that passed, the lowest that failed], bisected
+ * until the bracket is within its resolution; the top of the bracket is run
+ * once more. A failed confirmation is a failure: the bracket's top comes down
+ * to it and the bisection goes on from the next lower passing rate, so the
+ * published rate passed twice and the lowest failure is at most one
+ * resolution above it, or the search says how wide its bracket stayed.
  */
 import { OutboxBenchError } from '../../src/errors.js';
 import { describeResult } from '../report/format.js';
@@ -27,6 +31,19 @@ export const MIN_STEP_S = 20;
 export const MIN_DELIVERED_SHARE = 0.98;
 /** Largest lag growth allowed, as a share of the offered rate, per second. */
 export const MAX_LAG_SLOPE_SHARE = 0.005;
+
+/** Default width of the final bracket, as a share of its bottom. */
+// Rationale: 5% is finer than the spread of repeated runs on these hosts
+// (10-20%), so the search is never what limits a comparison; each halving
+// costs one more step (at least 20 s), about four after a 1.6x growth.
+export const SEARCH_RESOLUTION = 0.05;
+
+// Rationale: a relay that passes a rate's first run and fails its second at
+// every rate near its limit makes each bisection end in a failed
+// confirmation; 24 steps of at least 20 s bound a search to about 15 minutes
+// on this machine. Past it the search only confirms downward and publishes
+// the bracket it reached.
+const MAX_SEARCH_STEPS = 24;
 
 // Rationale: below 100 events/s a 20 s window holds too few events for the
 // share and slope tests to mean anything; a relay slower than that at a
@@ -50,8 +67,10 @@ export interface SearchOptions {
   minRate?: number;
   /** Growth factor between steps before the first failure. */
   growth: number;
-  /** Bisection steps after the first failure. */
-  bisections: number;
+  /** Width the bracket is bisected to, as a share of its bottom (default SEARCH_RESOLUTION). */
+  resolution?: number;
+  /** Most steps a search runs before it only confirms downward (default MAX_SEARCH_STEPS). */
+  maxSteps?: number;
   p99LimitMs: number;
   /** A prewarm before each step at this rate (a JVM's relay: a minute at half the step's rate, at most 1,000/s). */
   prewarm?: (rate: number) => PrewarmParameters;
@@ -87,7 +106,29 @@ export interface SearchStep {
 export interface SearchResult {
   /** The offered rate of the highest step that passed twice (0 if none did). */
   sustainedRate: number;
+  /**
+   * The lowest rate that failed (a search step or a confirmation) above the
+   * sustained rate; null when none did up to the search's maximum.
+   */
+  lowestFailedRate: number | null;
+  /** The width the search was asked to reach, as a share of the sustained rate. */
+  resolution: number;
+  /** The width it reached, (lowestFailedRate - sustainedRate) / sustainedRate; null without a bracket. */
+  bracketWidth: number | null;
   steps: SearchStep[];
+}
+
+/**
+ * How far a search's limit may lie above its sustained rate: the lowest rate
+ * above it that failed (a search step or a confirmation), and that rate's
+ * distance above it as a share of it. Read from the steps, so a result
+ * published before the search recorded its bracket gets one too.
+ */
+export function bracketOf(sustainedRate: number, steps: readonly Pick<SearchStep, 'rate' | 'passed'>[]): { lowestFailedRate: number | null; width: number | null } {
+  const failed = steps.filter((s) => !s.passed && s.rate > sustainedRate).map((s) => s.rate);
+  if (failed.length === 0) return { lowestFailedRate: null, width: null };
+  const lowestFailedRate = Math.min(...failed);
+  return { lowestFailedRate, width: sustainedRate > 0 ? Math.round(((lowestFailedRate - sustainedRate) / sustainedRate) * 1_000) / 1_000 : null };
 }
 
 export function judge(rate: number, attempt: SearchStep['attempt'], r: PipelineResult, options: SearchOptions): SearchStep {
@@ -140,7 +181,14 @@ export async function searchSustained(
     onStep(step, describeResult(`${context.name} @ ${rate}/s${kind === 'confirm' ? ' (confirmation)' : ''}`, result));
     return step.passed;
   };
-  const passedRates = () => [...new Set(steps.filter((s) => s.passed && s.attempt === 'search').map((s) => s.rate))].sort((a, b) => b - a);
+  const resolution = options.resolution ?? SEARCH_RESOLUTION;
+  const resultOf = (sustainedRate: number): SearchResult => {
+    const { lowestFailedRate, width } = bracketOf(sustainedRate, steps);
+    return { sustainedRate, lowestFailedRate, resolution, bracketWidth: width, steps };
+  };
+  const maxSteps = options.maxSteps ?? MAX_SEARCH_STEPS;
+  // Rates that passed a search step; a rate whose confirmation failed is at or above failedAt.
+  const passedBelow = (limit: number) => Math.max(0, ...steps.filter((s) => s.passed && s.attempt === 'search' && s.rate < limit).map((s) => s.rate));
   let failedAt = Number.POSITIVE_INFINITY;
   for (let rate = options.startRate; rate <= options.maxRate; rate = Math.round(rate * options.growth)) {
     if (!(await attempt(rate, 'search'))) {
@@ -151,22 +199,21 @@ export async function searchSustained(
   // A start above the limit steps down by the same factor until a step
   // passes, so the bisections start from a bracket one factor wide (halving
   // from the start would leave the limit anywhere in a factor of 2 or more).
-  for (let rate = Math.round(failedAt / options.growth); Number.isFinite(failedAt) && passedRates().length === 0 && rate >= (options.minRate ?? MIN_SEARCH_RATE); rate = Math.round(rate / options.growth)) {
+  for (let rate = Math.round(failedAt / options.growth); Number.isFinite(failedAt) && passedBelow(failedAt) === 0 && rate >= (options.minRate ?? MIN_SEARCH_RATE); rate = Math.round(rate / options.growth)) {
     if (!(await attempt(rate, 'search'))) failedAt = rate;
   }
-  // Bisections narrow a bracket: with no passing rate there is none, and a
-  // rate below minRate would be one its window cannot judge.
-  for (let i = 0; i < options.bisections && Number.isFinite(failedAt); i++) {
-    const low = passedRates()[0];
-    if (low === undefined) break;
-    const mid = roundRate((low + failedAt) / 2);
-    if (mid <= low || mid >= failedAt) break;
-    if (!(await attempt(mid, 'search'))) failedAt = mid;
+  for (let low = passedBelow(failedAt); low > 0; low = passedBelow(failedAt)) {
+    // Bisections narrow the bracket; with no failure there is none, and rates round to 10 (or 100) apart.
+    while (Number.isFinite(failedAt) && (failedAt - low) / low > resolution && steps.length < maxSteps) {
+      const mid = roundRate((low + failedAt) / 2);
+      if (mid <= low || mid >= failedAt) break;
+      if (await attempt(mid, 'search')) low = mid;
+      else failedAt = mid;
+    }
+    if (await attempt(low, 'confirm')) return resultOf(low);
+    failedAt = low;
   }
-  for (const rate of passedRates()) {
-    if (await attempt(rate, 'confirm')) return { sustainedRate: rate, steps };
-  }
-  return { sustainedRate: 0, steps };
+  return resultOf(0);
 }
 
 /**

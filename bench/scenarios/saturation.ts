@@ -8,7 +8,7 @@ import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import type { DrainFigures } from '../harness/accounting.js';
 import type { PipelineParameters } from '../harness/pipeline.js';
 import { bars } from '../report/charts.js';
-import { cpuPerMillionByProcess, MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE, runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
+import { bracketOf, cpuPerMillionByProcess, MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_SHARE, runDrain, searchSustained, type SearchResult } from '../harness/saturation.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
 import { pipelineContext, type Scenario } from '../scenario.js';
 import { modeFlag, p99LimitFlag, relayMode, searchRateFlags } from '../scenario-flags.js';
@@ -27,29 +27,41 @@ export interface SaturationResult {
   strategies: StrategySaturation[];
 }
 
+/** The lowest rate that failed above the sustained one, and how far above it (from the steps, so older folders show it too). */
+function bracketText(search: SearchResult): string {
+  const { lowestFailedRate, width } = bracketOf(search.sustainedRate, search.steps);
+  if (lowestFailedRate === null) return 'none failed';
+  return width === null ? f(lowestFailedRate) : `${f(lowestFailedRate)} (+${(width * 100).toFixed(0)}%)`;
+}
+
 function report(context: ReportContext, folder: string): string[] {
   const summary = current<SaturationResult>(context, folder);
   const extra = summary?.extra;
   if (!summary || !extra) return [];
   const { charts } = context;
   const p = summary.parameters;
+  // A folder measured before the search bracketed its limit says how it was searched then.
+  // Optional: absent from a folder published before the search recorded it.
+  const resolution = extra.strategies.map((s) => (s.search as Partial<SearchResult>).resolution).find((r) => r !== undefined);
+  const searched = resolution === undefined ? 'then two bisection steps' : `then bisected until the lowest failed rate is within ${resolution * 100}% of the highest passed one`;
   const lines = [
     '## Sustained throughput and backlog drain',
     '',
-    `Each strategy is offered increasing rates (×1.6 per step, then two bisection steps), ${p.ordersPerTransaction} orders per transaction, ` +
+    `Each strategy is offered increasing rates (×1.6 per step, ${searched}), ${p.ordersPerTransaction} orders per transaction, ` +
       `${p.durationS} s measured per step after ${p.warmupS} s of warm-up. A step passes when at least ${MIN_DELIVERED_SHARE * 100}% of the orders ` +
       'intended in its window were applied by the window\'s end plus the p99 limit, the relay lag did not grow (its least-squares slope over the ' +
       `window at most ${MAX_LAG_SLOPE_SHARE * 100}% of the offered rate per second; CDC lag in WAL bytes converted with the WAL bytes per event of ` +
       'the window), nothing was lost, and the end-to-end p99 stayed under the limit. The highest passing rate is run a second time; the ' +
-      '*sustained* rate is the offered rate of the highest step that passed twice. The drain is measured apart: the whole backlog is ' +
+      '*sustained* rate is the offered rate of the highest step that passed twice, and the limit lies below the lowest rate that failed ' +
+      '(a step or a confirmation; the bracket is its distance above the sustained rate). The drain is measured apart: the whole backlog is ' +
       'written with no relay running, then the relay process is spawned; its clock starts at the spawn, the time to the first applied ' +
       'event is shown apart, and the drain rate is the steady rate from 10% to 90% of the backlog applied (CPU over the same part).',
     '',
-    '| strategy | sustained events/s (offered, passed twice) | drain events/s (10%–90%) | first event after (s) | backlog | all applied after (s) | relay CPU s / 1M in the drain |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+    '| strategy | sustained events/s (offered, passed twice) | lowest rate that failed (bracket) | drain events/s (10%–90%) | first event after (s) | backlog | all applied after (s) | relay CPU s / 1M in the drain |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
     ...extra.strategies.map(
       (s) =>
-        `| ${s.name} | ${s.search.sustainedRate > 0 ? f(s.search.sustainedRate) : 'none passed twice'} | ${f(s.drain?.eventsPerSec)} | ${f(s.drain?.timeToFirstEventS, 2)} | ` +
+        `| ${s.name} | ${s.search.sustainedRate > 0 ? f(s.search.sustainedRate) : 'none passed twice'} | ${bracketText(s.search)} | ${f(s.drain?.eventsPerSec)} | ${f(s.drain?.timeToFirstEventS, 2)} | ` +
         `${f(s.drain?.backlog)} | ${f(s.drain?.seconds, 2)} | ${f(s.drain?.cpuSecondsPerMillion.relay)} |`,
     ),
     '',
@@ -102,7 +114,7 @@ export const saturation: Scenario = {
       const search = await searchSustained(
         pipelineContext(context, mode),
         base,
-        { startRate: context.option('start-rate'), maxRate: context.option('max-rate'), growth: 1.6, bisections: 2, p99LimitMs: context.option('p99-limit-ms') },
+        { startRate: context.option('start-rate'), maxRate: context.option('max-rate'), growth: 1.6, p99LimitMs: context.option('p99-limit-ms') },
         (step, stepLines) => {
           const verdict = step.passed ? 'passes' : `fails: ${step.reasons.join('; ')}`;
           process.stderr.write(`${stepLines.slice(0, 4).join('\n')}\n  -> ${verdict}\n`);
@@ -115,7 +127,7 @@ export const saturation: Scenario = {
         : null;
       results.push({ name: mode, search, drain });
       lines.push(
-        `${mode}: sustained ${search.sustainedRate > 0 ? `${search.sustainedRate} events/s offered (passed twice)` : 'no rate passed twice'}; ` +
+        `${mode}: sustained ${search.sustainedRate > 0 ? `${search.sustainedRate} events/s offered (passed twice)` : 'no rate passed twice'}, lowest failure ${bracketText(search)}; ` +
           `drain of ${drain?.backlog ?? 0}: first event after ${drain?.timeToFirstEventS ?? '?'} s, ${drain?.eventsPerSec ?? 0} events/s from 10% to 90% ` +
           `(${drained.lost === 0 ? 'nothing lost' : `${drained.lost} LOST`})`,
       );

@@ -24,7 +24,7 @@ import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import { categoryLines } from '../report/charts.js';
 import { gitCommit } from '../harness/environment.js';
 import type { PipelineParameters } from '../harness/pipeline.js';
-import { searchSustained, type SearchOptions, type SearchStep } from '../harness/saturation.js';
+import { bracketOf, searchSustained, type SearchOptions, type SearchStep } from '../harness/saturation.js';
 import { current, f, save, type ReportContext, type Summary } from '../report/kit.js';
 import { pipelineContext, type Scenario, type ScenarioContext } from '../scenario.js';
 import { modeFlag, p99LimitFlag, relayMode, searchRateFlags } from '../scenario-flags.js';
@@ -181,8 +181,8 @@ export function entryOf(point: string, relay: RelayMode, sustainedRate: number, 
 // Rationale: the search of the first point starts where the saturation
 // scenario's does. Later points start at 70% of the nearest measured point's
 // rate and grow ×1.4: one sweep step rarely moves a relay's rate by more
-// than that, so a search takes a pass or two, a failure, two bisections and
-// the confirmation (~6 steps of ~30 s) instead of ~9 from a fixed start.
+// than that, so a search takes a pass or two, a failure, bisections to the search's
+// resolution and the confirmation instead of several more growth steps from a fixed start.
 const GUIDED_START_SHARE = 0.7;
 const GUIDED_GROWTH = 1.4;
 const FIRST_GROWTH = 1.6;
@@ -191,7 +191,7 @@ const FIRST_GROWTH = 1.6;
 const MIN_START_RATE = 200;
 
 function searchOptions(context: ScenarioContext, guide: number | undefined): SearchOptions {
-  const base = { maxRate: context.option('max-rate'), bisections: 2, p99LimitMs: context.option('p99-limit-ms') };
+  const base = { maxRate: context.option('max-rate'), p99LimitMs: context.option('p99-limit-ms') };
   if (guide === undefined || guide <= 0) return { ...base, startRate: context.option('start-rate'), growth: FIRST_GROWTH };
   return { ...base, startRate: Math.max(MIN_START_RATE, Math.round((guide * GUIDED_START_SHARE) / 100) * 100), growth: GUIDED_GROWTH };
 }
@@ -270,8 +270,7 @@ function heldFixed(sweep: string, p: PipelineParameters): string {
 
 /** The lowest offered rate above the sustained one that failed a step: how far the true limit may lie above it. */
 function lowestFailure(entry: SweepEntry): number | null {
-  const failed = entry.steps.filter((s) => !s.passed && s.rate > entry.sustainedRate).map((s) => s.rate);
-  return failed.length === 0 ? null : Math.min(...failed);
+  return bracketOf(entry.sustainedRate, entry.steps).lowestFailedRate;
 }
 
 function report(context: ReportContext, folder: string): string[] {

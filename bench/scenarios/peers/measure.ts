@@ -22,8 +22,8 @@ const DRAIN_TIMEOUT_S = 120;
 // so a peer slower than 100/s gets its limit, not "no rate passed".
 const MIN_PEER_RATE = 20;
 // Rationale: a search guided by the relay's previous maximum starts at 70%
-// of it and grows x1.4 (a pass or two, a failure, two bisections, the
-// confirmation); an unguided one starts at 1,000/s and doubles.
+// of it and grows x1.4 (a pass or two, a failure, bisections to the
+// search's resolution, the confirmation); an unguided one starts at 1,000/s and doubles.
 const GUIDED_START_SHARE = 0.7;
 const GUIDED_GROWTH = 1.4;
 const UNGUIDED_START = 1_000;
@@ -72,7 +72,6 @@ async function searchMaximum(s: Sitting, guide: number | undefined): Promise<{ s
       growth: guided ? GUIDED_GROWTH : UNGUIDED_GROWTH,
       maxRate: context.option('max-rate'),
       minRate: MIN_PEER_RATE,
-      bisections: 2,
       p99LimitMs: P99_LIMIT_MS,
       prewarm: (rate) => prewarmFor(rate),
       run: async (ctx, p) => {
@@ -90,7 +89,7 @@ async function searchMaximum(s: Sitting, guide: number | undefined): Promise<{ s
 
 /** A heap check is a confirmation step at the maximum: the saturation rule, applied to one run. */
 function judgeAt(rate: number, r: PipelineResult) {
-  return judge(rate, 'confirm', r, { startRate: rate, maxRate: rate, growth: 1, bisections: 0, p99LimitMs: P99_LIMIT_MS });
+  return judge(rate, 'confirm', r, { startRate: rate, maxRate: rate, growth: 1, p99LimitMs: P99_LIMIT_MS });
 }
 
 /** 2. A relay with a heap of its own: the smallest that sustains its maximum (its default if none smaller does). */
