@@ -10,7 +10,9 @@
  *  - a prewarm's orders are due at its own rate, the rest after them;
  *  - CDC lag in WAL bytes is converted to events with the WAL bytes written
  *    per event in the window, and its trend is a least-squares slope; a peer
- *    whose reading trails its publishing is judged by delivery's lag.
+ *    whose reading trails its publishing is judged by delivery's lag;
+ *  - the HTTP phase divides each process's CPU by the orders its window
+ *    holds, and by nothing when the window did not drain.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -18,6 +20,7 @@ import { account, type AccountInput } from '../bench/harness/accounting.js';
 import type { ConsumerFinal } from '../bench/harness/consumer-process.js';
 import { intendedTime, planLoad, type LoadResult } from '../bench/harness/load-worker.js';
 import { COMPONENTS, RunSampler, type Component } from '../bench/harness/sampler.js';
+import { cpuPerMillionOrders } from '../bench/scenarios/http.js';
 import { createHistogram, encodeHistogram } from '../src/latency.js';
 
 const EMPTY = encodeHistogram(createHistogram());
@@ -162,5 +165,13 @@ describe('run accounting', () => {
     assert.ok(Math.abs((fromReading.lag.slopeEventsPerSec ?? 0) - 10) > 50, `the sawtooth's slope: ${fromReading.lag.slopeEventsPerSec}`);
     assert.equal(fromDelivery.lag.from, 'delivery');
     assert.ok(Math.abs((fromDelivery.lag.slopeEventsPerSec ?? 0) - 10) < 0.5, `delivery's slope: ${fromDelivery.lag.slopeEventsPerSec}`);
+  });
+
+  it("divides the HTTP phase's CPU of each process by the orders of its window", () => {
+    const before = { service: 10, postgres: 100, kafka: 50, relay: 20, consumer: null };
+    const after = { service: 12.5, postgres: 103, kafka: 50.5, relay: 21, consumer: 7 };
+    // 500,000 orders: 2.5 CPU-s of the service is 5 CPU-s per million; a process read once only has no figure.
+    assert.deepEqual(cpuPerMillionOrders(before, after, 500_000), { service: 5, postgres: 6, kafka: 1, relay: 2, consumer: null });
+    assert.deepEqual(cpuPerMillionOrders(before, after, 0), { service: null, postgres: null, kafka: null, relay: null, consumer: null });
   });
 });

@@ -1,13 +1,14 @@
 /**
  * CPU readings of a process tree whose children come and go (as
  * PostgreSQL's backends do): a reading never goes backwards. A tree's
- * processes are found at every depth, and its memory is theirs summed.
+ * processes are found at every depth, and its memory is theirs summed. A
+ * process's main thread is told apart from its other threads.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { peakRssBytes, processCpuSeconds, processTreeCpuSeconds, processTreePids, processTreeRssBytes } from '../bench/harness/process-stats.js';
+import { peakRssBytes, processCpuSeconds, processTreeCpuSeconds, processTreePids, processTreeRssBytes, threadCpuSeconds } from '../bench/harness/process-stats.js';
 
 describe('process CPU', () => {
   it('counts a tree\'s children whether they are running or reaped, so its CPU never goes backwards', async (t) => {
@@ -32,6 +33,24 @@ describe('process CPU', () => {
     const treeGrew = readings.at(-1)! - readings[0]!;
     const ownGrew = processCpuSeconds(parent.pid!)! - ownBefore;
     assert.ok(treeGrew > ownGrew, `the tree's reading grew by ${treeGrew} s, the parent's own CPU by ${ownGrew} s`);
+  });
+
+  it("reads a busy worker thread's CPU as the process's and not its main thread's", async (t) => {
+    // The main thread waits on a timer while a worker thread spins: the drain's "main-thread CPU" must not count the worker.
+    const script = "const { Worker } = require('node:worker_threads'); new Worker('for (;;) {}', { eval: true }); setInterval(() => {}, 1000);";
+    const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+    t.after(() => child.kill('SIGKILL'));
+    await sleep(200);
+    const before = threadCpuSeconds(child.pid!)!;
+    const processBefore = processCpuSeconds(child.pid!)!;
+    await sleep(1_500);
+    const after = threadCpuSeconds(child.pid!)!;
+    const processGrew = processCpuSeconds(child.pid!)! - processBefore;
+    const mainGrew = after.main - before.main;
+    const otherGrew = after.other - before.other;
+    assert.ok(processGrew > 0.2, `the process used ${processGrew} s of CPU in 1.5 s with a spinning worker`);
+    assert.ok(mainGrew < processGrew / 4, `main thread ${mainGrew} s of the process's ${processGrew} s`);
+    assert.ok(otherGrew > processGrew / 2, `other threads ${otherGrew} s of the process's ${processGrew} s`);
   });
 
   it('finds every process of a tree, grandchildren included, and sums their memory', async (t) => {

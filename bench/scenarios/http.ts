@@ -276,6 +276,22 @@ async function measureServiceModes(session: HttpSession): Promise<{ modes: ModeR
   return { modes, groupService: groupService! };
 }
 
+type CpuReading = Record<(typeof COMPONENTS)[number], number | null>;
+
+/**
+ * CPU seconds per million orders, by process, between two readings that
+ * bracket exactly `orders` orders (written and applied); null where a
+ * reading is missing or no order was counted (a window that did not drain).
+ */
+export function cpuPerMillionOrders(before: CpuReading, after: CpuReading, orders: number): CpuReading {
+  const perMillion = (key: (typeof COMPONENTS)[number]) => {
+    const a = after[key];
+    const b = before[key];
+    return a === null || b === null || orders === 0 ? null : Math.round(((a - b) / orders) * 1e6 * 10) / 10;
+  };
+  return Object.fromEntries(COMPONENTS.map((key) => [key, perMillion(key)])) as CpuReading;
+}
+
 /** The fixed rate, group commit: request -> applied, and the CPU of exactly these orders. */
 async function measureFixedRate(session: HttpSession, groupService: { child: ChildProcess; url: string }, earlierOrders: number, closedLoopRate: number): Promise<HttpExtra['fixedRate']> {
   const { context, consumer, relay } = session;
@@ -288,7 +304,7 @@ async function measureFixedRate(session: HttpSession, groupService: { child: Chi
   const endAt = startAt + p.durationS * 1_000;
   consumer.setWindow(startAt, endAt);
   const service = groupService.child;
-  const cpu = () => ({
+  const cpu = (): CpuReading => ({
     service: service.pid ? processCpuSeconds(service.pid) ?? null : null,
     postgres: infra.postgres.pid() ? processTreeCpuSeconds(infra.postgres.pid()!) ?? null : null,
     kafka: infra.kafka.pid() ? processCpuSeconds(infra.kafka.pid()!) ?? null : null,
@@ -305,13 +321,7 @@ async function measureFixedRate(session: HttpSession, groupService: { child: Chi
   const cpuAfter = cpu();
   const cpuWindowS = Math.round((nowMs() - startAt) / 100) / 10;
   const final = await consumer.finish();
-  const perMillion = Object.fromEntries(
-    COMPONENTS.map((key) => {
-      const a = cpuAfter[key];
-      const b = cpuBefore[key];
-      return [key, a === null || b === null || fixedOrders === 0 || !drained ? null : Math.round(((a - b) / fixedOrders) * 1e6 * 10) / 10];
-    }),
-  );
+  const perMillion = cpuPerMillionOrders(cpuBefore, cpuAfter, drained ? fixedOrders : 0);
   return {
     mode: 'group commit',
     requestsPerSec: rate,
