@@ -317,7 +317,11 @@ describe('benchmark harness', () => {
     assert.match(readme, /## Quick look\n\n> \*\*Quick look: one run per relay/);
     // The host's probe, and where each folder's figures come from.
     assert.match(readme, /\| CPU speed probe \| 777 ns per operation, lower is faster \(the test probe; slowest trial \+4%\) \|/);
-    assert.match(readme, new RegExp(`\\| quick \\| ${new Date().toISOString().slice(0, 10)} \\| test \\| 777 \\|`));
+    const today = new Date().toISOString().slice(0, 10);
+    assert.match(readme, new RegExp(`\\| quick \\| ${today} \\| test \\| x \\| 777 \\|`));
+    // The header names the sitting of every folder below it, not one folder's.
+    assert.ok(readme.includes(`The figures below come from 1 sitting;`), readme.slice(0, 600));
+    assert.ok(readme.includes(`- ${today}, x (2 cores), commit test, CPU probe 777 ns per operation: quick\n`), readme.slice(0, 600));
     assert.equal(quick.standalone, true);
   });
 
@@ -435,7 +439,7 @@ describe('benchmark harness', () => {
     // A merged folder names every sitting's day and commit, not only the last one's, and no
     // one sitting's probe for all of them (sweep points record none of their own).
     const today = new Date().toISOString().slice(0, 10);
-    assert.ok(readme.includes(`| sweep-partitions | 2026-11-30 to ${today} | ${fresh.commit.slice(0, 7)}, earlier | not recorded |`), readme.split('\n').filter((l) => l.startsWith('| sweep-')).join('\n'));
+    assert.ok(readme.includes(`| sweep-partitions | 2026-11-30 to ${today} | ${fresh.commit.slice(0, 7)}, earlier | x | not recorded |`), readme.split('\n').filter((l) => l.startsWith('| sweep-')).join('\n'));
     await assert.rejects(
       scenario.run({ config: resolveConfig(), infra, log, parameters, outDir, quiet: true, repeats: 1, option: (name) => options[name]!, list: (name, fallback) => (name === 'points' ? ['7'] : fallback) }),
       (error: Error & { code?: string }) => error.code === 'USAGE' && /unknown point\(s\) 7; its points are 1, 6, 24/.test(error.message),
