@@ -14,6 +14,7 @@ import { chaosReport, chaosSoakReport } from './chaos/report.js';
 import { SCENARIOS } from './registry.js';
 import { current, isLegacy, loadSummaries, type ReportContext, type Summary } from './report/kit.js';
 import { buildPage } from './report/page.js';
+import { syncQuotes } from './report/quotes.js';
 import { relaysSideBySide } from './report/side-by-side.js';
 
 export { formatFaults } from './chaos/report.js';
@@ -190,4 +191,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const dir = path.resolve(process.argv[2] ?? path.join(PROJECT_ROOT, 'results'));
   buildReport(dir);
   process.stdout.write(`wrote ${path.join(dir, 'README.md')}, ${path.join(dir, 'index.html')} and ${path.join(dir, 'charts')}/\n`);
+  // The project's own results also speak for the figures README.md and docs/ quote from them.
+  if (dir === path.join(PROJECT_ROOT, 'results')) {
+    const drift = syncQuotes(PROJECT_ROOT, loadSummaries(dir), { write: true });
+    for (const d of drift) process.stdout.write(`rewrote ${d.file}: ${d.marker}: ${d.holds} -> ${d.results}\n`);
+  }
 }

@@ -1,0 +1,114 @@
+/**
+ * Figures that README.md and docs/*.md quote from results/: each sits between
+ * markers that name where it comes from,
+ *
+ *   <!-- result saturation extra.strategies[name=cdc].search.sustainedRate -->20,971<!-- /result -->
+ *
+ * `npm run bench:report` writes every one from results/<folder>/summary.json,
+ * and `npm test` fails when a file holds a figure its summary does not say, so
+ * prose cannot drift from what was measured.
+ *
+ * A path is dot-separated keys; `[field=value,...]` keeps the array items
+ * that match (all of them, so what follows applies to each), `[n]` takes
+ * one. A path that ends in several numbers must say how they become one:
+ * `|median`, `|min` or `|max`. A trailing `:<digits>` prints that many
+ * decimals below 100 (the report's own format: whole numbers with separators
+ * from 100 on).
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { OutboxBenchError } from '../../src/errors.js';
+import { f, type Summary } from './kit.js';
+
+const MARKER = /<!-- result (\S+) (\S+?)(?::(\d))? -->(.*?)<!-- \/result -->/g;
+const AGGREGATES = { median, min: (xs: number[]) => Math.min(...xs), max: (xs: number[]) => Math.max(...xs) } as const;
+
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** One path step applied to every value reached so far. */
+function step(values: unknown[], segment: string): unknown[] {
+  const match = /^([^[\]]*)(?:\[([^\]]+)\])?$/.exec(segment);
+  if (!match) throw new Error(`cannot read "${segment}"`);
+  const [, key, selector] = match;
+  let reached = key ? values.map((v) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined)) : values;
+  if (selector === undefined) return reached;
+  if (/^\d+$/.test(selector)) return reached.map((v) => (Array.isArray(v) ? v[Number(selector)] : undefined));
+  const wanted = selector.split(',').map((pair) => pair.split('=') as [string, string]);
+  reached = reached.flatMap((v) => (Array.isArray(v) ? v : []));
+  return reached.filter((item) => item !== null && typeof item === 'object' && wanted.every(([k, want]) => String((item as Record<string, unknown>)[k]) === want));
+}
+
+/** The figure a marker names, printed as the report prints it. */
+export function quotedValue(summary: Summary, source: string, digits: number | undefined): string {
+  const [pathText, aggregate] = source.split('|');
+  let values: unknown[] = [summary];
+  for (const segment of pathText!.split('.')) values = step(values, segment);
+  const found = values.filter((v) => v !== undefined && v !== null);
+  if (found.length === 0) throw new Error('nothing there');
+  if (found.length > 1 || aggregate) {
+    const of = aggregate === undefined ? undefined : AGGREGATES[aggregate as keyof typeof AGGREGATES];
+    if (!of) throw new Error(`${found.length} values there: end the path with |median, |min or |max`);
+    if (!found.every((v): v is number => typeof v === 'number')) throw new Error('an aggregate needs numbers');
+    return f(of(found), digits);
+  }
+  const [value] = found;
+  return typeof value === 'number' ? f(value, digits) : String(value);
+}
+
+export interface QuoteDrift {
+  file: string;
+  marker: string;
+  holds: string;
+  /** What the summary says, or why it could not be read. */
+  results: string;
+}
+
+/** A text with every marker's figure written from the summaries, and the markers that differed or could not be read. */
+export function renderQuotes(text: string, summaries: ReadonlyMap<string, Summary>, file: string): { text: string; drift: QuoteDrift[] } {
+  const drift: QuoteDrift[] = [];
+  const rendered = text.replace(MARKER, (marker, folder: string, source: string, digits: string | undefined, holds: string, offset: number) => {
+    const summary = summaries.get(folder);
+    let value: string;
+    try {
+      // A line that opens with a comment is an HTML block to Markdown: the paragraph would break there.
+      if (offset === 0 || text[offset - 1] === '\n') throw new Error('it starts a line, where Markdown reads it as an HTML block; put a word before it');
+      if (!summary) throw new Error(`no results/${folder}/summary.json`);
+      value = quotedValue(summary, source, digits === undefined ? undefined : Number(digits));
+    } catch (error) {
+      drift.push({ file, marker: `${folder} ${source}`, holds, results: `unreadable: ${(error as Error).message}` });
+      return marker;
+    }
+    if (value !== holds) drift.push({ file, marker: `${folder} ${source}`, holds, results: value });
+    return marker.replace(`-->${holds}<!--`, `-->${value}<!--`);
+  });
+  return { text: rendered, drift };
+}
+
+/** README.md and every page of docs/. */
+export function quotingFiles(root: string): string[] {
+  const docs = path.join(root, 'docs');
+  return [path.join(root, 'README.md'), ...readdirSync(docs).filter((name) => name.endsWith('.md')).sort().map((name) => path.join(docs, name))];
+}
+
+/**
+ * Writes every quoted figure from the summaries (`write`), or only reports
+ * what differs. An unreadable marker is never written over: it is an error.
+ */
+export function syncQuotes(root: string, summaries: ReadonlyMap<string, Summary>, { write }: { write: boolean }): QuoteDrift[] {
+  const drift: QuoteDrift[] = [];
+  for (const file of quotingFiles(root)) {
+    const text = readFileSync(file, 'utf8');
+    const rendered = renderQuotes(text, summaries, path.relative(root, file));
+    drift.push(...rendered.drift);
+    if (write && rendered.text !== text) writeFileSync(file, rendered.text);
+  }
+  const unreadable = drift.filter((d) => d.results.startsWith('unreadable'));
+  if (write && unreadable.length > 0) {
+    throw new OutboxBenchError('CHECK_FAILED', `quoted figures that name nothing in results/: ${unreadable.map((d) => `${d.file}: ${d.marker} (${d.results})`).join('; ')}`);
+  }
+  return drift;
+}

@@ -1,0 +1,75 @@
+/**
+ * Figures README.md and docs/ quote from results/ (bench/report/quotes.ts):
+ *  - every quoted figure is what its summary says today;
+ *  - an edited copy of results/ makes the check name the figure that moved;
+ *  - a path reaches one value, or several through an aggregate, and a marker
+ *    that names nothing, or starts a line, is an error rather than a figure.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { loadSummaries, type Summary } from '../bench/report/kit.js';
+import { quotingFiles, renderQuotes, syncQuotes } from '../bench/report/quotes.js';
+import { PROJECT_ROOT } from '../src/config.js';
+
+const RESULTS = path.join(PROJECT_ROOT, 'results');
+
+const SYNTHETIC = {
+  extra: {
+    strategies: [
+      { name: 'cdc', search: { sustainedRate: 20_971 } },
+      { name: 'polling', search: { sustainedRate: 17_000 } },
+    ],
+    runs: [
+      { strategy: 'cdc', relay: { eventsPerSec: 103_996, cpu: 9 } },
+      { strategy: 'cdc', relay: { eventsPerSec: 105_830, cpu: 9.2 } },
+      { strategy: 'cdc', relay: { eventsPerSec: 102_257, cpu: 9 } },
+    ],
+  },
+} as unknown as Summary;
+
+const render = (text: string) => renderQuotes(text, new Map([['x', SYNTHETIC]]), 'page.md');
+
+describe('figures quoted from results/', () => {
+  it('holds in README.md and docs/ exactly what results/ says, and quotes something', () => {
+    const markers = quotingFiles(PROJECT_ROOT).reduce((n, file) => n + (readFileSync(file, 'utf8').match(/<!-- result /g)?.length ?? 0), 0);
+    assert.ok(markers >= 5, `${markers} quoted figures`);
+    assert.deepEqual(syncQuotes(PROJECT_ROOT, loadSummaries(RESULTS), { write: false }), []);
+  });
+
+  it('names the figure that moved when results/ says something else (an edited copy)', () => {
+    const summaries = loadSummaries(RESULTS);
+    const saturation = structuredClone(summaries.get('saturation')!) as unknown as { extra: { strategies: { name: string; search: { sustainedRate: number } }[] } };
+    saturation.extra.strategies.find((s) => s.name === 'cdc')!.search.sustainedRate = 12_345;
+    summaries.set('saturation', saturation as unknown as Summary);
+    assert.deepEqual(syncQuotes(PROJECT_ROOT, summaries, { write: false }), [
+      { file: path.join('docs', 'capacity.md'), marker: 'saturation extra.strategies[name=cdc].search.sustainedRate', holds: '20,971', results: '12,345' },
+    ]);
+  });
+
+  it('reads one value, or several through an aggregate, in the report\'s number format', () => {
+    const text =
+      'cdc <!-- result x extra.strategies[name=cdc].search.sustainedRate -->1<!-- /result -->, ' +
+      'drain <!-- result x extra.runs[strategy=cdc].relay.eventsPerSec|median -->2<!-- /result --> at ' +
+      '<!-- result x extra.runs[strategy=cdc].relay.cpu|max:2 -->3<!-- /result --> CPU-s, first <!-- result x extra.runs[0].relay.cpu -->4<!-- /result -->';
+    const { text: written, drift } = render(text);
+    assert.equal(
+      written,
+      'cdc <!-- result x extra.strategies[name=cdc].search.sustainedRate -->20,971<!-- /result -->, ' +
+        'drain <!-- result x extra.runs[strategy=cdc].relay.eventsPerSec|median -->103,996<!-- /result --> at ' +
+        '<!-- result x extra.runs[strategy=cdc].relay.cpu|max:2 -->9.20<!-- /result --> CPU-s, first <!-- result x extra.runs[0].relay.cpu -->9.0<!-- /result -->',
+    );
+    assert.deepEqual(drift.map((d) => d.results), ['20,971', '103,996', '9.20', '9.0']);
+  });
+
+  it('refuses a marker that names nothing, several values without an aggregate, another folder, or starts a line', () => {
+    const unreadable = (text: string) => render(text).drift.map((d) => d.results);
+    assert.match(unreadable('a <!-- result x extra.nothing -->1<!-- /result -->')[0]!, /unreadable: nothing there/);
+    assert.match(unreadable('a <!-- result x extra.runs[strategy=cdc].relay.cpu -->1<!-- /result -->')[0]!, /unreadable: 3 values there: end the path with \|median/);
+    assert.match(unreadable('a <!-- result y extra -->1<!-- /result -->')[0]!, /unreadable: no results\/y\/summary\.json/);
+    assert.match(unreadable('a\n<!-- result x extra.runs[0].relay.cpu -->9.0<!-- /result -->')[0]!, /unreadable: it starts a line/);
+    // An unreadable marker keeps its text: nothing is written over it.
+    assert.equal(render('a <!-- result x extra.nothing -->1<!-- /result -->').text, 'a <!-- result x extra.nothing -->1<!-- /result -->');
+  });
+});
