@@ -10,7 +10,9 @@
  *    starts;
  *  - a scenario's own start (its settings and flags, a spawn-time hook) reaches
  *    our relay's process, and every other relay refuses our settings before
- *    it starts anything.
+ *    it starts anything;
+ *  - the relay-only drain takes another relay by its driver name, its backlog
+ *    written through its own write path, timed by Kafka's end offsets as ours.
  * Debezium's driver needs Kafka Connect's jars from Maven Central: it is
  * measured by `npm run bench:peers`, not here.
  */
@@ -25,6 +27,9 @@ import { driverRunOf, stopRelay } from '../bench/harness/driver-run.js';
 import { runPipeline, type PipelineContext } from '../bench/harness/pipeline.js';
 import type { StartedRelay } from '../bench/harness/processes.js';
 import { openRun } from '../bench/harness/run-setup.js';
+import { drain, parseStrategy, type DrainRun } from '../bench/scenarios/drain.js';
+import type { PipelineParameters } from '../bench/harness/pipeline.js';
+import { BASE_PARAMETERS } from '../bench/runner/parameters.js';
 import { selectRelays } from '../bench/scenarios/peers.js';
 import { resolveConfig } from '../src/config.js';
 import { acquireInfra, type Infra } from '../src/infra/index.js';
@@ -95,6 +100,29 @@ describe('relay drivers', () => {
         await assert.rejects(driver.start(run, options), (error: Error & { code?: string }) => error.code === 'USAGE' && /is not our relay and takes none of our relay's settings|is not our relay and takes none of our relay command's flags/.test(error.message), `${name} ${JSON.stringify(options)}`);
       }
     }
+  });
+
+  it("drains another relay by its driver name, through its own write path, timed by Kafka's end offsets", async () => {
+    const outDir = await scratchDir();
+    const options: Record<string, number> = { backlog: 1_000, profile: 0 };
+    const report = await drain.run({
+      config: resolveConfig(),
+      infra,
+      log,
+      parameters: { ...BASE_PARAMETERS, ...drain.defaults } as PipelineParameters,
+      outDir,
+      quiet: true,
+      repeats: 1,
+      option: (name) => options[name]!,
+      list: (name, fallback) => (name === 'mode' ? ['ptp-polling'] : name === 'consumer-clients' ? [] : fallback),
+    });
+    const extra = report.extra as { runs: DrainRun[]; failed: unknown[] };
+    assert.deepEqual(extra.failed, []);
+    assert.deepEqual(extra.runs.map((r) => [r.strategy, r.relay.events, r.relay.missing]), [['ptp-polling', 1_000, 0]]);
+    const [run] = extra.runs;
+    assert.ok(run!.relay.timeToFirstEventS > 0 && (run!.relay.cpuSecondsPerMillion.relay ?? 0) > 0, JSON.stringify(run!.relay));
+    assert.throws(() => parseStrategy('nonesuch'), /"nonesuch" is none of our relay modes \(polling, .*\) and no other relay \(debezium-throughput, /);
+    assert.deepEqual([parseStrategy('ptp-replication').store, parseStrategy('debezium-latency').store, parseStrategy('cdc-message').store], ['ptp', 'table', 'message']);
   });
 
   for (const name of ['ptp-polling', 'ptp-replication'] as const) {

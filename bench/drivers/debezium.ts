@@ -249,7 +249,7 @@ export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapM
   const settings = { ...profile, heapMb };
   const { slot, publication } = replicationNames(profile.name);
   const start = async (run: DriverRun, options?: StartOptions): Promise<RunningRelay> => {
-    refuseOurSettings(profile.name, options, { node: false });
+    refuseOurSettings(profile.name, options, 'jvm');
     const workDir = path.join(run.rawDir, 'connect');
     // Fetched before Connect starts, so a failed fetch leaves nothing running.
     const jmxTool = await jmxToolLibDir(run.config, run.log);
@@ -284,6 +284,7 @@ export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapM
     settings: profile.rationale,
     backlog: { kind: 'store', store: 'table' },
     usesOurKafkaClient: false,
+    runtime: 'jvm',
     windowEvidence: true,
     // Connect confirms the slot only when it flushes offsets (every 10 s in
     // the throughput profile, 60 s by default): the slot's lag is a sawtooth.

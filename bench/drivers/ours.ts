@@ -26,6 +26,7 @@ export const OURS: RelayDriver = {
   settings: "our relay, in the run's relay mode (src/relay/modes.ts)",
   backlog: { kind: 'run-store' },
   usesOurKafkaClient: true,
+  runtime: 'node',
   windowEvidence: false,
   lagFromDelivery: false,
   provisioning: (p) => relayOf(p),

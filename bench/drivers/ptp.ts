@@ -74,7 +74,7 @@ export function ptpDriver(variant: PtpVariant): RelayDriver {
   const { slot, publication } = replicationNames(label);
   const mode: PtpMode = variant.mode;
   const start = async (run: DriverRun, options?: StartOptions) => {
-    refuseOurSettings(label, options, { node: true });
+    refuseOurSettings(label, options, 'node');
     mkdirSync(run.rawDir, { recursive: true });
     const task: PtpRelayTask = {
       mode,
@@ -110,6 +110,7 @@ export function ptpDriver(variant: PtpVariant): RelayDriver {
     settings: settingsOf(variant),
     backlog: { kind: 'own', store: 'ptp', module: WRITE_PATH },
     usesOurKafkaClient: true,
+    runtime: 'node',
     windowEvidence: false,
     lagFromDelivery: false,
     // Rationale: its polling function sorts every unprocessed row on each

@@ -100,6 +100,12 @@ export interface RelayDriver {
   /** Publishes with our Kafka client (the run's `kafkaClient`), so the report names the client. */
   readonly usesOurKafkaClient: boolean;
   /**
+   * What its processes run on: a Node relay's main thread is where its
+   * JavaScript runs (one process's ceiling, and Node's flags apply); a JVM's
+   * main thread is not where its work is.
+   */
+  readonly runtime: 'node' | 'jvm';
+  /**
    * Its own evidence is readings over the measured window (kept at its
    * maximum too), rather than what it logged over the whole run.
    */

@@ -5,9 +5,10 @@
  */
 import path from 'node:path';
 import { resolveConfig, type Config } from '../../src/config.js';
+import { OutboxBenchError } from '../../src/errors.js';
 import type { Infra } from '../../src/infra/index.js';
 import type { Logger } from '../../src/log.js';
-import type { DriverParameters, DriverRun } from '../drivers/types.js';
+import type { DriverParameters, DriverRun, LoadStore, RelayDriver } from '../drivers/types.js';
 import { stopChild, type StartedRelay } from './processes.js';
 import type { RunSetup } from './run-setup.js';
 
@@ -39,6 +40,14 @@ export function driverRunOf(context: DriverRunContext, run: RunSetup, parameters
     env: (extra) => run.env(extra),
     modeLag: () => run.lag(),
   };
+}
+
+/** The relay's own write path, when its backlog is handed over that way; a run whose store it does not read is refused. */
+export function writePathOf(driver: RelayDriver, store: LoadStore): string | undefined {
+  const { backlog } = driver;
+  if (backlog.kind === 'run-store') return undefined;
+  if (store !== backlog.store) throw new OutboxBenchError('USAGE', `${driver.label ?? 'this relay'} reads its events from the ${backlog.store} store only; the run writes to ${store}`);
+  return backlog.kind === 'own' ? backlog.module : undefined;
 }
 
 /** Stops a relay a scenario started: the processes that watch it, then its process tree. */

@@ -14,7 +14,7 @@ import type { Logger } from '../../src/log.js';
 import { OURS } from '../drivers/ours.js';
 import type { Evidence, RelayDriver, RunningRelay } from '../drivers/types.js';
 import { account, type Accounting } from './accounting.js';
-import { driverRunOf } from './driver-run.js';
+import { driverRunOf, writePathOf } from './driver-run.js';
 import type { ConsumerFinal } from './consumer-process.js';
 import { loadPool, runLoad } from './load.js';
 import { newRunTag } from './load-ids.js';
@@ -69,14 +69,6 @@ export interface PipelineContext {
   config?: Config;
 }
 
-/** The relay's own write path, when its backlog is handed over that way; a run whose store it does not read is refused. */
-function writePathOf(driver: RelayDriver, p: PipelineParameters): string | undefined {
-  const { backlog } = driver;
-  if (backlog.kind === 'run-store') return undefined;
-  if (p.store !== backlog.store) throw new OutboxBenchError('USAGE', `${driver.label ?? 'this relay'} reads its events from the ${backlog.store} store only; the run writes to ${p.store}`);
-  return backlog.kind === 'own' ? backlog.module : undefined;
-}
-
 function startConsumers(context: PipelineContext, run: RunSetup, p: PipelineParameters, plan: LoadPlan, at: Timetable, runTag: string): Promise<ConsumerGroup> {
   return startConsumerGroup(context.rawDir, {
     databaseUrl: context.infra.databaseUrl,
@@ -106,7 +98,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
     );
   }
   const driver = context.driver ?? OURS;
-  const writePath = writePathOf(driver, p);
+  const writePath = writePathOf(driver, p.store);
   mkdirSync(context.rawDir, { recursive: true });
   // No process of an earlier run is left: this run's all start on one anchor, aligned with the wall clock.
   const stepMs = reanchorClock();

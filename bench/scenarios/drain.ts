@@ -70,10 +70,13 @@ function report(context: ReportContext, name: string): string[] {
     '| relay | Kafka client | events/s | relay CPU s / 1M | relay JS thread µs / event | PostgreSQL CPU s / 1M | Kafka CPU s / 1M | first event after (s) | missing |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|',
     ...[...relays].map(([key, runs]) => {
-      const [strategy, client] = key.split(' | ');
+      const [strategy = '', client] = key.split(' | ');
       const r = runs.map((run) => run.relay);
+      const { driver } = parseStrategy(strategy);
+      // A JVM's main thread is not where its work runs, and such a relay publishes with a client of its own.
+      const jsThread = driver.runtime === 'node' ? med(r.map((x) => x.jsThreadUsPerEvent)) : 'n/a (JVM)';
       return (
-        `| ${strategy} | ${client} | ${med(r.map((x) => x.eventsPerSec))} | ${med(r.map((x) => x.cpuSecondsPerMillion.relay))} | ${med(r.map((x) => x.jsThreadUsPerEvent))} | ` +
+        `| ${strategy} | ${driver.usesOurKafkaClient ? client : 'its own'} | ${med(r.map((x) => x.eventsPerSec))} | ${med(r.map((x) => x.cpuSecondsPerMillion.relay))} | ${jsThread} | ` +
         `${med(r.map((x) => x.cpuSecondsPerMillion.postgres))} | ${med(r.map((x) => x.cpuSecondsPerMillion.kafka))} | ${med(r.map((x) => x.timeToFirstEventS))} | ${r.map((x) => x.missing).join(' / ')} |`
       );
     }),
@@ -105,7 +108,11 @@ function report(context: ReportContext, name: string): string[] {
  * CDC, each slot with its walsender) costs the database.
  */
 function scaleOutLines(runs: readonly DrainRun[]): string[] {
-  const byMode = groupBy(runs, (run) => parseStrategy(run.strategy).relayMode);
+  // Our modes only: another relay runs as many processes as it runs.
+  const byMode = groupBy(
+    runs.filter((run) => parseStrategy(run.strategy).relayMode !== undefined),
+    (run) => parseStrategy(run.strategy).relayMode!,
+  );
   return [...byMode].flatMap(([mode, modeRuns]) => {
     const byCount = [...groupBy(modeRuns, (run) => String(parseStrategy(run.strategy).replicas))].map(([count, group]) => ({
       n: Number(count),
@@ -149,9 +156,9 @@ export const drain: Scenario = {
   description: 'relay-only drain of a pre-written backlog per relay and Kafka client, then a consumer-only drain of the topic',
   defaults: { partitions: 6, batchSize: 1_000, workers: 1, connectionsPerWorker: 8 },
   flags: {
-    backlog: { description: 'events in each backlog', defaultValue: 1_000_000, min: 10_000, max: 20_000_000, formerly: ['drain-events'] },
+    backlog: { description: 'events in each backlog (a multiple of 1,000: written 1,000 per transaction)', defaultValue: 1_000_000, min: 10_000, max: 20_000_000, formerly: ['drain-events'] },
     profile: { kind: 'yes-no', description: 'one more drain per relay and client under node --cpu-prof, for profiles only (not in the figures)', defaultValue: false },
-    mode: modeFlag('relay modes to drain; a mode that runs several processes takes a count, as in cdc-sharded:4', DEFAULT_STRATEGIES.join(','), parsedBy(parseStrategy)),
+    mode: modeFlag('relay modes to drain (a mode that runs several processes takes a count, as in cdc-sharded:4), or other relays by their driver names (ptp-replication, debezium-latency, ...)', DEFAULT_STRATEGIES.join(','), parsedBy(parseStrategy)),
     clients: { kind: 'list', description: 'relay Kafka clients to compare', defaultText: 'the --kafka-client', check: oneOf(KAFKA_CLIENTS) },
     'consumer-clients': { kind: 'list', description: "consumer Kafka clients to compare (on the first relay client's topics)", defaultText: 'the --consumer-kafka-client', check: oneOf(CONSUMER_KAFKA_CLIENTS) },
   },
@@ -164,7 +171,9 @@ export const drain: Scenario = {
     const failed: FailedDrainRun[] = [];
     const lines: string[] = [];
     for (const strategy of strategies) {
-      for (const [index, client] of (clients as KafkaClientName[]).entries()) {
+      // A relay that publishes with a Kafka client of its own is drained once, under the first client's name.
+      const strategyClients = strategy.driver.usesOurKafkaClient ? clients : clients.slice(0, 1);
+      for (const [index, client] of (strategyClients as KafkaClientName[]).entries()) {
         // The consumer-only drains read the first relay client's topics: what
         // the consumer costs does not depend on which client wrote the records.
         const consumersHere = index === 0 ? (consumerClients as ConsumerKafkaClientName[]) : [];

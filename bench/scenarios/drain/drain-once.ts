@@ -1,35 +1,42 @@
 /**
  * One drain of the drain scenario (drain.ts): a backlog written while no
  * relay runs, the relay alone on it, then the consumer alone on the filled
- * topic, once per consumer client.
+ * topic, once per consumer client. Any relay with a driver drains the same
+ * way: our modes, and the peers by their driver names.
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Admin } from 'kafkajs';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { parseWholeFlag, specOf, type ConsumerKafkaClientName, type KafkaClientName } from '../../../src/config.js';
+import { parseWholeFlag, RELAY_MODES, specOf, type ConsumerKafkaClientName, type KafkaClientName } from '../../../src/config.js';
 import { OutboxBenchError } from '../../../src/errors.js';
 import { nowMs } from '../../../src/events.js';
-import type { OutboxStore } from '../../../src/orders/write-path.js';
 import { relayModeInfo, type RelayMode } from '../../../src/relay/modes.js';
 import { endOffsets, follow, kafkaCpu, pgCpu, relayCpu, SAMPLE_MS, type DrainFigures } from '../../harness/drain-figures.js';
 import { processCpuSeconds, threadCpuSeconds } from '../../harness/process-stats.js';
 import { newRunTag } from '../../harness/load-ids.js';
 import { planLoad } from '../../harness/load-worker.js';
-import { DRIVERS } from '../../drivers/index.js';
-import type { DriverRun } from '../../drivers/types.js';
-import { driverRunOf } from '../../harness/driver-run.js';
+import { DRIVERS, type DriverName } from '../../drivers/index.js';
+import type { DriverRun, LoadStore, RelayDriver } from '../../drivers/types.js';
+import { driverRunOf, writePathOf } from '../../harness/driver-run.js';
 import { loadPool, runLoad } from '../../harness/pipeline.js';
 import { exitedWithin, startConsumerProcess, stopChild, type StartedRelay } from '../../harness/processes.js';
 import { summarizeProfileDir, type ProfileSummary } from '../../harness/profile.js';
 import { openRun, type RunSetup } from '../../harness/run-setup.js';
 import type { ScenarioContext } from '../../scenario.js';
 
-/** A relay drained: a mode, with its process count for the modes that run several (`skip-locked:3`). */
+/**
+ * A relay drained: one of our modes, with its process count for the modes
+ * that run several (`skip-locked:3`), or another relay by its driver's name.
+ */
 export interface Strategy {
   name: string;
-  relayMode: RelayMode;
+  driver: RelayDriver;
+  /** Our mode; absent for another relay. */
+  relayMode?: RelayMode;
   replicas: number;
+  /** Where its backlog is written: the store its mode or driver reads. */
+  store: LoadStore;
 }
 
 /**
@@ -38,15 +45,26 @@ export interface Strategy {
  */
 export const DEFAULT_STRATEGIES = ['cdc', 'cdc-message', 'polling', 'skip-locked:3', 'cdc-sharded:1', 'cdc-sharded:2', 'cdc-sharded:4'];
 
-/** `mode` or `mode:processes`; a USAGE error names the modes for anything else. */
+/** Another relay's driver by its registry name (`ptp-replication`), if `name` is one. */
+function otherDriver(name: string): RelayDriver | undefined {
+  return name !== 'ours' && Object.hasOwn(DRIVERS, name) ? DRIVERS[name as DriverName] : undefined;
+}
+
+/** `mode`, `mode:processes` or another relay's driver name; a USAGE error names them all for anything else. */
 export function parseStrategy(name: string): Strategy {
+  const other = otherDriver(name);
+  if (other) return { name, driver: other, replicas: 1, store: other.backlog.kind === 'run-store' ? 'table' : other.backlog.store };
   const [mode = '', count] = name.split(':');
+  if (!(RELAY_MODES as readonly string[]).includes(mode)) {
+    const others = Object.keys(DRIVERS).filter((key) => key !== 'ours');
+    throw new OutboxBenchError('USAGE', `--mode: "${name}" is none of our relay modes (${RELAY_MODES.join(', ')}) and no other relay (${others.join(', ')})`);
+  }
   const info = relayModeInfo(mode);
   if (count !== undefined && info.processes !== 'replicas') {
     throw new OutboxBenchError('USAGE', `--mode: "${name}": only a mode that runs several processes takes a count, as in skip-locked:3`);
   }
   const { max = 1 } = specOf('replicas');
-  return { name, relayMode: mode as RelayMode, replicas: count === undefined ? 1 : parseWholeFlag(`mode ${name}`, count, 1, max) };
+  return { name, driver: DRIVERS.ours, relayMode: mode as RelayMode, replicas: count === undefined ? 1 : parseWholeFlag(`mode ${name}`, count, 1, max), store: info.store };
 }
 
 export interface ConsumerDrain {
@@ -80,7 +98,8 @@ interface DrainSession {
   name: string;
   rawDir: string;
   run: RunSetup;
-  /** Our relay's view of the run, in the drain's mode. */
+  /** The relay drained, and its view of the run. */
+  driver: RelayDriver;
   driverRun: DriverRun;
   admin: Admin;
   events: number;
@@ -101,14 +120,19 @@ export async function drainOnce(
   const name = `drain-${strategy.name}-${client}-${profile ? 'profiled' : attempt + 1}`;
   const rawDir = path.join(context.outDir, 'raw', name);
   mkdirSync(rawDir, { recursive: true });
-  const relayed = { ...p, relayMode: strategy.relayMode, replicas: strategy.replicas, kafkaClient: client };
+  const { driver } = strategy;
+  const ours = strategy.relayMode === undefined ? {} : { relayMode: strategy.relayMode, replicas: strategy.replicas };
+  const relayed = { ...p, ...ours, kafkaClient: client, store: strategy.store };
+  const writePath = writePathOf(driver, strategy.store);
   // The slots exist before the first write, so the backlog is in their WAL.
-  const run = await openRun({ infra, log, name, partitions: p.partitions, relay: DRIVERS.ours.provisioning(relayed) });
-  const driverRun = driverRunOf({ infra, log, rawDir }, run, relayed);
-  const session: DrainSession = { context, name, rawDir, run, driverRun, admin: run.kafka.admin(), events: context.option('backlog'), profile, children: [] };
+  const run = await openRun({ infra, log, name, partitions: p.partitions, relay: driver.provisioning(relayed) });
+  const driverRun = driverRunOf({ infra, log, rawDir, config: context.config }, run, relayed);
+  const session: DrainSession = { context, name, rawDir, run, driver, driverRun, admin: run.kafka.admin(), events: context.option('backlog'), profile, children: [] };
   try {
     await session.admin.connect();
-    const backlog = await writeBacklog(session, relayModeInfo(strategy.relayMode).store);
+    // Another relay's own slot or table, before the backlog: it must reach them.
+    await driver.prepare(driverRun);
+    const backlog = await writeBacklog(session, strategy.store, writePath);
     const relayProfileDir = path.join(rawDir, 'profile-relay');
     const relayFigures = await drainRelay(session, relayProfileDir);
     const consumers: ConsumerDrain[] = [];
@@ -136,7 +160,7 @@ interface WrittenBacklog {
 }
 
 /** 1. The backlog, with no relay running. */
-async function writeBacklog(session: DrainSession, store: OutboxStore): Promise<WrittenBacklog> {
+async function writeBacklog(session: DrainSession, store: LoadStore, writePath: string | undefined): Promise<WrittenBacklog> {
   const { context, events, name } = session;
   const p = context.parameters;
   const runTag = newRunTag();
@@ -144,10 +168,12 @@ async function writeBacklog(session: DrainSession, store: OutboxStore): Promise<
   const load = { ...p, store, rate: events / writeS, warmupS: 0, durationS: writeS, ordersPerTransaction: 1_000 };
   const plan = planLoad(load);
   const written = plan.ordersPerWorker.reduce((a, b) => a + b, 0);
+  // Whole transactions only: a backlog the plan cannot write exactly would be followed for events never written.
+  if (written !== events) throw new OutboxBenchError('USAGE', `a backlog of ${events} events is written as ${written} (1,000 per transaction): give a multiple of 1,000`);
   if (!context.quiet) process.stderr.write(`  ${name}: writing ${written} events...\n`);
   const pool = loadPool(load.workers);
   const startAt = Math.ceil(nowMs()) + 500;
-  const loads = await runLoad(pool, { databaseUrl: context.infra.databaseUrl, schema: session.run.schema, runTag, plan, startAt, measureFrom: startAt, measureTo: startAt + writeS * 1_000, p: load }).finally(() =>
+  const loads = await runLoad(pool, { databaseUrl: context.infra.databaseUrl, schema: session.run.schema, runTag, plan, startAt, measureFrom: startAt, measureTo: startAt + writeS * 1_000, p: load, writePath }).finally(() =>
     pool.destroy(),
   );
   const failed = loads.reduce((sum, r) => sum + r.failed, 0);
@@ -164,7 +190,7 @@ async function drainRelay(session: DrainSession, profileDir: string): Promise<Dr
   const { infra } = context;
   let onSpawned: (relay: StartedRelay) => void = () => {};
   const spawned = new Promise<StartedRelay>((resolve) => (onSpawned = resolve));
-  const starting = DRIVERS.ours.start(session.driverRun, { execArgv: session.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [], onSpawned });
+  const starting = session.driver.start(session.driverRun, { execArgv: session.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [], onSpawned });
   // A relay that cannot start ends the drain with its error rather than a stalled follow.
   const startFailure = starting.then(() => new Promise<never>(() => {}));
   const started = await Promise.race([spawned, startFailure]);
