@@ -208,6 +208,8 @@ async function drainRelay(session: DrainSession, profileDir: string): Promise<Dr
     context.quiet ? undefined : `${name} relay`,
   );
   const figures = await Promise.race([startFailure, following]);
+  // Ready by now: what watches the relay (a JMX reader) came with it, and is stopped with the run.
+  session.children.push(...((await starting).helpers ?? []));
   await stopChild(started.child);
   return figures;
 }
