@@ -5,7 +5,7 @@
  * same consumer reads both. Jars from Maven Central like the broker's.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PROJECT_ROOT, type Config } from '../../src/config.js';
@@ -19,7 +19,7 @@ import { stopChild } from '../harness/processes.js';
 import { freePort, jmxServerFlags, jmxToolLibDir, queueFigures, startJmxSampler, streamingMBean, type JmxSampler } from './jmx.js';
 import { replicationNames } from './slots.js';
 import { refuseOurSettings } from './start-options.js';
-import type { DriverRun, RelayDriver, RunningRelay, StartOptions } from './types.js';
+import type { DriverRun, HeapAfterGc, RelayDriver, RunningRelay, StartOptions } from './types.js';
 
 export const DEBEZIUM_VERSION = '3.4.3.Final';
 
@@ -28,7 +28,7 @@ export interface DebeziumSettings {
   /** Connector and worker overrides on top of the common ones. */
   connector: Record<string, string>;
   worker: Record<string, string>;
-  /** -Xms and -Xmx; the peers scenario looks for the smallest that sustains the profile's top rate. */
+  /** -Xmx (the heap starts at Connect's 256 MiB); the peers scenario looks for the smallest that sustains the profile's top rate. */
   heapMb: number;
   /** Why these values, for the report. */
   rationale: string;
@@ -92,6 +92,40 @@ export const DEBEZIUM_LATENCY: DebeziumSettings = {
     'poll.interval.ms 20 (a partial batch waits at most 20 ms; 10 ms kept two threads busy on this 2-core machine) and producer linger.ms 0 ' +
     "(a request leaves as soon as the producer has a record); the rest Debezium's and Connect's defaults.",
 };
+
+/**
+ * The JVM flags Kafka's own launcher gives Connect: connect-standalone.sh's
+ * KAFKA_HEAP_OPTS start the heap at 256 MiB (its -Xmx, 2 GiB there, is the
+ * heap under test here), and kafka-run-class.sh's KAFKA_JVM_PERFORMANCE_OPTS
+ * choose G1 with 20 ms pause goals. Starting the heap at its maximum instead
+ * would make the resident memory read the heap's size, not what Connect uses.
+ */
+export const CONNECT_JVM_FLAGS = [
+  '-Xms256M',
+  '-server',
+  '-XX:+UseG1GC',
+  '-XX:MaxGCPauseMillis=20',
+  '-XX:InitiatingHeapOccupancyPercent=35',
+  '-XX:+ExplicitGCInvokesConcurrent',
+  '-Djava.awt.headless=true',
+] as const;
+
+const GC_LOG = 'gc.log';
+
+/**
+ * The heap after each collection in a JVM's unified GC log: lines such as
+ * `[0.412s][info][gc] GC(3) Pause Young (Normal) (G1 Evacuation Pause) 24M->6M(256M) 2.1ms`,
+ * whose second figure is what the collection left.
+ */
+export function heapAfterGcOf(log: string): HeapAfterGc | undefined {
+  const after: number[] = [];
+  for (const match of log.matchAll(/\bGC\(\d+\) .*?\d+(?:\.\d+)?([KMG])->(\d+(?:\.\d+)?)([KMG])\(/g)) {
+    const value = Number(match[2]);
+    after.push(match[3] === 'G' ? value * 1_024 : match[3] === 'K' ? value / 1_024 : value);
+  }
+  if (after.length === 0) return undefined;
+  return { collections: after.length, maxMiB: Math.round(Math.max(...after)), lastMiB: Math.round(after.at(-1)!) };
+}
 
 export interface DebeziumOptions {
   config: Config;
@@ -208,10 +242,11 @@ export async function startDebezium(options: DebeziumOptions): Promise<{ child: 
   const child = spawn(
     'java',
     [
-      `-Xms${options.settings.heapMb}m`,
+      ...CONNECT_JVM_FLAGS,
       `-Xmx${options.settings.heapMb}m`,
-      '-XX:+UseG1GC',
-      '-Djava.awt.headless=true',
+      // The JVM's own record of every collection (one line each): the heap
+      // left after GC is read from it; Connect's launcher logs none by default.
+      `-Xlog:gc:file=${path.join(dir, GC_LOG)}`,
       ...(options.jmxPort === undefined ? [] : jmxServerFlags(options.jmxPort)),
       `-Dlog4j2.configurationFile=${path.join(dir, 'log4j2.properties')}`,
       '-cp',
@@ -251,9 +286,10 @@ export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapM
   const start = async (run: DriverRun, options?: StartOptions): Promise<RunningRelay> => {
     refuseOurSettings(profile.name, options, 'jvm');
     const workDir = path.join(run.rawDir, 'connect');
+    const watched = options?.watchers !== false;
     // Fetched before Connect starts, so a failed fetch leaves nothing running.
-    const jmxTool = await jmxToolLibDir(run.config, run.log);
-    const jmxPort = await freePort();
+    const jmxTool = watched ? await jmxToolLibDir(run.config, run.log) : undefined;
+    const jmxPort = watched ? await freePort() : undefined;
     const started = await startDebezium({
       config: run.config,
       log: run.log,
@@ -265,19 +301,29 @@ export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapM
       publication,
       workDir,
       settings,
-      jmxPort,
+      ...(jmxPort === undefined ? {} : { jmxPort }),
     });
     options?.onSpawned?.(started);
-    let jmx: JmxSampler;
+    let jmx: JmxSampler | undefined;
     try {
       await waitForDebezium(run.sql, slot, started.child, path.join(workDir, 'connect.log'));
-      jmx = startJmxSampler({ libDir: jmxTool, port: jmxPort, mbean: streamingMBean(debeziumTopicPrefix(run.schema)), file: path.join(workDir, 'jmx.csv') });
+      if (jmxTool !== undefined && jmxPort !== undefined) {
+        jmx = startJmxSampler({ libDir: jmxTool, port: jmxPort, mbean: streamingMBean(debeziumTopicPrefix(run.schema)), file: path.join(workDir, 'jmx.csv') });
+      }
     } catch (error) {
       // Not yet the run's to stop: this start never returned it.
       await stopChild(started.child).catch(() => {});
       throw error;
     }
-    return { ...started, helpers: [jmx.child], evidence: (window) => ({ heapMb: settings.heapMb, queue: queueFigures(jmx.readings(), window.from, window.to) }) };
+    const heapAfterGc = () => (existsSync(path.join(workDir, GC_LOG)) ? heapAfterGcOf(readFileSync(path.join(workDir, GC_LOG), 'utf8')) : undefined);
+    if (!jmx) return { ...started, heapAfterGc };
+    const sampler = jmx;
+    return {
+      ...started,
+      helpers: [sampler.child],
+      heapAfterGc,
+      evidence: (window) => ({ heapMb: settings.heapMb, heapAfterGc: heapAfterGc(), queue: queueFigures(sampler.readings(), window.from, window.to) }),
+    };
   };
   return {
     label: profile.name,

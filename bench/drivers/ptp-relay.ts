@@ -4,11 +4,16 @@
  * library's DatabaseSetup), publishing to the same topics, keys and headers
  * through the same Kafka client and producer guarantees as our relays. What
  * it changes from the library's defaults is listed in PTP_POLLING_SETTINGS
- * and above runRelay's listener calls; nothing of the library is patched.
+ * and above runRelay's listener calls. One substitution: the polling
+ * function is 0.6.4's (sql/peers/), the release that fixed its lock
+ * collision, while the JavaScript is 0.5.7's, the newest the registry here
+ * serves; the two are compatible (same arguments, same rows).
  *
  *   node dist/bench/drivers/ptp-relay.js <json PtpRelayTask>     (the relay process)
  */
 
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import {
   createReplicationSegmentMutexConcurrencyController,
   DatabaseSetup,
@@ -18,7 +23,7 @@ import {
   type TransactionalMessage,
 } from 'pg-transactional-outbox';
 import type { KafkaClientName } from '../../src/config.js';
-import type { Sql } from '../../src/db.js';
+import { SQL_DIR, type Sql } from '../../src/db.js';
 import { topicFor, type WireEvent } from '../../src/events.js';
 import { createKafkaClient } from '../../src/kafka-client.js';
 import { createLogger } from '../../src/log.js';
@@ -29,6 +34,10 @@ import { dropIdleSlots } from '../../src/relay/cdc/slot.js';
 import { PTP_TABLE } from './ptp-write.js';
 
 export const PTP_POLLING_FUNCTION = 'ptp_next_outbox_messages';
+
+/** The version of the polling function the polling mode runs (the library's JavaScript is PTP_VERSION's). */
+export const PTP_POLLING_FUNCTION_VERSION = '0.6.4';
+const POLLING_FUNCTION_SQL = path.join(SQL_DIR, 'peers', `ptp-${PTP_POLLING_FUNCTION_VERSION}-next-messages.sql`);
 
 export type PtpMode = 'polling' | 'replication';
 
@@ -56,7 +65,8 @@ export async function setupPtp(sql: Sql, schema: string, mode: PtpMode, slot: st
   await sql.unsafe(DatabaseSetup.dropAndCreateTable(base));
   if (mode === 'polling') {
     const polling = { ...base, nextMessagesName: PTP_POLLING_FUNCTION };
-    await sql.unsafe(DatabaseSetup.createPollingFunction(polling));
+    // 0.6.4's function in place of the one 0.5.7 would create (see the file's header).
+    await sql.unsafe(readFileSync(POLLING_FUNCTION_SQL, 'utf8').replaceAll('__SCHEMA__', schema));
     await sql.unsafe(DatabaseSetup.setupPollingIndexes(polling));
   } else {
     await dropIdleSlots(sql, { name: slot });
@@ -73,10 +83,21 @@ export async function setupPtp(sql: Sql, schema: string, mode: PtpMode, slot: st
  * global mutex; the segment is the aggregate id, so events of one aggregate
  * are still handled one at a time and in order, which is our relays' rule.
  * Both: the handler's sends are coalesced into Kafka requests (below).
+ * Polling also gets a handler pool with a connection for every message of
+ * a batch and the processed-row cleanup its README asks for (below).
  * Everything else, retries and poisonous-message protection included, is
  * the library's default.
  */
 export const PTP_POLLING_SETTINGS: PtpPollingSettings = { nextMessagesBatchSize: 50, nextMessagesPollingIntervalInMs: 100 };
+
+/**
+ * The README's advice for polling: delete processed messages, "seconds but
+ * also some minutes" after they were processed, or "the polling will slow
+ * down over time" (the library's defaults keep them 7 days). A minute keeps
+ * every row of a measured window, for the run's own checks; a sweep every
+ * 10 s keeps the table near a minute of rows at any rate.
+ */
+export const PTP_POLLING_CLEANUP = { messageCleanupIntervalInMs: 10_000, messageCleanupProcessedInSec: 60 } as const;
 
 /** The polling listener's two settings a run may change (the library's defaults: 5 and 500 ms). */
 export interface PtpPollingSettings {
@@ -156,6 +177,12 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
     password: decodeURIComponent(url.password),
     database: url.pathname.slice(1),
   };
+  const polling = task.polling ?? PTP_POLLING_SETTINGS;
+  // Every message of a batch holds a handler connection for its whole
+  // transaction; pg's pool defaults to 10, so a batch of 50 ran 10 at a time
+  // and the rest waited out their lock. A connection per message of a batch
+  // (the library's pool is node-postgres's: `max` is its size).
+  const dbHandlerConfig = { ...dbListenerConfig, max: polling.nextMessagesBatchSize };
   // Its types require both protections to be spelled out: true is the
   // library's own default for each (0.5.7 never reads the first).
   const base = { dbSchema: task.schema, dbTable: PTP_TABLE, enableMaxAttemptsProtection: true, enablePoisonousMessageProtection: true };
@@ -167,7 +194,12 @@ async function runRelay(task: PtpRelayTask): Promise<void> {
   const [shutdown] =
     task.mode === 'polling'
       ? initializePollingMessageListener(
-          { outboxOrInbox: 'outbox', dbListenerConfig, settings: { ...base, ...(task.polling ?? PTP_POLLING_SETTINGS), nextMessagesFunctionName: PTP_POLLING_FUNCTION, nextMessagesFunctionSchema: task.schema } },
+          {
+            outboxOrInbox: 'outbox',
+            dbListenerConfig,
+            dbHandlerConfig,
+            settings: { ...base, ...polling, ...PTP_POLLING_CLEANUP, nextMessagesFunctionName: PTP_POLLING_FUNCTION, nextMessagesFunctionSchema: task.schema },
+          },
           handler,
           libraryLog,
         )

@@ -14,7 +14,7 @@ import { waitForReady } from '../../src/readiness.js';
 import type { LagReading } from '../../src/relay/modes.js';
 import { slotLagBytes } from '../../src/relay/cdc/slot.js';
 import { stopChild } from '../harness/processes.js';
-import { MESSAGE_NOT_FOUND, PTP_POLLING_SETTINGS, setupPtp, type PtpMode, type PtpPollingSettings, type PtpRelayTask } from './ptp-relay.js';
+import { MESSAGE_NOT_FOUND, PTP_POLLING_CLEANUP, PTP_POLLING_FUNCTION_VERSION, PTP_POLLING_SETTINGS, setupPtp, type PtpMode, type PtpPollingSettings, type PtpRelayTask } from './ptp-relay.js';
 import { PTP_TABLE } from './ptp-write.js';
 import { replicationNames } from './slots.js';
 import { refuseOurSettings } from './start-options.js';
@@ -50,8 +50,11 @@ function settingsOf(variant: PtpVariant): string {
   }
   const { polling } = variant;
   return (
+    `${PTP_POLLING_FUNCTION_VERSION}'s polling function (its lock-collision fix) under ${PTP_VERSION}'s JavaScript; ` +
     `changed from the library's defaults: nextMessagesBatchSize ${polling.nextMessagesBatchSize} (default 5), nextMessagesPollingIntervalInMs ` +
-    `${polling.nextMessagesPollingIntervalInMs} (default 500), concurrent handler sends coalesced into one Kafka request (the handler's own choice); ` +
+    `${polling.nextMessagesPollingIntervalInMs} (default 500), a handler pool of ${polling.nextMessagesBatchSize} connections, one per message of a batch (pg's default 10), ` +
+    `processed rows deleted after ${PTP_POLLING_CLEANUP.messageCleanupProcessedInSec} s, swept every ${PTP_POLLING_CLEANUP.messageCleanupIntervalInMs / 1_000} s ` +
+    "(the README's advice; default 7 days), concurrent handler sends coalesced into one Kafka request (the handler's own choice); " +
     'unchanged: retries, poisonous-message protection, lock time; segment = aggregate id'
   );
 }

@@ -52,7 +52,8 @@ export interface DriverRun {
  * A started relay. `child` is the root of its process tree: the tree's CPU
  * and memory are the relay's, a drain pauses and continues the whole tree,
  * and the run stops it (SIGTERM, then SIGKILL to the tree if it lingers).
- * `helpers` (a JMX reader) are stopped with it and never counted.
+ * `helpers` (a JMX reader) are stopped with it; their CPU is counted with
+ * the relay's (they run only because it is measured), their memory is not.
  */
 export interface RunningRelay extends StartedRelay {
   /**
@@ -61,6 +62,20 @@ export interface RunningRelay extends StartedRelay {
    * the run's `peer` readings.
    */
   evidence?(window: MeasuredWindow): Evidence;
+  /**
+   * A JVM's heap as its collections left it so far, from its own GC log:
+   * what it keeps live, where its resident memory says what it reserved.
+   */
+  heapAfterGc?(): HeapAfterGc | undefined;
+}
+
+/** The heap each collection left behind, over a relay's run. */
+export interface HeapAfterGc {
+  collections: number;
+  /** The most any collection left, MiB. */
+  maxMiB: number;
+  /** What the last collection left, MiB. */
+  lastMiB: number;
 }
 
 /**
@@ -77,6 +92,12 @@ export interface StartOptions {
   execArgv?: string[];
   /** Told the moment the root process is spawned, before it is ready: a drain is timed from there. */
   onSpawned?(relay: StartedRelay): void;
+  /**
+   * Whether to start the processes that watch the relay for its evidence
+   * (Debezium's JMX reader; default yes). A run that reads no evidence (a
+   * drain) starts none, so no second process shares its window.
+   */
+  watchers?: boolean;
 }
 
 /** A relay's own readings of a run, for the report. */

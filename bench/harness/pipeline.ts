@@ -138,7 +138,7 @@ async function measure(context: PipelineContext, driver: RelayDriver, running: R
   const consumer = await startConsumers(context, run, p, plan, at, runTag);
   await adopt(running, consumer.children);
   running.resumeConsumer = scheduleConsumerStall(consumer.children, at.measureFrom, p);
-  const sampler = startSampling(running, infra, () => relay?.child, consumer, () => driver.lag(driverRun), at);
+  const sampler = startSampling(running, infra, () => relay, consumer, () => driver.lag(driverRun), at);
   const pause = pausesRelay ? schedulePause(running, relay!.child, at.measureFrom) : undefined;
 
   running.pool = loadPool(p.workers);

@@ -26,7 +26,7 @@ const START_TIMEOUT_MS = 60_000;
 export interface StartedRelay {
   child: ChildProcess;
   spawnedAt: number;
-  /** Processes that watch it (a JMX reader): stopped with it, never counted as the relay. */
+  /** Processes that watch it (a JMX reader): stopped with it; their CPU is counted with the relay's, their memory is not. */
   helpers?: ChildProcess[];
 }
 

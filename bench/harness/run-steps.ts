@@ -14,7 +14,7 @@ import { prewarmMs, type LoadPlan } from './load-worker.js';
 import type { PipelineParameters } from './parameters.js';
 import { signalTree, type ConsumerGroup } from './processes.js';
 import type { Running } from './running.js';
-import { cpuProbe, relayMemoryProbe, RunSampler } from './sampler.js';
+import { cpuProbe, relayMemoryProbe, RunSampler, type RelayProcesses } from './sampler.js';
 
 // Rationale: the workers must be up and connected before their first order
 // is due, or the first second measures thread start-up.
@@ -101,14 +101,14 @@ function phaseAt(now: number, at: Timetable): string {
 export function startSampling(
   running: Running,
   infra: Infra,
-  relay: () => ChildProcess | undefined,
+  relay: () => RelayProcesses | undefined,
   consumer: ConsumerGroup,
   lag: () => Promise<LagReading>,
   at: Timetable,
 ): RunSampler {
   const sampler = new RunSampler({
     cpu: cpuProbe(infra, relay, consumer.children),
-    relayMemory: relayMemoryProbe(relay),
+    relayMemory: relayMemoryProbe(() => relay()?.child),
     lag,
     walBytes: async () => Number((await running.run.sql<{ lsn: string }[]>`SELECT (pg_current_wal_lsn() - '0/0')::text AS lsn`)[0]?.lsn ?? Number.NaN),
   });

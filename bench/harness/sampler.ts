@@ -150,21 +150,46 @@ export function slopePerSecond(points: readonly { t: number; y: number }[]): num
   return line ? line.slope * 1_000 : null;
 }
 
-/** Reads the CPU seconds of every process of a run (the relay's whole process tree, replicas included). */
-export function cpuProbe(infra: Infra, relay: () => ChildProcess | undefined, consumers: readonly ChildProcess[]): () => Record<Component, number | undefined> {
+/** A relay's processes as a run measures them: its tree, and what watches it (a JMX reader). */
+export interface RelayProcesses {
+  child: ChildProcess;
+  helpers?: readonly ChildProcess[] | undefined;
+}
+
+/**
+ * Reads the CPU seconds of every process of a run (the relay's whole process
+ * tree, replicas included, and the helpers that watch it: they run only
+ * because the relay is measured, so their CPU is the relay's).
+ */
+export function cpuProbe(infra: Infra, relay: () => RelayProcesses | undefined, consumers: readonly ChildProcess[]): () => Record<Component, number | undefined> {
+  // A helper that exited keeps the CPU it had used: its last reading, not an unreadable relay.
+  const helperSeconds = new Map<number, number>();
+  const helpersCpu = (helpers: readonly ChildProcess[]) =>
+    helpers.reduce((sum, helper) => {
+      const pid = helper.pid;
+      if (pid === undefined) return sum;
+      const now = processTreeCpuSeconds(pid);
+      if (now !== undefined) helperSeconds.set(pid, now);
+      return sum + (helperSeconds.get(pid) ?? 0);
+    }, 0);
   return () => {
     const pgPid = infra.postgres.pid();
-    const relayProcess = relay();
+    const relayProcesses = relay();
     const usage = process.cpuUsage();
     return {
       postgres: pgPid === undefined ? undefined : processTreeCpuSeconds(pgPid),
       kafka: sumOverPids(kafkaPids(infra), processCpuSeconds),
       // A relay not started yet (drain mode) has used nothing so far.
-      relay: relayProcess === undefined ? 0 : relayProcess.pid === undefined ? undefined : processTreeCpuSeconds(relayProcess.pid),
+      relay: relayProcesses === undefined ? 0 : addKnown(sumOverPids([relayProcesses.child.pid], processTreeCpuSeconds), helpersCpu(relayProcesses.helpers ?? [])),
       consumer: sumOver(consumers, (pid) => processCpuSeconds(pid)),
       loadGenerator: (usage.user + usage.system) / 1e6,
     };
   };
+}
+
+/** A reading plus more, when the reading is known. */
+function addKnown(reading: number | undefined, more: number): number | undefined {
+  return reading === undefined ? undefined : reading + more;
 }
 
 /** The Kafka processes of a run: one broker, or every node of a cluster; none for an external Kafka. */
