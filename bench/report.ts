@@ -15,6 +15,8 @@ import { SCENARIOS } from './registry.js';
 import { current, isLegacy, loadSummaries, type ReportContext, type Summary } from './report/kit.js';
 import { buildPage } from './report/page.js';
 import { syncQuotes } from './report/quotes.js';
+import { sittingNoise } from './harness/sitting.js';
+import type { DrainComparison } from './scenarios/peers/results.js';
 import { relaysSideBySide } from './report/side-by-side.js';
 
 export { formatFaults } from './chaos/report.js';
@@ -121,24 +123,76 @@ interface MergedEntry {
   cpuProbe?: { nsPerOp: number };
 }
 
+/** One sitting as the header names it, and which part of a folder it measured (a merged folder's relay or sweep point), if not all of it. */
+interface SittingOf {
+  description: string;
+  part?: string;
+}
+
+const probeText = (probe: string) => (probe === 'not recorded' ? 'CPU probe not recorded' : `CPU probe ${probe} ns per operation`);
+
+/**
+ * The sittings a folder's figures come from: the run's own, or for a folder
+ * merged over sittings, each entry's (a peers relay, a sweep point) and each
+ * sitting of its drain comparison, each with the probe read in it.
+ */
+function sittingsOf(summary: Summary): SittingOf[] {
+  const env = summary.environment;
+  const host = `${env.cpuModel} (${env.cores} cores)`;
+  const extra =
+    (summary.extra as
+      | { peers?: (MergedEntry & { name?: string })[]; entries?: (MergedEntry & { relay?: string; point?: string })[]; drains?: unknown; sittings?: unknown; runs?: unknown }
+      | undefined) ?? {};
+  const merged = [...(extra.peers ?? []), ...(extra.entries ?? [])];
+  // Sittings of a drain comparison: the peers folder's, or a drain folder's own (several once resumed).
+  const comparison: Pick<DrainComparison, 'sittings' | 'runs'> | undefined =
+    extra.drains !== undefined && !Array.isArray(extra.drains)
+      ? (extra.drains as DrainComparison)
+      : Array.isArray(extra.sittings) && extra.sittings.length > 1
+        ? (extra as Pick<DrainComparison, 'sittings' | 'runs'>)
+        : undefined;
+  const own = { description: `${summary.date.slice(0, 10)}, ${host}, commit ${env.gitCommit.slice(0, 7)}, ${probeText(env.cpuProbe?.nsPerOp.toString() ?? 'not recorded')}` };
+  if (merged.length === 0 && !comparison) return [own];
+  const entries = merged.map((e) => ({
+    description: `${e.date?.slice(0, 10) ?? summary.date.slice(0, 10)}, ${host}, commit ${(e.commit ?? env.gitCommit).slice(0, 7)}, ${probeText(e.cpuProbe?.nsPerOp.toString() ?? 'not recorded')}`,
+    part: 'name' in e && e.name ? e.name : 'relay' in e && e.relay ? `${e.relay} at ${e.point}` : 'an entry',
+  }));
+  const drainSittings = (comparison?.sittings ?? []).map((sitting) => {
+    const noise = sittingNoise(comparison!.runs.flatMap((r) => (r.window?.sitting === sitting.sitting ? [r.window] : [])))[0];
+    const probe = noise ? (noise.probeMin === noise.probeMax ? `${noise.probeMin}` : `${noise.probeMin}-${noise.probeMax}`) : 'not recorded';
+    return { description: `${sitting.startedAt.slice(0, 10)}, ${sitting.cpuModel} (${env.cores} cores), commit ${sitting.commit.slice(0, 7)}, ${probeText(probe)}`, part: `drains, sitting ${sitting.sitting}` };
+  });
+  const all = [...entries, ...drainSittings];
+  return all.length === 0 ? [own] : all;
+}
+
 /**
  * Every sitting the figures below come from: one line per day, CPU, commit
- * and probe reading, with its folders. Figures of different lines were
+ * and probe reading, with its folders (and, for a folder merged over
+ * sittings, the part each measured). Figures of different lines were
  * measured on different hosts or code, and are not compared with each other.
  */
 function sittingsHeader(summaries: Map<string, Summary>): string[] {
   if (summaries.size === 0) return ['No results yet: run `npm run bench:all`.', ''];
-  const sittings = new Map<string, string[]>();
+  // Per sitting, per folder, the parts it measured there.
+  const sittings = new Map<string, Map<string, string[]>>();
   for (const [folder, summary] of summaries) {
-    const { dates, commits, probes } = provenance(summary);
-    const probe = probes === 'not recorded' ? 'CPU probe not recorded' : `CPU probe ${probes} ns per operation`;
-    const sitting = `${dates}, ${summary.environment.cpuModel} (${summary.environment.cores} cores), commit ${commits}, ${probe}`;
-    sittings.set(sitting, [...(sittings.get(sitting) ?? []), folder]);
+    const all = sittingsOf(summary);
+    for (const { description, part } of all) {
+      const folders = sittings.get(description) ?? new Map<string, string[]>();
+      folders.set(folder, [...(folders.get(folder) ?? []), ...(part === undefined ? [] : [part])]);
+      sittings.set(description, folders);
+    }
   }
+  // A folder wholly from one sitting is named alone; one spread over several names its part in each.
+  const named = (folder: string, parts: string[]) => {
+    const whole = parts.length === 0 || new Set(sittingsOf(summaries.get(folder)!).map((s) => s.description)).size === 1;
+    return whole ? folder : `${folder} (${parts.join(', ')})`;
+  };
   return [
     `The figures below come from ${sittings.size} sitting${sittings.size === 1 ? '' : 's'}; figures of different sittings ran on different hosts or code, and hosts of one CPU model have run the same code up to three times apart:`,
     '',
-    ...[...sittings].map(([sitting, folders]) => `- ${sitting}: ${folders.join(', ')}`),
+    ...[...sittings].map(([sitting, folders]) => `- ${sitting}: ${[...folders].map(([folder, parts]) => named(folder, parts)).join(', ')}`),
     '',
   ];
 }

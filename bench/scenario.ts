@@ -52,6 +52,12 @@ export interface ScenarioReport {
    * sitting's relays): the command then exits non-zero, naming them.
    */
   failed?: string[];
+  /**
+   * Called once the summary is written (a comparison's journal of completed
+   * rounds is deleted then, not before: until the results are on disk a
+   * stopped run can still resume).
+   */
+  afterWrite?(): void;
 }
 
 export interface Scenario {

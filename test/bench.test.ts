@@ -222,7 +222,7 @@ describe('benchmark harness', () => {
     const infra = await servers(t);
     const outDir = path.join(await scratchDir(), 'drain-origin');
     mkdirSync(outDir, { recursive: true });
-    const options: Record<string, number> = { backlog: 20_000, profile: 0 };
+    const options: Record<string, number> = { backlog: 20_000, profile: 0, 'consumer-drain': 0, resume: 0, 'sitting-minutes': 60 };
     const report = await drain.run({
       config: resolveConfig(),
       infra,
@@ -233,7 +233,7 @@ describe('benchmark harness', () => {
       repeats: 1,
       option: (name) => options[name]!,
       // The polling relay starts its first pass before it says it is ready.
-      list: (name, fallback) => (name === 'mode' ? ['polling'] : name === 'consumer-clients' ? [] : fallback),
+      list: (name, fallback) => (name === 'mode' ? ['polling'] : name === 'anchor' ? ['none'] : fallback),
     });
     const [run] = (report.extra as { runs: DrainRun[] }).runs;
     assert.equal(run?.relay.missing, 0);
@@ -248,7 +248,7 @@ describe('benchmark harness', () => {
     const outDir = path.join(await scratchDir(), 'drain');
     mkdirSync(outDir, { recursive: true });
     // Enough that the relay's 10%-90% window (about 80,000 events/s here) holds ten 50 ms readings.
-    const options: Record<string, number> = { backlog: 150_000, profile: 1 };
+    const options: Record<string, number> = { backlog: 150_000, profile: 1, 'consumer-drain': 1, resume: 0, 'sitting-minutes': 60 };
     const report = await drain.run({
       config: resolveConfig(),
       infra,
@@ -258,7 +258,7 @@ describe('benchmark harness', () => {
       quiet: true,
       repeats: 1,
       option: (name) => options[name]!,
-      list: (name, fallback) => (name === 'mode' ? ['cdc-message'] : name === 'consumer-clients' ? ['kafkajs', 'platformatic'] : fallback),
+      list: (name, fallback) => (name === 'mode' ? ['cdc-message'] : name === 'consumer-clients' ? ['kafkajs', 'platformatic'] : name === 'anchor' ? ['none'] : fallback),
     });
     const extra = report.extra as { runs: DrainRun[]; profiled: DrainRun[]; failed: unknown[] };
     assert.deepEqual(extra.failed, []);

@@ -12,12 +12,14 @@
  *    our relay's process, and every other relay refuses our settings before
  *    it starts anything;
  *  - the relay-only drain takes another relay by its driver name, its backlog
- *    written through its own write path, timed by Kafka's end offsets as ours.
+ *    written through its own write path, timed by Kafka's end offsets as ours,
+ *    interleaved with the anchor round by round, each drain between settled
+ *    probes; a sitting out of time stops between rounds and resumes in a new one.
  * Debezium's driver needs Kafka Connect's jars from Maven Central: it is
  * measured by `npm run bench:peers`, not here.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DRIVERS } from '../bench/drivers/index.js';
@@ -27,7 +29,8 @@ import { driverRunOf, stopRelay } from '../bench/harness/driver-run.js';
 import { runPipeline, type PipelineContext } from '../bench/harness/pipeline.js';
 import type { StartedRelay } from '../bench/harness/processes.js';
 import { openRun } from '../bench/harness/run-setup.js';
-import { drain, parseStrategy, type DrainRun } from '../bench/scenarios/drain.js';
+import { drain, parseStrategy, type DrainResult } from '../bench/scenarios/drain.js';
+import { sittingReport } from '../bench/scenarios/drain/rounds.js';
 import type { PipelineParameters } from '../bench/harness/pipeline.js';
 import { BASE_PARAMETERS } from '../bench/runner/parameters.js';
 import { selectRelays } from '../bench/scenarios/peers.js';
@@ -102,25 +105,49 @@ describe('relay drivers', () => {
     }
   });
 
-  it("drains another relay by its driver name, through its own write path, timed by Kafka's end offsets", async () => {
+  it("drains another relay by its driver name, through its own write path, timed by Kafka's end offsets, interleaved with the anchor and resumed in a new sitting", async () => {
     const outDir = await scratchDir();
-    const options: Record<string, number> = { backlog: 1_000, profile: 0 };
-    const report = await drain.run({
+    // A budget no round fits: the first round always runs, the second waits for a resume.
+    const options: Record<string, number> = { backlog: 1_000, profile: 0, 'consumer-drain': 0, resume: 0, 'sitting-minutes': 1e-6 };
+    const context = {
       config: resolveConfig(),
       infra,
       log,
       parameters: { ...BASE_PARAMETERS, ...drain.defaults } as PipelineParameters,
       outDir,
       quiet: true,
-      repeats: 1,
-      option: (name) => options[name]!,
-      list: (name, fallback) => (name === 'mode' ? ['ptp-polling'] : name === 'consumer-clients' ? [] : fallback),
-    });
-    const extra = report.extra as { runs: DrainRun[]; failed: unknown[] };
-    assert.deepEqual(extra.failed, []);
-    assert.deepEqual(extra.runs.map((r) => [r.strategy, r.relay.events, r.relay.missing]), [['ptp-polling', 1_000, 0]]);
-    const [run] = extra.runs;
-    assert.ok(run!.relay.timeToFirstEventS > 0 && (run!.relay.cpuSecondsPerMillion.relay ?? 0) > 0, JSON.stringify(run!.relay));
+      repeats: 2,
+      option: (name: string) => options[name]!,
+      // The anchor drains enough for its 10%-90% window to hold ten readings at its speed.
+      list: (name: string, fallback: string[]) => (name === 'mode' ? ['ptp-polling'] : name === 'backlog-for' ? ['cdc=100000'] : fallback),
+    };
+    const first = (await drain.run(context)).extra as DrainResult;
+    assert.match(first.incomplete ?? '', /budget before round 2 of 2: run the same command with --resume/);
+    assert.ok(existsSync(path.join(outDir, 'sitting-journal.json')), 'the completed round is kept for the resume');
+    // The anchor first, though --mode left it out.
+    assert.deepEqual(first.runs.map((r) => [r.strategy, r.window?.sitting, r.window?.round]), [['cdc', 1, 1], ['ptp-polling', 1, 1]]);
+    // Another comparison in the folder is refused rather than merged into it.
+    options.resume = 1;
+    await assert.rejects(drain.run({ ...context, list: (name, fallback) => (name === 'mode' ? ['ptp-replication'] : name === 'backlog-for' ? ['cdc=100000'] : fallback) }), /--resume: the sitting stopped in .* measured .*ptp-polling/);
+    options['sitting-minutes'] = 60;
+    const resumedReport = await drain.run(context);
+    const resumed = resumedReport.extra as DrainResult;
+    assert.equal(resumed.incomplete, undefined);
+    assert.ok(existsSync(path.join(outDir, 'sitting-journal.json')), 'kept until the results are written');
+    resumedReport.afterWrite?.();
+    assert.ok(!existsSync(path.join(outDir, 'sitting-journal.json')), 'a complete comparison, once written, leaves nothing to resume');
+    assert.deepEqual(resumed.runs.map((r) => [r.strategy, r.window?.sitting, r.window?.round]), [['cdc', 1, 1], ['ptp-polling', 1, 1], ['cdc', 2, 2], ['ptp-polling', 2, 2]]);
+    assert.deepEqual(resumed.sittings?.map((s) => s.sitting), [1, 2]);
+    assert.deepEqual(resumed.runs.map((r) => [r.relay.events, r.relay.missing]), [[100_000, 0], [1_000, 0], [100_000, 0], [1_000, 0]]);
+    for (const run of resumed.runs) {
+      assert.ok(run.relay.timeToFirstEventS > 0 && (run.relay.cpuSecondsPerMillion.relay ?? 0) > 0, JSON.stringify(run.relay));
+      assert.ok((run.relayPeakRssMiB ?? 0) > 10, `${run.strategy}: its process tree's memory was read (${run.relayPeakRssMiB} MiB)`);
+      // Probes around every drain, read until two quiet readings agreed (or twenty were read).
+      for (const probe of [run.window!.probeBefore, run.window!.probeAfter]) assert.ok(probe.nsPerOp > 0 && probe.readings.length >= 2 && probe.readings.length <= 20, JSON.stringify(probe));
+    }
+    // Each relay's ratio has its anchor in its own round: the printed lines say so, one ratio per round.
+    const report = sittingReport(resumed).join('\n');
+    assert.match(report, /\| ptp-polling \| [\w-]+ \| 2 \| \d+\.\d\d \[\d+\.\d\d–\d+\.\d\d\] \|/);
     assert.throws(() => parseStrategy('nonesuch'), /"nonesuch" is none of our relay modes \(polling, .*\) and no other relay \(debezium-throughput, /);
     assert.deepEqual([parseStrategy('ptp-replication').store, parseStrategy('debezium-latency').store, parseStrategy('cdc-message').store], ['ptp', 'table', 'message']);
   });

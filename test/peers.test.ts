@@ -12,10 +12,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { CONNECT_JVM_FLAGS, heapAfterGcOf } from '../bench/drivers/debezium.js';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/drivers/jmx.js';
 import { DRIVERS } from '../bench/drivers/index.js';
 import { CoalescingSender } from '../bench/drivers/ptp-relay.js';
-import { backlogFor, chartedMaximum, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { chartedMaximum, drainBacklogFor, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 import { whole } from '../bench/report/kit.js';
 import { roundRate } from '../bench/harness/saturation.js';
 import { runIdentifiers } from '../bench/harness/run-setup.js';
@@ -85,6 +86,21 @@ describe('Debezium queue readings', () => {
     assert.match(empty.verdict, /empty: reading the WAL/);
     assert.equal(queueFigures([], 0, 1).verdict, 'not read');
   });
+
+  it("reads the heap each collection left from the JVM's GC log, in MiB whatever the unit", () => {
+    const log = [
+      '[0.301s][info][gc] Using G1',
+      '[1.412s][info][gc] GC(0) Pause Young (Normal) (G1 Evacuation Pause) 24M->6M(256M) 2.1ms',
+      '[2.100s][info][gc] GC(1) Pause Young (Concurrent Start) (G1 Humongous Allocation) 1G->300M(1G) 8.0ms',
+      '[2.200s][info][gc] GC(2) Concurrent Mark Cycle 12.3ms',
+      '[3.000s][info][gc] GC(3) Pause Remark 310M->2048K(1G) 1.0ms',
+    ].join('\n');
+    assert.deepEqual(heapAfterGcOf(log), { collections: 3, maxMiB: 300, lastMiB: 2 });
+    assert.equal(heapAfterGcOf('[0.301s][info][gc] Using G1\n'), undefined, 'no collection yet');
+    // Connect starts with the launcher's flags: a 256 MiB initial heap, G1 with its pause goal.
+    assert.deepEqual(CONNECT_JVM_FLAGS.slice(0, 1), ['-Xms256M']);
+    assert.ok(CONNECT_JVM_FLAGS.includes('-XX:MaxGCPauseMillis=20') && CONNECT_JVM_FLAGS.includes('-XX:InitiatingHeapOccupancyPercent=35'));
+  });
 });
 
 describe('peers sizing and merging', () => {
@@ -92,9 +108,12 @@ describe('peers sizing and merging', () => {
     assert.deepEqual(prewarmFor(30_000), { rate: 1_000, seconds: 60 });
     assert.deepEqual(prewarmFor(700), { rate: 350, seconds: 60 });
     assert.equal(prewarmFor(0).seconds, 60, 'a relay that sustained nothing is still warmed');
-    assert.equal(backlogFor(100), 20_000);
-    assert.equal(backlogFor(1_000), 120_000);
-    assert.equal(backlogFor(30_000), 200_000);
+    assert.equal(drainBacklogFor(100), 20_000);
+    assert.equal(drainBacklogFor(1_000), 120_000);
+    assert.equal(drainBacklogFor(30_000), 200_000);
+    // Whole transactions of 1,000, as a drain writes its backlog; a relay with no maximum yet drains the largest.
+    assert.equal(drainBacklogFor(190), 23_000);
+    assert.equal(drainBacklogFor(undefined), 200_000);
   });
 
   it('runs the points of a slow maximum below it: rates to the nearest 10 under 1,000/s, the nearest 100 above', () => {

@@ -113,6 +113,7 @@ async function runShared(sitting: Sitting): Promise<number> {
       const report = await scenario.run(context);
       await scenario.teardown?.(context);
       writeSummary(sitting, scenario, context, report, environment);
+      report.afterWrite?.();
       process.stdout.write(`${report.lines.join('\n')}\n  results: ${path.relative(process.cwd(), outDir) || outDir}\n\n`);
       if (report.failed && report.failed.length > 0) {
         failures += 1;

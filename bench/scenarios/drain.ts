@@ -26,13 +26,26 @@ import { profileTable } from '../harness/profile.js';
 import { current, f, groupBy, type ReportContext } from '../report/kit.js';
 import { yes, type Scenario } from '../scenario.js';
 import { modeFlag, oneOf, parsedBy } from '../scenario-flags.js';
+import { SITTING_BUDGET_MINUTES, type SittingRecord } from '../harness/sitting.js';
 import { DEFAULT_STRATEGIES, drainOnce, parseStrategy, type DrainRun, type FailedDrainRun } from './drain/drain-once.js';
+import { anchorOf, anchorRatios, backlogsOf, DEFAULT_ANCHOR, drainRounds, sittingLines, sittingReport, summaryLines, type RelayRatios } from './drain/rounds.js';
 
 export { parseStrategy, type ConsumerDrain, type DrainRun, type FailedDrainRun } from './drain/drain-once.js';
 
 /** What the drain scenario writes into its summary's `extra`. */
 export interface DrainResult {
+  /** The backlog of every relay not given one of its own. */
   events: number;
+  /** Relays given a backlog of their own (`--backlog-for`), by name. */
+  backlogs?: Record<string, number>;
+  /** The relay every other is compared to, round by round; absent in older results. */
+  anchor?: string;
+  /** Each relay's ratios to the anchor (derived from the runs, stored so that prose can quote them). */
+  ratios?: RelayRatios[];
+  /** The sittings the runs were measured in (a resumed comparison has several); absent in older results. */
+  sittings?: SittingRecord[];
+  /** Why the comparison is not complete (it stopped at its sitting budget), if it is not. */
+  incomplete?: string;
   sampleMs?: number;
   minWindowReadings?: number;
   runs: DrainRun[];
@@ -56,19 +69,22 @@ function report(context: ReportContext, name: string): string[] {
   );
   const med = (values: readonly (number | null | undefined)[]) => medianWithRange(values, f);
   const repeats = Math.max(...[...relays.values()].map((g) => g.length));
+  // Results older than the memory reading have none to show.
+  const withRss = extra.runs.some((run) => run.relayPeakRssMiB !== undefined);
   return [
     name === 'drain' ? '## What one relay process and one consumer process carry' : `## Drain: \`${name}\``,
     '',
     `Command: \`${summary.command}\` at ${summary.environment.gitCommit?.slice(0, 7) ?? 'an unknown commit'}.`,
     '',
-    `Relay-only drain: ${extra.events.toLocaleString('en-US')} events written 1,000 per transaction while no relay ran (the CDC slot existed first), ` +
+    ...(extra.incomplete ? [`> **Incomplete**: ${extra.incomplete}.`, ''] : []),
+    `Relay-only drain: ${extra.events.toLocaleString('en-US')} events${backlogNote(extra.backlogs)} written 1,000 per transaction while no relay ran (the CDC slot existed first), ` +
       `then the relay process was spawned and Kafka's end offsets were read every ${extra.sampleMs ?? 100} ms. Rate and CPU from 10% to 90% of the events ` +
       `(n/a when that window held fewer than ${extra.minWindowReadings ?? 2} readings: too short to measure); ` +
       "CPU per process (PostgreSQL includes the walsender), and the relay's JavaScript thread apart (every replica's, for SKIP LOCKED): " +
       `what one process cannot scale past. Median of ${repeats} runs, the range in brackets.`,
     '',
-    '| relay | Kafka client | events/s | relay CPU s / 1M | relay JS thread µs / event | PostgreSQL CPU s / 1M | Kafka CPU s / 1M | first event after (s) | missing |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    `| relay | Kafka client | events/s | relay CPU s / 1M | relay JS thread µs / event | PostgreSQL CPU s / 1M | Kafka CPU s / 1M |${withRss ? ' relay peak RSS (MiB) |' : ''} first event after (s) | missing |`,
+    `|---|---|---:|---:|---:|---:|---:|${withRss ? '---:|' : ''}---:|---:|`,
     ...[...relays].map(([key, runs]) => {
       const [strategy = '', client] = key.split(' | ');
       const r = runs.map((run) => run.relay);
@@ -77,10 +93,11 @@ function report(context: ReportContext, name: string): string[] {
       const jsThread = driver.runtime === 'node' ? med(r.map((x) => x.jsThreadUsPerEvent)) : 'n/a (JVM)';
       return (
         `| ${strategy} | ${driver.usesOurKafkaClient ? client : 'its own'} | ${med(r.map((x) => x.eventsPerSec))} | ${med(r.map((x) => x.cpuSecondsPerMillion.relay))} | ${jsThread} | ` +
-        `${med(r.map((x) => x.cpuSecondsPerMillion.postgres))} | ${med(r.map((x) => x.cpuSecondsPerMillion.kafka))} | ${med(r.map((x) => x.timeToFirstEventS))} | ${r.map((x) => x.missing).join(' / ')} |`
+        `${med(r.map((x) => x.cpuSecondsPerMillion.postgres))} | ${med(r.map((x) => x.cpuSecondsPerMillion.kafka))} | ${withRss ? `${med(runs.map((run) => run.relayPeakRssMiB))} | ` : ''}${med(r.map((x) => x.timeToFirstEventS))} | ${r.map((x) => x.missing).join(' / ')} |`
       );
     }),
     '',
+    ...sittingReport(extra),
     ...scaleOutLines(extra.runs),
     'Consumer-only drain: the consumer process applied the filled topic (of the first relay client\'s runs) from the beginning into inbox and ledger, ' +
       'one inbox transaction per Kafka batch, timed the same way from the inbox side. It records no latency (a backlog has none worth reporting), ' +
@@ -99,6 +116,12 @@ function report(context: ReportContext, name: string): string[] {
     '',
     ...profileLines(extra.profiled ?? []),
   ];
+}
+
+/** The relays that drained a backlog of their own, for the report's first sentence. */
+function backlogNote(backlogs: Record<string, number> | undefined): string {
+  const own = Object.entries(backlogs ?? {});
+  return own.length === 0 ? '' : ` (${own.map(([name, events]) => `${name}: ${events.toLocaleString('en-US')}`).join(', ')})`;
 }
 
 /**
@@ -159,58 +182,68 @@ export const drain: Scenario = {
     backlog: { description: 'events in each backlog (a multiple of 1,000: written 1,000 per transaction)', defaultValue: 1_000_000, min: 10_000, max: 20_000_000, formerly: ['drain-events'] },
     profile: { kind: 'yes-no', description: 'one more drain per relay and client under node --cpu-prof, for profiles only (not in the figures)', defaultValue: false },
     mode: modeFlag('relay modes to drain (a mode that runs several processes takes a count, as in cdc-sharded:4), or other relays by their driver names (ptp-replication, debezium-latency, ...)', DEFAULT_STRATEGIES.join(','), parsedBy(parseStrategy)),
+    anchor: { kind: 'list', description: 'the relay every other is compared to: drained first in every round (added when --mode leaves it out), the others published as ratios to it; none for no anchor', defaultText: DEFAULT_ANCHOR },
+    'backlog-for': { kind: 'list', description: 'a backlog of its own for a relay, as name=events (ptp-polling=20000): one far slower than the rest drains fewer events', defaultText: 'none' },
+    'consumer-drain': { kind: 'yes-no', description: "after each relay's first client, the consumer-only drain of its topic", defaultValue: true },
+    resume: { kind: 'yes-no', description: 'go on with the comparison stopped in this folder, in a new sitting (its completed rounds are kept; one stopped halfway is measured again)', defaultValue: false },
+    'sitting-minutes': { description: 'a sitting ends before a round that would take it past this many minutes (resume it with --resume)', defaultValue: SITTING_BUDGET_MINUTES, min: 1, max: 1_440 },
     clients: { kind: 'list', description: 'relay Kafka clients to compare', defaultText: 'the --kafka-client', check: oneOf(KAFKA_CLIENTS) },
     'consumer-clients': { kind: 'list', description: "consumer Kafka clients to compare (on the first relay client's topics)", defaultText: 'the --consumer-kafka-client', check: oneOf(CONSUMER_KAFKA_CLIENTS) },
   },
   async run(context) {
-    const strategies = context.list('mode', DEFAULT_STRATEGIES).map(parseStrategy);
-    const clients = context.list('clients', [context.parameters.kafkaClient ?? context.config.kafkaClient]);
-    const consumerClients = context.list('consumer-clients', [context.parameters.consumerKafkaClient ?? context.config.consumerKafkaClient]);
-    const runs: DrainRun[] = [];
+    const anchor = anchorOf(context.list('anchor', [DEFAULT_ANCHOR]));
+    const named = context.list('mode', DEFAULT_STRATEGIES);
+    // The anchor first in every round, drained whether or not --mode names it.
+    const order = anchor === undefined ? named : [anchor, ...named.filter((n) => n !== anchor)];
+    const strategies = order.map(parseStrategy);
+    const backlog = context.option('backlog');
+    const backlogs = backlogsOf(context.list('backlog-for', []), order, backlog);
+    const clients = context.list('clients', [context.parameters.kafkaClient ?? context.config.kafkaClient]) as KafkaClientName[];
+    const consumerClients = yes(context, 'consumer-drain')
+      ? (context.list('consumer-clients', [context.parameters.consumerKafkaClient ?? context.config.consumerKafkaClient]) as ConsumerKafkaClientName[])
+      : [];
+    const measured = await drainRounds(context, {
+      strategies,
+      clients,
+      consumerClients,
+      backlogs,
+      backlog,
+      rounds: context.repeats,
+      resume: yes(context, 'resume'),
+      budgetMinutes: context.option('sitting-minutes'),
+      label: 'drain',
+    });
+    const { runs, failed, incomplete } = measured;
+    const lines = [...measured.lines];
     const profiled: DrainRun[] = [];
-    const failed: FailedDrainRun[] = [];
-    const lines: string[] = [];
-    for (const strategy of strategies) {
-      // A relay that publishes with a Kafka client of its own is drained once, under the first client's name.
-      const strategyClients = strategy.driver.usesOurKafkaClient ? clients : clients.slice(0, 1);
-      for (const [index, client] of (strategyClients as KafkaClientName[]).entries()) {
-        // The consumer-only drains read the first relay client's topics: what
-        // the consumer costs does not depend on which client wrote the records.
-        const consumersHere = index === 0 ? (consumerClients as ConsumerKafkaClientName[]) : [];
-        const repeated: DrainRun[] = [];
-        for (let attempt = 0; attempt < context.repeats; attempt++) {
+    // The profiled runs come after a complete comparison only: a resumed one would profile twice.
+    if (yes(context, 'profile') && incomplete === undefined) {
+      for (const strategy of strategies) {
+        for (const client of strategy.driver.usesOurKafkaClient ? clients : clients.slice(0, 1)) {
           try {
-            repeated.push(await drainOnce(context, strategy, client, consumersHere, attempt, false));
-          } catch (error) {
-            failed.push({ strategy: strategy.name, kafkaClient: client, attempt: attempt + 1, error: describeError(error) });
-            lines.push(`${strategy.name} on ${client}, run ${attempt + 1}: FAILED: ${describeError(error)}`);
-          }
-        }
-        runs.push(...repeated);
-        if (yes(context, 'profile')) {
-          try {
-            profiled.push(await drainOnce(context, strategy, client, consumersHere, context.repeats, true));
+            profiled.push(await drainOnce(context, strategy, client, client === clients[0] ? consumerClients : [], context.repeats, true, backlogs.get(strategy.name) ?? backlog));
           } catch (error) {
             lines.push(`${strategy.name} on ${client}, profiled run: FAILED: ${describeError(error)}`);
           }
         }
-        lines.push(
-          `${strategy.name} relay on ${client}: ${medianWithRange(repeated.map((r) => r.relay.eventsPerSec))} events/s, CPU s/1M ${medianWithRange(repeated.map((r) => r.relay.cpuSecondsPerMillion.relay))}, ` +
-            `JS thread µs/event ${medianWithRange(repeated.map((r) => r.relay.jsThreadUsPerEvent))}, PostgreSQL ${medianWithRange(repeated.map((r) => r.relay.cpuSecondsPerMillion.postgres))}, ` +
-            `Kafka ${medianWithRange(repeated.map((r) => r.relay.cpuSecondsPerMillion.kafka))}; missing ${repeated.map((r) => r.relay.missing).join('/')}`,
-        );
-        for (const consumerClient of consumersHere) {
-          const drains = repeated.flatMap((r) => r.consumers.filter((c) => c.client === consumerClient).map((c) => c.figures));
-          lines.push(
-            `${strategy.name} consumer on ${consumerClient}: ${medianWithRange(drains.map((d) => d.eventsPerSec))} events/s, CPU s/1M ${medianWithRange(drains.map((d) => d.cpuSecondsPerMillion.consumer))}, ` +
-              `JS thread µs/event ${medianWithRange(drains.map((d) => d.jsThreadUsPerEvent))}, PostgreSQL ${medianWithRange(drains.map((d) => d.cpuSecondsPerMillion.postgres))}; missing ${drains.map((d) => d.missing).join('/')}`,
-          );
-        }
       }
     }
+    lines.push(...summaryLines(runs, strategies, clients, consumerClients), ...sittingLines(runs, anchor));
+    if (incomplete !== undefined) lines.push(incomplete);
     if (failed.length > 0 && runs.length === 0) throw new OutboxBenchError('CHECK_FAILED', `every drain failed: ${failed.map((f) => f.error).join('; ')}`);
-    const extra: DrainResult = { events: context.option('backlog'), sampleMs: SAMPLE_MS, minWindowReadings: MIN_WINDOW_READINGS, runs, profiled, failed };
-    return { title: 'Relay-only and consumer-only drains', runs: [], extra, lines };
+    const extra: DrainResult = {
+      events: context.option('backlog'),
+      ...(backlogs.size > 0 ? { backlogs: Object.fromEntries(backlogs) } : {}),
+      sampleMs: SAMPLE_MS,
+      minWindowReadings: MIN_WINDOW_READINGS,
+      ...(anchor === undefined ? {} : { anchor, ratios: anchorRatios(runs, anchor) }),
+      sittings: measured.sittings,
+      ...(incomplete === undefined ? {} : { incomplete }),
+      runs,
+      profiled,
+      failed,
+    };
+    return { title: 'Relay-only and consumer-only drains', runs: [], extra, lines, afterWrite: measured.afterWrite };
   },
   report,
 };

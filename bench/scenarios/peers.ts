@@ -2,24 +2,29 @@
  * Our relays and the established ones on the same machine, the same outbox
  * rows (Debezium reads our table; pg-transactional-outbox gets an equivalent
  * table of its own), the same load, the same consumer, clock and CPU
- * accounting. For each relay, in this order:
+ * accounting. A sitting has two phases (`--phases`, both by default):
  *
- *  1. its own sustained maximum M: the saturation search, 30 s steps;
- *  2. Debezium only: the smallest heap of 256, 512 and 1,024 MiB that
- *     sustains M (a step at M with each, smallest first); the rest of its
- *     runs use that heap;
- *  3. `--repeats` times (default 3): the drain of a backlog of
- *     max(20,000, 120 s x M) events (at most 200,000), and latency at a
- *     common 1,000 events/s (not run when M is below it) and at 50% and 80%
- *     of M.
+ *  drains: every relay's relay-only drain, timed by Kafka's end offsets as
+ *    the drain scenario times ours, interleaved round by round (`--repeats`
+ *    rounds) with the anchor, our CDC relay, first in every round; each
+ *    drain between two settled CPU probes, with the CPU the hypervisor
+ *    stole. Published as each relay's ratio to the anchor of its round.
+ *    Resumable (`--resume`) round by round; a sitting stops before a round
+ *    that would take it past `--sitting-minutes`.
+ *  latency: for each relay, in this order:
+ *    1. its own sustained maximum M: the saturation search, 30 s steps;
+ *    2. Debezium only: the smallest heap of 256, 512 and 1,024 MiB that
+ *       sustains M (a step at M with each, smallest first); the rest of its
+ *       runs use that heap;
+ *    3. `--repeats` times (default 3): latency at a common 1,000 events/s
+ *       (not run when M is below it) and at 50% and 80% of M.
+ *    Every run is preceded by a prewarm of at least 60 s at min(1,000, M/2)
+ *    events/s (a search step: half its own rate), in the same run, so that a
+ *    JVM's class loading and JIT are over before anything is measured.
  *
- * Every run is preceded by a prewarm of at least 60 s at min(1,000, M/2)
- * events/s (a search step: half its own rate), in the same run, so that a
- * JVM's class loading and JIT are over before anything is measured: a
- * drain's relay is paused while the backlog is written and timed from its
- * continuation. A relay's results replace its earlier ones in the folder's
- * summary, so the comparison can be measured one relay at a time
- * (`--mode`); each keeps the commit and date it was measured at.
+ * A relay's results replace its earlier ones in the folder's summary, so the
+ * comparison can be measured one relay at a time (`--mode`); each keeps the
+ * commit and date it was measured at.
  */
 import { OutboxBenchError } from '../../src/errors.js';
 import { DEBEZIUM_VERSION } from '../drivers/debezium.js';
@@ -27,20 +32,69 @@ import { PTP_VERSION } from '../drivers/ptp.js';
 import { dropRelaySlots } from '../drivers/slots.js';
 import type { RunSummary } from '../harness/summary.js';
 import type { Scenario } from '../scenario.js';
+import type { KafkaClientName } from '../../src/config.js';
+import { SITTING_BUDGET_MINUTES } from '../harness/sitting.js';
+import { yes, type ScenarioContext } from '../scenario.js';
+import { oneOf } from '../scenario-flags.js';
+import { parseStrategy } from './drain/drain-once.js';
+import { anchorRatios, drainRounds, sittingLines, summaryLines } from './drain/rounds.js';
 import { measureRelay, say } from './peers/measure.js';
-import { selectRelays } from './peers/relays.js';
+import { anchorRelay, drainNameOf, selectRelays, type Relay } from './peers/relays.js';
 import { peersReport } from './peers/report.js';
-import { mergePeers, previousResults, type PeerResult, type PeersResult } from './peers/results.js';
-import { COMMON_RATE } from './peers/sizing.js';
+import { mergeDrains, mergePeers, previousResults, type DrainComparison, type PeerResult, type PeersResult } from './peers/results.js';
+import { COMMON_RATE, drainBacklogFor, MAX_BACKLOG } from './peers/sizing.js';
 
 export { PEER_RELAY_KEYS, selectRelays, type Relay } from './peers/relays.js';
 export { hostNote } from './peers/report.js';
-export { chartedMaximum, lowestFailed, mergePeers, type DrainRun, type PeerPoint, type PeerResult, type PeersResult, type PointRun } from './peers/results.js';
-export { backlogFor, prewarmFor } from './peers/sizing.js';
+export { chartedMaximum, lowestFailed, mergeDrains, mergePeers, type DrainComparison, type DrainRun, type PeerPoint, type PeerResult, type PeersResult, type PointRun } from './peers/results.js';
+export { drainBacklogFor, prewarmFor } from './peers/sizing.js';
 
 // Rationale: 30 s steps hold 30 lag readings a second apart for the slope
 // test even at a peer's lowest rates, and keep a search near 15 minutes.
 const MIN_STEP_S = 30;
+
+const PHASES = ['drains', 'latency'] as const;
+
+/** The drain phase: every relay's relay-only drain, the anchor first in every round. */
+async function measureDrains(
+  context: ScenarioContext,
+  relays: readonly Relay[],
+  previous: readonly PeerResult[],
+  previousDrains: DrainComparison | undefined,
+): Promise<{ comparison: DrainComparison; failed: string[]; lines: string[]; afterWrite(): void }> {
+  const anchor = anchorRelay();
+  const drained = [anchor, ...relays.filter((r) => r.key !== anchor.key)];
+  const drainNames = Object.fromEntries(drained.map((r) => [r.name, drainNameOf(r)]));
+  // Each relay's backlog from its own maximum (the latency phase's, as published), whole transactions of 1,000.
+  const backlogs = new Map(drained.map((r) => [drainNameOf(r), drainBacklogFor(previous.find((p) => p.name === r.name)?.sustainedRate)]));
+  const client = (context.parameters.kafkaClient ?? context.config.kafkaClient) as KafkaClientName;
+  const strategies = drained.map((r) => parseStrategy(drainNameOf(r)));
+  const measured = await drainRounds(context, {
+    strategies,
+    clients: [client],
+    consumerClients: [],
+    backlogs,
+    backlog: MAX_BACKLOG,
+    rounds: context.repeats,
+    resume: yes(context, 'resume'),
+    budgetMinutes: context.option('sitting-minutes'),
+    earlierSittings: Math.max(0, ...(previousDrains?.sittings ?? []).map((s) => s.sitting)),
+    label: 'peers drains',
+  });
+  return {
+    comparison: {
+      anchor: drainNameOf(anchor),
+      drainNames,
+      backlogs: Object.fromEntries(backlogs),
+      sittings: measured.sittings,
+      runs: measured.runs,
+      ...(measured.incomplete ? { incomplete: measured.incomplete } : {}),
+    },
+    failed: measured.failed.map((f) => `drain of ${f.strategy}, round ${f.attempt}: ${f.error}`),
+    lines: [...measured.lines, ...summaryLines(measured.runs, strategies, [client], []), ...sittingLines(measured.runs, drainNameOf(anchor)), ...(measured.incomplete ? [measured.incomplete] : [])],
+    afterWrite: measured.afterWrite,
+  };
+}
 
 export const peers: Scenario = {
   name: 'peers',
@@ -54,38 +108,65 @@ export const peers: Scenario = {
   flags: {
     'max-rate': { description: 'highest rate the sustained search tries, events/s', defaultValue: 100_000, min: 100, max: 1_000_000, formerly: ['peer-max-rate'] },
     mode: { kind: 'list', description: 'relays to measure: ours, the peers, or the families ours, debezium, ptp; they merge into results/peers/', defaultText: 'the default set', formerly: ['strategies'] },
+    phases: { kind: 'list', description: "what to measure: drains (every relay's relay-only drain, interleaved with the anchor, ours: cdc), latency (each relay's maximum and latency points)", defaultText: PHASES.join(','), check: oneOf(PHASES) },
+    resume: { kind: 'yes-no', description: 'go on with the drains stopped in results/peers/, in a new sitting (completed rounds are kept; one stopped halfway is measured again)', defaultValue: false },
+    'sitting-minutes': { description: 'the drains stop before a round that would take the sitting past this many minutes (resume them with --resume)', defaultValue: SITTING_BUDGET_MINUTES, min: 1, max: 1_440 },
   },
   async run(context) {
     if (context.parameters.durationS < MIN_STEP_S) {
       throw new OutboxBenchError('USAGE', `peers: every measured window is at least ${MIN_STEP_S} s (--duration-s ${context.parameters.durationS} given)`);
     }
+    const phases = context.list('phases', [...PHASES]);
     const relays = selectRelays(context.list('mode', []));
     const previous = previousResults(context.outDir);
     const fresh: PeerResult[] = [];
     const runs: RunSummary[] = [];
     const failed: string[] = [];
-    const lines: string[] = [`peers: Debezium ${DEBEZIUM_VERSION}; pg-transactional-outbox ${PTP_VERSION}; ${context.repeats} repeats`];
-    for (const relay of relays) {
-      say(`peers: ${relay.name}`);
-      const guide = previous.find((p) => p.name === relay.name)?.sustainedRate;
-      try {
-        const measured = await measureRelay(context, relay, guide, lines);
-        fresh.push(measured.result);
-        runs.push(...measured.runs);
-      } catch (error) {
-        // A sitting measures relays for hours: one that fails keeps its
-        // earlier results, and the others' are still written.
-        failed.push(`${relay.key}: ${(error as Error).message ?? String(error)}`);
-        lines.push(`  ${relay.name.padEnd(38)} FAILED (its earlier results, if any, are kept): ${(error as Error).message ?? String(error)}`);
+    const lines: string[] = [`peers: Debezium ${DEBEZIUM_VERSION}; pg-transactional-outbox ${PTP_VERSION}; ${context.repeats} repeats; ${phases.join(' and ')}`];
+    let drains = previous.drains;
+    let afterWrite: (() => void) | undefined;
+    if (phases.includes('drains')) {
+      const measured = await measureDrains(context, relays, previous.peers, previous.drains);
+      const merged = mergeDrains(previous.drains, measured.comparison);
+      drains = { ...merged, ratios: anchorRatios(merged.runs, merged.anchor) };
+      failed.push(...measured.failed);
+      lines.push(...measured.lines);
+      afterWrite = measured.afterWrite;
+    }
+    // A sitting out of time stops here: the latency phase would take it hours past its budget.
+    const outOfTime = drains?.incomplete !== undefined && phases.includes('drains');
+    if (outOfTime && phases.includes('latency')) lines.push('the latency phase was not run: the drains stopped at the sitting budget (resume them with --resume)');
+    if (phases.includes('latency') && !outOfTime) {
+      for (const relay of relays) {
+        say(`peers: ${relay.name}`);
+        const guide = previous.peers.find((p) => p.name === relay.name)?.sustainedRate;
+        try {
+          const measured = await measureRelay(context, relay, guide, lines);
+          fresh.push(measured.result);
+          runs.push(...measured.runs);
+        } catch (error) {
+          // A sitting measures relays for hours: one that fails keeps its
+          // earlier results, and the others' are still written.
+          failed.push(`${relay.key}: ${(error as Error).message ?? String(error)}`);
+          lines.push(`  ${relay.name.padEnd(38)} FAILED (its earlier results, if any, are kept): ${(error as Error).message ?? String(error)}`);
+        }
       }
     }
     await dropRelaySlots(context.infra.databaseUrl);
     return {
       title: 'Our relays and their peers on the same workload, warm and repeated',
       runs,
-      extra: { version: 2, peers: mergePeers(previous, fresh), debezium: DEBEZIUM_VERSION, ptp: PTP_VERSION, commonRate: COMMON_RATE } satisfies PeersResult,
+      extra: {
+        version: 2,
+        peers: mergePeers(previous.peers, fresh),
+        ...(drains ? { drains } : {}),
+        debezium: DEBEZIUM_VERSION,
+        ptp: PTP_VERSION,
+        commonRate: COMMON_RATE,
+      } satisfies PeersResult,
       lines,
       failed,
+      ...(afterWrite ? { afterWrite } : {}),
     };
   },
   report: peersReport,

@@ -13,11 +13,12 @@ import { OutboxBenchError } from '../../../src/errors.js';
 import { nowMs } from '../../../src/events.js';
 import { relayModeInfo, type RelayMode } from '../../../src/relay/modes.js';
 import { endOffsets, follow, kafkaCpu, pgCpu, relayCpu, SAMPLE_MS, type DrainFigures } from '../../harness/drain-figures.js';
-import { processCpuSeconds, threadCpuSeconds } from '../../harness/process-stats.js';
+import { processCpuSeconds, processTreeRssBytes, threadCpuSeconds } from '../../harness/process-stats.js';
+import { inWindow, type SittingWindow } from '../../harness/sitting.js';
 import { newRunTag } from '../../harness/load-ids.js';
 import { planLoad } from '../../harness/load-worker.js';
 import { DRIVERS, type DriverName } from '../../drivers/index.js';
-import type { DriverRun, LoadStore, RelayDriver } from '../../drivers/types.js';
+import type { DriverRun, HeapAfterGc, LoadStore, RelayDriver } from '../../drivers/types.js';
 import { driverRunOf, writePathOf } from '../../harness/driver-run.js';
 import { loadPool, runLoad } from '../../harness/pipeline.js';
 import { exitedWithin, startConsumerProcess, stopChild, type StartedRelay } from '../../harness/processes.js';
@@ -78,6 +79,12 @@ export interface DrainRun {
   strategy: string;
   kafkaClient: KafkaClientName;
   relay: DrainFigures;
+  /** The relay's process tree at its largest during the drain (RSS, MiB); absent in older results. */
+  relayPeakRssMiB?: number | null;
+  /** A JVM relay's heap as its collections left it, from its GC log (none for a Node relay). */
+  relayHeapAfterGc?: HeapAfterGc;
+  /** Where in its sitting the relay's drain ran, with the probes around it and the CPU stolen meanwhile; absent in older results. */
+  window?: SittingWindow;
   /** Consumer-only drains of this run's topic, one per consumer client (on the first relay client's runs). */
   consumers: ConsumerDrain[];
   /** Only in the extra, profiled run; its figures are not among the measured ones. */
@@ -114,6 +121,9 @@ export async function drainOnce(
   consumerClients: readonly ConsumerKafkaClientName[],
   attempt: number,
   profile: boolean,
+  events: number = context.option('backlog'),
+  /** Where in a sitting the drain runs: its relay's window is then read between settled probes. */
+  at?: Pick<SittingWindow, 'sitting' | 'round'>,
 ): Promise<DrainRun> {
   const { infra, log } = context;
   const p = context.parameters;
@@ -127,20 +137,25 @@ export async function drainOnce(
   // The slots exist before the first write, so the backlog is in their WAL.
   const run = await openRun({ infra, log, name, partitions: p.partitions, relay: driver.provisioning(relayed) });
   const driverRun = driverRunOf({ infra, log, rawDir, config: context.config }, run, relayed);
-  const session: DrainSession = { context, name, rawDir, run, driver, driverRun, admin: run.kafka.admin(), events: context.option('backlog'), profile, children: [] };
+  const session: DrainSession = { context, name, rawDir, run, driver, driverRun, admin: run.kafka.admin(), events, profile, children: [] };
   try {
     await session.admin.connect();
     // Another relay's own slot or table, before the backlog: it must reach them.
     await driver.prepare(driverRun);
     const backlog = await writeBacklog(session, strategy.store, writePath);
     const relayProfileDir = path.join(rawDir, 'profile-relay');
-    const relayFigures = await drainRelay(session, relayProfileDir);
+    // The probes bracket the relay alone, read once the backlog is written and the servers have settled.
+    const { value: relayDrain, window } = at ? await inWindow(at, () => drainRelay(session, relayProfileDir)) : { value: await drainRelay(session, relayProfileDir), window: undefined };
+    const { figures: relayFigures, peakRssMiB, heapAfterGc } = relayDrain;
     const consumers: ConsumerDrain[] = [];
     for (const consumerClient of consumerClients) consumers.push(await drainConsumer(session, backlog, consumerClient));
     return {
       strategy: strategy.name,
       kafkaClient: client,
       relay: relayFigures,
+      relayPeakRssMiB: peakRssMiB,
+      ...(heapAfterGc ? { relayHeapAfterGc: heapAfterGc } : {}),
+      ...(window ? { window } : {}),
       consumers,
       ...(profile ? { relayProfile: summarizeProfileDir(relayProfileDir) } : {}),
     };
@@ -185,22 +200,26 @@ async function writeBacklog(session: DrainSession, store: LoadStore, writePath: 
  * 2. The relay alone, followed from its spawn on: a relay may publish before
  * it reports ready, and its first event is part of the figures.
  */
-async function drainRelay(session: DrainSession, profileDir: string): Promise<DrainFigures> {
+async function drainRelay(session: DrainSession, profileDir: string): Promise<{ figures: DrainFigures; peakRssMiB: number | null; heapAfterGc: HeapAfterGc | undefined }> {
   const { context, run, name } = session;
   const { infra } = context;
   let onSpawned: (relay: StartedRelay) => void = () => {};
   const spawned = new Promise<StartedRelay>((resolve) => (onSpawned = resolve));
-  const starting = session.driver.start(session.driverRun, { execArgv: session.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [], onSpawned });
+  // A drain reads no evidence: nothing but the relay runs beside its window.
+  const starting = session.driver.start(session.driverRun, { execArgv: session.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [], onSpawned, watchers: false });
   // A relay that cannot start ends the drain with its error rather than a stalled follow.
   const startFailure = starting.then(() => new Promise<never>(() => {}));
   const started = await Promise.race([spawned, startFailure]);
   session.children.push(started.child, ...(started.helpers ?? []));
+  let peakRssBytes: number | undefined;
   const following = follow(
     session.events,
     started.spawnedAt,
     () => endOffsets(session.admin, run.topic),
     () => {
       const r = relayCpu(started.child.pid);
+      const rss = started.child.pid === undefined ? undefined : processTreeRssBytes(started.child.pid);
+      if (rss !== undefined) peakRssBytes = Math.max(peakRssBytes ?? 0, rss);
       return { relay: r.total, relayMain: r.main, postgres: pgCpu(infra), kafka: kafkaCpu(infra), consumer: 0, consumerMain: 0 };
     },
     ['relay', 'postgres', 'kafka'],
@@ -209,9 +228,11 @@ async function drainRelay(session: DrainSession, profileDir: string): Promise<Dr
   );
   const figures = await Promise.race([startFailure, following]);
   // Ready by now: what watches the relay (a JMX reader) came with it, and is stopped with the run.
-  session.children.push(...((await starting).helpers ?? []));
+  const running = await starting;
+  session.children.push(...(running.helpers ?? []));
+  const heapAfterGc = running.heapAfterGc?.();
   await stopChild(started.child);
-  return figures;
+  return { figures, peakRssMiB: peakRssBytes === undefined ? null : Math.round(peakRssBytes / 1024 ** 2), heapAfterGc };
 }
 
 /**

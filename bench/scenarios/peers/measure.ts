@@ -1,23 +1,22 @@
 /**
- * One relay's sitting in the peers comparison, in this order: its own
+ * One relay's latency phase in the peers comparison, in this order: its own
  * sustained maximum; with a heap of its own, the smallest heap that sustains
- * it; then, repeated, the drain of a backlog and latency at the common rate
- * and at 50% and 80% of its maximum. Every run is prewarmed inside the run.
+ * it; then, repeated, latency at the common rate and at 50% and 80% of its
+ * maximum. Every run is prewarmed inside the run; the probe is read, until
+ * two readings agree, before the relay's first run and after its last. Its
+ * drains are the comparison's (drain/rounds.ts), interleaved with the others'.
  */
-import { gitCommit, measureCpu } from '../../harness/environment.js';
+import { gitCommit, type CpuProbe } from '../../harness/environment.js';
+import { settledProbe } from '../../harness/sitting.js';
 import { describeResult, medianWithRange } from '../../report/format.js';
 import { runPipeline, type PipelineContext, type PipelineParameters, type PipelineResult } from '../../harness/pipeline.js';
-import { judge, roundRate, runDrain, searchSustained, type SearchResult } from '../../harness/saturation.js';
+import { judge, roundRate, searchSustained, type SearchResult } from '../../harness/saturation.js';
 import { summarizeRun, type RunSummary } from '../../harness/summary.js';
 import { dropRelaySlots } from '../../drivers/slots.js';
 import { pipelineContext, type ScenarioContext } from '../../scenario.js';
 import type { Relay } from './relays.js';
-import { drainRun, pointRun, type DrainRun, type PeerPoint, type PeerResult } from './results.js';
-import { backlogFor, COMMON_RATE, prewarmFor } from './sizing.js';
-
-// Rationale: a drain that has moved nothing for two minutes has stopped (a
-// JVM's longest collection here is far shorter).
-const DRAIN_TIMEOUT_S = 120;
+import { pointRun, type PeerPoint, type PeerResult } from './results.js';
+import { COMMON_RATE, prewarmFor } from './sizing.js';
 // Rationale: a 30 s step at 20/s still holds 600 orders for the share test,
 // so a peer slower than 100/s gets its limit, not "no rate passed".
 const MIN_PEER_RATE = 20;
@@ -124,19 +123,13 @@ function pointsFor(max: number): PeerPoint[] {
   ];
 }
 
-/** 3. Repeated: the drain and the latency points; the common rate's runs are also published as runs. */
-async function repeatRuns(s: Sitting, max: number, heapMb: number | undefined): Promise<{ drains: DrainRun[]; points: PeerPoint[]; runs: RunSummary[] }> {
+/** 3. Repeated: the latency points; the common rate's runs are also published as runs. */
+async function repeatRuns(s: Sitting, max: number, heapMb: number | undefined): Promise<{ points: PeerPoint[]; runs: RunSummary[] }> {
   const { context, relay } = s;
   const prewarm = prewarmFor(max);
   const points = pointsFor(max);
-  const drains: DrainRun[] = [];
   const runs: RunSummary[] = [];
-  const backlog = backlogFor(max);
   for (let repeat = 1; repeat <= context.repeats; repeat++) {
-    await dropRelaySlots(context.infra.databaseUrl);
-    const drained = await runDrain(contextFor(s, `peer-${s.slug}-drain-r${repeat}`, heapMb), { ...s.base, prewarm }, backlog, DRAIN_TIMEOUT_S);
-    drains.push(drainRun(drained));
-    say(`  ${relay.name} drain ${repeat}/${context.repeats}: ${drained.drain?.eventsPerSec ?? 'n/a'} events/s over ${backlog} events, lost ${drained.lost}`);
     for (const point of points) {
       if (point.skipped) continue;
       const name = `peer-${s.slug}-${point.label}-r${repeat}`;
@@ -146,20 +139,28 @@ async function repeatRuns(s: Sitting, max: number, heapMb: number | undefined): 
       for (const line of describeResult(`${relay.name} @ ${point.rate}/s (${repeat}/${context.repeats})`, r, relay.driver.label).slice(0, 3)) say(line);
     }
   }
-  return { drains, points, runs };
+  return { points, runs };
 }
 
 export async function measureRelay(context: ScenarioContext, relay: Relay, guide: number | undefined, stdoutLines: string[]): Promise<{ result: PeerResult; runs: RunSummary[] }> {
   const s: Sitting = { context, relay, slug: slugOf(relay.name), base: { ...context.parameters, ...relay.parameters } };
-  // Read while the machine is idle, between relays.
-  const cpuProbe = measureCpu();
+  // Read while the machine is idle, between relays, once the servers have settled.
+  const before = settledProbe();
+  const agreeing = before.readings.slice(-2);
+  const cpuProbe: CpuProbe = {
+    nsPerOp: before.nsPerOp,
+    spreadPercent: Math.round((Math.max(...agreeing) / Math.min(...agreeing) - 1) * 100),
+    trials: before.readings.length,
+    what: `the CPU probe read ${before.readings.length} times until two quiet readings agreed${before.settled ? '' : ' (none did: their median)'}, their mean`,
+  };
   const { search, atMax } = await searchMaximum(s, guide);
   const max = search.sustainedRate;
   const heap = relay.driver.heap && max > 0 ? await smallestHeap(s, max) : undefined;
-  const { drains, points, runs } = await repeatRuns(s, max, heap?.heapMb);
+  const { points, runs } = await repeatRuns(s, max, heap?.heapMb);
+  const after = settledProbe();
   const common = points[0]!;
   stdoutLines.push(
-    `  ${relay.name.padEnd(38)} max ${String(max).padStart(6)}/s  drain ${medianWithRange(drains.map((d) => d.eventsPerSec))}/s  ` +
+    `  ${relay.name.padEnd(38)} max ${String(max).padStart(6)}/s  probe ${before.nsPerOp} -> ${after.nsPerOp} ns/op  ` +
       (common.skipped ? `at ${COMMON_RATE}/s: ${common.skipped}` : `at ${COMMON_RATE}/s e2e p99 ${medianWithRange(common.runs.map((r) => r.e2eMs.p99))} ms`),
   );
   return {
@@ -172,11 +173,11 @@ export async function measureRelay(context: ScenarioContext, relay: Relay, guide
       ...(atMax ? { atMax } : {}),
       ...(heap ? { heapChecks: heap.heapChecks, heapMb: heap.heapMb ?? relay.driver.heap!.mb } : {}),
       prewarm: prewarmFor(max),
-      drains,
       points,
       commit: gitCommit(),
       date: new Date().toISOString(),
       cpuProbe,
+      probes: { before, after },
     },
     runs,
   };

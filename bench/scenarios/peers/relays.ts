@@ -49,6 +49,17 @@ const RELAYS: Relay[] = [
   peer('ptp', 'ptp-replication'),
 ];
 
+/** The anchor of every drain comparison: our CDC relay. */
+export function anchorRelay(): Relay {
+  return RELAYS.find((r) => r.key === 'cdc')!;
+}
+
+/** A relay's name in the drains: our mode, with its process count when it runs several, or the peer's driver name. */
+export function drainNameOf(relay: Relay): string {
+  const replicas = relay.parameters.replicas;
+  return relay.family === 'ours' && replicas !== undefined && replicas > 1 ? `${relay.key}:${replicas}` : relay.key;
+}
+
 /** What --mode names in this scenario. */
 export const PEER_RELAY_KEYS: readonly string[] = RELAYS.map((r) => r.key);
 

@@ -10,7 +10,9 @@ import { probesDiffer, type CpuProbe } from '../../harness/environment.js';
 import { medianWithRange } from '../../report/format.js';
 import { median } from '../../harness/stats.js';
 import { f, save, whole, type ReportContext, type Summary } from '../../report/kit.js';
-import { chartedMaximum, lowestFailed, type PeerPoint, type PeerResult, type PeersResult } from './results.js';
+import { sittingReport } from '../drain/rounds.js';
+import type { DrainRun as RelayDrainRun } from '../drain/drain-once.js';
+import { chartedMaximum, lowestFailed, type DrainComparison, type PeerPoint, type PeerResult, type PeersResult } from './results.js';
 import { COMMON_RATE, DRAIN_SECONDS_AT_MAX, MAX_BACKLOG, MIN_BACKLOG, PREWARM_MAX_RATE, PREWARM_S } from './sizing.js';
 
 const TITLE = '## Peers side by side: Debezium and pg-transactional-outbox';
@@ -59,6 +61,40 @@ export function hostNote(peers: readonly Pick<PeerResult, 'name' | 'cpuProbe'>[]
 
 const point = (p: PeerResult, label: PeerPoint['label']) => p.points.find((x) => x.label === label);
 
+/**
+ * The relay-only drains: each relay's figures as measured (medians of its
+ * rounds), then its ratios to the anchor of its own rounds, with the
+ * sittings they came from: the ratios are what carries from host to host.
+ */
+function drainSection(peers: readonly PeerResult[], drains: DrainComparison | undefined): string[] {
+  if (!drains || drains.runs.length === 0) return [];
+  const names = Object.entries(drains.drainNames).sort(([a], [b]) => peers.findIndex((p) => p.name === a) - peers.findIndex((p) => p.name === b));
+  const sittingsOf = (runs: readonly RelayDrainRun[]) => [...new Set(runs.map((r) => r.window?.sitting))].join(', ');
+  return [
+    `### Relay-only drains, against our CDC relay in the same sitting`,
+    '',
+    ...(drains.incomplete ? [`> **Incomplete**: ${drains.incomplete}.`, ''] : []),
+    "Each relay alone on a backlog written while no relay ran, timed from its spawn by Kafka's end offsets, 10%–90% rate; CPU of its whole process tree " +
+      "(a JVM's every thread) over the same part, per million events; peak resident memory of its process tree over the drain, and for a JVM the most its heap held after a " +
+      "collection (its GC log: what it keeps live, where resident memory says what it reserved). No process watches a relay during its drain. Absolute figures belong to their sitting's host; " +
+      'compare relays by their ratios to the anchor (the next table).',
+    '',
+    '| relay | drained as | backlog | sittings | events/s | relay CPU s / 1M | peak RSS (MiB) | JVM heap after GC, most (MiB) | first event after (s) | missing |',
+    '|---|---|---:|---|---:|---:|---:|---:|---:|---:|',
+    ...names.flatMap(([name, drainName]) => {
+      const runs = drains.runs.filter((r) => r.strategy === drainName);
+      if (runs.length === 0) return [];
+      return [
+        `| ${name} | ${drainName} | ${whole(drains.backlogs[drainName])} | ${sittingsOf(runs)} | ${mr(runs.map((r) => r.relay.eventsPerSec))} | ${mr(runs.map((r) => r.relay.cpuSecondsPerMillion.relay))} | ` +
+          `${mr(runs.map((r) => r.relayPeakRssMiB))} | ${runs.some((r) => r.relayHeapAfterGc) ? mr(runs.map((r) => r.relayHeapAfterGc?.maxMiB)) : 'n/a'} | ` +
+          `${mr(runs.map((r) => r.relay.timeToFirstEventS))} | ${runs.map((r) => r.relay.missing).join(' / ')} |`,
+      ];
+    }),
+    '',
+    ...sittingReport({ runs: drains.runs, sittings: drains.sittings, anchor: drains.anchor }),
+  ];
+}
+
 /** How the comparison was measured, in one paragraph. */
 function intro(summary: Summary<Partial<PeersResult>>, extra: Partial<PeersResult>, peers: readonly PeerResult[]): string {
   const commits = [...new Set(peers.map((p) => p.commit.slice(0, 7)))];
@@ -69,26 +105,35 @@ function intro(summary: Summary<Partial<PeersResult>>, extra: Partial<PeersResul
       `${PREWARM_S} s at min(${PREWARM_MAX_RATE}, half the relay's maximum) events/s, inside the run, so class loading and JIT are over before anything is measured. ` +
       `*Max*: the saturation search (${summary.parameters.durationS} s steps, confirmed twice; Debezium's lag is judged by the orders committed and not yet applied, ` +
       'since Connect confirms its slot only when it flushes offsets). ' +
-      `*Drain*: a backlog of max(${MIN_BACKLOG.toLocaleString('en-US')}, ${DRAIN_SECONDS_AT_MAX} s × max) ` +
-      `events (at most ${MAX_BACKLOG.toLocaleString('en-US')}) written while the warm relay is paused, timed from its continuation, 10%–90% rate. ` +
+      `*Drain*: relay-only, as \`npm run bench:drain\` measures ours: a backlog of max(${MIN_BACKLOG.toLocaleString('en-US')}, ${DRAIN_SECONDS_AT_MAX} s × max) ` +
+      `events (at most ${MAX_BACKLOG.toLocaleString('en-US')}, the most for a relay with no maximum yet) written while no relay runs, then the relay is started and timed ` +
+      "by Kafka's end offsets from its spawn, 10%–90% rate; every relay drained once per round, interleaved with our CDC relay (the anchor) in the same sitting (below). " +
       `Latency at a common ${extra.commonRate?.toLocaleString('en-US') ?? COMMON_RATE} events/s and at 50% and 80% of each relay's own maximum. ` +
-      `Medians of ${Math.max(...peers.map((p) => p.drains.length))} runs, their range in brackets. Memory: the highest sum of resident memory over every process of the relay ` +
+      `Medians of ${Math.max(...peers.map((p) => point(p, 'common')?.runs.length ?? 0))} runs, their range in brackets. Memory: the highest sum of resident memory over every process of the relay ` +
       `(replicas, shards, the JVM), read once a second. Measured at ${commits.join(', ')}.`
   );
 }
 
+/** A relay's relay-only drains in the comparison (none when it was not drained relay-only yet). */
+function drainsOf(p: Pick<PeerResult, 'name'>, drains: DrainComparison | undefined): RelayDrainRun[] {
+  const name = drains?.drainNames[p.name];
+  return name === undefined ? [] : (drains?.runs ?? []).filter((r) => r.strategy === name);
+}
+
 /** A relay's row of the table. */
-function tableRow(p: PeerResult): string {
+function tableRow(p: PeerResult, drains: DrainComparison | undefined): string {
   const common = point(p, 'common');
   const half = point(p, 'half');
   const eighty = point(p, 'eighty');
   const allRuns = p.points.flatMap((x) => x.runs);
-  const memory = Math.max(...allRuns.map((r) => r.relayMemoryMiB ?? 0), ...p.drains.map((d) => d.relayMemoryMiB ?? 0));
-  const lost = allRuns.reduce((sum, r) => sum + r.lost, 0) + p.drains.reduce((sum, d) => sum + d.lost, 0);
+  const drained = drainsOf(p, drains);
+  const memory = Math.max(...allRuns.map((r) => r.relayMemoryMiB ?? 0), ...drained.map((d) => d.relayPeakRssMiB ?? 0));
+  const lost = allRuns.reduce((sum, r) => sum + r.lost, 0);
+  const drainCell = drained.length === 0 ? 'not drained relay-only yet' : mr(drained.map((d) => d.relay.eventsPerSec));
   const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
   const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
   return (
-    `| ${p.name} | ${p.sustainedRate > 0 ? whole(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? whole(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${mr(p.drains.map((d) => d.eventsPerSec))} | ` +
+    `| ${p.name} | ${p.sustainedRate > 0 ? whole(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? whole(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${drainCell} | ` +
     `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${whole(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${whole(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
     `${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.relay))}${cpuNote} | ${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.total))}${cpuNote} | ${memory > 0 ? f(memory) : 'n/a'} | ` +
     `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
@@ -121,7 +166,7 @@ function notFoundSection(peers: readonly PeerResult[], extra: Partial<PeersResul
   const lines: string[] = [];
   const ptp = peers.filter((p) => p.name.startsWith('pg-transactional-outbox'));
   for (const p of ptp) {
-    const evidence = [...p.drains.map((d) => d.peer), ...p.points.flatMap((x) => x.runs.map((r) => r.peer))].filter(Boolean) as { messageNotFound: number; lines: string[] }[];
+    const evidence = [...(p.drains ?? []).map((d) => d.peer), ...p.points.flatMap((x) => x.runs.map((r) => r.peer))].filter(Boolean) as { messageNotFound: number; lines: string[] }[];
     const count = evidence.reduce((sum, e) => sum + (e.messageNotFound ?? 0), 0);
     if (count === 0) continue;
     lines.push(
@@ -139,6 +184,7 @@ function notFoundSection(peers: readonly PeerResult[], extra: Partial<PeersResul
 }
 
 function charts(context: ReportContext, peers: readonly PeerResult[], extra: Partial<PeersResult>): string[] {
+  const drainMedian = (p: PeerResult) => median(drainsOf(p, extra.drains).map((d) => d.relay.eventsPerSec)) ?? null;
   const lines: string[] = [];
   // Short names keep the legend on one line and the bar labels apart.
   const chartName = (name: string) => name.replace('ours: ', '').replace('debezium-', 'dbz ').replace('pg-transactional-outbox', 'ptp');
@@ -146,7 +192,7 @@ function charts(context: ReportContext, peers: readonly PeerResult[], extra: Par
   const throughput = bars(
     peers.map((p) => chartName(p.name)),
     [
-      { name: 'backlog drain (events/s, median)', values: peers.map((p) => median(p.drains.map((d) => d.eventsPerSec)) ?? null) },
+      { name: 'relay-only drain (events/s, median)', values: peers.map(drainMedian) },
       { name: 'sustained maximum (events/s)', values: peers.map(chartedMaximum) },
     ],
     'Throughput: our relays and their peers, warm',
@@ -189,12 +235,13 @@ export function peersReport(context: ReportContext, folder: string): string[] {
     '',
     intro(summary, extra, peers),
     '',
-    '| relay | max events/s | lowest rate that failed | drain events/s | e2e p50 / p99 / p99.9 at 1,000/s (ms) | at 50% of max | at 80% of max | relay CPU-s / 1M at 1,000/s | total CPU-s / 1M | relay memory (MiB) | lost | duplicates |',
+    '| relay | max events/s | lowest rate that failed | relay-only drain events/s | e2e p50 / p99 / p99.9 at 1,000/s (ms) | at 50% of max | at 80% of max | relay CPU-s / 1M at 1,000/s | total CPU-s / 1M | relay memory (MiB) | lost | duplicates |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...peers.map(tableRow),
+    ...peers.map((p) => tableRow(p, extra.drains)),
     '',
     hostNote(peers),
     '',
+    ...drainSection(peers, extra.drains),
     ...heapSection(peers),
     ...notFoundSection(peers, extra),
     '<details><summary>How each relay was configured</summary>',

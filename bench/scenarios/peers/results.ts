@@ -7,6 +7,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { LatencySummaryMs } from '../../../src/latency.js';
 import type { CpuProbe } from '../../harness/environment.js';
+import type { SettledProbe, SittingRecord } from '../../harness/sitting.js';
+import type { DrainRun as RelayDrainRun } from '../drain/drain-once.js';
+import type { RelayRatios } from '../drain/rounds.js';
 import type { PrewarmParameters } from '../../harness/load-worker.js';
 import type { PipelineResult } from '../../harness/pipeline.js';
 import type { SearchStep } from '../../harness/saturation.js';
@@ -39,6 +42,12 @@ export interface PeerPoint {
   skipped?: string;
 }
 
+/**
+ * A drain as the peers comparison measured it before its drains were
+ * relay-only (timed by the consumer through the whole pipeline, the relay
+ * paused while the backlog was written); kept in older results, no longer
+ * measured or shown.
+ */
 export interface DrainRun {
   backlog: number;
   eventsPerSec: number;
@@ -65,7 +74,8 @@ export interface PeerResult {
   heapChecks?: { heapMb: number; passed: boolean; reasons: string[] }[];
   heapMb?: number;
   prewarm: PrewarmParameters;
-  drains: DrainRun[];
+  /** Older results only (see DrainRun): the drains are the comparison's `drains` now. */
+  drains?: DrainRun[];
   points: PeerPoint[];
   commit: string;
   date: string;
@@ -75,6 +85,28 @@ export interface PeerResult {
    * compare one to one only if their hosts ran at one speed.
    */
   cpuProbe?: CpuProbe;
+  /** The probe read (until two readings agreed) just before and just after this relay's runs. */
+  probes?: { before: SettledProbe; after: SettledProbe };
+}
+
+/**
+ * Every relay's relay-only drain, as the drain scenario measures it (timed
+ * by Kafka's end offsets), interleaved round by round with the anchor, our
+ * CDC relay, in every sitting: the comparison publishes each relay's ratio
+ * to the anchor of its own round.
+ */
+export interface DrainComparison {
+  anchor: string;
+  /** Each relay's name in the drains (its mode, with a process count, or its driver's name), by its name here. */
+  drainNames: Record<string, string>;
+  /** The backlog each relay drained, by its drain name. */
+  backlogs: Record<string, number>;
+  sittings: SittingRecord[];
+  runs: RelayDrainRun[];
+  /** Each relay's ratios to the anchor over all the runs above (derived from them, stored so that prose can quote them). */
+  ratios?: RelayRatios[];
+  /** Why the last sitting stopped before its last round, if it did. */
+  incomplete?: string;
 }
 
 /** What the peers scenario writes into its summary's `extra`. */
@@ -82,6 +114,8 @@ export interface PeersResult {
   /** Marks the shape: runs measured warm, repeated, per relay. */
   version: 2;
   peers: PeerResult[];
+  /** The relay-only drains with their anchor; absent in results measured before they were. */
+  drains?: DrainComparison;
   debezium: string;
   ptp: string;
   commonRate: number;
@@ -102,26 +136,40 @@ export function pointRun(r: PipelineResult): PointRun {
   };
 }
 
-export function drainRun(r: PipelineResult): DrainRun {
-  const summary = summarizeRun('drain', r);
-  return {
-    backlog: r.drain?.backlog ?? r.sent,
-    eventsPerSec: r.drain?.eventsPerSec ?? 0,
-    timeToFirstEventS: r.drain?.timeToFirstEventS ?? Number.NaN,
-    seconds: r.drain?.seconds ?? Number.NaN,
-    relayCpuSecondsPerMillion: summary.cpuSecondsPerMillion.relay,
-    relayMemoryMiB: summary.memoryMiB.relay,
-    lost: r.lost,
-    ...(r.evidence ? { peer: r.evidence } : {}),
-  };
+/** The relays' results and the drain comparison already in the folder's summary, if it holds this shape. */
+export function previousResults(outDir: string): { peers: PeerResult[]; drains?: DrainComparison } {
+  const file = path.join(outDir, 'summary.json');
+  if (!existsSync(file)) return { peers: [] };
+  const extra = (JSON.parse(readFileSync(file, 'utf8')) as Summary<Partial<PeersResult>>).extra;
+  if (extra?.version !== 2 || !Array.isArray(extra.peers)) return { peers: [] };
+  return { peers: extra.peers, ...(extra.drains ? { drains: extra.drains } : {}) };
 }
 
-/** The relays' results already in the folder's summary, if it holds this shape. */
-export function previousResults(outDir: string): PeerResult[] {
-  const file = path.join(outDir, 'summary.json');
-  if (!existsSync(file)) return [];
-  const extra = (JSON.parse(readFileSync(file, 'utf8')) as Summary<Partial<PeersResult>>).extra;
-  return extra?.version === 2 && Array.isArray(extra.peers) ? extra.peers : [];
+/**
+ * The earlier drain comparison with this sitting's merged in: a relay drained
+ * now loses its earlier drains; the anchor's earlier drains stay with the
+ * relays of their sitting still there (each ratio needs its own sitting's
+ * anchor), and a sitting left with the anchor alone goes.
+ */
+export function mergeDrains(previous: DrainComparison | undefined, fresh: DrainComparison): DrainComparison {
+  if (!previous || previous.anchor !== fresh.anchor) return { ...fresh };
+  const measuredNow = new Set(fresh.runs.map((r) => r.strategy));
+  // A resumed comparison carries its earlier sittings' runs itself: the summary's copies of them go.
+  const freshSittings = new Set(fresh.sittings.map((s) => s.sitting));
+  const kept = previous.runs.filter((r) => !freshSittings.has(r.window?.sitting ?? -1) && (r.strategy === fresh.anchor || !measuredNow.has(r.strategy)));
+  const sittingsWithOthers = new Set(kept.filter((r) => r.strategy !== fresh.anchor).map((r) => r.window?.sitting));
+  const runs = [...kept.filter((r) => sittingsWithOthers.has(r.window?.sitting)), ...fresh.runs];
+  const sittingsLeft = new Set(runs.map((r) => r.window?.sitting));
+  const drainNames = { ...previous.drainNames, ...fresh.drainNames };
+  const backlogs = { ...previous.backlogs, ...fresh.backlogs };
+  return {
+    anchor: fresh.anchor,
+    drainNames,
+    backlogs,
+    sittings: [...previous.sittings.filter((s) => sittingsLeft.has(s.sitting) && !fresh.sittings.some((f) => f.sitting === s.sitting)), ...fresh.sittings],
+    runs,
+    ...(fresh.incomplete ? { incomplete: fresh.incomplete } : {}),
+  };
 }
 
 /**

@@ -12,9 +12,11 @@ export const PREWARM_MAX_RATE = 1_000;
 // Rationale: 1,000 events/s is a rate every relay here should take, and a
 // realistic steady load; relays whose maximum is below it say so.
 export const COMMON_RATE = 1_000;
-// Rationale: a drain of two minutes at the relay's own maximum, at least
-// 20,000 events (a fast relay's drain is still seconds long) and at most
-// 200,000 (a slow peer's drain stays bounded in time).
+// Rationale: a drain of two minutes at the relay's own sustained maximum
+// (a relay drains faster than it sustains a load, so it is over sooner), at
+// least 20,000 events and at most 200,000: a fast relay's 10%-90% window
+// still holds dozens of 50 ms readings (our CDC relay drains about 100,000
+// events/s here), and a slow peer's drain stays minutes long.
 export const DRAIN_SECONDS_AT_MAX = 120;
 export const MIN_BACKLOG = 20_000;
 export const MAX_BACKLOG = 200_000;
@@ -26,7 +28,12 @@ export function prewarmFor(max: number): PrewarmParameters {
   return { rate: Math.max(10, rate), seconds: PREWARM_S };
 }
 
-/** The backlog a relay with this maximum drains. */
-export function backlogFor(max: number): number {
-  return Math.min(MAX_BACKLOG, Math.max(MIN_BACKLOG, Math.round(max * DRAIN_SECONDS_AT_MAX)));
+/**
+ * The backlog a relay with this sustained maximum drains, in whole
+ * transactions of 1,000 (as a drain writes it); a relay with none measured
+ * yet drains the largest.
+ */
+export function drainBacklogFor(max: number | undefined): number {
+  if (max === undefined || max <= 0) return MAX_BACKLOG;
+  return Math.min(MAX_BACKLOG, Math.max(MIN_BACKLOG, Math.ceil((max * DRAIN_SECONDS_AT_MAX) / 1_000) * 1_000));
 }
