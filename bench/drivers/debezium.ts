@@ -327,7 +327,7 @@ export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapM
   };
   return {
     label: profile.name,
-    settings: profile.rationale,
+    settings: `${profile.rationale} JVM: Kafka's Connect launcher flags (-Xms256M, G1, MaxGCPauseMillis=20, InitiatingHeapOccupancyPercent=35, ExplicitGCInvokesConcurrent), -Xmx the heap under test.`,
     backlog: { kind: 'store', store: 'table' },
     usesOurKafkaClient: false,
     runtime: 'jvm',

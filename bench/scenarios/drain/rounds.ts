@@ -96,8 +96,9 @@ export interface RelayRatios {
 }
 
 const subjectOf = (run: DrainRun) => `${run.strategy} | ${run.kafkaClient}`;
-// Rationale: three decimals hold a ratio's spread between rounds (a few percent) with room to spare.
-const roundRatio = (x: number | null) => (x === null ? null : Math.round(x * 1_000) / 1_000);
+// Rationale: three significant digits hold a ratio's spread between rounds
+// (a few percent) with room to spare, for a peer at a hundredth of the anchor too.
+const roundRatio = (x: number | null) => (x === null ? null : Number(x.toPrecision(3)));
 const spreadOf = (r: AnchorRatio | undefined): RatioSpread => ({ median: roundRatio(r?.median ?? null), min: roundRatio(r?.min ?? null), max: roundRatio(r?.max ?? null) });
 
 /**
@@ -126,7 +127,9 @@ export function anchorRatios(runs: readonly DrainRun[], anchor: string): RelayRa
   });
 }
 
-const ratioText = (r: RatioSpread) => (r.median === null ? 'n/a' : `${r.median.toFixed(2)} [${r.min!.toFixed(2)}–${r.max!.toFixed(2)}]`);
+/** A ratio as the report prints it: two decimals, or two significant digits below a tenth. */
+export const ratioFigure = (x: number) => (x >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
+const ratioText = (r: RatioSpread) => (r.median === null ? 'n/a' : `${ratioFigure(r.median)} [${ratioFigure(r.min!)}–${ratioFigure(r.max!)}]`);
 
 /** Each sitting's probes and steal, and every relay's ratios to the anchor: the lines printed after a run. */
 export function sittingLines(runs: readonly DrainRun[], anchor: string | undefined): string[] {

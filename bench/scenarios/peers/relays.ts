@@ -63,6 +63,11 @@ export function drainNameOf(relay: Relay): string {
 /** What --mode names in this scenario. */
 export const PEER_RELAY_KEYS: readonly string[] = RELAYS.map((r) => r.key);
 
+/** How a relay is configured today (undefined for a name no longer measured): a result measured otherwise says so. */
+export function currentSettings(name: string): string | undefined {
+  return RELAYS.find((r) => r.name === name)?.settings;
+}
+
 /** Where a relay comes in the report (an unknown name, one measured by an older build, last). */
 export function relayRank(name: string): number {
   const i = RELAYS.findIndex((r) => r.name === name);

@@ -12,6 +12,7 @@ import { median } from '../../harness/stats.js';
 import { f, save, whole, type ReportContext, type Summary } from '../../report/kit.js';
 import { sittingReport } from '../drain/rounds.js';
 import type { DrainRun as RelayDrainRun } from '../drain/drain-once.js';
+import { currentSettings } from './relays.js';
 import { chartedMaximum, lowestFailed, type DrainComparison, type PeerPoint, type PeerResult, type PeersResult } from './results.js';
 import { COMMON_RATE, DRAIN_SECONDS_AT_MAX, MAX_BACKLOG, MIN_BACKLOG, PREWARM_MAX_RATE, PREWARM_S } from './sizing.js';
 
@@ -120,6 +121,12 @@ function drainsOf(p: Pick<PeerResult, 'name'>, drains: DrainComparison | undefin
   return name === undefined ? [] : (drains?.runs ?? []).filter((r) => r.strategy === name);
 }
 
+/** A relay whose latency phase ran with settings other than today's (a peer's configuration changed since). */
+const measuredOtherwise = (p: PeerResult) => {
+  const now = currentSettings(p.name);
+  return now !== undefined && now !== p.settings;
+};
+
 /** A relay's row of the table. */
 function tableRow(p: PeerResult, drains: DrainComparison | undefined): string {
   const common = point(p, 'common');
@@ -133,7 +140,7 @@ function tableRow(p: PeerResult, drains: DrainComparison | undefined): string {
   const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
   const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
   return (
-    `| ${p.name} | ${p.sustainedRate > 0 ? whole(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? whole(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${drainCell} | ` +
+    `| ${p.name}${measuredOtherwise(p) ? ' †' : ''} | ${p.sustainedRate > 0 ? whole(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? whole(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${drainCell} | ` +
     `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${whole(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${whole(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
     `${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.relay))}${cpuNote} | ${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.total))}${cpuNote} | ${memory > 0 ? f(memory) : 'n/a'} | ` +
     `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
@@ -239,6 +246,13 @@ export function peersReport(context: ReportContext, folder: string): string[] {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...peers.map((p) => tableRow(p, extra.drains)),
     '',
+    ...(peers.some(measuredOtherwise)
+      ? [
+          `† Its maximum and latency were measured with settings other than today's (the relay-only drains below use today's): ` +
+            `${peers.filter(measuredOtherwise).map((p) => `${p.name}, at ${p.commit.slice(0, 7)}`).join('; ')}. Both settings are under "How each relay was configured".`,
+          '',
+        ]
+      : []),
     hostNote(peers),
     '',
     ...drainSection(peers, extra.drains),
@@ -246,7 +260,11 @@ export function peersReport(context: ReportContext, folder: string): string[] {
     ...notFoundSection(peers, extra),
     '<details><summary>How each relay was configured</summary>',
     '',
-    ...peers.map((p) => `- **${p.name}**: ${p.settings}${p.kafkaClient ? ` (Kafka client: ${p.kafkaClient})` : ''}`),
+    ...peers.map(
+      (p) =>
+        `- **${p.name}**: ${measuredOtherwise(p) ? `at ${p.commit.slice(0, 7)} (its maximum and latency): ` : ''}${p.settings.replace(/\.$/, '')}${p.kafkaClient ? ` (Kafka client: ${p.kafkaClient})` : ''}` +
+        (measuredOtherwise(p) ? `. Today (its relay-only drains): ${currentSettings(p.name)}` : ''),
+    ),
     '',
     '</details>',
     '',
