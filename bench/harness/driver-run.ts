@@ -42,6 +42,11 @@ export function driverRunOf(context: DriverRunContext, run: RunSetup, parameters
   };
 }
 
+/** The store a driver's backlog is written to when nothing else chooses it: its own, or our outbox table for a relay that reads whatever the run writes. */
+export function defaultStoreOf(driver: RelayDriver): LoadStore {
+  return driver.backlog.kind === 'run-store' ? 'table' : driver.backlog.store;
+}
+
 /** The relay's own write path, when its backlog is handed over that way; a run whose store it does not read is refused. */
 export function writePathOf(driver: RelayDriver, store: LoadStore): string | undefined {
   const { backlog } = driver;

@@ -180,7 +180,7 @@ export function cpuProbe(infra: Infra, relay: () => RelayProcesses | undefined, 
       postgres: pgPid === undefined ? undefined : processTreeCpuSeconds(pgPid),
       kafka: sumOverPids(kafkaPids(infra), processCpuSeconds),
       // A relay not started yet (drain mode) has used nothing so far.
-      relay: relayProcesses === undefined ? 0 : addKnown(sumOverPids([relayProcesses.child.pid], processTreeCpuSeconds), helpersCpu(relayProcesses.helpers ?? [])),
+      relay: relayProcesses === undefined ? 0 : addKnown(relayProcesses.child.pid === undefined ? undefined : processTreeCpuSeconds(relayProcesses.child.pid), helpersCpu(relayProcesses.helpers ?? [])),
       consumer: sumOver(consumers, (pid) => processCpuSeconds(pid)),
       loadGenerator: (usage.user + usage.system) / 1e6,
     };

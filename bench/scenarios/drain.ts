@@ -27,7 +27,7 @@ import { current, f, groupBy, type ReportContext } from '../report/kit.js';
 import { yes, type Scenario } from '../scenario.js';
 import { modeFlag, oneOf, parsedBy } from '../scenario-flags.js';
 import { SITTING_BUDGET_MINUTES, type SittingRecord } from '../harness/sitting.js';
-import { DEFAULT_STRATEGIES, drainOnce, parseStrategy, type DrainRun, type FailedDrainRun } from './drain/drain-once.js';
+import { clientsFor, DEFAULT_STRATEGIES, drainOnce, parseStrategy, type DrainRun, type FailedDrainRun } from './drain/drain-once.js';
 import { anchorOf, anchorRatios, backlogsOf, DEFAULT_ANCHOR, drainRounds, sittingLines, sittingReport, summaryLines, type RelayRatios } from './drain/rounds.js';
 
 export { parseStrategy, type ConsumerDrain, type DrainRun, type FailedDrainRun } from './drain/drain-once.js';
@@ -219,7 +219,7 @@ export const drain: Scenario = {
     // The profiled runs come after a complete comparison only: a resumed one would profile twice.
     if (yes(context, 'profile') && incomplete === undefined) {
       for (const strategy of strategies) {
-        for (const client of strategy.driver.usesOurKafkaClient ? clients : clients.slice(0, 1)) {
+        for (const client of clientsFor(strategy, clients)) {
           try {
             profiled.push(await drainOnce(context, strategy, client, client === clients[0] ? consumerClients : [], context.repeats, true, backlogs.get(strategy.name) ?? backlog));
           } catch (error) {

@@ -19,7 +19,7 @@ import { newRunTag } from '../../harness/load-ids.js';
 import { planLoad } from '../../harness/load-worker.js';
 import { DRIVERS, type DriverName } from '../../drivers/index.js';
 import type { DriverRun, HeapAfterGc, LoadStore, RelayDriver } from '../../drivers/types.js';
-import { driverRunOf, writePathOf } from '../../harness/driver-run.js';
+import { defaultStoreOf, driverRunOf, writePathOf } from '../../harness/driver-run.js';
 import { loadPool, runLoad } from '../../harness/pipeline.js';
 import { exitedWithin, startConsumerProcess, stopChild, type StartedRelay } from '../../harness/processes.js';
 import { summarizeProfileDir, type ProfileSummary } from '../../harness/profile.js';
@@ -46,6 +46,11 @@ export interface Strategy {
  */
 export const DEFAULT_STRATEGIES = ['cdc', 'cdc-message', 'polling', 'skip-locked:3', 'cdc-sharded:1', 'cdc-sharded:2', 'cdc-sharded:4'];
 
+/** The Kafka clients a relay is drained with: each of ours, or, for a relay that publishes with a client of its own, once under the first's name. */
+export function clientsFor(strategy: Strategy, clients: readonly KafkaClientName[]): readonly KafkaClientName[] {
+  return strategy.driver.usesOurKafkaClient ? clients : clients.slice(0, 1);
+}
+
 /** Another relay's driver by its registry name (`ptp-replication`), if `name` is one. */
 function otherDriver(name: string): RelayDriver | undefined {
   return name !== 'ours' && Object.hasOwn(DRIVERS, name) ? DRIVERS[name as DriverName] : undefined;
@@ -54,7 +59,7 @@ function otherDriver(name: string): RelayDriver | undefined {
 /** `mode`, `mode:processes` or another relay's driver name; a USAGE error names them all for anything else. */
 export function parseStrategy(name: string): Strategy {
   const other = otherDriver(name);
-  if (other) return { name, driver: other, replicas: 1, store: other.backlog.kind === 'run-store' ? 'table' : other.backlog.store };
+  if (other) return { name, driver: other, replicas: 1, store: defaultStoreOf(other) };
   const [mode = '', count] = name.split(':');
   if (!(RELAY_MODES as readonly string[]).includes(mode)) {
     const others = Object.keys(DRIVERS).filter((key) => key !== 'ours');

@@ -10,7 +10,7 @@ import { describeError, OutboxBenchError } from '../../../src/errors.js';
 import { ratiosToAnchor, SittingJournal, sittingNoise, type AnchorRatio, type SittingRecord } from '../../harness/sitting.js';
 import { medianWithRange } from '../../report/format.js';
 import type { ScenarioContext } from '../../scenario.js';
-import { drainOnce, parseStrategy, type DrainRun, type FailedDrainRun, type Strategy } from './drain-once.js';
+import { clientsFor, drainOnce, parseStrategy, type DrainRun, type FailedDrainRun, type Strategy } from './drain-once.js';
 
 // Rationale: our CDC relay anchors every comparison: the relay this project
 // recommends, so every sitting measures it anyway, and one whose drain lasts
@@ -256,9 +256,7 @@ export async function drainRounds(context: ScenarioContext, plan: RoundsPlan): P
     const roundStarted = Date.now();
     const roundUnits: RoundUnit[] = [];
     for (const strategy of strategies) {
-      // A relay that publishes with a Kafka client of its own is drained once, under the first client's name.
-      const strategyClients = strategy.driver.usesOurKafkaClient ? clients : clients.slice(0, 1);
-      for (const [index, client] of strategyClients.entries()) {
+      for (const [index, client] of clientsFor(strategy, clients).entries()) {
         // The consumer-only drains read the first relay client's topics: what
         // the consumer costs does not depend on which client wrote the records.
         const consumersHere = index === 0 ? consumerClients : [];

@@ -5,6 +5,7 @@
  */
 import { OutboxBenchError } from '../../../src/errors.js';
 import { DRIVERS, type DriverName, type RelayDriver } from '../../drivers/index.js';
+import { defaultStoreOf } from '../../harness/driver-run.js';
 import type { PipelineParameters } from '../../harness/pipeline.js';
 
 export interface Relay {
@@ -29,8 +30,7 @@ function ours(mode: PipelineParameters['relayMode'], settings: string, parameter
 /** A peer's driver, named as the registry names it; its backlog decides where the load writes. */
 function peer(family: Exclude<Relay['family'], 'ours'>, key: Exclude<DriverName, 'ours'>, optional = false): Relay {
   const driver = DRIVERS[key];
-  const store = driver.backlog.kind === 'run-store' ? 'table' : driver.backlog.store;
-  return { name: driver.label ?? key, key, family, driver, settings: driver.settings, parameters: { store }, ...(optional ? { optional } : {}) };
+  return { name: driver.label ?? key, key, family, driver, settings: driver.settings, parameters: { store: defaultStoreOf(driver) }, ...(optional ? { optional } : {}) };
 }
 
 const RELAYS: Relay[] = [
