@@ -6,42 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { PipelineContext, PipelineParameters, PipelineResult } from '../bench/harness/pipeline.js';
+import type { PipelineContext, PipelineParameters } from '../bench/harness/pipeline.js';
 import { judge, searchSustained, type SearchOptions } from '../bench/harness/saturation.js';
+import { fakeRunResult as result } from './fake-run.js';
 
 const OPTIONS: SearchOptions = { startRate: 2_000, maxRate: 100_000, growth: 1.6, p99LimitMs: 2_000 };
-
-/** A run at `rate` that kept up unless told otherwise. */
-function result(rate: number, overrides: { delivered?: number; slope?: number | null; lost?: number; p99?: number; appliedPerSec?: number } = {}): PipelineResult {
-  const intended = rate * 20;
-  const latency = { count: intended, p50: 20, p90: 40, p99: overrides.p99 ?? 80, p999: 120, max: 150, mean: 25 };
-  return {
-    parameters: { rate, relayMode: 'polling', replicas: 1 } as PipelineParameters,
-    sent: intended,
-    failedWrites: 0,
-    delivered: intended,
-    lost: overrides.lost ?? 0,
-    unexpected: 0,
-    duplicates: 0,
-    eventsPerSec: overrides.appliedPerSec ?? rate,
-    committedPerSec: rate,
-    window: { from: 0, to: 20_000, kind: 'load' },
-    windowDelivery: { intended, deliveredByDeadline: Math.round(intended * (overrides.delivered ?? 1)), graceMs: 2_000 },
-    e2eMs: latency,
-    e2eReceiptMs: latency,
-    commitToAppliedMs: latency,
-    deliveredBeforeCommitAck: 0,
-    writeMs: latency,
-    cost: { postgres: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 50, memoryMiB: 1 }, kafka: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 5, memoryMiB: 1 }, relay: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 40, memoryMiB: 1 }, consumer: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 20, memoryMiB: 1 }, loadGenerator: { cpuSeconds: 1, cpuSecondsPerMillionEvents: 10, memoryMiB: 1 } },
-    lag: { slopeEventsPerSec: overrides.slope === undefined ? 0 : overrides.slope, walBytesPerEvent: null },
-    timeline: [],
-    stages: Object.fromEntries(['write', 'commitToRelay', 'relayToAck', 'kafkaToConsumer', 'receiptToApplied'].map((k) => [k, { histogram: '', ms: latency }])) as PipelineResult['stages'],
-    histograms: { e2e: '', receipt: '', commitToApplied: '', write: '' },
-    drainS: 0,
-    errors: [],
-    durationOfRunS: 30,
-  };
-}
 
 /** A relay that keeps up to `always` on every try, and up to `onFirstTry` on a rate's first try only. */
 function keepsUp(always: number, onFirstTry: number): NonNullable<SearchOptions['run']> {

@@ -160,6 +160,63 @@ export function judge(rate: number, attempt: SearchStep['attempt'], r: PipelineR
   };
 }
 
+/** A step the search asks for: a rate, and whether it is a first run or the confirmation of a passed one. */
+export interface SearchAttempt {
+  rate: number;
+  attempt: SearchStep['attempt'];
+}
+
+/**
+ * The search as a plan: it yields the next step to run, is told whether it
+ * passed, and returns the sustained rate. Stepped by one relay's runs
+ * (searchSustained) or by several relays' in turn (the peers comparison,
+ * round-robin); a stopped search is resumed by telling a new plan the
+ * outcomes it had, since the same outcomes always ask for the same steps.
+ */
+export function* searchPlan(options: Pick<SearchOptions, 'startRate' | 'maxRate' | 'minRate' | 'growth' | 'resolution' | 'maxSteps'>): Generator<SearchAttempt, number, boolean> {
+  const resolution = options.resolution ?? SEARCH_RESOLUTION;
+  const maxSteps = options.maxSteps ?? MAX_SEARCH_STEPS;
+  const steps: { rate: number; attempt: SearchStep['attempt']; passed: boolean }[] = [];
+  function* attempt(rate: number, kind: SearchStep['attempt']): Generator<SearchAttempt, boolean, boolean> {
+    const passed = yield { rate, attempt: kind };
+    steps.push({ rate, attempt: kind, passed });
+    return passed;
+  }
+  // Rates that passed a search step; a rate whose confirmation failed is at or above failedAt.
+  const passedBelow = (limit: number) => Math.max(0, ...steps.filter((s) => s.passed && s.attempt === 'search' && s.rate < limit).map((s) => s.rate));
+  let failedAt = Number.POSITIVE_INFINITY;
+  for (let rate = options.startRate; rate <= options.maxRate; rate = Math.round(rate * options.growth)) {
+    if (!(yield* attempt(rate, 'search'))) {
+      failedAt = rate;
+      break;
+    }
+  }
+  // A start above the limit steps down by the same factor until a step
+  // passes, so the bisections start from a bracket one factor wide (halving
+  // from the start would leave the limit anywhere in a factor of 2 or more).
+  for (let rate = Math.round(failedAt / options.growth); Number.isFinite(failedAt) && passedBelow(failedAt) === 0 && rate >= (options.minRate ?? MIN_SEARCH_RATE); rate = Math.round(rate / options.growth)) {
+    if (!(yield* attempt(rate, 'search'))) failedAt = rate;
+  }
+  for (let low = passedBelow(failedAt); low > 0; low = passedBelow(failedAt)) {
+    // Bisections narrow the bracket; with no failure there is none, and rates round to 10 (or 100) apart.
+    while (Number.isFinite(failedAt) && (failedAt - low) / low > resolution && steps.length < maxSteps) {
+      const mid = roundRate((low + failedAt) / 2);
+      if (mid <= low || mid >= failedAt) break;
+      if (yield* attempt(mid, 'search')) low = mid;
+      else failedAt = mid;
+    }
+    if (yield* attempt(low, 'confirm')) return low;
+    failedAt = low;
+  }
+  return 0;
+}
+
+/** A search's result from its steps and the rate its plan returned. */
+export function searchResultOf(sustainedRate: number, steps: SearchStep[], resolution = SEARCH_RESOLUTION): SearchResult {
+  const { lowestFailedRate, width } = bracketOf(sustainedRate, steps);
+  return { sustainedRate, lowestFailedRate, resolution, bracketWidth: width, steps };
+}
+
 export async function searchSustained(
   context: PipelineContext,
   base: PipelineParameters,
@@ -170,50 +227,20 @@ export async function searchSustained(
     throw new OutboxBenchError('USAGE', `a sustained-rate step needs at least ${MIN_STEP_S} s measured (--duration-s ${base.durationS} given)`);
   }
   const steps: SearchStep[] = [];
-  const attempt = async (rate: number, kind: SearchStep['attempt']) => {
+  const plan = searchPlan(options);
+  for (let next = plan.next(); ; ) {
+    if (next.done) return searchResultOf(next.value, steps, options.resolution);
+    const { rate, attempt } = next.value;
     const result = await (options.run ?? runPipeline)(
-      { ...context, name: `${context.name}-${rate}${kind === 'confirm' ? '-confirm' : ''}` },
+      { ...context, name: `${context.name}-${rate}${attempt === 'confirm' ? '-confirm' : ''}` },
       { ...base, rate, deliveryGraceMs: options.p99LimitMs, ...(options.prewarm ? { prewarm: options.prewarm(rate) } : {}) },
     );
-    const step = judge(rate, kind, result, options);
+    const step = judge(rate, attempt, result, options);
     steps.push(step);
     options.onResult?.(step, result);
-    onStep(step, describeResult(`${context.name} @ ${rate}/s${kind === 'confirm' ? ' (confirmation)' : ''}`, result));
-    return step.passed;
-  };
-  const resolution = options.resolution ?? SEARCH_RESOLUTION;
-  const resultOf = (sustainedRate: number): SearchResult => {
-    const { lowestFailedRate, width } = bracketOf(sustainedRate, steps);
-    return { sustainedRate, lowestFailedRate, resolution, bracketWidth: width, steps };
-  };
-  const maxSteps = options.maxSteps ?? MAX_SEARCH_STEPS;
-  // Rates that passed a search step; a rate whose confirmation failed is at or above failedAt.
-  const passedBelow = (limit: number) => Math.max(0, ...steps.filter((s) => s.passed && s.attempt === 'search' && s.rate < limit).map((s) => s.rate));
-  let failedAt = Number.POSITIVE_INFINITY;
-  for (let rate = options.startRate; rate <= options.maxRate; rate = Math.round(rate * options.growth)) {
-    if (!(await attempt(rate, 'search'))) {
-      failedAt = rate;
-      break;
-    }
+    onStep(step, describeResult(`${context.name} @ ${rate}/s${attempt === 'confirm' ? ' (confirmation)' : ''}`, result));
+    next = plan.next(step.passed);
   }
-  // A start above the limit steps down by the same factor until a step
-  // passes, so the bisections start from a bracket one factor wide (halving
-  // from the start would leave the limit anywhere in a factor of 2 or more).
-  for (let rate = Math.round(failedAt / options.growth); Number.isFinite(failedAt) && passedBelow(failedAt) === 0 && rate >= (options.minRate ?? MIN_SEARCH_RATE); rate = Math.round(rate / options.growth)) {
-    if (!(await attempt(rate, 'search'))) failedAt = rate;
-  }
-  for (let low = passedBelow(failedAt); low > 0; low = passedBelow(failedAt)) {
-    // Bisections narrow the bracket; with no failure there is none, and rates round to 10 (or 100) apart.
-    while (Number.isFinite(failedAt) && (failedAt - low) / low > resolution && steps.length < maxSteps) {
-      const mid = roundRate((low + failedAt) / 2);
-      if (mid <= low || mid >= failedAt) break;
-      if (await attempt(mid, 'search')) low = mid;
-      else failedAt = mid;
-    }
-    if (await attempt(low, 'confirm')) return resultOf(low);
-    failedAt = low;
-  }
-  return resultOf(0);
 }
 
 /**
