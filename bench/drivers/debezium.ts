@@ -17,6 +17,7 @@ import type { Logger } from '../../src/log.js';
 import { dropIdleSlots, slotLagBytes } from '../../src/relay/cdc/slot.js';
 import { stopChild } from '../harness/processes.js';
 import { freePort, jmxServerFlags, jmxToolLibDir, queueFigures, startJmxSampler, streamingMBean, type JmxSampler } from './jmx.js';
+import { startThreadSampler } from './jvm-threads.js';
 import { replicationNames } from './slots.js';
 import { refuseOurSettings } from './start-options.js';
 import type { DriverRun, HeapAfterGc, RelayDriver, RunningRelay, StartOptions } from './types.js';
@@ -92,6 +93,25 @@ export const DEBEZIUM_LATENCY: DebeziumSettings = {
     'poll.interval.ms 20 (a partial batch waits at most 20 ms; 10 ms kept two threads busy on this 2-core machine) and producer linger.ms 0 ' +
     "(a request leaves as soon as the producer has a record); the rest Debezium's and Connect's defaults.",
 };
+
+/**
+ * The latency profile's poll.interval.ms is one of these, chosen by a rule
+ * fixed before measuring (bench:peers's latency phase runs the siblings by
+ * name beside it, and its report applies the rule): the lowest e2e p99 at
+ * 1,000 events/s; among intervals whose p99 ranges overlap the lowest's,
+ * the one with the least relay CPU per event. Below 5 ms the loop is a spin.
+ */
+export const DEBEZIUM_POLL_INTERVALS_MS = [5, 10, 20] as const;
+
+/** The latency profile with another of its candidate poll intervals. */
+export function debeziumLatencyPolling(ms: (typeof DEBEZIUM_POLL_INTERVALS_MS)[number]): DebeziumSettings {
+  return {
+    ...DEBEZIUM_LATENCY,
+    name: `debezium-latency-poll${ms}`,
+    connector: { ...DEBEZIUM_LATENCY.connector, 'poll.interval.ms': String(ms) },
+    rationale: `debezium-latency's settings with poll.interval.ms ${ms}, one of the intervals its rule chooses among (5, 10, 20 ms).`,
+  };
+}
 
 /**
  * The JVM flags Kafka's own launcher gives Connect: connect-standalone.sh's
@@ -318,11 +338,13 @@ export function debeziumDriver(profile: DebeziumSettings, heapMb = profile.heapM
     const heapAfterGc = () => (existsSync(path.join(workDir, GC_LOG)) ? heapAfterGcOf(readFileSync(path.join(workDir, GC_LOG), 'utf8')) : undefined);
     if (!jmx) return { ...started, heapAfterGc };
     const sampler = jmx;
+    // Watched runs only: what limits Connect is read from its threads' CPU over the window.
+    const threads = started.child.pid === undefined ? undefined : startThreadSampler(started.child.pid);
     return {
       ...started,
       helpers: [sampler.child],
       heapAfterGc,
-      evidence: (window) => ({ heapMb: settings.heapMb, heapAfterGc: heapAfterGc(), queue: queueFigures(sampler.readings(), window.from, window.to) }),
+      evidence: (window) => ({ heapMb: settings.heapMb, heapAfterGc: heapAfterGc(), queue: queueFigures(sampler.readings(), window.from, window.to), threads: threads?.over(window) ?? null }),
     };
   };
   return {

@@ -162,6 +162,42 @@ export function threadCpuSeconds(pid: number): { main: number; other: number } |
   return { main, other };
 }
 
+/**
+ * A thread's group: its name with a pool's numbering made `N` (after `#`,
+ * `-` or `(`, or at the end: "GC Thread#1" and "GC Thread#0" are one group,
+ * "pool-3-thread-1" is "pool-N-thread-N"), so a pool's threads add up while
+ * "C2 CompilerThre" and "G1 Conc#0"'s "G1" keep their names.
+ */
+export function threadGroupOf(name: string): string {
+  return name.trim().replace(/(?<=[#(-])\d+|\d+$/g, 'N');
+}
+
+/**
+ * A process's CPU seconds so far by thread group (the thread's name as the
+ * kernel keeps it, at most 15 characters, numbers made `N`); threads that
+ * exit take their CPU with them, so read it over windows where few do.
+ */
+export function threadGroupCpuSeconds(pid: number): Map<string, number> | undefined {
+  const groups = new Map<string, number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      } catch {
+        continue;
+      }
+      // The name is field 2, in parentheses (it may hold spaces and parentheses itself).
+      const name = threadGroupOf(text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')));
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      groups.set(name, (groups.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / clockTicks());
+    }
+  } catch {
+    return undefined;
+  }
+  return groups;
+}
+
 function readTaskSeconds(pid: number, tid: number): number | undefined {
   let text: string;
   try {
