@@ -6,7 +6,10 @@
  *    figures over a window, and say which side limits the connector;
  *  - prewarm and backlog sizes follow each relay's own maximum;
  *  - --strategies picks relays by key or family, and refuses an unknown one;
- *  - a relay's new results replace its old ones, the others' stay.
+ *  - a relay's new results replace its old ones, the others' stay;
+ *  - maxima and latency run in rounds with the anchor (searches stepped
+ *    round-robin), stop at the sitting's budget and resume, and merge with
+ *    earlier sittings keeping each ratio's anchor; a JVM's CPU by thread.
  * The runs themselves (the relays, Debezium's JVM, the library) are measured
  * by `npm run bench:peers` against the real servers.
  */
@@ -16,11 +19,24 @@ import { CONNECT_JVM_FLAGS, heapAfterGcOf } from '../bench/drivers/debezium.js';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/drivers/jmx.js';
 import { DRIVERS } from '../bench/drivers/index.js';
 import { CoalescingSender } from '../bench/drivers/ptp-relay.js';
+import { pollIntervalChoice } from '../bench/scenarios/peers/report.js';
 import { chartedMaximum, drainBacklogFor, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 import { whole } from '../bench/report/kit.js';
 import { roundRate } from '../bench/harness/saturation.js';
 import { runIdentifiers } from '../bench/harness/run-setup.js';
 import { quoteIdentifier } from '../src/identifiers.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { PipelineParameters } from '../bench/harness/pipeline.js';
+import type { SittingWindow } from '../bench/harness/sitting.js';
+import type { ScenarioContext } from '../bench/scenario.js';
+import { anchoredRelays, type AnchoredPlan } from '../bench/scenarios/peers/measure.js';
+import { latencyRatios, mergeLatency, type LatencyComparison } from '../bench/scenarios/peers/results.js';
+import { threadCpuBetween } from '../bench/drivers/jvm-threads.js';
+import { threadGroupCpuSeconds, threadGroupOf } from '../bench/harness/process-stats.js';
+import { fakeRunResult } from './fake-run.js';
 
 describe('pg-transactional-outbox adapter', () => {
   it('sends calls made together in one request, calls made meanwhile in the next, and fails a request\'s calls with it', async () => {
@@ -189,6 +205,143 @@ describe('peers sizing and merging', () => {
         ['debezium-throughput', 4],
       ],
     );
+  });
+});
+
+describe('maxima and latency with an anchor', () => {
+  const [anchor, polling] = [selectRelays(['cdc'])[0]!, selectRelays(['polling'])[0]!];
+  // Our CDC relay keeps up to 3,000/s at p99 20 ms, polling to 1,500/s at p99 400 ms.
+  const limits: Record<string, { max: number; p99: number }> = { [anchor.name]: { max: 3_000, p99: 20 }, [polling.name]: { max: 1_500, p99: 400 } };
+  const contextIn = (outDir: string) =>
+    ({ outDir, parameters: { durationS: 30 } as PipelineParameters, option: (name: string) => (name === 'max-rate' ? 100_000 : undefined), config: { kafkaClient: 'kafkajs' }, quiet: true }) as unknown as ScenarioContext;
+  const window = (at: { sitting: number; round: number }): SittingWindow => {
+    const probe = { nsPerOp: 3_000, readings: [3_000, 3_010], settled: true };
+    return { ...at, startedAt: new Date().toISOString(), seconds: 30, probeBefore: probe, probeAfter: probe, stealPercent: 0 };
+  };
+  const planWith = (calls: string[], overrides: Partial<AnchoredPlan> = {}): AnchoredPlan => ({
+    relays: [anchor, polling],
+    maxima: true,
+    latency: true,
+    points: ['common'],
+    rounds: 2,
+    resume: false,
+    budgetMinutes: 150,
+    earlierSittings: 0,
+    previous: [],
+    run: async (relay, _name, p) => {
+      calls.push(`${relay.key}@${p.rate}`);
+      await sleep(5);
+      const { max, p99 } = limits[relay.name]!;
+      return fakeRunResult(p.rate, { slope: p.rate <= max ? 0 : 1_000, p99 });
+    },
+    inWindow: async (at, measure) => ({ value: await measure(), window: window(at) }),
+    ...overrides,
+  });
+
+  it('steps every search round-robin with the anchor first, and publishes each relay against the anchor of its sitting and round', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'anchored-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const calls: string[] = [];
+    const measured = await anchoredRelays(contextIn(dir), planWith(calls));
+    // Round by round: each search's next step, the anchor's first; polling's search ends sooner, the anchor's goes on alone.
+    assert.deepEqual(calls.slice(0, 6), ['cdc@1000', 'polling@1000', 'cdc@2000', 'polling@2000', 'cdc@4000', 'polling@1500']);
+    assert.deepEqual(calls.slice(-4), ['cdc@1000', 'polling@1000', 'cdc@1000', 'polling@1000'], 'then the latency rounds, every relay once per round, the anchor first');
+    assert.deepEqual(
+      measured.comparison.maxima.map((m) => [m.relay, m.sustainedRate, m.sitting]),
+      [
+        [anchor.name, 3_000, 1],
+        [polling.name, 1_500, 1],
+      ],
+    );
+    const [ratios] = latencyRatios(measured.comparison);
+    assert.deepEqual([ratios?.relay, ratios?.maximum, ratios?.rounds, ratios?.p99.median, ratios?.p99.min, ratios?.p99.max], [polling.name, 0.5, 2, 20, 20, 20]);
+    assert.deepEqual(
+      measured.results.map((r) => [r.name, r.sustainedRate, r.points.map((p) => `${p.label}:${p.runs.length}`).join()]),
+      [
+        [anchor.name, 3_000, 'common:2'],
+        [polling.name, 1_500, 'common:2'],
+      ],
+    );
+    assert.equal(measured.runs.length, 4, 'every common-rate run is published as a run');
+  });
+
+  it('stops at its budget after a round, and resumes in a new sitting to the same outcome without running a kept round again', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'anchored-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const first: string[] = [];
+    // A budget of 10 ms: the first round (two runs of 5 ms) is measured, the second would overrun.
+    const stopped = await anchoredRelays(contextIn(dir), planWith(first, { budgetMinutes: 10 / 60_000 }));
+    assert.deepEqual(first, ['cdc@1000', 'polling@1000']);
+    assert.match(stopped.comparison.incomplete ?? '', /budget before round 2 \(maxima\).*--resume/);
+    assert.deepEqual(stopped.results, [], 'a stopped sitting publishes no relay results');
+    await assert.rejects(anchoredRelays(contextIn(dir), planWith([], { resume: true, points: ['half'] })), /measured .* this command measures/);
+    const rest: string[] = [];
+    const resumed = await anchoredRelays(contextIn(dir), planWith(rest, { resume: true }));
+    assert.deepEqual(rest.slice(0, 2), ['cdc@2000', 'polling@2000'], 'the kept round is not run again');
+    assert.deepEqual(resumed.comparison.sittings.map((s) => s.sitting), [1, 2]);
+    assert.deepEqual(resumed.comparison.maxima.map((m) => [m.sustainedRate, m.sitting]), [
+      [3_000, 1],
+      [1_500, 1],
+    ]);
+    assert.equal(resumed.comparison.incomplete, undefined);
+  });
+
+  it("keeps the anchor's earlier runs only while their sitting holds another relay's, and a relay's part measured again replaces its earlier one", () => {
+    const w = (sitting: number, round = 1) => window({ sitting, round });
+    const earlier: LatencyComparison = {
+      anchor: 'A',
+      sittings: [1, 2].map((sitting) => ({ sitting, startedAt: '', commit: 'c', cpuModel: 'm' })),
+      runs: [
+        { relay: 'A', kind: 'common', rate: 1_000, p99Ms: 10, window: w(1) },
+        { relay: 'B', kind: 'common', rate: 1_000, p99Ms: 30, window: w(1) },
+        { relay: 'A', kind: 'common', rate: 1_000, p99Ms: 12, window: w(2) },
+        { relay: 'C', kind: 'common', rate: 1_000, p99Ms: 60, window: w(2) },
+      ],
+      maxima: [],
+    };
+    const fresh: LatencyComparison = {
+      anchor: 'A',
+      sittings: [{ sitting: 3, startedAt: '', commit: 'c', cpuModel: 'm' }],
+      runs: [
+        { relay: 'A', kind: 'common', rate: 1_000, p99Ms: 20, window: w(3) },
+        { relay: 'C', kind: 'common', rate: 1_000, p99Ms: 40, window: w(3) },
+      ],
+      maxima: [],
+    };
+    const merged = mergeLatency(earlier, fresh);
+    assert.deepEqual(merged.sittings.map((s) => s.sitting), [1, 3], "sitting 2 is gone with C's earlier runs");
+    assert.deepEqual(
+      latencyRatios(merged).map((r) => [r.relay, r.p99.median]),
+      [
+        ['B', 3],
+        ['C', 2],
+      ],
+    );
+  });
+
+  it("picks Debezium's latency poll interval by its rule: the lowest p99, then among overlapping p99 ranges the least CPU", () => {
+    const spread = (median: number, min: number, max: number) => ({ median, min, max });
+    const ratios = (p5: [number, number, number], cpu5: number) => [
+      { relay: 'debezium-latency', maximum: null, rounds: 3, p99: spread(1.5, 1.4, 1.6), relayCpuPerMillion: spread(6, 6, 6), relayMemory: spread(3, 3, 3) },
+      { relay: 'debezium-latency-poll10', maximum: null, rounds: 3, p99: spread(1.3, 1.2, 1.45), relayCpuPerMillion: spread(7, 7, 7), relayMemory: spread(3, 3, 3) },
+      { relay: 'debezium-latency-poll5', maximum: null, rounds: 3, p99: spread(...p5), relayCpuPerMillion: spread(cpu5, cpu5, cpu5), relayMemory: spread(3, 3, 3) },
+    ];
+    assert.match(pollIntervalChoice(ratios([1, 0.9, 1.1], 9), 20) ?? '', /The rule picks 5 ms; the profile runs 20 ms: its setting is to change\./, 'no other range reaches 5 ms\'s');
+    assert.match(pollIntervalChoice(ratios([1.25, 1.15, 1.35], 9), 20) ?? '', /The rule picks 10 ms/, "10 ms's range overlaps and costs less; 20 ms's does not overlap");
+    assert.equal(pollIntervalChoice(ratios([1.25, 1.15, 1.35], 9).slice(0, 2), 20), undefined, 'not until every interval was measured');
+  });
+
+  it("reads a process's CPU by thread group, and a window's busiest groups first", () => {
+    assert.equal(threadGroupOf('GC Thread#12'), 'GC Thread#N');
+    assert.equal(threadGroupOf('pool-3-thread-1'), 'pool-N-thread-N');
+    assert.deepEqual(['C2 CompilerThre', 'G1 Conc#0'].map(threadGroupOf), ['C2 CompilerThre', 'G1 Conc#N']);
+    const now = threadGroupCpuSeconds(process.pid);
+    const own = process.cpuUsage();
+    const total = [...(now?.values() ?? [])].reduce((a, b) => a + b, 0);
+    // Clock ticks are 10 ms: the groups add up to this process's CPU within a few ticks per thread.
+    assert.ok(Math.abs(total - (own.user + own.system) / 1e6) < 0.05 * (now?.size ?? 1) + 0.05, `${total} against ${(own.user + own.system) / 1e6}`);
+    const figures = threadCpuBetween({ atMs: 0, groups: new Map([['a', 1], ['b', 0]]) }, { atMs: 2_000, groups: new Map([['a', 2], ['b', 1.5], ['c', 0.2]]) });
+    assert.deepEqual(figures, { seconds: 2, cores: 1.35, groups: [{ group: 'b', cores: 0.75 }, { group: 'a', cores: 0.5 }, { group: 'c', cores: 0.1 }] });
   });
 });
 

@@ -277,16 +277,17 @@ export class SittingJournal<U> {
    * The journal in `dir` for the comparison `key`: a resume continues the
    * one there (and refuses another comparison's); otherwise any left over is
    * replaced. A new sitting is numbered after the journal's and after the
-   * `earlierSittings` the folder's results already hold.
+   * `earlierSittings` the folder's results already hold. A folder may hold
+   * one journal per comparison (`name`: the peers' drains and latency).
    */
-  static open<U>(dir: string, key: string, resume: boolean, budgetMinutes = SITTING_BUDGET_MINUTES, earlierSittings = 0): SittingJournal<U> {
-    const file = path.join(dir, 'sitting-journal.json');
+  static open<U>(dir: string, key: string, resume: boolean, budgetMinutes = SITTING_BUDGET_MINUTES, earlierSittings = 0, name = 'sitting-journal'): SittingJournal<U> {
+    const file = path.join(dir, `${name}.json`);
     if (!resume) {
       // A comparison started afresh: a journal left by another is gone at once, so a later resume cannot continue it.
       rmSync(file, { force: true });
       return new SittingJournal<U>(file, { key, sittings: [], rounds: [] }, budgetMinutes, earlierSittings);
     }
-    if (!existsSync(file)) throw new OutboxBenchError('USAGE', `--resume: there is no stopped sitting to resume in ${dir} (no sitting-journal.json)`);
+    if (!existsSync(file)) throw new OutboxBenchError('USAGE', `--resume: there is no stopped sitting to resume in ${dir} (no ${name}.json)`);
     const data = JSON.parse(readFileSync(file, 'utf8')) as JournalFile<U>;
     if (data.key !== key) {
       throw new OutboxBenchError('USAGE', `--resume: the sitting stopped in ${dir} measured ${data.key}; this command measures ${key}: give the same flags, or leave out --resume to start afresh`);

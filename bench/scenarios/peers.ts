@@ -11,16 +11,19 @@
  *    stole. Published as each relay's ratio to the anchor of its round.
  *    Resumable (`--resume`) round by round; a sitting stops before a round
  *    that would take it past `--sitting-minutes`.
- *  latency: for each relay, in this order:
- *    1. its own sustained maximum M: the saturation search, 30 s steps;
- *    2. Debezium only: the smallest heap of 256, 512 and 1,024 MiB that
- *       sustains M (a step at M with each, smallest first); the rest of its
- *       runs use that heap;
- *    3. `--repeats` times (default 3): latency at a common 1,000 events/s
- *       (not run when M is below it) and at 50% and 80% of M.
+ *  maxima: every relay's sustained maximum M (the saturation search, 30 s
+ *    steps, confirmed), the searches stepped round-robin with the anchor's,
+ *    one step of each per round; then, for Debezium, the smallest heap of
+ *    256, 512 and 1,024 MiB that sustains M (the rest of its runs use it);
+ *  latency: `--repeats` rounds (default 3), each running every relay's
+ *    latency points in turn, the anchor first: a common 1,000 events/s (not
+ *    run when M is below it) and 50% and 80% of M (`--points`).
  *    Every run is preceded by a prewarm of at least 60 s at min(1,000, M/2)
  *    events/s (a search step: half its own rate), in the same run, so that a
  *    JVM's class loading and JIT are over before anything is measured.
+ *  Maxima and latency are published as each relay's ratio to the anchor of
+ *  its own sitting (and round), every run between two settled probes;
+ *  resumable round by round like the drains.
  *
  * A relay's results replace its earlier ones in the folder's summary, so the
  * comparison can be measured one relay at a time (`--mode`); each keeps the
@@ -38,11 +41,11 @@ import { yes, type ScenarioContext } from '../scenario.js';
 import { oneOf } from '../scenario-flags.js';
 import { parseStrategy } from './drain/drain-once.js';
 import { anchorRatios, drainRounds, sittingLines, summaryLines } from './drain/rounds.js';
-import { measureRelay, say } from './peers/measure.js';
+import { anchoredRelays } from './peers/measure.js';
 import { anchorRelay, drainNameOf, selectRelays, type Relay } from './peers/relays.js';
-import { peersReport } from './peers/report.js';
-import { mergeDrains, mergePeers, previousResults, type DrainComparison, type PeerResult, type PeersResult } from './peers/results.js';
-import { COMMON_RATE, drainBacklogFor, MAX_BACKLOG } from './peers/sizing.js';
+import { latencyLines, peersReport } from './peers/report.js';
+import { latencyRatios, mergeDrains, mergeLatency, mergePeers, previousResults, type DrainComparison, type PeerResult, type PeersResult } from './peers/results.js';
+import { COMMON_RATE, drainBacklogFor, MAX_BACKLOG, POINT_LABELS } from './peers/sizing.js';
 
 export { PEER_RELAY_KEYS, selectRelays, type Relay } from './peers/relays.js';
 export { hostNote } from './peers/report.js';
@@ -53,7 +56,7 @@ export { drainBacklogFor, prewarmFor } from './peers/sizing.js';
 // test even at a peer's lowest rates, and keep a search near 15 minutes.
 const MIN_STEP_S = 30;
 
-const PHASES = ['drains', 'latency'] as const;
+const PHASES = ['drains', 'maxima', 'latency'] as const;
 
 /** The drain phase: every relay's relay-only drain, the anchor first in every round. */
 async function measureDrains(
@@ -108,49 +111,66 @@ export const peers: Scenario = {
   flags: {
     'max-rate': { description: 'highest rate the sustained search tries, events/s', defaultValue: 100_000, min: 100, max: 1_000_000, formerly: ['peer-max-rate'] },
     mode: { kind: 'list', description: 'relays to measure: ours, the peers, or the families ours, debezium, ptp; they merge into results/peers/', defaultText: 'the default set', formerly: ['strategies'] },
-    phases: { kind: 'list', description: "what to measure: drains (every relay's relay-only drain, interleaved with the anchor, ours: cdc), latency (each relay's maximum and latency points)", defaultText: PHASES.join(','), check: oneOf(PHASES) },
-    resume: { kind: 'yes-no', description: 'go on with the drains stopped in results/peers/, in a new sitting (completed rounds are kept; one stopped halfway is measured again)', defaultValue: false },
-    'sitting-minutes': { description: 'the drains stop before a round that would take the sitting past this many minutes (resume them with --resume)', defaultValue: SITTING_BUDGET_MINUTES, min: 1, max: 1_440 },
+    phases: {
+      kind: 'list',
+      description: "what to measure, each interleaved with the anchor (ours: cdc): drains (every relay's relay-only drain), maxima (each relay's sustained maximum, searches stepped round-robin), latency (each relay's latency points)",
+      defaultText: PHASES.join(','),
+      check: oneOf(PHASES),
+    },
+    points: { kind: 'list', description: "the latency phase's points: common (1,000 events/s), half and eighty (50% and 80% of each relay's maximum)", defaultText: POINT_LABELS.join(','), check: oneOf(POINT_LABELS) },
+    resume: { kind: 'yes-no', description: 'go on with the sitting stopped in results/peers/, in a new sitting (completed rounds are kept; one stopped halfway is measured again)', defaultValue: false },
+    'sitting-minutes': { description: 'a sitting stops before a round that would take it past this many minutes (resume it with --resume)', defaultValue: SITTING_BUDGET_MINUTES, min: 1, max: 1_440 },
   },
   async run(context) {
     if (context.parameters.durationS < MIN_STEP_S) {
       throw new OutboxBenchError('USAGE', `peers: every measured window is at least ${MIN_STEP_S} s (--duration-s ${context.parameters.durationS} given)`);
     }
     const phases = context.list('phases', [...PHASES]);
+    const points = context.list('points', [...POINT_LABELS]) as (typeof POINT_LABELS)[number][];
     const relays = selectRelays(context.list('mode', []));
     const previous = previousResults(context.outDir);
-    const fresh: PeerResult[] = [];
+    const started = Date.now();
+    const budgetMinutes = context.option('sitting-minutes');
+    let fresh: PeerResult[] = [];
     const runs: RunSummary[] = [];
     const failed: string[] = [];
-    const lines: string[] = [`peers: Debezium ${DEBEZIUM_VERSION}; pg-transactional-outbox ${PTP_VERSION}; ${context.repeats} repeats; ${phases.join(' and ')}`];
+    const lines: string[] = [`peers: Debezium ${DEBEZIUM_VERSION}; pg-transactional-outbox ${PTP_VERSION}; ${context.repeats} repeats; ${phases.join(', ')}`];
     let drains = previous.drains;
-    let afterWrite: (() => void) | undefined;
+    let latency = previous.latency;
+    const afterWrites: (() => void)[] = [];
     if (phases.includes('drains')) {
       const measured = await measureDrains(context, relays, previous.peers, previous.drains);
       const merged = mergeDrains(previous.drains, measured.comparison);
       drains = { ...merged, ratios: anchorRatios(merged.runs, merged.anchor) };
       failed.push(...measured.failed);
       lines.push(...measured.lines);
-      afterWrite = measured.afterWrite;
+      afterWrites.push(measured.afterWrite);
     }
-    // A sitting out of time stops here: the latency phase would take it hours past its budget.
+    // A sitting out of time stops here: the other phases would take it hours past its budget.
     const outOfTime = drains?.incomplete !== undefined && phases.includes('drains');
-    if (outOfTime && phases.includes('latency')) lines.push('the latency phase was not run: the drains stopped at the sitting budget (resume them with --resume)');
-    if (phases.includes('latency') && !outOfTime) {
-      for (const relay of relays) {
-        say(`peers: ${relay.name}`);
-        const guide = previous.peers.find((p) => p.name === relay.name)?.sustainedRate;
-        try {
-          const measured = await measureRelay(context, relay, guide, lines);
-          fresh.push(measured.result);
-          runs.push(...measured.runs);
-        } catch (error) {
-          // A sitting measures relays for hours: one that fails keeps its
-          // earlier results, and the others' are still written.
-          failed.push(`${relay.key}: ${(error as Error).message ?? String(error)}`);
-          lines.push(`  ${relay.name.padEnd(38)} FAILED (its earlier results, if any, are kept): ${(error as Error).message ?? String(error)}`);
-        }
-      }
+    const anchored = phases.includes('maxima') || phases.includes('latency');
+    if (outOfTime && anchored) lines.push('the maxima and latency phases were not run: the drains stopped at the sitting budget (resume them with --resume)');
+    if (anchored && !outOfTime) {
+      const anchor = anchorRelay();
+      const measured = await anchoredRelays(context, {
+        relays: [anchor, ...relays.filter((r) => r.key !== anchor.key)],
+        maxima: phases.includes('maxima'),
+        latency: phases.includes('latency'),
+        points,
+        rounds: context.repeats,
+        resume: yes(context, 'resume'),
+        // What the drains took of this sitting is not the latency's to spend again.
+        budgetMinutes: Math.max(1, Math.floor(budgetMinutes - (Date.now() - started) / 60_000)),
+        earlierSittings: Math.max(0, ...(previous.latency?.sittings ?? []).map((s) => s.sitting)),
+        previous: previous.peers,
+      });
+      const merged = mergeLatency(previous.latency, measured.comparison);
+      latency = { ...merged, ratios: latencyRatios(merged) };
+      fresh = measured.results;
+      runs.push(...measured.runs);
+      failed.push(...measured.failed);
+      lines.push(...measured.lines, ...latencyLines(latency));
+      afterWrites.push(measured.afterWrite);
     }
     await dropRelaySlots(context.infra.databaseUrl);
     return {
@@ -160,13 +180,16 @@ export const peers: Scenario = {
         version: 2,
         peers: mergePeers(previous.peers, fresh),
         ...(drains ? { drains } : {}),
+        ...(latency ? { latency } : {}),
         debezium: DEBEZIUM_VERSION,
         ptp: PTP_VERSION,
         commonRate: COMMON_RATE,
       } satisfies PeersResult,
       lines,
       failed,
-      ...(afterWrite ? { afterWrite } : {}),
+      afterWrite: () => {
+        for (const after of afterWrites) after();
+      },
     };
   },
   report: peersReport,

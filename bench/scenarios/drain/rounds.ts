@@ -7,7 +7,7 @@
  */
 import type { ConsumerKafkaClientName, KafkaClientName } from '../../../src/config.js';
 import { describeError, OutboxBenchError } from '../../../src/errors.js';
-import { ratiosToAnchor, SittingJournal, sittingNoise, type AnchorRatio, type SittingRecord } from '../../harness/sitting.js';
+import { ratiosToAnchor, SittingJournal, sittingNoise, type AnchorRatio, type SittingRecord, type SittingWindow } from '../../harness/sitting.js';
 import { medianWithRange } from '../../report/format.js';
 import type { ScenarioContext } from '../../scenario.js';
 import { clientsFor, drainOnce, parseStrategy, type DrainRun, type FailedDrainRun, type Strategy } from './drain-once.js';
@@ -129,7 +129,7 @@ export function anchorRatios(runs: readonly DrainRun[], anchor: string): RelayRa
 
 /** A ratio as the report prints it: two decimals, or two significant digits below a tenth. */
 export const ratioFigure = (x: number) => (x >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
-const ratioText = (r: RatioSpread) => (r.median === null ? 'n/a' : `${ratioFigure(r.median)} [${ratioFigure(r.min!)}–${ratioFigure(r.max!)}]`);
+export const ratioText = (r: RatioSpread) => (r.median === null ? 'n/a' : `${ratioFigure(r.median)} [${ratioFigure(r.min!)}–${ratioFigure(r.max!)}]`);
 
 /** Each sitting's probes and steal, and every relay's ratios to the anchor: the lines printed after a run. */
 export function sittingLines(runs: readonly DrainRun[], anchor: string | undefined): string[] {
@@ -155,23 +155,13 @@ export function sittingLines(runs: readonly DrainRun[], anchor: string | undefin
  * against the anchor, round by round: ratios carry from host to host.
  */
 export function sittingReport(extra: { runs: readonly DrainRun[]; sittings?: readonly SittingRecord[] | undefined; anchor?: string | undefined }): string[] {
-  const noise = sittingNoise(extra.runs.flatMap((r) => (r.window ? [r.window] : [])));
-  if (noise.length === 0) return [];
-  const records = new Map((extra.sittings ?? []).map((s) => [s.sitting, s]));
+  const table = sittingTable(extra.runs.flatMap((r) => (r.window ? [r.window] : [])), extra.sittings ?? [], 'drains');
+  if (table.length === 0) return [];
   const lines = [
     `The drains ran interleaved, every relay once per round${extra.anchor ? `, the anchor (${extra.anchor}) first` : ''}; the CPU probe was read before and after each drain until two readings agreed while the rest of the host was quiet, ` +
       "and the share of CPU time the hypervisor stole was read over each. A sitting whose probe moved by more than 10% is marked noisy.",
     '',
-    '| sitting | started | commit | CPU | probe around the drains (ns/op) | moved | steal, most in a drain | drains measured before the probe settled |',
-    '|---:|---|---|---|---:|---:|---:|---:|',
-    ...noise.map((n) => {
-      const record = records.get(n.sitting);
-      return (
-        `| ${n.sitting} | ${record?.startedAt.slice(0, 16).replace('T', ' ') ?? '?'} | ${record?.commit.slice(0, 7) ?? '?'} | ${record?.cpuModel ?? '?'} | ${n.probeMin}–${n.probeMax} | ` +
-        `${n.movedPercent}%${n.noisy ? ' (noisy)' : ''} | ${n.stealMaxPercent === null ? 'n/a' : `${n.stealMaxPercent}%`} | ${n.unsettledWindows} |`
-      );
-    }),
-    '',
+    ...table,
   ];
   const { anchor } = extra;
   if (anchor === undefined) return lines;
@@ -187,6 +177,25 @@ export function sittingReport(extra: { runs: readonly DrainRun[]; sittings?: rea
     ...ratios.map((r) => {
       const { driver } = parseStrategy(r.strategy);
       return `| ${r.strategy} | ${driver.usesOurKafkaClient ? r.kafkaClient : 'its own'} | ${r.rounds} | ${ratioText(r.eventsPerSec)} | ${ratioText(r.relayCpuPerMillion)} | ${ratioText(r.relayPeakRss)} |`;
+    }),
+    '',
+  ];
+}
+
+/** Each sitting of a comparison: when, where and on what code it ran, how far its probe moved, the most steal in one of its windows (`what`: its windows' name). */
+export function sittingTable(windows: readonly SittingWindow[], sittings: readonly SittingRecord[], what: string): string[] {
+  const noise = sittingNoise(windows);
+  if (noise.length === 0) return [];
+  const records = new Map(sittings.map((s) => [s.sitting, s]));
+  return [
+    `| sitting | started | commit | CPU | probe around the ${what} (ns/op) | moved | steal, most in one | ${what} measured before the probe settled |`,
+    '|---:|---|---|---|---:|---:|---:|---:|',
+    ...noise.map((n) => {
+      const record = records.get(n.sitting);
+      return (
+        `| ${n.sitting} | ${record?.startedAt.slice(0, 16).replace('T', ' ') ?? '?'} | ${record?.commit.slice(0, 7) ?? '?'} | ${record?.cpuModel ?? '?'} | ${n.probeMin}–${n.probeMax} | ` +
+        `${n.movedPercent}%${n.noisy ? ' (noisy)' : ''} | ${n.stealMaxPercent === null ? 'n/a' : `${n.stealMaxPercent}%`} | ${n.unsettledWindows} |`
+      );
     }),
     '',
   ];

@@ -1,22 +1,35 @@
 /**
- * One relay's latency phase in the peers comparison, in this order: its own
- * sustained maximum; with a heap of its own, the smallest heap that sustains
- * it; then, repeated, latency at the common rate and at 50% and 80% of its
- * maximum. Every run is prewarmed inside the run; the probe is read, until
- * two readings agree, before the relay's first run and after its last. Its
- * drains are the comparison's (drain/rounds.ts), interleaved with the others'.
+ * The peers comparison's maxima and latency, in sittings with an anchor: our
+ * CDC relay is measured beside the others in every sitting, and each relay is
+ * published as its ratio to the anchor of its own sitting (and round).
+ *
+ *  maxima: every relay's saturation search, stepped round-robin (each round
+ *    one step of every search still going, the anchor first), so a host that
+ *    drifts moves every search alike; then, for a relay with a heap of its
+ *    own, the smallest heap that sustains its maximum.
+ *  latency: `--repeats` rounds, each running every relay's latency points in
+ *    turn, the anchor first: the common rate, and 50% and 80% of the relay's
+ *    maximum (this sitting's, or the one published).
+ *
+ * Every run is prewarmed inside the run and measured between two settled CPU
+ * probes, with the CPU the hypervisor stole meanwhile. Rounds are kept in a
+ * journal: a sitting stopped, or out of time, resumes in a new one (a search
+ * is resumed by replaying its recorded outcomes into a new plan).
  */
-import { gitCommit, type CpuProbe } from '../../harness/environment.js';
-import { settledProbe } from '../../harness/sitting.js';
+import { describeError, OutboxBenchError } from '../../../src/errors.js';
+import { gitCommit } from '../../harness/environment.js';
+import { inWindow, SittingJournal, type SittingWindow } from '../../harness/sitting.js';
 import { describeResult, medianWithRange } from '../../report/format.js';
 import { runPipeline, type PipelineContext, type PipelineParameters, type PipelineResult } from '../../harness/pipeline.js';
-import { judge, roundRate, searchSustained, type SearchResult } from '../../harness/saturation.js';
+import { judge, roundRate, searchPlan, searchResultOf, type SearchAttempt, type SearchStep } from '../../harness/saturation.js';
 import { summarizeRun, type RunSummary } from '../../harness/summary.js';
 import { dropRelaySlots } from '../../drivers/slots.js';
 import { pipelineContext, type ScenarioContext } from '../../scenario.js';
 import type { Relay } from './relays.js';
-import { pointRun, type PeerPoint, type PeerResult } from './results.js';
-import { COMMON_RATE, prewarmFor } from './sizing.js';
+import { latencyRunOf, pointRun, type LatencyComparison, type MaximumRecord, type PeerPoint, type PeerResult, type PointRun } from './results.js';
+import { COMMON_RATE, POINT_LABELS, pointsFor, prewarmFor } from './sizing.js';
+import { cpuProbeOf, emptyProbe, Rounds, sequence } from './sitting-rounds.js';
+
 // Rationale: a 30 s step at 20/s still holds 600 orders for the share test,
 // so a peer slower than 100/s gets its limit, not "no rate passed".
 const MIN_PEER_RATE = 20;
@@ -32,153 +45,342 @@ const UNGUIDED_GROWTH = 2;
 const HEAPS_MB = [256, 512, 1_024] as const;
 // Rationale: the saturation rule's own p99 limit, for the search and the heap checks alike.
 const P99_LIMIT_MS = 2_000;
+// Rationale: a relay measured at the common rate before its maximum is (a
+// Debezium poll interval beside its profile) is run and prewarmed as every
+// relay that sustains twice the common rate is, at 1,000/s; it is published
+// with no maximum, and a run it cannot keep up with says so.
+const UNMEASURED_MAX = 2 * COMMON_RATE;
 
 const slugOf = (name: string) => name.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '').toLowerCase();
-export const say = (line: string) => process.stderr.write(`${line}\n`);
+const say = (line: string) => process.stderr.write(`${line}\n`);
 
-/** One relay's sitting: the scenario's context, the relay, and how its runs are named and run. */
-interface Sitting {
-  context: ScenarioContext;
-  relay: Relay;
-  slug: string;
-  base: PipelineParameters;
+/** One measured window of the comparison, as the journal keeps it. */
+export interface LatencyUnit {
+  relay: string;
+  kind: SearchStep['attempt'] | 'heap' | PeerPoint['label'];
+  rate: number;
+  heapMb?: number;
+  /** A search step, as judged. */
+  step?: PeerResult['sustainedSteps'][number];
+  /** A heap check. */
+  passed?: boolean;
+  reasons?: string[];
+  /** A latency point's run. */
+  point?: PointRun;
+  /** The run as the summary publishes it (common-rate points). */
+  summary?: RunSummary;
+  /** The relay's evidence at a confirmed maximum, where that is readings over the window. */
+  atMax?: Record<string, unknown>;
+  window: SittingWindow;
 }
 
-/** A run of the relay named `name` (a heap other than its default, if given). */
-function contextFor(s: Sitting, name: string, heapMb?: number): PipelineContext {
-  const { context, relay } = s;
-  const driver = heapMb === undefined || !relay.driver.heap ? relay.driver : relay.driver.heap.resized(heapMb);
-  return pipelineContext(context, name, driver);
+export interface AnchoredPlan {
+  /** In the order each round runs them: the anchor first. */
+  relays: readonly Relay[];
+  maxima: boolean;
+  latency: boolean;
+  points: readonly PeerPoint['label'][];
+  rounds: number;
+  resume: boolean;
+  budgetMinutes: number;
+  earlierSittings: number;
+  previous: readonly PeerResult[];
+  /** Runs one relay's run (default: a pipeline run with no slot left from an earlier one); tests pass their own. */
+  run?: (relay: Relay, name: string, p: PipelineParameters, heapMb?: number) => Promise<PipelineResult>;
+  /** Measures between two probes (default: settled CPU probes, steal over the run); tests pass their own. */
+  inWindow?: typeof inWindow;
 }
 
-/** Every run starts with no slot of an earlier one left behind (a stopped run's would hold WAL). */
-async function runFresh(s: Sitting, name: string, p: PipelineParameters, heapMb?: number): Promise<PipelineResult> {
-  await dropRelaySlots(s.context.infra.databaseUrl);
-  return runPipeline(contextFor(s, name, heapMb), p);
+export interface AnchoredResult {
+  /** Each relay's results, with what this comparison measured in place of the earlier ones (none when it stopped early). */
+  results: PeerResult[];
+  runs: RunSummary[];
+  comparison: LatencyComparison;
+  lines: string[];
+  failed: string[];
+  afterWrite(): void;
 }
 
-/** 1. Its own maximum, and its evidence at the confirmed maximum when that evidence is readings over the window. */
-async function searchMaximum(s: Sitting, guide: number | undefined): Promise<{ search: SearchResult; atMax: Record<string, unknown> | undefined }> {
-  const { context, relay } = s;
-  let atMax: Record<string, unknown> | undefined;
+/** A run of `relay` named `name` (with a heap other than its default, if given), with no slot of an earlier run left behind. */
+async function runRelay(context: ScenarioContext, relay: Relay, name: string, p: PipelineParameters, heapMb?: number): Promise<PipelineResult> {
   await dropRelaySlots(context.infra.databaseUrl);
+  const driver = heapMb === undefined || !relay.driver.heap ? relay.driver : relay.driver.heap.resized(heapMb);
+  const run: PipelineContext = pipelineContext(context, name, driver);
+  return runPipeline(run, p);
+}
+
+/** The saturation rule applied to one run at `rate`: a search step, a confirmation, or a heap check. */
+const judgeAt = (rate: number, attempt: SearchStep['attempt'], r: PipelineResult) => judge(rate, attempt, r, { startRate: rate, maxRate: rate, growth: 1, p99LimitMs: P99_LIMIT_MS });
+
+/** A run that threw is a failed step: a relay that cannot run a rate does not sustain it. */
+const failedStep = (attempt: SearchAttempt, error: unknown): LatencyUnit['step'] => ({
+  rate: attempt.rate,
+  attempt: attempt.attempt,
+  passed: false,
+  reasons: [`did not run: ${describeError(error)}`.slice(0, 300)],
+  p99Ms: Number.NaN,
+  deliveredShare: 0,
+});
+
+/** One relay's search as the rounds step it. */
+interface Search {
+  relay: Relay;
+  plan: Generator<SearchAttempt, number, boolean>;
+  next: IteratorResult<SearchAttempt, number>;
+  steps: NonNullable<LatencyUnit['step']>[];
+  units: LatencyUnit[];
+  atMax?: Record<string, unknown>;
+}
+
+function searchOf(relay: Relay, guide: number | undefined, maxRate: number): Search {
   const guided = guide !== undefined && guide > 0;
-  const search = await searchSustained(
-    contextFor(s, `peer-${s.slug}-search`),
-    s.base,
-    {
-      startRate: guided ? roundRate(guide * GUIDED_START_SHARE) : (relay.driver.searchStart ?? UNGUIDED_START),
-      growth: guided ? GUIDED_GROWTH : UNGUIDED_GROWTH,
-      maxRate: context.option('max-rate'),
-      minRate: MIN_PEER_RATE,
-      p99LimitMs: P99_LIMIT_MS,
-      prewarm: (rate) => prewarmFor(rate),
-      run: async (ctx, p) => {
-        await dropRelaySlots(context.infra.databaseUrl);
-        return runPipeline(ctx, p);
-      },
-      onResult: (step, r) => {
-        if (relay.driver.windowEvidence && step.attempt === 'confirm' && step.passed) atMax = r.evidence;
-      },
-    },
-    (step) => say(`  ${relay.name} @ ${step.rate}/s${step.attempt === 'confirm' ? ' (confirmation)' : ''}: ${step.passed ? 'sustained' : step.reasons.join('; ')}`),
-  );
-  return { search, atMax };
+  const plan = searchPlan({
+    startRate: guided ? roundRate(guide * GUIDED_START_SHARE) : (relay.driver.searchStart ?? UNGUIDED_START),
+    growth: guided ? GUIDED_GROWTH : UNGUIDED_GROWTH,
+    maxRate,
+    minRate: MIN_PEER_RATE,
+  });
+  return { relay, plan, next: plan.next(), steps: [], units: [] };
 }
 
-/** A heap check is a confirmation step at the maximum: the saturation rule, applied to one run. */
-function judgeAt(rate: number, r: PipelineResult) {
-  return judge(rate, 'confirm', r, { startRate: rate, maxRate: rate, growth: 1, p99LimitMs: P99_LIMIT_MS });
+/** What every phase of a sitting uses: its context and plan, its rounds, how one run is run and windowed. */
+interface Phase {
+  context: ScenarioContext;
+  plan: AnchoredPlan;
+  rounds: Rounds<LatencyUnit>;
+  lines: string[];
+  base(relay: Relay): PipelineParameters;
+  run(relay: Relay, name: string, p: PipelineParameters, heapMb?: number): Promise<PipelineResult>;
+  windowed(at: { sitting: number; round: number }, measure: () => Promise<Omit<LatencyUnit, 'window'>>): Promise<LatencyUnit>;
+  guideOf(relay: Relay): number | undefined;
 }
 
-/** 2. A relay with a heap of its own: the smallest that sustains its maximum (its default if none smaller does). */
-async function smallestHeap(s: Sitting, max: number): Promise<{ heapMb: number | undefined; heapChecks: NonNullable<PeerResult['heapChecks']> }> {
-  const heapChecks: NonNullable<PeerResult['heapChecks']> = [];
-  const defaultMb = s.relay.driver.heap?.mb;
-  for (const heap of HEAPS_MB) {
-    if (heap === defaultMb) {
-      // The search itself ran with this heap.
-      heapChecks.push({ heapMb: heap, passed: true, reasons: [] });
-      return { heapMb: heap, heapChecks };
+/** One search step of a relay, judged by the saturation rule; a run that threw is a failed step. */
+async function searchStep(ph: Phase, s: Search, at: { sitting: number; round: number }): Promise<LatencyUnit> {
+  const attempt = s.next.value as SearchAttempt;
+  const confirm = attempt.attempt === 'confirm' ? ' (confirmation)' : '';
+  return ph.windowed(at, async () => {
+    const name = `peer-${slugOf(s.relay.name)}-search-${attempt.rate}${confirm ? '-confirm' : ''}`;
+    say(`peers maxima, round ${at.round} (sitting ${at.sitting}): ${s.relay.name} @ ${attempt.rate}/s${confirm}`);
+    try {
+      const r = await ph.run(s.relay, name, { ...ph.base(s.relay), rate: attempt.rate, deliveryGraceMs: P99_LIMIT_MS, prewarm: prewarmFor(attempt.rate) });
+      const { rate, passed, reasons, p99Ms, deliveredShare } = judgeAt(attempt.rate, attempt.attempt, r);
+      say(`  ${s.relay.name} @ ${rate}/s${confirm}: ${passed ? 'sustained' : reasons.join('; ')}`);
+      const atMax = s.relay.driver.windowEvidence && confirm && passed ? r.evidence : undefined;
+      return { relay: s.relay.name, kind: attempt.attempt, rate, step: { rate, attempt: attempt.attempt, passed, reasons, p99Ms, deliveredShare }, ...(atMax ? { atMax } : {}) };
+    } catch (error) {
+      say(`  ${s.relay.name} @ ${attempt.rate}/s: did not run: ${describeError(error)}`);
+      return { relay: s.relay.name, kind: attempt.attempt, rate: attempt.rate, step: failedStep(attempt, error) };
     }
-    // A heap too small may keep the relay from starting at all: that is a failed check, not a failed sitting.
-    const step = await runFresh(s, `peer-${s.slug}-heap-${heap}`, { ...s.base, rate: max, deliveryGraceMs: 2_000, prewarm: prewarmFor(max) }, heap).then(
-      (r) => judgeAt(max, r),
-      (error: unknown) => ({ passed: false, reasons: [`did not run: ${(error as Error).message ?? String(error)}`.slice(0, 300)] }),
+  });
+}
+
+/** 1. Maxima: the searches, one step of each still going per round, the anchor first. */
+async function searchRounds(ph: Phase): Promise<Search[]> {
+  const searches = ph.plan.relays.map((r) => searchOf(r, ph.guideOf(r), ph.context.option('max-rate')));
+  while (searches.some((s) => !s.next.done)) {
+    const going = searches.filter((s) => !s.next.done);
+    const units = await ph.rounds.next('maxima', (at) => sequence(going, (s) => searchStep(ph, s, at)));
+    if (!units) break;
+    for (const s of going) {
+      const unit = units.find((u) => u.relay === s.relay.name);
+      const attempt = s.next.value as SearchAttempt;
+      if (!unit?.step || unit.rate !== attempt.rate) {
+        throw new OutboxBenchError('USAGE', `--resume: the journal's round ${ph.rounds.round} does not hold ${s.relay.name}'s step at ${attempt.rate}/s: start the comparison afresh (leave out --resume)`);
+      }
+      s.steps.push(unit.step);
+      s.units.push(unit);
+      if (unit.atMax) s.atMax = unit.atMax;
+      s.next = s.plan.next(unit.step.passed);
+    }
+  }
+  return searches;
+}
+
+/** 2. A relay with a heap of its own: the smallest that sustains its maximum, smallest first, all in one round. */
+async function heapRound(ph: Phase, maxOf: (relay: Relay) => number): Promise<Map<string, LatencyUnit[]>> {
+  const byRelay = new Map<string, LatencyUnit[]>();
+  const heapRelays = ph.plan.relays.filter((r) => r.driver.heap && maxOf(r) > 0);
+  if (heapRelays.length === 0) return byRelay;
+  const units = await ph.rounds.next('heap checks', async (at) => {
+    const all: LatencyUnit[] = [];
+    for (const relay of heapRelays) {
+      const max = maxOf(relay);
+      for (const heapMb of HEAPS_MB) {
+        if (heapMb === relay.driver.heap!.mb) {
+          // The search itself ran with this heap: a check with no window of its own.
+          all.push({ relay: relay.name, kind: 'heap', rate: max, heapMb, passed: true, reasons: [], window: { ...at, startedAt: new Date().toISOString(), seconds: 0, probeBefore: emptyProbe, probeAfter: emptyProbe, stealPercent: null } });
+          break;
+        }
+        const unit = await ph.windowed(at, async () => {
+          // A heap too small may keep the relay from starting at all: that is a failed check, not a failed sitting.
+          const step = await ph.run(relay, `peer-${slugOf(relay.name)}-heap-${heapMb}`, { ...ph.base(relay), rate: max, deliveryGraceMs: P99_LIMIT_MS, prewarm: prewarmFor(max) }, heapMb).then(
+            (r) => judgeAt(max, 'confirm', r),
+            (error: unknown) => ({ passed: false, reasons: [`did not run: ${describeError(error)}`.slice(0, 300)] }),
+          );
+          say(`  ${relay.name} with a ${heapMb} MiB heap @ ${max}/s: ${step.passed ? 'sustained' : step.reasons.join('; ')}`);
+          return { relay: relay.name, kind: 'heap' as const, rate: max, heapMb, passed: step.passed, reasons: step.reasons };
+        });
+        all.push(unit);
+        if (unit.passed) break;
+      }
+    }
+    return all;
+  });
+  for (const u of units ?? []) byRelay.set(u.relay, [...(byRelay.get(u.relay) ?? []), u]);
+  return byRelay;
+}
+
+/** One latency point's run; one that fails is said and leaves the round going. */
+async function pointUnit(ph: Phase, relay: Relay, point: PeerPoint, max: number, heapMb: number | undefined, repeat: number, at: { sitting: number; round: number }): Promise<LatencyUnit | undefined> {
+  const rounds = ph.plan.rounds;
+  return ph
+    .windowed(at, async () => {
+      const name = `peer-${slugOf(relay.name)}-${point.label}-r${repeat}`;
+      say(`peers latency, round ${at.round} (sitting ${at.sitting}): ${relay.name} @ ${point.rate}/s (${point.label}, ${repeat}/${rounds})`);
+      const r = await ph.run(relay, name, { ...ph.base(relay), rate: point.rate, prewarm: prewarmFor(max) }, heapMb);
+      for (const line of describeResult(`${relay.name} @ ${point.rate}/s (${repeat}/${rounds})`, r, relay.driver.label).slice(0, 3)) say(line);
+      return { relay: relay.name, kind: point.label, rate: point.rate, point: pointRun(r), ...(point.label === 'common' ? { summary: summarizeRun(name, r) } : {}) };
+    })
+    .catch((error: unknown) => {
+      ph.lines.push(`  ${relay.name} @ ${point.rate}/s, repeat ${repeat}: FAILED: ${describeError(error)}`);
+      return undefined;
+    });
+}
+
+/** 3. Latency: every relay's points once per round, the anchor first. */
+async function latencyRounds(ph: Phase, maxOf: (relay: Relay) => number, heapOf: (relay: Relay) => number | undefined): Promise<LatencyUnit[]> {
+  const out: LatencyUnit[] = [];
+  for (let repeat = 1; repeat <= ph.plan.rounds; repeat++) {
+    const runs = ph.plan.relays.flatMap((relay) => pointsFor(maxOf(relay), ph.plan.points).filter((p) => !p.skipped).map((point) => ({ relay, point })));
+    const units = await ph.rounds.next(`latency, repeat ${repeat} of ${ph.plan.rounds}`, async (at) =>
+      (await sequence(runs, ({ relay, point }) => pointUnit(ph, relay, point, maxOf(relay), heapOf(relay), repeat, at))).filter((u): u is LatencyUnit => u !== undefined),
     );
-    heapChecks.push({ heapMb: heap, passed: step.passed, reasons: step.reasons });
-    say(`  ${s.relay.name} with a ${heap} MiB heap @ ${max}/s: ${step.passed ? 'sustained' : step.reasons.join('; ')}`);
-    if (step.passed) return { heapMb: heap, heapChecks };
+    if (!units) break;
+    out.push(...units);
   }
-  return { heapMb: undefined, heapChecks };
+  return out;
 }
 
-/** The latency points of a relay with this maximum; those it cannot be run at say why. */
-function pointsFor(max: number): PeerPoint[] {
-  const none = 'no rate was sustained';
-  return [
-    max >= COMMON_RATE ? { label: 'common', rate: COMMON_RATE, runs: [] } : { label: 'common', rate: COMMON_RATE, runs: [], skipped: max > 0 ? `sustains ${max} events/s at most` : none },
-    { label: 'half', rate: roundRate(max * 0.5), runs: [], ...(max > 0 ? {} : { skipped: none }) },
-    { label: 'eighty', rate: roundRate(max * 0.8), runs: [], ...(max > 0 ? {} : { skipped: none }) },
-  ];
-}
-
-/** 3. Repeated: the latency points; the common rate's runs are also published as runs. */
-async function repeatRuns(s: Sitting, max: number, heapMb: number | undefined): Promise<{ points: PeerPoint[]; runs: RunSummary[] }> {
-  const { context, relay } = s;
-  const prewarm = prewarmFor(max);
-  const points = pointsFor(max);
-  const runs: RunSummary[] = [];
-  for (let repeat = 1; repeat <= context.repeats; repeat++) {
-    for (const point of points) {
-      if (point.skipped) continue;
-      const name = `peer-${s.slug}-${point.label}-r${repeat}`;
-      const r = await runFresh(s, name, { ...s.base, rate: point.rate, prewarm }, heapMb);
-      point.runs.push(pointRun(r));
-      if (point.label === 'common') runs.push(summarizeRun(name, r));
-      for (const line of describeResult(`${relay.name} @ ${point.rate}/s (${repeat}/${context.repeats})`, r, relay.driver.label).slice(0, 3)) say(line);
-    }
-  }
-  return { points, runs };
-}
-
-export async function measureRelay(context: ScenarioContext, relay: Relay, guide: number | undefined, stdoutLines: string[]): Promise<{ result: PeerResult; runs: RunSummary[] }> {
-  const s: Sitting = { context, relay, slug: slugOf(relay.name), base: { ...context.parameters, ...relay.parameters } };
-  // Read while the machine is idle, between relays, once the servers have settled.
-  const before = settledProbe();
-  const agreeing = before.readings.slice(-2);
-  const cpuProbe: CpuProbe = {
-    nsPerOp: before.nsPerOp,
-    spreadPercent: Math.round((Math.max(...agreeing) / Math.min(...agreeing) - 1) * 100),
-    trials: before.readings.length,
-    what: `the CPU probe read ${before.readings.length} times until two quiet readings agreed${before.settled ? '' : ' (none did: their median)'}, their mean`,
-  };
-  const { search, atMax } = await searchMaximum(s, guide);
-  const max = search.sustainedRate;
-  const heap = relay.driver.heap && max > 0 ? await smallestHeap(s, max) : undefined;
-  const { points, runs } = await repeatRuns(s, max, heap?.heapMb);
-  const after = settledProbe();
-  const common = points[0]!;
-  stdoutLines.push(
-    `  ${relay.name.padEnd(38)} max ${String(max).padStart(6)}/s  probe ${before.nsPerOp} -> ${after.nsPerOp} ns/op  ` +
-      (common.skipped ? `at ${COMMON_RATE}/s: ${common.skipped}` : `at ${COMMON_RATE}/s e2e p99 ${medianWithRange(common.runs.map((r) => r.e2eMs.p99))} ms`),
-  );
+/** What the sitting measured, as the summary keeps it. */
+function comparisonOf(ph: Phase, searches: readonly Search[], units: readonly LatencyUnit[]): LatencyComparison {
+  const journal = ph.rounds.journal;
   return {
-    result: {
-      name: relay.name,
-      settings: relay.settings,
-      kafkaClient: relay.driver.usesOurKafkaClient ? (context.parameters.kafkaClient ?? context.config.kafkaClient) : null,
-      sustainedRate: max,
-      sustainedSteps: search.steps.map((step) => ({ rate: step.rate, attempt: step.attempt, passed: step.passed, reasons: step.reasons, p99Ms: step.p99Ms, deliveredShare: step.deliveredShare })),
-      ...(atMax ? { atMax } : {}),
-      ...(heap ? { heapChecks: heap.heapChecks, heapMb: heap.heapMb ?? relay.driver.heap!.mb } : {}),
-      prewarm: prewarmFor(max),
-      points,
-      commit: gitCommit(),
-      date: new Date().toISOString(),
-      cpuProbe,
-      probes: { before, after },
+    anchor: ph.plan.relays[0]!.name,
+    sittings: [...journal.sittings],
+    runs: units.map(latencyRunOf),
+    maxima: searches
+      .filter((s) => s.next.done)
+      .map((s): MaximumRecord => {
+        const result = searchResultOf(s.next.value as number, s.steps as SearchStep[]);
+        return { relay: s.relay.name, sitting: s.units[0]?.window.sitting ?? journal.sitting, sustainedRate: result.sustainedRate, lowestFailedRate: result.lowestFailedRate, bracketWidth: result.bracketWidth };
+      }),
+    ...(ph.rounds.incomplete ? { incomplete: ph.rounds.incomplete } : {}),
+  };
+}
+
+/** A relay's results with what this sitting measured in place of its earlier ones. */
+function resultOf(ph: Phase, relay: Relay, parts: { search?: Search; max: number; sizing: number; heapChecks?: LatencyUnit[]; heapMb?: number; units: LatencyUnit[]; pointUnits: LatencyUnit[] }): PeerResult {
+  const earlier = ph.plan.previous.find((p) => p.name === relay.name);
+  const { search, max } = parts;
+  const mine = parts.units.filter((u) => u.relay === relay.name && u.window.seconds > 0);
+  const measured = ph.plan.latency ? pointsFor(parts.sizing, ph.plan.points).map((p) => ({ ...p, runs: parts.pointUnits.filter((u) => u.relay === relay.name && u.kind === p.label && u.point).map((u) => u.point!) })) : [];
+  // Points not measured now stay, saying where they were measured.
+  const kept = (earlier?.points ?? []).filter((p) => !measured.some((m) => m.label === p.label)).map((p) => ({ ...p, measuredAt: p.measuredAt ?? { commit: earlier!.commit, date: earlier!.date } }));
+  const points = [...measured, ...kept].sort((a, b) => POINT_LABELS.indexOf(a.label) - POINT_LABELS.indexOf(b.label));
+  const heapChecks = parts.heapChecks?.map((u) => ({ heapMb: u.heapMb!, passed: u.passed!, reasons: u.reasons ?? [] }));
+  const [first, last] = [mine[0]?.window.probeBefore, mine.at(-1)?.window.probeAfter];
+  const common = points.find((p) => p.label === 'common');
+  ph.lines.push(
+    `  ${relay.name.padEnd(38)} max ${String(max).padStart(6)}/s  ` +
+      (common === undefined ? '' : common.skipped ? `at ${COMMON_RATE}/s: ${common.skipped}` : `at ${COMMON_RATE}/s e2e p99 ${medianWithRange(common.runs.map((r) => r.e2eMs.p99))} ms`),
+  );
+  const atMax = search ? search.atMax : earlier?.atMax;
+  const heap = heapChecks ? { heapChecks, heapMb: parts.heapMb ?? relay.driver.heap!.mb } : earlier?.heapChecks ? { heapChecks: earlier.heapChecks, ...(earlier.heapMb === undefined ? {} : { heapMb: earlier.heapMb }) } : {};
+  return {
+    name: relay.name,
+    settings: relay.settings,
+    kafkaClient: relay.driver.usesOurKafkaClient ? (ph.context.parameters.kafkaClient ?? ph.context.config.kafkaClient) : null,
+    sustainedRate: max,
+    sustainedSteps: search ? search.steps : (earlier?.sustainedSteps ?? []),
+    ...(atMax ? { atMax } : {}),
+    ...heap,
+    prewarm: prewarmFor(parts.sizing),
+    points,
+    commit: gitCommit(),
+    date: new Date().toISOString(),
+    ...(first ? { cpuProbe: cpuProbeOf(first) } : {}),
+    ...(first && last ? { probes: { before: first, after: last } } : {}),
+  };
+}
+
+/**
+ * Measures the plan's phases for every relay, interleaved with the anchor
+ * (the plan's first relay), and returns each relay's results merged over its
+ * earlier ones, with the comparison of this sitting (or sittings, resumed).
+ */
+export async function anchoredRelays(context: ScenarioContext, plan: AnchoredPlan): Promise<AnchoredResult> {
+  const { relays, previous } = plan;
+  const guideOf = (relay: Relay) => previous.find((p) => p.name === relay.name)?.sustainedRate;
+  const sizedByMaximum = plan.points.some((p) => p !== 'common');
+  const unknown = plan.latency && !plan.maxima && sizedByMaximum ? relays.filter((r) => guideOf(r) === undefined).map((r) => r.name) : [];
+  if (unknown.length > 0) {
+    throw new OutboxBenchError('USAGE', `peers: the points at 50% and 80% are sized from each relay's maximum, and ${context.outDir} holds none for ${unknown.join(', ')}: add maxima to --phases, or run --points common`);
+  }
+  // What decides the runs: a resumed sitting must measure the same comparison with the same settings.
+  const key = JSON.stringify({
+    order: relays.map((r) => r.name),
+    ...{ maxima: plan.maxima, latency: plan.latency, points: plan.points, rounds: plan.rounds },
+    guides: relays.map(guideOf),
+    parameters: context.parameters,
+    maxRate: context.option('max-rate'),
+  });
+  const journal = SittingJournal.open<LatencyUnit>(context.outDir, key, plan.resume, plan.budgetMinutes, plan.earlierSittings, 'sitting-journal-latency');
+  const ph: Phase = {
+    context,
+    plan,
+    rounds: new Rounds<LatencyUnit>(journal, plan.budgetMinutes),
+    lines: [],
+    guideOf,
+    base: (relay) => ({ ...context.parameters, ...relay.parameters }),
+    run: plan.run ?? ((relay, name, p, heapMb) => runRelay(context, relay, name, p, heapMb)),
+    windowed: async (at, measure) => {
+      const { value, window } = await (plan.inWindow ?? inWindow)(at, measure);
+      return { ...value, window };
     },
-    runs,
+  };
+  const searches = plan.maxima ? await searchRounds(ph) : [];
+  const maxOf = (relay: Relay): number => {
+    const search = searches.find((s) => s.relay === relay);
+    // A relay with no maximum yet, measured at the common rate only, is sized as one that sustains it with room.
+    return search?.next.done ? search.next.value : (guideOf(relay) ?? (sizedByMaximum ? 0 : UNMEASURED_MAX));
+  };
+  const heapUnits = plan.maxima && !ph.rounds.incomplete ? await heapRound(ph, maxOf) : new Map<string, LatencyUnit[]>();
+  const heapOf = (relay: Relay): number | undefined => {
+    if (!relay.driver.heap) return undefined;
+    const checks = heapUnits.get(relay.name);
+    if (checks) return checks.find((u) => u.passed)?.heapMb;
+    return previous.find((p) => p.name === relay.name)?.heapMb ?? relay.driver.heap.mb;
+  };
+  const pointUnits = plan.latency && !ph.rounds.incomplete ? await latencyRounds(ph, maxOf, heapOf) : [];
+  const units = [...searches.flatMap((s) => s.units), ...[...heapUnits.values()].flat(), ...pointUnits];
+  const comparison = comparisonOf(ph, searches, units);
+  if (ph.rounds.incomplete) {
+    // A stopped sitting publishes its windows but no relay's results: its journal resumes them.
+    return { results: [], runs: [], comparison, lines: [...ph.lines, ph.rounds.incomplete], failed: [], afterWrite: () => {} };
+  }
+  const results = relays.map((relay) => {
+    const search = searches.find((s) => s.relay === relay);
+    const checks = heapUnits.get(relay.name);
+    const heapMb = heapOf(relay);
+    return resultOf(ph, relay, { ...(search ? { search } : {}), max: search?.next.done || guideOf(relay) !== undefined ? maxOf(relay) : 0, sizing: maxOf(relay), ...(checks ? { heapChecks: checks } : {}), ...(heapMb === undefined ? {} : { heapMb }), units, pointUnits });
+  });
+  return {
+    results,
+    runs: pointUnits.flatMap((u) => (u.summary ? [u.summary] : [])),
+    comparison,
+    lines: ph.lines,
+    failed: ph.lines.filter((l) => l.includes('FAILED')),
+    afterWrite: () => journal.finish(),
   };
 }

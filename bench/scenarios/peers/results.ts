@@ -7,9 +7,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { LatencySummaryMs } from '../../../src/latency.js';
 import type { CpuProbe } from '../../harness/environment.js';
-import type { SettledProbe, SittingRecord } from '../../harness/sitting.js';
+import { ratiosToAnchor, type SettledProbe, type SittingRecord, type SittingWindow } from '../../harness/sitting.js';
 import type { DrainRun as RelayDrainRun } from '../drain/drain-once.js';
-import type { RelayRatios } from '../drain/rounds.js';
+import type { RatioSpread, RelayRatios } from '../drain/rounds.js';
 import type { PrewarmParameters } from '../../harness/load-worker.js';
 import type { PipelineResult } from '../../harness/pipeline.js';
 import type { SearchStep } from '../../harness/saturation.js';
@@ -40,6 +40,8 @@ export interface PeerPoint {
   runs: PointRun[];
   /** Why the point was not run (a maximum below the common rate). */
   skipped?: string;
+  /** Where a point kept from an earlier sitting was measured, when the relay's other figures are newer. */
+  measuredAt?: { commit: string; date: string };
 }
 
 /**
@@ -109,6 +111,59 @@ export interface DrainComparison {
   incomplete?: string;
 }
 
+/** One window of the maxima-and-latency comparison, as published: its figures, without the histogram. */
+export interface LatencyRun {
+  relay: string;
+  /** A search step or its confirmation, a heap check, or a latency point. */
+  kind: 'search' | 'confirm' | 'heap' | PeerPoint['label'];
+  rate: number;
+  passed?: boolean;
+  heapMb?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  relayCpuPerMillion?: number | null;
+  relayMemoryMiB?: number | null;
+  /** A JVM's heap after its collections over the run, the most (MiB). */
+  heapAfterGcMiB?: number | null;
+  window: SittingWindow;
+}
+
+/** A relay's maximum as one sitting's search found it. */
+export interface MaximumRecord {
+  relay: string;
+  /** The sitting its search started in (every search of a comparison starts in its first round). */
+  sitting: number;
+  sustainedRate: number;
+  lowestFailedRate: number | null;
+  bracketWidth: number | null;
+}
+
+/** A relay's maxima and latency against the anchor's in the same sitting (and round). */
+export interface LatencyRatios {
+  relay: string;
+  /** Sustained maximum ÷ the anchor's, from searches of one sitting; null without both. */
+  maximum: number | null;
+  /** At the common rate, per round: e2e p99, relay CPU per event, relay memory. */
+  rounds: number;
+  p99: RatioSpread;
+  relayCpuPerMillion: RatioSpread;
+  relayMemory: RatioSpread;
+}
+
+/**
+ * The maxima and latency measured in sittings with the anchor, our CDC
+ * relay: every window with its probes and steal, each search's outcome,
+ * and the ratios derived from them (stored so that prose can quote them).
+ */
+export interface LatencyComparison {
+  anchor: string;
+  sittings: SittingRecord[];
+  runs: LatencyRun[];
+  maxima: MaximumRecord[];
+  ratios?: LatencyRatios[];
+  incomplete?: string;
+}
+
 /** What the peers scenario writes into its summary's `extra`. */
 export interface PeersResult {
   /** Marks the shape: runs measured warm, repeated, per relay. */
@@ -116,6 +171,8 @@ export interface PeersResult {
   peers: PeerResult[];
   /** The relay-only drains with their anchor; absent in results measured before they were. */
   drains?: DrainComparison;
+  /** The maxima and latency with their anchor; absent in results measured before they were. */
+  latency?: LatencyComparison;
   debezium: string;
   ptp: string;
   commonRate: number;
@@ -136,13 +193,106 @@ export function pointRun(r: PipelineResult): PointRun {
   };
 }
 
-/** The relays' results and the drain comparison already in the folder's summary, if it holds this shape. */
-export function previousResults(outDir: string): { peers: PeerResult[]; drains?: DrainComparison } {
+/** The relays' results and the comparisons already in the folder's summary, if it holds this shape. */
+export function previousResults(outDir: string): { peers: PeerResult[]; drains?: DrainComparison; latency?: LatencyComparison } {
   const file = path.join(outDir, 'summary.json');
   if (!existsSync(file)) return { peers: [] };
   const extra = (JSON.parse(readFileSync(file, 'utf8')) as Summary<Partial<PeersResult>>).extra;
   if (extra?.version !== 2 || !Array.isArray(extra.peers)) return { peers: [] };
-  return { peers: extra.peers, ...(extra.drains ? { drains: extra.drains } : {}) };
+  return { peers: extra.peers, ...(extra.drains ? { drains: extra.drains } : {}), ...(extra.latency ? { latency: extra.latency } : {}) };
+}
+
+/** A journal's window as published. */
+export function latencyRunOf(u: {
+  relay: string;
+  kind: LatencyRun['kind'];
+  rate: number;
+  heapMb?: number;
+  step?: { passed: boolean; p99Ms: number };
+  passed?: boolean;
+  point?: PointRun;
+  window: SittingWindow;
+}): LatencyRun {
+  const heap = u.point?.peer?.heapAfterGc as { maxMiB?: number } | undefined;
+  return {
+    relay: u.relay,
+    kind: u.kind,
+    rate: u.rate,
+    ...(u.step ? { passed: u.step.passed, p99Ms: u.step.p99Ms } : {}),
+    ...(u.passed === undefined ? {} : { passed: u.passed }),
+    ...(u.heapMb === undefined ? {} : { heapMb: u.heapMb }),
+    ...(u.point
+      ? {
+          p50Ms: u.point.e2eMs.p50,
+          p99Ms: u.point.e2eMs.p99,
+          relayCpuPerMillion: u.point.cpuSecondsPerMillion.relay,
+          relayMemoryMiB: u.point.relayMemoryMiB,
+          ...(heap?.maxMiB === undefined ? {} : { heapAfterGcMiB: heap.maxMiB }),
+        }
+      : {}),
+    window: u.window,
+  };
+}
+
+// Rationale: three significant digits, as the drains' ratios.
+const roundRatio = (x: number | null | undefined) => (x === null || x === undefined ? null : Number(x.toPrecision(3)));
+
+/**
+ * Every relay's ratios to the anchor: its maximum over the anchor's from the
+ * searches of one sitting, and at the common rate its p99, relay CPU per
+ * event and memory over the anchor's of the same sitting and round.
+ */
+export function latencyRatios(c: Pick<LatencyComparison, 'anchor' | 'runs' | 'maxima'>): LatencyRatios[] {
+  const common = c.runs.filter((r) => r.kind === 'common');
+  const figures = {
+    p99: ratiosToAnchor(common, c.anchor, (r) => r.relay, (r) => r.window, (r) => r.p99Ms),
+    relayCpuPerMillion: ratiosToAnchor(common, c.anchor, (r) => r.relay, (r) => r.window, (r) => r.relayCpuPerMillion),
+    relayMemory: ratiosToAnchor(common, c.anchor, (r) => r.relay, (r) => r.window, (r) => r.relayMemoryMiB),
+  };
+  const spread = (figure: keyof typeof figures, relay: string): RatioSpread => {
+    const r = figures[figure].find((x) => x.subject === relay);
+    return { median: roundRatio(r?.median), min: roundRatio(r?.min), max: roundRatio(r?.max) };
+  };
+  const relays = [...new Set([...c.maxima.map((m) => m.relay), ...c.runs.map((r) => r.relay)])].filter((r) => r !== c.anchor);
+  return relays.map((relay) => {
+    const mine = c.maxima.find((m) => m.relay === relay);
+    const anchor = mine && c.maxima.find((m) => m.relay === c.anchor && m.sitting === mine.sitting);
+    return {
+      relay,
+      maximum: mine && anchor && anchor.sustainedRate > 0 ? roundRatio(mine.sustainedRate / anchor.sustainedRate) : null,
+      rounds: figures.p99.find((x) => x.subject === relay)?.ratios.length ?? 0,
+      p99: spread('p99', relay),
+      relayCpuPerMillion: spread('relayCpuPerMillion', relay),
+      relayMemory: spread('relayMemory', relay),
+    };
+  });
+}
+
+/**
+ * The earlier maxima-and-latency comparison with this sitting's merged in:
+ * a relay's part measured now (its search, or its points) replaces that
+ * part measured before; the anchor's earlier windows and maxima stay while
+ * their sitting still holds another relay's (each ratio needs its own
+ * sitting's anchor), and a sitting left with the anchor alone goes.
+ */
+export function mergeLatency(previous: LatencyComparison | undefined, fresh: LatencyComparison): LatencyComparison {
+  if (!previous || previous.anchor !== fresh.anchor) return { ...fresh };
+  const isSearch = (kind: LatencyRun['kind']) => kind === 'search' || kind === 'confirm' || kind === 'heap';
+  const freshSittings = new Set(fresh.sittings.map((s) => s.sitting));
+  const measured = (relay: string, search: boolean) => fresh.runs.some((r) => r.relay === relay && isSearch(r.kind) === search);
+  const keptRuns = previous.runs.filter((r) => !freshSittings.has(r.window.sitting) && (r.relay === fresh.anchor || !measured(r.relay, isSearch(r.kind))));
+  const keptMaxima = previous.maxima.filter((m) => !freshSittings.has(m.sitting) && (m.relay === fresh.anchor || !fresh.maxima.some((f) => f.relay === m.relay)));
+  const othersIn = new Set([...keptRuns.filter((r) => r.relay !== fresh.anchor).map((r) => r.window.sitting), ...keptMaxima.filter((m) => m.relay !== fresh.anchor).map((m) => m.sitting)]);
+  const runs = [...keptRuns.filter((r) => othersIn.has(r.window.sitting)), ...fresh.runs];
+  const maxima = [...keptMaxima.filter((m) => othersIn.has(m.sitting)), ...fresh.maxima];
+  const left = new Set([...runs.map((r) => r.window.sitting), ...maxima.map((m) => m.sitting)]);
+  return {
+    anchor: fresh.anchor,
+    sittings: [...previous.sittings.filter((s) => left.has(s.sitting) && !freshSittings.has(s.sitting)), ...fresh.sittings],
+    runs,
+    maxima,
+    ...(fresh.incomplete ? { incomplete: fresh.incomplete } : {}),
+  };
 }
 
 /**

@@ -3,6 +3,8 @@
  * the prewarm before every run, the common rate, the drain's backlog.
  */
 import type { PrewarmParameters } from '../../harness/load-worker.js';
+import { roundRate } from '../../harness/saturation.js';
+import type { PeerPoint } from './results.js';
 
 // Rationale: a minute at a rate every relay keeps up with covers a JVM's
 // class loading and C2 compilation, and every relay's first connections and
@@ -36,4 +38,18 @@ export function prewarmFor(max: number): PrewarmParameters {
 export function drainBacklogFor(max: number | undefined): number {
   if (max === undefined || max <= 0) return MAX_BACKLOG;
   return Math.min(MAX_BACKLOG, Math.max(MIN_BACKLOG, Math.ceil((max * DRAIN_SECONDS_AT_MAX) / 1_000) * 1_000));
+}
+
+/** The latency points a sitting can run: the common rate, and 50% and 80% of a relay's maximum. */
+export const POINT_LABELS = ['common', 'half', 'eighty'] as const satisfies readonly PeerPoint['label'][];
+
+/** The latency points of a relay with this maximum, of the labels asked for; those it cannot be run at say why. */
+export function pointsFor(max: number, labels: readonly PeerPoint['label'][] = POINT_LABELS): PeerPoint[] {
+  const none = 'no rate was sustained';
+  const all: PeerPoint[] = [
+    max >= COMMON_RATE ? { label: 'common', rate: COMMON_RATE, runs: [] } : { label: 'common', rate: COMMON_RATE, runs: [], skipped: max > 0 ? `sustains ${max} events/s at most` : none },
+    { label: 'half', rate: roundRate(max * 0.5), runs: [], ...(max > 0 ? {} : { skipped: none }) },
+    { label: 'eighty', rate: roundRate(max * 0.8), runs: [], ...(max > 0 ? {} : { skipped: none }) },
+  ];
+  return all.filter((p) => labels.includes(p.label));
 }
