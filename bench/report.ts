@@ -18,6 +18,7 @@ import { syncQuotes } from './report/quotes.js';
 import { sittingNoise } from './harness/sitting.js';
 import type { DrainComparison } from './scenarios/peers/results.js';
 import { relaysSideBySide } from './report/side-by-side.js';
+import { codeSince, codeSinceCell } from './report/staleness.js';
 
 export { formatFaults } from './chaos/report.js';
 
@@ -84,25 +85,28 @@ function environmentSection(summaries: Map<string, Summary>): string[] {
       `compete for the same ${env.cores} cores, so absolute rates are this machine's. CPU seconds per million events transfer to other machines ` +
       `in proportion to their speed, and hosts of the same CPU model have differed up to threefold here: the probe reads the host of each result.`,
     '',
-    'Where each folder was measured (a probe reads "not recorded" for results older than it):',
+    'Where each folder was measured (a probe reads "not recorded" for results older than it), and whether the code it measures ' +
+      '(its scenario and every module that imports, and sql/) changed after the commit it was measured at (for a merged folder, after the oldest of its commits):',
     '',
-    '| results | measured | commit | CPU | CPU probe (ns per operation) |',
-    '|---|---|---|---|---:|',
+    '| results | measured | commit | CPU | CPU probe (ns per operation) | code it measures |',
+    '|---|---|---|---|---:|---|',
     ...[...summaries].map(([folder, summary]) => {
-      const { dates, commits, probes } = provenance(summary);
-      return `| ${folder} | ${dates} | ${commits} | ${summary.environment.cpuModel} | ${probes} |`;
+      const { dates, commits, probes, oldest } = provenance(summary);
+      return `| ${folder} | ${dates} | ${commits} | ${summary.environment.cpuModel} | ${probes} | ${codeSinceCell(codeSince(summary.scenario, oldest))} |`;
     }),
     '',
   ];
 }
 
 /** The days and commits a folder's figures come from: one run's, or (peers and sweeps, merged over sittings) each entry's. */
-function provenance(summary: Summary): { dates: string; commits: string; probes: string } {
+function provenance(summary: Summary): { dates: string; commits: string; probes: string; oldest: string } {
   const extra = (summary.extra as { peers?: MergedEntry[]; entries?: MergedEntry[] } | undefined) ?? {};
   const merged = [...(extra.peers ?? []), ...(extra.entries ?? [])];
   const days = [...new Set(merged.map((e) => e.date?.slice(0, 10)).filter((d): d is string => Boolean(d)))].sort();
   const commits = [...new Set(merged.map((e) => e.commit?.slice(0, 7)).filter((c): c is string => Boolean(c)))];
+  const byDate = merged.filter((e) => e.commit && e.date).sort((a, b) => a.date!.localeCompare(b.date!));
   return {
+    oldest: byDate[0]?.commit ?? summary.environment.gitCommit,
     dates: days.length === 0 ? summary.date.slice(0, 10) : days.length === 1 ? days[0]! : `${days[0]} to ${days[days.length - 1]}`,
     commits: (commits.length > 0 ? commits : [summary.environment.gitCommit.slice(0, 7)]).join(', '),
     probes: merged.length === 0 ? (summary.environment.cpuProbe?.nsPerOp.toString() ?? 'not recorded') : mergedProbes(merged),
