@@ -3,7 +3,8 @@
  *  - every quoted figure is what its summary says today;
  *  - an edited copy of results/ makes the check name the figure that moved;
  *  - a path reaches one value, or several through an aggregate, and a marker
- *    that names nothing, or starts a line, is an error rather than a figure.
+ *    that names nothing, or starts a line, is an error rather than a figure;
+ *  - a derived figure is its formula evaluated over quoted figures.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -61,6 +62,17 @@ describe('figures quoted from results/', () => {
         '<!-- result x extra.runs[strategy=cdc].relay.cpu|max:2 -->9.20<!-- /result --> CPU-s, first <!-- result x extra.runs[0].relay.cpu -->9.0<!-- /result -->',
     );
     assert.deepEqual(drift.map((d) => d.results), ['20,971', '103,996', '9.20', '9.0']);
+  });
+
+  it('writes a derived figure from its formula over quoted figures, and refuses a formula it cannot read', () => {
+    const { text, drift } = render('bound <!-- derive:0 1000000 / {x extra.runs[strategy=cdc].relay.cpu@median} -->1<!-- /derive --> events/s, sum <!-- derive (1 + 2) * {x extra.runs[0].relay.cpu} - 0.5 -->0<!-- /derive -->');
+    assert.equal(text, 'bound <!-- derive:0 1000000 / {x extra.runs[strategy=cdc].relay.cpu@median} -->111,111<!-- /derive --> events/s, sum <!-- derive (1 + 2) * {x extra.runs[0].relay.cpu} - 0.5 -->26.5<!-- /derive -->');
+    assert.deepEqual(drift.map((d) => d.results), ['111,111', '26.5']);
+    const unreadable = (t: string) => render(t).drift.map((d) => d.results)[0] ?? '';
+    assert.match(unreadable('a <!-- derive 1 / {x extra.nothing} -->1<!-- /derive -->'), /unreadable: nothing there/);
+    assert.match(unreadable('a <!-- derive 1 / (2 -->1<!-- /derive -->'), /unreadable: unbalanced parentheses/);
+    assert.match(unreadable('a <!-- derive 1 / 0 -->1<!-- /derive -->'), /unreadable: .* is not a finite number/);
+    assert.match(unreadable('a <!-- derive 2 ** 3 -->1<!-- /derive -->'), /unreadable: cannot read "\*"/);
   });
 
   it('refuses a marker that names nothing, several values without an aggregate, another folder, or starts a line', () => {

@@ -13,7 +13,16 @@
  * one. A path that ends in several numbers must say how they become one:
  * `|median`, `|min` or `|max`. A trailing `:<digits>` prints that many
  * decimals below 100 (the report's own format: whole numbers with separators
- * from 100 on).
+ * from 100 on). An aggregate may also be written `@median` (`@min`, `@max`),
+ * which a Markdown table cell can hold.
+ *
+ * A figure derived from results (an upper bound, a sum of costs) sits
+ * between markers that give its formula, each figure of it in braces:
+ *
+ *   <!-- derive:0 1000000 / {drain extra.runs[strategy=cdc].relay.jsThreadUsPerEvent@median} -->138,889<!-- /derive -->
+ *
+ * (`+ - * /` and parentheses; `:<digits>` as above), so a derived figure is
+ * written and checked from the summaries like a quoted one.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -21,6 +30,7 @@ import { OutboxBenchError } from '../../src/errors.js';
 import { f, type Summary } from './kit.js';
 
 const MARKER = /<!-- result (\S+) (\S+?)(?::(\d))? -->(.*?)<!-- \/result -->/g;
+const DERIVED = /<!-- derive(?::(\d))? (.+?) -->(.*?)<!-- \/derive -->/g;
 const AGGREGATES = { median, min: (xs: number[]) => Math.min(...xs), max: (xs: number[]) => Math.max(...xs) } as const;
 
 function median(xs: number[]): number {
@@ -44,7 +54,13 @@ function step(values: unknown[], segment: string): unknown[] {
 
 /** The figure a marker names, printed as the report prints it. */
 export function quotedValue(summary: Summary, source: string, digits: number | undefined): string {
-  const [pathText, aggregate] = source.split('|');
+  const value = quotedFigure(summary, source);
+  return typeof value === 'number' ? f(value, digits) : value;
+}
+
+/** The figure a marker names: a number, or a text as the summary holds it. */
+function quotedFigure(summary: Summary, source: string): number | string {
+  const [pathText, aggregate] = source.split(/[|@]/);
   let values: unknown[] = [summary];
   for (const segment of pathText!.split('.')) values = step(values, segment);
   const found = values.filter((v) => v !== undefined && v !== null);
@@ -53,10 +69,54 @@ export function quotedValue(summary: Summary, source: string, digits: number | u
     const of = aggregate === undefined ? undefined : AGGREGATES[aggregate as keyof typeof AGGREGATES];
     if (!of) throw new Error(`${found.length} values there: end the path with |median, |min or |max`);
     if (!found.every((v): v is number => typeof v === 'number')) throw new Error('an aggregate needs numbers');
-    return f(of(found), digits);
+    return of(found);
   }
   const [value] = found;
-  return typeof value === 'number' ? f(value, digits) : String(value);
+  return typeof value === 'number' ? value : String(value);
+}
+
+/**
+ * A derived marker's formula evaluated: each `{folder path}` read from its
+ * summary, then + - * / and parentheses, left to right within a precedence.
+ */
+export function derivedValue(formula: string, summaries: ReadonlyMap<string, Summary>): number {
+  const numbers: number[] = [];
+  const expression = formula.replace(/\{(\S+) ([^}]+)\}/g, (_, folder: string, source: string) => {
+    const summary = summaries.get(folder);
+    if (!summary) throw new Error(`no results/${folder}/summary.json`);
+    const value = quotedFigure(summary, source.trim());
+    if (typeof value !== 'number') throw new Error(`{${folder} ${source}} is not a number`);
+    numbers.push(value);
+    return `#${numbers.length - 1}`;
+  });
+  const tokens = expression.match(/#\d+|\d[\d_]*(?:\.\d+)?|[-+*/()]|\S/g) ?? [];
+  let at = 0;
+  const peek = () => tokens[at];
+  const atom = (): number => {
+    const token = tokens[at++];
+    if (token === '(') {
+      const value = sum();
+      if (tokens[at++] !== ')') throw new Error(`unbalanced parentheses in "${formula}"`);
+      return value;
+    }
+    if (token?.startsWith('#')) return numbers[Number(token.slice(1))]!;
+    if (token !== undefined && /^\d/.test(token)) return Number(token.replaceAll('_', ''));
+    throw new Error(`cannot read "${token ?? 'the end'}" in "${formula}"`);
+  };
+  const product = (): number => {
+    let value = atom();
+    while (peek() === '*' || peek() === '/') value = tokens[at++] === '*' ? value * atom() : value / atom();
+    return value;
+  };
+  const sum = (): number => {
+    let value = product();
+    while (peek() === '+' || peek() === '-') value = tokens[at++] === '+' ? value + product() : value - product();
+    return value;
+  };
+  const value = sum();
+  if (at !== tokens.length) throw new Error(`cannot read "${tokens[at]}" in "${formula}"`);
+  if (!Number.isFinite(value)) throw new Error(`"${formula}" is not a finite number`);
+  return value;
 }
 
 export interface QuoteDrift {
@@ -85,7 +145,19 @@ export function renderQuotes(text: string, summaries: ReadonlyMap<string, Summar
     if (value !== holds) drift.push({ file, marker: `${folder} ${source}`, holds, results: value });
     return marker.replace(`-->${holds}<!--`, `-->${value}<!--`);
   });
-  return { text: rendered, drift };
+  const derived = rendered.replace(DERIVED, (marker, digits: string | undefined, formula: string, holds: string, offset: number) => {
+    let value: string;
+    try {
+      if (offset === 0 || rendered[offset - 1] === '\n') throw new Error('it starts a line, where Markdown reads it as an HTML block; put a word before it');
+      value = f(derivedValue(formula, summaries), digits === undefined ? undefined : Number(digits));
+    } catch (error) {
+      drift.push({ file, marker: `derive ${formula}`, holds, results: `unreadable: ${(error as Error).message}` });
+      return marker;
+    }
+    if (value !== holds) drift.push({ file, marker: `derive ${formula}`, holds, results: value });
+    return marker.replace(`-->${holds}<!--`, `-->${value}<!--`);
+  });
+  return { text: derived, drift };
 }
 
 /** README.md and every page of docs/. */
