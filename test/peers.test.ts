@@ -19,7 +19,7 @@ import { CONNECT_JVM_FLAGS, heapAfterGcOf } from '../bench/drivers/debezium.js';
 import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/drivers/jmx.js';
 import { DRIVERS } from '../bench/drivers/index.js';
 import { CoalescingSender } from '../bench/drivers/ptp-relay.js';
-import { pollIntervalChoice } from '../bench/scenarios/peers/report.js';
+import { pollIntervalChoice } from '../bench/scenarios/peers/latency-report.js';
 import { chartedMaximum, drainBacklogFor, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
 import { whole } from '../bench/report/kit.js';
 import { roundRate } from '../bench/harness/saturation.js';
@@ -321,14 +321,21 @@ describe('maxima and latency with an anchor', () => {
 
   it("picks Debezium's latency poll interval by its rule: the lowest p99, then among overlapping p99 ranges the least CPU", () => {
     const spread = (median: number, min: number, max: number) => ({ median, min, max });
-    const ratios = (p5: [number, number, number], cpu5: number) => [
-      { relay: 'debezium-latency', maximum: null, rounds: 3, p99: spread(1.5, 1.4, 1.6), relayCpuPerMillion: spread(6, 6, 6), relayMemory: spread(3, 3, 3) },
-      { relay: 'debezium-latency-poll10', maximum: null, rounds: 3, p99: spread(1.3, 1.2, 1.45), relayCpuPerMillion: spread(7, 7, 7), relayMemory: spread(3, 3, 3) },
-      { relay: 'debezium-latency-poll5', maximum: null, rounds: 3, p99: spread(...p5), relayCpuPerMillion: spread(cpu5, cpu5, cpu5), relayMemory: spread(3, 3, 3) },
+    const ratio = (relay: string, p99: [number, number, number], cpu: number) => ({ relay, maximum: null, rounds: 3, p99: spread(...p99), relayCpuPerMillion: spread(cpu, cpu, cpu), relayMemory: spread(3, 3, 3) });
+    // The profile measured with 20 ms (its recorded settings say so), its candidates by name.
+    const peers = [
+      { name: 'debezium-latency', settings: 'poll.interval.ms 20 (a partial batch waits at most 20 ms) and producer linger.ms 0' },
+      { name: 'debezium-latency-poll10', settings: '' },
+      { name: 'debezium-latency-poll5', settings: '' },
     ];
-    assert.match(pollIntervalChoice(ratios([1, 0.9, 1.1], 9), 20) ?? '', /The rule picks 5 ms; the profile runs 20 ms: its setting is to change\./, 'no other range reaches 5 ms\'s');
-    assert.match(pollIntervalChoice(ratios([1.25, 1.15, 1.35], 9), 20) ?? '', /The rule picks 10 ms/, "10 ms's range overlaps and costs less; 20 ms's does not overlap");
-    assert.equal(pollIntervalChoice(ratios([1.25, 1.15, 1.35], 9).slice(0, 2), 20), undefined, 'not until every interval was measured');
+    const ratios = (p5: [number, number, number], cpu5: number) => [ratio('debezium-latency', [1.5, 1.4, 1.6], 6), ratio('debezium-latency-poll10', [1.3, 1.2, 1.45], 7), ratio('debezium-latency-poll5', p5, cpu5)];
+    assert.match(pollIntervalChoice(ratios([1, 0.9, 1.1], 9), peers, 20) ?? '', /20 ms \(debezium-latency\).*The rule picks 5 ms; the profile runs 20 ms: its setting is to change\./, "no other range reaches 5 ms's");
+    assert.match(pollIntervalChoice(ratios([1.25, 1.15, 1.35], 9), peers, 20) ?? '', /The rule picks 10 ms/, "10 ms's range overlaps and costs less; 20 ms's does not overlap");
+    assert.equal(pollIntervalChoice(ratios([1.25, 1.15, 1.35], 9).slice(0, 2), peers, 20), undefined, 'not until every interval was measured');
+    // Once the profile runs the chosen interval, the candidate measured by name still speaks for it.
+    const after = [...peers.slice(1), { name: 'debezium-latency-poll20', settings: '' }, { name: 'debezium-latency', settings: 'poll.interval.ms 10 (chosen)' }];
+    const measured = [ratio('debezium-latency-poll20', [1.5, 1.4, 1.6], 6), ratio('debezium-latency-poll10', [1.3, 1.2, 1.45], 7), ratio('debezium-latency-poll5', [1.25, 1.15, 1.35], 9)];
+    assert.match(pollIntervalChoice(measured, after, 10) ?? '', /10 ms \(debezium-latency-poll10\).*The rule picks 10 ms; the profile runs 10 ms\.$/);
   });
 
   it("reads a process's CPU by thread group, and a window's busiest groups first", () => {

@@ -21,6 +21,7 @@ const SYNTHETIC = {
     strategies: [
       { name: 'cdc', search: { sustainedRate: 20_971 } },
       { name: 'polling', search: { sustainedRate: 17_000 } },
+      { name: 'ours: skip-locked', search: { sustainedRate: 20_971 } },
     ],
     runs: [
       { strategy: 'cdc', relay: { eventsPerSec: 103_996, cpu: 9 } },
@@ -68,6 +69,7 @@ describe('figures quoted from results/', () => {
     const { text, drift } = render('bound <!-- derive:0 1000000 / {x extra.runs[strategy=cdc].relay.cpu@median} -->1<!-- /derive --> events/s, sum <!-- derive (1 + 2) * {x extra.runs[0].relay.cpu} - 0.5 -->0<!-- /derive -->');
     assert.equal(text, 'bound <!-- derive:0 1000000 / {x extra.runs[strategy=cdc].relay.cpu@median} -->111,111<!-- /derive --> events/s, sum <!-- derive (1 + 2) * {x extra.runs[0].relay.cpu} - 0.5 -->26.5<!-- /derive -->');
     assert.deepEqual(drift.map((d) => d.results), ['111,111', '26.5']);
+    assert.equal(render('a <!-- result x extra.strategies[name=ours:%20skip-locked].search.sustainedRate -->1<!-- /result -->').drift[0]?.results, '20,971', 'a space in a value, written %20');
     const unreadable = (t: string) => render(t).drift.map((d) => d.results)[0] ?? '';
     assert.match(unreadable('a <!-- derive 1 / {x extra.nothing} -->1<!-- /derive -->'), /unreadable: nothing there/);
     assert.match(unreadable('a <!-- derive 1 / (2 -->1<!-- /derive -->'), /unreadable: unbalanced parentheses/);

@@ -16,9 +16,9 @@ export const DRIVERS = {
   'debezium-latency': debeziumDriver(DEBEZIUM_LATENCY),
   'debezium-default': debeziumDriver(DEBEZIUM_DEFAULT),
   // The latency profile's poll interval is chosen among 5, 10 and 20 ms by a
-  // stated rule (debezium.ts): its siblings are measured by name beside it.
+  // stated rule (debezium.ts): the other two are measured by name beside it.
   'debezium-latency-poll5': debeziumDriver(debeziumLatencyPolling(5)),
-  'debezium-latency-poll10': debeziumDriver(debeziumLatencyPolling(10)),
+  'debezium-latency-poll20': debeziumDriver(debeziumLatencyPolling(20)),
   'ptp-polling': ptpDriver(ptpPolling(PTP_POLLING_SETTINGS)),
   // The batch of 50 (ptp-polling's) collides with the library's own concurrent poll
   // (a handler's NOWAIT row lock against the poll's), so smaller batches are

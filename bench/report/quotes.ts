@@ -9,8 +9,8 @@
  * prose cannot drift from what was measured.
  *
  * A path is dot-separated keys; `[field=value,...]` keeps the array items
- * that match (all of them, so what follows applies to each), `[n]` takes
- * one. A path that ends in several numbers must say how they become one:
+ * that match (all of them, so what follows applies to each; a space in a
+ * value is written `%20`), `[n]` takes one. A path that ends in several numbers must say how they become one:
  * `|median`, `|min` or `|max`. A trailing `:<digits>` prints that many
  * decimals below 100 (the report's own format: whole numbers with separators
  * from 100 on). An aggregate may also be written `@median` (`@min`, `@max`),
@@ -47,7 +47,8 @@ function step(values: unknown[], segment: string): unknown[] {
   let reached = key ? values.map((v) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined)) : values;
   if (selector === undefined) return reached;
   if (/^\d+$/.test(selector)) return reached.map((v) => (Array.isArray(v) ? v[Number(selector)] : undefined));
-  const wanted = selector.split(',').map((pair) => pair.split('=') as [string, string]);
+  // A value with a space (a relay named "ours: cdc") is written %20, as in a URL: a marker's path has no spaces.
+  const wanted = selector.split(',').map((pair) => pair.split('=').map((part) => part.replaceAll('%20', ' ')) as [string, string]);
   reached = reached.flatMap((v) => (Array.isArray(v) ? v : []));
   return reached.filter((item) => item !== null && typeof item === 'object' && wanted.every(([k, want]) => String((item as Record<string, unknown>)[k]) === want));
 }

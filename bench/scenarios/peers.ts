@@ -43,7 +43,8 @@ import { parseStrategy } from './drain/drain-once.js';
 import { anchorRatios, drainRounds, sittingLines, summaryLines } from './drain/rounds.js';
 import { anchoredRelays } from './peers/measure.js';
 import { anchorRelay, drainNameOf, selectRelays, type Relay } from './peers/relays.js';
-import { latencyLines, peersReport } from './peers/report.js';
+import { latencyLines } from './peers/latency-report.js';
+import { peersReport } from './peers/report.js';
 import { latencyRatios, mergeDrains, mergeLatency, mergePeers, previousResults, type DrainComparison, type PeerResult, type PeersResult } from './peers/results.js';
 import { COMMON_RATE, drainBacklogFor, MAX_BACKLOG, POINT_LABELS } from './peers/sizing.js';
 

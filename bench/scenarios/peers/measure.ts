@@ -303,6 +303,7 @@ function resultOf(ph: Phase, relay: Relay, parts: { search?: Search; max: number
     kafkaClient: relay.driver.usesOurKafkaClient ? (ph.context.parameters.kafkaClient ?? ph.context.config.kafkaClient) : null,
     sustainedRate: max,
     sustainedSteps: search ? search.steps : (earlier?.sustainedSteps ?? []),
+    ...(!search && earlier && earlier.sustainedSteps.length > 0 ? { maximumMeasuredAt: earlier.maximumMeasuredAt ?? { commit: earlier.commit, date: earlier.date } } : {}),
     ...(atMax ? { atMax } : {}),
     ...heap,
     prewarm: prewarmFor(parts.sizing),

@@ -43,7 +43,7 @@ const RELAYS: Relay[] = [
   peer('debezium', 'debezium-throughput'),
   peer('debezium', 'debezium-latency'),
   peer('debezium', 'debezium-default', true),
-  peer('debezium', 'debezium-latency-poll10', true),
+  peer('debezium', 'debezium-latency-poll20', true),
   peer('debezium', 'debezium-latency-poll5', true),
   peer('ptp', 'ptp-polling'),
   peer('ptp', 'ptp-polling-batch10', true),

@@ -7,16 +7,14 @@ import { createHistogram, decodeHistogram } from '../../../src/latency.js';
 import type { QueueFigures } from '../../drivers/jmx.js';
 import { bars, latencyByPercentile } from '../../report/charts.js';
 import { probesDiffer, type CpuProbe } from '../../harness/environment.js';
-import { sittingNoise } from '../../harness/sitting.js';
 import { medianWithRange } from '../../report/format.js';
 import { median } from '../../harness/stats.js';
 import { f, save, whole, type ReportContext, type Summary } from '../../report/kit.js';
-import { ratioFigure, ratioText, sittingReport, sittingTable } from '../drain/rounds.js';
+import { sittingReport } from '../drain/rounds.js';
 import type { DrainRun as RelayDrainRun } from '../drain/drain-once.js';
+import { latencySection } from './latency-report.js';
 import { currentSettings } from './relays.js';
-import type { ThreadCpuFigures } from '../../drivers/jvm-threads.js';
-import { DEBEZIUM_LATENCY, DEBEZIUM_POLL_INTERVALS_MS, debeziumLatencyPolling } from '../../drivers/debezium.js';
-import { chartedMaximum, lowestFailed, type DrainComparison, type LatencyComparison, type LatencyRatios, type PeerPoint, type PeerResult, type PeersResult } from './results.js';
+import { chartedMaximum, lowestFailed, type DrainComparison, type PeerPoint, type PeerResult, type PeersResult } from './results.js';
 import { COMMON_RATE, DRAIN_SECONDS_AT_MAX, MAX_BACKLOG, MIN_BACKLOG, PREWARM_MAX_RATE, PREWARM_S } from './sizing.js';
 
 const TITLE = '## Peers side by side: Debezium and pg-transactional-outbox';
@@ -100,104 +98,6 @@ function drainSection(peers: readonly PeerResult[], drains: DrainComparison | un
   ];
 }
 
-/** What a JVM's busiest thread groups used at its confirmed maximum, in cores. */
-function threadsCell(atMax: Record<string, unknown> | undefined): string {
-  const threads = atMax?.threads as ThreadCpuFigures | null | undefined;
-  if (!threads) return 'not read';
-  return `${threads.cores.toFixed(2)} cores: ${threads.groups.slice(0, 4).map((g) => `${g.group} ${g.cores.toFixed(2)}`).join(', ')}`;
-}
-
-/**
- * The latency profile's poll interval by its rule (see
- * DEBEZIUM_POLL_INTERVALS_MS): the lowest e2e p99 at the common rate; among
- * the intervals whose p99 ranges overlap the lowest's, the least relay CPU
- * per event. Read from ratios to one anchor, so sittings need not match
- * hosts; undefined until every interval has been measured.
- */
-export function pollIntervalChoice(ratios: readonly LatencyRatios[], profileMs: number): string | undefined {
-  const candidates = DEBEZIUM_POLL_INTERVALS_MS.map((ms) => ({ ms, r: ratios.find((x) => x.relay === (ms === profileMs ? DEBEZIUM_LATENCY.name : debeziumLatencyPolling(ms).name)) }));
-  if (candidates.some((c) => c.r?.p99.median == null || c.r.relayCpuPerMillion.median == null)) return undefined;
-  const measured = candidates as { ms: number; r: LatencyRatios }[];
-  const lowest = measured.reduce((a, b) => (b.r.p99.median! < a.r.p99.median! ? b : a));
-  const overlapping = measured.filter((c) => c.r.p99.min! <= lowest.r.p99.max!);
-  const chosen = overlapping.reduce((a, b) => (b.r.relayCpuPerMillion.median! < a.r.relayCpuPerMillion.median! ? b : a));
-  return (
-    `Debezium's latency profile, poll.interval.ms by its rule (the lowest e2e p99 at ${COMMON_RATE.toLocaleString('en-US')} events/s; among intervals whose p99 ranges overlap it, the least relay CPU per event): ` +
-    measured.map((c) => `${c.ms} ms: p99 ${ratioText(c.r.p99)}, relay CPU per event ${ratioText(c.r.relayCpuPerMillion)} (÷ the anchor)`).join('; ') +
-    `. The rule picks ${chosen.ms} ms; the profile runs ${profileMs} ms${chosen.ms === profileMs ? '.' : ': its setting is to change.'}`
-  );
-}
-
-/**
- * The maxima and latency measured with the anchor: the sittings, then each
- * relay's ratios to the anchor of its own sitting (its maximum) and round
- * (at the common rate).
- */
-function latencySection(peers: readonly PeerResult[], latency: LatencyComparison | undefined): string[] {
-  if (!latency || latency.runs.length === 0) return [];
-  const ratios = latency.ratios ?? [];
-  const rank = (name: string) => peers.findIndex((p) => p.name === name);
-  const heapOf = (relay: string) => {
-    const heaps = latency.runs.filter((r) => r.relay === relay && r.kind === 'common').map((r) => r.heapAfterGcMiB);
-    return heaps.some((h) => typeof h === 'number') ? mr(heaps) : 'n/a';
-  };
-  const bracket = (relay: string) => {
-    const m = latency.maxima.find((x) => x.relay === relay);
-    return m ? `${whole(m.sustainedRate)}–${m.lowestFailedRate === null ? 'none failed' : whole(m.lowestFailedRate)}` : 'n/a';
-  };
-  const jvms = peers.filter((p) => (p.atMax?.threads ?? null) !== null && latency.maxima.some((m) => m.relay === p.name));
-  return [
-    `### Maxima and latency, against our CDC relay in the same sitting`,
-    '',
-    ...(latency.incomplete ? [`> **Incomplete**: ${latency.incomplete}.`, ''] : []),
-    `Every relay's saturation search stepped round-robin with the anchor's (${latency.anchor}), one step of each per round, then every relay's latency points once per round, ` +
-      'the anchor first; each run between two settled CPU probes, with the CPU the hypervisor stole over it. A maximum is compared with the anchor\'s from the same sitting; ' +
-      `the figures at ${COMMON_RATE.toLocaleString('en-US')} events/s with the anchor's of the same round (median of the rounds, the range in brackets). Above 1 is faster for the maximum, ` +
-      'slower or costlier for the rest.',
-    '',
-    ...sittingTable(
-      latency.runs.filter((r) => r.window.seconds > 0).map((r) => r.window),
-      latency.sittings,
-      'runs',
-    ),
-    `| relay | bracket, events/s (passed twice – failed) | max ÷ ${latency.anchor} | rounds | e2e p99 at 1,000/s ÷ ${latency.anchor} | relay CPU per event ÷ ${latency.anchor} | relay memory ÷ ${latency.anchor} | JVM heap after GC, most (MiB) |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
-    `| ${latency.anchor} (the anchor) | ${bracket(latency.anchor)} | 1 | | 1 | 1 | 1 | ${heapOf(latency.anchor)} |`,
-    ...[...ratios]
-      .sort((a, b) => rank(a.relay) - rank(b.relay))
-      .map(
-        (r) =>
-          `| ${r.relay} | ${bracket(r.relay)} | ${r.maximum === null ? 'n/a' : ratioFigure(r.maximum)} | ${r.rounds} | ` +
-          `${ratioText(r.p99)} | ${ratioText(r.relayCpuPerMillion)} | ${ratioText(r.relayMemory)} | ${heapOf(r.relay)} |`,
-      ),
-    '',
-    ...((choice) => (choice ? [choice, ''] : []))(pollIntervalChoice(ratios, Number(DEBEZIUM_LATENCY.connector['poll.interval.ms']))),
-    ...(jvms.length > 0
-      ? [
-          'What limits a JVM relay at its maximum: its busiest thread groups over the confirmed step (from /proc, thread names as the kernel keeps them, numbers made N), in cores of this 2-core machine: ' +
-            jvms.map((p) => `${p.name}: ${threadsCell(p.atMax)}`).join('; ') +
-            '.',
-          '',
-        ]
-      : []),
-  ];
-}
-
-/** The lines printed after a sitting of maxima and latency: each sitting's probes, every relay's ratios to the anchor. */
-export function latencyLines(latency: LatencyComparison): string[] {
-  const noise = sittingNoise(latency.runs.filter((r) => r.window.seconds > 0).map((r) => r.window)).map(
-    (n) => `sitting ${n.sitting} (maxima and latency): CPU probe ${n.probeMin}–${n.probeMax} ns/op around its runs (moved ${n.movedPercent}%${n.noisy ? ': NOISY' : ''}), steal up to ${n.stealMaxPercent ?? 'n/a'}%`,
-  );
-  return [
-    ...noise,
-    ...(latency.ratios ?? []).map(
-      (r) =>
-        `${r.relay} / ${latency.anchor}: max ${r.maximum === null ? 'n/a' : ratioFigure(r.maximum)}; at ${COMMON_RATE}/s, per round: e2e p99 ${ratioText(r.p99)}, ` +
-        `relay CPU per event ${ratioText(r.relayCpuPerMillion)}, relay memory ${ratioText(r.relayMemory)}`,
-    ),
-  ];
-}
-
 /** How the comparison was measured, in one paragraph. */
 function intro(summary: Summary<Partial<PeersResult>>, extra: Partial<PeersResult>, peers: readonly PeerResult[]): string {
   const commits = [...new Set(peers.map((p) => p.commit.slice(0, 7)))];
@@ -241,9 +141,13 @@ function tableRow(p: PeerResult, drains: DrainComparison | undefined): string {
   const drainCell = drained.length === 0 ? 'not drained relay-only yet' : mr(drained.map((d) => d.relay.eventsPerSec));
   const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
   const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
+  const searched = p.sustainedSteps.length > 0;
+  const maxAt = p.maximumMeasuredAt ? ` (at ${p.maximumMeasuredAt.commit.slice(0, 7)}, ${p.maximumMeasuredAt.date.slice(0, 10)})` : '';
+  const maxCell = !searched ? 'not searched' : p.sustainedRate > 0 ? `${whole(p.sustainedRate)}${maxAt}` : `below ${whole(Math.min(...p.sustainedSteps.map((s) => s.rate)))}${maxAt}`;
+  const share = (x: PeerPoint | undefined) => (!x ? 'not measured' : x.skipped ? pointCell(x) : `${whole(x.rate)}/s: ${pointCell(x)}`);
   return (
-    `| ${p.name}${measuredOtherwise(p) ? ' †' : ''} | ${p.sustainedRate > 0 ? whole(p.sustainedRate) : `below ${p.sustainedSteps.length > 0 ? whole(Math.min(...p.sustainedSteps.map((s) => s.rate))) : 'n/a'}`} | ${lowestFailed(p)} | ${drainCell} | ` +
-    `${pointCell(common)} | ${half?.skipped ? pointCell(half) : `${whole(half?.rate)}/s: ${pointCell(half)}`} | ${eighty?.skipped ? pointCell(eighty) : `${whole(eighty?.rate)}/s: ${pointCell(eighty)}`} | ` +
+    `| ${p.name}${measuredOtherwise(p) ? ' †' : ''} | ${maxCell} | ${searched ? lowestFailed(p) : 'n/a'} | ${drainCell} | ` +
+    `${pointCell(common)} | ${share(half)} | ${share(eighty)} | ` +
     `${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.relay))}${cpuNote} | ${mr(cpuRuns.map((r) => r.cpuSecondsPerMillion.total))}${cpuNote} | ${memory > 0 ? f(memory) : 'n/a'} | ` +
     `${lost} | ${allRuns.reduce((sum, r) => sum + r.duplicates, 0)} |`
   );

@@ -69,6 +69,8 @@ export interface PeerResult {
   kafkaClient: string | null;
   /** The offered rate of the highest step that passed twice (0 if none did). */
   sustainedRate: number;
+  /** Where the maximum was searched, when that was before the relay's other figures (a sitting of latency points only). */
+  maximumMeasuredAt?: { commit: string; date: string };
   sustainedSteps: Pick<SearchStep, 'rate' | 'attempt' | 'passed' | 'reasons' | 'p99Ms' | 'deliveredShare'>[];
   /** Debezium's readings at the confirmed maximum (its queue over JMX). */
   atMax?: Record<string, unknown> | undefined;
