@@ -286,6 +286,28 @@ describe('maxima and latency with an anchor', () => {
     assert.equal(resumed.comparison.incomplete, undefined);
   });
 
+  it("keeps a relay's earlier maximum and points when only its latency is measured, unless its settings changed since", async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'anchored-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const earlier = (name: string, settings: string): PeerResult => ({
+      name,
+      settings,
+      kafkaClient: null,
+      sustainedRate: 1_500,
+      sustainedSteps: [{ rate: 1_500, attempt: 'confirm', passed: true, reasons: [], p99Ms: 1, deliveredShare: 1 }],
+      prewarm: { rate: 750, seconds: 60 },
+      points: [{ label: 'half', rate: 750, runs: [] }],
+      commit: 'old',
+      date: '2026-12-01T00:00:00.000Z',
+    });
+    const calls: string[] = [];
+    const measured = await anchoredRelays(contextIn(dir), planWith(calls, { maxima: false, previous: [earlier(anchor.name, anchor.settings), earlier(polling.name, 'configured otherwise')] }));
+    assert.deepEqual(calls, ['cdc@1000', 'polling@1000', 'cdc@1000', 'polling@1000'], 'the points run at the common rate, no search');
+    const [kept, changed] = measured.results;
+    assert.deepEqual([kept?.sustainedRate, kept?.maximumMeasuredAt?.commit, kept?.points.map((p) => `${p.label}:${p.measuredAt?.commit ?? 'now'}`).join()], [1_500, 'old', 'common:now,half:old']);
+    assert.deepEqual([changed?.sustainedRate, changed?.sustainedSteps.length, changed?.points.map((p) => p.label).join()], [0, 0, 'common'], "another configuration's maximum and points are not this relay's");
+  });
+
   it("keeps the anchor's earlier runs only while their sitting holds another relay's, and a relay's part measured again replaces its earlier one", () => {
     const w = (sitting: number, round = 1) => window({ sitting, round });
     const earlier: LatencyComparison = {

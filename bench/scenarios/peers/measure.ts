@@ -281,8 +281,11 @@ function comparisonOf(ph: Phase, searches: readonly Search[], units: readonly La
 
 /** A relay's results with what this sitting measured in place of its earlier ones. */
 function resultOf(ph: Phase, relay: Relay, parts: { search?: Search; max: number; sizing: number; heapChecks?: LatencyUnit[]; heapMb?: number; units: LatencyUnit[]; pointUnits: LatencyUnit[] }): PeerResult {
-  const earlier = ph.plan.previous.find((p) => p.name === relay.name);
-  const { search, max } = parts;
+  const found = ph.plan.previous.find((p) => p.name === relay.name);
+  // What was measured with other settings (a peer configured otherwise since) was another relay's: none of it is kept.
+  const earlier = found?.settings === relay.settings ? found : undefined;
+  const { search } = parts;
+  const max = search || earlier ? parts.max : 0;
   const mine = parts.units.filter((u) => u.relay === relay.name && u.window.seconds > 0);
   const measured = ph.plan.latency ? pointsFor(parts.sizing, ph.plan.points).map((p) => ({ ...p, runs: parts.pointUnits.filter((u) => u.relay === relay.name && u.kind === p.label && u.point).map((u) => u.point!) })) : [];
   // Points not measured now stay, saying where they were measured.
