@@ -254,7 +254,7 @@ export function peersReport(context: ReportContext, folder: string): string[] {
     '',
     ...(peers.some(measuredOtherwise)
       ? [
-          `† Its maximum and latency were measured with settings other than today's (the relay-only drains below use today's): ` +
+          `† Its maximum and latency were measured with settings other than today's: ` +
             `${peers.filter(measuredOtherwise).map((p) => `${p.name}, at ${p.commit.slice(0, 7)}`).join('; ')}. Both settings are under "How each relay was configured".`,
           '',
         ]
@@ -270,7 +270,7 @@ export function peersReport(context: ReportContext, folder: string): string[] {
     ...peers.map(
       (p) =>
         `- **${p.name}**: ${measuredOtherwise(p) ? `at ${p.commit.slice(0, 7)} (its maximum and latency): ` : ''}${p.settings.replace(/\.$/, '')}${p.kafkaClient ? ` (Kafka client: ${p.kafkaClient})` : ''}` +
-        (measuredOtherwise(p) ? `. Today (its relay-only drains): ${currentSettings(p.name)}` : ''),
+        (measuredOtherwise(p) ? `. Today: ${currentSettings(p.name)}` : ''),
     ),
     '',
     '</details>',
