@@ -332,6 +332,10 @@ describe('maxima and latency with an anchor', () => {
     };
     const merged = mergeLatency(earlier, fresh);
     assert.deepEqual(merged.sittings.map((s) => s.sitting), [1, 3], "sitting 2 is gone with C's earlier runs");
+    // B configured otherwise since, its maximum searched now: its earlier points were another configuration's and go too.
+    const searched: LatencyComparison = { ...fresh, runs: [...fresh.runs, { relay: 'B', kind: 'confirm', rate: 900, passed: true, window: w(3) }], maxima: [{ relay: 'B', sitting: 3, sustainedRate: 900, lowestFailedRate: 1_000, bracketWidth: 0.11 }] };
+    assert.deepEqual(mergeLatency(earlier, searched).runs.filter((r) => r.relay === 'B').map((r) => r.kind), ['common', 'confirm'], 'kept while its settings hold');
+    assert.deepEqual(mergeLatency(earlier, searched, new Set(['B'])).runs.filter((r) => r.relay === 'B').map((r) => r.kind), ['confirm']);
     assert.deepEqual(
       latencyRatios(merged).map((r) => [r.relay, r.p99.median]),
       [
@@ -358,6 +362,9 @@ describe('maxima and latency with an anchor', () => {
     const after = [...peers.slice(1), { name: 'debezium-latency-poll20', settings: '' }, { name: 'debezium-latency', settings: 'poll.interval.ms 10 (chosen)' }];
     const measured = [ratio('debezium-latency-poll20', [1.5, 1.4, 1.6], 6), ratio('debezium-latency-poll10', [1.3, 1.2, 1.45], 7), ratio('debezium-latency-poll5', [1.25, 1.15, 1.35], 9)];
     assert.match(pollIntervalChoice(measured, after, 10) ?? '', /10 ms \(debezium-latency-poll10\).*The rule picks 10 ms; the profile runs 10 ms\.$/);
+    // The profile's windows at an earlier interval, kept under a name that says it, count as that interval's.
+    const kept = [ratio('debezium-latency at 20 ms', [1.5, 1.4, 1.6], 6), ...measured.slice(1)];
+    assert.match(pollIntervalChoice(kept, after.filter((p) => p.name !== 'debezium-latency-poll20'), 10) ?? '', /20 ms \(debezium-latency at 20 ms\)/);
   });
 
   it("reads a process's CPU by thread group, and a window's busiest groups first", () => {

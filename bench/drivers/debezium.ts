@@ -119,7 +119,8 @@ export function debeziumLatencyPolling(ms: (typeof DEBEZIUM_POLL_INTERVALS_MS)[n
  * profile's interval is the one the rule chose when it was measured).
  */
 export function pollIntervalOf(name: string, settings: string): number | undefined {
-  const named = /^debezium-latency-poll(\d+)$/.exec(name);
+  // A candidate by name, or the profile's windows kept under the interval it ran at ("debezium-latency at 20 ms").
+  const named = /^debezium-latency-poll(\d+)$/.exec(name) ?? /^debezium-latency at (\d+) ms$/.exec(name);
   if (named) return Number(named[1]);
   if (name !== DEBEZIUM_LATENCY.name) return undefined;
   const recorded = /poll\.interval\.ms (\d+)/.exec(settings);

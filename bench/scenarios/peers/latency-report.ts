@@ -32,8 +32,9 @@ function threadsCell(atMax: Record<string, unknown> | undefined): string {
  * ran with that interval; undefined until every interval has been measured.
  */
 export function pollIntervalChoice(ratios: readonly LatencyRatios[], peers: readonly Pick<PeerResult, 'name' | 'settings'>[], profileMs: number): string | undefined {
+  const configured = [...peers, ...ratios.filter((r) => !peers.some((p) => p.name === r.relay)).map((r) => ({ name: r.relay, settings: '' }))];
   const candidates = DEBEZIUM_POLL_INTERVALS_MS.map((ms) => {
-    const named = peers.filter((p) => pollIntervalOf(p.name, p.settings) === ms).map((p) => p.name);
+    const named = configured.filter((p) => pollIntervalOf(p.name, p.settings) === ms).map((p) => p.name);
     // A candidate's own runs first; the profile's when it ran with this interval.
     const relay = named.find((n) => n !== DEBEZIUM_LATENCY.name) ?? named[0];
     return { ms, relay, r: ratios.find((x) => x.relay === relay) };

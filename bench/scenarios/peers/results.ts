@@ -273,17 +273,19 @@ export function latencyRatios(c: Pick<LatencyComparison, 'anchor' | 'runs' | 'ma
 /**
  * The earlier maxima-and-latency comparison with this sitting's merged in:
  * a relay's part measured now (its search, or its points) replaces that
- * part measured before; the anchor's earlier windows and maxima stay while
+ * part measured before (all of it, for a relay in `reconfigured`: one whose
+ * settings changed since); the anchor's earlier windows and maxima stay while
  * their sitting still holds another relay's (each ratio needs its own
  * sitting's anchor), and a sitting left with the anchor alone goes.
  */
-export function mergeLatency(previous: LatencyComparison | undefined, fresh: LatencyComparison): LatencyComparison {
+export function mergeLatency(previous: LatencyComparison | undefined, fresh: LatencyComparison, reconfigured: ReadonlySet<string> = new Set()): LatencyComparison {
   if (!previous || previous.anchor !== fresh.anchor) return { ...fresh };
   const isSearch = (kind: LatencyRun['kind']) => kind === 'search' || kind === 'confirm' || kind === 'heap';
   const freshSittings = new Set(fresh.sittings.map((s) => s.sitting));
-  const measured = (relay: string, search: boolean) => fresh.runs.some((r) => r.relay === relay && isSearch(r.kind) === search);
+  // A relay configured otherwise since its earlier windows: they were another configuration's, and go whole.
+  const measured = (relay: string, search: boolean) => reconfigured.has(relay) || fresh.runs.some((r) => r.relay === relay && isSearch(r.kind) === search);
   const keptRuns = previous.runs.filter((r) => !freshSittings.has(r.window.sitting) && (r.relay === fresh.anchor || !measured(r.relay, isSearch(r.kind))));
-  const keptMaxima = previous.maxima.filter((m) => !freshSittings.has(m.sitting) && (m.relay === fresh.anchor || !fresh.maxima.some((f) => f.relay === m.relay)));
+  const keptMaxima = previous.maxima.filter((m) => !freshSittings.has(m.sitting) && (m.relay === fresh.anchor || !(reconfigured.has(m.relay) || fresh.maxima.some((f) => f.relay === m.relay))));
   const othersIn = new Set([...keptRuns.filter((r) => r.relay !== fresh.anchor).map((r) => r.window.sitting), ...keptMaxima.filter((m) => m.relay !== fresh.anchor).map((m) => m.sitting)]);
   const runs = [...keptRuns.filter((r) => othersIn.has(r.window.sitting)), ...fresh.runs];
   const maxima = [...keptMaxima.filter((m) => othersIn.has(m.sitting)), ...fresh.maxima];
