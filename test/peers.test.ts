@@ -308,6 +308,22 @@ describe('maxima and latency with an anchor', () => {
     assert.deepEqual([changed?.sustainedRate, changed?.sustainedSteps.length, changed?.points.map((p) => p.label).join()], [0, 0, 'common'], "another configuration's maximum and points are not this relay's");
   });
 
+  it("runs a JVM relay's latency points with the heap found for its configuration, its default after a change", async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'anchored-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const debezium = selectRelays(['debezium-latency'])[0]!;
+    limits[debezium.name] = { max: 3_000, p99: 50 };
+    const heaps = async (settings: string) => {
+      const used: (number | undefined)[] = [];
+      const previous = [{ name: debezium.name, settings, kafkaClient: null, sustainedRate: 3_000, sustainedSteps: [], heapMb: 512, prewarm: { rate: 1_000, seconds: 60 }, points: [], commit: 'old', date: 'd' }];
+      const plan = planWith([], { relays: [anchor, debezium], maxima: false, rounds: 1, previous });
+      await anchoredRelays(contextIn(mkdtempSync(path.join(dir, 'x'))), { ...plan, run: async (relay, name, p, heapMb) => (relay === debezium && used.push(heapMb), plan.run!(relay, name, p, heapMb)) });
+      return used;
+    };
+    assert.deepEqual(await heaps(debezium.settings), [512]);
+    assert.deepEqual(await heaps('poll.interval.ms 20, configured otherwise'), [debezium.driver.heap!.mb]);
+  });
+
   it("keeps the anchor's earlier runs only while their sitting holds another relay's, and a relay's part measured again replaces its earlier one", () => {
     const w = (sitting: number, round = 1) => window({ sitting, round });
     const earlier: LatencyComparison = {

@@ -364,7 +364,8 @@ export async function anchoredRelays(context: ScenarioContext, plan: AnchoredPla
     if (!relay.driver.heap) return undefined;
     const checks = heapUnits.get(relay.name);
     if (checks) return checks.find((u) => u.passed)?.heapMb;
-    return previous.find((p) => p.name === relay.name)?.heapMb ?? relay.driver.heap.mb;
+    // The heap found for this configuration; one found for another (settings changed since) is not this one's.
+    return previous.find((p) => p.name === relay.name && p.settings === relay.settings)?.heapMb ?? relay.driver.heap.mb;
   };
   const pointUnits = plan.latency && !ph.rounds.incomplete ? await latencyRounds(ph, maxOf, heapOf) : [];
   const units = [...searches.flatMap((s) => s.units), ...[...heapUnits.values()].flat(), ...pointUnits];
