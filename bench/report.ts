@@ -86,7 +86,7 @@ function environmentSection(summaries: Map<string, Summary>): string[] {
       `in proportion to their speed, and hosts of the same CPU model have differed up to threefold here: the probe reads the host of each result.`,
     '',
     'Where each folder was measured (a probe reads "not recorded" for results older than it), and whether the code it measures ' +
-      '(its scenario and every module that imports, and sql/) changed after the commit it was measured at (for a merged folder, after the oldest of its commits):',
+      '(its scenario and every module it imports, and sql/) changed after the commit it was measured at (for a merged folder, after the oldest of its commits):',
     '',
     '| results | measured | commit | CPU | CPU probe (ns per operation) | code it measures |',
     '|---|---|---|---|---:|---|',

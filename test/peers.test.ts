@@ -306,6 +306,7 @@ describe('maxima and latency with an anchor', () => {
     const [kept, changed] = measured.results;
     assert.deepEqual([kept?.sustainedRate, kept?.maximumMeasuredAt?.commit, kept?.points.map((p) => `${p.label}:${p.measuredAt?.commit ?? 'now'}`).join()], [1_500, 'old', 'common:now,half:old']);
     assert.deepEqual([changed?.sustainedRate, changed?.sustainedSteps.length, changed?.points.map((p) => p.label).join()], [0, 0, 'common'], "another configuration's maximum and points are not this relay's");
+    assert.deepEqual([...measured.reconfigured], [polling.name], 'its earlier windows go at the merge');
   });
 
   it("runs a JVM relay's latency points with the heap found for its configuration, its default after a change", async (t) => {

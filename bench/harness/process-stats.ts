@@ -181,16 +181,10 @@ export function threadGroupCpuSeconds(pid: number): Map<string, number> | undefi
   const groups = new Map<string, number>();
   try {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      let text: string;
-      try {
-        text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      } catch {
-        continue;
-      }
-      // The name is field 2, in parentheses (it may hold spaces and parentheses itself).
-      const name = threadGroupOf(text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')));
-      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      groups.set(name, (groups.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / clockTicks());
+      const task = readTask(pid, Number(tid));
+      if (!task) continue;
+      const name = threadGroupOf(task.name);
+      groups.set(name, (groups.get(name) ?? 0) + task.seconds);
     }
   } catch {
     return undefined;
@@ -199,14 +193,20 @@ export function threadGroupCpuSeconds(pid: number): Map<string, number> | undefi
 }
 
 function readTaskSeconds(pid: number, tid: number): number | undefined {
+  return readTask(pid, tid)?.seconds;
+}
+
+/** A thread's name and CPU seconds so far, from its stat; undefined once it has exited. */
+function readTask(pid: number, tid: number): { name: string; seconds: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
+  // The name is field 2, in parentheses (it may hold spaces and parentheses itself): the fields follow the last ')'.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+  return { name: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), seconds: (Number(fields[11]) + Number(fields[12])) / clockTicks() };
 }
 
 /** Pids of a process's live children. */

@@ -132,33 +132,31 @@ export interface QuoteDrift {
 /** A text with every marker's figure written from the summaries, and the markers that differed or could not be read. */
 export function renderQuotes(text: string, summaries: ReadonlyMap<string, Summary>, file: string): { text: string; drift: QuoteDrift[] } {
   const drift: QuoteDrift[] = [];
-  const rendered = text.replace(MARKER, (marker, folder: string, source: string, digits: string | undefined, holds: string, offset: number) => {
-    const summary = summaries.get(folder);
-    let value: string;
+  /** One marker written with its figure (`value` reads it, or throws why it cannot), any difference or failure in `drift`. */
+  const write = (within: string, marker: string, name: string, holds: string, offset: number, value: () => string): string => {
+    let written: string;
     try {
       // A line that opens with a comment is an HTML block to Markdown: the paragraph would break there.
-      if (offset === 0 || text[offset - 1] === '\n') throw new Error('it starts a line, where Markdown reads it as an HTML block; put a word before it');
+      if (offset === 0 || within[offset - 1] === '\n') throw new Error('it starts a line, where Markdown reads it as an HTML block; put a word before it');
+      written = value();
+    } catch (error) {
+      drift.push({ file, marker: name, holds, results: `unreadable: ${(error as Error).message}` });
+      return marker;
+    }
+    if (written !== holds) drift.push({ file, marker: name, holds, results: written });
+    return marker.replace(`-->${holds}<!--`, `-->${written}<!--`);
+  };
+  const digitsOf = (digits: string | undefined) => (digits === undefined ? undefined : Number(digits));
+  const quoted = text.replace(MARKER, (marker, folder: string, source: string, digits: string | undefined, holds: string, offset: number) =>
+    write(text, marker, `${folder} ${source}`, holds, offset, () => {
+      const summary = summaries.get(folder);
       if (!summary) throw new Error(`no results/${folder}/summary.json`);
-      value = quotedValue(summary, source, digits === undefined ? undefined : Number(digits));
-    } catch (error) {
-      drift.push({ file, marker: `${folder} ${source}`, holds, results: `unreadable: ${(error as Error).message}` });
-      return marker;
-    }
-    if (value !== holds) drift.push({ file, marker: `${folder} ${source}`, holds, results: value });
-    return marker.replace(`-->${holds}<!--`, `-->${value}<!--`);
-  });
-  const derived = rendered.replace(DERIVED, (marker, digits: string | undefined, formula: string, holds: string, offset: number) => {
-    let value: string;
-    try {
-      if (offset === 0 || rendered[offset - 1] === '\n') throw new Error('it starts a line, where Markdown reads it as an HTML block; put a word before it');
-      value = f(derivedValue(formula, summaries), digits === undefined ? undefined : Number(digits));
-    } catch (error) {
-      drift.push({ file, marker: `derive ${formula}`, holds, results: `unreadable: ${(error as Error).message}` });
-      return marker;
-    }
-    if (value !== holds) drift.push({ file, marker: `derive ${formula}`, holds, results: value });
-    return marker.replace(`-->${holds}<!--`, `-->${value}<!--`);
-  });
+      return quotedValue(summary, source, digitsOf(digits));
+    }),
+  );
+  const derived = quoted.replace(DERIVED, (marker, digits: string | undefined, formula: string, holds: string, offset: number) =>
+    write(quoted, marker, `derive ${formula}`, holds, offset, () => f(derivedValue(formula, summaries), digitsOf(digits))),
+  );
   return { text: derived, drift };
 }
 

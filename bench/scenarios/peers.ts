@@ -165,9 +165,7 @@ export const peers: Scenario = {
         earlierSittings: Math.max(0, ...(previous.latency?.sittings ?? []).map((s) => s.sitting)),
         previous: previous.peers,
       });
-      // A relay measured now whose settings changed since: its earlier windows were another configuration's.
-      const reconfigured = new Set(measured.results.filter((r) => previous.peers.some((p) => p.name === r.name && p.settings !== r.settings)).map((r) => r.name));
-      const merged = mergeLatency(previous.latency, measured.comparison, reconfigured);
+      const merged = mergeLatency(previous.latency, measured.comparison, measured.reconfigured);
       latency = { ...merged, ratios: latencyRatios(merged) };
       fresh = measured.results;
       runs.push(...measured.runs);

@@ -7,7 +7,7 @@
  */
 import type { ConsumerKafkaClientName, KafkaClientName } from '../../../src/config.js';
 import { describeError, OutboxBenchError } from '../../../src/errors.js';
-import { ratiosToAnchor, SittingJournal, sittingNoise, type AnchorRatio, type SittingRecord, type SittingWindow } from '../../harness/sitting.js';
+import { ratiosToAnchor, SittingJournal, sittingNoise, type AnchorRatio, type SittingNoise, type SittingRecord, type SittingWindow } from '../../harness/sitting.js';
 import { medianWithRange } from '../../report/format.js';
 import type { ScenarioContext } from '../../scenario.js';
 import { clientsFor, drainOnce, parseStrategy, type DrainRun, type FailedDrainRun, type Strategy } from './drain-once.js';
@@ -131,14 +131,18 @@ export function anchorRatios(runs: readonly DrainRun[], anchor: string): RelayRa
 export const ratioFigure = (x: number) => (x >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
 export const ratioText = (r: RatioSpread) => (r.median === null ? 'n/a' : `${ratioFigure(r.median)} [${ratioFigure(r.min!)}–${ratioFigure(r.max!)}]`);
 
+/** A sitting's probes and steal as printed after a run (`of`: which comparison, where a folder holds several). */
+export function noiseLine(n: SittingNoise, of?: string): string {
+  return (
+    `sitting ${n.sitting}${of ? ` (${of})` : ''}: CPU probe ${n.probeMin}–${n.probeMax} ns/op around its windows (moved ${n.movedPercent}%${n.noisy ? ': NOISY' : ''}), ` +
+    `steal up to ${n.stealMaxPercent ?? 'n/a'}%${n.unsettledWindows > 0 ? `, ${n.unsettledWindows} window(s) measured before the probe settled` : ''}`
+  );
+}
+
 /** Each sitting's probes and steal, and every relay's ratios to the anchor: the lines printed after a run. */
 export function sittingLines(runs: readonly DrainRun[], anchor: string | undefined): string[] {
   const windows = runs.flatMap((r) => (r.window ? [r.window] : []));
-  const noise = sittingNoise(windows).map(
-    (n) =>
-      `sitting ${n.sitting}: CPU probe ${n.probeMin}–${n.probeMax} ns/op around its windows (moved ${n.movedPercent}%${n.noisy ? ': NOISY' : ''}), ` +
-      `steal up to ${n.stealMaxPercent ?? 'n/a'}%${n.unsettledWindows > 0 ? `, ${n.unsettledWindows} window(s) measured before the probe settled` : ''}`,
-  );
+  const noise = sittingNoise(windows).map((n) => noiseLine(n));
   if (anchor === undefined) return noise;
   return [
     ...noise,

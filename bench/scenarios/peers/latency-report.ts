@@ -9,7 +9,7 @@ import type { ThreadCpuFigures } from '../../drivers/jvm-threads.js';
 import { sittingNoise } from '../../harness/sitting.js';
 import { medianWithRange } from '../../report/format.js';
 import { f, whole } from '../../report/kit.js';
-import { ratioFigure, ratioText, sittingTable } from '../drain/rounds.js';
+import { noiseLine, ratioFigure, ratioText, sittingTable } from '../drain/rounds.js';
 import type { LatencyComparison, LatencyRatios, PeerPoint, PeerResult } from './results.js';
 import { COMMON_RATE } from './sizing.js';
 
@@ -125,9 +125,7 @@ export function latencySection(peers: readonly PeerResult[], latency: LatencyCom
 
 /** The lines printed after a sitting of maxima and latency: each sitting's probes, every relay's ratios to the anchor. */
 export function latencyLines(latency: LatencyComparison): string[] {
-  const noise = sittingNoise(latency.runs.filter((r) => r.window.seconds > 0).map((r) => r.window)).map(
-    (n) => `sitting ${n.sitting} (maxima and latency): CPU probe ${n.probeMin}–${n.probeMax} ns/op around its runs (moved ${n.movedPercent}%${n.noisy ? ': NOISY' : ''}), steal up to ${n.stealMaxPercent ?? 'n/a'}%`,
-  );
+  const noise = sittingNoise(latency.runs.filter((r) => r.window.seconds > 0).map((r) => r.window)).map((n) => noiseLine(n, 'maxima and latency'));
   return [
     ...noise,
     ...(latency.ratios ?? []).map(

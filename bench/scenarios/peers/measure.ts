@@ -96,6 +96,8 @@ export interface AnchoredResult {
   results: PeerResult[];
   runs: RunSummary[];
   comparison: LatencyComparison;
+  /** Relays measured now whose earlier results were measured with other settings: their earlier windows are not theirs. */
+  reconfigured: Set<string>;
   lines: string[];
   failed: string[];
   afterWrite(): void;
@@ -279,11 +281,14 @@ function comparisonOf(ph: Phase, searches: readonly Search[], units: readonly La
   };
 }
 
+/** A relay's earlier results, if measured as it is configured now: with other settings they were another configuration's. */
+function earlierResultOf(previous: readonly PeerResult[], relay: Relay): PeerResult | undefined {
+  return previous.find((p) => p.name === relay.name && p.settings === relay.settings);
+}
+
 /** A relay's results with what this sitting measured in place of its earlier ones. */
 function resultOf(ph: Phase, relay: Relay, parts: { search?: Search; max: number; sizing: number; heapChecks?: LatencyUnit[]; heapMb?: number; units: LatencyUnit[]; pointUnits: LatencyUnit[] }): PeerResult {
-  const found = ph.plan.previous.find((p) => p.name === relay.name);
-  // What was measured with other settings (a peer configured otherwise since) was another relay's: none of it is kept.
-  const earlier = found?.settings === relay.settings ? found : undefined;
+  const earlier = earlierResultOf(ph.plan.previous, relay);
   const { search } = parts;
   const max = search || earlier ? parts.max : 0;
   const mine = parts.units.filter((u) => u.relay === relay.name && u.window.seconds > 0);
@@ -364,15 +369,15 @@ export async function anchoredRelays(context: ScenarioContext, plan: AnchoredPla
     if (!relay.driver.heap) return undefined;
     const checks = heapUnits.get(relay.name);
     if (checks) return checks.find((u) => u.passed)?.heapMb;
-    // The heap found for this configuration; one found for another (settings changed since) is not this one's.
-    return previous.find((p) => p.name === relay.name && p.settings === relay.settings)?.heapMb ?? relay.driver.heap.mb;
+    return earlierResultOf(previous, relay)?.heapMb ?? relay.driver.heap.mb;
   };
   const pointUnits = plan.latency && !ph.rounds.incomplete ? await latencyRounds(ph, maxOf, heapOf) : [];
   const units = [...searches.flatMap((s) => s.units), ...[...heapUnits.values()].flat(), ...pointUnits];
   const comparison = comparisonOf(ph, searches, units);
+  const reconfigured = new Set(relays.filter((r) => previous.some((p) => p.name === r.name) && !earlierResultOf(previous, r)).map((r) => r.name));
   if (ph.rounds.incomplete) {
     // A stopped sitting publishes its windows but no relay's results: its journal resumes them.
-    return { results: [], runs: [], comparison, lines: [...ph.lines, ph.rounds.incomplete], failed: [], afterWrite: () => {} };
+    return { results: [], runs: [], comparison, reconfigured, lines: [...ph.lines, ph.rounds.incomplete], failed: [], afterWrite: () => {} };
   }
   const results = relays.map((relay) => {
     const search = searches.find((s) => s.relay === relay);
@@ -384,6 +389,7 @@ export async function anchoredRelays(context: ScenarioContext, plan: AnchoredPla
     results,
     runs: pointUnits.flatMap((u) => (u.summary ? [u.summary] : [])),
     comparison,
+    reconfigured,
     lines: ph.lines,
     failed: ph.lines.filter((l) => l.includes('FAILED')),
     afterWrite: () => journal.finish(),
