@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
 import { chaosReport, chaosSoakReport } from './chaos/report.js';
+import { abProbes, abReport, abSitting, type AbResult } from './report/ab.js';
 import { SCENARIOS } from './registry.js';
 import { current, isLegacy, loadSummaries, type ReportContext, type Summary } from './report/kit.js';
 import { buildPage } from './report/page.js';
@@ -92,7 +93,8 @@ function environmentSection(summaries: Map<string, Summary>): string[] {
     '|---|---|---|---|---:|---|',
     ...[...summaries].map(([folder, summary]) => {
       const { dates, commits, probes, oldest } = provenance(summary);
-      return `| ${folder} | ${dates} | ${commits} | ${summary.environment.cpuModel} | ${probes} | ${codeSinceCell(codeSince(summary.scenario, oldest))} |`;
+      const code = summary.scenario === 'ab' ? 'each side its own commit\'s, by design' : codeSinceCell(codeSince(summary.scenario, oldest));
+      return `| ${folder} | ${dates} | ${commits} | ${summary.environment.cpuModel} | ${probes} | ${code} |`;
     }),
     '',
   ];
@@ -100,6 +102,18 @@ function environmentSection(summaries: Map<string, Summary>): string[] {
 
 /** The days and commits a folder's figures come from: one run's, or (peers and sweeps, merged over sittings) each entry's. */
 function provenance(summary: Summary): { dates: string; commits: string; probes: string; oldest: string } {
+  if (summary.scenario === 'ab' && summary.extra) {
+    // Two commits' code, alternated: neither is "the" commit, and the code since is each side's own.
+    const ab = summary.extra as AbResult;
+    const probes = abProbes(ab);
+    const range = probes ? (probes.min === probes.max ? `${probes.min}` : `${probes.min}-${probes.max}`) : 'not recorded';
+    return {
+      oldest: summary.environment.gitCommit,
+      dates: summary.date.slice(0, 10),
+      commits: ab.sides.map((s) => s.commit.slice(0, 7)).join(' and '),
+      probes: probes && probes.unread > 0 ? `${range} (not recorded for ${probes.unread} of ${ab.runs.length})` : range,
+    };
+  }
   const extra = (summary.extra as { peers?: MergedEntry[]; entries?: MergedEntry[] } | undefined) ?? {};
   const merged = [...(extra.peers ?? []), ...(extra.entries ?? [])];
   const days = [...new Set(merged.map((e) => e.date?.slice(0, 10)).filter((d): d is string => Boolean(d)))].sort();
@@ -141,6 +155,7 @@ const probeText = (probe: string) => (probe === 'not recorded' ? 'CPU probe not 
  * sitting of its drain comparison, each with the probe read in it.
  */
 function sittingsOf(summary: Summary): SittingOf[] {
+  if (summary.scenario === 'ab' && summary.extra) return [{ description: abSitting(summary as Summary<AbResult>) }];
   const env = summary.environment;
   const host = `${env.cpuModel} (${env.cores} cores)`;
   const extra =
@@ -235,6 +250,7 @@ export function buildReport(dir: string): string {
     ...scenarioSections(context),
     ...chaosReport(context),
     ...chaosSoakReport(context),
+    ...abReport(context),
     ...notShownSection(context),
     ...environmentSection(summaries),
     ...reproduceSection(summaries),

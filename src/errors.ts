@@ -41,6 +41,8 @@ export const ErrorCodes = [
   'SHUTTING_DOWN',
   /** A benchmark or checker found a broken guarantee. */
   'CHECK_FAILED',
+  /** A commit could not be checked out, installed or built (bench:ab), or its run failed. */
+  'BUILD_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

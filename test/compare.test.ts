@@ -1,7 +1,9 @@
 /**
  * `bench:compare` on summaries written here (a known change, known noise, a
  * known difference of machine) and on the published results against
- * themselves; the command line is run as a user runs it.
+ * themselves; the command line is run as a user runs it. `bench:ab`'s order,
+ * its checks of its arguments and its section of the report, on the same
+ * summaries (a real sitting builds two commits: far too long for a test).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -10,10 +12,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Environment } from '../bench/harness/environment.js';
-import { compareResults, judge, loadResults } from '../bench/report/compare.js';
+import { abOrder, type AbResult } from '../bench/report/ab.js';
+import { compareResults, judge, loadResults, loadSide } from '../bench/report/compare.js';
+import { buildReport } from '../bench/report.js';
 import { PROJECT_ROOT } from '../src/config.js';
 
 const COMPARE = path.join(PROJECT_ROOT, 'dist', 'bench', 'compare.js');
+const AB = path.join(PROJECT_ROOT, 'dist', 'bench', 'ab.js');
 const dirs: string[] = [];
 after(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
@@ -156,5 +161,62 @@ describe('compare', () => {
     for (const scenario of ['cdc', 'polling', 'drain', 'saturation']) assert.ok(scenarios.has(scenario), `${scenario} compared`);
     assert.ok(comparison.figures.every((f) => f.verdict === 'within noise' && f.change === 0));
     assert.deepEqual(comparison.environment, []);
+  });
+});
+
+describe('bench:ab', () => {
+  it('alternates the sides, each first in half the rounds', () => {
+    assert.deepEqual(abOrder(3).map(([round, side]) => `${round}${side}`), ['1A', '1B', '2B', '2A', '3A', '3B']);
+  });
+
+  it('checks its arguments before it checks out, builds or starts anything', () => {
+    // Its runs start servers of their own: a broker with the tests' quick-start JIT is refused, as the runner refuses it.
+    const { KAFKA_BROKERS: _brokers, ...env } = process.env;
+    const ab = (...args: string[]) => spawnSync(process.execPath, [AB, ...args], { encoding: 'utf8', env: { ...env, OUTBOX_BENCH_KAFKA_JIT: 'full' } });
+    assert.equal(ab('--help').status, 0);
+    const refusals: [string[], RegExp][] = [
+      [['HEAD', 'HEAD~1'], /expected <commit-a> <commit-b> <scenario>, got 2/],
+      [['HEAD', 'HEAD~1', 'write-cost'], /"write-cost" is not a scenario bench:ab compares; one of polling, skip-locked, cdc, /],
+      [['HEAD', 'HEAD~1', 'drain', '--', '--nope'], /--nope/],
+      [['HEAD', 'HEAD~1', 'drain', '--rounds', '0'], /--rounds must be a whole number from 1 to 10, got "0"/],
+      [['HEAD', 'no-such-ref', 'drain'], /B: "no-such-ref" is not a commit of this repository/],
+      [['HEAD', 'HEAD', 'drain'], /HEAD and HEAD are the same commit/],
+      [['HEAD', 'HEAD~1', 'drain', '--', '--mode', 'cdc', '--out', 'x'], /give --out before the --/],
+    ];
+    for (const [args, message] of refusals) {
+      const refused = ab(...args);
+      assert.equal(refused.status, 2, `${args.join(' ')}: ${refused.stderr}`);
+      assert.match(refused.stderr, message);
+      assert.doesNotMatch(refused.stderr, /checking out|installing/);
+    }
+    const quickStart = spawnSync(process.execPath, [AB, 'HEAD', 'HEAD~1', 'drain'], { encoding: 'utf8', env: { ...env, OUTBOX_BENCH_KAFKA_JIT: 'quick-start' } });
+    assert.notEqual(quickStart.status, 0);
+    assert.match(quickStart.stderr, /quick-start/);
+    assert.doesNotMatch(quickStart.stderr, /checking out|installing/);
+  });
+
+  it('shows a sitting with both commits, the order of its runs, the probes they read and each figure\'s verdict', () => {
+    const run = (cpu: number, probe: number) => resultsFolder({ eventsPerSec: [2_000], p99: [10], cpu: [cpu] }, { cpuProbe: { nsPerOp: probe, spreadPercent: 3, trials: 9, what: 'test' } });
+    const a = [run(275, 1_000), run(280, 1_050), run(270, 1_200)];
+    const b = [run(300, 1_020), run(305, 1_100), run(310, 1_010)];
+    const sides: AbResult['sides'] = [{ label: 'A', ref: 'v1', commit: 'a'.repeat(40) }, { label: 'B', ref: 'HEAD', commit: 'b'.repeat(40) }];
+    const probes = [1_000, 1_020, 1_100, 1_050, 1_200, 1_010];
+    const runs = abOrder(3).map(([round, side], i) => ({ side, round, folder: `runs/${side}-${round}`, startedAt: environment.date, probeNsPerOp: probes[i]! }));
+    const extra: AbResult = { scenario: 'cdc', sides, flags: [], rounds: 3, runs, comparison: compareResults(loadSide(a), loadSide(b)) };
+    const root = mkdtempSync(path.join(tmpdir(), 'outbox-bench-ab-'));
+    dirs.push(root);
+    mkdirSync(path.join(root, 'ab-cdc'));
+    writeFileSync(path.join(root, 'ab-cdc', 'summary.json'), JSON.stringify({ scenario: 'ab', title: 't', date: environment.date, command: 'npm run bench:ab -- v1 HEAD cdc', parameters: {}, runs: [], extra, environment }));
+    const readme = buildReport(root);
+    assert.match(readme, /## Code against host: cdc at aaaaaaa and bbbbbbb/);
+    assert.match(readme, /runs in the order A B B A A B\)/);
+    // 1,000 to 1,200: 20% apart, more than the probe's own noise.
+    assert.match(readme, /read the CPU probe at 1,000-1,200 ns per operation: the host moved more than the probe's noise during the sitting \(noisy\)\./);
+    assert.match(readme, /\| cdc \| CPU-s per million \(lower is better\) \| 275 \(270-280, n=3\) \| 305 \(300-310, n=3\) \| \+10\.9% \| ±5% \| \*\*worse\*\* \|/);
+    assert.ok(readme.includes('| cdc | events/s (higher is better) | 2,000 (2,000-2,000, n=3) | 2,000 (2,000-2,000, n=3) | +0.0% | ±5% | within noise |'));
+    assert.doesNotMatch(readme, /Besides the code/, 'the probes are the only difference, shown once');
+    // The results header and the where-measured table name both commits, not the commit that ran the sitting.
+    assert.ok(readme.includes('- 2026-12-01, AMD EPYC (2 cores), commits aaaaaaa and bbbbbbb alternated, CPU probe 1,000-1,200 ns per operation: ab-cdc\n'), readme.slice(0, 800));
+    assert.ok(readme.includes('| ab-cdc | 2026-12-01 | aaaaaaa and bbbbbbb | AMD EPYC | 1000-1200 | each side its own commit\'s, by design |'));
   });
 });

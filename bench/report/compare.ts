@@ -110,6 +110,7 @@ interface DrainFiguresLike {
   eventsPerSec?: number;
   timeToFirstEventS?: number;
   cpuSecondsPerMillion?: Record<string, number | null>;
+  jsThreadUsPerEvent?: number | null;
 }
 
 /** Drains (results/drain): each repeat of a relay and Kafka client, its rate, first event and CPU. */
@@ -126,6 +127,8 @@ function drainFigures(summary: Summary): Figure[] {
     { subject, figure: 'drain events/s', better: 'higher', samples: numbers(relays.map((r) => r.eventsPerSec)) },
     { subject, figure: 'first event s', better: 'lower', samples: numbers(relays.map((r) => r.timeToFirstEventS)) },
     { subject, figure: 'CPU-s per million', better: 'lower', samples: numbers(relays.map(cpu)) },
+    // The relay's JavaScript thread: what one relay process cannot scale past.
+    { subject, figure: 'relay JS thread µs per event', better: 'lower', samples: numbers(relays.map((r) => r.jsThreadUsPerEvent)) },
   ]);
 }
 
@@ -141,6 +144,14 @@ function quickFigures(summary: Summary): Figure[] {
   const asDrain = { ...summary, extra: { runs: drains.map((d) => ({ strategy: d.name, relay: d })) } };
   return [...runFigures(summary), ...drainFigures(asDrain)];
 }
+
+/**
+ * The scenarios whose summaries hold figures this comparison reads: steady
+ * runs, drains, the saturation search and the quick look. The rest publish
+ * tables of their own (write-cost, http, the sweeps, ...) and are compared by
+ * reading them.
+ */
+export const COMPARED_SCENARIOS: readonly string[] = ['polling', 'skip-locked', 'cdc', 'fastest-path', 'saturation', 'drain', 'quick'];
 
 function figuresOf(summary: Summary): Figure[] {
   if (summary.scenario === 'drain') return drainFigures(summary);
@@ -262,12 +273,20 @@ export function formatComparison(comparison: Comparison, labels: { a: string; b:
   }
   lines.push('', `Verdict rule: ${VERDICT_RULE}.`);
   for (const scenario of [...new Set(comparison.figures.map((f) => f.scenario))]) {
-    lines.push('', `## ${scenario}`, '', '| relay | figure | A median (range, runs) | B median (range, runs) | change | noise | verdict |', '|---|---|---:|---:|---:|---:|---|');
-    for (const f of comparison.figures.filter((x) => x.scenario === scenario)) {
-      const change = Number.isFinite(f.change) ? `${f.change >= 0 ? '+' : ''}${(f.change * 100).toFixed(1)}%` : 'from 0';
-      lines.push(`| ${f.subject} | ${f.figure} (${f.better} is better) | ${side(f.a)} | ${side(f.b)} | ${change} | ±${(f.noise * 100).toFixed(0)}% | ${f.verdict === 'within noise' ? f.verdict : `**${f.verdict}**`} |`);
-    }
+    lines.push('', `## ${scenario}`, '', ...comparisonTable(comparison.figures.filter((x) => x.scenario === scenario)));
   }
   if (comparison.notCompared.length > 0) lines.push('', 'Not compared:', ...comparison.notCompared.map((n) => `- ${n.scenario}: ${n.reason}`));
   return lines;
+}
+
+/** Figures of A and B as a Markdown table: each side's median and spread, the change, the noise it is judged against, the verdict. */
+export function comparisonTable(figures: readonly FigureComparison[]): string[] {
+  return [
+    '| relay | figure | A median (range, runs) | B median (range, runs) | change | noise | verdict |',
+    '|---|---|---:|---:|---:|---:|---|',
+    ...figures.map((f) => {
+      const change = Number.isFinite(f.change) ? `${f.change >= 0 ? '+' : ''}${(f.change * 100).toFixed(1)}%` : 'from 0';
+      return `| ${f.subject} | ${f.figure} (${f.better} is better) | ${side(f.a)} | ${side(f.b)} | ${change} | ±${(f.noise * 100).toFixed(0)}% | ${f.verdict === 'within noise' ? f.verdict : `**${f.verdict}**`} |`;
+    }),
+  ];
 }
