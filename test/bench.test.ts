@@ -22,7 +22,7 @@ import { drain, type DrainRun } from '../bench/scenarios/drain.js';
 import { http } from '../bench/scenarios/http.js';
 import { quick, type QuickResult } from '../bench/scenarios/quick.js';
 import { measureWrites } from '../bench/scenarios/write-cost.js';
-import { hotKeyParameters, mergeEntries, sweep, type SweepEntry, type SweepResult } from '../bench/scenarios/sweeps.js';
+import { hotKeyParameters } from '../bench/scenarios/sweeps.js';
 import { planLoad } from '../bench/harness/load-worker.js';
 import { newRunTag } from '../bench/harness/load-ids.js';
 import { nowMs } from '../src/events.js';
@@ -31,6 +31,7 @@ import { f } from '../bench/report/kit.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import { resolveConfig, settingsEnv } from '../src/config.js';
 import { acquireInfra, type Infra } from '../src/infra/index.js';
+import { TEST_ENVIRONMENT } from './fake-run.js';
 import { log, scratchDir, testEnv, uniqueName, testParameters } from './helpers.js';
 
 // A light load with a short poll interval: the healthy tail stays far below
@@ -39,8 +40,6 @@ const PARAMETERS: PipelineParameters = testParameters();
 
 const STALL_MS = 2_500;
 
-/** The environment a summary written by a test carries (the report reads only its shape). */
-const TEST_ENVIRONMENT = { postgresSettings: {}, gitCommit: 'test', gitDirty: false, gitChanges: [], date: new Date().toISOString(), cpuModel: 'x', cores: 2, memoryGiB: 1, os: 'x', node: 'x', postgres: 'x', fsync: { notMeasured: 'test' }, cpuProbe: { nsPerOp: 777, spreadPercent: 4, trials: 9, what: 'the test probe' }, kafka: 'x', java: 'x', dependencies: {} };
 
 async function servers(t: TestContext): Promise<Infra> {
   const config = resolveConfig();
@@ -396,54 +395,6 @@ describe('benchmark harness', () => {
       const expected = h + (1 - h / 0.9) * none;
       assert.ok(Math.abs(measured - expected) < 0.04, `${h * 100}% point: ${measured.toFixed(3)} of the events on the 10 hot orders, expected ${expected.toFixed(3)}`);
     }
-  });
-
-  it('sweeps a point per relay by the sustained-rate rule, and merges a sitting into the earlier ones', async (t) => {
-    const infra = await servers(t);
-    const root = await scratchDir();
-    const outDir = path.join(root, 'sweep-partitions');
-    mkdirSync(outDir, { recursive: true });
-    const scenario = sweep('partitions');
-    const parameters = { ...PARAMETERS, ...scenario.defaults, warmupS: 1, durationS: 20 } as PipelineParameters;
-    // An earlier sitting measured the 24-partition point.
-    const earlier: SweepEntry = { point: '24', relay: 'cdc-message', sustainedRate: 1_234, atSustained: null, steps: [], commit: 'earlier', date: '2026-11-30T12:00:00.000Z' };
-    const summary = (extra: object) => ({ scenario: scenario.name, title: 'test', date: new Date().toISOString(), command: 'test', parameters, runs: [], extra, environment: TEST_ENVIRONMENT });
-    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary({ sweep: 'partitions', property: 'x', points: ['1', '6', '24'], entries: [earlier] })));
-    // 500 events/s is far below what cdc-message sustains: one step passes, and its confirmation.
-    const options: Record<string, number> = { 'start-rate': 500, 'max-rate': 500, 'p99-limit-ms': 2_000 };
-    const report = await scenario.run({
-      config: resolveConfig(),
-      infra,
-      log,
-      parameters,
-      outDir,
-      quiet: true,
-      repeats: 1,
-      option: (name) => options[name]!,
-      list: (name, fallback) => (name === 'mode' ? ['cdc-message'] : name === 'points' ? ['1'] : fallback),
-    });
-    const extra = report.extra as SweepResult;
-    assert.deepEqual(extra.entries.map((e) => [e.point, e.relay, e.sustainedRate]), [['1', 'cdc-message', 500], ['24', 'cdc-message', 1_234]]);
-    const fresh = extra.entries[0]!;
-    assert.deepEqual(fresh.steps.map((s) => [s.rate, s.attempt, s.passed]), [[500, 'search', true], [500, 'confirm', true]]);
-    assert.ok(fresh.atSustained && fresh.atSustained.p50Ms > 0 && fresh.atSustained.p99Ms >= fresh.atSustained.p50Ms);
-    assert.ok((fresh.atSustained.cpuSecondsPerMillion.relay ?? 0) > 0, 'the relay\'s CPU from the confirming run');
-    // A sitting replaces only its own points; the report shows what is still missing.
-    assert.deepEqual(mergeEntries([earlier, { ...earlier, point: '1', sustainedRate: 1 }], [fresh], ['1', '6', '24']).map((e) => e.sustainedRate), [500, 1_234]);
-    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary(extra)));
-    const readme = buildReport(root);
-    assert.match(readme, /## Workload sweep: partitions of the topic/);
-    assert.match(readme, /\| 1 \| cdc-message \| 500 \|/);
-    assert.match(readme, /Not measured yet: cdc-message at 6\./);
-    assert.match(readme, /charts\/sweep-partitions\.png/);
-    // A merged folder names every sitting's day and commit, not only the last one's, and no
-    // one sitting's probe for all of them (sweep points record none of their own).
-    const today = new Date().toISOString().slice(0, 10);
-    assert.ok(readme.includes(`| sweep-partitions | 2026-11-30 to ${today} | ${fresh.commit.slice(0, 7)}, earlier | x | not recorded |`), readme.split('\n').filter((l) => l.startsWith('| sweep-')).join('\n'));
-    await assert.rejects(
-      scenario.run({ config: resolveConfig(), infra, log, parameters, outDir, quiet: true, repeats: 1, option: (name) => options[name]!, list: (name, fallback) => (name === 'points' ? ['7'] : fallback) }),
-      (error: Error & { code?: string }) => error.code === 'USAGE' && /unknown point\(s\) 7; its points are 1, 6, 24/.test(error.message),
-    );
   });
 
   it('divides the HTTP phase\'s CPU by exactly the orders its window holds', async (t) => {

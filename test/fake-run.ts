@@ -36,3 +36,6 @@ export function fakeRunResult(rate: number, overrides: { delivered?: number; slo
     durationOfRunS: 30,
   };
 }
+
+/** The environment a synthetic summary carries (the report reads only its shape). */
+export const TEST_ENVIRONMENT = { postgresSettings: {}, gitCommit: 'test', gitDirty: false, gitChanges: [], date: new Date().toISOString(), cpuModel: 'x', cores: 2, memoryGiB: 1, os: 'x', node: 'x', postgres: 'x', fsync: { notMeasured: 'test' }, cpuProbe: { nsPerOp: 777, spreadPercent: 4, trials: 9, what: 'the test probe' }, kafka: 'x', java: 'x', dependencies: {} };

@@ -2,13 +2,22 @@
  * The sustained-rate rule: a step passes on what was offered and how the lag
  * moved, never on a delivered count, and the reported rate is one that
  * passed twice, with the lowest failure within the search's resolution above
- * it. Judged on synthetic run results, so each rule is tested alone.
+ * it. Judged on synthetic run results, so each rule is tested alone; so is
+ * a workload sweep's bookkeeping around the same search.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { PipelineContext, PipelineParameters } from '../bench/harness/pipeline.js';
 import { judge, searchSustained, type SearchOptions } from '../bench/harness/saturation.js';
-import { fakeRunResult as result } from './fake-run.js';
+import { buildReport } from '../bench/report.js';
+import type { ScenarioContext } from '../bench/scenario.js';
+import { mergeEntries, runSweep, sweep, sweepDefinitions, type SweepEntry } from '../bench/scenarios/sweeps.js';
+import { resolveConfig } from '../src/config.js';
+import type { Infra } from '../src/infra/index.js';
+import { fakeRunResult as result, TEST_ENVIRONMENT } from './fake-run.js';
+import { log, scratchDir, testParameters } from './helpers.js';
 
 const OPTIONS: SearchOptions = { startRate: 2_000, maxRate: 100_000, growth: 1.6, p99LimitMs: 2_000 };
 
@@ -106,5 +115,64 @@ describe('sustained-rate rule', () => {
 
   it('refuses steps shorter than 20 s', async () => {
     await assert.rejects(searchSustained({ name: 'fake' } as PipelineContext, { durationS: 10 } as PipelineParameters, OPTIONS, () => {}), /at least 20 s measured/);
+  });
+});
+
+describe('workload sweeps', () => {
+  it('sweeps a point per relay by the sustained-rate rule, and merges a sitting into the earlier ones', async () => {
+    const root = await scratchDir();
+    const outDir = path.join(root, 'sweep-partitions');
+    mkdirSync(outDir, { recursive: true });
+    const scenario = sweep('partitions');
+    const parameters = { ...testParameters(), ...scenario.defaults } as PipelineParameters;
+    // An earlier sitting measured the 24-partition point.
+    const earlier: SweepEntry = { point: '24', relay: 'cdc-message', sustainedRate: 1_234, atSustained: null, steps: [], commit: 'earlier', date: '2026-11-30T12:00:00.000Z' };
+    const summary = (extra: object) => ({ scenario: scenario.name, title: 'test', date: new Date().toISOString(), command: 'test', parameters, runs: [], extra, environment: TEST_ENVIRONMENT });
+    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary({ sweep: 'partitions', property: 'x', points: ['1', '6', '24'], entries: [earlier] })));
+    // cdc-message keeps up with 500 events/s; polling with nothing the search may offer. The runs stand in for the
+    // pipeline (the search is the saturation rule's, tested above); each is seen with the point's parameters.
+    const offered: string[] = [];
+    const run = async (_context: PipelineContext, p: PipelineParameters) => {
+      offered.push(`${p.relayMode}@${p.rate}/${p.partitions}`);
+      return result(p.rate, { slope: p.relayMode === 'cdc-message' ? 0 : 1_000 });
+    };
+    const options: Record<string, number> = { 'start-rate': 500, 'max-rate': 500, 'p99-limit-ms': 2_000 };
+    const context: ScenarioContext = {
+      config: resolveConfig(),
+      infra: undefined as unknown as Infra,
+      log,
+      parameters,
+      outDir,
+      quiet: true,
+      repeats: 1,
+      option: (name) => options[name]!,
+      list: (name, fallback) => (name === 'mode' ? ['cdc-message', 'polling'] : name === 'points' ? ['1'] : fallback),
+    };
+    const { lines: _lines, ...extra } = await runSweep(sweepDefinitions(1).find((d) => d.name === 'partitions')!, context, run);
+    assert.deepEqual(offered, ['cdc-message@500/1', 'cdc-message@500/1', 'polling@500/1', 'polling@313/1', 'polling@196/1', 'polling@123/1']);
+    // Entries in the saturation scenario's order of relays, point by point.
+    assert.deepEqual(extra.entries.map((e) => [e.point, e.relay, e.sustainedRate]), [['1', 'polling', 0], ['1', 'cdc-message', 500], ['24', 'cdc-message', 1_234]]);
+    const fresh = extra.entries.find((e) => e.point === '1' && e.relay === 'cdc-message')!;
+    assert.deepEqual(fresh.steps.map((s) => [s.rate, s.attempt, s.passed]), [[500, 'search', true], [500, 'confirm', true]]);
+    // The point's figures are the confirming run's.
+    assert.deepEqual([fresh.atSustained?.p50Ms, fresh.atSustained?.p99Ms, fresh.atSustained?.cpuSecondsPerMillion.relay], [20, 80, 40]);
+    assert.equal(extra.entries.find((e) => e.relay === 'polling')!.atSustained, null, 'no figures for a relay that passed nothing');
+    // A sitting replaces only its own points; the report shows what is still missing.
+    assert.deepEqual(mergeEntries([earlier, { ...earlier, point: '1', sustainedRate: 1 }], [fresh], ['1', '6', '24']).map((e) => e.sustainedRate), [500, 1_234]);
+    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary(extra)));
+    const readme = buildReport(root);
+    assert.match(readme, /## Workload sweep: partitions of the topic/);
+    assert.match(readme, /\| 1 \| cdc-message \| 500 \|/);
+    assert.match(readme, /\| 1 \| polling \| none passed twice \|/);
+    assert.match(readme, /Not measured yet: polling at 6, cdc-message at 6, polling at 24\./);
+    assert.match(readme, /charts\/sweep-partitions\.png/);
+    // A merged folder names every sitting's day and commit, not only the last one's, and no
+    // one sitting's probe for all of them (sweep points record none of their own).
+    const today = new Date().toISOString().slice(0, 10);
+    assert.ok(readme.includes(`| sweep-partitions | 2026-11-30 to ${today} | ${fresh.commit.slice(0, 7)}, earlier | x | not recorded |`), readme.split('\n').filter((l) => l.startsWith('| sweep-')).join('\n'));
+    await assert.rejects(
+      scenario.run({ ...context, list: (name, fallback) => (name === 'points' ? ['7'] : fallback) }),
+      (error: Error & { code?: string }) => error.code === 'USAGE' && /unknown point\(s\) 7; its points are 1, 6, 24/.test(error.message),
+    );
   });
 });

@@ -190,8 +190,8 @@ const FIRST_GROWTH = 1.6;
 // of 100 to judge; a relay that slow at a point reports "none passed".
 const MIN_START_RATE = 200;
 
-function searchOptions(context: ScenarioContext, guide: number | undefined): SearchOptions {
-  const base = { maxRate: context.option('max-rate'), p99LimitMs: context.option('p99-limit-ms') };
+function searchOptions(context: ScenarioContext, guide: number | undefined, run: SearchOptions['run']): SearchOptions {
+  const base = { maxRate: context.option('max-rate'), p99LimitMs: context.option('p99-limit-ms'), ...(run ? { run } : {}) };
   if (guide === undefined || guide <= 0) return { ...base, startRate: context.option('start-rate'), growth: FIRST_GROWTH };
   return { ...base, startRate: Math.max(MIN_START_RATE, Math.round((guide * GUIDED_START_SHARE) / 100) * 100), growth: GUIDED_GROWTH };
 }
@@ -223,7 +223,12 @@ function slug(label: string): string {
   return label.toLowerCase().replace(/[^a-z0-9]+/g, '');
 }
 
-async function runSweep(definition: SweepDefinition, context: ScenarioContext): Promise<SweepResult & { lines: string[] }> {
+/**
+ * One sweep over the relays and points asked for, merged with the folder's
+ * earlier entries. `run` stands in for the pipeline in tests of the rule's
+ * bookkeeping (the search itself is the saturation scenario's).
+ */
+export async function runSweep(definition: SweepDefinition, context: ScenarioContext, run?: SearchOptions['run']): Promise<SweepResult & { lines: string[] }> {
   const labels = definition.points.map((p) => p.label);
   const wanted = context.list('points', labels);
   const unknown = wanted.filter((label) => !labels.includes(label));
@@ -242,7 +247,7 @@ async function runSweep(definition: SweepDefinition, context: ScenarioContext): 
       const base: PipelineParameters = { ...context.parameters, ...point.parameters, relayMode: relay, store: relayModeInfo(relay).store };
       const name = `${relay}-${slug(label)}`;
       process.stderr.write(`sweep-${definition.name}: ${relay} at ${definition.property} = ${label}\n`);
-      const search = await searchSustained(pipelineContext(context, name), base, searchOptions(context, guide), (step, stepLines) => {
+      const search = await searchSustained(pipelineContext(context, name), base, searchOptions(context, guide, run), (step, stepLines) => {
         const verdict = step.passed ? 'passes' : `fails: ${step.reasons.join('; ')}`;
         process.stderr.write(`${stepLines.slice(0, 4).join('\n')}\n  -> ${verdict}\n`);
       });
