@@ -20,12 +20,12 @@ import { parseJmxToolOutput, queueFigures, streamingMBean } from '../bench/drive
 import { DRIVERS } from '../bench/drivers/index.js';
 import { CoalescingSender } from '../bench/drivers/ptp-relay.js';
 import { pollIntervalChoice } from '../bench/scenarios/peers/latency-report.js';
-import { chartedMaximum, drainBacklogFor, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult } from '../bench/scenarios/peers.js';
+import { chartedMaximum, drainBacklogFor, hostNote, lowestFailed, mergePeers, prewarmFor, selectRelays, type PeerResult, type PeersResult } from '../bench/scenarios/peers.js';
 import { whole } from '../bench/report/kit.js';
 import { roundRate } from '../bench/harness/saturation.js';
 import { runIdentifiers } from '../bench/harness/run-setup.js';
 import { quoteIdentifier } from '../src/identifiers.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -33,7 +33,12 @@ import type { PipelineParameters } from '../bench/harness/pipeline.js';
 import type { SittingWindow } from '../bench/harness/sitting.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import { anchoredRelays, type AnchoredPlan } from '../bench/scenarios/peers/measure.js';
-import { latencyRatios, mergeLatency, type LatencyComparison } from '../bench/scenarios/peers/results.js';
+import { latencyRatios, mergeLatency, mergeRuns, type LatencyComparison } from '../bench/scenarios/peers/results.js';
+import { currentSettings } from '../bench/scenarios/peers/relays.js';
+import { buildReport } from '../bench/report.js';
+import type { Summary } from '../bench/report/kit.js';
+import { PROJECT_ROOT } from '../src/config.js';
+import type { RunSummary } from '../bench/harness/summary.js';
 import { threadCpuBetween } from '../bench/drivers/jvm-threads.js';
 import { threadGroupCpuSeconds, threadGroupOf } from '../bench/harness/process-stats.js';
 import { fakeRunResult } from './fake-run.js';
@@ -360,6 +365,53 @@ describe('maxima and latency with an anchor', () => {
         ['C', 2],
       ],
     );
+  });
+
+  it('says which kept figures belong to an earlier configuration or maximum: a drain of other settings, a point of an earlier maximum', (t) => {
+    // The published comparison, with the fields that decide it set here.
+    const summary = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'results', 'peers', 'summary.json'), 'utf8')) as Summary<PeersResult>;
+    const peers = summary.extra!.peers;
+    const cdc = peers.find((p) => p.name === 'ours: cdc')!;
+    const polling = peers.find((p) => p.name === 'ours: polling')!;
+    // cdc's maximum searched now, its 50% point kept from an earlier sitting; polling's both from one earlier sitting.
+    delete cdc.maximumMeasuredAt;
+    cdc.points.find((x) => x.label === 'half')!.measuredAt = { commit: 'a'.repeat(40), date: '2026-12-04T00:00:00.000Z' };
+    polling.maximumMeasuredAt = { commit: 'b'.repeat(40), date: '2026-12-04T00:00:00.000Z' };
+    for (const x of polling.points) x.measuredAt = { commit: 'b'.repeat(40), date: '2026-12-04T00:00:00.000Z' };
+    const drains = summary.extra!.drains!;
+    const readmeWith = (latencySettings: string | undefined) => {
+      drains.settings = { ...drains.settings, 'debezium-latency': latencySettings ?? currentSettings('debezium-latency')! };
+      const root = mkdtempSync(path.join(os.tmpdir(), 'outbox-bench-peers-report-'));
+      t.after(() => rmSync(root, { recursive: true, force: true }));
+      mkdirSync(path.join(root, 'peers'));
+      writeFileSync(path.join(root, 'peers', 'summary.json'), JSON.stringify(summary));
+      return buildReport(root);
+    };
+    const row = (readme: string, name: string) => readme.split('\n').find((l) => l.startsWith(`| ${name} | `))!;
+    const earlier = readmeWith('poll.interval.ms 20');
+    assert.match(row(earlier, 'ours: cdc'), /\| [\d,]+\/s \(of an earlier maximum\): /);
+    assert.doesNotMatch(row(earlier, 'ours: polling'), /of an earlier maximum/);
+    assert.match(row(earlier, 'debezium-latency'), /\| drained with its earlier settings only \(below\) \|/);
+    assert.ok(earlier.includes('| debezium-latency (with its earlier settings) | debezium-latency |'), 'the drains table names them');
+    const same = readmeWith(undefined);
+    assert.match(row(same, 'debezium-latency'), /\| [\d,]+ \([\d,]+–[\d,]+\) \| /, 'drained as configured now: its rate');
+    assert.ok(!same.includes('(with its earlier settings)'));
+  });
+
+  it('keeps the runs of earlier sittings it did not measure again, and none of a relay configured otherwise', () => {
+    const run = (name: string, sitting: number) => ({ name, sitting }) as unknown as RunSummary;
+    const earlier = [run('peer-ours_cdc-common-r1', 1), run('peer-ours_polling-common-r1', 1), run('peer-debezium_latency-common-r1', 1), run('peer-debezium_latency_poll20-common-r1', 1)];
+    const fresh = [run('peer-ours_cdc-common-r1', 2), run('peer-debezium_latency-common-r1', 2)];
+    const merged = mergeRuns(earlier, fresh, new Set(['debezium-latency']));
+    assert.deepEqual(merged.map((r) => `${r.name}@${(r as unknown as { sitting: number }).sitting}`), [
+      'peer-ours_polling-common-r1@1',
+      'peer-debezium_latency_poll20-common-r1@1',
+      'peer-ours_cdc-common-r1@2',
+      'peer-debezium_latency-common-r1@2',
+    ]);
+    // A sitting that measured no point (a maxima sitting) leaves the earlier runs as they were.
+    assert.deepEqual(mergeRuns(earlier, [], new Set()), earlier);
+    assert.deepEqual(mergeRuns(earlier, [], new Set(['debezium-latency'])).map((r) => r.name), ['peer-ours_cdc-common-r1', 'peer-ours_polling-common-r1', 'peer-debezium_latency_poll20-common-r1']);
   });
 
   it("picks Debezium's latency poll interval by its rule: the lowest p99, then among overlapping p99 ranges the least CPU", () => {

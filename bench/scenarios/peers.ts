@@ -45,7 +45,7 @@ import { anchoredRelays } from './peers/measure.js';
 import { anchorRelay, drainNameOf, selectRelays, type Relay } from './peers/relays.js';
 import { latencyLines } from './peers/latency-report.js';
 import { peersReport } from './peers/report.js';
-import { latencyRatios, mergeDrains, mergeLatency, mergePeers, previousResults, type DrainComparison, type PeerResult, type PeersResult } from './peers/results.js';
+import { latencyRatios, mergeDrains, mergeLatency, mergePeers, mergeRuns, previousResults, type DrainComparison, type PeerResult, type PeersResult } from './peers/results.js';
 import { COMMON_RATE, drainBacklogFor, MAX_BACKLOG, POINT_LABELS } from './peers/sizing.js';
 
 export { PEER_RELAY_KEYS, selectRelays, type Relay } from './peers/relays.js';
@@ -90,6 +90,7 @@ async function measureDrains(
       anchor: drainNameOf(anchor),
       drainNames,
       backlogs: Object.fromEntries(backlogs),
+      settings: Object.fromEntries(drained.map((r) => [r.name, r.settings])),
       sittings: measured.sittings,
       runs: measured.runs,
       ...(measured.incomplete ? { incomplete: measured.incomplete } : {}),
@@ -133,7 +134,8 @@ export const peers: Scenario = {
     const started = Date.now();
     const budgetMinutes = context.option('sitting-minutes');
     let fresh: PeerResult[] = [];
-    const runs: RunSummary[] = [];
+    // Runs of earlier sittings stay until this one measures them again.
+    let runs: RunSummary[] = previous.runs;
     const failed: string[] = [];
     const lines: string[] = [`peers: Debezium ${DEBEZIUM_VERSION}; pg-transactional-outbox ${PTP_VERSION}; ${context.repeats} repeats; ${phases.join(', ')}`];
     let drains = previous.drains;
@@ -168,7 +170,7 @@ export const peers: Scenario = {
       const merged = mergeLatency(previous.latency, measured.comparison, measured.reconfigured);
       latency = { ...merged, ratios: latencyRatios(merged) };
       fresh = measured.results;
-      runs.push(...measured.runs);
+      runs = mergeRuns(previous.runs, measured.runs, measured.reconfigured);
       failed.push(...measured.failed);
       lines.push(...measured.lines, ...latencyLines(latency));
       afterWrites.push(measured.afterWrite);

@@ -26,7 +26,7 @@ import { summarizeRun, type RunSummary } from '../../harness/summary.js';
 import { dropRelaySlots } from '../../drivers/slots.js';
 import { pipelineContext, type ScenarioContext } from '../../scenario.js';
 import type { Relay } from './relays.js';
-import { latencyRunOf, pointRun, type LatencyComparison, type MaximumRecord, type PeerPoint, type PeerResult, type PointRun } from './results.js';
+import { latencyRunOf, pointRun, slugOf, type LatencyComparison, type MaximumRecord, type PeerPoint, type PeerResult, type PointRun } from './results.js';
 import { COMMON_RATE, POINT_LABELS, pointsFor, prewarmFor } from './sizing.js';
 import { cpuProbeOf, emptyProbe, Rounds, sequence } from './sitting-rounds.js';
 
@@ -51,7 +51,6 @@ const P99_LIMIT_MS = 2_000;
 // with no maximum, and a run it cannot keep up with says so.
 const UNMEASURED_MAX = 2 * COMMON_RATE;
 
-const slugOf = (name: string) => name.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '').toLowerCase();
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 /** One measured window of the comparison, as the journal keeps it. */

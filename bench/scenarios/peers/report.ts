@@ -87,8 +87,9 @@ function drainSection(peers: readonly PeerResult[], drains: DrainComparison | un
     ...names.flatMap(([name, drainName]) => {
       const runs = drains.runs.filter((r) => r.strategy === drainName);
       if (runs.length === 0) return [];
+      const relay = peers.find((p) => p.name === name);
       return [
-        `| ${name} | ${drainName} | ${whole(drains.backlogs[drainName])} | ${sittingsOf(runs)} | ${mr(runs.map((r) => r.relay.eventsPerSec))} | ${mr(runs.map((r) => r.relay.cpuSecondsPerMillion.relay))} | ` +
+        `| ${name}${relay && drainedOtherwise(relay, drains) ? ' (with its earlier settings)' : ''} | ${drainName} | ${whole(drains.backlogs[drainName])} | ${sittingsOf(runs)} | ${mr(runs.map((r) => r.relay.eventsPerSec))} | ${mr(runs.map((r) => r.relay.cpuSecondsPerMillion.relay))} | ` +
           `${mr(runs.map((r) => r.relayPeakRssMiB))} | ${runs.some((r) => r.relayHeapAfterGc) ? mr(runs.map((r) => r.relayHeapAfterGc?.maxMiB)) : 'n/a'} | ` +
           `${mr(runs.map((r) => r.relay.timeToFirstEventS))} | ${runs.map((r) => r.relay.missing).join(' / ')} |`,
       ];
@@ -123,6 +124,12 @@ function drainsOf(p: Pick<PeerResult, 'name'>, drains: DrainComparison | undefin
   return name === undefined ? [] : (drains?.runs ?? []).filter((r) => r.strategy === name);
 }
 
+/** Whether a relay's drains ran with settings it no longer has (they stay in the drains' own tables, named so). */
+const drainedOtherwise = (p: Pick<PeerResult, 'name' | 'settings'>, drains: DrainComparison | undefined) => {
+  const then = drains?.settings?.[p.name];
+  return then !== undefined && then !== (currentSettings(p.name) ?? p.settings);
+};
+
 /** A relay whose latency phase ran with settings other than today's (a peer's configuration changed since). */
 const measuredOtherwise = (p: PeerResult) => {
   const now = currentSettings(p.name);
@@ -135,16 +142,19 @@ function tableRow(p: PeerResult, drains: DrainComparison | undefined): string {
   const half = point(p, 'half');
   const eighty = point(p, 'eighty');
   const allRuns = p.points.flatMap((x) => x.runs);
-  const drained = drainsOf(p, drains);
+  const otherwise = drainedOtherwise(p, drains);
+  const drained = otherwise ? [] : drainsOf(p, drains);
   const memory = Math.max(...allRuns.map((r) => r.relayMemoryMiB ?? 0), ...drained.map((d) => d.relayPeakRssMiB ?? 0));
   const lost = allRuns.reduce((sum, r) => sum + r.lost, 0);
-  const drainCell = drained.length === 0 ? 'not drained relay-only yet' : mr(drained.map((d) => d.relay.eventsPerSec));
+  const drainCell = otherwise ? 'drained with its earlier settings only (below)' : drained.length === 0 ? 'not drained relay-only yet' : mr(drained.map((d) => d.relay.eventsPerSec));
   const cpuRuns = common && !common.skipped ? common.runs : (eighty?.runs ?? []);
   const cpuNote = common && !common.skipped ? '' : ' (at 80%)';
   const searched = p.sustainedSteps.length > 0;
   const maxAt = p.maximumMeasuredAt ? ` (at ${p.maximumMeasuredAt.commit.slice(0, 7)}, ${p.maximumMeasuredAt.date.slice(0, 10)})` : '';
   const maxCell = !searched ? 'not searched' : p.sustainedRate > 0 ? `${whole(p.sustainedRate)}${maxAt}` : `below ${whole(Math.min(...p.sustainedSteps.map((s) => s.rate)))}${maxAt}`;
-  const share = (x: PeerPoint | undefined) => (!x ? 'not measured' : x.skipped ? pointCell(x) : `${whole(x.rate)}/s: ${pointCell(x)}`);
+  // A point kept from an earlier sitting whose maximum was searched again since is a share of that earlier maximum.
+  const ofEarlier = (x: PeerPoint) => x.measuredAt !== undefined && p.maximumMeasuredAt?.commit !== x.measuredAt.commit;
+  const share = (x: PeerPoint | undefined) => (!x ? 'not measured' : x.skipped ? pointCell(x) : `${whole(x.rate)}/s${ofEarlier(x) ? ' (of an earlier maximum)' : ''}: ${pointCell(x)}`);
   return (
     `| ${p.name}${measuredOtherwise(p) ? ' †' : ''} | ${maxCell} | ${searched ? lowestFailed(p) : 'n/a'} | ${drainCell} | ` +
     `${pointCell(common)} | ${share(half)} | ${share(eighty)} | ` +

@@ -13,7 +13,7 @@ import type { RatioSpread, RelayRatios } from '../drain/rounds.js';
 import type { PrewarmParameters } from '../../harness/load-worker.js';
 import type { PipelineResult } from '../../harness/pipeline.js';
 import type { SearchStep } from '../../harness/saturation.js';
-import { summarizeRun } from '../../harness/summary.js';
+import { summarizeRun, type RunSummary } from '../../harness/summary.js';
 import { whole, type Summary } from '../../report/kit.js';
 import { relayRank } from './relays.js';
 
@@ -105,6 +105,8 @@ export interface DrainComparison {
   drainNames: Record<string, string>;
   /** The backlog each relay drained, by its drain name. */
   backlogs: Record<string, number>;
+  /** Each relay's settings when it was drained, by its name here: a drain of settings changed since is another configuration's. */
+  settings?: Record<string, string>;
   sittings: SittingRecord[];
   runs: RelayDrainRun[];
   /** Each relay's ratios to the anchor over all the runs above (derived from them, stored so that prose can quote them). */
@@ -196,12 +198,29 @@ export function pointRun(r: PipelineResult): PointRun {
 }
 
 /** The relays' results and the comparisons already in the folder's summary, if it holds this shape. */
-export function previousResults(outDir: string): { peers: PeerResult[]; drains?: DrainComparison; latency?: LatencyComparison } {
+export function previousResults(outDir: string): { peers: PeerResult[]; runs: RunSummary[]; drains?: DrainComparison; latency?: LatencyComparison } {
   const file = path.join(outDir, 'summary.json');
-  if (!existsSync(file)) return { peers: [] };
-  const extra = (JSON.parse(readFileSync(file, 'utf8')) as Summary<Partial<PeersResult>>).extra;
-  if (extra?.version !== 2 || !Array.isArray(extra.peers)) return { peers: [] };
-  return { peers: extra.peers, ...(extra.drains ? { drains: extra.drains } : {}), ...(extra.latency ? { latency: extra.latency } : {}) };
+  if (!existsSync(file)) return { peers: [], runs: [] };
+  const summary = JSON.parse(readFileSync(file, 'utf8')) as Summary<Partial<PeersResult>>;
+  const extra = summary.extra;
+  if (extra?.version !== 2 || !Array.isArray(extra.peers)) return { peers: [], runs: [] };
+  return { peers: extra.peers, runs: summary.runs ?? [], ...(extra.drains ? { drains: extra.drains } : {}), ...(extra.latency ? { latency: extra.latency } : {}) };
+}
+
+/** A relay's name as its runs' names carry it: `peer-<slug>-<point>-r<repeat>`. */
+export const slugOf = (name: string) => name.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '').toLowerCase();
+
+/**
+ * The folder's runs (each window's figures for every process): this
+ * sitting's, and the earlier sittings' it did not measure again. A run
+ * measured again replaces its earlier self (a run is named by relay, point
+ * and repeat); a relay whose settings changed loses its earlier runs, which
+ * were another configuration's.
+ */
+export function mergeRuns(previous: readonly RunSummary[], fresh: readonly RunSummary[], reconfigured: ReadonlySet<string>): RunSummary[] {
+  const names = new Set(fresh.map((r) => r.name));
+  const gone = [...reconfigured].map((relay) => `peer-${slugOf(relay)}-`);
+  return [...previous.filter((r) => !names.has(r.name) && !gone.some((prefix) => r.name.startsWith(prefix))), ...fresh];
 }
 
 /** A journal's window as published. */
@@ -316,10 +335,12 @@ export function mergeDrains(previous: DrainComparison | undefined, fresh: DrainC
   const sittingsLeft = new Set(runs.map((r) => r.window?.sitting));
   const drainNames = { ...previous.drainNames, ...fresh.drainNames };
   const backlogs = { ...previous.backlogs, ...fresh.backlogs };
+  const settings = { ...previous.settings, ...fresh.settings };
   return {
     anchor: fresh.anchor,
     drainNames,
     backlogs,
+    ...(Object.keys(settings).length > 0 ? { settings } : {}),
     sittings: [...previous.sittings.filter((s) => sittingsLeft.has(s.sitting) && !fresh.sittings.some((f) => f.sitting === s.sitting)), ...fresh.sittings],
     runs,
     ...(fresh.incomplete ? { incomplete: fresh.incomplete } : {}),
