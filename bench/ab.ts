@@ -11,7 +11,7 @@
  * "Code against host" section.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT, resolveConfig } from '../src/config.js';
@@ -155,6 +155,8 @@ async function measure(plan: Plan, side: AbSide, dir: string, round: number): Pr
   if (exit !== 0) throw new OutboxBenchError('BUILD_FAILED', `${side.label} (${side.commit.slice(0, 10)}) ${plan.scenario} failed (exit ${exit}); nothing was compared`);
   const summary = loadResults(folder).get(plan.scenario) as Summary | undefined;
   if (!summary) throw new OutboxBenchError('BUILD_FAILED', `${side.label}: the run wrote no ${plan.scenario}/summary.json under ${folder}`);
+  // The run's own report (its page, charts and their scripts) says nothing the comparison does not: only its results stay.
+  for (const entry of readdirSync(folder)) if (entry !== plan.scenario) rmSync(path.join(folder, entry), { recursive: true, force: true });
   return { side: side.label, round, folder: path.relative(plan.out, folder), startedAt, probeNsPerOp: summary.environment.cpuProbe?.nsPerOp ?? null };
 }
 
