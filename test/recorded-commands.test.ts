@@ -28,9 +28,16 @@ function recordedCommands(): string[] {
   return [...commands];
 }
 
-/** The runner's arguments of a recorded command: `npm run chaos -- ...` and `node dist/bench/chaos.js ...` are `chaos ...`. */
+/**
+ * The runner's arguments of a recorded command: `npm run chaos -- ...` and `node dist/bench/chaos.js ...`
+ * are `chaos ...`; `npm run bench:ab -- A B <scenario> [its options] -- <flags>` ran `<scenario> <flags>` at each commit.
+ */
 function argvOf(command: string): string[] {
   const words = command.split(/\s+/).filter(Boolean);
+  if (words.slice(0, 4).join(' ') === 'npm run bench:ab --') {
+    const split = words.indexOf('--', 4);
+    return [words[6]!, ...(split < 0 ? [] : words.slice(split + 1))];
+  }
   if (words.slice(0, 3).join(' ') === 'npm run chaos') return ['chaos', ...words.slice(words[3] === '--' ? 4 : 3)];
   if (words.slice(0, 2).join(' ') === 'node dist/bench/chaos.js') return ['chaos', ...words.slice(2)];
   assert.deepEqual(words.slice(0, 2), ['node', 'dist/bench/run.js'], command);
