@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
 import { chaosReport, chaosSoakReport } from './chaos/report.js';
-import { abProbes, abReport, abSitting, type AbResult } from './report/ab.js';
+import { abReport, abSitting, type AbResult } from './report/ab.js';
 import { SCENARIOS } from './registry.js';
 import { current, isLegacy, loadSummaries, type ReportContext, type Summary } from './report/kit.js';
 import { buildPage } from './report/page.js';
@@ -105,13 +105,12 @@ function provenance(summary: Summary): { dates: string; commits: string; probes:
   if (summary.scenario === 'ab' && summary.extra) {
     // Two commits' code, alternated: neither is "the" commit, and the code since is each side's own.
     const ab = summary.extra as AbResult;
-    const probes = abProbes(ab);
-    const range = probes ? (probes.min === probes.max ? `${probes.min}` : `${probes.min}-${probes.max}`) : 'not recorded';
     return {
       oldest: summary.environment.gitCommit,
       dates: summary.date.slice(0, 10),
       commits: ab.sides.map((s) => s.commit.slice(0, 7)).join(' and '),
-      probes: probes && probes.unread > 0 ? `${range} (not recorded for ${probes.unread} of ${ab.runs.length})` : range,
+      // Each run read its own probe (or none, at a commit older than it), as a merged folder's entries do.
+      probes: mergedProbes(ab.runs.map((r) => (r.probeNsPerOp === null ? {} : { cpuProbe: { nsPerOp: r.probeNsPerOp } }))),
     };
   }
   const extra = (summary.extra as { peers?: MergedEntry[]; entries?: MergedEntry[] } | undefined) ?? {};
