@@ -172,6 +172,9 @@ async function sitting(plan: Plan): Promise<void> {
   const comparison = compareResults(loadSide(folders('A')), loadSide(folders('B')));
   if (comparison.figures.length === 0) throw new OutboxBenchError('BUILD_FAILED', `the two sides' ${plan.scenario} summaries hold no figure in common: ${comparison.notCompared.map((n) => n.reason).join('; ')}`);
   const first = loadResults(folders('A')[0]!).get(plan.scenario)!;
+  // The host as the first run that read the CPU probe read it (an older commit's runner reads none).
+  const probed = runs.find((r) => r.probeNsPerOp !== null);
+  const host = probed ? loadResults(path.join(plan.out, probed.folder)).get(plan.scenario)! : first;
   const summary: Summary<AbResult> = {
     scenario: 'ab',
     title: `${plan.scenario} at ${sides[0].commit.slice(0, 7)} and ${sides[1].commit.slice(0, 7)}, alternated`,
@@ -180,9 +183,9 @@ async function sitting(plan: Plan): Promise<void> {
     parameters: first.parameters,
     runs: [],
     extra: { scenario: plan.scenario, sides, flags: plan.flags, rounds: plan.rounds, runs, comparison },
-    // The host as the first run read it. Each run's runner refused a tree with changes in its own
-    // checkout, so the figures are both commits' (extra.sides), whatever this checkout holds.
-    environment: { ...first.environment, gitDirty: false, gitChanges: [] },
+    // Each run's runner refused a tree with changes in its own checkout, so the figures are both
+    // commits' (extra.sides), whatever this checkout holds.
+    environment: { ...host.environment, gitDirty: false, gitChanges: [] },
   };
   writeFileSync(path.join(plan.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   const label = (side: AbSide) => `${side.ref} (${side.commit.slice(0, 7)})`;
