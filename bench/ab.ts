@@ -92,11 +92,14 @@ function sideOf(label: 'A' | 'B', ref: string, scenario: string): AbSide {
   const resolved = git('rev-parse', '--verify', '--quiet', `${ref}^{commit}`);
   const commit = resolved.stdout.trim();
   if (resolved.status !== 0 || commit === '') throw new OutboxBenchError('USAGE', `${label}: "${ref}" is not a commit of this repository`);
-  const registry = git('show', `${commit}:bench/registry.ts`);
-  if (registry.status !== 0 || git('cat-file', '-e', `${commit}:bench/run.ts`).status !== 0) {
+  if (git('cat-file', '-e', `${commit}:bench/registry.ts`).status !== 0 || git('cat-file', '-e', `${commit}:bench/run.ts`).status !== 0) {
     throw new OutboxBenchError('USAGE', `${label}: ${commit.slice(0, 10)} has no benchmark runner (bench/run.ts and bench/registry.ts)`);
   }
-  if (!registry.stdout.includes(`'${scenario}'`) && !registry.stdout.includes(`${scenario},`)) throw new OutboxBenchError('USAGE', `${label}: ${commit.slice(0, 10)} has no ${scenario} scenario`);
+  // Before building, a quick look: the name quoted in the registry or a scenario file (each commit
+  // declares its scenarios its own way). After building, its runner's --help decides (scenarioListed).
+  if (git('grep', '--quiet', '--fixed-strings', `'${scenario}'`, commit, '--', 'bench/registry.ts', 'bench/scenarios').status !== 0) {
+    throw new OutboxBenchError('USAGE', `${label}: ${commit.slice(0, 10)} has no ${scenario} scenario`);
+  }
   return { label, ref, commit };
 }
 
@@ -144,6 +147,13 @@ async function buildOf(side: AbSide): Promise<string> {
   return dir;
 }
 
+/** The built runner's own list of scenarios (its --help) holds the one compared. */
+function assertScenarioListed(side: AbSide, dir: string, scenario: string): void {
+  const help = spawnSync(process.execPath, [path.join(dir, 'dist', 'bench', 'run.js'), '--help'], { cwd: dir, encoding: 'utf8' });
+  const listed = `${help.stdout}${help.stderr}`.split('\n').some((line) => line.trimStart().split(/\s+/)[0] === scenario);
+  if (!listed) throw new OutboxBenchError('USAGE', `${side.label}: ${side.commit.slice(0, 10)}'s runner lists no ${scenario} scenario (node dist/bench/run.js --help in ${dir})`);
+}
+
 /** One run of the scenario at one commit: its own runner, its own servers, its own folder. */
 async function measure(plan: Plan, side: AbSide, dir: string, round: number): Promise<AbRun> {
   const folder = path.join(plan.out, 'runs', `${side.label}-${round}`);
@@ -164,6 +174,8 @@ async function measure(plan: Plan, side: AbSide, dir: string, round: number): Pr
 async function sitting(plan: Plan): Promise<void> {
   const { sides } = plan;
   const dirs = { A: await buildOf(sides[0]), B: await buildOf(sides[1]) };
+  assertScenarioListed(sides[0], dirs.A, plan.scenario);
+  assertScenarioListed(sides[1], dirs.B, plan.scenario);
   // A sitting replaces the last one's runs: a scenario that merges into its folder would pool them otherwise.
   rmSync(path.join(plan.out, 'runs'), { recursive: true, force: true });
   const runs: AbRun[] = [];

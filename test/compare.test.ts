@@ -174,6 +174,9 @@ describe('bench:ab', () => {
     const { KAFKA_BROKERS: _brokers, ...env } = process.env;
     const ab = (...args: string[]) => spawnSync(process.execPath, [AB, ...args], { encoding: 'utf8', env: { ...env, OUTBOX_BENCH_KAFKA_JIT: 'full' } });
     assert.equal(ab('--help').status, 0);
+    // The commit that added the quick scenario: the one before it has a runner, but no quick.
+    const quickAdded = spawnSync('git', ['log', '--diff-filter=A', '--format=%H', '--', 'bench/scenarios/quick.ts'], { cwd: PROJECT_ROOT, encoding: 'utf8' }).stdout.trim().split('\n').at(-1);
+    assert.ok(quickAdded, 'git log finds the commit that added bench/scenarios/quick.ts');
     const refusals: [string[], RegExp][] = [
       [['HEAD', 'HEAD~1'], /expected <commit-a> <commit-b> <scenario>, got 2/],
       [['HEAD', 'HEAD~1', 'write-cost'], /"write-cost" is not a scenario bench:ab compares; one of polling, skip-locked, cdc, /],
@@ -182,6 +185,7 @@ describe('bench:ab', () => {
       [['HEAD', 'no-such-ref', 'drain'], /B: "no-such-ref" is not a commit of this repository/],
       [['HEAD', 'HEAD', 'drain'], /HEAD and HEAD are the same commit/],
       [['HEAD', 'HEAD~1', 'drain', '--', '--mode', 'cdc', '--out', 'x'], /give --out before the --/],
+      [['HEAD', `${quickAdded}~1`, 'quick'], /B: [0-9a-f]{10} has no quick scenario/],
     ];
     for (const [args, message] of refusals) {
       const refused = ab(...args);
