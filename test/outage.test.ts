@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { outageFailures, runOutage } from '../bench/scenarios/outage.js';
+import { confirmationsAheadOfKafka, outageFailures, runOutage } from '../bench/scenarios/outage.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import type { PipelineParameters } from '../bench/harness/pipeline.js';
 import { resolveConfig } from '../src/config.js';
@@ -17,6 +17,27 @@ import { freePort, log, scratchDir, startRetryingBind, testParameters } from './
 const PARAMETERS: PipelineParameters = testParameters({ relayMode: 'cdc', rate: 500, warmupS: 0, durationS: 10, ordersPerTransaction: 10, seed: 5 });
 
 describe('Kafka outage under load', () => {
+  it('judges a confirmed position by when it was read: ahead only if a transaction it covers reached Kafka after that', () => {
+    // Two transactions ending at 0/100 and 0/200; the second one's last event was appended at 2,050 ms.
+    const commits = [
+      { endLsn: 0x100n, eventIds: ['a1', 'a2'] },
+      { endLsn: 0x200n, eventIds: ['b1', 'b2'] },
+    ];
+    const appended = new Map([['a1', 1_000], ['a2', 1_010], ['b1', 2_000], ['b2', 2_050]]);
+    const samples = [
+      { confirmedLsn: null, readAt: 900 },
+      { confirmedLsn: '0/100', readAt: 1_010 },
+      // Confirms the second transaction, read after its last append: not ahead.
+      { confirmedLsn: '0/200', readAt: 2_051 },
+      // Confirms it too, but read 30 ms before its last event reached Kafka: ahead.
+      { confirmedLsn: '0/200', readAt: 2_020 },
+      // Between the two transactions: covers only the first.
+      { confirmedLsn: '0/1FF', readAt: 1_500 },
+    ];
+    assert.deepEqual(confirmationsAheadOfKafka(commits, appended, samples), { confirmedSamples: 4, ahead: 1, aheadByMs: 30 });
+    assert.deepEqual(confirmationsAheadOfKafka(commits, appended, samples.slice(0, 3)), { confirmedSamples: 2, ahead: 0, aheadByMs: null });
+  });
+
   it('never confirms past what Kafka acknowledged, loses nothing, and catches up without a restart', async (t) => {
     const servers = await acquireInfra({ config: resolveConfig(), log });
     t.after(() => servers.release());

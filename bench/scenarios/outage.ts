@@ -51,6 +51,8 @@ export interface OutageRun {
   /** Confirmed-position samples, and those that were ahead of Kafka's acknowledgements (must be 0). */
   confirmedSamples: number;
   confirmedAheadOfKafka: number;
+  /** How far the worst of those was ahead: the last of its transactions' append time past the sample, ms. */
+  confirmedAheadByMs?: number;
   /** Resident memory of the relay before the outage, its peak during it, and after the catch-up, MiB. */
   relayRssMiB: { before: number | null; peak: number | null; after: number | null };
   /** Retained WAL and outbox rows when Kafka went down and when it was started again; growth per minute of outage. */
@@ -137,7 +139,13 @@ async function appendTimes(kafka: Kafka, topic: string, expected: number): Promi
   }
 }
 
-type TimedSample = OutageSample & { at: number };
+/**
+ * `at` on the run's clock; `readAt` the wall clock once the slot's row was
+ * read, the time the check compares with Kafka's append times (the broker's
+ * wall clock): a position seen by then was confirmed by then, and the run's
+ * clock is anchored to the wall clock only at its start.
+ */
+type TimedSample = OutageSample & { at: number; readAt: number };
 
 /** Reads the slot, the relay's memory and (each second) the outbox's size until stopped. */
 function startSampler(sql: Sql, slotName: string, relayPid: number | undefined, startAt: number) {
@@ -150,7 +158,8 @@ function startSampler(sql: Sql, slotName: string, relayPid: number | undefined, 
       const at = nowMs();
       const [slot] = await sql<{ confirmed: string | null; retained: number | null }[]>`
         SELECT confirmed_flush_lsn::text AS confirmed, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS retained FROM pg_replication_slots WHERE slot_name = ${slotName}`.catch(() => []);
-      samples.push({ at, t: Math.round(at - startAt) / 1_000, confirmedLsn: slot?.confirmed ?? null, retainedWalBytes: slot?.retained ?? null, relayRssBytes: rssBytes(relayPid) });
+      const readAt = Date.now();
+      samples.push({ at, readAt, t: Math.round(at - startAt) / 1_000, confirmedLsn: slot?.confirmed ?? null, retainedWalBytes: slot?.retained ?? null, relayRssBytes: rssBytes(relayPid) });
       if (at - lastOutbox >= 1_000) {
         lastOutbox = at;
         const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`.catch(() => []);
@@ -187,7 +196,11 @@ async function caughtUp(admin: Admin, topic: string, committed: number, outageS:
  * The independent check: every transaction that ends at or before a sampled
  * confirmed position must have been in Kafka by the time of the sample.
  */
-function confirmationsAheadOfKafka(commits: Awaited<ReturnType<typeof commitsOf>>, appended: Map<string, number>, samples: readonly TimedSample[]): { confirmedSamples: number; ahead: number } {
+export function confirmationsAheadOfKafka(
+  commits: readonly { endLsn: bigint; eventIds: readonly string[] }[],
+  appended: ReadonlyMap<string, number>,
+  samples: readonly Pick<TimedSample, 'confirmedLsn' | 'readAt'>[],
+): { confirmedSamples: number; ahead: number; aheadByMs: number | null } {
   // Per transaction, in commit order: when its last event was in Kafka; then the latest of those up to each.
   const ordered = commits
     .map((c) => ({ endLsn: c.endLsn, at: c.eventIds.reduce((latest, id) => Math.max(latest, appended.get(id) ?? Number.POSITIVE_INFINITY), Number.NEGATIVE_INFINITY) }))
@@ -196,13 +209,17 @@ function confirmationsAheadOfKafka(commits: Awaited<ReturnType<typeof commitsOf>
   for (const [i, c] of ordered.entries()) allInBy.push(Math.max(c.at, allInBy[i - 1] ?? Number.NEGATIVE_INFINITY));
   let ahead = 0;
   let confirmedSamples = 0;
+  let aheadByMs: number | null = null;
   for (const sample of samples) {
     if (!sample.confirmedLsn) continue;
     confirmedSamples += 1;
     const last = lastAtOrBefore(ordered, parseLsn(sample.confirmedLsn));
-    if (last >= 0 && allInBy[last]! > sample.at) ahead += 1;
+    if (last >= 0 && allInBy[last]! > sample.readAt) {
+      ahead += 1;
+      aheadByMs = Math.max(aheadByMs ?? 0, allInBy[last]! - sample.readAt);
+    }
   }
-  return { confirmedSamples, ahead };
+  return { confirmedSamples, ahead, aheadByMs };
 }
 
 export async function runOutage(context: ScenarioContext, outageS: number, rate: number, steadyS = STEADY_S): Promise<OutageRun> {
@@ -249,7 +266,7 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
     // The independent check, now that everything is in.
     const commits = await commitsOf(run.sql, run.schema, shadow, settings.publicationName);
     const appended = await appendTimes(run.kafka, run.topic, committed);
-    const { confirmedSamples, ahead } = confirmationsAheadOfKafka(commits, appended, samples);
+    const { confirmedSamples, ahead, aheadByMs } = confirmationsAheadOfKafka(commits, appended, samples);
     const at = (when: number) => samples.reduce((best, s) => (Math.abs(s.at - when) < Math.abs(best.at - when) ? s : best), samples[0]!);
     const rowsAt = (when: number) => outbox.reduce((best, o) => (Math.abs(o.at - when) < Math.abs(best.at - when) ? o : best), outbox[0] ?? { at: when, rows: 0 });
     const during = samples.filter((s) => s.at >= stoppedAt && s.at <= (caughtUpAt ?? nowMs()));
@@ -264,6 +281,7 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
       delivered: appended.size,
       confirmedSamples,
       confirmedAheadOfKafka: ahead,
+      ...(aheadByMs === null ? {} : { confirmedAheadByMs: Math.round(aheadByMs) }),
       relayRssMiB: {
         before: toMiB(at(stoppedAt - 1_000).relayRssBytes),
         peak: toMiB(Math.max(...during.map((s) => s.relayRssBytes ?? 0))),
@@ -274,7 +292,7 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
       catchUpS: caughtUpAt === undefined ? null : Math.round(caughtUpAt - startedAt) / 1_000,
       brokerStartS,
       relayRestarted: relay.child.exitCode !== null || relay.child.pid !== relayPid,
-      samples: samples.filter((_, i) => i % 10 === 0).map(({ at: _at, ...rest }) => rest),
+      samples: samples.filter((_, i) => i % 10 === 0).map(({ at: _at, readAt: _readAt, ...rest }) => rest),
     };
   } finally {
     await pool.destroy().catch(() => {});
@@ -288,7 +306,7 @@ export async function runOutage(context: ScenarioContext, outageS: number, rate:
 /** What makes an outage run fail: a confirmation ahead of Kafka, an event that never arrived, a relay that needed a restart. */
 export function outageFailures(result: OutageRun): string[] {
   return [
-    ...(result.confirmedAheadOfKafka > 0 ? [`${result.confirmedAheadOfKafka} confirmed positions were ahead of Kafka`] : []),
+    ...(result.confirmedAheadOfKafka > 0 ? [`${result.confirmedAheadOfKafka} confirmed positions were ahead of Kafka (by up to ${result.confirmedAheadByMs ?? '?'} ms)`] : []),
     ...(result.delivered < result.committed ? [`${result.committed - result.delivered} committed events never reached Kafka`] : []),
     ...(result.relayRestarted ? ['the relay had to be restarted'] : []),
     ...(result.confirmedSamples === 0 ? ['no confirmed position was sampled'] : []),
