@@ -44,6 +44,9 @@ describe('crash matrix fault schedule', () => {
     const { table, shots } = scripted(3);
     const { log: faultLog } = await injectFaults(row, table);
     assert.equal(shots(), 3, `shots: ${JSON.stringify(faultLog)}`);
+    // The third came after the window, marked so no latency is measured from it (the writer stops next).
+    assert.deepEqual(faultLog.map((f) => f.makeUp === true), [false, false, true]);
+    assert.ok(faultLog[2]!.at >= 50, `the make-up shot at ${faultLog[2]!.at} ms, after the 50 ms window`);
     const tally = tallyFaults(row, faultLog);
     assert.deepEqual(tally['terminate-walsender'], { scheduled: 3, hit: 1 });
     assert.deepEqual(kindsNotHit(row.spec, tally), []);
@@ -55,6 +58,15 @@ describe('crash matrix fault schedule', () => {
     const { log: faultLog } = await injectFaults(row, table);
     assert.equal(shots(), 2 + 3);
     assert.deepEqual(kindsNotHit(row.spec, tallyFaults(row, faultLog)), ['terminate-walsender']);
+  });
+
+  it('gives a soak no make-up shots: it injects until every kind has hit', async () => {
+    const row = fakeRow(0.05);
+    row.options = { ...row.options, targetHits: 1_000 };
+    const { table, shots } = scripted(Number.POSITIVE_INFINITY);
+    const { log: faultLog } = await injectFaults(row, table);
+    assert.equal(shots(), 2);
+    assert.ok(faultLog.every((f) => f.makeUp === undefined));
   });
 
   it('adds nothing to a kind that hit in the window', async () => {

@@ -20,6 +20,8 @@ export interface FaultRecord {
   target: string;
   /** Whether it hit a process doing work (see the module comment). */
   hit: boolean;
+  /** A make-up shot after the window (schedule.ts): the writer stops right after it, so no latency is measured from it. */
+  makeUp?: true;
 }
 
 /**

@@ -155,7 +155,7 @@ export async function runRow(spec: RowSpec, options: RowOptions): Promise<RowRes
     const { log: faultLog, stoppedOnHits } = await injectFaults(row);
     row.faultsOverAt = Date.now();
     const faultWindowS = Math.round((Date.now() - faultsFrom) / 100) / 10;
-    const faultsWithLatency = faultLog.filter((f) => f.kind !== 'failpoint' && FAULTS[f.kind].latency && f.hit);
+    const faultsWithLatency = faultLog.filter((f) => f.kind !== 'failpoint' && FAULTS[f.kind].latency && f.hit && !f.makeUp);
     await supervisor.stop('writer');
     for (const name of row.relays) if (supervisor.isPaused(name)) supervisor.signal(name, 'SIGCONT');
     const report = await drainRow(row);

@@ -162,7 +162,7 @@ async function makeUpShots(row: Row, table: FaultTable, targets: FaultTargets, r
       await sleep(min + random() * (max - min));
       const at = Date.now() - started;
       const result: Shot | undefined = await table[kind].inject(targets, row.spec);
-      if (result) log.push({ at, kind, ...result });
+      if (result) log.push({ at, kind, ...result, makeUp: true });
     }
   }
 }
