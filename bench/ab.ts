@@ -96,7 +96,7 @@ function sideOf(label: 'A' | 'B', ref: string, scenario: string): AbSide {
     throw new OutboxBenchError('USAGE', `${label}: ${commit.slice(0, 10)} has no benchmark runner (bench/run.ts and bench/registry.ts)`);
   }
   // Before building, a quick look: the name quoted in the registry or a scenario file (each commit
-  // declares its scenarios its own way). After building, its runner's --help decides (scenarioListed).
+  // declares its scenarios its own way). After building, its runner's --help decides (assertScenarioListed).
   if (git('grep', '--quiet', '--fixed-strings', `'${scenario}'`, commit, '--', 'bench/registry.ts', 'bench/scenarios').status !== 0) {
     throw new OutboxBenchError('USAGE', `${label}: ${commit.slice(0, 10)} has no ${scenario} scenario`);
   }

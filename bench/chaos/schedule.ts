@@ -116,6 +116,13 @@ export async function injectFaults(row: Row, table: FaultTable = FAULTS): Promis
   // The schedule is drawn from the seed before anything runs.
   const schedule = drawSchedule(row, table, random, windowMs, soak);
   const log: FaultRecord[] = [];
+  /** Injects one fault of the kind and logs what it did; a make-up shot is marked so. */
+  const shoot = async (kind: FaultKind, makeUp = false): Promise<Shot | undefined> => {
+    const at = Date.now() - started;
+    const shot = await table[kind].inject(targets, spec);
+    if (shot) log.push({ at, kind, ...shot, ...(makeUp ? { makeUp } : {}) });
+    return shot;
+  };
   // A soak stops early only once every kind of the row has hit too: the row is
   // judged on each kind having hit a process at work, and a kind drawn rarely
   // (a walsender between two relay kills) could otherwise miss every chance.
@@ -135,16 +142,14 @@ export async function injectFaults(row: Row, table: FaultTable = FAULTS): Promis
       await sleep(Math.min(500, Math.max(0, due - Date.now())));
     }
     if (reached()) return { log, stoppedOnHits: true };
-    const at = Date.now() - started;
-    const shot: Shot | undefined = await table[fault.kind].inject(targets, spec);
+    await shoot(fault.kind);
     if (fault.server) serverFaultEnded = Date.now();
-    if (shot) log.push({ at, kind: fault.kind, ...shot });
   }
   while (Date.now() < started + windowMs) {
     if (reached()) return { log, stoppedOnHits: true };
     await sleep(Math.min(500, Math.max(0, started + windowMs - Date.now())));
   }
-  if (!soak) await makeUpShots(row, table, targets, random, log, started);
+  if (!soak) await makeUpShots(row, table, random, log, shoot);
   return { log, stoppedOnHits: false };
 }
 
@@ -153,16 +158,14 @@ export async function injectFaults(row: Row, table: FaultTable = FAULTS): Promis
  * to MAKE_UP_SHOTS times a cadence apart, until it hits (a soak needs none:
  * it waits for every kind). Server faults keep their fixed places.
  */
-async function makeUpShots(row: Row, table: FaultTable, targets: FaultTargets, random: () => number, log: FaultRecord[], started: number): Promise<void> {
+async function makeUpShots(row: Row, table: FaultTable, random: () => number, log: readonly FaultRecord[], shoot: (kind: FaultKind, makeUp: true) => Promise<Shot | undefined>): Promise<void> {
   for (const kind of kindsNotHit(row.spec, tallyFaults(row, log))) {
     const cadence = table[kind].cadence;
     if (!('every' in cadence)) continue;
     const [min, max] = cadence.every(row.spec);
-    for (let shot = 0; shot < MAKE_UP_SHOTS && !tallyFaults(row, log)[kind]?.hit; shot++) {
+    for (let shot = 0; shot < MAKE_UP_SHOTS; shot++) {
       await sleep(min + random() * (max - min));
-      const at = Date.now() - started;
-      const result: Shot | undefined = await table[kind].inject(targets, row.spec);
-      if (result) log.push({ at, kind, ...result, makeUp: true });
+      if ((await shoot(kind, true))?.hit) break;
     }
   }
 }
