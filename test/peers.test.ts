@@ -270,6 +270,30 @@ describe('maxima and latency with an anchor', () => {
     assert.equal(measured.runs.length, 4, 'every common-rate run is published as a run');
   });
 
+  it("names the relay's own reports of a step's losses beside them: the library's skipped messages, one for one", async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'anchored-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const [replication] = selectRelays(['ptp-replication']);
+    // Above 1,000/s its library skips 3 messages a step (and logs each); the anchor loses none.
+    const measured = await anchoredRelays(
+      contextIn(dir),
+      planWith([], {
+        relays: [anchor, replication!],
+        latency: false,
+        run: async (relay, _name, p) => {
+          if (relay !== replication || p.rate <= 1_000) return fakeRunResult(p.rate);
+          return { ...fakeRunResult(p.rate, { lost: 3 }), evidence: { messageNotFound: 3, lines: [] } };
+        },
+      }),
+    );
+    const steps = measured.results.find((r) => r.name === replication!.name)!.sustainedSteps;
+    const failed = steps.filter((s) => !s.passed);
+    assert.ok(failed.length > 0, JSON.stringify(steps));
+    for (const step of failed) assert.deepEqual(step.reasons, ['3 lost (3 skipped by the library as MESSAGE_NOT_FOUND)']);
+    // The anchor's driver reports nothing of its own: a loss of ours would read "N lost", unexplained.
+    assert.equal(anchor.driver.explainLoss, undefined);
+  });
+
   it('stops at its budget after a round, and resumes in a new sitting to the same outcome without running a kept round again', async (t) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'anchored-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -125,5 +125,9 @@ export function ptpDriver(variant: PtpVariant): RelayDriver {
     prepare: (run) => setupPtp(run.sql, run.schema, mode, slot, publication),
     start,
     lag: async (run) => (mode === 'replication' ? { events: null, bytes: await slotLagBytes(run.sql, slot) } : unprocessedRows(run.sql)),
+    explainLoss: (evidence) => {
+      const skipped = evidence['messageNotFound'];
+      return typeof skipped === 'number' && skipped > 0 ? `${skipped} skipped by the library as ${MESSAGE_NOT_FOUND}` : undefined;
+    },
   };
 }

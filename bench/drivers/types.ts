@@ -148,4 +148,10 @@ export interface RelayDriver {
   start(run: DriverRun, options?: StartOptions): Promise<RunningRelay>;
   /** Its lag now; called about ten times a second. */
   lag(run: DriverRun): Promise<LagReading>;
+  /**
+   * Which of a run's losses the relay reported itself (a library's own
+   * "skipped" warnings), read from its evidence, in words; undefined when
+   * it reported none. A loss is a loss either way: this says whose.
+   */
+  explainLoss?(evidence: Evidence): string | undefined;
 }

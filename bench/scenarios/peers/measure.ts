@@ -165,7 +165,11 @@ async function searchStep(ph: Phase, s: Search, at: { sitting: number; round: nu
     say(`peers maxima, round ${at.round} (sitting ${at.sitting}): ${s.relay.name} @ ${attempt.rate}/s${confirm}`);
     try {
       const r = await ph.run(s.relay, name, { ...ph.base(s.relay), rate: attempt.rate, deliveryGraceMs: P99_LIMIT_MS, prewarm: prewarmFor(attempt.rate) });
-      const { rate, passed, reasons, p99Ms, deliveredShare } = judgeAt(attempt.rate, attempt.attempt, r);
+      const judged = judgeAt(attempt.rate, attempt.attempt, r);
+      const { rate, passed, p99Ms, deliveredShare } = judged;
+      // A step's losses matched to the relay's own reports of them, where it makes any.
+      const explained = r.lost > 0 && r.evidence ? s.relay.driver.explainLoss?.(r.evidence) : undefined;
+      const reasons = explained ? judged.reasons.map((reason) => (reason === `${r.lost} lost` ? `${reason} (${explained})` : reason)) : judged.reasons;
       say(`  ${s.relay.name} @ ${rate}/s${confirm}: ${passed ? 'sustained' : reasons.join('; ')}`);
       const atMax = s.relay.driver.windowEvidence && confirm && passed ? r.evidence : undefined;
       return { relay: s.relay.name, kind: attempt.attempt, rate, step: { rate, attempt: attempt.attempt, passed, reasons, p99Ms, deliveredShare }, ...(atMax ? { atMax } : {}) };
