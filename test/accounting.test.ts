@@ -1,7 +1,9 @@
 /**
  * How a run's records become its figures (bench/harness/accounting.ts),
  * on synthetic records so each rule is tested alone:
- *  - an order without an application time is lost, whatever the lane holds;
+ *  - an order without an application time is lost, whatever the lane holds,
+ *    unless the drain was cut at its limit (then it is undrained), and a
+ *    drain that still moves ends at that limit and says so;
  *  - CPU is taken over the measured window and divided by the events applied
  *    inside it, never over the whole run;
  *  - a drain's clock starts when the relay process was spawned (or resumed
@@ -19,9 +21,14 @@ import { describe, it } from 'node:test';
 import { account, type AccountInput } from '../bench/harness/accounting.js';
 import type { ConsumerFinal } from '../bench/harness/consumer-process.js';
 import { intendedTime, planLoad, type LoadResult } from '../bench/harness/load-worker.js';
+import type { PipelineParameters } from '../bench/harness/parameters.js';
+import type { ConsumerGroup } from '../bench/harness/processes.js';
+import { drainUntilApplied } from '../bench/harness/run-steps.js';
+import type { Running } from '../bench/harness/running.js';
 import { COMPONENTS, RunSampler, type Component } from '../bench/harness/sampler.js';
 import { cpuPerMillionOrders } from '../bench/scenarios/http.js';
 import { createHistogram, encodeHistogram } from '../src/latency.js';
+import { log } from './helpers.js';
 
 const EMPTY = encodeHistogram(createHistogram());
 // A minute ago: the timeline runs from the start to now, a point a second.
@@ -75,6 +82,22 @@ describe('run accounting', () => {
     assert.equal(result.delivered, 99);
     assert.equal(result.lost, 1);
     assert.equal(result.unexpected, 0);
+    assert.equal(result.undrained, undefined, 'a drain that ran its course reports nothing undrained');
+    // The same run with its drain cut at its limit: the missing order may still be on its way.
+    const cut = account(input({ plan, loads: [load(0, committed), load(1, committed)], final: final([applied(50), applied(49)]), drainCut: true }));
+    assert.deepEqual([cut.lost, cut.undrained, cut.delivered], [0, 1, 99]);
+  });
+
+  it('ends a drain at its limit while orders still arrive and says it was cut; one that ran its course was not', async () => {
+    let distinct = 0;
+    // One order more every poll, never all 1,000: only the limit (or a stall) ends the wait.
+    const consumer = { progress: () => ({ distinct: (distinct += 1) }) } as unknown as ConsumerGroup;
+    const running = {} as Running;
+    const p = { drainTimeoutS: 30, drainLimitS: 0.5 } as PipelineParameters;
+    const started = performance.now();
+    assert.deepEqual(await drainUntilApplied(running, consumer, 1_000, p, log), { cut: true });
+    assert.ok(performance.now() - started >= 500, 'not before its limit');
+    assert.deepEqual(await drainUntilApplied(running, consumer, 1, p, log), { cut: false });
   });
 
   it('takes CPU over the measured window only and divides it by the events applied in that window', () => {

@@ -45,6 +45,8 @@ describe('sustained-rate rule', () => {
     assert.match(judge(5_000, 'search', result(5_000, { lost: 1 }), OPTIONS).reasons.join(), /1 lost/);
     assert.match(judge(5_000, 'search', result(5_000, { p99: 2_000 }), OPTIONS).reasons.join(), /p99 2000 ms >= 2000 ms/);
     assert.match(judge(5_000, 'search', result(5_000, { slope: null }), OPTIONS).reasons.join(), /lag could not be read/);
+    const cut = { ...result(5_000), undrained: 40, parameters: { ...result(5_000).parameters, drainLimitS: 120 } };
+    assert.deepEqual(judge(5_000, 'search', cut, OPTIONS).reasons, ['40 not applied when the drain was cut 120 s after the load (late or lost: not told apart)']);
     assert.equal(judge(5_000, 'search', result(5_000, { delivered: 0.98, slope: 25 }), OPTIONS).passed, true);
   });
 

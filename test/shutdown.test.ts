@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { runPipeline, stopRunsInProgress } from '../bench/harness/pipeline.js';
+import { rethrowIfStopping } from '../bench/harness/running.js';
 import { resolveConfig } from '../src/config.js';
 import type { Sql } from '../src/db.js';
 import { acquireInfra } from '../src/infra/index.js';
@@ -66,11 +67,14 @@ describe('stopping a benchmark', () => {
     };
     await eventually('the second run waiting in its drain', drained, 60_000);
 
+    assert.doesNotThrow(() => rethrowIfStopping(new Error('a run that failed on its own')), 'before the stop a failure is a measurement');
     await stopRunsInProgress();
     assert.deepEqual(children().filter(isRunProcess), [], 'no relay or consumer process left once the stop returned');
     assert.equal(await drainSettled, 'SHUTTING_DOWN', 'the draining run ends at the stop, not when its drain times out');
     await settled;
 
     await assert.rejects(runPipeline(await context('shutdown_after'), testParameters()), (error: Error & { code?: string }) => error.code === 'SHUTTING_DOWN');
+    // A comparison's step that failed because of the stop is the stop, not a measured failure: rethrown, never recorded.
+    assert.throws(() => rethrowIfStopping(new Error('connect ECONNREFUSED')), /ECONNREFUSED/);
   });
 });

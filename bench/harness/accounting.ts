@@ -80,6 +80,8 @@ export interface Accounting {
   failedWrites: number;
   delivered: number;
   lost: number;
+  /** Committed, not applied when the drain was cut at its limit (late or lost, not told apart); only then present. */
+  undrained?: number;
   /** Applied although its writer saw the transaction fail. */
   unexpected: number;
   /** Orders applied per second inside the window. */
@@ -118,6 +120,8 @@ export interface AccountInput {
    * a prewarm). The backlog is the orders intended from `measureFrom` on.
    */
   drainFrom?: number | undefined;
+  /** The drain was cut at its limit: what was not applied is undrained, not lost. */
+  drainCut?: boolean;
   /** The grace after the window within which in-window orders count as delivered, ms. */
   graceMs: number;
   /**
@@ -137,6 +141,7 @@ interface OrderTally {
   failedWrites: number;
   delivered: number;
   lost: number;
+  undrained: number;
   unexpected: number;
   committedInWindow: number;
   intendedInWindow: number;
@@ -162,6 +167,7 @@ function tallyOrders(input: AccountInput): OrderTally {
     failedWrites: 0,
     delivered: 0,
     lost: 0,
+    undrained: 0,
     unexpected: 0,
     committedInWindow: 0,
     intendedInWindow: 0,
@@ -210,7 +216,10 @@ function tallyOrders(input: AccountInput): OrderTally {
         bump(t.deliveredPerSecond, appliedAt);
         if (inWindow && appliedAt <= deadline) t.deliveredByDeadline += 1;
       }
-      if (wasCommitted && !wasApplied) t.lost += 1;
+      if (wasCommitted && !wasApplied) {
+        if (input.drainCut) t.undrained += 1;
+        else t.lost += 1;
+      }
       if (!wasCommitted && wasApplied) t.unexpected += 1;
       if (wasCommitted && wasApplied && inWindow) {
         if (appliedAt < committedAt) t.beforeAck += 1;
@@ -265,6 +274,7 @@ export function account(input: AccountInput): Accounting {
     failedWrites,
     delivered,
     lost,
+    ...(input.drainCut ? { undrained: tally.undrained } : {}),
     unexpected,
     eventsPerSec: Math.round(inWindow / windowS),
     committedPerSec: Math.round(committedInWindow / ((measureTo - measureFrom) / 1_000)),

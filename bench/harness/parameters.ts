@@ -38,6 +38,12 @@ export interface PipelineParameters
   consumerCommitIntervalMs: number;
   /** Give up waiting for stragglers after this long, s. */
   drainTimeoutS: number;
+  /**
+   * End the drain this long after the load, s, even while orders still
+   * arrive: those not applied by then are counted `undrained` (late or lost,
+   * not told apart), never lost. Unset: the drain goes on while anything moves.
+   */
+  drainLimitS?: number;
   /** Seed of the load's random choices. */
   seed: number;
   /**

@@ -152,8 +152,8 @@ async function measure(context: PipelineContext, driver: RelayDriver, running: R
   } else if (pause) {
     drainFrom = pause.resume();
   }
-  await drainUntilApplied(running, consumer, committed, p, log);
-  return finish({ context, driver, running, p, plan, at, loads, consumer, sampler, relay, drainFrom, stagesPrefix: driverRun.stagesPrefix! });
+  const { cut } = await drainUntilApplied(running, consumer, committed, p, log);
+  return finish({ context, driver, running, p, plan, at, loads, consumer, sampler, relay, drainFrom, drainCut: cut, stagesPrefix: driverRun.stagesPrefix! });
 }
 
 /** Stops the run's processes once it drained, and accounts for every committed order. */
@@ -169,6 +169,7 @@ async function finish(f: {
   sampler: RunSampler;
   relay: RunningRelay;
   drainFrom: number | undefined;
+  drainCut: boolean;
   stagesPrefix: string;
 }): Promise<PipelineResult> {
   const { running, sampler, consumer, relay, p, loads } = f;
@@ -189,6 +190,7 @@ async function finish(f: {
     sampler,
     memory,
     drainFrom: f.drainFrom,
+    drainCut: f.drainCut,
     graceMs: p.deliveryGraceMs ?? DEFAULT_GRACE_MS,
     lagFromDelivery: f.driver.lagFromDelivery,
   });

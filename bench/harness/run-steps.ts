@@ -65,22 +65,28 @@ export function scheduleConsumerStall(consumers: readonly ChildProcess[], measur
 
 /**
  * Waits until every committed order was applied, or nothing moved for
- * drainTimeoutS; a run being stopped ends the wait at once (its consumers
- * are gone, so nothing would move again).
+ * drainTimeoutS, or drainLimitS passed (then it says the drain was cut:
+ * what is missing may still be on its way); a run being stopped ends the
+ * wait at once (its consumers are gone, so nothing would move again).
  */
-export async function drainUntilApplied(running: Running, consumer: ConsumerGroup, committed: number, p: PipelineParameters, log: Logger): Promise<void> {
+export async function drainUntilApplied(running: Running, consumer: ConsumerGroup, committed: number, p: PipelineParameters, log: Logger): Promise<{ cut: boolean }> {
+  const started = performance.now();
   let lastDistinct = -1;
-  let stalledSince = performance.now();
+  let stalledSince = started;
   for (;;) {
     if (running.stopping) throw new OutboxBenchError('SHUTTING_DOWN', 'the run was stopped while it drained');
     const distinct = consumer.progress()?.distinct ?? 0;
-    if (distinct >= committed) return;
+    if (distinct >= committed) return { cut: false };
     if (distinct !== lastDistinct) {
       lastDistinct = distinct;
       stalledSince = performance.now();
     } else if (performance.now() - stalledSince > p.drainTimeoutS * 1_000) {
       log.warn({ distinct, committed }, 'drain timed out: some committed orders never arrived');
-      return;
+      return { cut: false };
+    }
+    if (p.drainLimitS !== undefined && performance.now() - started > p.drainLimitS * 1_000) {
+      log.warn({ distinct, committed, drainLimitS: p.drainLimitS }, 'drain cut at its limit while orders still arrived');
+      return { cut: true };
     }
     await sleep(200);
   }

@@ -35,6 +35,15 @@ const inProgress = new Set<Running>();
 /** Set by stopRunsInProgress: the process is stopping, and starts no run. */
 let refusingRuns = false;
 
+/**
+ * A run's failure while the process is stopping is the stop, not a
+ * measurement: rethrown, so a comparison records no step or round of it
+ * (a resume measures that round again) and the command ends.
+ */
+export function rethrowIfStopping(error: unknown): void {
+  if (refusingRuns) throw error;
+}
+
 /** Throws if the process is stopping: no run starts (or goes on after its setup) then. */
 export function refuseIfStopping(name: string, what: 'not started' | 'stopped'): void {
   if (refusingRuns) throw new OutboxBenchError('SHUTTING_DOWN', `run ${name} ${what}: the process is stopping`);

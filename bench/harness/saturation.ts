@@ -142,6 +142,7 @@ export function judge(rate: number, attempt: SearchStep['attempt'], r: PipelineR
   if (slope === null) reasons.push('relay lag could not be read');
   else if (slope > slopeLimit) reasons.push(`lag grew ${slope.toFixed(0)} events/s per s (limit ${slopeLimit.toFixed(0)})`);
   if (r.lost > 0) reasons.push(`${r.lost} lost`);
+  if (r.undrained) reasons.push(`${r.undrained} not applied when the drain was cut ${r.parameters.drainLimitS} s after the load (late or lost: not told apart)`);
   if (r.e2eMs.p99 >= options.p99LimitMs) reasons.push(`p99 ${r.e2eMs.p99} ms >= ${options.p99LimitMs} ms`);
   return {
     rate,

@@ -27,6 +27,7 @@ import { current, f, groupBy, type ReportContext } from '../report/kit.js';
 import { yes, type Scenario } from '../scenario.js';
 import { modeFlag, oneOf, parsedBy } from '../scenario-flags.js';
 import { SITTING_BUDGET_MINUTES, type SittingRecord } from '../harness/sitting.js';
+import { rethrowIfStopping } from '../harness/running.js';
 import { clientsFor, DEFAULT_STRATEGIES, drainOnce, parseStrategy, type DrainRun, type FailedDrainRun } from './drain/drain-once.js';
 import { anchorOf, anchorRatios, backlogsOf, DEFAULT_ANCHOR, drainRounds, sittingLines, sittingReport, summaryLines, type RelayRatios } from './drain/rounds.js';
 
@@ -223,6 +224,7 @@ export const drain: Scenario = {
           try {
             profiled.push(await drainOnce(context, strategy, client, client === clients[0] ? consumerClients : [], context.repeats, true, backlogs.get(strategy.name) ?? backlog));
           } catch (error) {
+            rethrowIfStopping(error);
             lines.push(`${strategy.name} on ${client}, profiled run: FAILED: ${describeError(error)}`);
           }
         }

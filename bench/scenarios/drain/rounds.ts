@@ -8,6 +8,7 @@
 import type { ConsumerKafkaClientName, KafkaClientName } from '../../../src/config.js';
 import { describeError, OutboxBenchError } from '../../../src/errors.js';
 import { ratiosToAnchor, SittingJournal, sittingNoise, type AnchorRatio, type SittingNoise, type SittingRecord, type SittingWindow } from '../../harness/sitting.js';
+import { rethrowIfStopping } from '../../harness/running.js';
 import { medianWithRange } from '../../report/format.js';
 import type { ScenarioContext } from '../../scenario.js';
 import { clientsFor, drainOnce, parseStrategy, type DrainRun, type FailedDrainRun, type Strategy } from './drain-once.js';
@@ -278,6 +279,7 @@ export async function drainRounds(context: ScenarioContext, plan: RoundsPlan): P
           const at = { sitting: journal.sitting, round };
           roundUnits.push({ run: await drainOnce(context, strategy, client, consumersHere, round - 1, false, backlogs.get(strategy.name) ?? plan.backlog, at) });
         } catch (error) {
+          rethrowIfStopping(error);
           roundUnits.push({ failed: { strategy: strategy.name, kafkaClient: client, attempt: round, error: describeError(error) } });
           lines.push(`${strategy.name} on ${client}, round ${round}: FAILED: ${describeError(error)}`);
         }
