@@ -26,7 +26,7 @@ const SYNTHETIC = {
     runs: [
       { strategy: 'cdc', relay: { eventsPerSec: 103_996, cpu: 9 } },
       { strategy: 'cdc', relay: { eventsPerSec: 105_830, cpu: 9.2 } },
-      { strategy: 'cdc', relay: { eventsPerSec: 102_257, cpu: 9 } },
+      { strategy: 'cdc', relay: { eventsPerSec: 102_257, cpu: 9 }, window: { sitting: 2 } },
     ],
   },
 } as unknown as Summary;
@@ -63,6 +63,8 @@ describe('figures quoted from results/', () => {
         '<!-- result x extra.runs[strategy=cdc].relay.cpu|max:2 -->9.20<!-- /result --> CPU-s, first <!-- result x extra.runs[0].relay.cpu -->9.0<!-- /result -->',
     );
     assert.deepEqual(drift.map((d) => d.results), ['20,971', '103,996', '9.20', '9.0']);
+    // A selector's field may be nested: the run of sitting 2 alone.
+    assert.equal(render('sitting 2: <!-- result x extra.runs[strategy=cdc,window.sitting=2].relay.eventsPerSec -->0<!-- /result -->').drift[0]?.results, '102,257');
   });
 
   it('writes a derived figure from its formula over quoted figures, and refuses a formula it cannot read', () => {

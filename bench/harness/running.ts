@@ -44,6 +44,14 @@ export function rethrowIfStopping(error: unknown): void {
   if (refusingRuns) throw error;
 }
 
+/** A rejection handler that handles a run's own failure and rethrows the stop's (see rethrowIfStopping). */
+export function unlessStopping<T>(handle: (error: unknown) => T): (error: unknown) => T {
+  return (error) => {
+    rethrowIfStopping(error);
+    return handle(error);
+  };
+}
+
 /** Throws if the process is stopping: no run starts (or goes on after its setup) then. */
 export function refuseIfStopping(name: string, what: 'not started' | 'stopped'): void {
   if (refusingRuns) throw new OutboxBenchError('SHUTTING_DOWN', `run ${name} ${what}: the process is stopping`);

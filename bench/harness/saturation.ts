@@ -23,6 +23,7 @@
 import { OutboxBenchError } from '../../src/errors.js';
 import { describeResult } from '../report/format.js';
 import type { PrewarmParameters } from './load-worker.js';
+import type { Evidence } from '../drivers/types.js';
 import { runPipeline, type PipelineContext, type PipelineParameters, type PipelineResult } from './pipeline.js';
 
 /** Shortest measured window a step may have, s. */
@@ -72,6 +73,8 @@ export interface SearchOptions {
   /** Most steps a search runs before it only confirms downward (default MAX_SEARCH_STEPS). */
   maxSteps?: number;
   p99LimitMs: number;
+  /** The relay's own account of a run's losses (RelayDriver.explainLoss), named beside them. */
+  explainLoss?: (evidence: Evidence) => string | undefined;
   /** A prewarm before each step at this rate (a JVM's relay: a minute at half the step's rate, at most 1,000/s). */
   prewarm?: (rate: number) => PrewarmParameters;
   /** Runs one step (default: runPipeline); tests pass their own. */
@@ -141,7 +144,8 @@ export function judge(rate: number, attempt: SearchStep['attempt'], r: PipelineR
   }
   if (slope === null) reasons.push('relay lag could not be read');
   else if (slope > slopeLimit) reasons.push(`lag grew ${slope.toFixed(0)} events/s per s (limit ${slopeLimit.toFixed(0)})`);
-  if (r.lost > 0) reasons.push(`${r.lost} lost`);
+  const explained = r.lost > 0 && r.evidence ? options.explainLoss?.(r.evidence) : undefined;
+  if (r.lost > 0) reasons.push(`${r.lost} lost${explained ? ` (${explained})` : ''}`);
   if (r.undrained) reasons.push(`${r.undrained} not applied when the drain was cut ${r.parameters.drainLimitS} s after the load (late or lost: not told apart)`);
   if (r.e2eMs.p99 >= options.p99LimitMs) reasons.push(`p99 ${r.e2eMs.p99} ms >= ${options.p99LimitMs} ms`);
   return {

@@ -10,7 +10,7 @@
  *
  * A path is dot-separated keys; `[field=value,...]` keeps the array items
  * that match (all of them, so what follows applies to each; a space in a
- * value is written `%20`), `[*]` keeps them all, `[n]` takes one. A path that ends in several numbers must say how they become one:
+ * value is written `%20`; a field may be nested, `[window.sitting=3]`), `[*]` keeps them all, `[n]` takes one. A path that ends in several numbers must say how they become one:
  * `|median`, `|min` or `|max`. A trailing `:<digits>` prints that many
  * decimals below 100 (the report's own format: whole numbers with separators
  * from 100 on). An aggregate may also be written `@median` (`@min`, `@max`),
@@ -51,7 +51,8 @@ function step(values: unknown[], segment: string): unknown[] {
   // A value with a space (a relay named "ours: cdc") is written %20, as in a URL: a marker's path has no spaces.
   const wanted = selector.split(',').map((pair) => pair.split('=').map((part) => part.replaceAll('%20', ' ')) as [string, string]);
   reached = reached.flatMap((v) => (Array.isArray(v) ? v : []));
-  return reached.filter((item) => item !== null && typeof item === 'object' && wanted.every(([k, want]) => String((item as Record<string, unknown>)[k]) === want));
+  const field = (item: unknown, key: string) => key.split('.').reduce<unknown>((v, part) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined), item);
+  return reached.filter((item) => item !== null && typeof item === 'object' && wanted.every(([k, want]) => String(field(item, k)) === want));
 }
 
 /** The figure a marker names, printed as the report prints it. */
@@ -64,7 +65,8 @@ export function quotedValue(summary: Summary, source: string, digits: number | u
 function quotedFigure(summary: Summary, source: string): number | string {
   const [pathText, aggregate] = source.split(/[|@]/);
   let values: unknown[] = [summary];
-  for (const segment of pathText!.split('.')) values = step(values, segment);
+  // A dot inside a selector is a nested key of the item ([window.sitting=3]), not a path step.
+  for (const segment of pathText!.split(/\.(?![^[]*\])/)) values = step(values, segment);
   const found = values.filter((v) => v !== undefined && v !== null);
   if (found.length === 0) throw new Error('nothing there');
   if (found.length > 1 || aggregate) {
