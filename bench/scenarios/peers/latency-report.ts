@@ -11,7 +11,7 @@ import { medianWithRange } from '../../report/format.js';
 import { f, whole } from '../../report/kit.js';
 import { noiseLine, ratioFigure, ratioText, sittingTable } from '../drain/rounds.js';
 import type { LatencyComparison, LatencyRatios, PeerPoint, PeerResult } from './results.js';
-import { COMMON_RATE } from './sizing.js';
+import { COMMON_RATE, SEARCH_DRAIN_LIMIT_S } from './sizing.js';
 
 const mr = (values: readonly (number | null | undefined)[]) => medianWithRange(values, (n) => f(n));
 const point = (p: PeerResult, label: PeerPoint['label']) => p.points.find((x) => x.label === label);
@@ -65,9 +65,11 @@ export function latencySection(peers: readonly PeerResult[], latency: LatencyCom
     const heaps = latency.runs.filter((r) => r.relay === relay && r.kind === 'common').map((r) => r.heapAfterGcMiB);
     return heaps.some((h) => typeof h === 'number') ? mr(heaps) : 'n/a';
   };
+  // The anchor is searched in every sitting that searches: each of its brackets says its sitting.
   const bracket = (relay: string) => {
-    const m = latency.maxima.find((x) => x.relay === relay);
-    return m ? `${whole(m.sustainedRate)}–${m.lowestFailedRate === null ? 'none failed' : whole(m.lowestFailedRate)}` : 'n/a';
+    const found = latency.maxima.filter((x) => x.relay === relay);
+    const one = (m: (typeof found)[number]) => `${whole(m.sustainedRate)}–${m.lowestFailedRate === null ? 'none failed' : whole(m.lowestFailedRate)}`;
+    return found.length === 0 ? 'n/a' : found.length === 1 ? one(found[0]!) : found.map((m) => `${one(m)} (sitting ${m.sitting})`).join('; ');
   };
   const jvms = peers.filter((p) => (p.atMax?.threads ?? null) !== null && latency.maxima.some((m) => m.relay === p.name));
   // At the common rate: each JVM relay's run of median CPU, as its threads read it.
@@ -83,7 +85,9 @@ export function latencySection(peers: readonly PeerResult[], latency: LatencyCom
     (latency.maxima.length > 0
       ? `Every relay's saturation search stepped round-robin with the anchor's (${latency.anchor}), one step of each per round, then every relay's latency points once per round, the anchor first; `
       : `Every relay's latency points once per round, the anchor (${latency.anchor}) first (no maximum was searched in these sittings: the maxima above are earlier sittings'); `) +
-      'each run between two settled CPU probes, with the CPU the hypervisor stole over it. A maximum is compared with the anchor\'s from the same sitting; ' +
+      'each run between two settled CPU probes, with the CPU the hypervisor stole over it. ' +
+      `A search step's drain ends ${SEARCH_DRAIN_LIMIT_S} s after its load: what is not applied by then is undrained (late or lost, not told apart) and fails the step as a loss does; ` +
+      'a loss the relay reported itself (a library\'s skipped messages) is named beside it. A maximum is compared with the anchor\'s from the same sitting; ' +
       `the figures at ${COMMON_RATE.toLocaleString('en-US')} events/s with the anchor's of the same round (median of the rounds, the range in brackets). Above 1 is faster for the maximum, ` +
       'slower or costlier for the rest. Relay memory is the peak resident memory of all the relay\'s processes over the run.',
     '',

@@ -23,12 +23,12 @@ import { describeResult, medianWithRange } from '../../report/format.js';
 import { runPipeline, type PipelineContext, type PipelineParameters, type PipelineResult } from '../../harness/pipeline.js';
 import { judge, roundRate, searchPlan, searchResultOf, type SearchAttempt, type SearchStep } from '../../harness/saturation.js';
 import { summarizeRun, type RunSummary } from '../../harness/summary.js';
-import { rethrowIfStopping } from '../../harness/running.js';
+import { rethrowIfStopping, unlessStopping } from '../../harness/running.js';
 import { dropRelaySlots } from '../../drivers/slots.js';
 import { pipelineContext, type ScenarioContext } from '../../scenario.js';
 import type { Relay } from './relays.js';
 import { latencyRunOf, pointRun, slugOf, type LatencyComparison, type MaximumRecord, type PeerPoint, type PeerResult, type PointRun } from './results.js';
-import { COMMON_RATE, POINT_LABELS, pointsFor, prewarmFor } from './sizing.js';
+import { COMMON_RATE, POINT_LABELS, pointsFor, prewarmFor, SEARCH_DRAIN_LIMIT_S } from './sizing.js';
 import { cpuProbeOf, emptyProbe, Rounds, sequence } from './sitting-rounds.js';
 
 // Rationale: a 30 s step at 20/s still holds 600 orders for the share test,
@@ -46,14 +46,6 @@ const UNGUIDED_GROWTH = 2;
 const HEAPS_MB = [256, 512, 1_024] as const;
 // Rationale: the saturation rule's own p99 limit, for the search and the heap checks alike.
 const P99_LIMIT_MS = 2_000;
-// Rationale: a step that sustains its rate is applied within its 2 s grace,
-// so only a failed step drains longer, and its verdict is already given. A
-// relay slowed by its own backlog made that drain the sitting's length:
-// pg-transactional-outbox's polling function, batch 10 at 1,600/s, left
-// 81,000 events draining at 11-17/s (about 80 minutes). Two minutes still
-// tells a relay that is catching up from one that lost events; what is left
-// then is reported undrained, not lost.
-const SEARCH_DRAIN_LIMIT_S = 120;
 // Rationale: a relay measured at the common rate before its maximum is (a
 // Debezium poll interval beside its profile) is run and prewarmed as every
 // relay that sustains twice the common rate is, at 1,000/s; it is published
@@ -119,8 +111,9 @@ async function runRelay(context: ScenarioContext, relay: Relay, name: string, p:
   return runPipeline(run, p);
 }
 
-/** The saturation rule applied to one run at `rate`: a search step, a confirmation, or a heap check. */
-const judgeAt = (rate: number, attempt: SearchStep['attempt'], r: PipelineResult) => judge(rate, attempt, r, { startRate: rate, maxRate: rate, growth: 1, p99LimitMs: P99_LIMIT_MS });
+/** The saturation rule applied to one run at `rate` (a search step, a confirmation, or a heap check), its losses matched to the relay's own reports. */
+const judgeAt = (relay: Relay, rate: number, attempt: SearchStep['attempt'], r: PipelineResult) =>
+  judge(rate, attempt, r, { startRate: rate, maxRate: rate, growth: 1, p99LimitMs: P99_LIMIT_MS, ...(relay.driver.explainLoss ? { explainLoss: relay.driver.explainLoss } : {}) });
 
 /** A run that threw is a failed step: a relay that cannot run a rate does not sustain it. */
 const failedStep = (attempt: SearchAttempt, error: unknown): LatencyUnit['step'] => ({
@@ -174,11 +167,7 @@ async function searchStep(ph: Phase, s: Search, at: { sitting: number; round: nu
     say(`peers maxima, round ${at.round} (sitting ${at.sitting}): ${s.relay.name} @ ${attempt.rate}/s${confirm}`);
     try {
       const r = await ph.run(s.relay, name, { ...ph.base(s.relay), rate: attempt.rate, deliveryGraceMs: P99_LIMIT_MS, drainLimitS: SEARCH_DRAIN_LIMIT_S, prewarm: prewarmFor(attempt.rate) });
-      const judged = judgeAt(attempt.rate, attempt.attempt, r);
-      const { rate, passed, p99Ms, deliveredShare } = judged;
-      // A step's losses matched to the relay's own reports of them, where it makes any.
-      const explained = r.lost > 0 && r.evidence ? s.relay.driver.explainLoss?.(r.evidence) : undefined;
-      const reasons = explained ? judged.reasons.map((reason) => (reason === `${r.lost} lost` ? `${reason} (${explained})` : reason)) : judged.reasons;
+      const { rate, passed, reasons, p99Ms, deliveredShare } = judgeAt(s.relay, attempt.rate, attempt.attempt, r);
       say(`  ${s.relay.name} @ ${rate}/s${confirm}: ${passed ? 'sustained' : reasons.join('; ')}`);
       const atMax = s.relay.driver.windowEvidence && confirm && passed ? r.evidence : undefined;
       return { relay: s.relay.name, kind: attempt.attempt, rate, step: { rate, attempt: attempt.attempt, passed, reasons, p99Ms, deliveredShare }, ...(atMax ? { atMax } : {}) };
@@ -230,11 +219,8 @@ async function heapRound(ph: Phase, maxOf: (relay: Relay) => number): Promise<Ma
         const unit = await ph.windowed(at, async () => {
           // A heap too small may keep the relay from starting at all: that is a failed check, not a failed sitting.
           const step = await ph.run(relay, `peer-${slugOf(relay.name)}-heap-${heapMb}`, { ...ph.base(relay), rate: max, deliveryGraceMs: P99_LIMIT_MS, drainLimitS: SEARCH_DRAIN_LIMIT_S, prewarm: prewarmFor(max) }, heapMb).then(
-            (r) => judgeAt(max, 'confirm', r),
-            (error: unknown) => {
-              rethrowIfStopping(error);
-              return { passed: false, reasons: [`did not run: ${describeError(error)}`.slice(0, 300)] };
-            },
+            (r) => judgeAt(relay, max, 'confirm', r),
+            unlessStopping((error) => ({ passed: false, reasons: [`did not run: ${describeError(error)}`.slice(0, 300)] })),
           );
           say(`  ${relay.name} with a ${heapMb} MiB heap @ ${max}/s: ${step.passed ? 'sustained' : step.reasons.join('; ')}`);
           return { relay: relay.name, kind: 'heap' as const, rate: max, heapMb, passed: step.passed, reasons: step.reasons };
@@ -260,11 +246,7 @@ async function pointUnit(ph: Phase, relay: Relay, point: PeerPoint, max: number,
       for (const line of describeResult(`${relay.name} @ ${point.rate}/s (${repeat}/${rounds})`, r, relay.driver.label).slice(0, 3)) say(line);
       return { relay: relay.name, kind: point.label, rate: point.rate, point: pointRun(r), ...(point.label === 'common' ? { summary: summarizeRun(name, r) } : {}) };
     })
-    .catch((error: unknown) => {
-      rethrowIfStopping(error);
-      ph.lines.push(`  ${relay.name} @ ${point.rate}/s, repeat ${repeat}: FAILED: ${describeError(error)}`);
-      return undefined;
-    });
+    .catch(unlessStopping((error) => void ph.lines.push(`  ${relay.name} @ ${point.rate}/s, repeat ${repeat}: FAILED: ${describeError(error)}`)));
 }
 
 /** 3. Latency: every relay's points once per round, the anchor first. */

@@ -53,3 +53,12 @@ export function pointsFor(max: number, labels: readonly PeerPoint['label'][] = P
   ];
   return all.filter((p) => labels.includes(p.label));
 }
+
+// Rationale: a step that sustains its rate is applied within its 2 s grace,
+// so only a failed step drains longer, and its verdict is already given. A
+// relay slowed by its own backlog made that drain the sitting's length:
+// pg-transactional-outbox's polling function, batch 10 at 1,600/s, left
+// 81,000 events draining at 11-17/s (about 80 minutes). Two minutes still
+// tells a relay that is catching up from one that lost events; what is left
+// then is reported undrained, not lost.
+export const SEARCH_DRAIN_LIMIT_S = 120;
