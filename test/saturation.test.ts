@@ -11,6 +11,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { PipelineContext, PipelineParameters } from '../bench/harness/pipeline.js';
 import { judge, searchSustained, type SearchOptions } from '../bench/harness/saturation.js';
+import { lossVerdict } from '../bench/harness/summary.js';
 import { buildReport } from '../bench/report.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import { mergeEntries, runSweep, sweep, sweepDefinitions, type SweepEntry } from '../bench/scenarios/sweeps.js';
@@ -47,6 +48,10 @@ describe('sustained-rate rule', () => {
     assert.match(judge(5_000, 'search', result(5_000, { slope: null }), OPTIONS).reasons.join(), /lag could not be read/);
     const cut = { ...result(5_000), undrained: 40, parameters: { ...result(5_000).parameters, drainLimitS: 120 } };
     assert.deepEqual(judge(5_000, 'search', cut, OPTIONS).reasons, ['40 not applied when the drain was cut 120 s after the load (late or lost: not told apart)']);
+    // The relay's own account of missing orders goes with them when the drain was cut too.
+    const explainLoss = (evidence: Record<string, unknown>) => `the relay reported ${String(evidence['skipped'])}`;
+    assert.deepEqual(judge(5_000, 'search', { ...cut, evidence: { skipped: 40 } }, { ...OPTIONS, explainLoss }).reasons, ['40 not applied when the drain was cut 120 s after the load (late or lost: not told apart) (the relay reported 40)']);
+    assert.equal(lossVerdict(cut), '40 UNDRAINED (the drain was cut: late or lost), LOST 0, unexpected 0', 'a cut drain never reads "nothing lost"');
     assert.equal(judge(5_000, 'search', result(5_000, { delivered: 0.98, slope: 25 }), OPTIONS).passed, true);
   });
 

@@ -127,7 +127,7 @@ export function ptpDriver(variant: PtpVariant): RelayDriver {
     lag: async (run) => (mode === 'replication' ? { events: null, bytes: await slotLagBytes(run.sql, slot) } : unprocessedRows(run.sql)),
     explainLoss: (evidence) => {
       const skipped = evidence['messageNotFound'];
-      return typeof skipped === 'number' && skipped > 0 ? `${skipped} skipped by the library as ${MESSAGE_NOT_FOUND}` : undefined;
+      return typeof skipped === 'number' && skipped > 0 ? `the library logged ${skipped} ${MESSAGE_NOT_FOUND} warnings` : undefined;
     },
   };
 }

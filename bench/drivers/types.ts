@@ -153,5 +153,5 @@ export interface RelayDriver {
    * "skipped" warnings), read from its evidence, in words; undefined when
    * it reported none. A loss is a loss either way: this says whose.
    */
-  explainLoss?(evidence: Evidence): string | undefined;
+  readonly explainLoss?: (evidence: Evidence) => string | undefined;
 }

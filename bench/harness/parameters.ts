@@ -41,7 +41,9 @@ export interface PipelineParameters
   /**
    * End the drain this long after the load, s, even while orders still
    * arrive: those not applied by then are counted `undrained` (late or lost,
-   * not told apart), never lost. Unset: the drain goes on while anything moves.
+   * not told apart), never lost; with drainTimeoutS above it a stalled drain
+   * is cut too, and says so the same way. Unset: the drain goes on while
+   * anything moves.
    */
   drainLimitS?: number;
   /** Seed of the load's random choices. */

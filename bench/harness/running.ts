@@ -41,7 +41,7 @@ let refusingRuns = false;
  * (a resume measures that round again) and the command ends.
  */
 export function rethrowIfStopping(error: unknown): void {
-  if (refusingRuns) throw error;
+  if (refusingRuns) throw new OutboxBenchError('SHUTTING_DOWN', `stopped: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
 /** A rejection handler that handles a run's own failure and rethrows the stop's (see rethrowIfStopping). */

@@ -144,9 +144,11 @@ export function judge(rate: number, attempt: SearchStep['attempt'], r: PipelineR
   }
   if (slope === null) reasons.push('relay lag could not be read');
   else if (slope > slopeLimit) reasons.push(`lag grew ${slope.toFixed(0)} events/s per s (limit ${slopeLimit.toFixed(0)})`);
-  const explained = r.lost > 0 && r.evidence ? options.explainLoss?.(r.evidence) : undefined;
-  if (r.lost > 0) reasons.push(`${r.lost} lost${explained ? ` (${explained})` : ''}`);
-  if (r.undrained) reasons.push(`${r.undrained} not applied when the drain was cut ${r.parameters.drainLimitS} s after the load (late or lost: not told apart)`);
+  // The relay's own account goes with the missing orders, whether the drain ran its course (lost) or was cut (undrained).
+  const explained = r.lost + (r.undrained ?? 0) > 0 && r.evidence ? options.explainLoss?.(r.evidence) : undefined;
+  const because = explained ? ` (${explained})` : '';
+  if (r.lost > 0) reasons.push(`${r.lost} lost${because}`);
+  if (r.undrained) reasons.push(`${r.undrained} not applied when the drain was cut ${r.parameters.drainLimitS} s after the load (late or lost: not told apart)${r.lost > 0 ? '' : because}`);
   if (r.e2eMs.p99 >= options.p99LimitMs) reasons.push(`p99 ${r.e2eMs.p99} ms >= ${options.p99LimitMs} ms`);
   return {
     rate,

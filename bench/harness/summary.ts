@@ -40,6 +40,8 @@ export interface RunSummary {
   delivered: number;
   duplicates: number;
   lost: number;
+  /** Not applied when the drain was cut at its limit (late or lost); only then present. */
+  undrained?: number;
   unexpected: number;
   failedWrites: number;
   verdict: string;
@@ -94,9 +96,10 @@ export function summarizeRun(name: string, r: PipelineResult): RunSummary {
     delivered: r.delivered,
     duplicates: r.duplicates,
     lost: r.lost,
+    ...(r.undrained === undefined ? {} : { undrained: r.undrained }),
     unexpected: r.unexpected,
     failedWrites: r.failedWrites,
-    verdict: r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, unexpected ${r.unexpected}`,
+    verdict: lossVerdict(r),
     window: r.window,
     windowDelivery: r.windowDelivery,
     lag: r.lag,
@@ -116,4 +119,14 @@ export function summarizeRun(name: string, r: PipelineResult): RunSummary {
     hgrm: Object.fromEntries((Object.keys(HGRM_SUFFIX) as HistogramName[]).map((key) => [key, `${slug(name)}-${HGRM_SUFFIX[key]}.hgrm`])) as Record<HistogramName, string>,
     errors: r.errors,
   };
+}
+
+/**
+ * What a run says of its orders: nothing lost only when every committed
+ * order was applied and nothing else was; a drain cut at its limit never
+ * says so (what it did not wait for may be late or lost).
+ */
+export function lossVerdict(r: { lost: number; unexpected: number; undrained?: number | undefined }): string {
+  if (r.undrained) return `${r.undrained} UNDRAINED (the drain was cut: late or lost), LOST ${r.lost}, unexpected ${r.unexpected}`;
+  return r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, unexpected ${r.unexpected}`;
 }

@@ -4,6 +4,7 @@
 import type { LatencySummaryMs } from '../../src/latency.js';
 import { relayLabel as relayModeLabel } from '../../src/relay/modes.js';
 import type { PipelineResult } from '../harness/pipeline.js';
+import { lossVerdict } from '../harness/summary.js';
 import { median } from '../harness/stats.js';
 
 export function latencyLine(label: string, s: LatencySummaryMs): string {
@@ -28,7 +29,7 @@ export function describeResult(name: string, r: PipelineResult, relayLabel?: str
   const cost = Object.entries(r.cost)
     .map(([component, c]) => `${component} ${c.cpuSecondsPerMillionEvents === null ? 'n/a' : c.cpuSecondsPerMillionEvents}`)
     .join(', ');
-  const verdict = r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, UNEXPECTED ${r.unexpected}`;
+  const verdict = lossVerdict(r);
   return [
     `${name}: relay ${relayLabel ?? relayModeLabel(p)}, events in the ${storeLabel(p.store)}, ` +
       `${p.rate} events/s offered (${p.ordersPerTransaction}/transaction${p.eventsPerAggregate > 1 ? `, ${p.eventsPerAggregate} events per aggregate` : ""}), ${p.durationS} s measured after ${p.warmupS} s warm-up`,

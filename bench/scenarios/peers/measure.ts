@@ -111,9 +111,9 @@ async function runRelay(context: ScenarioContext, relay: Relay, name: string, p:
   return runPipeline(run, p);
 }
 
-/** The saturation rule applied to one run at `rate` (a search step, a confirmation, or a heap check), its losses matched to the relay's own reports. */
+/** The saturation rule applied to one run at `rate` (a search step, a confirmation, or a heap check), the relay's own reports named beside its losses. */
 const judgeAt = (relay: Relay, rate: number, attempt: SearchStep['attempt'], r: PipelineResult) =>
-  judge(rate, attempt, r, { startRate: rate, maxRate: rate, growth: 1, p99LimitMs: P99_LIMIT_MS, ...(relay.driver.explainLoss ? { explainLoss: relay.driver.explainLoss } : {}) });
+  judge(rate, attempt, r, { startRate: rate, maxRate: rate, growth: 1, p99LimitMs: P99_LIMIT_MS, explainLoss: relay.driver.explainLoss });
 
 /** A run that threw is a failed step: a relay that cannot run a rate does not sustain it. */
 const failedStep = (attempt: SearchAttempt, error: unknown): LatencyUnit['step'] => ({
