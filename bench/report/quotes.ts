@@ -39,19 +39,22 @@ function median(xs: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** A key of an object, or undefined for anything else. */
+const propertyOf = (value: unknown, key: string): unknown => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined);
+
 /** One path step applied to every value reached so far. */
 function step(values: unknown[], segment: string): unknown[] {
   const match = /^([^[\]]*)(?:\[([^\]]+)\])?$/.exec(segment);
   if (!match) throw new Error(`cannot read "${segment}"`);
   const [, key, selector] = match;
-  let reached = key ? values.map((v) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined)) : values;
+  let reached = key ? values.map((v) => propertyOf(v, key)) : values;
   if (selector === undefined) return reached;
   if (/^\d+$/.test(selector)) return reached.map((v) => (Array.isArray(v) ? v[Number(selector)] : undefined));
   if (selector === '*') return reached.flatMap((v) => (Array.isArray(v) ? v : []));
   // A value with a space (a relay named "ours: cdc") is written %20, as in a URL: a marker's path has no spaces.
   const wanted = selector.split(',').map((pair) => pair.split('=').map((part) => part.replaceAll('%20', ' ')) as [string, string]);
   reached = reached.flatMap((v) => (Array.isArray(v) ? v : []));
-  const field = (item: unknown, key: string) => key.split('.').reduce<unknown>((v, part) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined), item);
+  const field = (item: unknown, key: string) => key.split('.').reduce(propertyOf, item);
   return reached.filter((item) => item !== null && typeof item === 'object' && wanted.every(([k, want]) => String(field(item, k)) === want));
 }
 

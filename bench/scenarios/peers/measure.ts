@@ -115,6 +115,9 @@ async function runRelay(context: ScenarioContext, relay: Relay, name: string, p:
 const judgeAt = (relay: Relay, rate: number, attempt: SearchStep['attempt'], r: PipelineResult) =>
   judge(rate, attempt, r, { startRate: rate, maxRate: rate, growth: 1, p99LimitMs: P99_LIMIT_MS, explainLoss: relay.driver.explainLoss });
 
+/** A search step's or heap check's run at `rate`: the saturation rule's grace and drain limit, warmed as every run is. */
+const stepParameters = (ph: Phase, relay: Relay, rate: number): PipelineParameters => ({ ...ph.base(relay), rate, deliveryGraceMs: P99_LIMIT_MS, drainLimitS: SEARCH_DRAIN_LIMIT_S, prewarm: prewarmFor(rate) });
+
 /** A run that threw is a failed step: a relay that cannot run a rate does not sustain it. */
 const failedStep = (attempt: SearchAttempt, error: unknown): LatencyUnit['step'] => ({
   rate: attempt.rate,
@@ -166,7 +169,7 @@ async function searchStep(ph: Phase, s: Search, at: { sitting: number; round: nu
     const name = `peer-${slugOf(s.relay.name)}-search-${attempt.rate}${confirm ? '-confirm' : ''}`;
     say(`peers maxima, round ${at.round} (sitting ${at.sitting}): ${s.relay.name} @ ${attempt.rate}/s${confirm}`);
     try {
-      const r = await ph.run(s.relay, name, { ...ph.base(s.relay), rate: attempt.rate, deliveryGraceMs: P99_LIMIT_MS, drainLimitS: SEARCH_DRAIN_LIMIT_S, prewarm: prewarmFor(attempt.rate) });
+      const r = await ph.run(s.relay, name, stepParameters(ph, s.relay, attempt.rate));
       const { rate, passed, reasons, p99Ms, deliveredShare } = judgeAt(s.relay, attempt.rate, attempt.attempt, r);
       say(`  ${s.relay.name} @ ${rate}/s${confirm}: ${passed ? 'sustained' : reasons.join('; ')}`);
       const atMax = s.relay.driver.windowEvidence && confirm && passed ? r.evidence : undefined;
@@ -218,7 +221,7 @@ async function heapRound(ph: Phase, maxOf: (relay: Relay) => number): Promise<Ma
         }
         const unit = await ph.windowed(at, async () => {
           // A heap too small may keep the relay from starting at all: that is a failed check, not a failed sitting.
-          const step = await ph.run(relay, `peer-${slugOf(relay.name)}-heap-${heapMb}`, { ...ph.base(relay), rate: max, deliveryGraceMs: P99_LIMIT_MS, drainLimitS: SEARCH_DRAIN_LIMIT_S, prewarm: prewarmFor(max) }, heapMb).then(
+          const step = await ph.run(relay, `peer-${slugOf(relay.name)}-heap-${heapMb}`, stepParameters(ph, relay, max), heapMb).then(
             (r) => judgeAt(relay, max, 'confirm', r),
             unlessStopping((error) => ({ passed: false, reasons: [`did not run: ${describeError(error)}`.slice(0, 300)] })),
           );
