@@ -22,6 +22,7 @@ const SYNTHETIC = {
       { name: 'cdc', search: { sustainedRate: 20_971 } },
       { name: 'polling', search: { sustainedRate: 17_000 } },
       { name: 'ours: skip-locked', search: { sustainedRate: 20_971 } },
+      { name: 'polling, batch 10', search: { sustainedRate: 780 } },
     ],
     runs: [
       { strategy: 'cdc', relay: { eventsPerSec: 103_996, cpu: 9 } },
@@ -72,6 +73,7 @@ describe('figures quoted from results/', () => {
     assert.equal(text, 'bound <!-- derive:0 1000000 / {x extra.runs[strategy=cdc].relay.cpu@median} -->111,111<!-- /derive --> events/s, sum <!-- derive (1 + 2) * {x extra.runs[0].relay.cpu} - 0.5 -->26.5<!-- /derive -->');
     assert.deepEqual(drift.map((d) => d.results), ['111,111', '26.5']);
     assert.equal(render('a <!-- result x extra.strategies[name=ours:%20skip-locked].search.sustainedRate -->1<!-- /result -->').drift[0]?.results, '20,971', 'a space in a value, written %20');
+    assert.equal(render('a <!-- result x extra.strategies[name=polling%2C%20batch%2010].search.sustainedRate -->1<!-- /result -->').drift[0]?.results, '780', 'a comma in a value, written %2C');
     assert.equal(render('a <!-- result x extra.runs[*].relay.eventsPerSec@max -->1<!-- /result -->').drift[0]?.results, '105,830', 'every item of an array');
     const unreadable = (t: string) => render(t).drift.map((d) => d.results)[0] ?? '';
     assert.match(unreadable('a <!-- derive 1 / {x extra.nothing} -->1<!-- /derive -->'), /unreadable: nothing there/);

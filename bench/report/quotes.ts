@@ -10,7 +10,7 @@
  *
  * A path is dot-separated keys; `[field=value,...]` keeps the array items
  * that match (all of them, so what follows applies to each; a space in a
- * value is written `%20`; a field may be nested, `[window.sitting=3]`), `[*]` keeps them all, `[n]` takes one. A path that ends in several numbers must say how they become one:
+ * value is written `%20`, a comma `%2C`; a field may be nested, `[window.sitting=3]`), `[*]` keeps them all, `[n]` takes one. A path that ends in several numbers must say how they become one:
  * `|median`, `|min` or `|max`. A trailing `:<digits>` prints that many
  * decimals below 100 (the report's own format: whole numbers with separators
  * from 100 on). An aggregate may also be written `@median` (`@min`, `@max`),
@@ -51,8 +51,9 @@ function step(values: unknown[], segment: string): unknown[] {
   if (selector === undefined) return reached;
   if (/^\d+$/.test(selector)) return reached.map((v) => (Array.isArray(v) ? v[Number(selector)] : undefined));
   if (selector === '*') return reached.flatMap((v) => (Array.isArray(v) ? v : []));
-  // A value with a space (a relay named "ours: cdc") is written %20, as in a URL: a marker's path has no spaces.
-  const wanted = selector.split(',').map((pair) => pair.split('=').map((part) => part.replaceAll('%20', ' ')) as [string, string]);
+  // A value with a space (a relay named "ours: cdc") is written %20, and a comma %2C, as in a URL: a
+  // marker's path has no spaces, and a comma separates the selector's fields.
+  const wanted = selector.split(',').map((pair) => pair.split('=').map((part) => part.replaceAll('%20', ' ').replaceAll('%2C', ',')) as [string, string]);
   reached = reached.flatMap((v) => (Array.isArray(v) ? v : []));
   const field = (item: unknown, key: string) => key.split('.').reduce(propertyOf, item);
   return reached.filter((item) => item !== null && typeof item === 'object' && wanted.every(([k, want]) => String(field(item, k)) === want));
