@@ -147,6 +147,8 @@ const relay: Command = {
     'relayMode',
     'pollIntervalMs',
     'batchSize',
+    'batchDelayMs',
+    'batchBytes',
     'publishers',
     'spillAfterEvents',
     'replicas',
@@ -214,7 +216,7 @@ const consume: Command = {
   summary: 'run the idempotent consumer (inbox + side effect, offsets after commit)',
   usage: 'consume [flags]',
   description: 'Consumes the order topic in a consumer group; applies each event once (inbox keyed by event id) and counts duplicates.',
-  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, ...TOPIC_KEYS, 'consumerGroup', 'metricsPort', 'consumerKafkaClient'],
+  configKeys: [...SERVER_KEYS, ...SCHEMA_KEYS, ...TOPIC_KEYS, 'consumerGroup', 'metricsPort', 'consumerKafkaClient', 'fetchMaxWaitMs', 'fetchMinBytes'],
   async run(context) {
     armFromEnv();
     const runtime = await open(context, { postgres: true, kafka: true });
@@ -224,7 +226,12 @@ const consume: Command = {
     // The topic may not exist before the first relay publishes to it.
     await runtime.ensureTopic(topic);
     const consumer = new IdempotentConsumer({
-      source: await consumersFor(context.config.consumerKafkaClient, { brokers: runtime.infra.kafkaBrokers, clientId: 'outbox-bench-consumer', log: context.log }),
+      source: await consumersFor(context.config.consumerKafkaClient, {
+        brokers: runtime.infra.kafkaBrokers,
+        clientId: 'outbox-bench-consumer',
+        log: context.log,
+        fetch: { maxWaitMs: context.config.fetchMaxWaitMs, minBytes: context.config.fetchMinBytes },
+      }),
       sql: runtime.sql({ max: 4, applicationName: 'outbox-bench-consumer' }),
       groupId: context.config.consumerGroup,
       topics: [topic],

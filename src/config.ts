@@ -106,8 +106,16 @@ export interface Config {
   readonly relayMode: RelayMode;
   /** Pause between polls when the previous batch was not full, in ms. */
   readonly pollIntervalMs: number;
-  /** Most outbox rows claimed and published in one relay pass. */
+  /** Most outbox rows claimed and published in one relay pass (CDC: most events per Kafka batch). */
   readonly batchSize: number;
+  /** CDC relays: how long a commit may wait for more before they publish it, ms (0: at once). */
+  readonly batchDelayMs: number;
+  /** CDC relays: queued bytes (keys and values) that end the batching delay early. */
+  readonly batchBytes: number;
+  /** Consumer: how long the broker may hold a fetch while it has less than fetchMinBytes, ms. */
+  readonly fetchMaxWaitMs: number;
+  /** Consumer: bytes the broker gathers before it answers a fetch (up to fetchMaxWaitMs). */
+  readonly fetchMinBytes: number;
   /** Kafka producers a relay publishes through in parallel (aggregates stay on one each). */
   readonly publishers: number;
   /** CDC: a transaction with more events than this waits on disk until its commit (0: always in memory). */
@@ -210,6 +218,20 @@ export const DEFAULTS: Config = Object.freeze({
   // Rationale: measured on 2 cores, claim+mark throughput flattens above ~1-2K
   // rows per pass while the pass (and its lock hold time) keeps growing.
   batchSize: 1000,
+  // Rationale: each commit leaves as it arrives, the lowest latency; what a
+  // delay saves in CPU per event, and costs in p99, is bench:frontier's table.
+  batchDelayMs: 0,
+  // Rationale: Kafka's default largest producer request (max.request.size,
+  // 1 MiB): a batch that size gains nothing from waiting longer.
+  batchBytes: 1024 * 1024,
+  // Rationale: with fetchMinBytes 1 a fetch returns as soon as one record is
+  // there, so the wait bounds only idle polls, one a second per broker; and
+  // kafkajs' disconnect waits for the fetch in flight, so its 5 s default made
+  // every consumer stop take 5 s.
+  fetchMaxWaitMs: 1_000,
+  // Rationale: the consumer adds no wait of its own; a larger value trades
+  // latency (up to fetchMaxWaitMs) for fewer, fuller batches.
+  fetchMinBytes: 1,
   // Rationale: one idempotent producer has one request in flight; with the
   // default Kafka client four in parallel drained within a few percent of one
   // on 2 cores (results/fastest-path, single runs), so one stays, the
@@ -276,6 +298,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'relayMode', flag: 'mode', env: 'OUTBOX_BENCH_RELAY_MODE', kind: 'enum', values: RELAY_MODES, description: 'relay strategy' },
   { key: 'pollIntervalMs', flag: 'interval-ms', env: 'OUTBOX_BENCH_POLL_INTERVAL_MS', kind: 'int', min: 1, max: 3_600_000, description: 'poll interval when idle, ms' },
   { key: 'batchSize', flag: 'batch-size', env: 'OUTBOX_BENCH_BATCH_SIZE', kind: 'int', min: 1, max: 100_000, description: 'rows claimed per relay pass' },
+  // Rationale for the delay's bound: a twelfth of wal_sender_timeout's 60 s
+  // default, so a hold stays well below it; a budget of seconds is served by a
+  // polling relay at a fraction of the cost.
+  { key: 'batchDelayMs', flag: 'batch-delay-ms', env: 'OUTBOX_BENCH_BATCH_DELAY_MS', kind: 'int', min: 0, max: 5_000, description: 'CDC relays: a commit waits this long for more before it is published, ms (0: at once)' },
+  { key: 'batchBytes', flag: 'batch-bytes', env: 'OUTBOX_BENCH_BATCH_BYTES', kind: 'int', min: 1_024, max: 64 * 1024 * 1024, description: 'CDC relays: queued bytes that end the batching delay early' },
+  { key: 'fetchMaxWaitMs', flag: 'fetch-max-wait-ms', env: 'OUTBOX_BENCH_FETCH_MAX_WAIT_MS', kind: 'int', min: 1, max: 60_000, description: "consumer: longest the broker holds a fetch that has less than --fetch-min-bytes, ms" },
+  { key: 'fetchMinBytes', flag: 'fetch-min-bytes', env: 'OUTBOX_BENCH_FETCH_MIN_BYTES', kind: 'int', min: 1, max: 16 * 1024 * 1024, description: 'consumer: bytes the broker gathers before it answers a fetch' },
   { key: 'publishers', flag: 'publishers', env: 'OUTBOX_BENCH_PUBLISHERS', kind: 'int', min: 1, max: 64, description: 'Kafka producers per relay, in parallel (per-aggregate order kept)' },
   { key: 'spillAfterEvents', flag: 'spill-after', env: 'OUTBOX_BENCH_SPILL_AFTER', kind: 'int', min: 0, max: 100_000_000, description: 'CDC: transactions with more events wait on disk for their commit (0: in memory)' },
   { key: 'kafkaClient', flag: 'kafka-client', env: 'OUTBOX_BENCH_KAFKA_CLIENT', kind: 'enum', values: KAFKA_CLIENTS, description: 'Kafka client of the relays (producers)' },

@@ -29,30 +29,17 @@ import { dropIdleSlots } from '../src/relay/cdc/slot.js';
 import { KafkajsPublisher } from '../src/kafka/kafkajs.js';
 import { TopicAdmin } from '../src/kafka/topics.js';
 import type { EventPublisher } from '../src/relay/publisher.js';
-import { cdcRelayFor, eventually, freePort, headerOf, log, readTopic, scratchDir, testEnv, topicMessageCount, type TestEnv } from './helpers.js';
+import { cdcRelayFor, cdcRelayProcessEnv, currentLsn, eventually, freePort, headerOf, log, readTopic, scratchDir, slotState, testEnv, topicMessageCount, withWalSenderTimeout } from './helpers.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
 
 const cdcRelay = cdcRelayFor;
-
-async function slot(env: TestEnv) {
-  const [row] = await env.sql<{ confirmedFlushLsn: string | null; active: boolean; activePid: number | null; walStatus: string }[]>`
-    SELECT confirmed_flush_lsn::text, active, active_pid, wal_status FROM pg_replication_slots WHERE slot_name = ${env.config.slotName}`;
-  return row;
-}
 
 // Rationale: far below the 60 s default, so a relay that leaves keepalives
 // unanswered loses its connection within the few seconds a test waits.
 const WAL_SENDER_TIMEOUT_MS = 2_000;
 // No unprompted status updates within a test: only answers to keepalives keep the connection.
 const UNPROMPTED_STATUS_MS = 600_000;
-
-/** The test database URL with wal_sender_timeout set for the replication connection only. */
-function withWalSenderTimeout(env: TestEnv, ms: number): string {
-  const url = new URL(env.config.databaseUrl!);
-  url.searchParams.set('options', `-c wal_sender_timeout=${ms}`);
-  return url.toString();
-}
 
 /** Holds every publish until released: a Kafka round trip that takes as long as the test wants. */
 function gatedPublisher(inner: EventPublisher): EventPublisher & { release(): void; waiting(): number } {
@@ -70,11 +57,6 @@ function gatedPublisher(inner: EventPublisher): EventPublisher & { release(): vo
     },
     waiting: () => waiters.length,
   };
-}
-
-async function currentLsn(env: TestEnv): Promise<bigint> {
-  const [row] = await env.sql<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`;
-  return parseLsn(row!.lsn);
 }
 
 const orders = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ customerId: `${prefix}-${i}`, amountCents: i, currency: 'EUR' }));
@@ -95,7 +77,7 @@ describe('CDC relay', () => {
     assert.equal(outbox?.n, 200, 'the table-less events left no rows');
     const sample = messages.find((m) => headerOf(m, HEADERS.aggregateVersion) === '1');
     assert.equal(JSON.parse(sample!.value!.toString()).currency, 'EUR', 'the payload arrives as the JSON that was written');
-    await eventually('the slot to confirm everything', async () => parseLsn((await slot(env))!.confirmedFlushLsn!) >= (await currentLsn(env)) - 1_000_000n);
+    await eventually('the slot to confirm everything', async () => parseLsn((await slotState(env))!.confirmedFlushLsn!) >= (await currentLsn(env)) - 1_000_000n);
   });
 
   it('never confirms past events Kafka has not acknowledged, answers keepalives, and resumes when Kafka is back', async (t) => {
@@ -111,7 +93,7 @@ describe('CDC relay', () => {
     await relay.start();
     await placeOrders(env.sql, orders(20, 'before'));
     await eventually('the first events confirmed', async () => relay.published === 20);
-    const walsender = (await slot(env))?.activePid;
+    const walsender = (await slotState(env))?.activePid;
 
     await broker.stop('kill');
     // The slot skips, on replay, exactly the transactions whose COMMIT record
@@ -128,7 +110,7 @@ describe('CDC relay', () => {
     // coming, and a walsender whose keepalives go unanswered would end the
     // connection after WAL_SENDER_TIMEOUT_MS.
     await sleep(3 * WAL_SENDER_TIMEOUT_MS);
-    const during = await slot(env);
+    const during = await slotState(env);
     assert.equal(during?.activePid, walsender, 'the same replication connection stays up: keepalives are answered');
     assert.ok(
       parseLsn(during!.confirmedFlushLsn!) <= commitNotBefore,
@@ -143,7 +125,7 @@ describe('CDC relay', () => {
     const reader = createKafkaClient({ brokers: broker.brokers, log, clientId: 'cdc-outage-reader' });
     const messages = await readTopic(reader, env.topic(), 120);
     assert.equal(new Set(messages.map((m) => headerOf(m, HEADERS.eventId))).size, 120, 'nothing was lost');
-    await eventually('the slot to confirm past the backlog', async () => parseLsn((await slot(env))!.confirmedFlushLsn!) >= afterInsert);
+    await eventually('the slot to confirm past the backlog', async () => parseLsn((await slotState(env))!.confirmedFlushLsn!) >= afterInsert);
   });
 
   it('answers keepalives when Kafka is unreachable from the start, before anything was confirmed', async (t) => {
@@ -157,9 +139,9 @@ describe('CDC relay', () => {
     const relay = cdcRelay(env, { publisher, databaseUrl: withWalSenderTimeout(env, WAL_SENDER_TIMEOUT_MS), statusIntervalMs: UNPROMPTED_STATUS_MS });
     await relay.start();
     await eventually('the stuck transaction to be buffered', () => relay.bufferedEvents === 10);
-    const walsender = await eventually('a walsender', async () => (await slot(env))?.activePid);
+    const walsender = await eventually('a walsender', async () => (await slotState(env))?.activePid);
     await sleep(3 * WAL_SENDER_TIMEOUT_MS);
-    assert.equal((await slot(env))?.activePid, walsender, 'the walsender did not time the relay out: its keepalives were answered');
+    assert.equal((await slotState(env))?.activePid, walsender, 'the walsender did not time the relay out: its keepalives were answered');
     assert.equal(relay.published, 0);
   });
 
@@ -193,7 +175,7 @@ describe('CDC relay', () => {
     await placeOrders(env.sql, orders(5, 'first'));
     await eventually('a publish held at the gate', () => gate.waiting() === 1);
     await env.sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ${env.config.slotName} AND active_pid IS NOT NULL`;
-    await eventually('the relay to reconnect', async () => (await slot(env))?.active === true);
+    await eventually('the relay to reconnect', async () => (await slotState(env))?.active === true);
     await placeOrders(env.sql, orders(5, 'second'));
     await eventually('the new connection to buffer both transactions', () => relay.bufferedEvents === 10);
     gate.release();
@@ -270,17 +252,7 @@ describe('CDC relay', () => {
 
   it('loses nothing when the relay process is SIGKILLed at random moments under load', async (t) => {
     const env = await testEnv(t);
-    await prepareSlot({ sql: env.sql, schema: env.config.schema, slotName: env.config.slotName, publicationName: env.config.publicationName }, log);
-    env.defer(() => env.sql.unsafe(`DROP PUBLICATION IF EXISTS ${env.config.publicationName}`).catch(() => {}));
-    const childEnv = {
-      ...process.env,
-      OUTBOX_BENCH_SCHEMA: env.config.schema,
-      OUTBOX_BENCH_TOPIC_PREFIX: env.config.topicPrefix,
-      OUTBOX_BENCH_SLOT: env.config.slotName,
-      OUTBOX_BENCH_PUBLICATION: env.config.publicationName,
-      OUTBOX_BENCH_PARTITIONS: '3',
-      OUTBOX_BENCH_LOG_LEVEL: 'warn',
-    };
+    const childEnv = await cdcRelayProcessEnv(env);
     let child: ChildProcess | undefined;
     const startChild = () => {
       child = spawn(process.execPath, [CLI, 'relay', '--mode', 'cdc', '--batch-size', '50'], { env: childEnv, stdio: 'ignore' });
@@ -299,7 +271,7 @@ describe('CDC relay', () => {
     log.warn({ seed }, 'SIGKILL schedule seed');
     let state = seed;
     const random = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-    const confirmed = async () => parseLsn((await slot(env))?.confirmedFlushLsn ?? '0/0');
+    const confirmed = async () => parseLsn((await slotState(env))?.confirmedFlushLsn ?? '0/0');
     for (let kill = 0; kill < 4; kill++) {
       // Each relay dies at work: once it has confirmed past where the last one
       // stopped (a start takes a second or more on a busy machine), at a random
@@ -310,7 +282,7 @@ describe('CDC relay', () => {
       const victim = child!;
       victim.kill('SIGKILL');
       await once(victim, 'exit');
-      await eventually('the walsender to let go of the slot', async () => (await slot(env))?.active === false, 20_000);
+      await eventually('the walsender to let go of the slot', async () => (await slotState(env))?.active === false, 20_000);
       startChild();
     }
     writing = false;
@@ -434,7 +406,7 @@ describe('CDC slot safety', () => {
     const relay = cdcRelay(env);
     await relay.start();
     // start() resolves while the stream opens; the slot is in use once the walsender holds it.
-    await eventually('the relay to hold its slot', async () => (await slot(env))?.active === true);
+    await eventually('the relay to hold its slot', async () => (await slotState(env))?.active === true);
     const base = env.config.slotName;
     const names = [`${base}_a1`, `${base}_a2`, `${base}xa3`, `${base}_b1`];
     for (const name of names) await env.sql`SELECT pg_create_logical_replication_slot(${name}, 'pgoutput')`;

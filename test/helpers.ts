@@ -23,7 +23,8 @@ import { kafkajsConsumers, type ConsumerSource } from '../src/kafka/consumers.js
 import { CdcRelay, type CdcRelayOptions } from '../src/relay/cdc/relay.js';
 import type { EventPublisher } from '../src/relay/publisher.js';
 import { WireEncoder } from '../src/relay/wire.js';
-import { dropIdleSlots } from '../src/relay/cdc/slot.js';
+import { parseLsn } from '../src/relay/cdc/lsn.js';
+import { dropIdleSlots, prepareSlot } from '../src/relay/cdc/slot.js';
 import { slicePort } from './ports.js';
 
 export { startRetryingBind } from './ports.js';
@@ -371,6 +372,44 @@ export function cdcRelayFor(env: TestEnv, options: Partial<CdcRelayOptions> = {}
   env.defer(() => relay.stop());
   env.defer(() => env.sql.unsafe(`DROP PUBLICATION IF EXISTS ${env.config.publicationName}`).catch(() => {}));
   return relay;
+}
+
+/**
+ * The environment of a CDC relay process (`outbox-bench relay --mode cdc`)
+ * on the test's schema, topic prefix, slot and publication; the slot is
+ * created first, so the process finds it where the test looks.
+ */
+export async function cdcRelayProcessEnv(env: TestEnv): Promise<NodeJS.ProcessEnv> {
+  await prepareSlot({ sql: env.sql, schema: env.config.schema, slotName: env.config.slotName, publicationName: env.config.publicationName }, log);
+  env.defer(() => env.sql.unsafe(`DROP PUBLICATION IF EXISTS ${env.config.publicationName}`).catch(() => {}));
+  return {
+    ...process.env,
+    OUTBOX_BENCH_SCHEMA: env.config.schema,
+    OUTBOX_BENCH_TOPIC_PREFIX: env.config.topicPrefix,
+    OUTBOX_BENCH_SLOT: env.config.slotName,
+    OUTBOX_BENCH_PUBLICATION: env.config.publicationName,
+    OUTBOX_BENCH_PARTITIONS: '3',
+    OUTBOX_BENCH_LOG_LEVEL: 'warn',
+  };
+}
+
+/** The test slot's confirmed position and who reads it. */
+export async function slotState(env: TestEnv) {
+  const [row] = await env.sql<{ confirmedFlushLsn: string | null; active: boolean; activePid: number | null; walStatus: string }[]>`
+    SELECT confirmed_flush_lsn::text, active, active_pid, wal_status FROM pg_replication_slots WHERE slot_name = ${env.config.slotName}`;
+  return row;
+}
+
+/** The test database URL with wal_sender_timeout set for the replication connection only. */
+export function withWalSenderTimeout(env: TestEnv, ms: number): string {
+  const url = new URL(env.config.databaseUrl!);
+  url.searchParams.set('options', `-c wal_sender_timeout=${ms}`);
+  return url.toString();
+}
+
+export async function currentLsn(env: TestEnv): Promise<bigint> {
+  const [row] = await env.sql<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`;
+  return parseLsn(row!.lsn);
 }
 
 /**

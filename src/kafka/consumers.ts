@@ -5,7 +5,7 @@
  * cuts what the stream holds into per-partition batches of the same shape.
  */
 import type { EachBatchPayload, Kafka } from 'kafkajs';
-import type { ConsumerKafkaClientName } from '../config.js';
+import { DEFAULTS, type ConsumerKafkaClientName } from '../config.js';
 import { createKafkaClient } from '../kafka-client.js';
 import type { Logger } from '../log.js';
 
@@ -34,21 +34,24 @@ export type ConsumerSource = (groupId: string) => BatchConsumer;
 // Rationale: fetch up to 4 MiB per partition per request so batches of a few
 // thousand ~300-byte events arrive in one piece at high rates.
 const MAX_BYTES_PER_PARTITION = 4 * 1024 * 1024;
-// Rationale: a fetch returns as soon as one record is there (minBytes 1), so
-// the wait bounds only idle polls, one a second per broker; and kafkajs'
-// disconnect waits for the fetch in flight, so its 5 s default made every
-// consumer stop take 5 s.
-const MAX_FETCH_WAIT_MS = 1_000;
+/** How the broker answers a fetch: once it has `minBytes`, or after `maxWaitMs` (config.ts gives the defaults' reasons). */
+export interface FetchSettings {
+  maxWaitMs: number;
+  minBytes: number;
+}
+
+const DEFAULT_FETCH: FetchSettings = { maxWaitMs: DEFAULTS.fetchMaxWaitMs, minBytes: DEFAULTS.fetchMinBytes };
 
 /**
  * `sessionTimeoutMs`: how long a member that stopped heartbeating (killed)
  * keeps its partitions before the group rebalances without it; kafkajs'
  * default is 30 s. Heartbeats go out at a tenth of it, kafkajs' own ratio.
  */
-export function kafkajsConsumers(kafka: Kafka, options: { sessionTimeoutMs?: number } = {}): ConsumerSource {
+export function kafkajsConsumers(kafka: Kafka, options: { sessionTimeoutMs?: number; fetch?: FetchSettings } = {}): ConsumerSource {
+  const fetch = options.fetch ?? DEFAULT_FETCH;
   const session = options.sessionTimeoutMs === undefined ? {} : { sessionTimeout: options.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.round(options.sessionTimeoutMs / 10)) };
   return (groupId) => {
-    const consumer = kafka.consumer({ groupId, maxBytesPerPartition: MAX_BYTES_PER_PARTITION, maxWaitTimeInMs: MAX_FETCH_WAIT_MS, allowAutoTopicCreation: false, ...session });
+    const consumer = kafka.consumer({ groupId, maxBytesPerPartition: MAX_BYTES_PER_PARTITION, maxWaitTimeInMs: fetch.maxWaitMs, minBytes: fetch.minBytes, allowAutoTopicCreation: false, ...session });
     return {
       connect: () => consumer.connect(),
       async subscribe(topics, fromBeginning) {
@@ -69,13 +72,13 @@ export function kafkajsConsumers(kafka: Kafka, options: { sessionTimeoutMs?: num
  * it signals `readable` is grouped by partition and each group handed over
  * as a batch (in offset order).
  */
-export async function platformaticConsumers(brokers: readonly string[], clientId: string, log: Logger): Promise<ConsumerSource> {
+export async function platformaticConsumers(brokers: readonly string[], clientId: string, log: Logger, fetch: FetchSettings = DEFAULT_FETCH): Promise<ConsumerSource> {
   // Loaded when chosen: importing it costs every process about 0.6 s of CPU
   // at start, and most processes (a consumer on kafkajs, a writer, the CLI's
   // help) never use it.
   const { Consumer: PlatformaticConsumer } = await import('@platformatic/kafka');
   return (groupId) => {
-    const consumer = new PlatformaticConsumer({ clientId, bootstrapBrokers: [...brokers], groupId, autocommit: false, maxBytesPerPartition: MAX_BYTES_PER_PARTITION });
+    const consumer = new PlatformaticConsumer({ clientId, bootstrapBrokers: [...brokers], groupId, autocommit: false, maxBytesPerPartition: MAX_BYTES_PER_PARTITION, maxWaitTime: fetch.maxWaitMs, minBytes: fetch.minBytes });
     let topics: readonly string[] = [];
     let fromBeginning = true;
     let running = false;
@@ -165,12 +168,13 @@ interface ConsumerSourceOptions {
   brokers: readonly string[];
   clientId: string;
   log: Logger;
+  fetch?: FetchSettings | undefined;
 }
 
 /** Every consumer Kafka client by name (config.ts CONSUMER_KAFKA_CLIENTS); the compiler checks none is missing. */
 const CONSUMER_SOURCES = {
-  kafkajs: async (o) => kafkajsConsumers(createKafkaClient({ brokers: o.brokers, log: o.log, clientId: o.clientId })),
-  platformatic: async (o) => platformaticConsumers(o.brokers, o.clientId, o.log),
+  kafkajs: async (o) => kafkajsConsumers(createKafkaClient({ brokers: o.brokers, log: o.log, clientId: o.clientId }), { fetch: o.fetch ?? DEFAULT_FETCH }),
+  platformatic: async (o) => platformaticConsumers(o.brokers, o.clientId, o.log, o.fetch),
 } satisfies Record<ConsumerKafkaClientName, (options: ConsumerSourceOptions) => Promise<ConsumerSource>>;
 
 /** The consumers of `--consumer-kafka-client`. */

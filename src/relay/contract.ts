@@ -46,6 +46,8 @@ export const RELAY_PROCESS_SETTINGS: readonly (keyof Config)[] = Object.freeze([
   'replicas',
   'buckets',
   'batchSize',
+  'batchDelayMs',
+  'batchBytes',
   'publishers',
   'spillAfterEvents',
   'pollIntervalMs',

@@ -19,15 +19,35 @@ export interface QueuedTransaction {
   /** Epoch ms: when it committed (from the WAL), and when its commit reached the relay (benchmarks' stages). */
   committedAt?: number;
   receivedAt?: number;
+  /** About the bytes of its events' keys and values (what a batch's byte bound counts). */
+  bytes?: number;
+  /** performance.now() when it was queued: a batching delay counts from the oldest unsent one. */
+  queuedAt?: number;
 }
 
 export class CommitQueue {
   readonly #transactions: QueuedTransaction[] = [];
   #buffered = 0;
+  #bufferedBytes = 0;
 
   /** Events queued and not yet acknowledged. */
   get buffered(): number {
     return this.#buffered;
+  }
+
+  /** About the bytes of those events (a partly acknowledged transaction counts its share). */
+  get bufferedBytes(): number {
+    return this.#bufferedBytes;
+  }
+
+  /**
+   * When the oldest transaction with events Kafka has not acknowledged was
+   * queued (performance.now()). The relay holds only while nothing is in
+   * flight, so then that is the oldest not yet handed to Kafka.
+   */
+  get oldestUnsentQueuedAt(): number | undefined {
+    for (const transaction of this.#transactions) if (transaction.published < transaction.events.length) return transaction.queuedAt;
+    return undefined;
   }
 
   get isEmpty(): boolean {
@@ -35,8 +55,10 @@ export class CommitQueue {
   }
 
   push(transaction: QueuedTransaction): void {
+    transaction.queuedAt ??= performance.now();
     this.#transactions.push(transaction);
     this.#buffered += transaction.events.length - transaction.published;
+    this.#bufferedBytes += unsentShare(transaction, transaction.events.length - transaction.published);
   }
 
   /** Forgets everything (a new connection replays from the confirmed position). */
@@ -44,6 +66,7 @@ export class CommitQueue {
     for (const transaction of this.#transactions) transaction.events.close();
     this.#transactions.length = 0;
     this.#buffered = 0;
+    this.#bufferedBytes = 0;
   }
 
   /** The next unacknowledged events in commit order, at most `max`, across transactions. */
@@ -63,9 +86,11 @@ export class CommitQueue {
       if (left === 0) break;
       const take = Math.min(left, transaction.events.length - transaction.published);
       transaction.published += take;
+      this.#bufferedBytes -= unsentShare(transaction, take);
       left -= take;
     }
     this.#buffered -= count;
+    if (this.#buffered === 0) this.#bufferedBytes = 0; // no float residue once nothing is left
   }
 
   /**
@@ -85,4 +110,10 @@ export class CommitQueue {
     }
     return confirmable;
   }
+}
+
+/** The bytes of `count` of a transaction's events, its events taken as equal in size. */
+function unsentShare(transaction: QueuedTransaction, count: number): number {
+  const { bytes = 0, events } = transaction;
+  return events.length === 0 ? 0 : (bytes * count) / events.length;
 }

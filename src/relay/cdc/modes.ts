@@ -41,6 +41,8 @@ export async function startCdcRelay(runtime: Runtime, options: StartRelayOptions
     log,
     metrics: options.metrics,
     batchSize: config.batchSize,
+    batchDelayMs: config.batchDelayMs,
+    batchBytes: config.batchBytes,
     // 0 keeps every transaction in memory, however large.
     spillAfterEvents: config.spillAfterEvents === 0 ? Number.POSITIVE_INFINITY : config.spillAfterEvents,
     recreateSlot: options.recreateSlot ?? false,

@@ -1,6 +1,7 @@
 /**
  * What a CDC relay is built from, and the defaults of what it may leave out.
  */
+import { DEFAULTS } from '../../config.js';
 import type { Sql } from '../../db.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
@@ -23,6 +24,17 @@ export interface CdcRelayOptions {
   metrics?: Metrics | undefined;
   /** Most events per Kafka batch. */
   batchSize: number;
+  /**
+   * Batching delay, ms: what is queued waits for more commits until its
+   * oldest transaction has been queued this long (time spent awaiting the
+   * previous publish counts), or `batchSize` events or `batchBytes` bytes are
+   * queued, whichever comes first. 0 sends each commit as it arrives. Held
+   * events stay in the commit queue: nothing past them is confirmed, and a
+   * crash during the hold replays them.
+   */
+  batchDelayMs?: number;
+  /** Bytes (keys and values, about) that end a batching delay early. */
+  batchBytes?: number;
   /**
    * Stop reading WAL while this many committed events wait for Kafka. One
    * transaction is always read whole (it cannot be published before its
@@ -71,7 +83,7 @@ const DEFAULT_HEARTBEAT_MS = 5_000;
 // Rationale: well inside wal_sender_timeout (60 s by default).
 const DEFAULT_STATUS_MS = 10_000;
 
-type Defaulted = 'maxBufferedEvents' | 'spillAfterEvents' | 'heartbeatIntervalMs' | 'statusIntervalMs' | 'publishLogicalMessages' | 'label';
+type Defaulted = 'batchDelayMs' | 'batchBytes' | 'maxBufferedEvents' | 'spillAfterEvents' | 'heartbeatIntervalMs' | 'statusIntervalMs' | 'publishLogicalMessages' | 'label';
 
 export type ResolvedCdcRelayOptions = Required<Pick<CdcRelayOptions, Defaulted>> & CdcRelayOptions;
 
@@ -79,6 +91,8 @@ export function withDefaults(options: CdcRelayOptions): ResolvedCdcRelayOptions 
   return {
     spillAfterEvents: options.maxBufferedEvents ?? DEFAULT_MAX_BUFFERED,
     maxBufferedEvents: DEFAULT_MAX_BUFFERED,
+    batchDelayMs: DEFAULTS.batchDelayMs,
+    batchBytes: DEFAULTS.batchBytes,
     heartbeatIntervalMs: DEFAULT_HEARTBEAT_MS,
     statusIntervalMs: DEFAULT_STATUS_MS,
     publishLogicalMessages: true,

@@ -35,6 +35,7 @@ import { describeError, OutboxBenchError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { nowMs } from '../../events.js';
 import { withDefaults, type CdcRelayOptions, type ResolvedCdcRelayOptions } from './options.js';
+import { BatchingDelay, checkDelayAgainstTimeout } from './batching.js';
 import { CommitQueue, type QueuedTransaction } from './commit-queue.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from './lsn.js';
 import { OutboxPlugin, PgoutputDecoder, type PgoutputMessage } from './pgoutput.js';
@@ -70,6 +71,7 @@ export class CdcRelay {
   #generation = 0;
   readonly #queue = new CommitQueue();
   readonly #reader: TransactionReader;
+  readonly #batching: BatchingDelay;
   #paused = false;
   #publishing = false;
   #streaming = false;
@@ -78,6 +80,7 @@ export class CdcRelay {
   constructor(options: CdcRelayOptions) {
     this.#options = withDefaults(options);
     this.#log = options.log.child({ component: 'relay', relay: this.#options.label, slot: options.slotName });
+    this.#batching = new BatchingDelay({ delayMs: this.#options.batchDelayMs, maxEvents: this.#options.batchSize, maxBytes: this.#options.batchBytes });
     this.#reader = new TransactionReader({
       ...this.#options,
       recordTimes: this.#options.stages !== undefined,
@@ -114,6 +117,7 @@ export class CdcRelay {
   async start(): Promise<void> {
     const prepared = await prepareSlot({ ...this.#options, relayMode: this.#options.label }, this.#log);
     const [server] = await this.#options.sql<{ version: number }[]>`SELECT current_setting('server_version_num')::int AS version`;
+    await checkDelayAgainstTimeout(this.#options.sql, this.#options.batchDelayMs, this.#log);
     this.#progress = new SlotProgress({ ...this.#options, log: this.#log, createdLsn: prepared.createdLsn, serverVersion: server?.version ?? 0 });
     this.#loop = this.#run();
   }
@@ -126,6 +130,7 @@ export class CdcRelay {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#wake?.();
+    this.#batching.release();
     const loop = this.#loop?.catch(() => {});
     if (!loop) return;
     // The library opens its connection inside subscribe(), and a stop() that
@@ -178,6 +183,7 @@ export class CdcRelay {
     } finally {
       clearInterval(heartbeat);
       clearInterval(status);
+      this.#batching.release();
       this.#queue.clear();
       this.#reader.drop();
       this.#log.info({ published: this.published, confirmed: this.confirmedLsn }, 'CDC relay stopped');
@@ -240,6 +246,7 @@ export class CdcRelay {
     } finally {
       this.#generation += 1; // late publishes of this connection must not ack on the next one
       this.#streaming = false;
+      this.#batching.release(); // a hold of this connection's queue ends with it
       await service.stop().catch(() => {});
       if (this.#crashed) throw this.#crashed;
     }
@@ -252,6 +259,7 @@ export class CdcRelay {
       this.#socket()?.pause();
       this.#log.debug({ buffered: this.#queue.buffered }, 'Kafka is behind; pausing the WAL stream');
     }
+    this.#batching.queued(this.#queue);
     void this.#publishLoop();
   }
 
@@ -270,6 +278,12 @@ export class CdcRelay {
     try {
       while (!this.#stopped && generation === this.#generation && !this.#queue.isEmpty) {
         this.#confirmFinishedHead();
+        const hold = this.#batching.remainingMs(this.#queue);
+        if (hold > 0) {
+          // The queue is not empty meanwhile, so keepalives confirm nothing past it (#onKeepalive).
+          await this.#batching.hold(hold);
+          continue;
+        }
         const batch = this.#queue.nextBatch(this.#options.batchSize);
         if (batch.length === 0) continue;
         try {

@@ -38,6 +38,7 @@ export interface TransactionReaderOptions {
 interface OpenTransaction {
   events: WireEvent[];
   spill: SpillFile | undefined;
+  bytes: number;
 }
 
 export class TransactionReader {
@@ -59,7 +60,7 @@ export class TransactionReader {
     switch (message.tag) {
       case 'begin':
         this.drop();
-        this.#current = { events: [], spill: undefined };
+        this.#current = { events: [], spill: undefined, bytes: 0 };
         return;
       case 'insert':
         if (this.#current) this.#add(this.#current, this.#options.wire.fromColumns(message.row));
@@ -72,7 +73,7 @@ export class TransactionReader {
         this.#current = undefined;
         if (!open) return;
         open.spill?.finish();
-        const transaction: QueuedTransaction = { endLsn: message.endLsn, events: open.spill ?? new MemoryEvents(open.events), published: 0 };
+        const transaction: QueuedTransaction = { endLsn: message.endLsn, events: open.spill ?? new MemoryEvents(open.events), published: 0, bytes: open.bytes };
         if (this.#options.recordTimes) {
           transaction.committedAt = message.committedAt;
           transaction.receivedAt = nowMs();
@@ -98,7 +99,7 @@ export class TransactionReader {
       if (!this.#options.publishLogicalMessages) return;
       const event = this.#options.wire.fromColumns(decodeOutboxFrame(message.content));
       if (message.transactional && this.#current) this.#add(this.#current, event);
-      else this.#options.committed({ endLsn: message.lsn || parseLsn(lsn), events: new MemoryEvents([event]), published: 0 });
+      else this.#options.committed({ endLsn: message.lsn || parseLsn(lsn), events: new MemoryEvents([event]), published: 0, bytes: sizeOf(event) });
       return;
     }
     if (message.prefix === HEARTBEAT_PREFIX && !message.transactional) {
@@ -110,6 +111,7 @@ export class TransactionReader {
 
   /** Adds an event to the transaction being read, moving it to disk once it grows past the threshold. */
   #add(open: OpenTransaction, event: WireEvent): void {
+    open.bytes += sizeOf(event);
     if (open.spill) {
       open.spill.append(event);
       return;
@@ -122,4 +124,13 @@ export class TransactionReader {
     this.spilledTransactions += 1;
     this.#options.log.info({ events: open.spill.length, file: open.spill.file }, 'a large transaction goes to disk until it commits');
   }
+}
+
+/**
+ * About an event's bytes in a Kafka request: its key and value (a string's
+ * length stands for its bytes; headers are left out). A bound, not a count
+ * the broker checks.
+ */
+function sizeOf(event: WireEvent): number {
+  return event.key.length + event.value.length;
 }
