@@ -10,6 +10,7 @@ import { CHAOS_ROWS } from './scenarios/chaos.js';
 import { cleanup } from './scenarios/cleanup.js';
 import { drain } from './scenarios/drain.js';
 import { fastestPath } from './scenarios/fastest-path.js';
+import { frontier } from './scenarios/frontier.js';
 import { http } from './scenarios/http.js';
 import { micro } from './scenarios/micro.js';
 import { outage } from './scenarios/outage.js';
@@ -32,6 +33,7 @@ export const SCENARIO_NAMES = [
   'micro',
   'cleanup',
   'peers',
+  'frontier',
   'big-transaction',
   'outage',
   'quick',
@@ -54,6 +56,7 @@ export const SCENARIO_REGISTRY = {
   micro,
   cleanup,
   peers,
+  frontier,
   'big-transaction': bigTransaction,
   outage,
   quick,

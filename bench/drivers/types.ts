@@ -18,7 +18,7 @@ import type { LoadStore, OwnStore } from './write-path.js';
 export type { LoadStore, OwnStore, OwnWritePath } from './write-path.js';
 
 /** The settings of a run that a driver reads (a subset of the pipeline's parameters, which carry them). */
-export interface DriverParameters extends Pick<Config, 'relayMode' | 'batchSize' | 'pollIntervalMs' | 'replicas' | 'publishers'>, Partial<Pick<Config, 'kafkaClient'>> {
+export interface DriverParameters extends Pick<Config, 'relayMode' | 'batchSize' | 'pollIntervalMs' | 'replicas' | 'publishers'>, Partial<Pick<Config, 'kafkaClient' | 'batchDelayMs'>> {
   store: LoadStore;
   partitions: number;
 }

@@ -7,7 +7,7 @@
 import { IdempotentConsumer, type Delivery } from '../../src/consumer/consumer.js';
 import { createSql } from '../../src/db.js';
 import { resolveConfig, type ConsumerKafkaClientName } from '../../src/config.js';
-import { consumersFor } from '../../src/kafka/consumers.js';
+import { consumersFor, type FetchSettings } from '../../src/kafka/consumers.js';
 import { createHistogram, encodeHistogram, recordMs, summarizeMs } from '../../src/latency.js';
 import { createLogger } from '../../src/log.js';
 import { nowMs } from '../../src/events.js';
@@ -36,6 +36,8 @@ export interface ConsumerTask {
   countById?: boolean;
   /** See IdempotentConsumerOptions.commitIntervalMs. */
   commitIntervalMs?: number;
+  /** How the broker answers its fetches (default: config.ts's). */
+  fetch?: FetchSettings | undefined;
   /** The consumer's Kafka client (default: the configured one, as the relay's child resolves its own). */
   kafkaClient?: ConsumerKafkaClientName;
   /** How often progress is reported, ms (default 1,000; drains want finer). */
@@ -160,7 +162,7 @@ async function run(task: ConsumerTask): Promise<void> {
   const sql = createSql(task.databaseUrl, task.schema, { max: 2, applicationName: 'outbox-bench-consumer' });
   const tally = new DeliveryTally(task);
   const consumer = new IdempotentConsumer({
-    source: await consumersFor(task.kafkaClient ?? resolveConfig().consumerKafkaClient, { brokers: task.kafkaBrokers, clientId: 'outbox-bench-consumer', log }),
+    source: await consumersFor(task.kafkaClient ?? resolveConfig().consumerKafkaClient, { brokers: task.kafkaBrokers, clientId: 'outbox-bench-consumer', log, fetch: task.fetch }),
     sql,
     groupId: task.groupId,
     topics: [task.topic],

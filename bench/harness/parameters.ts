@@ -12,7 +12,7 @@ import type { PrewarmParameters } from './load-worker.js';
  */
 export interface PipelineParameters
   extends Pick<Config, 'relayMode' | 'batchSize' | 'pollIntervalMs' | 'replicas' | 'publishers'>,
-    Partial<Pick<Config, 'kafkaClient' | 'consumerKafkaClient'>> {
+    Partial<Pick<Config, 'kafkaClient' | 'consumerKafkaClient' | 'batchDelayMs' | 'fetchMaxWaitMs' | 'fetchMinBytes'>> {
   /** Where the load writes events: our outbox (table rows or logical messages), or a relay's own table (its driver's backlog). */
   store: LoadStore;
   /** Orders (= events) per second offered, all workers together. */

@@ -5,7 +5,7 @@
  * drains, and every committed order is accounted for: applied or lost.
  */
 import { mkdirSync } from 'node:fs';
-import type { Config } from '../../src/config.js';
+import { DEFAULTS, type Config } from '../../src/config.js';
 import type { Sql } from '../../src/db.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { nowMs, reanchorClock } from '../../src/events.js';
@@ -84,6 +84,7 @@ function startConsumers(context: PipelineContext, run: RunSetup, p: PipelinePara
     prewarm: plan.prewarm,
     ordersPerWorker: plan.ordersPerWorker,
     commitIntervalMs: p.consumerCommitIntervalMs,
+    fetch: { maxWaitMs: p.fetchMaxWaitMs ?? DEFAULTS.fetchMaxWaitMs, minBytes: p.fetchMinBytes ?? DEFAULTS.fetchMinBytes },
     ...(p.consumerKafkaClient ? { kafkaClient: p.consumerKafkaClient } : {}),
   }, p.consumers ?? 1);
 }

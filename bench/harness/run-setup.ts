@@ -21,11 +21,11 @@ import { silentLogger } from '../../src/log.js';
 
 /** The relay settings a run chooses (everything else a relay reads is the run's own: schema, topic, slots). */
 export type RunRelay = Pick<Config, 'relayMode' | 'replicas' | 'batchSize' | 'pollIntervalMs' | 'publishers'> &
-  Partial<Pick<Config, 'buckets' | 'leaseMs' | 'kafkaClient'>>;
+  Partial<Pick<Config, 'buckets' | 'leaseMs' | 'kafkaClient' | 'batchDelayMs'>>;
 
 /** The settings of our relay in a run with these parameters. */
 export function relayOf(p: RunRelay): RunRelay {
-  return { relayMode: p.relayMode, replicas: p.replicas, batchSize: p.batchSize, pollIntervalMs: p.pollIntervalMs, publishers: p.publishers, kafkaClient: p.kafkaClient };
+  return { relayMode: p.relayMode, replicas: p.replicas, batchSize: p.batchSize, pollIntervalMs: p.pollIntervalMs, publishers: p.publishers, kafkaClient: p.kafkaClient, ...(p.batchDelayMs === undefined ? {} : { batchDelayMs: p.batchDelayMs }) };
 }
 
 export interface RunSetupOptions {

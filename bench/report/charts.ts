@@ -170,3 +170,23 @@ export function lines(series: TimeSeries[], chartTitle: string, xName: string, y
     series: series.map((s) => ({ name: s.name, type: 'line', showSymbol: false, data: s.points })),
   });
 }
+
+/**
+ * Cost against latency: each series' points (x: p99 in ms on a log axis, y:
+ * CPU per event) as dots, and its Pareto frontier as a line through the
+ * points no other of its own beats on both.
+ */
+export function frontier(series: { name: string; points: { p99Ms: number; cpu: number; label: string }[]; frontier: { p99Ms: number; cpu: number }[] }[], chartTitle: string, yName: string, subtitle?: string): Chart {
+  return render({
+    title: title(chartTitle, subtitle),
+    legend: { ...LEGEND, data: series.map((s) => s.name) },
+    grid: { left: 90, right: 40, top: GRID_TOP, bottom: 60 },
+    tooltip: { trigger: 'item' },
+    xAxis: { type: 'log', name: 'e2e p99 (ms), log scale', nameLocation: 'middle', nameGap: 32 },
+    yAxis: { type: 'value', name: yName, nameLocation: 'middle', nameGap: 70 },
+    series: series.flatMap((s, i) => [
+      { name: s.name, type: 'scatter', symbolSize: 9, itemStyle: { color: PALETTE[i % PALETTE.length] }, data: s.points.map((p) => ({ value: [p.p99Ms, p.cpu], name: p.label })) },
+      { name: s.name, type: 'line', showSymbol: false, lineStyle: { color: PALETTE[i % PALETTE.length] }, data: s.frontier.map((p) => [p.p99Ms, p.cpu]) },
+    ]),
+  });
+}

@@ -20,8 +20,9 @@ const MODULE_OF: Record<string, string> = {
 /**
  * The peers' own code (their drivers, JMX and JVM readers, their SQL): every
  * scenario's import closure holds the driver registry, but only the peers
- * comparison runs a peer, so a change there marks it alone.
+ * comparison and the frontier run a peer, so a change there marks them alone.
  */
+const PEER_SCENARIOS = new Set(['peers', 'frontier']);
 const PEER_CODE = /^bench\/drivers\/(debezium|jmx|jvm-threads|ptp[\w-]*)\.ts$/;
 
 /** The module a scenario runs from, relative to the project (bench/scenarios/<name>.ts). */
@@ -31,11 +32,11 @@ export function scenarioModule(scenario: string, root = PROJECT_ROOT): string | 
   return existsSync(path.join(root, file)) ? file : undefined;
 }
 
-/** The sources a scenario's figures depend on: its module's import closure, a peer's code only for the peers comparison. */
+/** The sources a scenario's figures depend on: its module's import closure, a peer's code only for the scenarios that run one. */
 export function measuredCode(scenario: string, root = PROJECT_ROOT): string[] | undefined {
   const module = scenarioModule(scenario, root);
   if (!module) return undefined;
-  return importClosure(module, root).filter((file) => scenario === 'peers' || !PEER_CODE.test(file));
+  return importClosure(module, root).filter((file) => PEER_SCENARIOS.has(scenario) || !PEER_CODE.test(file));
 }
 
 const IMPORT = /(?:import|export)\s[^'"]*?from\s+['"](\.{1,2}\/[^'"]+)\.js['"]|import\(\s*['"](\.{1,2}\/[^'"]+)\.js['"]\s*\)/g;

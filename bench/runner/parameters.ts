@@ -60,6 +60,17 @@ function fromConfig(key: keyof PipelineParameters, configKey?: keyof Config): Re
   return { [spec.flag]: number(key, spec.description, spec.min, spec.max) };
 }
 
+/**
+ * The flag of an optional pipeline parameter that is a Config setting: a run
+ * that does not give it leaves the setting to the relay's or consumer's own
+ * default (and its recorded parameters without it).
+ */
+function optionalFromConfig(key: keyof PipelineParameters & keyof Config): Record<string, ParameterFlag> {
+  const spec = specOf(key);
+  if (spec.min === undefined || spec.max === undefined) throw new Error(`option ${key} has no range`);
+  return { [spec.flag]: { key, spec: { description: spec.description, defaultValue: Number(DEFAULTS[key]), defaultText: `${String(DEFAULTS[key])}, the default`, min: spec.min, max: spec.max } } };
+}
+
 const client = (key: 'kafkaClient' | 'consumerKafkaClient', whose: string, known: readonly string[]): ParameterFlag => ({
   key,
   spec: { kind: 'string', description: `the ${whose} Kafka client`, values: () => known, defaultText: `the configured one, ${DEFAULTS[key]}` },
@@ -84,6 +95,9 @@ export const PARAMETER_FLAGS: Readonly<Record<string, ParameterFlag>> = {
   ...fromConfig('pollIntervalMs'),
   ...fromConfig('replicas'),
   ...fromConfig('publishers'),
+  ...optionalFromConfig('batchDelayMs'),
+  ...optionalFromConfig('fetchMaxWaitMs'),
+  ...optionalFromConfig('fetchMinBytes'),
   consumers: number('consumers', 'consumer processes in the group', 1, 16),
   'commit-interval-ms': number('consumerCommitIntervalMs', 'consumer offset commits at most this often (0 = back to back)', 0, 60_000),
   'drain-timeout-s': number('drainTimeoutS', 'give up on stragglers after', 1, 3_600),
