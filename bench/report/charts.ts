@@ -185,7 +185,7 @@ export function frontier(series: { name: string; points: { p99Ms: number; cpu: n
     xAxis: { type: 'log', name: 'e2e p99 (ms), log scale', nameLocation: 'middle', nameGap: 32 },
     yAxis: { type: 'value', name: yName, nameLocation: 'middle', nameGap: 70 },
     series: series.flatMap((s, i) => [
-      { name: s.name, type: 'scatter', symbolSize: 9, itemStyle: { color: PALETTE[i % PALETTE.length] }, data: s.points.map((p) => ({ value: [p.p99Ms, p.cpu], name: p.label })) },
+      { name: s.name, type: 'scatter', symbolSize: 9, itemStyle: { color: PALETTE[i % PALETTE.length] }, label: { show: true, position: 'right', fontSize: 10, formatter: '{b}' }, data: s.points.map((p) => ({ value: [p.p99Ms, p.cpu], name: p.label })) },
       { name: s.name, type: 'line', showSymbol: false, lineStyle: { color: PALETTE[i % PALETTE.length] }, data: s.frontier.map((p) => [p.p99Ms, p.cpu]) },
     ]),
   });

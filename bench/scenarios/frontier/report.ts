@@ -5,7 +5,7 @@
  */
 import type { SittingRecord } from '../../harness/sitting.js';
 import { frontier as frontierChart } from '../../report/charts.js';
-import { current, f, save, type ReportContext } from '../../report/kit.js';
+import { current, f, save, whole, type ReportContext } from '../../report/kit.js';
 import { ratioText, sittingTable } from '../drain/rounds.js';
 import { decisions, paretoFrontier, subjectFigures, type SubjectFigures, type Spread } from './analysis.js';
 import type { FrontierRun } from './measure.js';
@@ -46,8 +46,8 @@ export function decisionTable(extra: FrontierResult): string[] {
     '|---|---:|---|---|---:|---:|---:|---|---|',
     ...rows.map((d) => {
       const c = d.choice;
-      if (!c) return `| ${labelOf(d.shape)} | ${d.budgetMs} ms | none measured held it | | | | | | |`;
-      return `| ${labelOf(d.shape)} | ${d.budgetMs} ms | ${c.relay} | ${c.setting} | ${f(c.p99Ms!.max)} | ${spreadText(c.cpuPerMillion, 0)} | ${c.cpuRatio ? ratioText(c.cpuRatio) : 'n/a'} | ${operationsOf(c.subject)} | ${sittingsOf(extra.runs, c)} |`;
+      if (!c) return `| ${labelOf(d.shape)} | ${whole(d.budgetMs)} ms | none measured held it | | | | | | |`;
+      return `| ${labelOf(d.shape)} | ${whole(d.budgetMs)} ms | ${c.relay} | ${c.setting} | ${f(c.p99Ms!.max)} | ${spreadText(c.cpuPerMillion, 0)} | ${c.cpuRatio ? ratioText(c.cpuRatio) : 'n/a'} | ${operationsOf(c.subject)} | ${sittingsOf(extra.runs, c)} |`;
     }),
     '',
   ];
