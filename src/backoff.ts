@@ -18,3 +18,32 @@ export function backoffMs(failures: number, backoff: Backoff = RETRY_BACKOFF): n
   const delay = Math.min(backoff.maxMs, backoff.minMs * 2 ** Math.min(Math.max(0, failures - 1), 30));
   return backoff.jitter === false ? delay : delay * (0.5 + Math.random() / 2);
 }
+
+/**
+ * A wait that something else may end early: a stop during a retry's
+ * backoff, or enough work arriving during the CDC relay's batching delay.
+ */
+export class WakeableSleep {
+  #wake: (() => void) | undefined;
+
+  /** Whether a wait is in progress. */
+  get sleeping(): boolean {
+    return this.#wake !== undefined;
+  }
+
+  async sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+  }
+
+  /** Ends the wait in progress, if any. */
+  wake(): void {
+    this.#wake?.();
+  }
+}

@@ -10,6 +10,7 @@
  * it holds them: no keepalive reply confirms past a held commit, and a crash
  * during the hold replays them (relay.ts).
  */
+import { WakeableSleep } from '../../backoff.js';
 import type { Sql } from '../../db.js';
 import type { Logger } from '../../log.js';
 import type { CommitQueue } from './commit-queue.js';
@@ -22,7 +23,7 @@ export interface BatchingOptions {
 
 export class BatchingDelay {
   readonly #options: BatchingOptions;
-  #release: (() => void) | undefined;
+  readonly #wait = new WakeableSleep();
 
   constructor(options: BatchingOptions) {
     this.#options = options;
@@ -36,25 +37,18 @@ export class BatchingDelay {
   }
 
   /** Waits `ms`, or less if released. */
-  async hold(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#release = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.#release = undefined;
+  hold(ms: number): Promise<void> {
+    return this.#wait.sleep(ms);
   }
 
   /** A commit was queued: ends the hold if a full batch is there now. */
   queued(queue: CommitQueue): void {
-    if (this.#release && this.#full(queue)) this.#release();
+    if (this.#wait.sleeping && this.#full(queue)) this.#wait.wake();
   }
 
   /** Ends the hold (the relay stops). */
   release(): void {
-    this.#release?.();
+    this.#wait.wake();
   }
 
   #full(queue: CommitQueue): boolean {

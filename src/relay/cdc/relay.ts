@@ -29,7 +29,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LogicalReplicationService } from 'pg-logical-replication';
-import { backoffMs, RETRY_BACKOFF } from '../../backoff.js';
+import { backoffMs, RETRY_BACKOFF, WakeableSleep } from '../../backoff.js';
 import { failpoint, FailpointCrash } from '../../chaos/failpoints.js';
 import { describeError, OutboxBenchError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -60,7 +60,8 @@ export class CdcRelay {
   readonly #log: Logger;
   #stopped = false;
   #loop: Promise<void> | undefined;
-  #wake: (() => void) | undefined;
+  /** The wait before a retry, which a stop ends. */
+  readonly #retryWait = new WakeableSleep();
   #crashed: FailpointCrash | undefined;
   /** What the server has been told is durably handled. */
   #confirmed: Lsn = ZERO_LSN;
@@ -129,7 +130,7 @@ export class CdcRelay {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#wake?.();
+    this.#retryWait.wake();
     this.#batching.release();
     const loop = this.#loop?.catch(() => {});
     if (!loop) return;
@@ -177,7 +178,7 @@ export class CdcRelay {
             { err: describeError(error), retryInMs: Math.round(delay), confirmed: this.confirmedLsn },
             'replication connection lost; reconnecting from the confirmed position (unconfirmed transactions are replayed)',
           );
-          await this.#sleep(delay);
+          await this.#retryWait.sleep(delay);
         }
       }
     } finally {
@@ -188,17 +189,6 @@ export class CdcRelay {
       this.#reader.drop();
       this.#log.info({ published: this.published, confirmed: this.confirmedLsn }, 'CDC relay stopped');
     }
-  }
-
-  async #sleep(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.#wake = undefined;
   }
 
   /** One replication connection, from the slot's confirmed position until it ends. */
@@ -296,7 +286,7 @@ export class CdcRelay {
           this.#options.metrics?.relayErrors.inc({ relay: this.#options.label, kind: (error as { code?: string }).code ?? 'publish' });
           const delay = backoffMs(failures, { ...RETRY_BACKOFF, jitter: false });
           this.#log.warn({ err: describeError(error), retryInMs: delay, confirmed: this.confirmedLsn }, 'publish failed; nothing confirmed past it, retrying');
-          await this.#sleep(delay);
+          await this.#retryWait.sleep(delay);
           continue;
         }
         if (generation !== this.#generation) return;
