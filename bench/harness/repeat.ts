@@ -5,7 +5,7 @@
  */
 import { describeResult } from '../report/format.js';
 import type { PipelineResult } from './pipeline.js';
-import { lossVerdict, summarizeRun, type RunSpread, type RunSummary } from './summary.js';
+import { lossVerdict, nothingLost, summarizeRun, type RunSpread, type RunSummary } from './summary.js';
 
 export interface RepeatedRun {
   /**
@@ -42,11 +42,8 @@ export async function repeatRun(name: string, repeats: number, once: (attempt: n
     lost: summaries.reduce((sum, s) => sum + s.lost, 0),
     unexpected: summaries.reduce((sum, s) => sum + s.unexpected, 0),
   };
-  const undrained = summaries.reduce((sum, s) => sum + (s.undrained ?? 0), 0);
-  const verdict =
-    spread.lost === 0 && spread.unexpected === 0 && undrained === 0
-      ? `nothing lost${repeats > 1 ? ` in ${repeats} runs` : ''}`
-      : `${lossVerdict({ ...spread, undrained })} over ${repeats} run(s)`;
+  const counts = { ...spread, undrained: summaries.reduce((sum, s) => sum + (s.undrained ?? 0), 0) };
+  const verdict = nothingLost(counts) ? `nothing lost${repeats > 1 ? ` in ${repeats} runs` : ''}` : `${lossVerdict(counts)} over ${repeats} run(s)`;
   if (repeats > 1) {
     const range = (values: readonly number[], digits = 1) => `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
     lines.push(

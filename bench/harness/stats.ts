@@ -1,13 +1,22 @@
 /**
- * The two statistics the reports use: the median of what was measured (the
- * lower middle for an even count, so it is always a value some run had) and
- * a least-squares line.
+ * The statistics the reports use: the median of what was measured (the
+ * lower middle for an even count, so it is always a value some run had), the
+ * midpoint median where no single run should decide (a figure quoted in
+ * prose, a frontier setting of two repeats), and a least-squares line.
  */
 
 /** The median of the known (finite) values; undefined when none is known. */
 export function median(values: readonly (number | null | undefined)[]): number | undefined {
   const known = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
   return known[Math.floor((known.length - 1) / 2)];
+}
+
+/** The median with the two middle values' midpoint for an even count; undefined for no values. */
+export function midpointMedian(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** The least-squares line through the points; undefined with fewer than two distinct x. */

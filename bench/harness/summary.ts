@@ -126,7 +126,14 @@ export function summarizeRun(name: string, r: PipelineResult): RunSummary {
  * order was applied and nothing else was; a drain cut at its limit never
  * says so (what it did not wait for may be late or lost).
  */
-export function lossVerdict(r: { lost: number; unexpected: number; undrained?: number | undefined }): string {
+export function lossVerdict(r: LossCounts): string {
   if (r.undrained) return `${r.undrained} UNDRAINED (the drain was cut: late or lost), LOST ${r.lost}, unexpected ${r.unexpected}`;
-  return r.lost === 0 && r.unexpected === 0 ? 'nothing lost' : `LOST ${r.lost}, unexpected ${r.unexpected}`;
+  return nothingLost(r) ? 'nothing lost' : `LOST ${r.lost}, unexpected ${r.unexpected}`;
+}
+
+type LossCounts = { lost: number; unexpected: number; undrained?: number | undefined };
+
+/** Every committed order applied, nothing else applied, and the drain not cut before it could tell. */
+export function nothingLost(r: LossCounts): boolean {
+  return !r.undrained && r.lost === 0 && r.unexpected === 0;
 }

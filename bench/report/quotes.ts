@@ -27,17 +27,13 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { OutboxBenchError } from '../../src/errors.js';
+import { midpointMedian } from '../harness/stats.js';
 import { f, type Summary } from './kit.js';
 
 const MARKER = /<!-- result (\S+) (\S+?)(?::(\d))? -->(.*?)<!-- \/result -->/g;
 const DERIVED = /<!-- derive(?::(\d))? (.+?) -->(.*?)<!-- \/derive -->/g;
-const AGGREGATES = { median, min: (xs: number[]) => Math.min(...xs), max: (xs: number[]) => Math.max(...xs) } as const;
-
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
+// A quoted median is the midpoint of the middle two for an even count (an aggregate is only asked of values that exist).
+const AGGREGATES = { median: (xs: number[]) => midpointMedian(xs)!, min: (xs: number[]) => Math.min(...xs), max: (xs: number[]) => Math.max(...xs) } as const;
 
 /** A key of an object, or undefined for anything else. */
 const propertyOf = (value: unknown, key: string): unknown => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined);

@@ -5,6 +5,8 @@
  * against p99, and the decision table.
  */
 import { ratiosToAnchor, type AnchorRatio } from '../../harness/sitting.js';
+import { midpointMedian } from '../../harness/stats.js';
+import { groupBy } from '../../report/kit.js';
 import type { FrontierRun } from './measure.js';
 
 /** A figure over a subject's repeats: the median and the range. */
@@ -35,22 +37,14 @@ export interface SubjectFigures {
 
 /** The median as the midpoint of the two middle values for an even count: of two repeats, neither run alone decides. */
 function spread(values: readonly number[]): Spread | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const middle = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { median: middle, min: sorted[0]!, max: sorted.at(-1)! };
+  const middle = midpointMedian(values);
+  return middle === undefined ? null : { median: middle, min: Math.min(...values), max: Math.max(...values) };
 }
 
 /** Every subject's figures at every shape measured, in the order the runs came. */
 export function subjectFigures(runs: readonly FrontierRun[], anchor: string): SubjectFigures[] {
-  const groups = new Map<string, FrontierRun[]>();
-  for (const run of runs) {
-    const key = `${run.shape}\u0000${run.subject}`;
-    groups.set(key, [...(groups.get(key) ?? []), run]);
-  }
-  const byShape = new Map<string, FrontierRun[]>();
-  for (const run of runs) byShape.set(run.shape, [...(byShape.get(run.shape) ?? []), run]);
+  const groups = groupBy(runs, (run) => `${run.shape}\u0000${run.subject}`);
+  const byShape = groupBy(runs, (run) => run.shape);
   const ratios = new Map<string, { cpu: AnchorRatio[]; p99: AnchorRatio[] }>();
   for (const [shape, shapeRuns] of byShape) {
     // Only runs that count are compared: a run that lost events or fell behind has no cost or latency worth a ratio.

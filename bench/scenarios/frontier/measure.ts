@@ -13,7 +13,7 @@ import type { PrewarmParameters } from '../../harness/load-worker.js';
 import { runPipeline, type PipelineParameters, type PipelineResult } from '../../harness/pipeline.js';
 import { rethrowIfStopping } from '../../harness/running.js';
 import { inWindow, SittingJournal, type SittingRecord, type SittingWindow } from '../../harness/sitting.js';
-import { summarizeRun, type RunSummary } from '../../harness/summary.js';
+import { nothingLost, summarizeRun, type RunSummary } from '../../harness/summary.js';
 import { pipelineContext, type ScenarioContext } from '../../scenario.js';
 import { Rounds } from '../peers/sitting-rounds.js';
 import { shapeKey, shapeLabel, type Shape, type Subject } from './subjects.js';
@@ -77,7 +77,7 @@ export function frontierRunOf(subject: Subject, shape: Shape, repeat: number, su
   const delivery = summary.windowDelivery;
   const deliveredShare = delivery.intended === 0 ? 0 : delivery.deliveredByDeadline / delivery.intended;
   const failures = [
-    ...(summary.lost > 0 || summary.unexpected > 0 || (summary.undrained ?? 0) > 0 ? [summary.verdict] : []),
+    ...(nothingLost(summary) ? [] : [summary.verdict]),
     ...(deliveredShare < KEPT_UP_SHARE ? [`fell behind: ${(deliveredShare * 100).toFixed(1)}% of the window's events applied in time (needs ${KEPT_UP_SHARE * 100}%)`] : []),
   ];
   const { p50, p90, p99, p999, max } = summary.e2eMs;

@@ -21,7 +21,7 @@ export interface FrontierResult {
   incomplete?: string;
 }
 
-// Rationale: the shape most services run, and the headline: one
+// Rationale: the shape most services run: one
 // event per transaction at a rate well inside every relay's reach.
 export const HEADLINE_SHAPE = shapeKey({ eventsPerTransaction: 1, rate: 2_000 });
 

@@ -80,7 +80,7 @@ function debezium(pollMs: number, lingerMs: number, isDefault: boolean): Subject
  * Rationale for the values: the CDC delay spans "each commit as it arrives"
  * (0), a wait below a typical service's own latency (5 ms) and one that
  * fills a batch at these rates (20 ms); the table relays' interval spans
- * the mission's 500 ms, a fifth of it, and 20 ms, where the poll itself
+ * the polling relay's default 500 ms, a fifth of it, and 20 ms, where the poll itself
  * becomes the cost; Debezium's, the latency profile's poll (10 ms, linger 0)
  * against a shorter poll and a longer one with a producer linger. Sharded
  * CDC is left out: it splits a slot that one relay does not fill at these rates.
