@@ -41,6 +41,8 @@ export const ErrorCodes = [
   'SHUTTING_DOWN',
   /** A benchmark or checker found a broken guarantee. */
   'CHECK_FAILED',
+  /** A `--workload sql:<file>` script could not be read or parsed, or its dry run wrote no event. */
+  'WORKLOAD_INVALID',
   /** A commit could not be checked out, installed or built (bench:ab), or its run failed. */
   'BUILD_FAILED',
 ] as const;
@@ -82,7 +84,7 @@ const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['SLOT_LOST', 'SLOT_MISSING'
 
 /** The exit code for a command that ended with `error`. */
 export function exitCodeFor(error: unknown): number {
-  if (isOutboxBenchError(error, 'USAGE') || isOutboxBenchError(error, 'CONFIG_INVALID')) return EXIT.USAGE;
+  if (isOutboxBenchError(error, 'USAGE') || isOutboxBenchError(error, 'CONFIG_INVALID') || isOutboxBenchError(error, 'WORKLOAD_INVALID')) return EXIT.USAGE;
   return error instanceof OutboxBenchError && FATAL_CODES.has(error.code) ? EXIT.FATAL : EXIT.FAILED;
 }
 

@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { startRelayProcess, stopChild } from '../bench/harness/processes.js';
 import { loadPool, runLoad, runPipeline, type PipelineContext, type PipelineParameters } from '../bench/harness/pipeline.js';
 import { openRun } from '../bench/harness/run-setup.js';
@@ -30,9 +30,9 @@ import { buildReport } from '../bench/report.js';
 import { f } from '../bench/report/kit.js';
 import type { ScenarioContext } from '../bench/scenario.js';
 import { resolveConfig, settingsEnv } from '../src/config.js';
-import { acquireInfra, type Infra } from '../src/infra/index.js';
+import type { Infra } from '../src/infra/index.js';
 import { TEST_ENVIRONMENT } from './fake-run.js';
-import { log, scratchDir, testEnv, uniqueName, testParameters } from './helpers.js';
+import { log, scratchDir, testEnv, testServers, uniqueName, testParameters } from './helpers.js';
 
 // A light load with a short poll interval: the healthy tail stays far below
 // the stall, so the two runs cannot be confused on a busy 2-core machine.
@@ -41,13 +41,6 @@ const PARAMETERS: PipelineParameters = testParameters();
 const STALL_MS = 2_500;
 
 
-async function servers(t: TestContext): Promise<Infra> {
-  const config = resolveConfig();
-  assert.ok(config.databaseUrl && config.kafkaBrokers, 'npm test provides the servers');
-  const infra = await acquireInfra({ config, log });
-  t.after(() => infra.release());
-  return infra;
-}
 
 async function context(infra: Infra, name: string, extra: Partial<PipelineContext> = {}): Promise<PipelineContext> {
   return {
@@ -62,7 +55,7 @@ async function context(infra: Infra, name: string, extra: Partial<PipelineContex
 
 describe('benchmark harness', () => {
   it('shows a deliberately stalled consumer in the latency tail, and records every stage of a run without the stall', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const healthy = await runPipeline(await context(infra, 'harness_healthy'), PARAMETERS);
     const stalled = await runPipeline(await context(infra, 'harness_stalled'), { ...PARAMETERS, stallConsumerMs: STALL_MS });
 
@@ -93,7 +86,7 @@ describe('benchmark harness', () => {
   });
 
   it('reports a dropped event as lost with several workers, and times the drain from the relay spawn', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     let dropped = '';
     const ctx = await context(infra, 'harness_lost', {
       // The relay never sees the last order of the last worker: it was committed, then deleted.
@@ -123,7 +116,7 @@ describe('benchmark harness', () => {
   });
 
   it('drains with a relay warmed by a prewarm and paused while the backlog is written, and counts every process of the relay', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     // Three SKIP LOCKED replicas under a supervisor: the pause must hold every one of them.
     const replicas = 3;
     const run = await runPipeline(await context(infra, 'harness_prewarm'), {
@@ -151,7 +144,7 @@ describe('benchmark harness', () => {
   });
 
   it('fails a run that delivers an event its load plan never wrote, instead of counting it', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const ctx = await context(infra, 'harness_foreign', {
       // A later event of a committed order under a new id: delivered, applied, and no order of the plan.
       beforeRelay: async (sql) => {
@@ -167,7 +160,7 @@ describe('benchmark harness', () => {
   });
 
   it('gives a run\'s processes the run\'s settings only, not the shell\'s', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const shell = { OUTBOX_BENCH_BUCKETS: '7', OUTBOX_BENCH_BATCH_SIZE: '3', CRASH_AT: 'relay.after-publish-before-mark:every=1' };
     Object.assign(process.env, shell);
     t.after(() => {
@@ -185,7 +178,7 @@ describe('benchmark harness', () => {
   });
 
   it('runs several consumer processes in one group, each event applied by one of them', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const run = await runPipeline(await context(infra, 'harness_consumers'), { ...PARAMETERS, rate: 400, durationS: 4, consumers: 2 });
     assert.equal(run.lost, 0);
     assert.equal(run.delivered, run.sent);
@@ -194,7 +187,7 @@ describe('benchmark harness', () => {
 
   it('reports a relay ready only once every SKIP LOCKED replica is running', async (t) => {
     const env = await testEnv(t);
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const rawDir = await scratchDir();
     const [clock] = await env.sql<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
     const settings = settingsEnv({
@@ -218,7 +211,7 @@ describe('benchmark harness', () => {
   });
 
   it('times a relay-only drain from the spawn even when the relay publishes before it reports ready', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const outDir = path.join(await scratchDir(), 'drain-origin');
     mkdirSync(outDir, { recursive: true });
     const options: Record<string, number> = { backlog: 20_000, profile: 0, 'consumer-drain': 0, resume: 0, 'sitting-minutes': 60 };
@@ -243,7 +236,7 @@ describe('benchmark harness', () => {
   });
 
   it('drains a backlog through the relay alone, then through each consumer client alone, and profiles an extra run', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const outDir = path.join(await scratchDir(), 'drain');
     mkdirSync(outDir, { recursive: true });
     // Enough that the relay's 10%-90% window (about 80,000 events/s here) holds ten 50 ms readings.
@@ -286,7 +279,7 @@ describe('benchmark harness', () => {
   });
 
   it('gives a quick look: each relay once at a moderate rate plus a drain, one table, labelled, in its own folder', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const root = await scratchDir();
     const outDir = path.join(root, 'quick');
     mkdirSync(outDir, { recursive: true });
@@ -325,7 +318,7 @@ describe('benchmark harness', () => {
   });
 
   it('measures what an outbox row and a logical message add to the business write, with and without a relay reading them', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const pool = loadPool(1);
     t.after(() => pool.destroy());
     const context = { config: resolveConfig(), infra, log, parameters: PARAMETERS, outDir: await scratchDir(), quiet: true, repeats: 1, option: () => 0, list: (_: string, fallback: string[]) => fallback } satisfies ScenarioContext;
@@ -366,7 +359,7 @@ describe('benchmark harness', () => {
   });
 
   it('puts the share of events a hot-key sweep point names on its 10 hot orders', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const pool = loadPool(1);
     t.after(() => pool.destroy());
     // The share of a run's events on its 10 most-written orders, at one point of the hot-key sweep.
@@ -398,7 +391,7 @@ describe('benchmark harness', () => {
   });
 
   it('divides the HTTP phase\'s CPU by exactly the orders its window holds', async (t) => {
-    const infra = await servers(t);
+    const infra = await testServers(t);
     const outDir = path.join(await scratchDir(), 'http');
     mkdirSync(outDir, { recursive: true });
     const options: Record<string, number> = { 'http-connections': 8, 'http-rate': 100, 'p99-limit-ms': 50, 'group-commit': 500, 'http-compare': 0, 'http-search': 0 };

@@ -3,6 +3,7 @@
  * prefix, consumer group and replication slot names, on the servers that
  * test/run.js started once for the whole run.
  */
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, cpSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -13,6 +14,7 @@ import type { Kafka, KafkaMessage } from 'kafkajs';
 import type { PipelineParameters } from '../bench/harness/pipeline.js';
 import { PROJECT_ROOT, resolveConfig, type Config } from '../src/config.js';
 import { createSql, dropSchema, migrate, type Sql } from '../src/db.js';
+import { acquireInfra, type Infra } from '../src/infra/index.js';
 import { topicFor } from '../src/events.js';
 import { createKafkaClient } from '../src/kafka-client.js';
 import { createLogger, type Logger } from '../src/log.js';
@@ -441,4 +443,13 @@ export function testParameters(overrides: Partial<PipelineParameters> = {}): Pip
     seed: 7,
     ...overrides,
   };
+}
+
+/** The servers `npm test` provides, acquired for one test and released after it. */
+export async function testServers(t: TestContext): Promise<Infra> {
+  const config = resolveConfig();
+  assert.ok(config.databaseUrl && config.kafkaBrokers, 'npm test provides the servers');
+  const infra = await acquireInfra({ config, log });
+  t.after(() => infra.release());
+  return infra;
 }

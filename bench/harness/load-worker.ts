@@ -23,6 +23,8 @@ import type { Sql } from '../../src/db.js';
 import { placeOrdersWithoutEvents, writeOrderEvents, type AmendOrderInput, type PlaceOrderInput, type WrittenEvent } from '../../src/orders/write-path.js';
 import type { LoadStore, OwnWritePath } from '../drivers/write-path.js';
 import { loadEventId } from './load-ids.js';
+import { statementsFor, type BoundStatement, type SqlWorkload } from './sql-workload.js';
+import { writeWorkloadTransaction } from './sql-workload-execution.js';
 
 export interface LoadTask {
   databaseUrl: string;
@@ -61,8 +63,10 @@ export interface LoadTask {
   /** Share (0..1) of amendments that go to the `hotKeys` hottest orders. */
   hotKeyShare: number;
   hotKeys: number;
-  /** Seed of the aggregate picks, so a run can be repeated. */
+  /** Seed of the aggregate picks (and of a workload script's random()), so a run can be repeated. */
   seed: number;
+  /** The user's own transaction (`--workload sql:<file>`) instead of the built-in orders; the run checked it with a dry run. */
+  workload?: SqlWorkload | undefined;
 }
 
 export interface LoadResult {
@@ -153,9 +157,33 @@ function padding(bytes: number): string | undefined {
 }
 
 /** One transaction's writes, by the task's store. */
-type WriteTransaction = (sql: Sql, place: PlaceOrderInput[], amend: AmendOrderInput[]) => Promise<WrittenEvent[]>;
+type WriteOrders = (sql: Sql, place: PlaceOrderInput[], amend: AmendOrderInput[]) => Promise<WrittenEvent[]>;
 
-async function writerFor(task: LoadTask): Promise<WriteTransaction> {
+/** Writes the transaction of orders `firstSeq` .. `firstSeq + size - 1`. */
+type WriteTransaction = (sql: Sql, firstSeq: number, size: number) => Promise<void>;
+
+async function writerFor(task: LoadTask, due: (seq: number) => number): Promise<WriteTransaction> {
+  const workload = task.workload;
+  if (workload) {
+    const random = seededRandom(task.seed + task.workerIndex);
+    return (sql, firstSeq, size) => {
+      const statements: BoundStatement[] = [];
+      for (let seq = firstSeq; seq < firstSeq + size; seq++) {
+        statements.push(...statementsFor(workload, { eventId: loadEventId(task.runTag, task.workerIndex, seq), intendedAt: due(seq), clientId: task.workerIndex }, random));
+      }
+      return writeWorkloadTransaction(sql, workload, statements);
+    };
+  }
+  const write = await ordersWriterFor(task);
+  const targets = new AmendTargets(task);
+  const note = padding(task.payloadBytes);
+  return async (sql, firstSeq, size) => {
+    const { place, amend } = transactionOf(task, firstSeq, size, targets, note);
+    targets.committed(await write(sql, place, amend));
+  };
+}
+
+async function ordersWriterFor(task: LoadTask): Promise<WriteOrders> {
   if (task.writePath !== undefined) {
     const own = (await import(task.writePath)) as OwnWritePath;
     return (sql, place) => own.placeOrders(sql, place);
@@ -225,7 +253,6 @@ function transactionOf(task: LoadTask, firstSeq: number, size: number, targets: 
 }
 
 export default async function runLoad(task: LoadTask): Promise<LoadResult> {
-  const write = await writerFor(task);
   const sql = createSql(task.databaseUrl, task.schema, { max: task.connections, applicationName: `outbox-bench-load-${task.workerIndex}` });
   const perTx = task.ordersPerTransaction;
   const total = task.orders;
@@ -233,22 +260,19 @@ export default async function runLoad(task: LoadTask): Promise<LoadResult> {
   /** The size of the transaction that starts at `firstSeq`. */
   const sizeAt = (firstSeq: number) => (warm && firstSeq < warm.orders ? warm.ordersPerTransaction : perTx);
   const due = (seq: number) => intendedTime({ startAt: task.startAt, perWorkerRate: task.rate, prewarm: task.prewarm }, seq);
+  const write = await writerFor(task, due);
   const commitAt = new Float64Array(total).fill(Number.NaN);
   const histogram = createHistogram();
   const errors = new Set<string>();
-  const note = padding(task.payloadBytes);
   let committed = 0;
   let failed = 0;
   const transactionsPlanned = warm ? warm.orders / warm.ordersPerTransaction + Math.ceil((total - warm.orders) / perTx) : Math.ceil(total / perTx);
   const transactions = new Float64Array(2 * transactionsPlanned);
   let transactionCount = 0;
 
-  const targets = new AmendTargets(task);
-
   const send = async (firstSeq: number, size: number): Promise<void> => {
-    const { place, amend } = transactionOf(task, firstSeq, size, targets, note);
     try {
-      targets.committed(await write(sql, place, amend));
+      await write(sql, firstSeq, size);
       const at = nowMs();
       const lastIntended = due(firstSeq + size - 1);
       transactions[2 * transactionCount] = lastIntended;

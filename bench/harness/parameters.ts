@@ -5,6 +5,7 @@
 import type { Config } from '../../src/config.js';
 import type { LoadStore } from '../drivers/write-path.js';
 import type { PrewarmParameters } from './load-worker.js';
+import type { SqlWorkload } from './sql-workload.js';
 
 /**
  * A run's parameters: the relay's settings are the Config's own (same names,
@@ -48,6 +49,8 @@ export interface PipelineParameters
   drainLimitS?: number;
   /** Seed of the load's random choices. */
   seed: number;
+  /** The user's own transaction (`--workload sql:<file>`) in place of the built-in orders. */
+  workload?: SqlWorkload;
   /**
    * Drain mode: write the whole load with no relay running, then start the
    * relay and time how fast it clears the backlog. With a prewarm, the relay

@@ -16,7 +16,7 @@ import type { Evidence, RelayDriver, RunningRelay } from '../drivers/types.js';
 import { account, type Accounting } from './accounting.js';
 import { driverRunOf, writePathOf } from './driver-run.js';
 import type { ConsumerFinal } from './consumer-process.js';
-import { loadPool, runLoad } from './load.js';
+import { checkWorkload, loadPool, runLoad } from './load.js';
 import { newRunTag } from './load-ids.js';
 import { planLoad, type LoadPlan, type LoadResult } from './load-worker.js';
 import type { PipelineParameters } from './parameters.js';
@@ -32,7 +32,7 @@ export type { ProcessCost, TimelinePoint } from './accounting.js';
 export type { StageSummaries } from './stages.js';
 export { stopRunsInProgress } from './running.js';
 export { relayOf };
-export { loadPool, runLoad } from './load.js';
+export { checkWorkload, loadPool, runLoad, subjectsForWorkload } from './load.js';
 export type { PipelineParameters } from './parameters.js';
 
 // Rationale: kafkajs' default session timeout is 30 s; a consumer stopped
@@ -122,6 +122,7 @@ export async function runPipeline(context: PipelineContext, p: PipelineParameter
 async function measure(context: PipelineContext, driver: RelayDriver, running: Running, p: PipelineParameters, writePath: string | undefined): Promise<PipelineResult> {
   const { infra, log } = context;
   const { run } = running;
+  await checkWorkload({ databaseUrl: infra.databaseUrl, schema: run.schema, p, writePath });
   const driverRun = driverRunOf({ ...context, recordStages: true }, run, p);
   await driver.prepare(driverRun);
   const plan: LoadPlan = planLoad(p);

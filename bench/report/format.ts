@@ -31,7 +31,7 @@ export function describeResult(name: string, r: PipelineResult, relayLabel?: str
     .join(', ');
   const verdict = lossVerdict(r);
   return [
-    `${name}: relay ${relayLabel ?? relayModeLabel(p)}, events in the ${storeLabel(p.store)}, ` +
+    `${name}: relay ${relayLabel ?? relayModeLabel(p)}, events in the ${storeLabel(p.store)}${p.workload ? ` written by sql:${p.workload.file}` : ''}, ` +
       `${p.rate} events/s offered (${p.ordersPerTransaction}/transaction${p.eventsPerAggregate > 1 ? `, ${p.eventsPerAggregate} events per aggregate` : ""}), ${p.durationS} s measured after ${p.warmupS} s warm-up`,
     `  sent ${r.sent}  delivered ${r.delivered}  duplicates ${r.duplicates}  lost ${r.lost}  failed writes ${r.failedWrites}  -> ${verdict}`,
     r.drain

@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT, resolveConfig, type Config } from '../../src/config.js';
 import { createSql } from '../../src/db.js';
-import { describeError, OutboxBenchError } from '../../src/errors.js';
+import { describeError, EXIT, exitCodeFor, isOutboxBenchError, OutboxBenchError } from '../../src/errors.js';
 import { acquireInfra, type Infra } from '../../src/infra/index.js';
 import { decodeHistogram, percentileDistribution } from '../../src/latency.js';
 import { ShutdownStack, installSignalHandlers } from '../../src/lifecycle.js';
@@ -120,6 +120,8 @@ async function runShared(sitting: Sitting): Promise<number> {
         process.stderr.write(`bench: ${scenario.name}: written without ${report.failed.length} part(s) that failed:\n${report.failed.map((f) => `  ${f}`).join('\n')}\n`);
       }
     } catch (error) {
+      // A workload script its dry run refused would fail every scenario after it the same way.
+      if (isOutboxBenchError(error, 'WORKLOAD_INVALID')) throw error;
       failures += 1;
       process.stderr.write(`bench: ${scenario.name} failed: ${describeError(error)}\n`);
     }
@@ -154,6 +156,8 @@ function refuse(command: Command): void {
   if (command.shared.length > 0) assertFullKafkaJit(config);
   if (command.groups.length > 0) assertFullKafkaJit({ kafkaJit: config.kafkaJit, kafkaBrokers: undefined });
   assertCleanTree(command.runner.values.get('allow-dirty') === true);
+  // Reads and parses a --workload script: one that cannot be is refused before any server starts.
+  for (const { scenario, flags } of command.shared) pipelineParameters(scenario, flags.values, flags.given);
 }
 
 /** `node dist/bench/run.js <argv>`: the exit code (0 done, 1 a scenario failed, 2 a usage error). */
@@ -174,7 +178,7 @@ export async function runBench(argv: readonly string[]): Promise<number> {
     refuse(command);
   } catch (error) {
     process.stderr.write(`bench: ${describeError(error)}\n`);
-    return 2;
+    return EXIT.USAGE;
   }
   const config = resolveConfig();
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'bench', config.logFormat);
@@ -189,7 +193,7 @@ export async function runBench(argv: readonly string[]): Promise<number> {
     return failures === 0 ? 0 : 1;
   } catch (error) {
     process.stderr.write(`bench: ${describeError(error)}\n`);
-    return 1;
+    return exitCodeFor(error);
   } finally {
     await shutdown.run();
   }

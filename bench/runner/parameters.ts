@@ -6,6 +6,7 @@ import { CONSUMER_KAFKA_CLIENTS, DEFAULTS, KAFKA_CLIENTS, specOf, type Config } 
 import type { FlagSpec, FlagSpecs, FlagValue } from '../flags.js';
 import type { PipelineParameters } from '../harness/pipeline.js';
 import type { Scenario } from '../scenario.js';
+import { workloadFromFlag } from '../harness/sql-workload.js';
 
 /** Shared defaults; each scenario overrides what it must. */
 export const BASE_PARAMETERS: PipelineParameters = Object.freeze({
@@ -102,6 +103,14 @@ export const PARAMETER_FLAGS: Readonly<Record<string, ParameterFlag>> = {
   'commit-interval-ms': number('consumerCommitIntervalMs', 'consumer offset commits at most this often (0 = back to back)', 0, 60_000),
   'drain-timeout-s': number('drainTimeoutS', 'give up on stragglers after', 1, 3_600),
   'stall-consumer-ms': number('stallConsumerMs', 'pause the consumer this long mid-measurement (SIGSTOP), to see a stall in the tail', 0, 600_000),
+  workload: {
+    key: 'workload',
+    spec: {
+      kind: 'string',
+      description: 'the load: the built-in orders, or your own transaction in a pgbench-style script (sql:<file>; see docs/workloads.md), checked by a rolled-back dry run',
+      defaultText: 'orders',
+    },
+  },
   'kafka-client': client('kafkaClient', "relays'", KAFKA_CLIENTS),
   'consumer-kafka-client': client('consumerKafkaClient', "consumer's", CONSUMER_KAFKA_CLIENTS),
 };
@@ -127,6 +136,11 @@ export function pipelineParameters(scenario: Scenario, values: ReadonlyMap<strin
   for (const [flag, { key }] of Object.entries(PARAMETER_FLAGS)) {
     if (!given.has(flag)) continue;
     const value = values.get(flag);
+    if (key === 'workload') {
+      const workload = workloadFromFlag(value as string);
+      if (workload) result[key] = workload;
+      continue;
+    }
     result[key] = key === 'hotKeyShare' ? (value as number) / 100 : value;
   }
   return result as unknown as PipelineParameters;

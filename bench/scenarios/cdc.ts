@@ -7,6 +7,7 @@ import { runPipeline } from '../harness/pipeline.js';
 import { repeatRun, type RepeatedRun } from '../harness/repeat.js';
 import type { Scenario } from '../scenario.js';
 import { DRIVERS } from '../drivers/index.js';
+import { relaysForWorkload } from '../harness/sql-workload.js';
 
 /** The modes compared, each with the store its writers use. */
 const MODES = ['cdc', 'cdc-message'] as const;
@@ -17,7 +18,7 @@ export const cdc: Scenario = {
   defaults: { relayMode: 'cdc' },
   async run(context) {
     const results: RepeatedRun[] = [];
-    for (const mode of MODES) {
+    for (const mode of relaysForWorkload(MODES, context.parameters.workload)) {
       results.push(
         await repeatRun(mode, context.repeats, (attempt) =>
           runPipeline(

@@ -19,7 +19,7 @@ import { planLoad } from '../harness/load-worker.js';
 import { DRIVERS } from '../drivers/index.js';
 import type { RunningRelay } from '../drivers/types.js';
 import { driverRunOf, stopRelay } from '../harness/driver-run.js';
-import { loadPool, runLoad } from '../harness/pipeline.js';
+import { checkWorkload, loadPool, runLoad } from '../harness/pipeline.js';
 import { openRun } from '../harness/run-setup.js';
 import { lines as lineChart } from '../report/charts.js';
 import { anySummary, f, legacyNote, save, type ReportContext } from '../report/kit.js';
@@ -242,6 +242,7 @@ export const cleanup: Scenario = {
       let relay: RunningRelay | undefined;
       let pool: Piscina | undefined;
       try {
+        await checkWorkload({ databaseUrl: infra.databaseUrl, schema, p });
         relay = await driver.start(driverRunOf({ infra, log, rawDir }, setup, p), {
           settings: { retention: RETENTION, logLevel: 'info' },
           args: ['--cleanup', strategy, '--cleanup-interval-ms', '15000'],

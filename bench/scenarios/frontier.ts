@@ -17,6 +17,7 @@ import { oneOf } from '../scenario-flags.js';
 import { frontierRounds } from './frontier/measure.js';
 import { decisionTable, frontierReport, type FrontierResult } from './frontier/report.js';
 import { ANCHOR, FRONTIER_RELAYS, SHAPES, selectSubjects, shapeKey } from './frontier/subjects.js';
+import { subjectsForWorkload } from '../harness/load.js';
 
 export const frontier: Scenario = {
   name: 'frontier',
@@ -35,7 +36,7 @@ export const frontier: Scenario = {
   },
   async run(context) {
     if (context.repeats < 2) throw new OutboxBenchError('USAGE', 'frontier: a setting is judged by its worst run, so it runs at least twice (--repeats 2 or more)');
-    const subjects = selectSubjects(context.list('mode', []));
+    const subjects = subjectsForWorkload(selectSubjects(context.list('mode', [])), context.parameters.workload, ANCHOR);
     const named = context.list('shapes', SHAPES.map(shapeKey));
     const shapes = SHAPES.filter((s) => named.includes(shapeKey(s)));
     const measured = await frontierRounds(context, { subjects, shapes, repeats: context.repeats, resume: yes(context, 'resume'), budgetMinutes: context.option('sitting-minutes') });

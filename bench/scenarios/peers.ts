@@ -47,6 +47,7 @@ import { latencyLines } from './peers/latency-report.js';
 import { peersReport } from './peers/report.js';
 import { latencyRatios, mergeDrains, mergeLatency, mergePeers, mergeRuns, previousResults, type DrainComparison, type PeerResult, type PeersResult } from './peers/results.js';
 import { COMMON_RATE, drainBacklogFor, MAX_BACKLOG, POINT_LABELS } from './peers/sizing.js';
+import { subjectsForWorkload } from '../harness/load.js';
 
 export { PEER_RELAY_KEYS, selectRelays, type Relay } from './peers/relays.js';
 export { hostNote } from './peers/report.js';
@@ -129,7 +130,7 @@ export const peers: Scenario = {
     }
     const phases = context.list('phases', [...PHASES]);
     const points = context.list('points', [...POINT_LABELS]) as (typeof POINT_LABELS)[number][];
-    const relays = selectRelays(context.list('mode', []));
+    const relays = subjectsForWorkload(selectRelays(context.list('mode', [])), context.parameters.workload, anchorRelay());
     const previous = previousResults(context.outDir);
     const started = Date.now();
     const budgetMinutes = context.option('sitting-minutes');

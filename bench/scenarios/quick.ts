@@ -13,6 +13,7 @@ import { summarizeRun } from '../harness/summary.js';
 import { current, f, type ReportContext } from '../report/kit.js';
 import { pipelineContext, type Scenario } from '../scenario.js';
 import { modeFlag, relayMode } from '../scenario-flags.js';
+import { relaysForWorkload } from '../harness/sql-workload.js';
 
 /** Every relay a user picks from (naive-skip-locked is the counter-example, left out). */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message', 'cdc-sharded'];
@@ -68,7 +69,7 @@ export const quick: Scenario = {
   },
   standalone: true,
   async run(context) {
-    const strategies = context.list('mode', [...MODES]);
+    const strategies = relaysForWorkload(context.list('mode', [...MODES]), context.parameters.workload);
     for (const name of strategies) relayModeInfo(name);
     const backlog = context.option('backlog');
     const runs: ReturnType<typeof summarizeRun>[] = [];

@@ -12,6 +12,7 @@ import { bracketOf, cpuPerMillionByProcess, MAX_LAG_SLOPE_SHARE, MIN_DELIVERED_S
 import { current, f, save, type ReportContext } from '../report/kit.js';
 import { pipelineContext, type Scenario } from '../scenario.js';
 import { modeFlag, p99LimitFlag, relayMode, searchRateFlags } from '../scenario-flags.js';
+import { relaysForWorkload } from '../harness/sql-workload.js';
 
 /** The relays searched, in order (a multi-process mode runs --replicas processes). */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message'];
@@ -106,7 +107,7 @@ export const saturation: Scenario = {
     backlog: { description: 'events pre-loaded for the drain measurement', defaultValue: 100_000, min: 1_000, max: 10_000_000 },
   },
   async run(context) {
-    const strategies = context.list('mode', [...MODES]);
+    const strategies = relaysForWorkload(context.list('mode', [...MODES]), context.parameters.workload);
     // Unknown names fail here, with the list of modes.
     for (const name of strategies) relayModeInfo(name);
     const results: StrategySaturation[] = [];

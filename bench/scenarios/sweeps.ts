@@ -28,6 +28,7 @@ import { bracketOf, searchSustained, type SearchOptions, type SearchStep } from 
 import { current, f, save, type ReportContext, type Summary } from '../report/kit.js';
 import { pipelineContext, type Scenario, type ScenarioContext } from '../scenario.js';
 import { modeFlag, p99LimitFlag, relayMode, searchRateFlags } from '../scenario-flags.js';
+import { relaysForWorkload } from '../harness/sql-workload.js';
 
 /** The relays swept: the saturation scenario's, in its order. */
 const MODES: readonly RelayMode[] = ['polling', 'skip-locked', 'cdc', 'cdc-message'];
@@ -233,7 +234,7 @@ export async function runSweep(definition: SweepDefinition, context: ScenarioCon
   const wanted = context.list('points', labels);
   const unknown = wanted.filter((label) => !labels.includes(label));
   if (unknown.length > 0) throw new OutboxBenchError('USAGE', `sweep-${definition.name}: unknown point(s) ${unknown.join(', ')}; its points are ${labels.join(', ')}`);
-  const relays = context.list('mode', [...MODES]);
+  const relays = relaysForWorkload(context.list('mode', [...MODES]), context.parameters.workload);
   for (const relay of relays) relayModeInfo(relay);
   const order = (definition.measureOrder ?? labels).filter((label) => wanted.includes(label));
   const previous = previousEntries(context.outDir, definition.name);

@@ -24,6 +24,7 @@ import { bars } from '../report/charts.js';
 import { current, f, save, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 import { p99LimitFlag, searchRateFlags } from '../scenario-flags.js';
+import { OutboxBenchError } from '../../src/errors.js';
 
 /** One way of writing an order, and the relay reading it (if any). */
 interface WriteWay {
@@ -288,6 +289,8 @@ export const writeCost: Scenario = {
   },
   async run(context) {
     const p = context.parameters;
+    // Its baseline is the business write without its event, which a script that writes both has no form of.
+    if (p.workload) throw new OutboxBenchError('USAGE', `write-cost compares the built-in order write with and without its event; --workload sql:${p.workload.file} has no eventless form`);
     for (const way of WAYS) if (way.relay) relayModeInfo(way.relay);
     const pool = loadPool(p.workers);
     try {
