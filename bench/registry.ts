@@ -12,6 +12,7 @@ import { drain } from './scenarios/drain.js';
 import { fastestPath } from './scenarios/fastest-path.js';
 import { frontier } from './scenarios/frontier.js';
 import { http } from './scenarios/http.js';
+import { loadCost } from './scenarios/load-cost.js';
 import { micro } from './scenarios/micro.js';
 import { outage } from './scenarios/outage.js';
 import { peers } from './scenarios/peers.js';
@@ -26,6 +27,7 @@ export const SCENARIO_NAMES = [
   'skip-locked',
   'cdc',
   'write-cost',
+  'load-cost',
   'saturation',
   'fastest-path',
   'drain',
@@ -49,6 +51,7 @@ export const SCENARIO_REGISTRY = {
   'skip-locked': skipLocked,
   cdc,
   'write-cost': writeCost,
+  'load-cost': loadCost,
   saturation,
   'fastest-path': fastestPath,
   drain,

@@ -7,18 +7,22 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { runPipeline, subjectsForWorkload } from '../bench/harness/pipeline.js';
+import { runPipeline, subjectsForWorkload, type PipelineParameters } from '../bench/harness/pipeline.js';
+import { buildReport } from '../bench/report.js';
+import { loadCost, type LoadCostResult } from '../bench/scenarios/load-cost.js';
 import { ANCHOR, SUBJECTS } from '../bench/scenarios/frontier/subjects.js';
 import { anchorRelay, selectRelays } from '../bench/scenarios/peers/relays.js';
 import { evaluate, parseWorkload, relaysForWorkload, statementsFor, workloadFromFlag, type SqlWorkload } from '../bench/harness/sql-workload.js';
 import { dryRunWorkload } from '../bench/harness/sql-workload-execution.js';
+import { resolveConfig } from '../src/config.js';
 import type { Sql } from '../src/db.js';
 import { isOutboxBenchError } from '../src/errors.js';
 import { encodeOutboxFrame } from '../src/outbox-frame.js';
+import { TEST_ENVIRONMENT } from './fake-run.js';
 import { log, scratchDir, testEnv, testParameters, testServers, uniqueName } from './helpers.js';
 
 const OUTBOX_SCRIPT = 'bench/workloads/order-outbox.sql';
@@ -185,4 +189,29 @@ describe('workload scripts: whole runs', () => {
       assert.equal(run.parameters.workload?.file, script, 'the result records the script');
     });
   }
+
+  it('measures the load generator against pgbench on the same script and server: every writer at the rate, the ratio in the report\'s table', async (t) => {
+    const infra = await testServers(t);
+    const root = await scratchDir();
+    const outDir = path.join(root, 'load-cost');
+    mkdirSync(outDir, { recursive: true });
+    const parameters = { ...testParameters(), ...loadCost.defaults, rate: 300, warmupS: 1, durationS: 2 } as PipelineParameters;
+    const report = await loadCost.run({ config: resolveConfig(), infra, log, parameters, outDir, quiet: true, repeats: 1, option: () => 0, list: (_name, fallback) => fallback });
+    const extra = report.extra as LoadCostResult;
+    assert.equal(extra.script, OUTBOX_SCRIPT);
+    assert.deepEqual(extra.runs.map((r) => r.writer).sort(), ['ours: built-in orders', 'ours: script', 'pgbench: script']);
+    for (const run of extra.runs) {
+      // 300/s for 2 s: the writers kept the rate (pgbench's -R included), within the edges of the window.
+      assert.ok(run.transactions >= 500 && run.transactions <= 700, `${run.writer}: ${run.transactions} transactions in the window`);
+      assert.ok(run.writerCpuPerMillion > 0, JSON.stringify(run));
+      // A server this process did not start has no process to read: null, never a guess.
+      if (infra.postgres.pid() === undefined) assert.equal(run.postgresCpuPerMillion, null);
+      else assert.ok((run.postgresCpuPerMillion ?? 0) > 0, JSON.stringify(run));
+    }
+    writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify({ scenario: 'load-cost', title: report.title, date: new Date().toISOString(), command: 'test', parameters, runs: [], extra, environment: TEST_ENVIRONMENT }));
+    const readme = buildReport(root);
+    assert.match(readme, /## What the load generator costs/);
+    assert.match(readme, /\| ours: script \| [\d,.]+ \[[\d,.]+–[\d,.]+\] \| [\d.]+× \[/);
+  });
 });
+
