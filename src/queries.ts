@@ -17,26 +17,39 @@ export interface NewOrder {
 
 const json = (headers: Readonly<Record<string, string>> | undefined) => JSON.stringify(headers ?? {});
 
-/** Fragment: the orders as rows, from one array parameter per column. */
-function orderRows(db: Db, orders: readonly NewOrder[]) {
-  return db`SELECT * FROM unnest(
-    ${orders.map((o) => o.orderId)}::uuid[], ${orders.map((o) => o.customerId)}::text[],
-    ${orders.map((o) => o.amountCents)}::bigint[], ${orders.map((o) => o.currency)}::text[])`;
-}
+// The write path's statements are constant texts with one array parameter
+// per column, sent with db.unsafe and prepared once per connection: a
+// tagged template with nested fragments builds two throwaway query objects
+// per call and its text again each time, and under load V8 kept
+// re-optimising postgres.js's Query and Result constructors and these
+// builders (aborted on a map dependency, again and again): the concurrent
+// compiler took about 50 µs of CPU per transaction, more than the rest of
+// the load generator's JavaScript (bench:load-cost, `node --trace-opt`).
 
-/** Fragment: INSERT the events into the outbox, ids drawn in array order. */
-function outboxInsert(db: Db, events: readonly OutboxEventInput[]) {
-  return db`
-    INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers)
-    SELECT e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.headers::jsonb
-    FROM unnest(
-      ${events.map((e) => e.eventId)}::uuid[], ${events.map((e) => e.aggregateType)}::text[],
-      ${events.map((e) => e.aggregateId)}::text[], ${events.map((e) => e.aggregateVersion)}::int[],
-      ${events.map((e) => e.eventType)}::text[], ${events.map((e) => e.payload)}::text[],
-      ${events.map((e) => json(e.headers))}::text[]
-    ) WITH ORDINALITY AS e(event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, ord)
-    ORDER BY e.ord`;
-}
+/** The orders as rows, from parameters $first .. $first+3 (one array per column). */
+const orderRows = (first: number) =>
+  `SELECT * FROM unnest($${first}::uuid[], $${first + 1}::text[], $${first + 2}::bigint[], $${first + 3}::text[])`;
+
+const orderParameters = (orders: readonly NewOrder[]) => [orders.map((o) => o.orderId), orders.map((o) => o.customerId), orders.map((o) => o.amountCents), orders.map((o) => o.currency)];
+
+/** INSERT the events (parameters $first .. $first+6) into the outbox, ids drawn in array order. */
+const outboxInsert = (first: number) => `
+  INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers)
+  SELECT e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.headers::jsonb
+  FROM unnest(
+    $${first}::uuid[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::int[], $${first + 4}::text[], $${first + 5}::text[], $${first + 6}::text[]
+  ) WITH ORDINALITY AS e(event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, ord)
+  ORDER BY e.ord`;
+
+const eventParameters = (events: readonly OutboxEventInput[]) => [
+  events.map((e) => e.eventId),
+  events.map((e) => e.aggregateType),
+  events.map((e) => e.aggregateId),
+  events.map((e) => e.aggregateVersion),
+  events.map((e) => e.eventType),
+  events.map((e) => e.payload),
+  events.map((e) => json(e.headers)),
+];
 
 /** The logical-message prefix the CDC relay recognises as an outbox event. */
 export const OUTBOX_MESSAGE_PREFIX = 'outbox';
@@ -44,17 +57,25 @@ export const OUTBOX_MESSAGE_PREFIX = 'outbox';
 /** PostgreSQL's type OID of bytea[]: postgres.js sends an array of Buffers as one when told so. */
 const BYTEA_ARRAY = 1001;
 
-/** Fragment: one transactional logical decoding message per event (its binary frame), in array order. */
-function outboxMessages(db: Db, events: readonly OutboxEventInput[]) {
-  return db`
-    SELECT pg_logical_emit_message(true, ${OUTBOX_MESSAGE_PREFIX}, m.frame)
-    FROM unnest(${db.array(events.map(encodeOutboxFrame), BYTEA_ARRAY)}) WITH ORDINALITY AS m(frame, ord)
-    ORDER BY m.ord`;
-}
+/** One transactional logical decoding message per event (its binary frame, parameter $first), in array order. */
+const outboxMessages = (first: number) => `
+  SELECT pg_logical_emit_message(true, '${OUTBOX_MESSAGE_PREFIX}', m.frame)
+  FROM unnest($${first}::bytea[]) WITH ORDINALITY AS m(frame, ord)
+  ORDER BY m.ord`;
+
+const messageParameters = (db: Db, events: readonly OutboxEventInput[]) => [db.array(events.map(encodeOutboxFrame), BYTEA_ARRAY)];
+
+const INSERT_ORDERS = `INSERT INTO orders (order_id, customer_id, amount_cents, currency) ${orderRows(1)}`;
+const INSERT_OUTBOX_ROWS = outboxInsert(1);
+const EMIT_OUTBOX_MESSAGES = outboxMessages(1);
+const INSERT_ORDERS_WITH_OUTBOX_ROWS = `WITH placed AS (${INSERT_ORDERS}) ${outboxInsert(5)}`;
+const INSERT_ORDERS_WITH_MESSAGES = `WITH placed AS (${INSERT_ORDERS}) ${outboxMessages(5)}`;
+
+const run = (db: Db, text: string, parameters: postgres.ParameterOrJSON<never>[]) => db.unsafe(text, parameters, { prepare: true });
 
 /** Inserts outbox rows in array order (ids follow that order). */
 export async function insertOutboxRows(db: Db, events: readonly OutboxEventInput[]): Promise<void> {
-  if (events.length > 0) await outboxInsert(db, events);
+  if (events.length > 0) await run(db, INSERT_OUTBOX_ROWS, eventParameters(events));
 }
 
 /**
@@ -62,7 +83,7 @@ export async function insertOutboxRows(db: Db, events: readonly OutboxEventInput
  * message in the WAL of the caller's transaction; nothing is stored in a table.
  */
 export async function emitOutboxMessages(db: Db, events: readonly OutboxEventInput[]): Promise<void> {
-  if (events.length > 0) await outboxMessages(db, events);
+  if (events.length > 0) await run(db, EMIT_OUTBOX_MESSAGES, messageParameters(db, events));
 }
 
 /**
@@ -70,21 +91,17 @@ export async function emitOutboxMessages(db: Db, events: readonly OutboxEventInp
  * one transaction: either every order and every outbox row exists, or none.
  */
 export async function insertOrdersWithOutboxRows(db: Db, orders: readonly NewOrder[], events: readonly OutboxEventInput[]): Promise<void> {
-  await db`
-    WITH placed AS (INSERT INTO orders (order_id, customer_id, amount_cents, currency) ${orderRows(db, orders)})
-    ${outboxInsert(db, events)}`;
+  await run(db, INSERT_ORDERS_WITH_OUTBOX_ROWS, [...orderParameters(orders), ...eventParameters(events)]);
 }
 
 /** The same, for the table-less outbox. */
 export async function insertOrdersWithMessages(db: Db, orders: readonly NewOrder[], events: readonly OutboxEventInput[]): Promise<void> {
-  await db`
-    WITH placed AS (INSERT INTO orders (order_id, customer_id, amount_cents, currency) ${orderRows(db, orders)})
-    ${outboxMessages(db, events)}`;
+  await run(db, INSERT_ORDERS_WITH_MESSAGES, [...orderParameters(orders), ...messageParameters(db, events)]);
 }
 
 /** Inserts orders only (the naive dual write publishes afterwards). */
 export async function insertOrders(db: Db, orders: readonly NewOrder[]): Promise<void> {
-  await db`INSERT INTO orders (order_id, customer_id, amount_cents, currency) ${orderRows(db, orders)}`;
+  await run(db, INSERT_ORDERS, orderParameters(orders));
 }
 
 export interface VersionBump {

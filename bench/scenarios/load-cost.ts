@@ -26,6 +26,7 @@ import { workloadFromFlag, type SqlWorkload } from '../harness/sql-workload.js';
 import { midpointMedian } from '../harness/stats.js';
 import { current, f, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
+import { oneOf } from '../scenario-flags.js';
 
 const WRITERS = ['ours: built-in orders', 'ours: script', 'pgbench: script'] as const;
 type Writer = (typeof WRITERS)[number];
@@ -169,15 +170,19 @@ export const loadCost: Scenario = {
   // frontier's required targets are set at, where the writer costs the most per event.
   defaults: { rate: 2_000, warmupS: 5, durationS: 20, ordersPerTransaction: 1, eventsPerAggregate: 1 },
   standalone: true,
+  flags: {
+    writers: { kind: 'list', description: `writers to measure: ${WRITERS.join(', ')} (pgbench's ratio needs pgbench)`, defaultText: 'all', check: oneOf([...WRITERS]) },
+  },
   async run(context) {
     const p = context.parameters;
     if (p.ordersPerTransaction !== 1) throw new OutboxBenchError('USAGE', 'load-cost compares one event per transaction: pgbench runs a script once per transaction');
     const script = p.workload ?? workloadFromFlag(`sql:${path.relative(process.cwd(), path.join(PROJECT_ROOT, DEFAULT_SCRIPT)) || DEFAULT_SCRIPT}`)!;
     if (script.store !== 'table') throw new OutboxBenchError('USAGE', `load-cost counts the orders its script writes beside outbox rows; ${script.file} writes logical messages`);
+    const writers = context.list('writers', [...WRITERS]);
     const runs: LoadCostRun[] = [];
     for (let round = 1; round <= context.repeats; round++) {
       // Each round starts with another writer, so none always runs first on a host still settling.
-      const order = WRITERS.map((_, i) => WRITERS[(i + round - 1) % WRITERS.length]!);
+      const order = WRITERS.map((_, i) => WRITERS[(i + round - 1) % WRITERS.length]!).filter((w) => writers.includes(w));
       for (const writer of order) {
         process.stderr.write(`load-cost: round ${round}/${context.repeats}: ${writer} at ${p.rate} transactions/s\n`);
         runs.push(await measure(context, writer, p, script, round));
