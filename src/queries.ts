@@ -17,31 +17,54 @@ export interface NewOrder {
 
 const json = (headers: Readonly<Record<string, string>> | undefined) => JSON.stringify(headers ?? {});
 
-// The write path's statements are constant texts with one array parameter
-// per column, sent with db.unsafe and prepared once per connection: a
-// tagged template with nested fragments builds two throwaway query objects
-// per call and its text again each time, and under load V8 kept
-// re-optimising postgres.js's Query and Result constructors and these
-// builders (aborted on a map dependency, again and again): the concurrent
-// compiler took about 50 µs of CPU per transaction, more than the rest of
-// the load generator's JavaScript (bench:load-cost, `node --trace-opt`).
+// The write path's statements are constant texts sent with db.unsafe and
+// prepared once per connection, each in two forms: one row from scalar
+// parameters (VALUES), and many from one array parameter per column
+// (unnest, WITH ORDINALITY to keep their order). Measured with
+// bench:load-cost at one order per transaction and 2,000/s:
+// - tagged templates with nested fragments built two throwaway query objects
+//   per call and the text again each time, and V8 kept re-optimising
+//   postgres.js's Query and Result constructors and the builders (aborted on
+//   a map dependency, again and again, `node --trace-opt`): about 50 µs of
+//   the load generator's CPU per transaction; the constant texts took its
+//   190 CPU-s per million transactions to 159;
+// - a single row through unnest cost the writer eleven one-element arrays to
+//   build and serialise and PostgreSQL a function scan and a sort: the
+//   VALUES form took the writer to 124 and PostgreSQL from 219 to 184.
+
+const ORDER_COLUMNS = 'orders (order_id, customer_id, amount_cents, currency)';
+const OUTBOX_COLUMNS_WRITTEN = 'outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers)';
+
+/** One order from parameters $first .. $first+3. */
+const orderValues = (first: number) => `VALUES ($${first}::uuid, $${first + 1}::text, $${first + 2}::bigint, $${first + 3}::text)`;
 
 /** The orders as rows, from parameters $first .. $first+3 (one array per column). */
 const orderRows = (first: number) =>
   `SELECT * FROM unnest($${first}::uuid[], $${first + 1}::text[], $${first + 2}::bigint[], $${first + 3}::text[])`;
 
-const orderParameters = (orders: readonly NewOrder[]) => [orders.map((o) => o.orderId), orders.map((o) => o.customerId), orders.map((o) => o.amountCents), orders.map((o) => o.currency)];
+const oneOrder = (o: NewOrder) => [o.orderId, o.customerId, o.amountCents, o.currency];
+const manyOrders = (orders: readonly NewOrder[]) => [orders.map((o) => o.orderId), orders.map((o) => o.customerId), orders.map((o) => o.amountCents), orders.map((o) => o.currency)];
 
-/** INSERT the events (parameters $first .. $first+6) into the outbox, ids drawn in array order. */
-const outboxInsert = (first: number) => `
-  INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers)
+/**
+ * INSERT one event (parameters $first .. $first+6) into the outbox. Payload
+ * and headers go as text, cast in SQL: a parameter PostgreSQL describes as
+ * jsonb, postgres.js would serialise with JSON.stringify (a JSON string).
+ */
+const outboxValues = (first: number) => `
+  INSERT INTO ${OUTBOX_COLUMNS_WRITTEN}
+  VALUES ($${first}::uuid, $${first + 1}::text, $${first + 2}::text, $${first + 3}::int, $${first + 4}::text, $${first + 5}::text::jsonb, $${first + 6}::text::jsonb)`;
+
+/** INSERT the events (parameters $first .. $first+6, arrays) into the outbox, ids drawn in array order. */
+const outboxRows = (first: number) => `
+  INSERT INTO ${OUTBOX_COLUMNS_WRITTEN}
   SELECT e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version, e.event_type, e.payload::jsonb, e.headers::jsonb
   FROM unnest(
     $${first}::uuid[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::int[], $${first + 4}::text[], $${first + 5}::text[], $${first + 6}::text[]
   ) WITH ORDINALITY AS e(event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, ord)
   ORDER BY e.ord`;
 
-const eventParameters = (events: readonly OutboxEventInput[]) => [
+const oneEvent = (e: OutboxEventInput) => [e.eventId, e.aggregateType, e.aggregateId, e.aggregateVersion, e.eventType, e.payload, json(e.headers)];
+const manyEvents = (events: readonly OutboxEventInput[]) => [
   events.map((e) => e.eventId),
   events.map((e) => e.aggregateType),
   events.map((e) => e.aggregateId),
@@ -57,25 +80,41 @@ export const OUTBOX_MESSAGE_PREFIX = 'outbox';
 /** PostgreSQL's type OID of bytea[]: postgres.js sends an array of Buffers as one when told so. */
 const BYTEA_ARRAY = 1001;
 
-/** One transactional logical decoding message per event (its binary frame, parameter $first), in array order. */
-const outboxMessages = (first: number) => `
+/** One transactional logical decoding message: an event's binary frame, parameter $first. */
+const messageValue = (first: number) => `SELECT pg_logical_emit_message(true, '${OUTBOX_MESSAGE_PREFIX}', $${first}::bytea)`;
+
+/** One transactional logical decoding message per event (frames in the array parameter $first), in array order. */
+const messageRows = (first: number) => `
   SELECT pg_logical_emit_message(true, '${OUTBOX_MESSAGE_PREFIX}', m.frame)
   FROM unnest($${first}::bytea[]) WITH ORDINALITY AS m(frame, ord)
   ORDER BY m.ord`;
 
-const messageParameters = (db: Db, events: readonly OutboxEventInput[]) => [db.array(events.map(encodeOutboxFrame), BYTEA_ARRAY)];
+const oneMessage = (e: OutboxEventInput) => [encodeOutboxFrame(e)];
+const manyMessages = (db: Db, events: readonly OutboxEventInput[]) => [db.array(events.map(encodeOutboxFrame), BYTEA_ARRAY)];
 
-const INSERT_ORDERS = `INSERT INTO orders (order_id, customer_id, amount_cents, currency) ${orderRows(1)}`;
-const INSERT_OUTBOX_ROWS = outboxInsert(1);
-const EMIT_OUTBOX_MESSAGES = outboxMessages(1);
-const INSERT_ORDERS_WITH_OUTBOX_ROWS = `WITH placed AS (${INSERT_ORDERS}) ${outboxInsert(5)}`;
-const INSERT_ORDERS_WITH_MESSAGES = `WITH placed AS (${INSERT_ORDERS}) ${outboxMessages(5)}`;
+const STATEMENTS = {
+  one: {
+    orders: `INSERT INTO ${ORDER_COLUMNS} ${orderValues(1)}`,
+    outboxRows: outboxValues(1),
+    messages: messageValue(1),
+    ordersWithOutboxRows: `WITH placed AS (INSERT INTO ${ORDER_COLUMNS} ${orderValues(1)}) ${outboxValues(5)}`,
+    ordersWithMessages: `WITH placed AS (INSERT INTO ${ORDER_COLUMNS} ${orderValues(1)}) ${messageValue(5)}`,
+  },
+  many: {
+    orders: `INSERT INTO ${ORDER_COLUMNS} ${orderRows(1)}`,
+    outboxRows: outboxRows(1),
+    messages: messageRows(1),
+    ordersWithOutboxRows: `WITH placed AS (INSERT INTO ${ORDER_COLUMNS} ${orderRows(1)}) ${outboxRows(5)}`,
+    ordersWithMessages: `WITH placed AS (INSERT INTO ${ORDER_COLUMNS} ${orderRows(1)}) ${messageRows(5)}`,
+  },
+} as const;
 
 const run = (db: Db, text: string, parameters: postgres.ParameterOrJSON<never>[]) => db.unsafe(text, parameters, { prepare: true });
 
 /** Inserts outbox rows in array order (ids follow that order). */
 export async function insertOutboxRows(db: Db, events: readonly OutboxEventInput[]): Promise<void> {
-  if (events.length > 0) await run(db, INSERT_OUTBOX_ROWS, eventParameters(events));
+  if (events.length === 1) await run(db, STATEMENTS.one.outboxRows, oneEvent(events[0]!));
+  else if (events.length > 1) await run(db, STATEMENTS.many.outboxRows, manyEvents(events));
 }
 
 /**
@@ -83,25 +122,30 @@ export async function insertOutboxRows(db: Db, events: readonly OutboxEventInput
  * message in the WAL of the caller's transaction; nothing is stored in a table.
  */
 export async function emitOutboxMessages(db: Db, events: readonly OutboxEventInput[]): Promise<void> {
-  if (events.length > 0) await run(db, EMIT_OUTBOX_MESSAGES, messageParameters(db, events));
+  if (events.length === 1) await run(db, STATEMENTS.one.messages, oneMessage(events[0]!));
+  else if (events.length > 1) await run(db, STATEMENTS.many.messages, manyMessages(db, events));
 }
 
 /**
- * Places orders and writes their OrderPlaced events in one statement, hence
- * one transaction: either every order and every outbox row exists, or none.
+ * Places orders and writes their OrderPlaced events (one per order) in one
+ * statement, hence one transaction: either every order and every outbox row
+ * exists, or none.
  */
 export async function insertOrdersWithOutboxRows(db: Db, orders: readonly NewOrder[], events: readonly OutboxEventInput[]): Promise<void> {
-  await run(db, INSERT_ORDERS_WITH_OUTBOX_ROWS, [...orderParameters(orders), ...eventParameters(events)]);
+  if (orders.length === 1 && events.length === 1) await run(db, STATEMENTS.one.ordersWithOutboxRows, [...oneOrder(orders[0]!), ...oneEvent(events[0]!)]);
+  else await run(db, STATEMENTS.many.ordersWithOutboxRows, [...manyOrders(orders), ...manyEvents(events)]);
 }
 
 /** The same, for the table-less outbox. */
 export async function insertOrdersWithMessages(db: Db, orders: readonly NewOrder[], events: readonly OutboxEventInput[]): Promise<void> {
-  await run(db, INSERT_ORDERS_WITH_MESSAGES, [...orderParameters(orders), ...messageParameters(db, events)]);
+  if (orders.length === 1 && events.length === 1) await run(db, STATEMENTS.one.ordersWithMessages, [...oneOrder(orders[0]!), ...oneMessage(events[0]!)]);
+  else await run(db, STATEMENTS.many.ordersWithMessages, [...manyOrders(orders), ...manyMessages(db, events)]);
 }
 
 /** Inserts orders only (the naive dual write publishes afterwards). */
 export async function insertOrders(db: Db, orders: readonly NewOrder[]): Promise<void> {
-  await run(db, INSERT_ORDERS, orderParameters(orders));
+  if (orders.length === 1) await run(db, STATEMENTS.one.orders, oneOrder(orders[0]!));
+  else if (orders.length > 1) await run(db, STATEMENTS.many.orders, manyOrders(orders));
 }
 
 export interface VersionBump {
