@@ -236,6 +236,10 @@ export async function runSweep(definition: SweepDefinition, context: ScenarioCon
   if (unknown.length > 0) throw new OutboxBenchError('USAGE', `sweep-${definition.name}: unknown point(s) ${unknown.join(', ')}; its points are ${labels.join(', ')}`);
   const relays = relaysForWorkload(context.list('mode', [...MODES]), context.parameters.workload);
   for (const relay of relays) relayModeInfo(relay);
+  // A script writes what its file says: the payload and the aggregates it writes are its own.
+  if (context.parameters.workload && (definition.name === 'payload' || definition.name === 'hot-keys')) {
+    throw new OutboxBenchError('USAGE', `sweep-${definition.name} varies the built-in orders' ${definition.property}; --workload sql:${context.parameters.workload.file} writes its own`);
+  }
   const order = (definition.measureOrder ?? labels).filter((label) => wanted.includes(label));
   const previous = previousEntries(context.outDir, definition.name);
   const commit = gitCommit();
