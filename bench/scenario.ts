@@ -71,6 +71,8 @@ export interface Scenario {
   flags?: FlagSpecs;
   /** Left out of `all` (runs for a long time); run it by name. */
   standalone?: boolean;
+  /** Its load can be the user's own transaction (`--workload sql:<file>`); the runner refuses the flag for the others. */
+  takesWorkload?: boolean;
   setup?(context: ScenarioContext): Promise<void>;
   run(context: ScenarioContext): Promise<ScenarioReport>;
   teardown?(context: ScenarioContext): Promise<void>;

@@ -25,7 +25,24 @@ export interface SqlOptions {
   idleInTransactionTimeoutMs?: number;
   /** Seconds to wait for a connection (default 10). */
   connectTimeoutSeconds?: number;
+  /**
+   * Send every parameter as the text it is, whatever type PostgreSQL
+   * describes, as pgbench does (for workload scripts): postgres.js would
+   * otherwise convert by the described type (a boolean from JavaScript truth,
+   * json by JSON.stringify, a date from epoch milliseconds).
+   */
+  textParameters?: boolean;
 }
+
+const asText = (value: unknown) => String(value);
+
+/** Serialisers of the types postgres.js converts, replaced by plain text; results of these types stay text too. */
+const TEXT_PARAMETERS = {
+  textBoolean: { to: 16, from: [16], serialize: asText, parse: (value: string) => value },
+  textJson: { to: 114, from: [114, 3802], serialize: asText, parse: (value: string) => value },
+  textTime: { to: 1184, from: [1082, 1114, 1184], serialize: asText, parse: (value: string) => value },
+  textBytea: { to: 17, from: [17], serialize: asText, parse: (value: string) => value },
+};
 
 // Rationale: postgres.js waits 3^n / 100 s (up to 20 s) before its n-th
 // reconnection after consecutive errors, counted across the pool. A writer or
@@ -63,6 +80,7 @@ export function createSql(url: string, schema: string, options: SqlOptions = {})
       // int8 as a JS number: outbox ids and counts stay far below 2^53, and
       // numbers are cheaper to carry around than strings or BigInts.
       bigint: { to: 20, from: [20], serialize: (value: number) => String(value), parse: (value: string) => Number(value) },
+      ...(options.textParameters ? TEXT_PARAMETERS : {}),
     },
   });
 }

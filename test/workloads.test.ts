@@ -11,14 +11,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { runPipeline, subjectsForWorkload, type PipelineParameters } from '../bench/harness/pipeline.js';
+import { checkWorkload, runPipeline, subjectsForWorkload, type PipelineParameters } from '../bench/harness/pipeline.js';
 import { buildReport } from '../bench/report.js';
 import { loadCost, type LoadCostResult } from '../bench/scenarios/load-cost.js';
 import { sweep } from '../bench/scenarios/sweeps.js';
 import { ANCHOR, SUBJECTS } from '../bench/scenarios/frontier/subjects.js';
 import { anchorRelay, selectRelays } from '../bench/scenarios/peers/relays.js';
 import { evaluate, parseWorkload, relaysForWorkload, statementsFor, workloadFromFlag, type SqlWorkload } from '../bench/harness/sql-workload.js';
-import { dryRunWorkload } from '../bench/harness/sql-workload-execution.js';
+import { dryRunWorkload, writeWorkloadTransaction } from '../bench/harness/sql-workload-execution.js';
 import { resolveConfig } from '../src/config.js';
 import type { Sql } from '../src/db.js';
 import { isOutboxBenchError } from '../src/errors.js';
@@ -52,6 +52,8 @@ describe('workload scripts: parsing', () => {
     assert.match(sql.text, /SELECT \$3::uuid, 'order', order_id::text/);
     assert.equal(sql.line, 11, 'a command is reported at the line it starts on');
     assert.equal(workloadFromFlag('orders'), undefined, 'orders is the built-in load');
+    const crlf = parseWorkload('crlf.sql', '\\set n 1\r\nSELECT :n,\r\n  2;\r\nSELECT date\'2026-12-07\';\r\n');
+    assert.deepEqual(crlf.commands.map((c) => (c.kind === 'sql' ? [c.line, c.text] : [c.line, c.name])), [[1, 'n'], [2, 'SELECT $1,\n  2'], [4, "SELECT date'2026-12-07'"]]);
   });
 
   it('refuses what it does not support, naming the file and line', () => {
@@ -64,6 +66,11 @@ describe('workload scripts: parsing', () => {
     refused("SELECT 1;\nSELECT 'open\n", /^w\.sql:2: unterminated string/);
     refused('SELECT $$x$$;\n', /^w\.sql:1: dollar quoting is not supported/);
     refused('-- nothing but comments\n\\set n 1\n', /^w\.sql: holds no SQL command/);
+    refused('SELECT 1\n\\set n 1\n;\n', /^w\.sql:2: a meta-command inside the SQL command of line 1: end that command with ";"/);
+    refused('SELECT 1; /* note */\n', /^w\.sql:1: block comments are not supported/);
+    refused("SELECT E'it\\'s';\n", /^w\.sql:1: E'\.\.\.' strings/);
+    refused('SELECT $1;\n', /^w\.sql:1: positional parameters/);
+    refused('SELECT 1,\n  2,\n  :m;\n', /^w\.sql:3: :m is not defined/);
     assert.throws(() => workloadFromFlag('sql:/no/such/file.sql'), (error: unknown) => isOutboxBenchError(error, 'WORKLOAD_INVALID') && /cannot read/.test(error.message));
     assert.throws(() => workloadFromFlag('pgbench'), (error: unknown) => isOutboxBenchError(error, 'USAGE'));
   });
@@ -143,7 +150,37 @@ describe('workload scripts: the runner', () => {
   });
 });
 
+describe('workload scripts: refused by runs that cannot take them', () => {
+  it('refuses a run whose relay reads the other store, before any dry run', async () => {
+    const message = workloadFromFlag(`sql:${MESSAGE_SCRIPT}`);
+    await assert.rejects(
+      checkWorkload({ databaseUrl: 'postgres://nobody@127.0.0.1:1/none', schema: 'none', p: testParameters({ workload: message }), store: 'table' }),
+      (error: unknown) => isOutboxBenchError(error, 'USAGE') && /writes logical messages; this run's relay reads outbox rows/.test(error.message),
+    );
+  });
+
+  it('refuses the flag, with exit code 2 before any server starts, for a scenario whose load a script cannot replace', () => {
+    const bench = fileURLToPath(new URL('../bench/run.js', import.meta.url));
+    const refused = spawnSync(process.execPath, [bench, 'write-cost', '--workload', `sql:${OUTBOX_SCRIPT}`, '--allow-dirty'], { encoding: 'utf8' });
+    assert.equal(refused.status, 2, refused.stderr);
+    assert.match(refused.stderr, /write-cost does not take --workload/);
+    assert.doesNotMatch(refused.stderr, /starting PostgreSQL and Kafka/);
+  });
+});
+
 describe('workload scripts: against PostgreSQL', () => {
+  it('sends variables as their text, as pgbench does, whatever type PostgreSQL describes', async (t) => {
+    const env = await testEnv(t);
+    const sql = env.pool({ max: 1, textParameters: true });
+    const workload = parseWorkload('types.sql', "\\set f 1\nINSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers)\nVALUES (:event_id, 'order', 'a', 1, 'T', '{}', jsonb_build_object('flag', :f::boolean, 'at', :intended_at::timestamptz));\n");
+    const eventId = randomUUID();
+    await writeWorkloadTransaction(sql, workload, statementsFor(workload, { eventId, intendedAt: Date.UTC(2026, 11, 7), clientId: 0 }, Math.random));
+    const [row] = await env.sql<{ flag: string; at: string }[]>`SELECT headers->>'flag' AS flag, headers->>'at' AS at FROM outbox WHERE event_id = ${eventId}`;
+    // Converted by postgres.js's own rules, 1 would have been false and the ISO time a date from its text's number.
+    assert.equal(row?.flag, 'true');
+    assert.equal(Date.parse(row!.at), Date.UTC(2026, 11, 7), row?.at);
+  });
+
   it('builds the table-less frame in SQL byte for byte as the relay\'s encoder does, and refuses a NULL', async (t) => {
     const env = await testEnv(t);
     const event = { eventId: randomUUID(), aggregateType: 'order', aggregateId: 'ä-1', aggregateVersion: 12, eventType: 'OrderPlaced', payload: '{"note":"€ and \\u0000-free"}', headers: { trace: 'x' } };

@@ -253,7 +253,7 @@ function transactionOf(task: LoadTask, firstSeq: number, size: number, targets: 
 }
 
 export default async function runLoad(task: LoadTask): Promise<LoadResult> {
-  const sql = createSql(task.databaseUrl, task.schema, { max: task.connections, applicationName: `outbox-bench-load-${task.workerIndex}` });
+  const sql = createSql(task.databaseUrl, task.schema, { max: task.connections, applicationName: `outbox-bench-load-${task.workerIndex}`, textParameters: task.workload !== undefined });
   const perTx = task.ordersPerTransaction;
   const total = task.orders;
   const warm = task.prewarm;

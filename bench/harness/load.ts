@@ -78,8 +78,11 @@ export async function checkWorkload(l: { databaseUrl: string; schema: string; p:
   const store = l.store ?? l.p.store;
   const refuse = (why: string) => new OutboxBenchError('USAGE', `--workload sql:${workload.file} ${why}`);
   if (l.writePath !== undefined || (store !== 'table' && store !== 'message')) throw refuse(`cannot drive a run that writes ${store === 'none' ? 'no events' : "a relay's own table"}: it writes into our outbox`);
+  if (workload.store !== store) {
+    throw refuse(`writes ${workload.store === 'table' ? 'outbox rows' : 'logical messages'}; this run's relay reads ${store === 'table' ? 'outbox rows' : 'logical messages'}`);
+  }
   if (l.p.eventsPerAggregate !== 1) throw refuse('writes what its file says: --events-per-aggregate applies to the built-in orders only');
-  const sql = createSql(l.databaseUrl, l.schema, { max: 1, applicationName: 'outbox-bench-workload-dry-run' });
+  const sql = createSql(l.databaseUrl, l.schema, { max: 1, applicationName: 'outbox-bench-workload-dry-run', textParameters: true });
   try {
     await dryRunWorkload(sql, workload, { store, schema: l.schema });
   } finally {

@@ -10,6 +10,12 @@ import { quoteIdentifier } from '../../src/identifiers.js';
 import { OUTBOX_MESSAGE_PREFIX } from '../../src/queries.js';
 import { statementsFor, type BoundStatement, type SqlWorkload } from './sql-workload.js';
 
+/** PostgreSQL's message with its detail and hint, which say what to change. */
+function serverMessage(error: unknown): string {
+  const e = error as { message?: string; detail?: string; hint?: string };
+  return [e.message ?? String(error), e.detail && `(${e.detail})`, e.hint && `hint: ${e.hint}`].filter(Boolean).join(' ');
+}
+
 /**
  * One transaction of the workload: the script's runs for its events. A lone
  * command goes alone (one round trip; PostgreSQL makes it a transaction);
@@ -18,7 +24,7 @@ import { statementsFor, type BoundStatement, type SqlWorkload } from './sql-work
  */
 export async function writeWorkloadTransaction(sql: Sql, workload: SqlWorkload, statements: readonly BoundStatement[]): Promise<void> {
   const located = (statement: BoundStatement) => (error: unknown) => {
-    throw new OutboxBenchError('DATABASE', `${workload.file}:${statement.line}: ${(error as Error).message}`, { cause: error });
+    throw new OutboxBenchError('DATABASE', `${workload.file}:${statement.line}: ${serverMessage(error)}`, { cause: error });
   };
   if (statements.length === 1) {
     const statement = statements[0]!;
@@ -68,7 +74,7 @@ export async function dryRunWorkload(sql: Sql, workload: SqlWorkload, p: { store
         try {
           await tx.unsafe(statement.text, statement.values);
         } catch (error) {
-          throw new OutboxBenchError('WORKLOAD_INVALID', `${workload.file}:${statement.line}: a dry run (rolled back) failed: ${(error as Error).message}`, { cause: error });
+          throw new OutboxBenchError('WORKLOAD_INVALID', `${workload.file}:${statement.line}: a dry run (rolled back) failed: ${serverMessage(error)}`, { cause: error });
         }
       }
       const [row] =

@@ -137,7 +137,9 @@ function splitScript(text: string): { kind: 'sql' | 'meta'; text: string; line: 
   const lines = text.split(/\r?\n/);
   lines.forEach((raw, index) => {
     const line = index + 1;
-    if (quote === undefined && sql.trim() === '' && raw.trimStart().startsWith('\\')) {
+    if (quote === undefined && raw.trimStart().startsWith('\\')) {
+      // pgbench would end the command here; one that just lacks its semicolon is more likely a mistake.
+      if (sql.trim() !== '') throw new LineError(line, `a meta-command inside the SQL command of line ${sqlLine}: end that command with ";"`);
       pieces.push({ kind: 'meta', text: raw.trim(), line });
       return;
     }
@@ -155,6 +157,12 @@ function splitScript(text: string): { kind: 'sql' | 'meta'; text: string; line: 
         continue;
       } else if (c === '$' && /^\$[A-Za-z_]*\$/.test(raw.slice(i))) {
         throw new LineError(line, 'dollar quoting is not supported: use single quotes');
+      } else if (c === '$' && /^\$\d/.test(raw.slice(i))) {
+        throw new LineError(line, 'positional parameters ($1, ...) are the harness\'s: name a variable (:name)');
+      } else if (c === '/' && raw[i + 1] === '*') {
+        throw new LineError(line, 'block comments are not supported: use --');
+      } else if ((c === 'E' || c === 'e') && raw[i + 1] === "'" && !/[A-Za-z0-9_]/.test(raw[i - 1] ?? '')) {
+        throw new LineError(line, "E'...' strings (backslash escapes) are not supported: use standard strings");
       }
       if (sql.trim() === '' && c.trim() !== '') sqlLine = line;
       sql += c;
@@ -184,7 +192,7 @@ function bindVariables(text: string, line: number, known: ReadonlySet<string>): 
     } else if (c === ':') {
       const name = NAME.exec(text.slice(i + 1))?.[0];
       if (name !== undefined) {
-        if (!known.has(name)) throw new LineError(line, `:${name} is not defined (bound: ${BOUND_VARIABLES.map((v) => `:${v}`).join(', ')}; or \\set it above)`);
+        if (!known.has(name)) throw new LineError(line + (text.slice(0, i).match(/\n/g)?.length ?? 0), `:${name} is not defined (bound: ${BOUND_VARIABLES.map((v) => `:${v}`).join(', ')}; or \\set it above)`);
         let index = parameters.indexOf(name);
         if (index < 0) index = parameters.push(name) - 1;
         out += `$${index + 1}`;
@@ -287,6 +295,15 @@ export function evaluate(expression: Expression, variables: ReadonlyMap<string, 
   }
 }
 
+/** A `\\set` of the script evaluated; its errors name the file and line. */
+function evaluateAt(workload: SqlWorkload, command: { line: number; expression: Expression }, variables: ReadonlyMap<string, number | string>, random: () => number): number {
+  try {
+    return evaluate(command.expression, variables, random);
+  } catch (error) {
+    throw new OutboxBenchError('WORKLOAD_INVALID', `${workload.file}:${command.line}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 /** A command of one run of the script, its variables bound. */
 export interface BoundStatement {
   text: string;
@@ -310,7 +327,7 @@ export function statementsFor(workload: SqlWorkload, bound: BoundVariables, rand
   ]);
   const statements: BoundStatement[] = [];
   for (const command of workload.commands) {
-    if (command.kind === 'set') variables.set(command.name, evaluate(command.expression, variables, random));
+    if (command.kind === 'set') variables.set(command.name, evaluateAt(workload, command, variables, random));
     else statements.push({ text: command.text, values: command.parameters.map((name) => variables.get(name)!), line: command.line });
   }
   return statements;

@@ -18,6 +18,7 @@ import type { FlagValue } from '../flags.js';
 import { assertCleanTree, assertFullKafkaJit, captureEnvironment, measureCpu, runningKafkaJit, type Environment } from '../harness/environment.js';
 import { stopRunsInProgress } from '../harness/pipeline.js';
 import { buildReport } from '../report.js';
+import { SCENARIOS } from '../registry.js';
 import type { OwnServersContext, Scenario, ScenarioContext, ScenarioReport } from '../scenario.js';
 import { parseCommand, type Command, type ResolvedFlags } from './command.js';
 import { help } from './help.js';
@@ -156,8 +157,14 @@ function refuse(command: Command): void {
   if (command.shared.length > 0) assertFullKafkaJit(config);
   if (command.groups.length > 0) assertFullKafkaJit({ kafkaJit: config.kafkaJit, kafkaBrokers: undefined });
   assertCleanTree(command.runner.values.get('allow-dirty') === true);
-  // Reads and parses a --workload script: one that cannot be is refused before any server starts.
-  for (const { scenario, flags } of command.shared) pipelineParameters(scenario, flags.values, flags.given);
+  // Reads and parses a --workload script: one that cannot be is refused before any server starts, as is
+  // one given to a scenario whose load it cannot replace.
+  for (const { scenario, flags } of command.shared) {
+    const { workload } = pipelineParameters(scenario, flags.values, flags.given);
+    if (workload && !scenario.takesWorkload) {
+      throw new OutboxBenchError('USAGE', `${scenario.name} does not take --workload: its load is not one a script can replace (the scenarios that do: ${SCENARIOS.filter((s) => s.takesWorkload).map((s) => s.name).join(', ')})`);
+    }
+  }
 }
 
 /** `node dist/bench/run.js <argv>`: the exit code (0 done, 1 a scenario failed, 2 a usage error). */

@@ -14,6 +14,7 @@ const MODES = ['cdc', 'cdc-message'] as const;
 
 export const cdc: Scenario = {
   name: 'cdc',
+  takesWorkload: true,
   description: 'CDC relay (logical replication, pgoutput): outbox table and table-less WAL messages',
   defaults: { relayMode: 'cdc' },
   async run(context) {

@@ -218,6 +218,7 @@ function strategyRun(strategy: Strategy, samples: TimedCleanupSample[], loadResu
 
 export const cleanup: Scenario = {
   name: 'cleanup',
+  takesWorkload: true,
   description: 'outbox grown to 10M rows under no cleanup, batched DELETE and DROP PARTITION: poll and write latency over time',
   standalone: true,
   defaults: { relayMode: 'polling', store: 'table', ordersPerTransaction: 100, batchSize: 2_000, pollIntervalMs: 100, warmupS: 0 },

@@ -177,6 +177,7 @@ function profileLines(runs: readonly DrainRun[]): string[] {
 
 export const drain: Scenario = {
   name: 'drain',
+  takesWorkload: true,
   description: 'relay-only drain of a pre-written backlog per relay and Kafka client, then a consumer-only drain of the topic',
   defaults: { partitions: 6, batchSize: 1_000, workers: 1, connectionsPerWorker: 8 },
   flags: {

@@ -21,6 +21,7 @@ import { subjectsForWorkload } from '../harness/load.js';
 
 export const frontier: Scenario = {
   name: 'frontier',
+  takesWorkload: true,
   description: "each relay's latency against its CPU per event at three settings of its knob, at 1 and 10 events per transaction: the decision table and chart",
   standalone: true,
   // Rationale: 20 s holds 20,000 to 100,000 events at these rates, enough

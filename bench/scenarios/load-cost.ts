@@ -65,20 +65,37 @@ async function measure(context: ScenarioContext, writer: Writer, p: PipelinePara
     const measureTo = measureFrom + p.durationS * 1_000;
     let writerCpu: () => number;
     let done: Promise<unknown>;
+    let pgbench: Pgbench | undefined;
     if (writer === 'pgbench: script') {
-      const pgbench = startPgbench(infra.databaseUrl, run.schema, script, p, startAt);
-      writerCpu = () => processCpuSeconds(pgbench.pid) ?? Number.NaN;
+      pgbench = startPgbench(infra.databaseUrl, run.schema, script, p, startAt);
+      const pid = pgbench.pid;
+      writerCpu = () => processCpuSeconds(pid) ?? Number.NaN;
       done = pgbench.exited;
     } else {
       const pool = loadPool(p.workers);
       writerCpu = () => processCpuSeconds(process.pid) ?? Number.NaN;
       done = runLoad(pool, { databaseUrl: infra.databaseUrl, schema: run.schema, runTag: newRunTag(), plan: planLoad(params), startAt, measureFrom, measureTo, p: params }).finally(() => pool.destroy());
     }
-    await sleepUntil(measureFrom);
-    const from = { writer: writerCpu(), postgres: pgCpu(infra) };
-    await sleepUntil(measureTo);
-    const to = { writer: writerCpu(), postgres: pgCpu(infra) };
-    await done;
+    // A writer that fails early fails the measurement now, not after the window (and never unhandled).
+    const failed = done.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const until = async (at: number) => {
+      const early = await Promise.race([sleepUntil(at).then(() => undefined), failed]);
+      if (early !== undefined) throw early;
+    };
+    let from: { writer: number; postgres: number };
+    let to: { writer: number; postgres: number };
+    try {
+      await until(measureFrom);
+      from = { writer: writerCpu(), postgres: pgCpu(infra) };
+      await until(measureTo);
+      to = { writer: writerCpu(), postgres: pgCpu(infra) };
+      await done;
+    } finally {
+      pgbench?.stop();
+    }
     const [row] = await run.sql<{ n: number }[]>`
       SELECT count(*)::int AS n FROM orders WHERE created_at >= to_timestamp(${measureFrom / 1_000}) AND created_at < to_timestamp(${measureTo / 1_000})`;
     const transactions = row?.n ?? 0;
@@ -91,33 +108,42 @@ async function measure(context: ScenarioContext, writer: Writer, p: PipelinePara
   }
 }
 
+interface Pgbench {
+  pid: number;
+  exited: Promise<void>;
+  /** Ends it if it still runs (a measurement that failed). */
+  stop(): void;
+}
+
 /**
  * pgbench on the script: the harness's variables given as constants (`-D`;
  * the outbox has no unique event id, and nothing reads these events), its
- * run starting at `startAt` and lasting the warm-up and the window.
+ * run starting at `startAt` and lasting the warm-up and the window. The
+ * database URL goes to pgbench whole (libpq reads it as it is); the run's
+ * schema through PGOPTIONS.
  */
-function startPgbench(databaseUrl: string, schema: string, script: SqlWorkload, p: PipelineParameters, startAt: number): { pid: number; exited: Promise<void> } {
-  const url = new URL(databaseUrl);
+function startPgbench(databaseUrl: string, schema: string, script: SqlWorkload, p: PipelineParameters, startAt: number): Pgbench {
   const seconds = Math.ceil((startAt - nowMs()) / 1_000 + p.warmupS + p.durationS + 1);
   const args = [
-    ...['-h', url.hostname, '-p', url.port || '5432', '-U', decodeURIComponent(url.username), '-n', '-M', 'prepared'],
-    ...['-c', String(p.connectionsPerWorker * p.workers), '-j', '1', '-R', String(p.rate), '-T', String(seconds), '-f', script.file],
+    ...['-n', '-M', 'prepared', '-c', String(p.connectionsPerWorker * p.workers), '-j', '1', '-R', String(p.rate), '-T', String(seconds), '-f', script.file],
     ...['-D', `event_id=${randomUUID()}`, '-D', `intended_at=${new Date(startAt).toISOString()}`],
-    decodeURIComponent(url.pathname.slice(1)),
+    databaseUrl,
   ];
-  const child = spawn('pgbench', args, {
-    env: { ...process.env, PGPASSWORD: decodeURIComponent(url.password), PGOPTIONS: `-c search_path=${schema}` },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn('pgbench', args, { env: { ...process.env, PGOPTIONS: `-c search_path=${schema}` }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<void>((resolve, reject) => {
     child.on('error', (error) => reject(new OutboxBenchError('USAGE', `load-cost needs pgbench on PATH (Debian: apt-get install postgresql-client): ${error.message}`)));
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new OutboxBenchError('CHECK_FAILED', `pgbench exited with ${code}:\n${output.trim()}`))));
+    child.on('exit', (code, signal) => (code === 0 ? resolve() : reject(new OutboxBenchError('CHECK_FAILED', `pgbench exited with ${code ?? signal}:\n${output.trim()}`))));
   });
-  if (child.pid === undefined) return { pid: -1, exited };
-  return { pid: child.pid, exited };
+  return {
+    pid: child.pid ?? -1,
+    exited,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    },
+  };
 }
 
 /** Median [lowest–highest] of each writer's runs, and its ratio to pgbench's within each round. */
@@ -165,6 +191,7 @@ function report(context: ReportContext, folder: string): string[] {
 
 export const loadCost: Scenario = {
   name: 'load-cost',
+  takesWorkload: true,
   description: "the load generator's CPU per transaction against pgbench's: the same transaction, rate and server, no relay",
   // Rationale: one event per transaction at 2,000/s is the shape and rate the
   // frontier's required targets are set at, where the writer costs the most per event.

@@ -104,6 +104,7 @@ async function measureDrains(
 
 export const peers: Scenario = {
   name: 'peers',
+  takesWorkload: true,
   description: 'our relays vs Debezium (throughput and latency profiles) and pg-transactional-outbox (polling, replication), warm and repeated, on the same load',
   standalone: true,
   // Rationale: ten orders per transaction, as in the saturation search, so a

@@ -55,6 +55,7 @@ function report(context: ReportContext, folder: string): string[] {
 
 export const quick: Scenario = {
   name: 'quick',
+  takesWorkload: true,
   description: 'every relay once at a moderate rate plus a short drain, in under 5 minutes (results-quick/; a quick look, not for publication)',
   // Rationale: 1,000 events/s is half of the full scenarios' rate and far
   // below every relay's sustained maximum here (24,100 events/s and up), so

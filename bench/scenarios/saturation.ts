@@ -98,6 +98,7 @@ function report(context: ReportContext, folder: string): string[] {
 
 export const saturation: Scenario = {
   name: 'saturation',
+  takesWorkload: true,
   description: 'sustained throughput (step up, then bisect) and backlog drain rate of every strategy',
   defaults: { ordersPerTransaction: 100, warmupS: 5, durationS: 20, drainTimeoutS: 20 },
   flags: {

@@ -328,6 +328,8 @@ function report(context: ReportContext, folder: string): string[] {
 function sweepScenario(definition: SweepDefinition): Scenario {
   return {
     name: `sweep-${definition.name}`,
+    // The payload and hot-key sweeps vary what a script writes itself (runSweep says so).
+    takesWorkload: definition.name !== 'payload' && definition.name !== 'hot-keys',
     description: `each relay's sustained rate, latency and CPU per event at ${definition.points.map((p) => p.label).join(', ')} (${definition.property})`,
     // The saturation scenario's load, so the sweeps' common point matches its section.
     defaults: { ordersPerTransaction: 100, warmupS: 5, durationS: 20, drainTimeoutS: 20 },

@@ -12,6 +12,7 @@ function tableRelayScenario(name: string, description: string, defaults: Partial
     name,
     description,
     defaults,
+    takesWorkload: true,
     async run(context) {
       const { summary, lines } = await repeatRun(name, context.repeats, (attempt) =>
         runPipeline(

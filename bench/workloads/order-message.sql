@@ -3,7 +3,9 @@
 -- reads it). outbox_frame (sql/007_outbox_frame.sql) builds the frame the
 -- relay expects (docs/workloads.md):
 --
---   npm run bench:cdc -- --mode cdc-message --workload sql:bench/workloads/order-message.sql
+--   npm run bench:cdc -- --workload sql:bench/workloads/order-message.sql
+--
+-- (bench:cdc runs the relay of the store a script writes: cdc-message here)
 --
 -- pg_logical_emit_message must be transactional (true): a message outside
 -- the transaction would be published even if the order rolled back.

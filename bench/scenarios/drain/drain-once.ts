@@ -20,7 +20,7 @@ import { planLoad } from '../../harness/load-worker.js';
 import { DRIVERS, type DriverName } from '../../drivers/index.js';
 import type { DriverRun, HeapAfterGc, LoadStore, RelayDriver } from '../../drivers/types.js';
 import { defaultStoreOf, driverRunOf, writePathOf } from '../../harness/driver-run.js';
-import { loadPool, runLoad } from '../../harness/pipeline.js';
+import { checkWorkload, loadPool, runLoad } from '../../harness/pipeline.js';
 import { exitedWithin, startConsumerProcess, stopChild, type StartedRelay } from '../../harness/processes.js';
 import { summarizeProfileDir, type ProfileSummary } from '../../harness/profile.js';
 import { openRun, type RunSetup } from '../../harness/run-setup.js';
@@ -190,6 +190,7 @@ async function writeBacklog(session: DrainSession, store: LoadStore, writePath: 
   const written = plan.ordersPerWorker.reduce((a, b) => a + b, 0);
   // Whole transactions only: a backlog the plan cannot write exactly would be followed for events never written.
   if (written !== events) throw new OutboxBenchError('USAGE', `a backlog of ${events} events is written as ${written} (1,000 per transaction): give a multiple of 1,000`);
+  await checkWorkload({ databaseUrl: context.infra.databaseUrl, schema: session.run.schema, p: load, store, writePath });
   if (!context.quiet) process.stderr.write(`  ${name}: writing ${written} events...\n`);
   const pool = loadPool(load.workers);
   const startAt = Math.ceil(nowMs()) + 500;
