@@ -81,6 +81,11 @@ export function nowMs(): number {
   return clockAnchorMs + monotonicMs();
 }
 
+/** Resolves at epoch ms `at` on nowMs's clock (at once if that has passed). */
+export function sleepUntil(at: number): Promise<void> {
+  return new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, at - nowMs())));
+}
+
 /**
  * Re-takes the anchor from the wall clock, for the processes started from
  * now on (the benchmark harness, at the start of each run, while none of

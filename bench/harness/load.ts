@@ -8,7 +8,7 @@ import { OutboxBenchError } from '../../src/errors.js';
 import type { LoadPlan, LoadResult, LoadTask } from './load-worker.js';
 import type { PipelineParameters } from './parameters.js';
 import type { RelayDriver } from '../drivers/types.js';
-import type { SqlWorkload } from './sql-workload.js';
+import { storeEvents, type SqlWorkload } from './sql-workload.js';
 import { dryRunWorkload } from './sql-workload-execution.js';
 
 export function loadPool(workers: number): Piscina {
@@ -79,7 +79,7 @@ export async function checkWorkload(l: { databaseUrl: string; schema: string; p:
   const refuse = (why: string) => new OutboxBenchError('USAGE', `--workload sql:${workload.file} ${why}`);
   if (l.writePath !== undefined || (store !== 'table' && store !== 'message')) throw refuse(`cannot drive a run that writes ${store === 'none' ? 'no events' : "a relay's own table"}: it writes into our outbox`);
   if (workload.store !== store) {
-    throw refuse(`writes ${workload.store === 'table' ? 'outbox rows' : 'logical messages'}; this run's relay reads ${store === 'table' ? 'outbox rows' : 'logical messages'}`);
+    throw refuse(`writes ${storeEvents(workload.store)}; this run's relay reads ${storeEvents(store)}`);
   }
   if (l.p.eventsPerAggregate !== 1) throw refuse('writes what its file says: --events-per-aggregate applies to the built-in orders only');
   const sql = createSql(l.databaseUrl, l.schema, { max: 1, applicationName: 'outbox-bench-workload-dry-run', textParameters: true });
@@ -100,7 +100,7 @@ export function subjectsForWorkload<T extends { parameters: Partial<PipelinePara
   const drives = (s: T) => (s.parameters.store ?? 'table') === workload.store && s.driver.backlog.kind !== 'own';
   const kept = subjects.filter(drives);
   if (kept.length === 0 || (anchor !== undefined && !drives(anchor))) {
-    throw new OutboxBenchError('USAGE', `--workload sql:${workload.file} writes ${workload.store === 'table' ? 'outbox rows' : 'logical messages'}: ${kept.length === 0 ? 'none of these relays reads them' : 'the anchor of this comparison does not read them'}`);
+    throw new OutboxBenchError('USAGE', `--workload sql:${workload.file} writes ${storeEvents(workload.store)}: ${kept.length === 0 ? 'none of these relays reads them' : 'the anchor of this comparison does not read them'}`);
   }
   return kept;
 }

@@ -118,12 +118,15 @@ export function parseWorkload(file: string, text: string): SqlWorkload {
   return { file, commands, store };
 }
 
+/** What a store holds, as the refusals name it. */
+export const storeEvents = (store: SqlWorkload['store']) => (store === 'table' ? 'outbox rows' : 'logical messages');
+
 /** A scenario's relays that read the store a script writes (all of them for the built-in load). */
 export function relaysForWorkload<T extends string>(relays: readonly T[], workload: SqlWorkload | undefined): T[] {
   if (!workload) return [...relays];
   const kept = relays.filter((relay) => relayModeInfo(relay).store === workload.store);
   if (kept.length === 0) {
-    throw new OutboxBenchError('USAGE', `--workload sql:${workload.file} writes ${workload.store === 'table' ? 'outbox rows' : 'logical messages'}, which none of ${relays.join(', ')} reads`);
+    throw new OutboxBenchError('USAGE', `--workload sql:${workload.file} writes ${storeEvents(workload.store)}, which none of ${relays.join(', ')} reads`);
   }
   return kept;
 }

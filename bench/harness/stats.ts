@@ -19,6 +19,19 @@ export function midpointMedian(values: readonly number[]): number | undefined {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** A figure over repeated runs: the median and the range. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+/** The midpoint median and the range of the values; undefined for no values. */
+export function midpointSpread(values: readonly number[]): Spread | undefined {
+  const median = midpointMedian(values);
+  return median === undefined ? undefined : { median, min: Math.min(...values), max: Math.max(...values) };
+}
+
 /** The least-squares line through the points; undefined with fewer than two distinct x. */
 export function leastSquares(points: readonly { x: number; y: number }[]): { slope: number; intercept: number } | undefined {
   if (new Set(points.map((p) => p.x)).size < 2) return undefined;

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/config.js';
 import { OutboxBenchError } from '../../src/errors.js';
-import { nowMs } from '../../src/events.js';
+import { nowMs, sleepUntil } from '../../src/events.js';
 import { pgCpu } from '../harness/drain-figures.js';
 import { newRunTag } from '../harness/load-ids.js';
 import { planLoad } from '../harness/load-worker.js';
@@ -23,7 +23,7 @@ import { checkWorkload, loadPool, runLoad, type PipelineParameters } from '../ha
 import { processCpuSeconds } from '../harness/process-stats.js';
 import { openRun } from '../harness/run-setup.js';
 import { workloadFromFlag, type SqlWorkload } from '../harness/sql-workload.js';
-import { midpointMedian } from '../harness/stats.js';
+import { midpointSpread, type Spread } from '../harness/stats.js';
 import { current, f, type ReportContext } from '../report/kit.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 import { oneOf } from '../scenario-flags.js';
@@ -49,8 +49,6 @@ export interface LoadCostResult {
   connections: number;
   runs: LoadCostRun[];
 }
-
-const sleepUntil = (at: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, at - nowMs())));
 
 /** One writer for warm-up + window in a fresh schema: its CPU and PostgreSQL's over the window, per transaction. */
 async function measure(context: ScenarioContext, writer: Writer, p: PipelineParameters, script: SqlWorkload, round: number): Promise<LoadCostRun> {
@@ -153,15 +151,14 @@ function figures(result: LoadCostResult, writer: Writer) {
     const pgbench = result.runs.find((x) => x.writer === 'pgbench: script' && x.round === r.round);
     return pgbench ? [r.writerCpuPerMillion / pgbench.writerCpuPerMillion] : [];
   });
-  const spread = (values: number[]) => (values.length === 0 ? undefined : { median: midpointMedian(values)!, min: Math.min(...values), max: Math.max(...values) });
   return {
-    writer: spread(runs.map((r) => r.writerCpuPerMillion)),
-    postgres: spread(runs.flatMap((r) => (r.postgresCpuPerMillion === null ? [] : [r.postgresCpuPerMillion]))),
-    ratio: spread(ratios),
+    writer: midpointSpread(runs.map((r) => r.writerCpuPerMillion)),
+    postgres: midpointSpread(runs.flatMap((r) => (r.postgresCpuPerMillion === null ? [] : [r.postgresCpuPerMillion]))),
+    ratio: midpointSpread(ratios),
   };
 }
 
-const cell = (s: { median: number; min: number; max: number } | undefined, digits = 1, suffix = '') =>
+const cell = (s: Spread | undefined, digits = 1, suffix = '') =>
   s === undefined ? 'n/a' : `${f(s.median, digits)}${suffix} [${f(s.min, digits)}–${f(s.max, digits)}]`;
 
 function report(context: ReportContext, folder: string): string[] {

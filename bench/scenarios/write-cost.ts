@@ -8,7 +8,7 @@
  * measured window, and the highest rate this machine takes for that write.
  */
 import type { Piscina } from 'piscina';
-import { nowMs } from '../../src/events.js';
+import { nowMs, sleepUntil } from '../../src/events.js';
 import { createHistogram, decodeHistogram, encodeHistogram, summarizeMs, type LatencySummaryMs } from '../../src/latency.js';
 import { relayModeInfo, type RelayMode } from '../../src/relay/modes.js';
 import { kafkaCpu, pgCpu, relayCpu } from '../harness/drain-figures.js';
@@ -106,8 +106,6 @@ interface Reading {
   load: number;
   walLsn: string;
 }
-
-const sleepUntil = (at: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, at - nowMs())));
 
 /** Writes `rate` orders/s one way for warm-up + duration, and measures the window. */
 export async function measureWrites(context: ScenarioContext, pool: Piscina, way: WriteWay, rate: number, warmupS: number, durationS: number): Promise<WriteMeasurement> {

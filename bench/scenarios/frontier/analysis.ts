@@ -5,16 +5,11 @@
  * against p99, and the decision table.
  */
 import { ratiosToAnchor, type AnchorRatio } from '../../harness/sitting.js';
-import { midpointMedian } from '../../harness/stats.js';
+import { midpointSpread, type Spread } from '../../harness/stats.js';
 import { groupBy } from '../../report/kit.js';
 import type { FrontierRun } from './measure.js';
 
-/** A figure over a subject's repeats: the median and the range. */
-export interface Spread {
-  median: number;
-  min: number;
-  max: number;
-}
+export type { Spread } from '../../harness/stats.js';
 
 export interface SubjectFigures {
   subject: string;
@@ -37,8 +32,7 @@ export interface SubjectFigures {
 
 /** The median as the midpoint of the two middle values for an even count: of two repeats, neither run alone decides. */
 function spread(values: readonly number[]): Spread | null {
-  const middle = midpointMedian(values);
-  return middle === undefined ? null : { median: middle, min: Math.min(...values), max: Math.max(...values) };
+  return midpointSpread(values) ?? null;
 }
 
 /** Every subject's figures at every shape measured, in the order the runs came. */
