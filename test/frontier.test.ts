@@ -12,9 +12,9 @@ import { describe, it } from 'node:test';
 import type { PipelineParameters } from '../bench/harness/pipeline.js';
 import type { SittingWindow } from '../bench/harness/sitting.js';
 import type { ScenarioContext } from '../bench/scenario.js';
-import { decisions, paretoFrontier, subjectFigures } from '../bench/scenarios/frontier/analysis.js';
+import { decisions, headToHead, paretoFrontier, subjectFigures } from '../bench/scenarios/frontier/analysis.js';
 import { frontierRounds, type FrontierPlan } from '../bench/scenarios/frontier/measure.js';
-import { decisionTable, type FrontierResult } from '../bench/scenarios/frontier/report.js';
+import { decisionGrid, decisionTable, headToHeadTable, type FrontierResult } from '../bench/scenarios/frontier/report.js';
 import { ANCHOR, SHAPES, SUBJECTS, shapeKey, type Subject } from '../bench/scenarios/frontier/subjects.js';
 import { fakeRunResult } from './fake-run.js';
 
@@ -104,5 +104,40 @@ describe('bench:frontier', () => {
     const extra: FrontierResult = { anchor: ANCHOR.key, shapes: [shapeKey(oneAt1000), shapeKey(tenAt2000)], repeats: 2, runs: measured.runs, sittings: [] };
     const table = decisionTable(extra).join('\n');
     assert.match(table, /\| 1 event per transaction, 1,000 events\/s \| 50 ms \| cdc \| delay 20 ms \| 40\.0 \|/);
+  });
+
+  it('sets our CDC relay, at its cheapest setting within 50 ms, against polling at its default round by round', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'frontier-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const measured = await frontierRounds(contextIn(dir), planWith([]));
+    const [row, ...others] = headToHead(measured.runs, ['1x1000'], 'cdc', (s) => s.subject === polling.key);
+    assert.equal(others.length, 0);
+    // The delayed setting (p99 40 ms) is cheaper than the anchor (8 ms), and both are within 50 ms.
+    assert.equal(row?.ours?.subject, cdcDelayed.key);
+    // Whole pipeline: 50 + 5 + relay + 20 + 10 CPU-s per million (fake-run.ts), so 235 against 185.
+    assert.deepEqual(row?.wholePipelineCpu?.ratios, [235 / 185, 235 / 185], 'one ratio per round');
+    assert.equal(row?.relayCpu?.median, 1.5);
+    assert.equal(row?.p99?.median, 40 / 600);
+    const extra: FrontierResult = { anchor: ANCHOR.key, shapes: ['1x1000'], repeats: 2, runs: measured.runs, sittings: [] };
+    assert.match(headToHeadTable(extra).join('\n'), /\| 1 event per transaction, 1,000 events\/s \| delay 20 ms \| polling, interval 500 ms \| 1\.27 \[1\.27–1\.27\] \| 1\.50 \[1\.50–1\.50\] \| 0\.067 /);
+    // No cdc setting within the budget: the row says so instead of a ratio.
+    const slow = measured.runs.map((r) => (r.relay === 'cdc' ? { ...r, e2eMs: { ...r.e2eMs!, p99: 60 } } : r));
+    const [none] = headToHead(slow, ['1x1000'], 'cdc', (s) => s.subject === polling.key);
+    assert.equal(none?.ours, undefined);
+    assert.equal(none?.wholePipelineCpu, null);
+  });
+
+  it('folds the decision table into a row per budget and a column per load, with what each chosen relay asks besides itself', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'frontier-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const measured = await frontierRounds(contextIn(dir), planWith([]));
+    const extra: FrontierResult = { anchor: ANCHOR.key, shapes: [shapeKey(oneAt1000), shapeKey(tenAt2000)], repeats: 2, runs: measured.runs, sittings: [] };
+    const grid = decisionGrid(extra);
+    assert.equal(grid[0], '| p99 budget | 1 event per transaction, 1,000 events/s | 10 events per transaction, 2,000 events/s |');
+    // Whole pipeline: 50 + 5 + relay + 20 + 10 CPU-s per million (fake-run.ts).
+    assert.ok(grid.includes('| 10 ms | cdc, delay 0 ms · 385 | cdc, delay 0 ms · 385 |'), grid.join('\n'));
+    assert.ok(grid.includes('| 50 ms | cdc, delay 20 ms · 235 | cdc, delay 20 ms · 235 |'), grid.join('\n'));
+    assert.ok(grid.includes('| 1,000 ms | polling, interval 500 ms · 185 | polling, interval 500 ms · 185 |'), grid.join('\n'));
+    assert.match(grid.join('\n'), /What you run besides the relay: cdc — a replication slot to watch \(it holds WAL while the relay is down\)\. polling — an outbox table to clean up\./);
   });
 });

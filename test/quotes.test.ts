@@ -4,7 +4,8 @@
  *  - an edited copy of results/ makes the check name the figure that moved;
  *  - a path reaches one value, or several through an aggregate, and a marker
  *    that names nothing, or starts a line, is an error rather than a figure;
- *  - a derived figure is its formula evaluated over quoted figures.
+ *  - a derived figure is its formula evaluated over quoted figures;
+ *  - a generated passage (a table) is written whole between its markers.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -90,5 +91,38 @@ describe('figures quoted from results/', () => {
     assert.match(unreadable('a\n<!-- result x extra.runs[0].relay.cpu -->9.0<!-- /result -->')[0]!, /unreadable: it starts a line/);
     // An unreadable marker keeps its text: nothing is written over it.
     assert.equal(render('a <!-- result x extra.nothing -->1<!-- /result -->').text, 'a <!-- result x extra.nothing -->1<!-- /result -->');
+  });
+
+  it('writes a passage a scenario generates (the frontier\'s decision table) whole between its markers, and names it when results/ says otherwise', () => {
+    const probe = { nsPerOp: 3_000, readings: [3_000, 3_010], settled: true };
+    const run = (subject: string, relay: string, setting: string, p99: number, total: number) => ({
+      subject,
+      relay,
+      setting,
+      shape: '1x2000',
+      repeat: 1,
+      e2eMs: { p50: p99 / 2, p90: p99, p99, p999: p99, max: p99 },
+      cpuSecondsPerMillion: { total },
+      window: { sitting: 1, round: 1, startedAt: '2026-12-07T00:00:00.000Z', seconds: 30, probeBefore: probe, probeAfter: probe, stealPercent: 0 },
+    });
+    const frontier = {
+      extra: { anchor: 'cdc, delay 0 ms', shapes: ['1x2000'], repeats: 1, sittings: [], runs: [run('cdc, delay 0 ms', 'cdc', 'delay 0 ms', 18, 900), run('polling, interval 500 ms', 'polling', 'interval 500 ms', 600, 450)] },
+    } as unknown as Summary;
+    const summaries = new Map([['frontier', frontier]]);
+    const page = 'Which relay:\n\n<!-- block frontier decisions -->\nan old table\n<!-- /block -->\n\nAfter it.\n';
+    const { text, drift } = renderQuotes(page, summaries, 'page.md');
+    assert.deepEqual(drift.map((d) => [d.marker, d.holds]), [['block frontier decisions', 'an old table\n']]);
+    assert.match(text, /^<!-- block frontier decisions -->\n\n\| your load \| p99 budget \|/m);
+    assert.match(text, /\| 1 event per transaction, 2,000 events\/s \| 20 ms \| cdc \| delay 0 ms \| 18\.0 \| 900 /);
+    assert.match(text, /\| 1 event per transaction, 2,000 events\/s \| 1,000 ms \| polling \| interval 500 ms \| 600 \| 450 /);
+    assert.ok(text.startsWith('Which relay:\n\n') && text.endsWith('|\n\n<!-- /block -->\n\nAfter it.\n'), text);
+    assert.deepEqual(renderQuotes(text, summaries, 'page.md').drift, [], 'once written it holds');
+    // The same page against a frontier whose cdc run was dearer: the block is named as moved.
+    const dearer = structuredClone(frontier) as unknown as { extra: { runs: { cpuSecondsPerMillion: { total: number } }[] } };
+    dearer.extra.runs[0]!.cpuSecondsPerMillion.total = 950;
+    assert.deepEqual(renderQuotes(text, new Map([['frontier', dearer as unknown as Summary]]), 'page.md').drift.map((d) => d.marker), ['block frontier decisions']);
+    const unknown = renderQuotes('<!-- block frontier nonesuch -->\n<!-- /block -->\n', summaries, 'page.md');
+    assert.match(unknown.drift[0]?.results ?? '', /^unreadable: no block "nonesuch" of results\/frontier/);
+    assert.equal(unknown.text, '<!-- block frontier nonesuch -->\n<!-- /block -->\n', 'an unreadable block is left as it was');
   });
 });

@@ -23,15 +23,25 @@
  *
  * (`+ - * /` and parentheses; `:<digits>` as above), so a derived figure is
  * written and checked from the summaries like a quoted one.
+ *
+ * A whole passage a scenario's report generates (a table) sits between
+ * markers on lines of their own, written and checked the same way:
+ *
+ *   <!-- block frontier decisions -->
+ *   | your load | p99 budget | use | ...
+ *   <!-- /block -->
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { OutboxBenchError } from '../../src/errors.js';
 import { midpointMedian } from '../harness/stats.js';
+import { blockText } from './blocks.js';
 import { f, type Summary } from './kit.js';
 
 const MARKER = /<!-- result (\S+) (\S+?)(?::(\d))? -->(.*?)<!-- \/result -->/g;
 const DERIVED = /<!-- derive(?::(\d))? (.+?) -->(.*?)<!-- \/derive -->/g;
+// An HTML comment alone on a line, then a blank line: Markdown reads the passage between them as Markdown again.
+const BLOCK = /^<!-- block (\S+) (\S+) -->\n([\s\S]*?)^<!-- \/block -->$/gm;
 // A quoted median is the midpoint of the middle two for an even count (an aggregate is only asked of values that exist).
 const AGGREGATES = { median: (xs: number[]) => midpointMedian(xs)!, min: (xs: number[]) => Math.min(...xs), max: (xs: number[]) => Math.max(...xs) } as const;
 
@@ -159,7 +169,20 @@ export function renderQuotes(text: string, summaries: ReadonlyMap<string, Summar
   const derived = quoted.replace(DERIVED, (marker, digits: string | undefined, formula: string, holds: string, offset: number) =>
     write(quoted, marker, `derive ${formula}`, holds, offset, () => f(derivedValue(formula, summaries), digitsOf(digits))),
   );
-  return { text: derived, drift };
+  const blocks = derived.replace(BLOCK, (marker, folder: string, name: string, holds: string) => {
+    let written: string;
+    try {
+      const summary = summaries.get(folder);
+      if (!summary) throw new Error(`no results/${folder}/summary.json`);
+      written = `\n${blockText(folder, name, summary)}\n\n`;
+    } catch (error) {
+      drift.push({ file, marker: `block ${folder} ${name}`, holds, results: `unreadable: ${(error as Error).message}` });
+      return marker;
+    }
+    if (written !== holds) drift.push({ file, marker: `block ${folder} ${name}`, holds, results: written });
+    return `<!-- block ${folder} ${name} -->\n${written}<!-- /block -->`;
+  });
+  return { text: blocks, drift };
 }
 
 /** README.md and every page of docs/. */

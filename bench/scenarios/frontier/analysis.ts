@@ -112,3 +112,50 @@ export function decisions(figures: readonly SubjectFigures[], shapes: readonly s
     }),
   );
 }
+
+/**
+ * Rationale: the p99 a service that wants its events "as they happen" states;
+ * our CDC relay's setting in the head-to-head is the cheapest that held it.
+ */
+export const HEAD_TO_HEAD_BUDGET_MS = 50;
+
+/** Our CDC relay against another subject at one shape: figure over figure in each round that held both. */
+export interface HeadToHead {
+  shape: string;
+  /** cdc's cheapest setting whose every run held HEAD_TO_HEAD_BUDGET_MS (undefined: none did). */
+  ours?: SubjectFigures;
+  against: SubjectFigures;
+  wholePipelineCpu: AnchorRatio | null;
+  relayCpu: AnchorRatio | null;
+  p99: AnchorRatio | null;
+}
+
+/**
+ * For each shape, our CDC relay at its cheapest setting within the budget
+ * against each subject `against` picks (the polling relay at its default,
+ * every Debezium setting): ratios of the whole pipeline's CPU per event, the
+ * relay's own, and p99, each taken round by round, as the anchor's ratios are.
+ */
+export function headToHead(runs: readonly FrontierRun[], shapes: readonly string[], ourRelay: string, against: (s: SubjectFigures) => boolean): HeadToHead[] {
+  const figures = subjectFigures(runs, '');
+  return shapes.flatMap((shape) => {
+    const ours = figures
+      .filter((s) => s.shape === shape && s.relay === ourRelay && dependable(s) && s.p99Ms!.max <= HEAD_TO_HEAD_BUDGET_MS)
+      .sort((a, b) => a.cpuPerMillion!.median - b.cpuPerMillion!.median)[0];
+    const counted = runs.filter((r) => r.shape === shape && r.failure === undefined);
+    return figures
+      .filter((s) => s.shape === shape && against(s))
+      .map((other) => {
+        const ratio = (figure: (run: FrontierRun) => number | null | undefined) =>
+          ours ? (ratiosToAnchor(counted, other.subject, (r) => r.subject, (r) => r.window, figure).find((r) => r.subject === ours.subject) ?? null) : null;
+        return {
+          shape,
+          ...(ours ? { ours } : {}),
+          against: other,
+          wholePipelineCpu: ratio((r) => r.cpuSecondsPerMillion?.total),
+          relayCpu: ratio((r) => r.cpuSecondsPerMillion?.relay),
+          p99: ratio((r) => r.e2eMs?.p99),
+        };
+      });
+  });
+}

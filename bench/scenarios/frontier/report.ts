@@ -7,7 +7,7 @@ import type { SittingRecord } from '../../harness/sitting.js';
 import { frontier as frontierChart } from '../../report/charts.js';
 import { current, f, save, whole, type ReportContext } from '../../report/kit.js';
 import { ratioText, sittingTable } from '../drain/rounds.js';
-import { decisions, paretoFrontier, subjectFigures, type SubjectFigures, type Spread } from './analysis.js';
+import { decisions, HEAD_TO_HEAD_BUDGET_MS, headToHead, paretoFrontier, subjectFigures, type SubjectFigures, type Spread } from './analysis.js';
 import type { FrontierRun } from './measure.js';
 import { SHAPES, SUBJECTS, shapeKey, shapeLabel } from './subjects.js';
 
@@ -49,6 +49,49 @@ export function decisionTable(extra: FrontierResult): string[] {
       if (!c) return `| ${labelOf(d.shape)} | ${whole(d.budgetMs)} ms | none measured held it | | | | | | |`;
       return `| ${labelOf(d.shape)} | ${whole(d.budgetMs)} ms | ${c.relay} | ${c.setting} | ${f(c.p99Ms!.max)} | ${spreadText(c.cpuPerMillion, 0)} | ${c.cpuRatio ? ratioText(c.cpuRatio) : 'n/a'} | ${operationsOf(c.subject)} | ${sittingsOf(extra.runs, c)} |`;
     }),
+    '',
+  ];
+}
+
+/**
+ * The decision table folded for a first look: a row per p99 budget, a
+ * column per load, each cell the relay and setting chosen with its CPU per
+ * event, then what each chosen relay asks of you besides itself.
+ */
+export function decisionGrid(extra: FrontierResult): string[] {
+  const rows = decisions(subjectFigures(extra.runs, extra.anchor), extra.shapes);
+  const cell = (shape: string, budgetMs: number) => {
+    const c = rows.find((d) => d.shape === shape && d.budgetMs === budgetMs)?.choice;
+    return c ? `${c.relay}, ${c.setting} · ${f(c.cpuPerMillion!.median, 0)}` : 'none held it';
+  };
+  const budgets = [...new Set(rows.map((d) => d.budgetMs))];
+  const chosen = [...new Set(rows.flatMap((d) => (d.choice ? [d.choice.relay] : [])))];
+  return [
+    `| p99 budget | ${extra.shapes.map(labelOf).join(' | ')} |`,
+    `|---|${extra.shapes.map(() => '---').join('|')}|`,
+    ...budgets.map((budgetMs) => `| ${whole(budgetMs)} ms | ${extra.shapes.map((shape) => cell(shape, budgetMs)).join(' | ')} |`),
+    '',
+    'Each cell: the relay and setting with the least whole-pipeline CPU per event whose every run held the budget, lost nothing and kept up, · its CPU-s per million events. ' +
+      `What you run besides the relay: ${chosen.map((relay) => `${relay} — ${operationsOf(SUBJECTS.find((s) => s.relay === relay)!.key)}`).join('. ')}.`,
+    '',
+  ];
+}
+
+/** Our CDC relay, at its cheapest setting within the budget, against the polling relay at its default and against every Debezium setting. */
+export function headToHeadTable(extra: FrontierResult): string[] {
+  const rows = headToHead(extra.runs, extra.shapes, 'cdc', (s) => (s.relay === 'polling' && isDefault(s.subject)) || s.relay === 'debezium');
+  if (rows.length === 0) return [];
+  const ratio = (r: Parameters<typeof ratioText>[0] | null) => (r ? ratioText(r) : 'n/a');
+  return [
+    `**Our CDC relay against the polling relay at its default, and against Debezium.** cdc at its cheapest setting whose p99 held ${whole(HEAD_TO_HEAD_BUDGET_MS)} ms in every run; ` +
+      'each ratio is ours ÷ theirs, median [lowest–highest] of the rounds that ran both (below 1: ours is cheaper, or faster).',
+    '',
+    `| your load | cdc setting | against | whole-pipeline CPU per event ÷ | relay CPU per event ÷ | e2e p99 ÷ | their p99, worst run (ms) |`,
+    '|---|---|---|---:|---:|---:|---:|',
+    ...rows.map(
+      (h) =>
+        `| ${labelOf(h.shape)} | ${h.ours ? h.ours.setting : `none held ${whole(HEAD_TO_HEAD_BUDGET_MS)} ms`} | ${h.against.relay}, ${h.against.setting} | ${ratio(h.wholePipelineCpu)} | ${ratio(h.relayCpu)} | ${ratio(h.p99)} | ${h.against.p99Ms ? f(h.against.p99Ms.max) : 'n/a'} |`,
+    ),
     '',
   ];
 }
@@ -96,6 +139,7 @@ export function frontierReport(context: ReportContext, folder: string): string[]
       'A run counts when it lost nothing and applied 98% of its window in time; a setting is recommended only if every run of it counted, by its worst p99.',
     '',
     ...decisionTable(extra),
+    ...headToHeadTable(extra),
   ];
   if (figures.some((s) => s.shape === HEADLINE_SHAPE)) lines.push(`![CPU per event against p99, ${labelOf(HEADLINE_SHAPE)}](${chartOf(context, figures, HEADLINE_SHAPE)})`, '');
   lines.push('<details><summary>Every setting at every shape, and the other shapes\' charts</summary>', '');
