@@ -7,6 +7,7 @@
  * commands they ran with, and each must still replay.
  */
 import { parseWholeFlag } from '../src/config.js';
+import { closestName } from '../src/command-kit.js';
 import { OutboxBenchError } from '../src/errors.js';
 
 /** A former spelling whose value means something else under the new name (chaos's `--tps` counted transactions of 5 events). */
@@ -168,7 +169,12 @@ export function parseArgv(argv: readonly string[], table: FlagTable): ParsedArgs
     const alias = table.aliases.get(name);
     const current = alias?.name ?? name;
     const kind = table.kinds.get(current);
-    if (!kind) throw usage(`Unknown option '--${name}'`);
+    if (!kind) {
+      // A former name is matched too, and the flag it became is suggested.
+      const near = closestName(name, [...table.kinds.keys(), ...table.aliases.keys()]);
+      const suggested = near === undefined ? undefined : (table.aliases.get(near)?.name ?? near);
+      throw usage(`unknown flag --${name}${suggested ? `; did you mean --${suggested}?` : ''}`);
+    }
     if (raw === undefined) {
       const next = argv[i + 1];
       const takesNext = next !== undefined && !next.startsWith('--') && (kind !== 'yes-no' || YES.has(next.toLowerCase()) || NO.has(next.toLowerCase()));

@@ -7,7 +7,7 @@
  * matrix, the environment and how to reproduce are added here. Numbers are
  * copied from the summaries, never typed in.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
 import { chaosReport, chaosSoakReport } from './chaos/report.js';
@@ -260,13 +260,37 @@ export function buildReport(dir: string): string {
   return text;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const dir = path.resolve(process.argv[2] ?? path.join(PROJECT_ROOT, 'results'));
+const REPORT_USAGE = `Usage: npm run bench:report [-- <results-folder>]
+
+Builds <results-folder>/README.md, index.html and charts/ from its <scenario>/summary.json files
+(default: the project's results/). For the project's own results/, it also rewrites the figures and
+tables README.md and docs/ quote from them.`;
+
+/** `node dist/bench/report.js [folder]`: the exit code (0 written, 2 a usage error: nothing written). */
+export function reportMain(argv: readonly string[]): number {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${REPORT_USAGE}\n`);
+    return 0;
+  }
+  const refuse = (why: string) => {
+    process.stderr.write(`bench:report: ${why} (npm run bench:report -- --help)\n`);
+    return 2;
+  };
+  const flag = argv.find((a) => a.startsWith('-'));
+  if (flag !== undefined) return refuse(`unknown flag ${flag}; it takes one results folder`);
+  if (argv.length > 1) return refuse(`one results folder, not ${argv.length}`);
+  const dir = path.resolve(argv[0] ?? path.join(PROJECT_ROOT, 'results'));
+  if (!existsSync(dir)) return refuse(`no folder ${dir}`);
+  const summaries = loadSummaries(dir);
+  if (summaries.size === 0) return refuse(`${dir} holds no <scenario>/summary.json to report`);
   buildReport(dir);
   process.stdout.write(`wrote ${path.join(dir, 'README.md')}, ${path.join(dir, 'index.html')} and ${path.join(dir, 'charts')}/\n`);
   // The project's own results also speak for the figures README.md and docs/ quote from them.
   if (dir === path.join(PROJECT_ROOT, 'results')) {
-    const drift = syncQuotes(PROJECT_ROOT, loadSummaries(dir), { write: true });
-    for (const d of drift) process.stdout.write(`rewrote ${d.file}: ${d.marker}: ${d.holds} -> ${d.results}\n`);
+    const drift = syncQuotes(PROJECT_ROOT, summaries, { write: true });
+    for (const d of drift) process.stdout.write(`rewrote ${d.file}: ${d.marker}: ${d.holds.length > 60 ? 'its table' : d.holds} -> ${d.results.length > 60 ? 'the summary\'s' : d.results}\n`);
   }
+  return 0;
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) process.exitCode = reportMain(process.argv.slice(2));

@@ -73,6 +73,12 @@ export interface Scenario {
   standalone?: boolean;
   /** Its load can be the user's own transaction (`--workload sql:<file>`); the runner refuses the flag for the others. */
   takesWorkload?: boolean;
+  /**
+   * Refuses, before any server starts, flag values that each pass their own
+   * check but not together (an anchor among the relays drained, say); the
+   * runner calls it with the flags and parameters as the run will read them.
+   */
+  checkFlags?(flags: FlagReader, parameters: PipelineParameters): void;
   setup?(context: ScenarioContext): Promise<void>;
   run(context: ScenarioContext): Promise<ScenarioReport>;
   teardown?(context: ScenarioContext): Promise<void>;
@@ -91,6 +97,12 @@ export interface Scenario {
  */
 export function pipelineContext(context: ScenarioContext, name: string, driver: RelayDriver = DRIVERS.ours): PipelineContext {
   return { infra: context.infra, log: context.log, name, rawDir: `${context.outDir}/raw/${name}`, quiet: context.quiet, config: context.config, driver };
+}
+
+/** A scenario's flags, read as its run reads them. */
+export interface FlagReader {
+  option(name: string): number;
+  list(name: string, fallback: string[]): string[];
 }
 
 /** What a scenario on servers of its own is given: no servers, and where results go. */

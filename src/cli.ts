@@ -9,6 +9,7 @@ import { checkRelaySettings } from './relay/modes.js';
 import { describeError, exitCodeFor, OutboxBenchError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { ShutdownStack, installSignalHandlers } from './lifecycle.js';
+import { closestName, versionText } from './command-kit.js';
 import { COMMANDS, type Command } from './commands.js';
 
 const PROGRAM = 'outbox-bench';
@@ -18,7 +19,7 @@ function globalHelp(): string {
   return [
     `${PROGRAM}: the transactional outbox, measured.`,
     '',
-    `Usage: ${PROGRAM} <command> [flags]     (${PROGRAM} <command> --help for its flags)`,
+    `Usage: ${PROGRAM} <command> [flags]     (${PROGRAM} <command> --help for its flags; ${PROGRAM} --version)`,
     '',
     'Commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
@@ -53,9 +54,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${globalHelp()}\n`);
     return name === undefined ? 2 : 0;
   }
+  if (name === '--version') {
+    process.stdout.write(`${versionText(PROGRAM)}\n`);
+    return 0;
+  }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
-    process.stderr.write(`${PROGRAM}: unknown command "${name}". Commands: ${COMMANDS.map((c) => c.name).join(', ')}\n`);
+    const near = closestName(name, COMMANDS.map((c) => c.name));
+    process.stderr.write(`${PROGRAM}: unknown command "${name}"${near ? `; did you mean ${near}?` : ''} (commands: ${COMMANDS.map((c) => c.name).join(', ')})\n`);
     return 2;
   }
 
@@ -74,7 +80,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: [...rest], options, allowPositionals: true, strict: true });
   } catch (error) {
-    process.stderr.write(`${PROGRAM} ${command.name}: ${(error as Error).message.replace(/\. To specify.*$/s, '')}\nSee: ${PROGRAM} ${command.name} --help\n`);
+    // node:util's message, "Unknown option '--x'. To specify a positional ...", said as the bench runner says it.
+    const unknown = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec((error as Error).message)?.[1] : undefined;
+    const near = unknown?.startsWith('--') ? closestName(unknown.slice(2), Object.keys(options)) : undefined;
+    const what = unknown ? `unknown flag ${unknown}${near ? `; did you mean --${near}?` : ''}` : (error as Error).message.replace(/\. To specify.*$/s, '');
+    process.stderr.write(`${PROGRAM} ${command.name}: ${what} (${PROGRAM} ${command.name} --help lists its flags)\n`);
     return 2;
   }
   if (parsed.values.help) {

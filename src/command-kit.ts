@@ -3,7 +3,9 @@
  * its declaration, its context, and the helpers its `run` reads flags and
  * opens servers with.
  */
-import { parseWholeFlag, type Config } from './config.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseWholeFlag, PROJECT_ROOT, type Config } from './config.js';
 import { OutboxBenchError } from './errors.js';
 import type { ShutdownStack } from './lifecycle.js';
 import type { Logger } from './log.js';
@@ -70,6 +72,32 @@ export function storeValue(context: CommandContext): OutboxStore {
   return raw;
 }
 
+/** Edits (insert, delete, substitute) between two words: how far a typo is from a name. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = row;
+  }
+  return previous[b.length]!;
+}
+
+/**
+ * The known name nearest a mistyped one, if any is near enough to be what
+ * was meant: a third of its letters wrong at most (at least 2), or a name it
+ * begins or that begins it.
+ */
+export function closestName(name: string, known: Iterable<string>): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const prefix = (short: string, long: string) => short.length >= 3 && long.startsWith(short);
+    const distance = prefix(name, candidate) || prefix(candidate, name) ? 1 : editDistance(name, candidate);
+    if (!best || distance < best.distance) best = { name: candidate, distance };
+  }
+  return best && best.distance <= Math.max(2, Math.floor(name.length / 3)) ? best.name : undefined;
+}
+
 export async function open(context: CommandContext, need: { postgres?: boolean; kafka?: boolean }, detached = false): Promise<Runtime> {
   const runtime = await openRuntime({ config: context.config, log: context.log, shutdown: context.shutdown, need, detached });
   if (need.postgres ?? true) await runtime.migrate();
@@ -81,4 +109,10 @@ export async function serveMetrics(context: CommandContext, metrics: Metrics): P
   const server = await metrics.serve(context.config.metricsPort);
   context.shutdown.add('metrics server', server.close);
   context.log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving Prometheus metrics');
+}
+
+/** `--version`: the project's version, and the Node.js it runs on (a report of a problem needs both). */
+export function versionText(program: string): string {
+  const { version } = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return `${program} ${version} (Node.js ${process.versions.node})`;
 }

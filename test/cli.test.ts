@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -92,6 +92,16 @@ async function assertNothingLeft(dataDir: string, ports: number[], pids: (number
 }
 
 describe('CLI', () => {
+  it('says its version and the Node.js it runs on', async () => {
+    const { version } = JSON.parse(readFileSync(path.join(path.dirname(CLI), '..', '..', 'package.json'), 'utf8')) as { version: string };
+    const cli = await run(['--version']);
+    assert.equal(cli.code, 0);
+    assert.equal(cli.stdout, `outbox-bench ${version} (Node.js ${process.versions.node})\n`);
+    const bench = spawnSync(process.execPath, [path.join(path.dirname(CLI), '..', 'bench', 'run.js'), '--version'], { encoding: 'utf8' });
+    assert.equal(bench.status, 0, bench.stderr);
+    assert.equal(bench.stdout, `outbox-bench bench ${version} (Node.js ${process.versions.node})\n`);
+  });
+
   it('has --help on every command', async () => {
     const top = await run(['--help']);
     assert.equal(top.code, 0);
@@ -110,7 +120,13 @@ describe('CLI', () => {
     assert.match(unknownCommand.stderr, /unknown command "launch"/);
     const unknownFlag = await run(['relay', '--turbo']);
     assert.equal(unknownFlag.code, 2);
-    assert.match(unknownFlag.stderr, /Unknown option '--turbo'/);
+    assert.match(unknownFlag.stderr, /^outbox-bench relay: unknown flag --turbo \(outbox-bench relay --help lists its flags\)\n$/);
+    const typo = await run(['relay', '--batch-sise', '5']);
+    assert.equal(typo.code, 2);
+    assert.match(typo.stderr, /unknown flag --batch-sise; did you mean --batch-size\?/);
+    const typoCommand = await run(['relya']);
+    assert.equal(typoCommand.code, 2);
+    assert.match(typoCommand.stderr, /unknown command "relya"; did you mean relay\?/);
     const badValue = await run(['relay', '--batch-size', 'lots']);
     assert.equal(badValue.code, 2);
     assert.match(badValue.stderr, /flag --batch-size: "lots" is not an integer/);
@@ -138,6 +154,56 @@ describe('CLI', () => {
     const chaos = spawnSync(process.execPath, [path.join(path.dirname(bench), 'chaos.js'), '--rows', 'outbox+cdc'], { env: { ...env, OUTBOX_BENCH_KAFKA_JIT: 'quick-start' }, encoding: 'utf8' });
     assert.equal(chaos.status, 2, chaos.stderr);
     assert.match(chaos.stderr, /the local broker's JIT is quick-start .*published figures need kafkaJit=full/);
+  });
+
+  it('refuses values that pass their own check but not together, before any server starts', () => {
+    const bench = path.join(path.dirname(CLI), '..', 'bench', 'run.js');
+    const refusals: [string[], RegExp][] = [
+      [['drain', '--anchor', 'telepathy'], /"telepathy" is none of our relay modes/],
+      [['drain', '--mode', 'cdc', '--backlog-for', 'polling=20000'], /--backlog-for: "polling" is not among the relays drained \(cdc\)/],
+      [['peers', '--mode', 'carrier-pigeon'], /peers: --mode carrier-pigeon names no relay/],
+      [['sweep-payload', '--points', '3KB'], /sweep-payload: unknown point\(s\) 3KB; its points are 256B, 1KB, 4KB, 10KB/],
+      [['frontier', '--repeats', '1'], /frontier: a setting is judged by its worst run/],
+    ];
+    for (const [args, message] of refusals) {
+      const refused = spawnSync(process.execPath, [bench, ...args, '--allow-dirty'], { encoding: 'utf8' });
+      assert.equal(refused.status, 2, `${args.join(' ')}: ${refused.stderr}`);
+      assert.match(refused.stderr, message, args.join(' '));
+      assert.doesNotMatch(refused.stderr, /starting PostgreSQL and Kafka/, args.join(' '));
+    }
+  });
+
+  it('bench:report has --help, and refuses a flag or a folder with nothing to report, writing nothing', async () => {
+    const report = path.join(path.dirname(CLI), '..', 'bench', 'report.js');
+    const empty = await scratchDir();
+    const reportIn = (args: string[]) => spawnSync(process.execPath, [report, ...args], { cwd: empty, encoding: 'utf8' });
+    const help = reportIn(['--help']);
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: npm run bench:report \[-- <results-folder>\]/);
+    const flag = reportIn(['--out', empty]);
+    assert.equal(flag.status, 2);
+    assert.match(flag.stderr, /^bench:report: unknown flag --out; it takes one results folder/);
+    const nothing = reportIn([empty]);
+    assert.equal(nothing.status, 2);
+    assert.match(nothing.stderr, /holds no <scenario>\/summary\.json to report/);
+    assert.equal(reportIn([path.join(empty, 'nonesuch')]).status, 2);
+    assert.deepEqual(readdirSync(empty), [], 'nothing written, in the folder or beside it');
+  });
+
+  it('leaves the results folder as it was when every scenario it ran failed', async () => {
+    const out = await scratchDir();
+    writeFileSync(path.join(out, 'README.md'), 'an earlier publication\n');
+    const bench = path.join(path.dirname(CLI), '..', 'bench', 'run.js');
+    // npm test's servers (DATABASE_URL, KAFKA_BROKERS); a PATH without pgbench fails the scenario once they are reached.
+    const failed = spawnSync(process.execPath, [bench, 'load-cost', '--writers', 'pgbench: script', '--repeats', '1', '--allow-dirty', '--out', out], {
+      env: { ...process.env, PATH: out },
+      encoding: 'utf8',
+    });
+    assert.equal(failed.status, 1, failed.stderr);
+    assert.match(failed.stderr, /bench: load-cost failed: load-cost needs pgbench on PATH/);
+    assert.match(failed.stderr, /bench: nothing was measured; .* is left as it was/);
+    assert.deepEqual(readdirSync(out), ['README.md'], 'no summary, no page, no charts, no empty folder');
+    assert.equal(readFileSync(path.join(out, 'README.md'), 'utf8'), 'an earlier publication\n');
   });
 
   it('stops the PostgreSQL it started on Ctrl-C: no process, no port left', async () => {

@@ -292,3 +292,9 @@ export async function captureEnvironment(sql: Sql, config: Config, infra: Pick<I
     dependencies: dependencyVersions(),
   };
 }
+
+/** A path as a user reads it: relative when it lies under the working directory, absolute otherwise (never `../../tmp/...`). */
+export function shownPath(target: string): string {
+  const relative = path.relative(process.cwd(), target);
+  return relative === '' ? '.' : relative.startsWith('..') || path.isAbsolute(relative) ? path.resolve(target) : relative;
+}

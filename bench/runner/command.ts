@@ -6,6 +6,7 @@
  */
 import { OutboxBenchError } from '../../src/errors.js';
 import { flagTable, flagValue, parseArgv, type FlagSpecs, type FlagTable, type FlagValue } from '../flags.js';
+import { closestName } from '../../src/command-kit.js';
 import { RUNNER_SCENARIOS as SCENARIOS } from '../registry.js';
 import type { AnyScenario, OwnServersScenario, Scenario, ScenarioGroup } from '../scenario.js';
 import { PARAMETER_SPECS, RUNNER_FLAGS } from './parameters.js';
@@ -81,7 +82,8 @@ export function resolveFlags(specs: FlagSpecs, given: ReadonlyMap<string, string
 
 function unknownScenario(names: readonly string[]): OutboxBenchError {
   const known = [...SCENARIOS.filter((s) => !isOwn(s)).map((s) => s.name), ...groupsOf(SCENARIOS).map((g) => g.name)];
-  return new OutboxBenchError('USAGE', `unknown scenario ${names.join(', ')}; known: ${known.join(', ')} and the rows of chaos`);
+  const near = names.length === 1 ? closestName(names[0]!, [...known, 'all']) : undefined;
+  return new OutboxBenchError('USAGE', `unknown scenario ${names.join(', ')}${near ? `; did you mean ${near}?` : ''} (known: ${known.join(', ')} and the rows of chaos)`);
 }
 
 /** The named scenarios: `all` is every one not left out of it; a group's name alone, its members (unless some are named). */

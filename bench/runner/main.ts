@@ -5,12 +5,14 @@
  * writes results/<scenario>/summary.json plus raw histograms (.hgrm), and
  * refreshes results/README.md.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT, resolveConfig, type Config } from '../../src/config.js';
+import { versionText } from '../../src/command-kit.js';
 import { createSql } from '../../src/db.js';
 import { describeError, EXIT, exitCodeFor, isOutboxBenchError, OutboxBenchError } from '../../src/errors.js';
 import { acquireInfra, type Infra } from '../../src/infra/index.js';
+import { shownPath } from '../harness/environment.js';
 import { decodeHistogram, percentileDistribution } from '../../src/latency.js';
 import { ShutdownStack, installSignalHandlers } from '../../src/lifecycle.js';
 import { createLogger, type Logger } from '../../src/log.js';
@@ -89,12 +91,29 @@ async function sharedServers(sitting: Sitting): Promise<{ infra: Infra; environm
   return { infra, environment };
 }
 
-/** The scenarios on the shared servers, one by one; how many failed. */
-async function runShared(sitting: Sitting): Promise<number> {
+/** Removes a folder if it is empty; one with anything in it stays. */
+function rmEmptyDir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Not empty (or gone): left as it is.
+  }
+}
+
+/** What a sitting's scenarios did: how many failed, and how many wrote a summary. */
+interface Outcome {
+  failures: number;
+  written: number;
+}
+
+/** The scenarios on the shared servers, one by one. */
+async function runShared(sitting: Sitting): Promise<Outcome> {
   const { infra, environment } = await sharedServers(sitting);
   let failures = 0;
+  let written = 0;
   for (const { scenario, flags } of sitting.command.shared) {
     const outDir = path.join(sitting.outRoot, scenario.name);
+    const existed = existsSync(outDir);
     mkdirSync(outDir, { recursive: true });
     const { option, list } = flagReader(flags, scenario.name);
     const context: ScenarioContext = {
@@ -114,8 +133,9 @@ async function runShared(sitting: Sitting): Promise<number> {
       const report = await scenario.run(context);
       await scenario.teardown?.(context);
       writeSummary(sitting, scenario, context, report, environment);
+      written += 1;
       report.afterWrite?.();
-      process.stdout.write(`${report.lines.join('\n')}\n  results: ${path.relative(process.cwd(), outDir) || outDir}\n\n`);
+      process.stdout.write(`${report.lines.join('\n')}\n  results: ${shownPath(outDir)}\n\n`);
       if (report.failed && report.failed.length > 0) {
         failures += 1;
         process.stderr.write(`bench: ${scenario.name}: written without ${report.failed.length} part(s) that failed:\n${report.failed.map((f) => `  ${f}`).join('\n')}\n`);
@@ -125,13 +145,15 @@ async function runShared(sitting: Sitting): Promise<number> {
       if (isOutboxBenchError(error, 'WORKLOAD_INVALID')) throw error;
       failures += 1;
       process.stderr.write(`bench: ${scenario.name} failed: ${describeError(error)}\n`);
+      // Its folder, made for it just now, goes again if the scenario wrote nothing into it.
+      if (!existed) rmEmptyDir(outDir);
     }
   }
-  return failures;
+  return { failures, written };
 }
 
-/** Each group on servers of its own: its members one by one, then its one summary; how many members failed. */
-async function runGroups(sitting: Sitting): Promise<number> {
+/** Each group on servers of its own: its members one by one, then its one summary (rows not as expected are failures, and published). */
+async function runGroups(sitting: Sitting): Promise<Outcome> {
   let failures = 0;
   for (const { group, members, flags } of sitting.command.groups) {
     const context: OwnServersContext = {
@@ -147,7 +169,7 @@ async function runGroups(sitting: Sitting): Promise<number> {
     if (failed.length > 0) process.stderr.write(`bench: ${group.name}: ${failed.length} row(s) not as expected: ${failed.join(', ')}\n`);
     failures += failed.length;
   }
-  return failures;
+  return { failures, written: sitting.command.groups.length };
 }
 
 /** The checks that refuse a sitting before anything starts. */
@@ -160,7 +182,9 @@ function refuse(command: Command): void {
   // Reads and parses a --workload script: one that cannot be is refused before any server starts, as is
   // one given to a scenario whose load it cannot replace.
   for (const { scenario, flags } of command.shared) {
-    const { workload } = pipelineParameters(scenario, flags.values, flags.given);
+    const parameters = pipelineParameters(scenario, flags.values, flags.given);
+    scenario.checkFlags?.(flagReader(flags, scenario.name), parameters);
+    const { workload } = parameters;
     if (workload && !scenario.takesWorkload) {
       throw new OutboxBenchError('USAGE', `${scenario.name} does not take --workload: its load is not one a script can replace (the scenarios that do: ${SCENARIOS.filter((s) => s.takesWorkload).map((s) => s.name).join(', ')})`);
     }
@@ -169,11 +193,15 @@ function refuse(command: Command): void {
 
 /** `node dist/bench/run.js <argv>`: the exit code (0 done, 1 a scenario failed, 2 a usage error). */
 export async function runBench(argv: readonly string[]): Promise<number> {
+  if (argv.length === 1 && argv[0] === '--version') {
+    process.stdout.write(`${versionText('outbox-bench bench')}\n`);
+    return 0;
+  }
   let command: Command;
   try {
     command = parseCommand(argv);
   } catch (error) {
-    process.stderr.write(`bench: ${describeError(error)}\n(node dist/bench/run.js --help lists the scenarios and their flags)\n`);
+    process.stderr.write(`bench: ${describeError(error)} (node dist/bench/run.js --help lists the scenarios and their flags)\n`);
     return 2;
   }
   for (const notice of command.notices) process.stderr.write(`bench: ${notice}\n`);
@@ -194,9 +222,16 @@ export async function runBench(argv: readonly string[]): Promise<number> {
   const out = command.runner.values.get('out');
   const sitting: Sitting = { argv, command, config, log, shutdown, outRoot: path.resolve(typeof out === 'string' ? out : path.join(PROJECT_ROOT, 'results')) };
   try {
-    const failures = (command.shared.length > 0 ? await runShared(sitting) : 0) + (await runGroups(sitting));
+    const shared = command.shared.length > 0 ? await runShared(sitting) : { failures: 0, written: 0 };
+    const groups = await runGroups(sitting);
+    const failures = shared.failures + groups.failures;
+    // A sitting whose every scenario failed wrote no summary: the results page and its charts stay as they were.
+    if (shared.written + groups.written === 0) {
+      process.stderr.write(`bench: nothing was measured; ${sitting.outRoot} is left as it was\n`);
+      return 1;
+    }
     buildReport(sitting.outRoot);
-    process.stdout.write(`report: ${path.relative(process.cwd(), path.join(sitting.outRoot, 'README.md')) || 'README.md'}\n`);
+    process.stdout.write(`report: ${shownPath(path.join(sitting.outRoot, 'README.md'))}\n`);
     return failures === 0 ? 0 : 1;
   } catch (error) {
     process.stderr.write(`bench: ${describeError(error)}\n`);

@@ -16,7 +16,7 @@ import { createSql } from '../../src/db.js';
 import { OutboxBenchError } from '../../src/errors.js';
 import { MATRIX, runRow, startChaosServers, type ChaosServers, type RowResult, type RowSpec } from '../chaos/matrix.js';
 import { formatFaults } from '../chaos/report.js';
-import { captureEnvironment } from '../harness/environment.js';
+import { captureEnvironment, shownPath } from '../harness/environment.js';
 import type { FlagSpecs } from '../flags.js';
 import type { GroupSitting, OwnServersContext, OwnServersScenario, ScenarioGroup } from '../scenario.js';
 
@@ -175,7 +175,7 @@ async function open(context: OwnServersContext): Promise<GroupSitting> {
         environment,
       };
       writeFileSync(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-      process.stdout.write(`results: ${path.relative(process.cwd(), dir)}/summary.json\n`);
+      process.stdout.write(`results: ${shownPath(path.join(dir, 'summary.json'))}\n`);
       return results.filter((r) => !r.passed).map((r) => r.name);
     },
   };

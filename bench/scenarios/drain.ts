@@ -24,7 +24,7 @@ import { medianWithRange } from '../report/format.js';
 import { leastSquares, median } from '../harness/stats.js';
 import { profileTable } from '../harness/profile.js';
 import { current, f, groupBy, type ReportContext } from '../report/kit.js';
-import { yes, type Scenario } from '../scenario.js';
+import { yes, type FlagReader, type Scenario } from '../scenario.js';
 import { modeFlag, oneOf, parsedBy } from '../scenario-flags.js';
 import { SITTING_BUDGET_MINUTES, type SittingRecord } from '../harness/sitting.js';
 import { rethrowIfStopping } from '../harness/running.js';
@@ -175,6 +175,16 @@ function profileLines(runs: readonly DrainRun[]): string[] {
   ]);
 }
 
+/** What --anchor, --mode, --backlog and --backlog-for ask for, checked together. */
+function drainPlan(flags: FlagReader) {
+  const anchor = anchorOf(flags.list('anchor', [DEFAULT_ANCHOR]));
+  const named = flags.list('mode', DEFAULT_STRATEGIES);
+  // The anchor first in every round, drained whether or not --mode names it.
+  const order = anchor === undefined ? named : [anchor, ...named.filter((n) => n !== anchor)];
+  const backlog = flags.option('backlog');
+  return { anchor, order, backlog, backlogs: backlogsOf(flags.list('backlog-for', []), order, backlog) };
+}
+
 export const drain: Scenario = {
   name: 'drain',
   takesWorkload: true,
@@ -192,14 +202,10 @@ export const drain: Scenario = {
     clients: { kind: 'list', description: 'relay Kafka clients to compare', defaultText: 'the --kafka-client', check: oneOf(KAFKA_CLIENTS) },
     'consumer-clients': { kind: 'list', description: "consumer Kafka clients to compare (on the first relay client's topics)", defaultText: 'the --consumer-kafka-client', check: oneOf(CONSUMER_KAFKA_CLIENTS) },
   },
+  checkFlags: (flags) => void drainPlan(flags),
   async run(context) {
-    const anchor = anchorOf(context.list('anchor', [DEFAULT_ANCHOR]));
-    const named = context.list('mode', DEFAULT_STRATEGIES);
-    // The anchor first in every round, drained whether or not --mode names it.
-    const order = anchor === undefined ? named : [anchor, ...named.filter((n) => n !== anchor)];
+    const { anchor, order, backlog, backlogs } = drainPlan(context);
     const strategies = order.map(parseStrategy);
-    const backlog = context.option('backlog');
-    const backlogs = backlogsOf(context.list('backlog-for', []), order, backlog);
     const clients = context.list('clients', [context.parameters.kafkaClient ?? context.config.kafkaClient]) as KafkaClientName[];
     const consumerClients = yes(context, 'consumer-drain')
       ? (context.list('consumer-clients', [context.parameters.consumerKafkaClient ?? context.config.consumerKafkaClient]) as ConsumerKafkaClientName[])

@@ -19,6 +19,11 @@ import { decisionTable, frontierReport, type FrontierResult } from './frontier/r
 import { ANCHOR, FRONTIER_RELAYS, SHAPES, selectSubjects, shapeKey } from './frontier/subjects.js';
 import { subjectsForWorkload } from '../harness/load.js';
 
+/** A setting is judged by its worst run: one run judges nothing. */
+function checkRepeats(repeats: number): void {
+  if (repeats < 2) throw new OutboxBenchError('USAGE', 'frontier: a setting is judged by its worst run, so it runs at least twice (--repeats 2 or more)');
+}
+
 export const frontier: Scenario = {
   name: 'frontier',
   takesWorkload: true,
@@ -35,8 +40,9 @@ export const frontier: Scenario = {
     resume: { kind: 'yes-no', description: 'go on with the sitting stopped in results/frontier/, in a new sitting (completed rounds are kept)', defaultValue: false },
     'sitting-minutes': { description: 'a sitting stops before a round that would take it past this many minutes (resume it with --resume)', defaultValue: SITTING_BUDGET_MINUTES, min: 1, max: 1_440 },
   },
+  checkFlags: (flags) => checkRepeats(flags.option('repeats')),
   async run(context) {
-    if (context.repeats < 2) throw new OutboxBenchError('USAGE', 'frontier: a setting is judged by its worst run, so it runs at least twice (--repeats 2 or more)');
+    checkRepeats(context.repeats);
     const subjects = subjectsForWorkload(selectSubjects(context.list('mode', [])), context.parameters.workload, ANCHOR);
     const named = context.list('shapes', SHAPES.map(shapeKey));
     const shapes = SHAPES.filter((s) => named.includes(shapeKey(s)));

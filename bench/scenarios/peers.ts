@@ -34,7 +34,8 @@ import { DEBEZIUM_VERSION } from '../drivers/debezium.js';
 import { PTP_VERSION } from '../drivers/ptp.js';
 import { dropRelaySlots } from '../drivers/slots.js';
 import type { RunSummary } from '../harness/summary.js';
-import type { Scenario } from '../scenario.js';
+import type { FlagReader, Scenario } from '../scenario.js';
+import type { PipelineParameters } from '../harness/pipeline.js';
 import type { KafkaClientName } from '../../src/config.js';
 import { SITTING_BUDGET_MINUTES } from '../harness/sitting.js';
 import { yes, type ScenarioContext } from '../scenario.js';
@@ -102,6 +103,12 @@ async function measureDrains(
   };
 }
 
+/** --duration-s long enough for a step's slope test, and --mode naming relays that exist. */
+function checkFlags(flags: FlagReader, parameters: PipelineParameters): void {
+  if (parameters.durationS < MIN_STEP_S) throw new OutboxBenchError('USAGE', `peers: every measured window is at least ${MIN_STEP_S} s (--duration-s ${parameters.durationS} given)`);
+  selectRelays(flags.list('mode', []));
+}
+
 export const peers: Scenario = {
   name: 'peers',
   takesWorkload: true,
@@ -125,10 +132,9 @@ export const peers: Scenario = {
     resume: { kind: 'yes-no', description: 'go on with the sitting stopped in results/peers/, in a new sitting (completed rounds are kept; one stopped halfway is measured again)', defaultValue: false },
     'sitting-minutes': { description: 'a sitting stops before a round that would take it past this many minutes (resume it with --resume)', defaultValue: SITTING_BUDGET_MINUTES, min: 1, max: 1_440 },
   },
+  checkFlags,
   async run(context) {
-    if (context.parameters.durationS < MIN_STEP_S) {
-      throw new OutboxBenchError('USAGE', `peers: every measured window is at least ${MIN_STEP_S} s (--duration-s ${context.parameters.durationS} given)`);
-    }
+    checkFlags(context, context.parameters);
     const phases = context.list('phases', [...PHASES]);
     const points = context.list('points', [...POINT_LABELS]) as (typeof POINT_LABELS)[number][];
     const relays = subjectsForWorkload(selectRelays(context.list('mode', [])), context.parameters.workload, anchorRelay());

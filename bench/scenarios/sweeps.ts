@@ -26,7 +26,7 @@ import { gitCommit } from '../harness/environment.js';
 import type { PipelineParameters } from '../harness/pipeline.js';
 import { bracketOf, searchSustained, type SearchOptions, type SearchStep } from '../harness/saturation.js';
 import { current, f, save, type ReportContext, type Summary } from '../report/kit.js';
-import { pipelineContext, type Scenario, type ScenarioContext } from '../scenario.js';
+import { pipelineContext, type FlagReader, type Scenario, type ScenarioContext } from '../scenario.js';
 import { modeFlag, p99LimitFlag, relayMode, searchRateFlags } from '../scenario-flags.js';
 import { relaysForWorkload } from '../harness/sql-workload.js';
 
@@ -229,11 +229,18 @@ function slug(label: string): string {
  * earlier entries. `run` stands in for the pipeline in tests of the rule's
  * bookkeeping (the search itself is the saturation scenario's).
  */
-export async function runSweep(definition: SweepDefinition, context: ScenarioContext, run?: SearchOptions['run']): Promise<SweepResult & { lines: string[] }> {
+/** The points --points names, each one of the sweep's. */
+function pointsOf(definition: SweepDefinition, flags: FlagReader): string[] {
   const labels = definition.points.map((p) => p.label);
-  const wanted = context.list('points', labels);
+  const wanted = flags.list('points', labels);
   const unknown = wanted.filter((label) => !labels.includes(label));
   if (unknown.length > 0) throw new OutboxBenchError('USAGE', `sweep-${definition.name}: unknown point(s) ${unknown.join(', ')}; its points are ${labels.join(', ')}`);
+  return wanted;
+}
+
+export async function runSweep(definition: SweepDefinition, context: ScenarioContext, run?: SearchOptions['run']): Promise<SweepResult & { lines: string[] }> {
+  const labels = definition.points.map((p) => p.label);
+  const wanted = pointsOf(definition, context);
   const relays = relaysForWorkload(context.list('mode', [...MODES]), context.parameters.workload);
   for (const relay of relays) relayModeInfo(relay);
   // A script writes what its file says: the payload and the aggregates it writes are its own.
@@ -340,6 +347,7 @@ function sweepScenario(definition: SweepDefinition): Scenario {
       points: { kind: 'list', description: 'points of the sweep to measure; entries merge into its results folder', defaultText: 'all' },
     },
     standalone: true,
+    checkFlags: (flags) => void pointsOf(definition, flags),
     async run(context) {
       const own = sweepDefinitions(context.parameters.workers).find((d) => d.name === definition.name)!;
       const result = await runSweep(own, context);
