@@ -288,7 +288,8 @@ export function reportMain(argv: readonly string[]): number {
   // The project's own results also speak for the figures README.md and docs/ quote from them.
   if (dir === path.join(PROJECT_ROOT, 'results')) {
     const drift = syncQuotes(PROJECT_ROOT, summaries, { write: true });
-    for (const d of drift) process.stdout.write(`rewrote ${d.file}: ${d.marker}: ${d.holds.length > 60 ? 'its table' : d.holds} -> ${d.results.length > 60 ? 'the summary\'s' : d.results}\n`);
+    // A generated passage is a table or more: named, not printed.
+    for (const d of drift) process.stdout.write(`rewrote ${d.file}: ${d.marker}${d.marker.startsWith('block ') ? '' : `: ${d.holds} -> ${d.results}`}\n`);
   }
   return 0;
 }

@@ -3,7 +3,8 @@
  * specs, starts the shared servers once if any named scenario runs on them,
  * runs each scenario (and each group of scenarios on servers of their own),
  * writes results/<scenario>/summary.json plus raw histograms (.hgrm), and
- * refreshes results/README.md.
+ * refreshes results/README.md (not when every scenario failed: then results/
+ * stays as it was).
  */
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
