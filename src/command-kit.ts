@@ -89,9 +89,9 @@ function editDistance(a: string, b: string): number {
  * begins or that begins it.
  */
 export function closestName(name: string, known: Iterable<string>): string | undefined {
+  const prefix = (short: string, long: string) => short.length >= 3 && long.startsWith(short);
   let best: { name: string; distance: number } | undefined;
   for (const candidate of known) {
-    const prefix = (short: string, long: string) => short.length >= 3 && long.startsWith(short);
     const distance = prefix(name, candidate) || prefix(candidate, name) ? 1 : editDistance(name, candidate);
     if (!best || distance < best.distance) best = { name: candidate, distance };
   }

@@ -4,27 +4,28 @@
  * the same code that writes the results page, so there is one generator and
  * the pages cannot differ from it.
  */
-import { decisionGrid, decisionTable, headToHeadTable, type FrontierResult } from '../scenarios/frontier/report.js';
+import { decisionGrid, decisionTable, headToHeadTable, incompleteNote, type FrontierResult } from '../scenarios/frontier/report.js';
 import type { Summary } from './kit.js';
 
 type BlockGenerator = (summary: Summary) => string[];
 
-function frontierOf(summary: Summary): FrontierResult {
-  const extra = summary.extra as FrontierResult | undefined;
-  if (!extra?.runs) throw new Error('the summary holds no frontier runs');
-  return extra;
+/** A table of the frontier's summary, under the note an incomplete frontier carries. */
+function frontierBlock(table: (extra: FrontierResult) => string[]): BlockGenerator {
+  return (summary) => {
+    const extra = summary.extra as FrontierResult | undefined;
+    if (!extra?.runs) throw new Error('the summary holds no frontier runs');
+    return [...incompleteNote(extra), ...table(extra)];
+  };
 }
-
-const incompleteNote = (extra: FrontierResult) => (extra.incomplete ? [`> **Incomplete**: ${extra.incomplete}.`, ''] : []);
 
 const BLOCKS: Record<string, Record<string, BlockGenerator>> = {
   frontier: {
     // The decision table folded: a row per budget, a column per load.
-    'decision-grid': (summary) => [...incompleteNote(frontierOf(summary)), ...decisionGrid(frontierOf(summary))],
+    'decision-grid': frontierBlock(decisionGrid),
     // For a p99 budget at a load, the cheapest relay setting that held it.
-    decisions: (summary) => [...incompleteNote(frontierOf(summary)), ...decisionTable(frontierOf(summary))],
+    decisions: frontierBlock(decisionTable),
     // Our CDC relay within 50 ms against polling at its default and against Debezium, round by round.
-    'head-to-head': (summary) => [...incompleteNote(frontierOf(summary)), ...headToHeadTable(frontierOf(summary))],
+    'head-to-head': frontierBlock(headToHeadTable),
   },
 };
 

@@ -106,11 +106,17 @@ export interface Decision {
 export function decisions(figures: readonly SubjectFigures[], shapes: readonly string[]): Decision[] {
   return shapes.flatMap((shape) =>
     P99_BUDGETS_MS.map((budgetMs) => {
-      const within = figures.filter((s) => s.shape === shape && dependable(s) && s.p99Ms!.max <= budgetMs);
-      const choice = within.sort((a, b) => a.cpuPerMillion!.median - b.cpuPerMillion!.median)[0];
+      const choice = cheapestWithin(figures, shape, budgetMs);
       return { shape, budgetMs, ...(choice ? { choice } : {}) };
     }),
   );
+}
+
+/** Among the dependable subjects at `shape` (of one relay, if named) whose worst p99 is within the budget, the one with the least CPU per event. */
+function cheapestWithin(figures: readonly SubjectFigures[], shape: string, budgetMs: number, relay?: string): SubjectFigures | undefined {
+  return figures
+    .filter((s) => s.shape === shape && (relay === undefined || s.relay === relay) && dependable(s) && s.p99Ms!.max <= budgetMs)
+    .sort((a, b) => a.cpuPerMillion!.median - b.cpuPerMillion!.median)[0];
 }
 
 /**
@@ -139,9 +145,7 @@ export interface HeadToHead {
 export function headToHead(runs: readonly FrontierRun[], shapes: readonly string[], ourRelay: string, against: (s: SubjectFigures) => boolean): HeadToHead[] {
   const figures = subjectFigures(runs, '');
   return shapes.flatMap((shape) => {
-    const ours = figures
-      .filter((s) => s.shape === shape && s.relay === ourRelay && dependable(s) && s.p99Ms!.max <= HEAD_TO_HEAD_BUDGET_MS)
-      .sort((a, b) => a.cpuPerMillion!.median - b.cpuPerMillion!.median)[0];
+    const ours = cheapestWithin(figures, shape, HEAD_TO_HEAD_BUDGET_MS, ourRelay);
     const counted = runs.filter((r) => r.shape === shape && r.failure === undefined);
     return figures
       .filter((s) => s.shape === shape && against(s))

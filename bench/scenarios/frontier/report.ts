@@ -37,6 +37,9 @@ const sittingsOf = (runs: readonly FrontierRun[], figures: SubjectFigures) => {
   return `${figures.counted} run${figures.counted === 1 ? '' : 's'}, sitting${sittings.length === 1 ? '' : 's'} ${sittings.join(', ')}`;
 };
 
+/** The note a frontier stopped before its last round carries wherever its tables go. */
+export const incompleteNote = (extra: FrontierResult): string[] => (extra.incomplete ? [`> **Incomplete**: ${extra.incomplete}.`, ''] : []);
+
 /** The decision table: for each shape and p99 budget, the cheapest relay setting that held it in every run. */
 export function decisionTable(extra: FrontierResult): string[] {
   const figures = subjectFigures(extra.runs, extra.anchor);
@@ -132,7 +135,7 @@ export function frontierReport(context: ReportContext, folder: string): string[]
   const lines = [
     '## Latency against cost: which relay for your budget',
     '',
-    ...(extra.incomplete ? [`> **Incomplete**: ${extra.incomplete}.`, ''] : []),
+    ...incompleteNote(extra),
     `Each relay at three values of the knob that trades its latency for CPU, at ${extra.shapes.map(labelOf).join('; ')}: ${extra.repeats} runs of each, in rounds of one shape that run every setting once, ` +
       `the anchor (${extra.anchor}) first; each run warmed at its own rate first and measured between two settled CPU probes. ` +
       'CPU is the whole pipeline\'s (PostgreSQL, Kafka, relay, consumer and the load generator) per million events applied in the window. ' +
